@@ -1,1 +1,7 @@
-
+//! kafka-backup-operator: back up Kafka topics to object storage and restore them.
+//!
+//! The modules mirror the flow every kind follows (see `docs/architecture.md`):
+//! `api` (the CRs) -> `observe` (read-only I/O) -> `plan` (pure compile) -> `exec` (steps) ->
+//! `report` (progress, summary). `kafka`, `storage` and `format` are the I/O layers the
+//! observer and the executor use.
+pub mod api;
