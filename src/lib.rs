@@ -5,3 +5,4 @@
 //! `report` (progress, summary). `kafka`, `storage` and `format` are the I/O layers the
 //! observer and the executor use.
 pub mod api;
+pub mod kafka;

@@ -1,0 +1,283 @@
+//! One broker connection: TCP (+TLS), ApiVersions negotiation, SASL, and pipelined requests.
+//!
+//! Requests are written by a writer task and answered by a reader task that matches
+//! responses to callers by correlation id, so many requests can be in flight on one
+//! connection (Kafka answers in order per connection; see the protocol guide, "Network").
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::ClientConfig;
+use super::error::{KafkaError, Result};
+
+/// Any byte stream a connection can run on (plain TCP or TLS).
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Result<Bytes>>>>>;
+
+struct Outgoing {
+    frame: BytesMut,
+    correlation_id: i32,
+    reply: Option<oneshot::Sender<Result<Bytes>>>,
+}
+
+/// Largest response frame we accept (1 GiB): noida-db ignores fetch size limits and can
+/// answer one Fetch with most of a partition.
+const MAX_FRAME: usize = 1 << 30;
+
+/// A live connection to one broker.
+pub struct Connection {
+    broker: String,
+    tx: mpsc::Sender<Outgoing>,
+    closed: Arc<AtomicBool>,
+    next_id: AtomicI32,
+    client_id: StrBytes,
+    request_timeout: Duration,
+    /// Broker's supported (min, max) version per API key, from ApiVersions.
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+impl Connection {
+    /// Connects to `broker` (`host:port`), applies TCP options, TLS and SASL from `cfg`, and
+    /// negotiates API versions.
+    ///
+    /// Errors: [`KafkaError::Connect`] (refused, unresolvable, timeout), [`KafkaError::Tls`],
+    /// [`KafkaError::Sasl`], [`KafkaError::Protocol`].
+    pub async fn connect(broker: &str, cfg: &ClientConfig) -> Result<Connection> {
+        let connect_err = |reason: String| KafkaError::Connect { broker: broker.to_string(), reason };
+        let tcp = tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(broker))
+            .await
+            .map_err(|_| connect_err(format!("timed out after {} ms", cfg.connect_timeout.as_millis())))?
+            .map_err(|e| connect_err(e.to_string()))?;
+        tcp.set_nodelay(cfg.nodelay).map_err(|e| connect_err(e.to_string()))?;
+        if let Some((idle, interval)) = cfg.keepalive {
+            let ka = socket2::TcpKeepalive::new().with_time(idle).with_interval(interval);
+            socket2::SockRef::from(&tcp)
+                .set_tcp_keepalive(&ka)
+                .map_err(|e| connect_err(e.to_string()))?;
+        }
+        let stream: Box<dyn Stream> = match &cfg.tls {
+            Some(tls) => Box::new(super::tls::wrap(tcp, broker, tls).await?),
+            None => Box::new(tcp),
+        };
+        let mut conn = Connection::start(broker, stream, cfg);
+        conn.negotiate_versions().await?;
+        if let Some(sasl) = &cfg.sasl {
+            super::sasl::authenticate(&conn, sasl).await?;
+        }
+        Ok(conn)
+    }
+
+    fn start(broker: &str, stream: Box<dyn Stream>, cfg: &ClientConfig) -> Connection {
+        let (read, write) = tokio::io::split(stream);
+        let (tx, rx) = mpsc::channel::<Outgoing>(64);
+        let pending: Pending = Arc::default();
+        let closed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(writer(write, rx, pending.clone(), closed.clone(), broker.to_string()));
+        tokio::spawn(reader(read, pending, closed.clone(), broker.to_string()));
+        Connection {
+            broker: broker.to_string(),
+            tx,
+            closed,
+            next_id: AtomicI32::new(1),
+            client_id: StrBytes::from_string(cfg.client_id.clone()),
+            request_timeout: cfg.request_timeout,
+            versions: HashMap::new(),
+        }
+    }
+
+    /// `host:port` of the broker.
+    pub fn broker(&self) -> &str {
+        &self.broker
+    }
+
+    /// False once the connection failed; the pool then replaces it.
+    pub fn is_alive(&self) -> bool {
+        !self.closed.load(Ordering::Relaxed)
+    }
+
+    async fn negotiate_versions(&mut self) -> Result<()> {
+        // v3 first; a broker that does not know it answers UNSUPPORTED_VERSION (35) in the v0
+        // layout, listing what it supports (KIP-511).
+        let mut resp: ApiVersionsResponse = self
+            .call_version(&ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("kafka-backup-operator"))
+                .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION"))), 3)
+            .await
+            .or_else(|e| match e {
+                KafkaError::Protocol { .. } => Ok(ApiVersionsResponse::default().with_error_code(35)),
+                e => Err(e),
+            })?;
+        if resp.error_code == 35 {
+            resp = self.call_version(&ApiVersionsRequest::default(), 0).await?;
+        }
+        if resp.error_code != 0 {
+            return Err(KafkaError::broker("ApiVersions", &self.broker, resp.error_code));
+        }
+        self.versions = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        Ok(())
+    }
+
+    /// The highest version of `R` that we, the codec crate and the broker all support,
+    /// capped at `cap` (some versions change semantics we do not want, e.g. topic ids in Fetch
+    /// v13+ and Produce v13+, KIP-516).
+    pub fn version<R: Request>(&self, cap: i16) -> Result<i16> {
+        let ours = R::VERSIONS;
+        let key = ApiKey::try_from(R::KEY).map(|k| format!("{k:?}")).unwrap_or_default();
+        let (bmin, bmax) = *self.versions.get(&R::KEY).ok_or_else(|| KafkaError::Protocol {
+            broker: self.broker.clone(),
+            reason: format!("broker does not support the {key} API"),
+        })?;
+        let v = ours.max.min(bmax).min(cap);
+        if v < ours.min.max(bmin) {
+            return Err(KafkaError::Protocol {
+                broker: self.broker.clone(),
+                reason: format!("no common version of {key}: broker {bmin}..{bmax}, client {}..{}", ours.min, ours.max.min(cap)),
+            });
+        }
+        Ok(v)
+    }
+
+    /// Sends `req` at the negotiated version (capped at `cap`) and decodes the response.
+    pub async fn call<R: Request>(&self, req: &R, cap: i16) -> Result<(R::Response, i16)> {
+        let v = self.version::<R>(cap)?;
+        Ok((self.call_version(req, v).await?, v))
+    }
+
+    /// Sends `req` at version `v` and decodes the response.
+    pub async fn call_version<R: Request>(&self, req: &R, v: i16) -> Result<R::Response> {
+        let mut body = self.send::<R>(req, v, true).await?.expect("a reply was requested");
+        let resp_header_v = <R::Response as HeaderVersion>::header_version(v);
+        ResponseHeader::decode(&mut body, resp_header_v).map_err(|e| self.protocol(e))?;
+        R::Response::decode(&mut body, v).map_err(|e| self.protocol(e))
+    }
+
+    /// Sends without waiting for a reply (Produce with acks=0 gets none, per the protocol guide).
+    pub async fn send_no_reply<R: Request>(&self, req: &R, v: i16) -> Result<()> {
+        self.send::<R>(req, v, false).await.map(|_| ())
+    }
+
+    async fn send<R: Request>(&self, req: &R, v: i16, want_reply: bool) -> Result<Option<Bytes>> {
+        let correlation_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(v)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+        let header_v = R::header_version(v);
+        let size = header.compute_size(header_v).map_err(|e| self.protocol(e))?
+            + req.compute_size(v).map_err(|e| self.protocol(e))?;
+        let mut frame = BytesMut::with_capacity(4 + size);
+        frame.put_i32(size as i32);
+        header.encode(&mut frame, header_v).map_err(|e| self.protocol(e))?;
+        req.encode(&mut frame, v).map_err(|e| self.protocol(e))?;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let out = Outgoing { frame, correlation_id, reply: want_reply.then_some(reply_tx) };
+        self.tx.send(out).await.map_err(|_| self.lost("connection closed"))?;
+        if !want_reply {
+            return Ok(None);
+        }
+        let api = ApiKey::try_from(R::KEY).map(|k| format!("{k:?}")).unwrap_or_default();
+        match tokio::time::timeout(self.request_timeout, reply_rx).await {
+            Err(_) => {
+                // A late answer would desynchronise nothing (ids are matched), but the caller
+                // retries elsewhere: retire this connection.
+                self.closed.store(true, Ordering::Relaxed);
+                Err(KafkaError::Timeout {
+                    broker: self.broker.clone(),
+                    api,
+                    timeout_ms: self.request_timeout.as_millis() as u64,
+                })
+            }
+            Ok(Err(_)) => Err(self.lost("connection closed")),
+            Ok(Ok(r)) => r.map(Some),
+        }
+    }
+
+    fn protocol(&self, e: impl std::fmt::Display) -> KafkaError {
+        KafkaError::Protocol { broker: self.broker.clone(), reason: e.to_string() }
+    }
+
+    fn lost(&self, reason: &str) -> KafkaError {
+        self.closed.store(true, Ordering::Relaxed);
+        KafkaError::Io { broker: self.broker.clone(), reason: reason.to_string() }
+    }
+}
+
+async fn writer(
+    mut w: tokio::io::WriteHalf<Box<dyn Stream>>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    pending: Pending,
+    closed: Arc<AtomicBool>,
+    broker: String,
+) {
+    while let Some(out) = rx.recv().await {
+        if let Some(reply) = out.reply {
+            pending.lock().unwrap().insert(out.correlation_id, reply);
+        }
+        if let Err(e) = w.write_all(&out.frame).await {
+            fail_all(&pending, &closed, &broker, &e.to_string());
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+async fn reader(
+    mut r: tokio::io::ReadHalf<Box<dyn Stream>>,
+    pending: Pending,
+    closed: Arc<AtomicBool>,
+    broker: String,
+) {
+    loop {
+        let len = match r.read_i32().await {
+            Ok(n) if n >= 4 && (n as usize) <= MAX_FRAME => n as usize,
+            Ok(n) => {
+                fail_all(&pending, &closed, &broker, &format!("invalid frame length {n}"));
+                return;
+            }
+            Err(e) => {
+                let reason = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    "broker closed the connection".to_string()
+                } else {
+                    e.to_string()
+                };
+                fail_all(&pending, &closed, &broker, &reason);
+                return;
+            }
+        };
+        let mut buf = BytesMut::zeroed(len);
+        if let Err(e) = r.read_exact(&mut buf).await {
+            fail_all(&pending, &closed, &broker, &e.to_string());
+            return;
+        }
+        let frame = buf.freeze();
+        let id = (&frame[..4]).get_i32();
+        let waiter = pending.lock().unwrap().remove(&id);
+        if let Some(w) = waiter {
+            let _ = w.send(Ok(frame));
+        }
+    }
+}
+
+fn fail_all(pending: &Pending, closed: &AtomicBool, broker: &str, reason: &str) {
+    closed.store(true, Ordering::Relaxed);
+    for (_, w) in pending.lock().unwrap().drain() {
+        let _ = w.send(Err(KafkaError::Io { broker: broker.to_string(), reason: reason.to_string() }));
+    }
+}

@@ -1,0 +1,404 @@
+//! Typed Kafka operations the observer and executor use, each routed to the right broker
+//! (partition leader, group coordinator, any broker) and retried through
+//! [`KafkaClient::with_retry`].
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use futures::future::try_join_all;
+use kafka_protocol::messages::*;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::protocol::StrBytes;
+
+use super::client::KafkaClient;
+use super::error::{KafkaError, Result};
+
+fn tn(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// What ListOffsets should look up (the protocol guide's special timestamps -1/-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset (timestamp -2).
+    Earliest,
+    /// The high watermark (timestamp -1, read_uncommitted).
+    Latest,
+    /// The first offset whose timestamp is >= this epoch-ms value (KIP-79); -1 if none.
+    Timestamp(i64),
+}
+
+/// One partition's slice of a Fetch response.
+#[derive(Debug, Clone)]
+pub struct FetchedPartition {
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    /// Raw record batches as the broker sent them (the last one may be truncated).
+    pub records: Bytes,
+}
+
+/// A topic to create.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    /// -1 = the broker's default.replication.factor (KIP-464).
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// One entry of a topic's configuration (DescribeConfigs).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ConfigEntry {
+    pub value: Option<String>,
+    /// DescribeConfigs config_source: 1 = DYNAMIC_TOPIC_CONFIG (a topic override), 5 =
+    /// DEFAULT_CONFIG, others broker-level (KIP-226).
+    pub source: i8,
+    pub read_only: bool,
+    pub sensitive: bool,
+}
+
+impl KafkaClient {
+    /// Offsets for many partitions, one ListOffsets request per leader, all leaders in
+    /// parallel. Returns (topic, partition) -> offset.
+    pub async fn list_offsets(&self, parts: &[(String, i32)], spec: OffsetSpec) -> Result<HashMap<(String, i32), i64>> {
+        self.with_retry("ListOffsets", || self.list_offsets_once(parts, spec)).await
+    }
+
+    async fn list_offsets_once(&self, parts: &[(String, i32)], spec: OffsetSpec) -> Result<HashMap<(String, i32), i64>> {
+        let ts = match spec {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(t) => t,
+        };
+        let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<(i32, i32)>>> = BTreeMap::new();
+        for (t, p) in parts {
+            let (leader, epoch) = self.leader(t, *p).await?;
+            by_leader.entry(leader).or_default().entry(t.clone()).or_default().push((*p, epoch));
+        }
+        let calls = by_leader.into_iter().map(|(leader, topics)| async move {
+            let req = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_isolation_level(0)
+                .with_topics(
+                    topics
+                        .iter()
+                        .map(|(t, ps)| {
+                            ListOffsetsTopic::default().with_name(tn(t)).with_partitions(
+                                ps.iter()
+                                    .map(|(p, e)| {
+                                        ListOffsetsPartition::default()
+                                            .with_partition_index(*p)
+                                            .with_current_leader_epoch(*e)
+                                            .with_timestamp(ts)
+                                    })
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                );
+            let conn = self.broker_conn(leader).await?;
+            let (resp, _) = conn.call(&req, 8).await?;
+            let mut out = Vec::new();
+            for t in resp.topics {
+                for p in t.partitions {
+                    if p.error_code != 0 {
+                        return Err(KafkaError::broker("ListOffsets", format!("{}-{}", t.name.as_str(), p.partition_index), p.error_code));
+                    }
+                    out.push(((t.name.to_string(), p.partition_index), p.offset));
+                }
+            }
+            Ok(out)
+        });
+        Ok(try_join_all(calls).await?.into_iter().flatten().collect())
+    }
+
+    /// Fetches one partition from `offset` (read_uncommitted: everything up to the high
+    /// watermark, control batches and aborted records included; see docs/format.md).
+    /// `max_bytes` is a hint: some brokers (noida-db) send more.
+    ///
+    /// Errors: OFFSET_OUT_OF_RANGE (code 1) comes back as [`KafkaError::Broker`] for the
+    /// caller to turn into a recorded retention gap.
+    pub async fn fetch(&self, topic: &str, partition: i32, offset: i64, max_bytes: i32, max_wait_ms: i32) -> Result<FetchedPartition> {
+        self.with_retry("Fetch", || async {
+            let (leader, epoch) = self.leader(topic, partition).await?;
+            let conn = self.broker_conn(leader).await?;
+            let req = FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(max_wait_ms)
+                .with_min_bytes(1)
+                .with_max_bytes(max_bytes)
+                .with_isolation_level(0)
+                .with_session_id(0)
+                .with_session_epoch(-1)
+                .with_topics(vec![FetchTopic::default().with_topic(tn(topic)).with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_current_leader_epoch(epoch)
+                        .with_fetch_offset(offset)
+                        .with_log_start_offset(-1)
+                        .with_partition_max_bytes(max_bytes),
+                ])]);
+            // v12 is the last Fetch version that names topics (v13+ uses topic ids, KIP-516).
+            let (resp, _) = conn.call(&req, 12).await?;
+            if resp.error_code != 0 {
+                return Err(KafkaError::broker("Fetch", format!("{topic}-{partition}"), resp.error_code));
+            }
+            let p = resp
+                .responses
+                .into_iter()
+                .flat_map(|t| t.partitions)
+                .find(|p| p.partition_index == partition)
+                .ok_or_else(|| KafkaError::Other(format!("Fetch response lacks {topic}-{partition}")))?;
+            if p.error_code != 0 {
+                return Err(KafkaError::broker("Fetch", format!("{topic}-{partition}"), p.error_code));
+            }
+            Ok(FetchedPartition {
+                high_watermark: p.high_watermark,
+                last_stable_offset: p.last_stable_offset,
+                log_start_offset: p.log_start_offset,
+                records: p.records.unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    /// Produces one or more record batches (already encoded) to a partition leader and
+    /// returns the base offset the broker assigned. `acks` -1 (all ISR), 1 (leader) or 0 (no
+    /// response; returns -1). Not retried: a retry after an unknown outcome could duplicate;
+    /// the executor decides.
+    pub async fn produce(&self, topic: &str, partition: i32, records: Bytes, acks: i16, timeout_ms: i32) -> Result<i64> {
+        let (leader, _) = self.leader(topic, partition).await?;
+        let conn = self.broker_conn(leader).await?;
+        let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(tn(topic))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))]),
+        ]);
+        if acks == 0 {
+            let v = conn.version::<ProduceRequest>(12)?;
+            conn.send_no_reply(&req, v).await?;
+            return Ok(-1);
+        }
+        // v12 is the last Produce version that names topics (v13 uses topic ids).
+        let (resp, _) = conn.call(&req, 12).await?;
+        let p = resp
+            .responses
+            .into_iter()
+            .flat_map(|t| t.partition_responses)
+            .next()
+            .ok_or_else(|| KafkaError::Other(format!("Produce response lacks {topic}-{partition}")))?;
+        if p.error_code != 0 {
+            let mut e = KafkaError::broker("Produce", format!("{topic}-{partition}"), p.error_code);
+            if let (KafkaError::Broker { resource, .. }, Some(m)) = (&mut e, p.error_message) {
+                resource.push_str(&format!(" ({m})"));
+            }
+            return Err(e);
+        }
+        Ok(p.base_offset)
+    }
+
+    /// Creates topics through the controller-routed CreateTopics API (any broker forwards it
+    /// in KRaft mode, KIP-590). TOPIC_ALREADY_EXISTS (36) is an error for the caller to handle.
+    pub async fn create_topics(&self, topics: &[NewTopic], timeout_ms: i32) -> Result<()> {
+        let req = CreateTopicsRequest::default().with_timeout_ms(timeout_ms).with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    CreatableTopic::default()
+                        .with_name(tn(&t.name))
+                        .with_num_partitions(t.partitions)
+                        .with_replication_factor(t.replication_factor)
+                        .with_configs(
+                            t.configs
+                                .iter()
+                                .map(|(k, v)| {
+                                    CreatableTopicConfig::default()
+                                        .with_name(StrBytes::from_string(k.clone()))
+                                        .with_value(Some(StrBytes::from_string(v.clone())))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+        let resp = self
+            .with_retry("CreateTopics", || async { Ok(self.any_conn().await?.call(&req, 7).await?.0) })
+            .await?;
+        for t in resp.topics {
+            if t.error_code != 0 {
+                let mut e = KafkaError::broker("CreateTopics", t.name.to_string(), t.error_code);
+                if let (KafkaError::Broker { resource, .. }, Some(m)) = (&mut e, t.error_message) {
+                    resource.push_str(&format!(" ({m})"));
+                }
+                return Err(e);
+            }
+        }
+        let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+        // Wait until the new topics have leaders in metadata.
+        for _ in 0..50 {
+            let meta = self.load_metadata(Some(&names)).await?;
+            if names.iter().all(|n| meta.topics.get(n).is_some_and(|t| t.partitions.values().all(|p| p.leader >= 0))) {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(KafkaError::Other(format!("created topics {names:?} have no leaders after 5 s")))
+    }
+
+    /// Deletes topics (used by tests and never by backup or restore plans).
+    pub async fn delete_topics(&self, names: &[String]) -> Result<()> {
+        let req = DeleteTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topic_names(names.iter().map(|n| tn(n)).collect())
+            .with_topics(names.iter().map(|n| DeleteTopicState::default().with_name(Some(tn(n)))).collect());
+        let (resp, _) = self.any_conn().await?.call(&req, 6).await?;
+        for r in resp.responses {
+            if r.error_code != 0 && r.error_code != 3 {
+                return Err(KafkaError::broker("DeleteTopics", r.name.map(|n| n.to_string()).unwrap_or_default(), r.error_code));
+            }
+        }
+        let _ = self.refresh_metadata().await;
+        Ok(())
+    }
+
+    /// Topic configurations (DescribeConfigs, resource type 2 = TOPIC).
+    pub async fn describe_topic_configs(&self, topics: &[String]) -> Result<BTreeMap<String, BTreeMap<String, ConfigEntry>>> {
+        if topics.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let req = DescribeConfigsRequest::default().with_resources(
+            topics
+                .iter()
+                .map(|t| DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_string(t.clone())))
+                .collect(),
+        );
+        let resp = self
+            .with_retry("DescribeConfigs", || async { Ok(self.any_conn().await?.call(&req, 4).await?.0) })
+            .await?;
+        let mut out = BTreeMap::new();
+        for r in resp.results {
+            if r.error_code != 0 {
+                return Err(KafkaError::broker("DescribeConfigs", r.resource_name.to_string(), r.error_code));
+            }
+            let entries = r
+                .configs
+                .into_iter()
+                .map(|c| {
+                    (c.name.to_string(), ConfigEntry {
+                        value: if c.is_sensitive { None } else { c.value.map(|v| v.to_string()) },
+                        source: c.config_source,
+                        read_only: c.read_only,
+                        sensitive: c.is_sensitive,
+                    })
+                })
+                .collect();
+            out.insert(r.resource_name.to_string(), entries);
+        }
+        Ok(out)
+    }
+
+    /// DeleteRecords: moves each partition's log start offset to the given offset (-1 = the
+    /// high watermark). Sent to each partition's leader.
+    pub async fn delete_records(&self, parts: &[(String, i32, i64)], timeout_ms: i32) -> Result<()> {
+        self.with_retry("DeleteRecords", || async {
+            let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<(i32, i64)>>> = BTreeMap::new();
+            for (t, p, o) in parts {
+                let (leader, _) = self.leader(t, *p).await?;
+                by_leader.entry(leader).or_default().entry(t.clone()).or_default().push((*p, *o));
+            }
+            for (leader, topics) in by_leader {
+                let req = DeleteRecordsRequest::default().with_timeout_ms(timeout_ms).with_topics(
+                    topics
+                        .iter()
+                        .map(|(t, ps)| {
+                            DeleteRecordsTopic::default().with_name(tn(t)).with_partitions(
+                                ps.iter().map(|(p, o)| DeleteRecordsPartition::default().with_partition_index(*p).with_offset(*o)).collect(),
+                            )
+                        })
+                        .collect(),
+                );
+                let (resp, _) = self.broker_conn(leader).await?.call(&req, 2).await?;
+                for t in resp.topics {
+                    for p in t.partitions {
+                        if p.error_code != 0 {
+                            return Err(KafkaError::broker("DeleteRecords", format!("{}-{}", t.name.as_str(), p.partition_index), p.error_code));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The group coordinator's broker id for `group` (FindCoordinator, key type 0).
+    pub async fn group_coordinator(&self, group: &str) -> Result<String> {
+        self.with_retry("FindCoordinator", || async {
+            let conn = self.any_conn().await?;
+            let v = conn.version::<FindCoordinatorRequest>(6)?;
+            let req = if v >= 4 {
+                FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![StrBytes::from_string(group.to_string())])
+            } else {
+                FindCoordinatorRequest::default().with_key_type(0).with_key(StrBytes::from_string(group.to_string()))
+            };
+            let resp = conn.call_version(&req, v).await?;
+            let (code, host, port) = match resp.coordinators.first() {
+                Some(c) if v >= 4 => (c.error_code, c.host.to_string(), c.port),
+                _ => (resp.error_code, resp.host.to_string(), resp.port),
+            };
+            if code != 0 {
+                return Err(KafkaError::broker("FindCoordinator", format!("group {group}"), code));
+            }
+            Ok(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") })
+        })
+        .await
+    }
+
+    /// All consumer groups of the cluster (ListGroups on every broker).
+    pub async fn list_groups(&self) -> Result<Vec<String>> {
+        let brokers: Vec<i32> = self.metadata().brokers.keys().copied().collect();
+        let mut groups = std::collections::BTreeSet::new();
+        for b in brokers {
+            let resp = self
+                .with_retry("ListGroups", || async { Ok(self.broker_conn(b).await?.call(&ListGroupsRequest::default(), 4).await?.0) })
+                .await?;
+            if resp.error_code != 0 {
+                return Err(KafkaError::broker("ListGroups", format!("broker {b}"), resp.error_code));
+            }
+            groups.extend(resp.groups.into_iter().map(|g| g.group_id.to_string()));
+        }
+        Ok(groups.into_iter().collect())
+    }
+
+    /// Committed offsets of `group` for every topic it has committed to (OffsetFetch v7 at the
+    /// group coordinator, topics = null means all). Returns (topic, partition) -> (offset,
+    /// leader epoch, metadata).
+    pub async fn committed_offsets(&self, group: &str) -> Result<BTreeMap<(String, i32), (i64, i32, Option<String>)>> {
+        self.with_retry("OffsetFetch", || async {
+            let coord = self.group_coordinator(group).await?;
+            let conn = self.conn_to(&coord).await?;
+            let req = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_string(group.to_string()))).with_topics(None);
+            let (resp, _) = conn.call(&req, 7).await?;
+            if resp.error_code != 0 {
+                return Err(KafkaError::broker("OffsetFetch", format!("group {group}"), resp.error_code));
+            }
+            let mut out = BTreeMap::new();
+            for t in resp.topics {
+                for p in t.partitions {
+                    if p.error_code == 0 && p.committed_offset >= 0 {
+                        out.insert((t.name.to_string(), p.partition_index), (p.committed_offset, p.committed_leader_epoch, p.metadata.map(|m| m.to_string())));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
