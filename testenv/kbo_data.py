@@ -117,7 +117,8 @@ def peak_rss_mb() -> float:
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    # log_level 4 hides the harmless "Purging unserved events" notice at exit
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
 
 
 def create_topics(bootstrap: str, specs: dict[str, tuple[int, dict[str, str]]],
@@ -192,6 +193,7 @@ def consumer_conf(bootstrap: str, isolation: str, **extra: object) -> dict:
         "max.partition.fetch.bytes": 64 * 1024 * 1024,
         "queued.max.messages.kbytes": 256 * 1024,
         "check.crcs": False,
+        "fetch.wait.max.ms": 100,  # bounds the wait for PARTITION_EOF at a partition end
     }
     conf.update(extra)
     return conf
@@ -227,7 +229,7 @@ def consume_to_end(bootstrap: str, topics: list[str], isolation: str,
             deadline = time.monotonic() + timeout
             eof = KafkaError._PARTITION_EOF
             while remaining:
-                msgs = consumer.consume(num_messages=batch, timeout=1.0)
+                msgs = consumer.consume(num_messages=batch, timeout=0.02)
                 out = []
                 for m in msgs:
                     err = m.error()
@@ -867,7 +869,8 @@ def bench_line(records: int, nbytes: int, secs: float, **extra: object) -> dict:
 def read_bench_file(path: str, chunk: int = 16 << 20
                     ) -> tuple[list[tuple[str, int]], Iterator[tuple]]:
     """Parse a bench-consume file. Returns [(topic, partitions)] and a generator of
-    (topic_idx, partition, ts, key, value, headers|None) with key/value memoryviews/None."""
+    (topic_idx, partition, ts, key, value, headers|None), key/value ``bytes | None``
+    (not memoryviews: confluent-kafka's produce() rejects them)."""
     f = open(path, "rb")
     magic = f.read(len(BENCH_MAGIC))
     if magic != BENCH_MAGIC:
@@ -893,7 +896,7 @@ def read_bench_file(path: str, chunk: int = 16 << 20
                 buf, pos = buf[pos:] + more, 0  # keep the unparsed tail of the last chunk
                 if not buf:
                     return
-                mv, size = memoryview(buf), len(buf)
+                size = len(buf)
                 while pos < size:
                     start = pos
                     try:
@@ -903,9 +906,9 @@ def read_bench_file(path: str, chunk: int = 16 << 20
                         pos += hsz
                         if pos + max(kl, 0) + max(vl, 0) > size:
                             raise Incomplete
-                        key = None if kl < 0 else mv[pos:pos + kl]
+                        key = None if kl < 0 else buf[pos:pos + kl]
                         pos += max(kl, 0)
-                        val = None if vl < 0 else mv[pos:pos + vl]
+                        val = None if vl < 0 else buf[pos:pos + vl]
                         pos += max(vl, 0)
                         hdrs = None
                         if nh:
@@ -1000,18 +1003,24 @@ def cmd_gen_load(args: argparse.Namespace) -> int:
     rb = args.record_bytes
     total = args.mib * 1024 * 1024
     n = total // rb
-    pool_len = 8 << 20
-    pool = memoryview(os.urandom(pool_len + rb))
+    # Cheap random-ish values: one os.urandom pool, cut at many offsets once up front and
+    # reused round robin (produce() needs bytes, not memoryviews; it copies them anyway).
+    pool = os.urandom(8 << 20)
+    nvals = max(16, min(4096, (64 << 20) // rb))
+    if rb <= len(pool):
+        step = max(1, (len(pool) - rb) // nvals)
+        values = [pool[o * step:o * step + rb] for o in range(nvals)]
+    else:
+        values = [os.urandom(rb) for _ in range(16)]
+    nv = len(values)
     tr = DeliveryTracker()
     p = Producer(fast_producer_conf(args.bootstrap, on_delivery=tr))
     produce, poll, parts = p.produce, p.poll, args.partitions
     t0 = time.monotonic()
-    off = 0
     for i in range(n):
-        off = (off + 7919) % pool_len
         while True:
             try:
-                produce(args.topic, pool[off:off + rb], b"key-%d" % i, partition=i % parts)
+                produce(args.topic, values[i % nv], b"key-%d" % i, partition=i % parts)
                 break
             except BufferError:
                 poll(0.05)
