@@ -25,7 +25,9 @@ delete-topics   Delete every topic whose name starts with a prefix (test clean-u
 
 Broker notes (noida-db, the test broker): it applies time retention within seconds, so every
 topic created here gets ``retention.ms=-1``; it ignores fetch size limits, so consumers set
-``receive.message.max.bytes=2000000000``.
+``receive.message.max.bytes=2000000000``. Under read_committed it leaves aborted batches out of
+Fetch responses (and also lists them in aborted_transactions), whereas Kafka sends them and
+lets the client filter: client-side abort filtering is only exercised with read_uncommitted.
 """
 
 from __future__ import annotations
@@ -1156,7 +1158,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "Prints one JSON line like bench-consume.")
     common(p)
     p.add_argument("--in", dest="infile", required=True)
-    p.add_argument("--topic-suffix", required=True)
+    p.add_argument("--topic-suffix", required=True,
+                   help="appended to each topic name; write --topic-suffix=-x for a leading '-'")
     p.set_defaults(func=cmd_bench_produce)
 
     p = sub.add_parser("gen-load", help="fill a new topic with N MiB of records, fast",
