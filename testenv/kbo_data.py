@@ -45,7 +45,7 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from confluent_kafka import (
     TIMESTAMP_CREATE_TIME,
