@@ -6,3 +6,5 @@
 //! observer and the executor use.
 pub mod api;
 pub mod kafka;
+pub mod format;
+pub mod storage;

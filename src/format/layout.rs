@@ -1,0 +1,53 @@
+//! Object names inside a backup repository (see docs/format.md, "Layout"). All paths are
+//! relative to the storage root (bucket + prefix, or directory).
+//!
+//! ```text
+//! <backup>/runs/<runId>/manifest.json     complete run (written last: its presence = complete)
+//! <backup>/runs/<runId>/checkpoint.json   progress of a run not yet complete
+//! <backup>/data/<topic>/<partition>/<firstOffset:020>.seg        segment (blocks of batches)
+//! <backup>/data/<topic>/<partition>/<firstOffset:020>.idx.json   its block index
+//! <backup>/restores/<restoreName>/<runId>/offset-map.json        offset map of a restore
+//! ```
+
+/// Version tag written into every manifest, index and checkpoint.
+pub const FORMAT: &str = "kafka-backup-operator/v1";
+
+pub fn runs_dir(backup: &str) -> String {
+    format!("{backup}/runs/")
+}
+pub fn manifest(backup: &str, run: &str) -> String {
+    format!("{backup}/runs/{run}/manifest.json")
+}
+pub fn checkpoint(backup: &str, run: &str) -> String {
+    format!("{backup}/runs/{run}/checkpoint.json")
+}
+/// Topic names are legal path segments: Kafka allows only `[a-zA-Z0-9._-]`.
+pub fn segment(backup: &str, topic: &str, partition: i32, first_offset: i64) -> String {
+    format!("{backup}/data/{topic}/{partition}/{first_offset:020}.seg")
+}
+pub fn segment_index(segment_path: &str) -> String {
+    format!("{}.idx.json", segment_path.trim_end_matches(".seg"))
+}
+pub fn offset_map(backup: &str, restore: &str, run: &str) -> String {
+    format!("{backup}/restores/{restore}/{run}/offset-map.json")
+}
+
+/// A run id from a UTC time in epoch ms: `YYYYMMDDTHHMMSS.mmmZ`, so ids sort by time.
+pub fn run_id(epoch_ms: i64) -> String {
+    let ts = jiff::Timestamp::from_millisecond(epoch_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    ts.strftime("%Y%m%dT%H%M%S.%3fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_ids_sort_by_time_and_paths_are_stable() {
+        let a = super::run_id(1_700_000_000_000);
+        let b = super::run_id(1_700_000_000_001);
+        assert_eq!(a, "20231114T221320.000Z");
+        assert!(a < b);
+        let s = super::segment("kb", "orders", 3, 42);
+        assert_eq!(s, "kb/data/orders/3/00000000000000000042.seg");
+        assert_eq!(super::segment_index(&s), "kb/data/orders/3/00000000000000000042.idx.json");
+    }
+}

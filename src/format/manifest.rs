@@ -1,0 +1,279 @@
+//! JSON documents of the repository: run manifest, segment index, checkpoint, offset map.
+//! Field meanings and units are in docs/format.md; all offsets are Kafka offsets, all times
+//! epoch milliseconds, all sizes bytes.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::FormatError;
+use super::layout::FORMAT;
+use crate::kafka::ops::ConfigEntry;
+
+/// One segment file as a manifest or checkpoint lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentRef {
+    /// Object path, relative to the storage root.
+    pub path: String,
+    /// First offset of the first batch stored (may be below the run's start offset when a
+    /// batch straddles it; restore skips such records).
+    pub first_offset: i64,
+    /// Last offset of the last batch stored.
+    pub last_offset: i64,
+    /// Records in non-control batches.
+    pub records: u64,
+    /// Raw Kafka batch bytes stored (before outer compression).
+    pub raw_bytes: u64,
+    /// Size of the segment object.
+    pub stored_bytes: u64,
+    pub min_timestamp: i64,
+    pub max_timestamp: i64,
+    /// CRC-32C of the whole segment object.
+    pub crc32c: u32,
+}
+
+/// A range of offsets that was planned but could not be read (retention moved the log start
+/// past it: lessons #144). Recorded, not fatal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Gap {
+    pub from: i64,
+    /// Exclusive.
+    pub to: i64,
+    pub reason: String,
+}
+
+/// What one run holds for one partition.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionManifest {
+    pub partition: i32,
+    /// Log start offset observed when the run began.
+    pub log_start_offset: i64,
+    /// First offset restorable from this run (inclusive).
+    pub covered_from: i64,
+    /// The cut: offsets below it are covered (exclusive). For `stopAtCurrentOffsets` runs,
+    /// the high watermark read before any fetch.
+    pub cut: i64,
+    /// First offset this run fetched itself (previous runs cover `coveredFrom..startOffset`).
+    pub start_offset: i64,
+    pub records: u64,
+    pub raw_bytes: u64,
+    /// Smallest / largest record timestamp in the covered range; None when empty.
+    pub min_timestamp: Option<i64>,
+    pub max_timestamp: Option<i64>,
+    pub gaps: Vec<Gap>,
+    /// Every segment needed to restore `coveredFrom..cut`, in offset order, including segments
+    /// written by earlier runs.
+    pub segments: Vec<SegmentRef>,
+}
+
+/// A topic in a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicManifest {
+    pub name: String,
+    /// KIP-516 topic id at backup time.
+    pub topic_id: String,
+    /// Partition count at backup time.
+    pub partition_count: i32,
+    /// DescribeConfigs result (sensitive values omitted).
+    pub configs: BTreeMap<String, ConfigEntry>,
+    pub partitions: Vec<PartitionManifest>,
+}
+
+/// A consumer group's committed offsets at backup time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSnapshot {
+    pub group_id: String,
+    pub offsets: Vec<GroupOffset>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// The manifest of a complete run: self-describing, enough to restore and to rebuild the
+/// inventory of backups from storage alone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunManifest {
+    pub format: String,
+    pub backup_name: String,
+    pub run_id: String,
+    /// The run this one continued from (incremental), if any.
+    pub previous_run_id: Option<String>,
+    pub start_time: i64,
+    pub completion_time: i64,
+    pub plan_hash: String,
+    pub cluster_id: Option<String>,
+    /// Outer compression applied to blocks of uncompressed batches: none, lz4 or zstd.
+    pub compression: String,
+    pub topics: Vec<TopicManifest>,
+    pub consumer_groups: Vec<GroupSnapshot>,
+    pub total_records: u64,
+    pub total_raw_bytes: u64,
+}
+
+/// One block of a segment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockIndex {
+    /// Byte position of the block header in the segment object.
+    pub pos: u64,
+    /// Block size including its header.
+    pub len: u64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub min_timestamp: i64,
+    pub max_timestamp: i64,
+    pub records: u64,
+    pub batches: u32,
+    /// Holds transactional batches (their fate depends on markers).
+    pub transactional: bool,
+}
+
+/// A transaction marker (control batch) seen in a segment (KIP-98).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TxnMarker {
+    pub offset: i64,
+    pub producer_id: i64,
+    pub commit: bool,
+}
+
+/// The index of one segment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentIndex {
+    pub format: String,
+    pub topic: String,
+    pub partition: i32,
+    pub blocks: Vec<BlockIndex>,
+    pub markers: Vec<TxnMarker>,
+}
+
+/// Progress of a run that has not completed, rewritten at every checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    pub format: String,
+    pub run_id: String,
+    pub plan_hash: String,
+    pub updated_at: i64,
+    /// `topic/partition` -> progress.
+    pub partitions: BTreeMap<String, PartitionProgress>,
+}
+
+/// Progress of one partition inside a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionProgress {
+    /// Next offset to fetch; everything below is in `segments`.
+    pub next_offset: i64,
+    pub segments: Vec<SegmentRef>,
+    pub gaps: Vec<Gap>,
+    pub done: bool,
+}
+
+/// Source offsets -> target offsets of a restore, as ranges (not one entry per record).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OffsetMap {
+    pub format: String,
+    pub backup_name: String,
+    pub backup_run_id: String,
+    pub restore_name: String,
+    pub partitions: Vec<PartitionOffsetMap>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionOffsetMap {
+    pub source_topic: String,
+    pub source_partition: i32,
+    pub target_topic: String,
+    pub target_partition: i32,
+    /// `[sourceFirst, sourceLast, targetFirst]`: source offsets sourceFirst..=sourceLast that
+    /// were restored became targetFirst.. in order. Source offsets not restored (PITR, aborted
+    /// transactions, control records, compaction gaps) break ranges.
+    pub ranges: Vec<[i64; 3]>,
+}
+
+impl PartitionOffsetMap {
+    /// Records that source offset `src` landed at target offset `dst`, extending the last range
+    /// when both are consecutive.
+    pub fn push(&mut self, src: i64, dst: i64) {
+        if let Some(last) = self.ranges.last_mut() {
+            if last[1] + 1 == src && last[2] + (last[1] - last[0]) + 1 == dst {
+                last[1] = src;
+                return;
+            }
+        }
+        self.ranges.push([src, src, dst]);
+    }
+
+    /// The target offset for a source offset, or for the next restored source offset after it
+    /// (what a consumer group committed at `src` should resume from).
+    pub fn translate(&self, src: i64) -> Option<i64> {
+        let i = self.ranges.partition_point(|r| r[1] < src);
+        let r = self.ranges.get(i)?;
+        Some(if src < r[0] { r[2] } else { r[2] + (src - r[0]) })
+    }
+}
+
+/// Serialises a repository document (pretty JSON, stable field order).
+pub fn to_json<T: Serialize>(doc: &T) -> Vec<u8> {
+    serde_json::to_vec_pretty(doc).expect("repository documents always serialise")
+}
+
+/// Parses a repository document and checks its `format` tag.
+pub fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, FormatError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| FormatError::Corrupt(format!("{what}: not JSON: {e}")))?;
+    match v.get("format").and_then(|f| f.as_str()) {
+        Some(FORMAT) => {}
+        Some(other) => {
+            return Err(FormatError::Version(format!(
+                "{what} has format {other:?}; this build reads {FORMAT:?} (upgrade kafka-backup-operator)"
+            )));
+        }
+        None => return Err(FormatError::Version(format!("{what} is not a kafka-backup-operator document (no format tag)"))),
+    }
+    serde_json::from_value(v).map_err(|e| FormatError::Corrupt(format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_map_is_compact_and_translates() {
+        let mut m = PartitionOffsetMap::default();
+        for s in 0..100 {
+            m.push(s, 1000 + s);
+        }
+        // a gap in the source (aborted records 100..=109), then more
+        for s in 110..120 {
+            m.push(s, 1000 + s - 10);
+        }
+        assert_eq!(m.ranges, vec![[0, 99, 1000], [110, 119, 1100]]);
+        assert_eq!(m.translate(5), Some(1005));
+        assert_eq!(m.translate(105), Some(1100));
+        assert_eq!(m.translate(119), Some(1109));
+        assert_eq!(m.translate(120), None);
+    }
+
+    #[test]
+    fn foreign_format_is_refused() {
+        let e = from_json::<Checkpoint>(br#"{"format":"other/v9"}"#, "checkpoint").unwrap_err();
+        assert!(e.to_string().contains("other/v9"));
+    }
+}

@@ -1,0 +1,297 @@
+//! Segment objects: a magic line, then blocks. A block holds one or more whole record
+//! batches exactly as fetched; blocks of uncompressed batches may get an outer compression.
+//!
+//! ```text
+//! segment := "KBOSEG1\n" block*
+//! block   := "KBLK" codec:u8 0:u8 0:u16 stored_len:u32 raw_len:u32 crc32c(payload):u32 payload
+//! ```
+//! All integers big-endian. `codec`: 0 none, 3 lz4 (frame), 4 zstd. See docs/format.md.
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use opendal::Operator;
+
+use super::FormatError;
+use super::batch::{self, Codec, RawBatch};
+use super::layout::{self, FORMAT};
+use super::manifest::{BlockIndex, SegmentIndex, SegmentRef, TxnMarker};
+use crate::storage::{self, StorageError, backend};
+
+/// First bytes of every segment.
+pub const MAGIC: &[u8; 8] = b"KBOSEG1\n";
+/// Block header size.
+pub const BLOCK_HEADER: usize = 20;
+/// Raw bytes gathered before a block is written (1 MiB): the unit of ranged reads.
+pub const BLOCK_TARGET: usize = 1 << 20;
+/// Multipart chunk for streaming uploads (8 MiB; S3 needs >= 5 MiB parts).
+pub const UPLOAD_CHUNK: usize = 8 << 20;
+
+/// Outer compression of blocks of uncompressed batches (KafkaBackup `compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer {
+    pub codec: Codec,
+    pub level: i32,
+}
+
+/// Streams batches of one partition into a segment object.
+pub struct SegmentWriter {
+    path: String,
+    topic: String,
+    partition: i32,
+    writer: opendal::Writer,
+    outer: Outer,
+    pos: u64,
+    crc: u32,
+    block: BytesMut,
+    block_compressed: bool,
+    block_meta: Option<BlockIndex>,
+    index: SegmentIndex,
+    seg: SegmentRef,
+    /// Wall-clock ms when the segment was opened (for `segmentMaxIntervalMs`).
+    pub opened_at: std::time::Instant,
+}
+
+impl SegmentWriter {
+    /// Opens `<backup>/data/<topic>/<partition>/<first_offset>.seg` for streaming.
+    pub async fn create(op: &Operator, backup: &str, topic: &str, partition: i32, first_offset: i64, outer: Outer) -> Result<Self, StorageError> {
+        let path = layout::segment(backup, topic, partition, first_offset);
+        let mut writer = op
+            .writer_with(&path)
+            .chunk(UPLOAD_CHUNK)
+            .concurrent(2)
+            .await
+            .map_err(|e| backend("create", &path, e))?;
+        writer.write(Bytes::from_static(MAGIC)).await.map_err(|e| backend("write", &path, e))?;
+        Ok(SegmentWriter {
+            seg: SegmentRef {
+                path: path.clone(),
+                first_offset: i64::MAX,
+                last_offset: -1,
+                records: 0,
+                raw_bytes: 0,
+                stored_bytes: 0,
+                min_timestamp: i64::MAX,
+                max_timestamp: i64::MIN,
+                crc32c: crc32c::crc32c(MAGIC),
+            },
+            path,
+            topic: topic.into(),
+            partition,
+            writer,
+            outer,
+            pos: MAGIC.len() as u64,
+            crc: crc32c::crc32c(MAGIC),
+            block: BytesMut::new(),
+            block_compressed: false,
+            block_meta: None,
+            index: SegmentIndex {
+                format: FORMAT.into(),
+                topic: topic.into(),
+                partition,
+                blocks: vec![],
+                markers: vec![],
+            },
+            opened_at: std::time::Instant::now(),
+        })
+    }
+
+    /// Raw batch bytes written so far (for `segmentMaxBytes`).
+    pub fn raw_bytes(&self) -> u64 {
+        self.seg.raw_bytes
+    }
+
+    /// True before the first batch.
+    pub fn is_empty(&self) -> bool {
+        self.seg.last_offset < 0
+    }
+
+    /// Appends one batch (whole, as fetched).
+    pub async fn push(&mut self, b: &RawBatch) -> Result<(), StorageError> {
+        let h = &b.header;
+        let compressed = h.codec()? != Codec::None;
+        if !self.block.is_empty() && (self.block.len() + b.bytes.len() > BLOCK_TARGET || compressed != self.block_compressed) {
+            self.flush_block().await?;
+        }
+        let min_ts = batch::min_timestamp(b)?;
+        let records = if h.is_control() { 0 } else { h.record_count.max(0) as u64 };
+        if let Some(commit) = batch::control_marker(b)? {
+            self.index.markers.push(TxnMarker { offset: h.base_offset, producer_id: h.producer_id, commit });
+        }
+        self.block_compressed = compressed;
+        let m = self.block_meta.get_or_insert(BlockIndex {
+            pos: self.pos,
+            len: 0,
+            first_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            min_timestamp: i64::MAX,
+            max_timestamp: i64::MIN,
+            records: 0,
+            batches: 0,
+            transactional: false,
+        });
+        m.last_offset = h.last_offset();
+        m.records += records;
+        m.batches += 1;
+        m.transactional |= h.is_transactional();
+        if !h.is_control() {
+            m.min_timestamp = m.min_timestamp.min(min_ts);
+            m.max_timestamp = m.max_timestamp.max(h.max_timestamp);
+            self.seg.min_timestamp = self.seg.min_timestamp.min(min_ts);
+            self.seg.max_timestamp = self.seg.max_timestamp.max(h.max_timestamp);
+        }
+        self.seg.first_offset = self.seg.first_offset.min(h.base_offset);
+        self.seg.last_offset = h.last_offset();
+        self.seg.records += records;
+        self.seg.raw_bytes += b.bytes.len() as u64;
+        self.block.extend_from_slice(&b.bytes);
+        Ok(())
+    }
+
+    async fn flush_block(&mut self) -> Result<(), StorageError> {
+        let Some(mut meta) = self.block_meta.take() else { return Ok(()) };
+        let raw = std::mem::take(&mut self.block).freeze();
+        let codec = if self.block_compressed { Codec::None } else { self.outer.codec };
+        let payload = compress_block(codec, self.outer.level, &raw)?;
+        let mut head = BytesMut::with_capacity(BLOCK_HEADER);
+        head.put_slice(b"KBLK");
+        head.put_u8(codec_byte(codec));
+        head.put_u8(0);
+        head.put_u16(0);
+        head.put_u32(payload.len() as u32);
+        head.put_u32(raw.len() as u32);
+        head.put_u32(crc32c::crc32c(&payload));
+        self.crc = crc32c::crc32c_append(self.crc, &head);
+        self.crc = crc32c::crc32c_append(self.crc, &payload);
+        meta.len = (BLOCK_HEADER + payload.len()) as u64;
+        if meta.min_timestamp == i64::MAX {
+            // a block of control batches only
+            meta.min_timestamp = -1;
+            meta.max_timestamp = -1;
+        }
+        self.pos += meta.len;
+        self.index.blocks.push(meta);
+        self.writer.write(head.freeze()).await.map_err(|e| backend("write", &self.path, e))?;
+        self.writer.write(payload).await.map_err(|e| backend("write", &self.path, e))?;
+        Ok(())
+    }
+
+    /// Writes the last block, completes the upload and writes the index next to it.
+    /// Returns the segment's manifest entry.
+    pub async fn finish(mut self, op: &Operator) -> Result<SegmentRef, StorageError> {
+        self.flush_block().await?;
+        self.writer.close().await.map_err(|e| backend("close", &self.path, e))?;
+        let idx_path = layout::segment_index(&self.path);
+        storage::write_all(op, &idx_path, super::manifest::to_json(&self.index)).await?;
+        let mut seg = self.seg;
+        seg.stored_bytes = self.pos;
+        seg.crc32c = self.crc;
+        if seg.min_timestamp == i64::MAX {
+            seg.min_timestamp = -1;
+            seg.max_timestamp = -1;
+        }
+        tracing::debug!(topic = %self.topic, partition = self.partition, path = %seg.path, bytes = seg.stored_bytes, "segment complete");
+        Ok(seg)
+    }
+
+    /// Abandons the upload (a cancelled run); nothing is left behind on S3, and a partial
+    /// file on a filesystem is overwritten by the resumed run.
+    pub async fn abort(mut self) {
+        let _ = self.writer.abort().await;
+    }
+}
+
+fn codec_byte(c: Codec) -> u8 {
+    match c {
+        Codec::None => 0,
+        Codec::Lz4 => 3,
+        Codec::Zstd => 4,
+        Codec::Gzip => 1,
+        Codec::Snappy => 2,
+    }
+}
+
+fn compress_block(codec: Codec, level: i32, raw: &[u8]) -> Result<Bytes, FormatError> {
+    match codec {
+        Codec::None => Ok(Bytes::copy_from_slice(raw)),
+        Codec::Zstd => zstd::bulk::compress(raw, level)
+            .map(Bytes::from)
+            .map_err(|e| FormatError::Corrupt(format!("zstd: {e}"))),
+        Codec::Lz4 => {
+            use kafka_protocol::compression::{Compressor, Lz4};
+            let mut out = BytesMut::new();
+            Lz4::compress(&mut out, |b: &mut BytesMut| {
+                b.extend_from_slice(raw);
+                Ok(())
+            })
+            .map_err(|e| FormatError::Corrupt(format!("lz4: {e:#}")))?;
+            Ok(out.freeze())
+        }
+        other => Err(FormatError::Unsupported(format!("outer block compression {other:?}"))),
+    }
+}
+
+/// Decodes blocks from `data`, which starts at a block boundary, and returns the batches of
+/// every block in it. Verifies each block's CRC-32C.
+pub fn decode_blocks(data: Bytes, what: &str) -> Result<Vec<RawBatch>, FormatError> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos < data.len() {
+        if data.len() - pos < BLOCK_HEADER || &data[pos..pos + 4] != b"KBLK" {
+            return Err(FormatError::Corrupt(format!("{what}: no block header at byte {pos}")));
+        }
+        let mut h = &data[pos + 4..pos + BLOCK_HEADER];
+        let codec = h.get_u8();
+        h.advance(3);
+        let stored = h.get_u32() as usize;
+        let raw_len = h.get_u32() as usize;
+        let crc = h.get_u32();
+        let start = pos + BLOCK_HEADER;
+        if data.len() < start + stored {
+            return Err(FormatError::Corrupt(format!("{what}: block at byte {pos} is truncated")));
+        }
+        let payload = data.slice(start..start + stored);
+        if crc32c::crc32c(&payload) != crc {
+            return Err(FormatError::Corrupt(format!("{what}: checksum mismatch in block at byte {pos}")));
+        }
+        let raw = match codec {
+            0 => payload,
+            4 => Bytes::from(
+                zstd::bulk::decompress(&payload, raw_len).map_err(|e| FormatError::Corrupt(format!("{what}: zstd: {e}")))?,
+            ),
+            3 => {
+                use kafka_protocol::compression::{Decompressor, Lz4};
+                let mut p = payload.clone();
+                Lz4::decompress(&mut p, |b: &mut Bytes| Ok(b.copy_to_bytes(b.remaining())))
+                    .map_err(|e| FormatError::Corrupt(format!("{what}: lz4: {e:#}")))?
+            }
+            c => return Err(FormatError::Corrupt(format!("{what}: unknown block codec {c}"))),
+        };
+        let batches = batch::split_batches(&raw)?;
+        let used: usize = batches.iter().map(|b| b.bytes.len()).sum();
+        if used != raw.len() {
+            return Err(FormatError::Corrupt(format!("{what}: block at byte {pos} holds a partial batch")));
+        }
+        out.extend(batches);
+        pos = start + stored;
+    }
+    Ok(out)
+}
+
+/// Reads a segment's index.
+pub async fn read_index(op: &Operator, segment_path: &str) -> Result<SegmentIndex, StorageError> {
+    let p = layout::segment_index(segment_path);
+    let bytes = storage::read_opt(op, &p)
+        .await?
+        .ok_or_else(|| StorageError::NotFound(format!("segment index {p} is missing")))?;
+    Ok(super::manifest::from_json(&bytes, &p)?)
+}
+
+/// Reads the consecutive blocks `blocks` (in file order, contiguous) with one ranged read.
+pub async fn read_blocks(op: &Operator, segment_path: &str, blocks: &[BlockIndex]) -> Result<Vec<RawBatch>, StorageError> {
+    let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else { return Ok(vec![]) };
+    let range = first.pos..last.pos + last.len;
+    let buf = op
+        .read_with(segment_path)
+        .range(range.clone())
+        .await
+        .map_err(|e| backend("read", segment_path, e))?;
+    Ok(decode_blocks(buf.to_bytes(), segment_path)?)
+}
