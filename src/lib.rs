@@ -8,3 +8,8 @@ pub mod api;
 pub mod kafka;
 pub mod format;
 pub mod storage;
+pub mod cli;
+pub mod exec;
+pub mod flow;
+pub mod observe;
+pub mod plan;

@@ -220,6 +220,17 @@ impl PartitionOffsetMap {
         self.ranges.push([src, src, dst]);
     }
 
+    /// Records that source offsets `src_first..=src_last` landed at `dst_first..` in order.
+    pub fn push_range(&mut self, src_first: i64, src_last: i64, dst_first: i64) {
+        if let Some(last) = self.ranges.last_mut() {
+            if last[1] + 1 == src_first && last[2] + (last[1] - last[0]) + 1 == dst_first {
+                last[1] = src_last;
+                return;
+            }
+        }
+        self.ranges.push([src_first, src_last, dst_first]);
+    }
+
     /// The target offset for a source offset, or for the next restored source offset after it
     /// (what a consumer group committed at `src` should resume from).
     pub fn translate(&self, src: i64) -> Option<i64> {

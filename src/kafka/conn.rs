@@ -161,18 +161,32 @@ impl Connection {
 
     /// Sends `req` at version `v` and decodes the response.
     pub async fn call_version<R: Request>(&self, req: &R, v: i16) -> Result<R::Response> {
-        let mut body = self.send::<R>(req, v, true).await?.expect("a reply was requested");
-        let resp_header_v = <R::Response as HeaderVersion>::header_version(v);
-        ResponseHeader::decode(&mut body, resp_header_v).map_err(|e| self.protocol(e))?;
-        R::Response::decode(&mut body, v).map_err(|e| self.protocol(e))
+        self.enqueue(req, v).await?.wait().await
     }
 
     /// Sends without waiting for a reply (Produce with acks=0 gets none, per the protocol guide).
     pub async fn send_no_reply<R: Request>(&self, req: &R, v: i16) -> Result<()> {
-        self.send::<R>(req, v, false).await.map(|_| ())
+        self.write::<R>(req, v, None).await
     }
 
-    async fn send<R: Request>(&self, req: &R, v: i16, want_reply: bool) -> Result<Option<Bytes>> {
+    /// Queues `req` on this connection and returns a handle to await its response. Requests
+    /// queued one after another are written, and answered by the broker, in that order (the
+    /// protocol guide: a broker handles one connection's requests in order), which lets a
+    /// caller keep several Produce requests for one partition in flight without reordering.
+    pub async fn enqueue<R: Request>(&self, req: &R, v: i16) -> Result<Reply<R>> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.write::<R>(req, v, Some(reply_tx)).await?;
+        Ok(Reply {
+            rx: reply_rx,
+            version: v,
+            broker: self.broker.clone(),
+            closed: self.closed.clone(),
+            timeout: self.request_timeout,
+            _r: std::marker::PhantomData,
+        })
+    }
+
+    async fn write<R: Request>(&self, req: &R, v: i16, reply: Option<oneshot::Sender<Result<Bytes>>>) -> Result<()> {
         let correlation_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
@@ -186,27 +200,8 @@ impl Connection {
         frame.put_i32(size as i32);
         header.encode(&mut frame, header_v).map_err(|e| self.protocol(e))?;
         req.encode(&mut frame, v).map_err(|e| self.protocol(e))?;
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let out = Outgoing { frame, correlation_id, reply: want_reply.then_some(reply_tx) };
-        self.tx.send(out).await.map_err(|_| self.lost("connection closed"))?;
-        if !want_reply {
-            return Ok(None);
-        }
-        let api = ApiKey::try_from(R::KEY).map(|k| format!("{k:?}")).unwrap_or_default();
-        match tokio::time::timeout(self.request_timeout, reply_rx).await {
-            Err(_) => {
-                // A late answer would desynchronise nothing (ids are matched), but the caller
-                // retries elsewhere: retire this connection.
-                self.closed.store(true, Ordering::Relaxed);
-                Err(KafkaError::Timeout {
-                    broker: self.broker.clone(),
-                    api,
-                    timeout_ms: self.request_timeout.as_millis() as u64,
-                })
-            }
-            Ok(Err(_)) => Err(self.lost("connection closed")),
-            Ok(Ok(r)) => r.map(Some),
-        }
+        let out = Outgoing { frame, correlation_id, reply };
+        self.tx.send(out).await.map_err(|_| self.lost("connection closed"))
     }
 
     fn protocol(&self, e: impl std::fmt::Display) -> KafkaError {
@@ -279,5 +274,35 @@ fn fail_all(pending: &Pending, closed: &AtomicBool, broker: &str, reason: &str) 
     closed.store(true, Ordering::Relaxed);
     for (_, w) in pending.lock().unwrap().drain() {
         let _ = w.send(Err(KafkaError::Io { broker: broker.to_string(), reason: reason.to_string() }));
+    }
+}
+
+/// A request in flight; [`Reply::wait`] yields its decoded response.
+pub struct Reply<R: Request> {
+    rx: oneshot::Receiver<Result<Bytes>>,
+    version: i16,
+    broker: String,
+    closed: Arc<AtomicBool>,
+    timeout: Duration,
+    _r: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> Reply<R> {
+    /// Waits up to `requestTimeoutMs` for the response and decodes it.
+    pub async fn wait(self) -> Result<R::Response> {
+        let api = ApiKey::try_from(R::KEY).map(|k| format!("{k:?}")).unwrap_or_default();
+        let protocol = |e: anyhow::Error| KafkaError::Protocol { broker: self.broker.clone(), reason: format!("{api}: {e}") };
+        let mut body = match tokio::time::timeout(self.timeout, self.rx).await {
+            Err(_) => {
+                // Retire the connection: the caller retries elsewhere.
+                self.closed.store(true, Ordering::Relaxed);
+                return Err(KafkaError::Timeout { broker: self.broker.clone(), api, timeout_ms: self.timeout.as_millis() as u64 });
+            }
+            Ok(Err(_)) => return Err(KafkaError::Io { broker: self.broker.clone(), reason: "connection closed".into() }),
+            Ok(Ok(r)) => r?,
+        };
+        let resp_header_v = <R::Response as HeaderVersion>::header_version(self.version);
+        ResponseHeader::decode(&mut body, resp_header_v).map_err(protocol)?;
+        R::Response::decode(&mut body, self.version).map_err(protocol)
     }
 }

@@ -188,20 +188,37 @@ impl KafkaClient {
         }
         // v12 is the last Produce version that names topics (v13 uses topic ids).
         let (resp, _) = conn.call(&req, 12).await?;
-        let p = resp
-            .responses
-            .into_iter()
-            .flat_map(|t| t.partition_responses)
-            .next()
-            .ok_or_else(|| KafkaError::Other(format!("Produce response lacks {topic}-{partition}")))?;
-        if p.error_code != 0 {
-            let mut e = KafkaError::broker("Produce", format!("{topic}-{partition}"), p.error_code);
-            if let (KafkaError::Broker { resource, .. }, Some(m)) = (&mut e, p.error_message) {
-                resource.push_str(&format!(" ({m})"));
-            }
-            return Err(e);
-        }
-        Ok(p.base_offset)
+        produce_result(resp, topic, partition)
+    }
+
+    /// A connection to the leader of a partition, to pin one partition's pipelined produce
+    /// stream to (see [`super::conn::Connection::enqueue`]).
+    pub async fn leader_conn(&self, topic: &str, partition: i32) -> Result<std::sync::Arc<super::conn::Connection>> {
+        self.with_retry("Metadata", || async {
+            let (leader, _) = self.leader(topic, partition).await?;
+            self.broker_conn(leader).await
+        })
+        .await
+    }
+
+    /// Queues a Produce of one record batch on `conn` (acks -1 or 1) without waiting;
+    /// [`produce_result`] reads the reply.
+    pub async fn produce_enqueue(
+        conn: &super::conn::Connection,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+        acks: i16,
+        timeout_ms: i32,
+    ) -> Result<super::conn::Reply<ProduceRequest>> {
+        let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(tn(topic))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))]),
+        ]);
+        // v12 is the last Produce version that names topics (v13 uses topic ids).
+        let v = conn.version::<ProduceRequest>(12)?;
+        conn.enqueue(&req, v).await
     }
 
     /// Creates topics through the controller-routed CreateTopics API (any broker forwards it
@@ -401,4 +418,22 @@ impl KafkaClient {
         })
         .await
     }
+}
+
+/// The base offset of a Produce reply, or the broker's error for the partition.
+pub fn produce_result(resp: ProduceResponse, topic: &str, partition: i32) -> Result<i64> {
+    let p = resp
+        .responses
+        .into_iter()
+        .flat_map(|t| t.partition_responses)
+        .next()
+        .ok_or_else(|| KafkaError::Other(format!("Produce response lacks {topic}-{partition}")))?;
+    if p.error_code != 0 {
+        let mut e = KafkaError::broker("Produce", format!("{topic}-{partition}"), p.error_code);
+        if let (KafkaError::Broker { resource, .. }, Some(m)) = (&mut e, p.error_message) {
+            resource.push_str(&format!(" ({m})"));
+        }
+        return Err(e);
+    }
+    Ok(p.base_offset)
 }

@@ -75,13 +75,21 @@ impl StorageTarget {
         }
     }
 
-    /// Builds the opendal operator. No I/O happens here.
+    /// Opens the storage for reading only: a filesystem root that does not exist yet reads as
+    /// an empty repository and is not created (the `plan` command writes nothing).
+    pub fn open_read_only(&self) -> Result<Operator, StorageError> {
+        match self {
+            StorageTarget::Fs { root } if !std::path::Path::new(root).exists() => StorageTarget::Memory.operator(),
+            _ => self.operator(),
+        }
+    }
+
+    /// Builds the opendal operator (a filesystem root is created if missing).
     pub fn operator(&self) -> Result<Operator, StorageError> {
         let cfg = |e: opendal::Error| StorageError::Config(e.to_string());
         let mut map: BTreeMap<&str, String> = BTreeMap::new();
         let scheme = match self {
             StorageTarget::Fs { root } => {
-                std::fs::create_dir_all(root).map_err(|e| StorageError::Config(format!("cannot create directory {root}: {e}")))?;
                 map.insert("root", root.clone());
                 "fs"
             }

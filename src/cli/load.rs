@@ -1,0 +1,66 @@
+//! Reading `-f` files: documents, Secrets, and which resource to act on.
+use std::path::PathBuf;
+
+use crate::api::{ApiError, Document, KafkaBackup, KafkaRestore, Secrets, load_and_validate};
+
+/// The resource a `run` or `plan` acts on.
+pub enum Target {
+    Backup(Box<KafkaBackup>),
+    /// The restore, and the KafkaBackup its backupRef names if it was among the files.
+    Restore(Box<KafkaRestore>, Option<Box<KafkaBackup>>),
+}
+
+/// Errors of loading inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("{0}")]
+    Choose(String),
+}
+
+/// Loads and validates every document of `files`, collects Secrets, and picks the target:
+/// `name` if given, else the only KafkaRestore, else the only KafkaBackup.
+pub fn load(files: &[PathBuf], name: Option<&str>) -> Result<(Target, Secrets), LoadError> {
+    let mut docs = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| LoadError::Read { path: f.display().to_string(), reason: e.to_string() })?;
+        docs.extend(load_and_validate(&text, &f.display().to_string())?);
+    }
+    let secrets = Secrets::from_documents(&docs);
+    let backups: Vec<&KafkaBackup> = docs.iter().filter_map(|d| if let Document::Backup(b) = d { Some(b) } else { None }).collect();
+    let restores: Vec<&KafkaRestore> = docs.iter().filter_map(|d| if let Document::Restore(r) = d { Some(r) } else { None }).collect();
+    let name_of = |m: &kube::api::ObjectMeta| m.name.clone().unwrap_or_default();
+    let find_backup = |n: &str| backups.iter().find(|b| name_of(&b.metadata) == n).map(|b| Box::new((*b).clone()));
+    let pick_restore = |r: &KafkaRestore| Target::Restore(Box::new(r.clone()), find_backup(&r.spec.backup_ref.name));
+    let target = match name {
+        Some(n) => {
+            if let Some(r) = restores.iter().find(|r| name_of(&r.metadata) == n) {
+                pick_restore(r)
+            } else if let Some(b) = find_backup(n) {
+                Target::Backup(b)
+            } else {
+                return Err(LoadError::Choose(format!("no KafkaBackup or KafkaRestore named {n:?} in the given files")));
+            }
+        }
+        None => match (restores.as_slice(), backups.as_slice()) {
+            ([r], _) => pick_restore(r),
+            ([], [b]) => Target::Backup(Box::new((*b).clone())),
+            ([], []) => {
+                return Err(LoadError::Choose(
+                    "the files hold no KafkaBackup or KafkaRestore (only KafkaBackup and KafkaRestore run outside a cluster)".into(),
+                ));
+            }
+            _ => {
+                return Err(LoadError::Choose(format!(
+                    "the files hold several resources ({} KafkaRestore, {} KafkaBackup): choose one with --name",
+                    restores.len(),
+                    backups.len()
+                )));
+            }
+        },
+    };
+    Ok((target, secrets))
+}

@@ -1,0 +1,30 @@
+//! `plan`: observe read-only, compile, print. Writes nothing to Kafka or storage.
+use super::load::{Target, load};
+use super::report::{backup_table, restore_table};
+use super::{OutputFormat, PlanArgs};
+use crate::flow::{Access, prepare_backup, prepare_restore};
+
+/// Runs the `plan` command and returns what to print.
+pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
+    let (target, secrets) = load(&args.inputs.files, args.inputs.name.as_deref())?;
+    let now = crate::exec::engine::system_now_ms();
+    let out = match target {
+        Target::Backup(kb) => {
+            let p = prepare_backup(&kb, &secrets, &args.inputs.pvc_root, now, Access::ReadOnly).await?.plan;
+            render(&p, args.output, backup_table)?
+        }
+        Target::Restore(kr, kb) => {
+            let p = prepare_restore(&kr, kb.as_deref(), &secrets, &args.inputs.pvc_root, Access::ReadOnly).await?.plan;
+            render(&p, args.output, restore_table)?
+        }
+    };
+    Ok(out)
+}
+
+fn render<T: serde::Serialize>(p: &T, f: OutputFormat, table: fn(&T) -> String) -> anyhow::Result<String> {
+    Ok(match f {
+        OutputFormat::Table => table(p),
+        OutputFormat::Json => serde_json::to_string_pretty(p)? + "\n",
+        OutputFormat::Yaml => serde_yaml_ng::to_string(p)?,
+    })
+}

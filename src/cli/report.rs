@@ -1,0 +1,189 @@
+//! Step 4 of the flow on a terminal: a progress bar (indicatif) or periodic structured log
+//! lines, the closing summary, and plan printing.
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+
+use crate::exec::{Event, Progress};
+use crate::plan::{BackupPlan, CutMode, RestorePlan};
+
+/// Draws progress until the returned handle is dropped/aborted; logs events.
+pub fn spawn_reporter(progress: Arc<Progress>, mut events: mpsc::UnboundedReceiver<Event>, bar: bool) -> tokio::task::JoinHandle<()> {
+    let use_bar = bar && std::io::stderr().is_terminal();
+    tokio::spawn(async move {
+        let pb = use_bar.then(|| {
+            let pb = ProgressBar::new(progress.records_planned.load(Ordering::Relaxed).max(1));
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} records ({per_sec}, eta {eta}) {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            pb
+        });
+        let mut tick = tokio::time::interval(Duration::from_millis(if use_bar { 200 } else { 5000 }));
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    None => break,
+                    Some(Event::Gap { step, from, to }) => tracing::warn!(%step, from, to, "offsets lost to retention before they were backed up (recorded in the manifest)"),
+                    Some(Event::StepDone { step, records, bytes }) => tracing::debug!(%step, records, bytes, "step done"),
+                    Some(Event::SegmentWritten { path, bytes }) => tracing::debug!(%path, bytes, "segment written"),
+                    Some(_) => {}
+                },
+                _ = tick.tick() => {
+                    let (records, bytes, secs) = progress.snapshot();
+                    match &pb {
+                        Some(pb) => {
+                            pb.set_length(progress.records_planned.load(Ordering::Relaxed).max(records).max(1));
+                            pb.set_position(records);
+                            pb.set_message(format!("{} {}", human_bytes(bytes), progress.current.lock().unwrap()));
+                        }
+                        None if secs > 1.0 => tracing::info!(
+                            records,
+                            records_planned = progress.records_planned.load(Ordering::Relaxed),
+                            bytes,
+                            steps_done = progress.steps_done.load(Ordering::Relaxed),
+                            steps_total = progress.steps_total.load(Ordering::Relaxed),
+                            "progress"
+                        ),
+                        None => {}
+                    }
+                }
+            }
+        }
+        if let Some(pb) = pb {
+            pb.finish_and_clear();
+        }
+    })
+}
+
+/// `1.5 MiB`-style sizes.
+pub fn human_bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", units[u]) }
+}
+
+/// The closing line: records, bytes, duration and throughput.
+pub fn summary(what: &str, records: u64, bytes: u64, secs: f64) -> String {
+    let secs = secs.max(1e-9);
+    format!(
+        "{what}: {records} records, {} in {secs:.2} s ({:.1} MB/s, {:.0} records/s)",
+        human_bytes(bytes),
+        bytes as f64 / 1e6 / secs,
+        records as f64 / secs
+    )
+}
+
+fn cut_text(c: &CutMode) -> String {
+    match c {
+        CutMode::At(o) => o.to_string(),
+        CutMode::CaughtUp => "caught-up".into(),
+        CutMode::Never => "continuous".into(),
+    }
+}
+
+/// A human-readable rendering of a backup plan.
+pub fn backup_table(p: &BackupPlan) -> String {
+    let mut s = format!(
+        "KafkaBackup {}  run {}{}  plan {}\n  storage compression {} (level {}), segments <= {} / {} ms, checkpoint {}, {} partitions in parallel\n",
+        p.backup_name,
+        p.run_id,
+        if p.resumed { " (resuming)" } else { "" },
+        p.hash,
+        p.compression,
+        p.compression_level,
+        human_bytes(p.segment_max_bytes),
+        p.segment_max_interval_ms,
+        p.checkpoint_interval_ms.map(|m| format!("every {} s", m / 1000)).unwrap_or_else(|| "off".into()),
+        p.max_concurrent_partitions
+    );
+    s.push_str(&format!(
+        "  previous run: {}\n  consumer group snapshot: {}\n\nSTEP  TOPIC/PARTITION                     LOG-START  FROM        TO (CUT)    RECORDS     EST. BYTES\n",
+        p.previous_run_id.as_deref().unwrap_or("none (full backup)"),
+        if p.consumer_group_snapshot { "yes" } else { "no" }
+    ));
+    let mut i = 1;
+    if p.consumer_group_snapshot {
+        s.push_str(&format!("{i:<5} snapshot consumer-group offsets\n"));
+        i += 1;
+    }
+    for st in &p.partitions {
+        s.push_str(&format!(
+            "{i:<5} {:<35} {:<10} {:<11} {:<11} {:<11} {}{}\n",
+            format!("{}/{}", st.topic, st.partition),
+            st.log_start_offset,
+            st.start_offset,
+            cut_text(&st.cut),
+            st.estimated_records,
+            if st.estimated_bytes > 0 { human_bytes(st.estimated_bytes) } else { "unknown".into() },
+            st.gap.as_ref().map(|g| format!("  GAP {}..{}: {}", g.from, g.to, g.reason)).unwrap_or_default()
+        ));
+        i += 1;
+    }
+    s.push_str(&format!("{i:<5} write manifest runs/{}/manifest.json\n", p.run_id));
+    s.push_str(&format!("\nTotal: {} records, {} estimated\n", p.estimated_records, human_bytes(p.estimated_bytes)));
+    s
+}
+
+/// A human-readable rendering of a restore plan.
+pub fn restore_table(p: &RestorePlan) -> String {
+    let ms = |v: Option<i64>| {
+        v.map(|m| jiff::Timestamp::from_millisecond(m).map(|t| format!("{t} ({m})")).unwrap_or(m.to_string())).unwrap_or_else(|| "-".into())
+    };
+    let mut s = format!(
+        "KafkaRestore {}  from backup {} run {}  plan {}{}\n  PITR window: {} .. {} (inclusive)\n  produce acks={} batch<={} records timeout={} ms, {} partitions in parallel\n\nSTEP  ACTION\n",
+        p.restore_name,
+        p.backup_name,
+        p.backup_run_id,
+        p.hash,
+        if p.dry_run { "  [dryRun: nothing will be executed]" } else { "" },
+        ms(p.pitr_start),
+        ms(p.pitr_end),
+        p.produce_acks,
+        p.produce_batch_records,
+        p.produce_timeout_ms,
+        p.max_concurrent_partitions
+    );
+    let mut i = 1;
+    for t in &p.create_topics {
+        s.push_str(&format!(
+            "{i:<5} create topic {} ({} partitions, replication {}, configs {:?})\n",
+            t.name,
+            t.partitions,
+            if t.replication_factor < 0 { "broker default".to_string() } else { t.replication_factor.to_string() },
+            t.configs
+        ));
+        i += 1;
+    }
+    for (t, part) in &p.purge {
+        s.push_str(&format!("{i:<5} purge {t}/{part} (DeleteRecords up to the high watermark)\n"));
+        i += 1;
+    }
+    for st in &p.partitions {
+        s.push_str(&format!(
+            "{i:<5} restore {}/{} offsets {}..{} -> {}/{}  ~{} records, {}, {} segment(s)\n",
+            st.source_topic,
+            st.source_partition,
+            st.from,
+            st.to,
+            st.target_topic,
+            st.target_partition,
+            st.estimated_records,
+            human_bytes(st.estimated_bytes),
+            st.segments.len()
+        ));
+        i += 1;
+    }
+    s.push_str(&format!("{i:<5} write offset map {}\n", p.offset_map_path));
+    s.push_str(&format!("\nTotal: ~{} records, {} to read\n", p.estimated_records, human_bytes(p.estimated_bytes)));
+    s
+}

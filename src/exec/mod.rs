@@ -1,0 +1,31 @@
+//! Step 3 of the flow: execute a compiled plan. A generic engine ([`engine`]) runs steps with
+//! bounded concurrency, shared rate limits and cancellation, and reports progress; the backup
+//! and restore executors supply the steps. Nothing here runs inside a Kubernetes reconcile.
+pub mod backup;
+pub mod engine;
+pub mod restore;
+
+pub use backup::run_backup;
+pub use engine::{Cancel, Event, ExecContext, Limits, Progress};
+pub use restore::{RestoreOutcome, run_restore};
+
+use crate::format::FormatError;
+use crate::kafka::KafkaError;
+use crate::storage::StorageError;
+
+/// Errors of the execute layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The run was stopped (Ctrl-C, CR deleted, lease lost). A backup resumes from its
+    /// checkpoint next time.
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Failed(String),
+}

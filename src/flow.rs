@@ -1,0 +1,138 @@
+//! The flow glue shared by the CLI and the operator: dereference -> observe -> compile for
+//! each kind, returning the compiled plan together with the live client and storage handles
+//! the executor needs. `plan` stops after compile; `run` and the operator go on to execute.
+use std::path::Path;
+
+use opendal::Operator;
+
+use crate::api::{ApiError, KafkaBackup, KafkaRestore, Secrets};
+use crate::exec::ExecError;
+use crate::kafka::KafkaClient;
+use crate::observe::{self, ObserveError};
+use crate::plan::{self, BackupFacts, BackupPlan, CompileError, RestoreFacts, RestorePlan};
+use crate::storage::StorageTarget;
+
+/// Errors of the flow, one variant per layer.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error("the plan cannot be compiled:\n{0}")]
+    Compile(#[from] CompileError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+}
+
+impl From<crate::kafka::KafkaError> for FlowError {
+    fn from(e: crate::kafka::KafkaError) -> Self {
+        FlowError::Observe(e.into())
+    }
+}
+impl From<crate::storage::StorageError> for FlowError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        FlowError::Observe(e.into())
+    }
+}
+
+/// How storage is opened: `ReadOnly` never creates anything (plan, dry run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+fn open(target: &StorageTarget, access: Access) -> Result<Operator, FlowError> {
+    Ok(match access {
+        Access::ReadOnly => target.open_read_only()?,
+        Access::ReadWrite => target.operator()?,
+    })
+}
+
+/// A compiled backup with its handles.
+pub struct PreparedBackup {
+    pub plan: BackupPlan,
+    pub client: KafkaClient,
+    pub op: Operator,
+    pub storage: StorageTarget,
+}
+
+/// Observes the cluster and the repository of `kb` and compiles its next run.
+pub async fn prepare_backup(kb: &KafkaBackup, secrets: &Secrets, pvc_root: &Path, now_ms: i64, access: Access) -> Result<PreparedBackup, FlowError> {
+    let spec = &kb.spec;
+    let name = kb.metadata.name.clone().unwrap_or_default();
+    let target = observe::storage_target(&spec.storage, secrets, pvc_root, "spec.storage")?;
+    let cfg = observe::client_config(&spec.kafka_cluster, secrets)?;
+    let op = open(&target, access)?;
+    let client = KafkaClient::connect(cfg).await?;
+    let meta = client.metadata();
+    let available: Vec<(String, bool)> = meta.topics.values().map(|t| (t.name.clone(), t.is_internal)).collect();
+    let (selected, _) = plan::select_topics(&spec.topics, &spec.exclude_topics, &available);
+    let facts = observe::observe_cluster(&client, &selected, true).await?;
+    let repo = observe::load_repo_state(&op, &name).await?;
+    let facts = BackupFacts {
+        name,
+        now_ms,
+        meta: facts.meta,
+        offsets: facts.offsets,
+        configs: facts.configs,
+        previous: repo.latest,
+        checkpoint: repo.checkpoint,
+    };
+    let plan = plan::compile_backup(spec, &facts)?;
+    Ok(PreparedBackup { plan, client, op, storage: target })
+}
+
+/// A compiled restore with its handles.
+pub struct PreparedRestore {
+    pub plan: RestorePlan,
+    pub client: KafkaClient,
+    pub op: Operator,
+    pub storage: StorageTarget,
+}
+
+/// Resolves the backup a KafkaRestore refers to (`backup`: the KafkaBackup named by
+/// `backupRef.name`, needed unless `backupRef.storage` is inline), loads the run manifest,
+/// observes the target cluster and compiles.
+pub async fn prepare_restore(
+    kr: &KafkaRestore,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    access: Access,
+) -> Result<PreparedRestore, FlowError> {
+    let spec = &kr.spec;
+    let storage_spec = match (&spec.backup_ref.storage, backup) {
+        (Some(s), _) => s.clone(),
+        (None, Some(kb)) => kb.spec.storage.clone(),
+        (None, None) => {
+            return Err(ObserveError::Config {
+                field: "spec.backupRef.name".into(),
+                message: format!(
+                    "KafkaBackup {:?} is not among the given files and backupRef.storage is not set: add the KafkaBackup's YAML with -f, or give backupRef.storage",
+                    spec.backup_ref.name
+                ),
+            }
+            .into());
+        }
+    };
+    let field = if spec.backup_ref.storage.is_some() { "spec.backupRef.storage" } else { "KafkaBackup spec.storage" };
+    let target = observe::storage_target(&storage_spec, secrets, pvc_root, field)?;
+    let op = open(&target, access)?;
+    let manifest = match &spec.backup_ref.backup_id {
+        Some(id) => observe::load_manifest(&op, &spec.backup_ref.name, id).await?,
+        None => observe::latest_complete_run(&op, &spec.backup_ref.name).await?,
+    };
+    let client = KafkaClient::connect(observe::client_config(&spec.kafka_cluster, secrets)?).await?;
+    let targets: Vec<String> = manifest.topics.iter().map(|t| spec.target_topic(&t.name).to_string()).collect();
+    let facts = observe::observe_cluster(&client, &targets, false).await?;
+    let facts = RestoreFacts {
+        restore_name: kr.metadata.name.clone().unwrap_or_default(),
+        manifest,
+        target: facts.meta,
+        target_offsets: facts.offsets,
+    };
+    let plan = plan::compile_restore(spec, &facts)?;
+    Ok(PreparedRestore { plan, client, op, storage: target })
+}

@@ -1,0 +1,65 @@
+//! What a backup repository holds: complete runs (manifests) and an incomplete run's
+//! checkpoint.
+use opendal::Operator;
+
+use crate::format::layout;
+use crate::format::manifest::{Checkpoint, RunManifest, from_json};
+use crate::storage::{self, StorageError};
+
+/// The repository state of one KafkaBackup.
+#[derive(Debug, Clone, Default)]
+pub struct RepoState {
+    /// Ids of complete runs (a manifest exists), oldest first.
+    pub complete_runs: Vec<String>,
+    /// The newest complete run's manifest.
+    pub latest: Option<RunManifest>,
+    /// The newest incomplete run's checkpoint (newer than `latest`), to resume.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// Lists runs of `backup` and loads the newest manifest and any newer checkpoint.
+pub async fn load_repo_state(op: &Operator, backup: &str) -> Result<RepoState, StorageError> {
+    let runs = storage::list_dirs(op, &layout::runs_dir(backup)).await?;
+    let mut state = RepoState::default();
+    for run in runs.iter().rev() {
+        if let Some(bytes) = storage::read_opt(op, &layout::manifest(backup, run)).await? {
+            state.latest = Some(from_json(&bytes, &layout::manifest(backup, run))?);
+            break;
+        }
+        if state.checkpoint.is_none() {
+            if let Some(bytes) = storage::read_opt(op, &layout::checkpoint(backup, run)).await? {
+                state.checkpoint = Some(from_json(&bytes, &layout::checkpoint(backup, run))?);
+            }
+        }
+    }
+    for run in &runs {
+        if op.exists(&layout::manifest(backup, run)).await.map_err(|e| storage::backend("stat", run, e))? {
+            state.complete_runs.push(run.clone());
+        }
+    }
+    Ok(state)
+}
+
+/// Loads one run's manifest. Errors name the backup and run and list what exists.
+pub async fn load_manifest(op: &Operator, backup: &str, run: &str) -> Result<RunManifest, StorageError> {
+    let path = layout::manifest(backup, run);
+    match storage::read_opt(op, &path).await? {
+        Some(b) => Ok(from_json(&b, &path)?),
+        None => {
+            let runs = storage::list_dirs(op, &layout::runs_dir(backup)).await?;
+            Err(StorageError::NotFound(format!(
+                "backup {backup:?} has no complete run {run:?} (runs found: {runs:?}); fix backupRef.backupId"
+            )))
+        }
+    }
+}
+
+/// The newest complete run of `backup`.
+pub async fn latest_complete_run(op: &Operator, backup: &str) -> Result<RunManifest, StorageError> {
+    let state = load_repo_state(op, backup).await?;
+    state.latest.ok_or_else(|| {
+        StorageError::NotFound(format!(
+            "no complete backup named {backup:?} in this storage (check backupRef.name and the storage location)"
+        ))
+    })
+}

@@ -1,0 +1,226 @@
+//! Compiling a KafkaBackup run.
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{CompileError, issue, plan_hash, select_topics};
+use crate::api::KafkaBackupSpec;
+use crate::format::manifest::{Checkpoint, Gap, RunManifest, SegmentRef};
+use crate::kafka::client::ClusterMeta;
+use crate::kafka::ops::ConfigEntry;
+use crate::observe::PartitionOffsets;
+
+/// Everything `compile_backup` needs, all observed beforehand.
+#[derive(Debug, Clone)]
+pub struct BackupFacts {
+    /// Backup (KafkaBackup) name.
+    pub name: String,
+    /// "Now" as epoch ms, read by the caller (compile reads no clock).
+    pub now_ms: i64,
+    pub meta: ClusterMeta,
+    pub offsets: BTreeMap<(String, i32), PartitionOffsets>,
+    pub configs: BTreeMap<String, BTreeMap<String, ConfigEntry>>,
+    /// The newest complete run of this backup, if any: the new run continues from its cuts.
+    pub previous: Option<RunManifest>,
+    /// An incomplete run to resume, if any.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// Where a partition's fetch stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "mode", content = "offset")]
+pub enum CutMode {
+    /// `stopAtCurrentOffsets`: the high watermark read before any fetch.
+    At(i64),
+    /// One-shot without a fixed cut: until the partition is caught up with its high watermark.
+    CaughtUp,
+    /// `continuous`: until the run is stopped.
+    Never,
+}
+
+/// A topic of the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupTopic {
+    pub name: String,
+    pub topic_id: String,
+    pub partition_count: i32,
+    pub configs: BTreeMap<String, ConfigEntry>,
+}
+
+/// The work for one partition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupPartitionStep {
+    pub topic: String,
+    pub partition: i32,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    /// First offset to fetch.
+    pub start_offset: i64,
+    pub cut: CutMode,
+    /// First offset the run will cover (earlier runs' segments included).
+    pub covered_from: i64,
+    /// Segments of earlier runs still needed (offsets >= log start... kept as the manifest lists
+    /// them, so a restore of this run reproduces the partition).
+    pub carried_segments: Vec<SegmentRef>,
+    pub carried_gaps: Vec<Gap>,
+    /// Segments already written by the interrupted attempt of this run (resume).
+    pub resumed_segments: Vec<SegmentRef>,
+    /// A planned gap: the previous cut is below today's log start (retention deleted it).
+    pub gap: Option<Gap>,
+    /// Offsets to fetch (cut - start; 0 when unknown).
+    pub estimated_records: u64,
+    /// Estimated bytes, from the previous run's bytes per record when known.
+    pub estimated_bytes: u64,
+}
+
+/// A compiled backup run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupPlan {
+    pub backup_name: String,
+    pub run_id: String,
+    pub resumed: bool,
+    pub previous_run_id: Option<String>,
+    pub compression: String,
+    pub compression_level: i32,
+    pub segment_max_bytes: u64,
+    pub segment_max_interval_ms: u64,
+    /// None = checkpointing disabled.
+    pub checkpoint_interval_ms: Option<u64>,
+    pub max_concurrent_partitions: u32,
+    pub records_per_sec: Option<u64>,
+    pub bytes_per_sec: Option<u64>,
+    pub consumer_group_snapshot: bool,
+    pub cluster_id: Option<String>,
+    pub topics: Vec<BackupTopic>,
+    pub partitions: Vec<BackupPartitionStep>,
+    pub estimated_records: u64,
+    pub estimated_bytes: u64,
+    /// Hash of everything above (run id and clock excluded), for status `planHash`.
+    pub hash: String,
+}
+
+/// Compiles a backup run. Errors: topics named literally that do not exist
+/// (`spec.topics[i]`), a selection that matches nothing, exclusive options.
+pub fn compile_backup(spec: &KafkaBackupSpec, facts: &BackupFacts) -> Result<BackupPlan, CompileError> {
+    let mut issues = Vec::new();
+    let available: Vec<(String, bool)> = facts.meta.topics.values().map(|t| (t.name.clone(), t.is_internal)).collect();
+    let (selected, missing) = select_topics(&spec.topics, &spec.exclude_topics, &available);
+    for (i, name) in missing {
+        issues.push(issue(
+            format!("spec.topics[{i}]"),
+            format!("topic {name:?} does not exist on the cluster; fix the name, create the topic, or use a glob pattern if it may be absent"),
+        ));
+    }
+    if selected.is_empty() && issues.is_empty() {
+        issues.push(issue("spec.topics", format!("{:?} (minus excludeTopics) matches no topic on the cluster", spec.topics)));
+    }
+    if spec.continuous && spec.stop_at_current_offsets {
+        issues.push(issue("spec.continuous", "continuous and stopAtCurrentOffsets exclude each other: set one"));
+    }
+    if !issues.is_empty() {
+        return Err(CompileError(issues));
+    }
+
+    let resume = facts.checkpoint.as_ref().filter(|c| facts.previous.as_ref().is_none_or(|p| p.run_id < c.run_id));
+    let run_id = match resume {
+        Some(c) => c.run_id.clone(),
+        None => crate::format::layout::run_id(facts.now_ms),
+    };
+    let prev_parts: BTreeMap<(String, i32), &crate::format::manifest::PartitionManifest> = facts
+        .previous
+        .iter()
+        .flat_map(|m| m.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| ((t.name.clone(), p.partition), p))))
+        .collect();
+    let bytes_per_record = facts
+        .previous
+        .as_ref()
+        .filter(|m| m.total_records > 0)
+        .map(|m| m.total_raw_bytes as f64 / m.total_records as f64);
+
+    let mut topics = Vec::new();
+    let mut partitions = Vec::new();
+    for name in &selected {
+        let t = &facts.meta.topics[name];
+        topics.push(BackupTopic {
+            name: name.clone(),
+            topic_id: t.topic_id.clone(),
+            partition_count: t.partitions.len() as i32,
+            configs: facts.configs.get(name).cloned().unwrap_or_default(),
+        });
+        for &p in t.partitions.keys() {
+            let off = facts.offsets.get(&(name.clone(), p)).copied().unwrap_or(PartitionOffsets { log_start: 0, high_watermark: 0 });
+            let prev = prev_parts.get(&(name.clone(), p));
+            // Continue after the previous cut; segments wholly below today's log start are
+            // still kept (the data was backed up and stays restorable).
+            let (mut start, carried, carried_gaps, covered_from) = match prev {
+                Some(pp) => (pp.cut, pp.segments.clone(), pp.gaps.clone(), pp.covered_from),
+                None => (off.log_start, vec![], vec![], off.log_start),
+            };
+            let mut gap = None;
+            if start < off.log_start {
+                gap = Some(Gap { from: start, to: off.log_start, reason: "retention deleted these offsets before they were backed up".into() });
+                start = off.log_start;
+            }
+            if start > off.high_watermark {
+                // The topic was recreated or truncated since the previous run: start over.
+                gap = Some(Gap { from: off.high_watermark, to: start, reason: "high watermark is below the previous cut (topic recreated or truncated)".into() });
+                start = off.log_start;
+            }
+            let resumed: Vec<SegmentRef> = resume
+                .and_then(|c| c.partitions.get(&format!("{name}/{p}")))
+                .map(|pp| pp.segments.clone())
+                .unwrap_or_default();
+            let fetch_from = resumed.last().map(|s| s.last_offset + 1).unwrap_or(start).max(start);
+            let cut = if spec.continuous {
+                CutMode::Never
+            } else if spec.stop_at_current_offsets {
+                CutMode::At(off.high_watermark)
+            } else {
+                CutMode::CaughtUp
+            };
+            let est = (off.high_watermark - fetch_from).max(0) as u64;
+            partitions.push(BackupPartitionStep {
+                topic: name.clone(),
+                partition: p,
+                log_start_offset: off.log_start,
+                high_watermark: off.high_watermark,
+                start_offset: fetch_from,
+                cut,
+                covered_from: if prev.is_some() { covered_from } else { start },
+                carried_segments: carried,
+                carried_gaps,
+                resumed_segments: resumed,
+                gap,
+                estimated_records: est,
+                estimated_bytes: bytes_per_record.map(|b| (b * est as f64) as u64).unwrap_or(0),
+            });
+        }
+    }
+    let mut plan = BackupPlan {
+        backup_name: facts.name.clone(),
+        run_id: String::new(),
+        resumed: resume.is_some(),
+        previous_run_id: facts.previous.as_ref().map(|m| m.run_id.clone()),
+        compression: spec.compression.as_str().to_string(),
+        compression_level: spec.compression_level,
+        segment_max_bytes: spec.segment_max_bytes,
+        segment_max_interval_ms: spec.segment_max_interval_ms,
+        checkpoint_interval_ms: spec.checkpoint.enabled.then_some(spec.checkpoint.interval_secs as u64 * 1000),
+        max_concurrent_partitions: spec.max_concurrent_partitions(),
+        records_per_sec: spec.rate_limiting.records_limit(),
+        bytes_per_sec: spec.rate_limiting.bytes_limit(),
+        consumer_group_snapshot: spec.consumer_group_snapshot,
+        cluster_id: facts.meta.cluster_id.clone(),
+        estimated_records: partitions.iter().map(|p| p.estimated_records).sum(),
+        estimated_bytes: partitions.iter().map(|p| p.estimated_bytes).sum(),
+        topics,
+        partitions,
+        hash: String::new(),
+    };
+    plan.hash = plan_hash(&plan);
+    plan.run_id = run_id;
+    Ok(plan)
+}

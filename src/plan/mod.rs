@@ -1,0 +1,37 @@
+//! Step 2 of the flow: compile. Pure functions (no I/O, no clock, no tokio) from a spec plus
+//! observed facts to a [`BackupPlan`] or [`RestorePlan`]: serialisable, with a stable hash,
+//! or errors that name the field and the fix. The CLI `plan` command prints these; `run` and
+//! the operator execute them.
+mod backup;
+mod restore;
+mod select;
+
+pub use backup::{BackupFacts, BackupPlan, BackupPartitionStep, BackupTopic, CutMode, compile_backup};
+pub use restore::{RestoreFacts, RestorePartitionStep, RestorePlan, TopicToCreate, compile_restore};
+pub use select::{matches_any, select_topics};
+
+use sha2::{Digest, Sha256};
+
+/// One thing wrong with a spec against the observed facts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CompileIssue {
+    /// Path of the field, e.g. `spec.topics[1]`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Errors of the compile layer: everything wrong at once, not just the first.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", .0.iter().map(|i| format!("{}: {}", i.field, i.message)).collect::<Vec<_>>().join("\n"))]
+pub struct CompileError(pub Vec<CompileIssue>);
+
+pub(crate) fn issue(field: impl Into<String>, message: impl Into<String>) -> CompileIssue {
+    CompileIssue { field: field.into(), message: message.into() }
+}
+
+/// SHA-256 (hex, first 16 chars) of a plan's canonical JSON: equal plans have equal hashes.
+pub(crate) fn plan_hash<T: serde::Serialize>(plan: &T) -> String {
+    let json = serde_json::to_vec(plan).expect("plans serialise");
+    hex::encode(&Sha256::digest(&json)[..8])
+}
