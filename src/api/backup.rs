@@ -1,0 +1,416 @@
+//! `KafkaBackup` (short name `kb`): back up topics of a Kafka cluster to a storage location,
+//! once or on a cron schedule.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    CircuitBreaker, DEFAULT_BACKUP_MAX_CONCURRENT_PARTITIONS, KafkaClusterSpec, RateLimiting,
+    StatusHeader, StorageSpec, default_true,
+};
+
+fn default_compression_level() -> i32 {
+    3
+}
+fn default_segment_max_bytes() -> u64 {
+    128 * 1024 * 1024
+}
+fn default_segment_max_interval_ms() -> u64 {
+    60_000
+}
+fn default_checkpoint_interval_secs() -> u64 {
+    30
+}
+
+/// Smallest accepted `segmentMaxBytes` (1 MiB).
+pub const MIN_SEGMENT_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Spec of a `KafkaBackup`: what to back up (`kafkaCluster`, `topics`), where to
+/// (`storage`), when (`schedule`, `timeZone`, `suspend`) and how (`stopAtCurrentOffsets` or
+/// `continuous`, compression, segment rotation, retention, limits).
+#[derive(
+    CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, garde::Validate,
+)]
+#[kube(
+    group = "kafka.oso.sh",
+    version = "v1alpha1",
+    kind = "KafkaBackup",
+    plural = "kafkabackups",
+    singular = "kafkabackup",
+    shortname = "kb",
+    namespaced,
+    status = "KafkaBackupStatus",
+    derive = "PartialEq",
+    doc = "Backs up Kafka topics to object storage, once or on a cron schedule.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Last Backup",
+        type_ = "date",
+        json_path = ".status.lastBackupTime"
+    ),
+    printcolumn(
+        name = "Records",
+        type_ = "integer",
+        json_path = ".status.recordsProcessed"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!(has(self.continuous) && self.continuous && has(self.stopAtCurrentOffsets) && self.stopAtCurrentOffsets)",
+        "message": "continuous and stopAtCurrentOffsets are mutually exclusive: set at most one"
+    },
+    {
+        "rule": "!(has(self.continuous) && self.continuous && has(self.schedule))",
+        "message": "a continuous backup runs until stopped and cannot have a schedule: remove one"
+    }
+]))]
+#[garde(allow_unvalidated)]
+pub struct KafkaBackupSpec {
+    /// Source cluster. Required.
+    #[garde(rename("kafkaCluster"), dive)]
+    pub kafka_cluster: KafkaClusterSpec,
+
+    /// Topic names or globs (`*`, `?`, `[...]`). Required, non-empty. A literal name that does
+    /// not exist on the cluster is an error at run time, not an empty success.
+    #[garde(
+        length(min = 1),
+        inner(custom(crate::api::validate::check_topic_pattern))
+    )]
+    pub topics: Vec<String>,
+
+    /// Names or globs removed from the `topics` selection. Default empty. (ours)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[garde(
+        rename("excludeTopics"),
+        inner(custom(crate::api::validate::check_topic_pattern))
+    )]
+    pub exclude_topics: Vec<String>,
+
+    /// Destination. Required.
+    #[garde(dive)]
+    pub storage: StorageSpec,
+
+    /// Cron expression; absent = run once. `sec min hour dom month dow [year]` (seed:
+    /// `"0 0 * * * * *"` = hourly); 5-field `min hour dom month dow` is also accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(inner(custom(crate::api::validate::check_cron)))]
+    pub schedule: Option<String>,
+
+    /// IANA time zone the schedule is evaluated in, e.g. `Europe/Berlin`. Default UTC. (ours)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(
+        rename("timeZone"),
+        inner(custom(crate::api::validate::check_time_zone))
+    )]
+    pub time_zone: Option<String>,
+
+    /// Start no new scheduled runs (a running one finishes). Default false.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// Consistent cut: read every partition's high watermark first and stop there. Default
+    /// false. Exclusive with `continuous`.
+    #[serde(default)]
+    pub stop_at_current_offsets: bool,
+
+    /// Stream until stopped. Default false. Exclusive with `stopAtCurrentOffsets` and
+    /// `schedule`.
+    #[serde(default)]
+    pub continuous: bool,
+
+    /// Resumable progress. Default enabled every 30 s.
+    #[serde(default)]
+    #[garde(dive)]
+    pub checkpoint: CheckpointSpec,
+
+    /// Also save the committed offsets of every consumer group reading the backed-up topics.
+    /// Default false.
+    #[serde(default)]
+    pub consumer_group_snapshot: bool,
+
+    /// Segment compression: none, lz4 or zstd (default). Producer compression inside record
+    /// batches is kept as fetched either way.
+    #[serde(default)]
+    pub compression: Compression,
+
+    /// Codec level: zstd 1..=22, lz4 0..=12; ignored for none. Default 3.
+    #[serde(default = "default_compression_level")]
+    pub compression_level: i32,
+
+    /// Rotate a segment after this many bytes. Default 134217728 (128 MiB); minimum 1 MiB.
+    #[serde(default = "default_segment_max_bytes")]
+    #[garde(rename("segmentMaxBytes"), range(min = MIN_SEGMENT_MAX_BYTES))]
+    pub segment_max_bytes: u64,
+
+    /// Rotate a segment after this many milliseconds. Default 60000.
+    #[serde(default = "default_segment_max_interval_ms")]
+    #[garde(rename("segmentMaxIntervalMs"), range(min = 1))]
+    pub segment_max_interval_ms: u64,
+
+    /// Keep the original offset and timestamp with each stored record (the reference writes
+    /// `x-original-offset`, `x-original-timestamp`, `x-source-cluster` headers). Default true.
+    #[serde(default = "default_true")]
+    pub include_offset_headers: bool,
+
+    /// Identifier of the source cluster recorded in the backup. Default: the cluster id the
+    /// brokers report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_cluster_id: Option<String>,
+
+    /// Prune old backups after a successful run. Default disabled.
+    #[serde(default)]
+    #[garde(dive)]
+    pub retention: RetentionSpec,
+
+    /// Throughput caps; `maxConcurrentPartitions` defaults to 8 here.
+    #[serde(default)]
+    #[garde(rename("rateLimiting"), dive)]
+    pub rate_limiting: RateLimiting,
+
+    /// Failure isolation for broker and storage calls.
+    #[serde(default)]
+    #[garde(rename("circuitBreaker"), dive)]
+    pub circuit_breaker: CircuitBreaker,
+}
+
+impl KafkaBackupSpec {
+    /// A run-once spec with the given cluster, topics and storage; every other field at its
+    /// default (the same values deserializing a minimal YAML gives).
+    pub fn new(kafka_cluster: KafkaClusterSpec, topics: Vec<String>, storage: StorageSpec) -> Self {
+        KafkaBackupSpec {
+            kafka_cluster,
+            topics,
+            exclude_topics: Vec::new(),
+            storage,
+            schedule: None,
+            time_zone: None,
+            suspend: false,
+            stop_at_current_offsets: false,
+            continuous: false,
+            checkpoint: CheckpointSpec::default(),
+            consumer_group_snapshot: false,
+            compression: Compression::default(),
+            compression_level: default_compression_level(),
+            segment_max_bytes: default_segment_max_bytes(),
+            segment_max_interval_ms: default_segment_max_interval_ms(),
+            include_offset_headers: true,
+            source_cluster_id: None,
+            retention: RetentionSpec::default(),
+            rate_limiting: RateLimiting::default(),
+            circuit_breaker: CircuitBreaker::default(),
+        }
+    }
+
+    /// Effective `rateLimiting.maxConcurrentPartitions` (default 8).
+    pub fn max_concurrent_partitions(&self) -> u32 {
+        self.rate_limiting
+            .max_concurrent_partitions_or(DEFAULT_BACKUP_MAX_CONCURRENT_PARTITIONS)
+    }
+
+    /// Effective time zone name (`timeZone`, default `UTC`).
+    pub fn time_zone_name(&self) -> &str {
+        self.time_zone.as_deref().unwrap_or("UTC")
+    }
+}
+
+/// Segment compression codec; lowercase in YAML.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Store segments uncompressed.
+    None,
+    /// LZ4 frame format.
+    Lz4,
+    /// Zstandard (default).
+    #[default]
+    Zstd,
+}
+
+impl Compression {
+    /// Accepted `compressionLevel` range for this codec, inclusive; `None` for `none`.
+    pub fn level_range(self) -> Option<(i32, i32)> {
+        match self {
+            Compression::None => None,
+            Compression::Lz4 => Some((0, 12)),
+            Compression::Zstd => Some((1, 22)),
+        }
+    }
+    /// The YAML spelling, e.g. `"zstd"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// `checkpoint`: resumable progress of a run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, garde::Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[garde(allow_unvalidated)]
+pub struct CheckpointSpec {
+    /// Default true. Since v1.0.0 this no longer implies `continuous`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Seconds between checkpoints. Default 30.
+    #[serde(default = "default_checkpoint_interval_secs")]
+    #[garde(rename("intervalSecs"), range(min = 1))]
+    pub interval_secs: u64,
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        CheckpointSpec {
+            enabled: true,
+            interval_secs: default_checkpoint_interval_secs(),
+        }
+    }
+}
+
+/// `retention`: prune old backup runs after a successful run. A run is deleted when it is older
+/// than `maxAgeDays` or not among the newest `keepLast` (both limits apply when both are set);
+/// data still needed by a kept run is never deleted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema, garde::Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!(has(self.enabled) && self.enabled) || has(self.maxAgeDays) || has(self.keepLast)",
+        "message": "retention.enabled needs maxAgeDays or keepLast"
+    }
+]))]
+#[garde(allow_unvalidated)]
+pub struct RetentionSpec {
+    /// Default false.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Delete runs older than this many days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(rename("maxAgeDays"), inner(range(min = 1)))]
+    pub max_age_days: Option<u32>,
+    /// Keep at least the newest N runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(rename("keepLast"), inner(range(min = 1)))]
+    pub keep_last: Option<u32>,
+    /// Report what would be deleted, delete nothing. Default false.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `status.phase` of a KafkaBackup.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum BackupPhase {
+    /// Accepted; waiting for the next scheduled run (or about to start a one-off run).
+    Ready,
+    /// A run is in progress.
+    Running,
+    /// The last (one-off) run completed.
+    Completed,
+    /// The last run failed; see `message` and conditions.
+    Failed,
+}
+
+/// Status of a KafkaBackup.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaBackupStatus {
+    /// Ready, Running, Completed or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<BackupPhase>,
+    /// message, conditions, observedGeneration, planHash, startTime, completionTime.
+    #[serde(flatten)]
+    pub common: StatusHeader,
+    /// Id of the current/last backup run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    /// When the last successful run completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup_time: Option<Time>,
+    /// Scheduled time of the last run that was started by the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// Next time the schedule fires (absent when suspended or unscheduled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_scheduled_backup: Option<Time>,
+    /// Records stored by the current/last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_processed: Option<u64>,
+    /// Bytes stored by the current/last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_processed: Option<u64>,
+    /// Segments written by the current/last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_completed: Option<u64>,
+    /// Time of the last checkpoint of the current/last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint_time: Option<Time>,
+    /// Whether an interrupted run can resume from its checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumable: Option<bool>,
+    /// Current throughput, records per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput_records_per_sec: Option<f64>,
+    /// Current throughput, bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput_bytes_per_sec: Option<f64>,
+    /// Result of the last retention pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionStatus>,
+    /// Recent runs, newest first (bounded by the controller).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<BackupRunRecord>,
+}
+
+/// `status.retention`: the last retention pass.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionStatus {
+    /// When the pass ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_retention_time: Option<Time>,
+    /// Runs looked at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspected_backups: Option<u64>,
+    /// Runs eligible for deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eligible_backups: Option<u64>,
+    /// Runs deleted (0 in dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_backups: Option<u64>,
+    /// Bytes freed (would be freed, in dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaimed_bytes: Option<u64>,
+    /// Error of the pass, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One entry of `status.history`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRunRecord {
+    /// Backup run id.
+    pub run_id: String,
+    /// Phase the run ended in (or Running).
+    pub phase: BackupPhase,
+    /// When the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the run finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Records stored.
+    #[serde(default)]
+    pub records: u64,
+    /// Bytes stored.
+    #[serde(default)]
+    pub bytes: u64,
+}

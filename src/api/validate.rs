@@ -1,0 +1,961 @@
+//! Validation of the five kinds: field-level rules (garde attributes on the spec structs) plus
+//! cross-field rules, reported as [`ValidationErrors`]: a list of `{field, message}` where
+//! `field` is a path such as `spec.kafkaCluster.bootstrapServers[0]` and `message` says what is
+//! wrong and how to fix it.
+//!
+//! The same checks run in the controller (before compiling a plan), in the kubectl plugin's
+//! `plan` and in the standalone `run`. Rules the API server can enforce are also emitted into
+//! the CRD schema as `x-kubernetes-validations` (CEL) and OpenAPI bounds.
+//!
+//! Everything here is pure: no I/O, no clock.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use garde::Validate;
+
+use super::backup::{KafkaBackup, KafkaBackupSpec};
+use super::common::{KafkaClusterSpec, StorageSpec, StorageType};
+use super::offset_reset::{KafkaOffsetReset, ResetStrategy};
+use super::offset_rollback::KafkaOffsetRollback;
+use super::restore::KafkaRestore;
+use super::validation::KafkaBackupValidation;
+
+/// One validation failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the offending field, e.g. `spec.storage.s3.bucket` or
+    /// `spec.kafkaCluster.bootstrapServers[0]`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// All validation failures of one resource, in field order. Never empty when returned as an
+/// error. `Display` prints one `field: message` per line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ValidationErrors {
+    /// The failures.
+    pub errors: Vec<FieldError>,
+}
+
+impl ValidationErrors {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Append a failure.
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        let e = FieldError {
+            field: field.into(),
+            message: message.into(),
+        };
+        if !self.errors.contains(&e) {
+            self.errors.push(e);
+        }
+    }
+    /// True when there are no failures.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+    /// Number of failures.
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+    /// Iterate the failures.
+    pub fn iter(&self) -> impl Iterator<Item = &FieldError> {
+        self.errors.iter()
+    }
+    /// True when some failure's field equals `field` or lies below it (`spec.pitr` matches
+    /// `spec.pitr.endTime`).
+    pub fn has_field(&self, field: &str) -> bool {
+        self.errors.iter().any(|e| {
+            e.field == field
+                || e.field
+                    .strip_prefix(field)
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        })
+    }
+    /// `Ok(())` when empty, `Err(self)` otherwise.
+    pub fn into_result(self) -> Result<(), ValidationErrors> {
+        if self.is_empty() { Ok(()) } else { Err(self) }
+    }
+
+    /// Append a garde report, prefixing each path with `prefix` (e.g. `spec`) and turning
+    /// garde's terse messages into ones with a hint.
+    pub fn extend_garde(&mut self, prefix: &str, report: garde::Report) {
+        for (path, error) in report.into_inner() {
+            let path = path.to_string();
+            let field = match (prefix.is_empty(), path.is_empty()) {
+                (_, true) => prefix.to_string(),
+                (true, false) => path,
+                (false, false) if path.starts_with('[') => format!("{prefix}{path}"),
+                (false, false) => format!("{prefix}.{path}"),
+            };
+            let message = humanize_garde(&field, error.message());
+            self.push(field, message);
+        }
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// The last named component of a path: `spec.a.bList[3]` -> `bList`.
+fn last_component(field: &str) -> &str {
+    let mut f = field;
+    while let Some(stripped) = f.strip_suffix(']') {
+        match stripped.rfind('[') {
+            Some(i) => f = &f[..i],
+            None => break,
+        }
+    }
+    f.rsplit('.').next().unwrap_or(f)
+}
+
+fn field_hint(field: &str) -> Option<&'static str> {
+    Some(match last_component(field) {
+        "bootstrapServers" => {
+            "list at least one seed broker as host:port, e.g. `bootstrapServers: [\"kafka:9092\"]`"
+        }
+        "topics" => {
+            "list at least one topic name or glob, e.g. `topics: [\"orders\", \"payments-*\"]`"
+        }
+        "consumerGroups" => "list consumer group ids, e.g. `consumerGroups: [\"order-processor\"]`",
+        "connectionsPerBroker" => "use a pool size of at least 1 (default 4)",
+        "segmentMaxBytes" => "use at least 1048576 (1 MiB); the default is 134217728 (128 MiB)",
+        "name" => "set the name of the referenced object",
+        "bucket" => "set the bucket name",
+        "region" => {
+            "set the region, e.g. us-west-2 (S3-compatible stores accept any, e.g. us-east-1)"
+        }
+        "claimName" => "set the PersistentVolumeClaim name",
+        "path" => "set a directory path",
+        "container" => "set the blob container name",
+        "accountName" => "set the storage account name",
+        "formats" => "list at least one of json, pdf",
+        "expectedStatusCode" => "use an HTTP status code between 100 and 599 (default 200)",
+        "targetPartitions" => "set the target topic's partition count (at least 1)",
+        "defaultReplicationFactor" => "use at least 1, or omit it to use the broker default",
+        "maxConcurrentPartitions" => {
+            "use at least 1, or omit it for the default (8 backup / 4 restore)"
+        }
+        "resetOffset" => "offsets start at 0",
+        _ => return None,
+    })
+}
+
+fn humanize_garde(field: &str, message: &str) -> String {
+    let base = if let Some(n) = message.strip_prefix("length is lower than ") {
+        if n == "1" {
+            "must not be empty".to_string()
+        } else {
+            format!("needs at least {n} entries/characters")
+        }
+    } else if let Some(n) = message.strip_prefix("length is greater than ") {
+        format!("must have at most {n} entries/characters")
+    } else if let Some(n) = message.strip_prefix("lower than ") {
+        format!("must be at least {n}")
+    } else if let Some(n) = message.strip_prefix("greater than ") {
+        format!("must be at most {n}")
+    } else {
+        // Our own validators already say what to do.
+        return message.to_string();
+    };
+    match field_hint(field) {
+        Some(h) => format!("{base}: {h}"),
+        None => format!("{base}; see the field's description in `kubectl explain`"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// field validators (referenced from `#[garde(custom(...))]` attributes)
+// ---------------------------------------------------------------------------------------------
+
+/// Parse a cron expression the way schedules are evaluated: 5 fields (`min hour dom month
+/// dow`), 6 fields (with leading seconds) or 7 fields (with trailing year). The error says how
+/// to write one.
+pub fn parse_schedule(expr: &str) -> Result<croner::Cron, String> {
+    let fields = expr.split_whitespace().count();
+    let hint = "write `sec min hour dom month dow [year]` (e.g. \"0 0 * * * * *\" = hourly, \
+                \"0 30 2 * * *\" = daily at 02:30) or 5-field `min hour dom month dow`";
+    if !(5..=7).contains(&fields) && !expr.trim_start().starts_with('@') {
+        return Err(format!(
+            "invalid cron expression {expr:?}: it has {fields} fields, expected 5, 6 or 7; {hint}"
+        ));
+    }
+    croner::Cron::from_str(expr)
+        .map_err(|e| format!("invalid cron expression {expr:?}: {e}; {hint}"))
+}
+
+/// Look up an IANA time zone (e.g. `Europe/Berlin`, `UTC`). Needs the system tz database
+/// (`/usr/share/zoneinfo`) except for `UTC`.
+pub fn parse_time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    if name == "UTC" {
+        return Ok(jiff::tz::TimeZone::UTC);
+    }
+    jiff::tz::TimeZone::get(name).map_err(|e| {
+        format!(
+            "unknown time zone {name:?} ({e}); use an IANA name such as \"UTC\", \"Europe/Berlin\" \
+             or \"America/New_York\""
+        )
+    })
+}
+
+/// Parse an RFC 3339 time (`2024-12-01T12:00:00Z`, `2024-12-01T13:00:00+01:00`) to epoch
+/// milliseconds. The error shows the expected format.
+pub fn parse_rfc3339_ms(text: &str) -> Result<i64, String> {
+    jiff::Timestamp::from_str(text.trim())
+        .map(|t| t.as_millisecond())
+        .map_err(|e| {
+            format!(
+                "{text:?} is not an RFC 3339 time ({e}); write it like \"2024-12-01T12:00:00Z\" \
+                 (a UTC offset or Z is required), or use the epoch-milliseconds field instead"
+            )
+        })
+}
+
+/// garde rule: `host:port` with a numeric port (IPv6 as `[::1]:9092`).
+pub fn check_host_port(value: &str, _: &()) -> garde::Result {
+    let v = value.trim();
+    if let Some((scheme, _)) = v.split_once("://") {
+        return Err(garde::Error::new(format!(
+            "{value:?} has a {scheme}:// prefix; write the broker as host:port (e.g. \"kafka:9092\") \
+             and choose the protocol with securityProtocol"
+        )));
+    }
+    let (host, port) = match v.rsplit_once(':') {
+        Some((h, p)) => (h, p),
+        None => {
+            return Err(garde::Error::new(format!(
+                "{value:?} has no port; write it as host:port, e.g. \"{v}:9092\""
+            )));
+        }
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner.strip_suffix(']').is_some_and(|h| !h.is_empty())
+    } else {
+        !host.is_empty() && !host.contains(':') && !host.contains(char::is_whitespace)
+    };
+    if !host_ok {
+        return Err(garde::Error::new(format!(
+            "{value:?} is not host:port; write it like \"kafka:9092\" (IPv6: \"[::1]:9092\")"
+        )));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(garde::Error::new(format!(
+            "{value:?} has port {port:?}, which is not a number between 1 and 65535; write it like \
+             \"{host}:9092\""
+        ))),
+    }
+}
+
+/// Kafka's rule for topic names: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn check_topic_name(value: &str, _: &()) -> garde::Result {
+    let bad: BTreeSet<char> = value
+        .chars()
+        .filter(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .collect();
+    if value.is_empty() || value.len() > 249 || value == "." || value == ".." || !bad.is_empty() {
+        let why = if value.is_empty() {
+            "is empty".to_string()
+        } else if value.len() > 249 {
+            format!("is {} characters long (max 249)", value.len())
+        } else if !bad.is_empty() {
+            format!(
+                "contains {}",
+                bad.iter()
+                    .map(|c| format!("{c:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            "is reserved".to_string()
+        };
+        return Err(garde::Error::new(format!(
+            "topic name {value:?} {why}; Kafka topic names use only letters, digits, '.', '_' and '-' \
+             (1 to 249 characters)"
+        )));
+    }
+    Ok(())
+}
+
+fn is_glob(value: &str) -> bool {
+    value.contains(['*', '?', '[', '{'])
+}
+
+/// garde rule: a topic name or a glob (`*`, `?`, `[...]`, `{a,b}`).
+pub fn check_topic_pattern(value: &str, ctx: &()) -> garde::Result {
+    if value.starts_with('~') {
+        return Err(garde::Error::new(format!(
+            "{value:?}: `~regex` filters are only supported in KafkaRestore.spec.topics; use a glob \
+             here, e.g. \"orders-*\""
+        )));
+    }
+    if is_glob(value) {
+        return globset::Glob::new(value).map(|_| ()).map_err(|e| {
+            garde::Error::new(format!(
+                "{value:?} is not a valid glob ({e}); use `*`, `?` or `[abc]`, e.g. \"orders-*\""
+            ))
+        });
+    }
+    check_topic_name(value, ctx)
+}
+
+/// garde rule for KafkaRestore topic filters: a name, a glob, or `~regex` (anchored).
+pub fn check_restore_topic_filter(value: &str, ctx: &()) -> garde::Result {
+    if let Some(re) = value.strip_prefix('~') {
+        return regex::Regex::new(re).map(|_| ()).map_err(|e| {
+            garde::Error::new(format!(
+                "{value:?} is not a valid regular expression after `~`: {e}; e.g. \"~orders-(eu|us)\""
+            ))
+        });
+    }
+    check_topic_pattern(value, ctx)
+}
+
+/// garde rule: a cron expression (see [`parse_schedule`]).
+pub fn check_cron(value: &str, _: &()) -> garde::Result {
+    parse_schedule(value).map(|_| ()).map_err(garde::Error::new)
+}
+
+/// garde rule: an IANA time zone name (see [`parse_time_zone`]).
+pub fn check_time_zone(value: &str, _: &()) -> garde::Result {
+    parse_time_zone(value)
+        .map(|_| ())
+        .map_err(garde::Error::new)
+}
+
+/// garde rule: an RFC 3339 time (see [`parse_rfc3339_ms`]).
+pub fn check_rfc3339(value: &str, _: &()) -> garde::Result {
+    parse_rfc3339_ms(value)
+        .map(|_| ())
+        .map_err(garde::Error::new)
+}
+
+/// garde rule: producer acks -1, 0 or 1.
+pub fn check_acks(value: &i16, _: &()) -> garde::Result {
+    match value {
+        -1..=1 => Ok(()),
+        v => Err(garde::Error::new(format!(
+            "produceAcks {v} is not allowed; use -1 (all in-sync replicas, the default and the safe \
+             choice for a restore), 1 (leader only) or 0 (no acknowledgement)"
+        ))),
+    }
+}
+
+/// garde rule: an `http://` or `https://` URL with a host.
+pub fn check_http_url(value: &str, _: &()) -> garde::Result {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !value.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => Err(garde::Error::new(format!(
+            "{value:?} is not an http(s) URL; write it like \"https://checks.example.com/kafka\""
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// shared cross-field rules
+// ---------------------------------------------------------------------------------------------
+
+fn check_metadata_name(errs: &mut ValidationErrors, name: Option<&str>) {
+    if name.is_none_or(|n| n.trim().is_empty()) {
+        errs.push(
+            "metadata.name",
+            "is missing; add `metadata: {name: <name>}` (lowercase letters, digits, '-')",
+        );
+    }
+}
+
+/// Cross-field rules of a `kafkaCluster` block at `path` (garde rules run separately).
+pub fn check_kafka_cluster(errs: &mut ValidationErrors, path: &str, kc: &KafkaClusterSpec) {
+    let proto = kc.security_protocol;
+    if proto.uses_sasl() && kc.sasl_secret.is_none() {
+        errs.push(
+            format!("{path}.saslSecret"),
+            format!(
+                "is required because securityProtocol is {proto}; add `saslSecret: {{name: <secret>, \
+                 mechanism: SCRAM-SHA-512}}` (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512), or use \
+                 securityProtocol {}",
+                if proto.uses_tls() { "SSL" } else { "PLAINTEXT" }
+            ),
+        );
+    }
+    if !proto.uses_sasl() && kc.sasl_secret.is_some() {
+        errs.push(
+            format!("{path}.securityProtocol"),
+            format!(
+                "is {proto}, so saslSecret would be ignored; set securityProtocol to SASL_SSL (or \
+                 SASL_PLAINTEXT), or remove saslSecret"
+            ),
+        );
+    }
+    if !proto.uses_tls() && (kc.tls_secret.is_some() || kc.ca_secret.is_some()) {
+        errs.push(
+            format!("{path}.securityProtocol"),
+            format!(
+                "is {proto}, so tlsSecret/caSecret would be ignored; set securityProtocol to SSL \
+                 (or SASL_SSL), or remove the TLS Secrets"
+            ),
+        );
+    }
+    if let Some(tls) = &kc.tls_secret
+        && tls.cert_key.is_some() != tls.key_key.is_some()
+    {
+        errs.push(
+            format!("{path}.tlsSecret"),
+            "certKey and keyKey go together (client certificate and its private key for mutual \
+             TLS); set both, or neither for server-only TLS",
+        );
+    }
+}
+
+/// Cross-field rules of a `storage` block at `path`: the block matching `storageType` is
+/// present, the others are absent, http endpoints are opted into, Azure credentials are
+/// exclusive.
+pub fn check_storage(errs: &mut ValidationErrors, path: &str, st: &StorageSpec) {
+    let ty = st.storage_type;
+    let present = [
+        (
+            StorageType::Pvc,
+            st.pvc.is_some(),
+            "pvc: {claimName: <pvc>}",
+        ),
+        (
+            StorageType::S3,
+            st.s3.is_some(),
+            "s3: {bucket: <bucket>, region: <region>}",
+        ),
+        (
+            StorageType::Azure,
+            st.azure.is_some(),
+            "azure: {container: <container>, accountName: <account>}",
+        ),
+        (
+            StorageType::Gcs,
+            st.gcs.is_some(),
+            "gcs: {bucket: <bucket>}",
+        ),
+        (
+            StorageType::Filesystem,
+            st.filesystem.is_some(),
+            "filesystem: {path: /var/backups}",
+        ),
+    ];
+    for (t, is_set, example) in present {
+        if t == ty && !is_set {
+            errs.push(
+                format!("{path}.{t}"),
+                format!("is missing: storageType is {ty}, so add `{example}` under storage"),
+            );
+        }
+        if t != ty && is_set {
+            errs.push(
+                format!("{path}.{t}"),
+                format!(
+                    "is set but storageType is {ty}, so it would be ignored; set `storageType: {t}` \
+                     or remove the {t} block"
+                ),
+            );
+        }
+    }
+    if let Some(s3) = &st.s3
+        && let Some(ep) = &s3.endpoint
+    {
+        if ep.starts_with("http://") && !s3.allow_http {
+            errs.push(
+                format!("{path}.s3.endpoint"),
+                format!(
+                    "{ep:?} is plain http; set `allowHttp: true` to allow unencrypted traffic (e.g. a \
+                     local MinIO), or use an https:// endpoint"
+                ),
+            );
+        } else if !ep.starts_with("http://") && !ep.starts_with("https://") {
+            errs.push(
+                format!("{path}.s3.endpoint"),
+                format!("{ep:?} is not a URL; write it like \"https://minio.example:9000\""),
+            );
+        }
+    }
+    if let Some(az) = &st.azure {
+        let set: Vec<&str> = [
+            ("credentialsSecret", az.credentials_secret.is_some()),
+            ("sasTokenSecret", az.sas_token_secret.is_some()),
+            (
+                "servicePrincipalSecret",
+                az.service_principal_secret.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(n, s)| s.then_some(n))
+        .collect();
+        if set.len() > 1 {
+            errs.push(
+                format!("{path}.azure"),
+                format!(
+                    "sets {}; these are mutually exclusive: keep exactly one (or none, with \
+                     useWorkloadIdentity: true)",
+                    set.join(" and ")
+                ),
+            );
+        }
+        if az.use_workload_identity && !set.is_empty() {
+            errs.push(
+                format!("{path}.azure.useWorkloadIdentity"),
+                format!(
+                    "is true but {} is also set; use workload identity or a Secret, not both",
+                    set.join(" and ")
+                ),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// per kind
+// ---------------------------------------------------------------------------------------------
+
+/// Validate a KafkaBackup (metadata name, every spec rule). Pure.
+pub fn validate_backup(kb: &KafkaBackup) -> Result<(), ValidationErrors> {
+    let mut errs = ValidationErrors::new();
+    check_metadata_name(&mut errs, kb.metadata.name.as_deref());
+    check_backup_spec(&mut errs, &kb.spec);
+    errs.into_result()
+}
+
+/// The spec part of [`validate_backup`], appending to `errs` with paths under `spec`.
+pub fn check_backup_spec(errs: &mut ValidationErrors, spec: &KafkaBackupSpec) {
+    if let Err(report) = spec.validate() {
+        errs.extend_garde("spec", report);
+    }
+    check_kafka_cluster(errs, "spec.kafkaCluster", &spec.kafka_cluster);
+    check_storage(errs, "spec.storage", &spec.storage);
+    if spec.continuous && spec.stop_at_current_offsets {
+        errs.push(
+            "spec.continuous",
+            "continuous and stopAtCurrentOffsets are mutually exclusive: keep stopAtCurrentOffsets: \
+             true for a point-in-time backup that stops at the current high watermarks, or \
+             continuous: true to stream until stopped",
+        );
+    }
+    if spec.continuous && spec.schedule.is_some() {
+        errs.push(
+            "spec.schedule",
+            "a continuous backup runs until stopped, so it cannot also have a schedule; remove \
+             schedule, or set continuous: false (with stopAtCurrentOffsets: true for scheduled \
+             point-in-time backups)",
+        );
+    }
+    if let Some((lo, hi)) = spec.compression.level_range()
+        && !(lo..=hi).contains(&spec.compression_level)
+    {
+        errs.push(
+            "spec.compressionLevel",
+            format!(
+                "{} is outside {}'s range {lo}..={hi}; pick a level in that range (default 3)",
+                spec.compression_level,
+                spec.compression.as_str()
+            ),
+        );
+    }
+    if spec.retention.enabled
+        && spec.retention.max_age_days.is_none()
+        && spec.retention.keep_last.is_none()
+    {
+        errs.push(
+            "spec.retention",
+            "enabled: true needs a limit; set maxAgeDays (e.g. 30) and/or keepLast (e.g. 7)",
+        );
+    }
+    if let Some(dup) = first_duplicate(&spec.topics) {
+        errs.push(
+            "spec.topics",
+            format!("lists {dup:?} twice; remove the duplicate"),
+        );
+    }
+}
+
+/// Validate a KafkaRestore. Pure.
+pub fn validate_restore(kr: &KafkaRestore) -> Result<(), ValidationErrors> {
+    let mut errs = ValidationErrors::new();
+    check_metadata_name(&mut errs, kr.metadata.name.as_deref());
+    let spec = &kr.spec;
+    if let Err(report) = spec.validate() {
+        errs.extend_garde("spec", report);
+    }
+    check_kafka_cluster(&mut errs, "spec.kafkaCluster", &spec.kafka_cluster);
+    if let Some(st) = &spec.backup_ref.storage {
+        check_storage(&mut errs, "spec.backupRef.storage", st);
+    }
+    if let Some(pitr) = &spec.pitr {
+        // Parse errors of startTime/endTime are reported by the garde rule on those fields.
+        if let (Ok(Some(start)), Ok(Some(end))) = (pitr.start_ms(), pitr.end_ms())
+            && start > end
+        {
+            errs.push(
+                "spec.pitr",
+                format!(
+                    "the window starts after it ends (start {} > end {}); swap startTime/endTime (or \
+                     startTimestamp/endTimestamp; the epoch forms win when both are set)",
+                    fmt_ms(start),
+                    fmt_ms(end)
+                ),
+            );
+        }
+    }
+    for (key, target) in &spec.partition_mapping {
+        let field = format!("spec.partitionMapping.{key}");
+        if key.trim().parse::<i32>().map_or(true, |p| p < 0) {
+            errs.push(
+                field.clone(),
+                format!(
+                    "key {key:?} is not a partition number; keys are source partitions (0, 1, ...), \
+                     e.g. `partitionMapping: {{\"0\": 1}}`"
+                ),
+            );
+        }
+        if *target < 0 {
+            errs.push(
+                field,
+                format!("target partition {target} is negative; partitions start at 0"),
+            );
+        }
+    }
+    for (source, target) in &spec.topic_mapping {
+        if let Err(e) = check_topic_name(target, &()) {
+            errs.push(
+                format!("spec.topicMapping.{source}"),
+                e.message().to_string(),
+            );
+        }
+        if let Err(e) = check_restore_topic_filter(source, &()) {
+            errs.push(
+                format!("spec.topicMapping.{source}"),
+                e.message().to_string(),
+            );
+        }
+    }
+    for target in spec.repartitioning.keys() {
+        if let Err(e) = check_topic_name(target, &()) {
+            errs.push(
+                format!("spec.repartitioning.{target}"),
+                format!("{} (keys are target topic names)", e.message()),
+            );
+        }
+    }
+    if let Some(or) = &spec.offset_reset {
+        if matches!(
+            or.strategy,
+            ResetStrategy::ToTimestamp | ResetStrategy::ToOffset
+        ) {
+            errs.push(
+                "spec.offsetReset.strategy",
+                format!(
+                    "{} is not available inside a restore; use from-mapping (translate the groups' \
+                     committed offsets), to-earliest or to-latest, or create a KafkaOffsetReset",
+                    or.strategy
+                ),
+            );
+        }
+        if or.enabled && or.consumer_groups.is_empty() {
+            errs.push(
+                "spec.offsetReset.consumerGroups",
+                "is empty although offsetReset.enabled is true; list the group ids, or use \
+                 autoConsumerGroups: true for every group in the backup",
+            );
+        }
+    }
+    errs.into_result()
+}
+
+/// Validate a KafkaOffsetReset. Pure.
+pub fn validate_offset_reset(kor: &KafkaOffsetReset) -> Result<(), ValidationErrors> {
+    let mut errs = ValidationErrors::new();
+    check_metadata_name(&mut errs, kor.metadata.name.as_deref());
+    let spec = &kor.spec;
+    if let Err(report) = spec.validate() {
+        errs.extend_garde("spec", report);
+    }
+    check_kafka_cluster(&mut errs, "spec.kafkaCluster", &spec.kafka_cluster);
+    match spec.reset_strategy {
+        ResetStrategy::ToTimestamp if spec.reset_timestamp.is_none() => errs.push(
+            "spec.resetTimestamp",
+            "is required for resetStrategy to-timestamp; set it in epoch milliseconds, e.g. \
+             1733054400000 for 2024-12-01T12:00:00Z",
+        ),
+        ResetStrategy::ToOffset if spec.reset_offset.is_none() => errs.push(
+            "spec.resetOffset",
+            "is required for resetStrategy to-offset; set the offset (>= 0)",
+        ),
+        _ => {}
+    }
+    if spec.reset_timestamp.is_some() && spec.reset_strategy != ResetStrategy::ToTimestamp {
+        errs.push(
+            "spec.resetTimestamp",
+            format!(
+                "is only used with resetStrategy to-timestamp (this one is {}); remove it or change \
+                 the strategy",
+                spec.reset_strategy
+            ),
+        );
+    }
+    if spec.reset_offset.is_some() && spec.reset_strategy != ResetStrategy::ToOffset {
+        errs.push(
+            "spec.resetOffset",
+            format!(
+                "is only used with resetStrategy to-offset (this one is {}); remove it or change the \
+                 strategy",
+                spec.reset_strategy
+            ),
+        );
+    }
+    if let Some(m) = &spec.offset_mapping_ref {
+        if spec.reset_strategy != ResetStrategy::FromMapping {
+            errs.push(
+                "spec.offsetMappingRef",
+                format!(
+                    "is only used with resetStrategy from-mapping (this one is {}); remove it or \
+                     change the strategy",
+                    spec.reset_strategy
+                ),
+            );
+        }
+        if m.restore_name.is_none() && m.path.is_none() {
+            errs.push(
+                "spec.offsetMappingRef",
+                "names no mapping; set restoreName (a KafkaRestore in this namespace) or path",
+            );
+        }
+        if m.pvc_name.is_some() && m.path.is_none() {
+            errs.push(
+                "spec.offsetMappingRef.path",
+                "is required with pvcName: give the mapping file's path inside the claim",
+            );
+        }
+    }
+    if let Some(dup) = first_duplicate(&spec.consumer_groups) {
+        errs.push(
+            "spec.consumerGroups",
+            format!("lists {dup:?} twice; remove the duplicate"),
+        );
+    }
+    errs.into_result()
+}
+
+/// Validate a KafkaOffsetRollback. Pure.
+pub fn validate_offset_rollback(korb: &KafkaOffsetRollback) -> Result<(), ValidationErrors> {
+    let mut errs = ValidationErrors::new();
+    check_metadata_name(&mut errs, korb.metadata.name.as_deref());
+    let spec = &korb.spec;
+    if let Err(report) = spec.validate() {
+        errs.extend_garde("spec", report);
+    }
+    check_kafka_cluster(&mut errs, "spec.kafkaCluster", &spec.kafka_cluster);
+    if !spec.snapshot_ref.is_specified() {
+        errs.push(
+            "spec.snapshotRef",
+            "names no snapshot; set one of name (a snapshot id), path, restoreRef (a KafkaRestore) \
+             or offsetResetRef (a KafkaOffsetReset)",
+        );
+    }
+    if spec.snapshot_ref.pvc_name.is_some() && spec.snapshot_ref.path.is_none() {
+        errs.push(
+            "spec.snapshotRef.path",
+            "is required with pvcName: give the snapshot file's path inside the claim",
+        );
+    }
+    errs.into_result()
+}
+
+/// Validate a KafkaBackupValidation. Pure.
+pub fn validate_backup_validation(kbv: &KafkaBackupValidation) -> Result<(), ValidationErrors> {
+    let mut errs = ValidationErrors::new();
+    check_metadata_name(&mut errs, kbv.metadata.name.as_deref());
+    let spec = &kbv.spec;
+    if let Err(report) = spec.validate() {
+        errs.extend_garde("spec", report);
+    }
+    if let Some(kc) = &spec.kafka_cluster {
+        check_kafka_cluster(&mut errs, "spec.kafkaCluster", kc);
+    }
+    if let Some(st) = &spec.backup_ref.storage {
+        check_storage(&mut errs, "spec.backupRef.storage", st);
+    }
+    if let Some(ev) = &spec.evidence {
+        if let Some(st) = &ev.storage {
+            check_storage(&mut errs, "spec.evidence.storage", st);
+        }
+        if let Some(sig) = &ev.signing
+            && sig.enabled
+            && sig.key_secret.is_none()
+        {
+            errs.push(
+                "spec.evidence.signing.keySecret",
+                "is required when signing is enabled; add `keySecret: {name: <secret>}` holding an \
+                 ECDSA P-256 key pair (private.pem, public.pem)",
+            );
+        }
+    }
+    let names: Vec<String> = spec
+        .checks
+        .custom_webhooks
+        .iter()
+        .map(|w| w.name.clone())
+        .collect();
+    if let Some(dup) = first_duplicate(&names) {
+        errs.push(
+            "spec.checks.customWebhooks",
+            format!(
+                "has two webhooks named {dup:?}; names identify check results, make them unique"
+            ),
+        );
+    }
+    errs.into_result()
+}
+
+fn first_duplicate(items: &[String]) -> Option<&str> {
+    let mut seen = BTreeSet::new();
+    items
+        .iter()
+        .find(|i| !seen.insert(i.as_str()))
+        .map(String::as_str)
+}
+
+fn fmt_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("{ms} ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port() {
+        assert!(check_host_port("kafka:9092", &()).is_ok());
+        assert!(check_host_port("[::1]:9092", &()).is_ok());
+        assert!(check_host_port("10.0.0.1:9093", &()).is_ok());
+        for bad in [
+            "kafka",
+            "kafka:",
+            "kafka:abc",
+            ":9092",
+            "kafka:0",
+            "PLAINTEXT://kafka:9092",
+            "::1:9092",
+        ] {
+            let e = check_host_port(bad, &()).unwrap_err();
+            assert!(e.message().contains("9092"), "{bad}: {}", e.message());
+        }
+    }
+
+    #[test]
+    fn cron_forms() {
+        for ok in [
+            "0 0 * * * * *",
+            "*/5 * * * *",
+            "0 30 2 * * *",
+            "0 0 0 1 1 * 2030",
+            "@daily",
+        ] {
+            assert!(parse_schedule(ok).is_ok(), "{ok}");
+        }
+        for bad in ["every hour", "0 0 * * * * * *", "61 * * * *", ""] {
+            let e = parse_schedule(bad).unwrap_err();
+            assert!(e.contains("0 0 * * * * *"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn seed_schedule_is_hourly() {
+        let cron = parse_schedule("0 0 * * * * *").unwrap();
+        let start: jiff::Zoned = "2024-12-01T12:34:56Z[UTC]".parse().unwrap();
+        let next = cron.find_next_occurrence(&start, false).unwrap();
+        assert_eq!(next.to_string(), "2024-12-01T13:00:00+00:00[UTC]");
+    }
+
+    #[test]
+    fn time_zones() {
+        assert!(parse_time_zone("UTC").is_ok());
+        assert!(parse_time_zone("Europe/Berlin").is_ok());
+        assert!(
+            parse_time_zone("Mars/Olympus")
+                .unwrap_err()
+                .contains("Europe/Berlin")
+        );
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(
+            parse_rfc3339_ms("2024-12-01T12:00:00Z").unwrap(),
+            1_733_054_400_000
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2024-12-01T13:00:00+01:00").unwrap(),
+            1_733_054_400_000
+        );
+        assert!(
+            parse_rfc3339_ms("2024-12-01 12:00")
+                .unwrap_err()
+                .contains("2024-12-01T12:00:00Z")
+        );
+    }
+
+    #[test]
+    fn topic_names_and_patterns() {
+        assert!(check_topic_name("orders.v1_x-y", &()).is_ok());
+        assert!(check_topic_name("bad topic", &()).is_err());
+        assert!(check_topic_name("..", &()).is_err());
+        assert!(check_topic_pattern("orders-*", &()).is_ok());
+        assert!(check_topic_pattern("orders-[", &()).is_err());
+        assert!(check_topic_pattern("~orders", &()).is_err());
+        assert!(check_restore_topic_filter("~orders-(eu|us)", &()).is_ok());
+        assert!(check_restore_topic_filter("~orders-(", &()).is_err());
+    }
+
+    #[test]
+    fn last_component_strips_indexes() {
+        assert_eq!(
+            last_component("spec.kafkaCluster.bootstrapServers[0]"),
+            "bootstrapServers"
+        );
+        assert_eq!(last_component("spec.topics"), "topics");
+        assert_eq!(last_component("name"), "name");
+    }
+
+    #[test]
+    fn has_field_matches_prefixes_only_at_boundaries() {
+        let mut e = ValidationErrors::new();
+        e.push("spec.pitr.endTime", "x");
+        assert!(e.has_field("spec.pitr"));
+        assert!(e.has_field("spec.pitr.endTime"));
+        assert!(!e.has_field("spec.pit"));
+        assert_eq!(e.to_string(), "spec.pitr.endTime: x");
+    }
+}
