@@ -64,7 +64,8 @@ pub async fn prepare_backup(kb: &KafkaBackup, secrets: &Secrets, pvc_root: &Path
     let name = kb.metadata.name.clone().unwrap_or_default();
     let target = observe::storage_target(&spec.storage, secrets, pvc_root, "spec.storage")?;
     let cfg = observe::client_config(&spec.kafka_cluster, secrets)?;
-    let op = open(&target, access)?;
+    // Observe and compile read-only; storage is opened for writing only once the plan stands.
+    let mut op = open(&target, Access::ReadOnly)?;
     let client = KafkaClient::connect(cfg).await?;
     let meta = client.metadata();
     let available: Vec<(String, bool)> = meta.topics.values().map(|t| (t.name.clone(), t.is_internal)).collect();
@@ -81,6 +82,9 @@ pub async fn prepare_backup(kb: &KafkaBackup, secrets: &Secrets, pvc_root: &Path
         checkpoint: repo.checkpoint,
     };
     let plan = plan::compile_backup(spec, &facts)?;
+    if access == Access::ReadWrite {
+        op = open(&target, access)?;
+    }
     Ok(PreparedBackup { plan, client, op, storage: target })
 }
 
@@ -119,7 +123,7 @@ pub async fn prepare_restore(
     };
     let field = if spec.backup_ref.storage.is_some() { "spec.backupRef.storage" } else { "KafkaBackup spec.storage" };
     let target = observe::storage_target(&storage_spec, secrets, pvc_root, field)?;
-    let op = open(&target, access)?;
+    let mut op = open(&target, Access::ReadOnly)?;
     let manifest = match &spec.backup_ref.backup_id {
         Some(id) => observe::load_manifest(&op, &spec.backup_ref.name, id).await?,
         None => observe::latest_complete_run(&op, &spec.backup_ref.name).await?,
@@ -134,5 +138,8 @@ pub async fn prepare_restore(
         target_offsets: facts.offsets,
     };
     let plan = plan::compile_restore(spec, &facts)?;
+    if access == Access::ReadWrite && !plan.dry_run {
+        op = open(&target, access)?;
+    }
     Ok(PreparedRestore { plan, client, op, storage: target })
 }

@@ -1,0 +1,9 @@
+//! Integration tests against the real test peers of testenv/ (noida-db for Kafka, moto for
+//! S3). Data checks use PyPI confluent-kafka through testenv/kbo_data.py.
+mod support;
+
+mod errors;
+mod incremental;
+mod plan_cmd;
+mod resume;
+mod roundtrip;
