@@ -46,7 +46,7 @@ pub use common::{
 };
 pub use crd::{all_crds, all_crds_yaml};
 pub use docs::{Document, load_and_validate, load_documents};
-pub use error::ApiError;
+pub use error::{ApiError, ParseError};
 pub use offset_reset::{
     GroupResult, KafkaOffsetReset, KafkaOffsetResetSpec, KafkaOffsetResetStatus, OffsetMappingRef,
     OffsetResetPhase, ResetStrategy,
