@@ -45,6 +45,24 @@ spec:
     bootstrapServers: [kafka:9092]
 "#;
 
+const ROLLBACK: &str = r#"apiVersion: kafka.oso.sh/v1alpha1
+kind: KafkaOffsetRollback
+metadata:
+  name: rb
+spec:
+  kafkaCluster:
+    bootstrapServers: [kafka:9092]
+"#;
+
+const VALIDATION: &str = r#"apiVersion: kafka.oso.sh/v1alpha1
+kind: KafkaBackupValidation
+metadata:
+  name: v
+spec:
+  backupRef:
+    name: b
+"#;
+
 /// `base` with `spec_extra` appended under `spec:` (2-space indented lines).
 fn with(base: &str, spec_extra: &str) -> String {
     format!("{base}{spec_extra}")
@@ -349,6 +367,73 @@ fn cases() -> Vec<Case> {
             name: "unknown resetStrategy",
             yaml: with(RESET, "  resetStrategy: earliest\n"),
             expect: &["resetStrategy", "unknown variant `earliest`", "to-earliest"],
+        },
+        Case {
+            name: "restore offsetReset to-timestamp",
+            yaml: with(
+                RESTORE,
+                "  offsetReset:\n    enabled: true\n    consumerGroups: [g]\n    strategy: to-timestamp\n",
+            ),
+            expect: &[
+                "spec.offsetReset.strategy",
+                "to-timestamp",
+                "KafkaOffsetReset",
+            ],
+        },
+        Case {
+            name: "rollback without a snapshot",
+            yaml: with(ROLLBACK, "  snapshotRef: {}\n"),
+            expect: &["spec.snapshotRef", "names no snapshot", "restoreRef"],
+        },
+        Case {
+            name: "rollback without snapshotRef",
+            yaml: ROLLBACK.to_string(),
+            expect: &[
+                "spec",
+                "missing field `snapshotRef`",
+                "add the required field",
+            ],
+        },
+        Case {
+            name: "signing without key",
+            yaml: with(
+                VALIDATION,
+                "  evidence:\n    signing:\n      enabled: true\n",
+            ),
+            expect: &["spec.evidence.signing.keySecret", "ECDSA P-256"],
+        },
+        Case {
+            name: "webhook with a non-http URL",
+            yaml: with(
+                VALIDATION,
+                "  checks:\n    customWebhooks:\n      - name: w\n        url: ftp://x\n",
+            ),
+            expect: &["spec.checks.customWebhooks[0].url", "https://"],
+        },
+        Case {
+            name: "webhook timeout 0",
+            yaml: with(
+                VALIDATION,
+                "  checks:\n    customWebhooks:\n      - name: w\n        url: https://x\n        timeoutSecs: 0\n",
+            ),
+            expect: &["spec.checks.customWebhooks[0].timeoutSecs", "at least 1"],
+        },
+        Case {
+            name: "validation schedule",
+            yaml: with(VALIDATION, "  schedule: \"60 * * * *\"\n"),
+            expect: &["spec.schedule", "\"0 0 * * * * *\""],
+        },
+        Case {
+            name: "repartitioning to 0 partitions",
+            yaml: with(
+                RESTORE,
+                "  repartitioning:\n    my_topic:\n      targetPartitions: 0\n",
+            ),
+            expect: &[
+                "spec.repartitioning.my_topic.targetPartitions",
+                "at least 1",
+                "partition count",
+            ],
         },
         Case {
             name: "wrong type",

@@ -849,3 +849,95 @@ impl StatusHeader {
         self.conditions.iter().find(|c| c.type_ == type_)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::backup::{BackupPhase, KafkaBackupStatus};
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn set_condition_keeps_transition_time_unless_status_changes() {
+        let mut h = StatusHeader::default();
+        let t1 = ts("2024-12-01T12:00:00Z");
+        let t2 = ts("2024-12-01T13:00:00Z");
+        let t3 = ts("2024-12-01T14:00:00Z");
+        h.set_condition(
+            Condition::new("Ready", ConditionStatus::False).reason("Running"),
+            t1,
+        );
+        h.set_condition(
+            Condition::new("Ready", ConditionStatus::False).reason("StillRunning"),
+            t2,
+        );
+        let c = h.condition("Ready").unwrap();
+        assert_eq!(c.reason.as_deref(), Some("StillRunning"));
+        assert_eq!(c.last_transition_time, Some(Time(t1)));
+        h.set_condition(Condition::new("Ready", ConditionStatus::True), t3);
+        assert_eq!(
+            h.condition("Ready").unwrap().last_transition_time,
+            Some(Time(t3))
+        );
+        h.set_condition(Condition::new("Degraded", ConditionStatus::False), t3);
+        assert_eq!(h.conditions.len(), 2);
+    }
+
+    #[test]
+    fn status_serializes_flat_camel_case_and_round_trips() {
+        let mut st = KafkaBackupStatus {
+            phase: Some(BackupPhase::Running),
+            records_processed: Some(42),
+            ..Default::default()
+        };
+        st.common.observed_generation = Some(3);
+        st.common.plan_hash = Some("abc".into());
+        st.common.set_condition(
+            Condition::new("Ready", ConditionStatus::Unknown).observed_generation(Some(3)),
+            ts("2024-12-01T12:00:00Z"),
+        );
+        let json = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "phase": "Running",
+                "observedGeneration": 3,
+                "planHash": "abc",
+                "conditions": [{
+                    "type": "Ready",
+                    "status": "Unknown",
+                    "lastTransitionTime": "2024-12-01T12:00:00Z",
+                    "observedGeneration": 3
+                }],
+                "recordsProcessed": 42
+            })
+        );
+        let back: KafkaBackupStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back, st);
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let c = ConnectionSpec::default();
+        assert_eq!(
+            (
+                c.connections_per_broker,
+                c.keepalive_time_secs,
+                c.keepalive_interval_secs
+            ),
+            (4, 60, 20)
+        );
+        let from_yaml: ConnectionSpec = serde_yaml_ng::from_str("{}").unwrap();
+        assert_eq!(from_yaml, c);
+        let cb: CircuitBreaker = serde_yaml_ng::from_str("{}").unwrap();
+        assert_eq!(cb, CircuitBreaker::default());
+        let rl = RateLimiting::default();
+        assert_eq!(
+            rl.max_concurrent_partitions_or(DEFAULT_BACKUP_MAX_CONCURRENT_PARTITIONS),
+            8
+        );
+        assert_eq!(rl.records_limit(), None);
+    }
+}

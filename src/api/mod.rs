@@ -20,6 +20,8 @@
 //! - [`Secrets`]: Secret values for runs outside a cluster.
 //! - [`crd::all_crds_yaml`]: the CRDs as installed (`crds/kafka.oso.sh_crds.yaml`).
 
+#![warn(missing_docs)]
+
 pub mod backup;
 pub mod common;
 pub mod crd;
