@@ -30,6 +30,8 @@ pub const MIN_SEGMENT_MAX_BYTES: u64 = 1024 * 1024;
 /// Spec of a `KafkaBackup`: what to back up (`kafkaCluster`, `topics`), where to
 /// (`storage`), when (`schedule`, `timeZone`, `suspend`) and how (`stopAtCurrentOffsets` or
 /// `continuous`, compression, segment rotation, retention, limits).
+// clippy mistakes the repeated `type_ = ...` of separate printcolumns for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(
     CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, garde::Validate,
 )]
@@ -43,24 +45,24 @@ pub const MIN_SEGMENT_MAX_BYTES: u64 = 1024 * 1024;
     namespaced,
     status = "KafkaBackupStatus",
     derive = "PartialEq",
-    doc = "Backs up Kafka topics to object storage, once or on a cron schedule.",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Last Backup",
-        type_ = "date",
-        json_path = ".status.lastBackupTime"
-    ),
-    printcolumn(
-        name = "Records",
-        type_ = "integer",
-        json_path = ".status.recordsProcessed"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    doc = "Backs up Kafka topics to object storage, once or on a cron schedule."
 )]
+#[kube(printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"))]
+#[kube(printcolumn(
+    name = "Last Backup",
+    type_ = "date",
+    json_path = ".status.lastBackupTime"
+))]
+#[kube(printcolumn(
+    name = "Records",
+    type_ = "integer",
+    json_path = ".status.recordsProcessed"
+))]
+#[kube(printcolumn(
+    name = "Age",
+    type_ = "date",
+    json_path = ".metadata.creationTimestamp"
+))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {
@@ -75,7 +77,7 @@ pub const MIN_SEGMENT_MAX_BYTES: u64 = 1024 * 1024;
 #[garde(allow_unvalidated)]
 pub struct KafkaBackupSpec {
     /// Source cluster. Required.
-    #[garde(rename("kafkaCluster"), dive)]
+    #[garde(dive)]
     pub kafka_cluster: KafkaClusterSpec,
 
     /// Topic names or globs (`*`, `?`, `[...]`). Required, non-empty. A literal name that does
@@ -88,10 +90,7 @@ pub struct KafkaBackupSpec {
 
     /// Names or globs removed from the `topics` selection. Default empty. (ours)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[garde(
-        rename("excludeTopics"),
-        inner(custom(crate::api::validate::check_topic_pattern))
-    )]
+    #[garde(inner(custom(crate::api::validate::check_topic_pattern)))]
     pub exclude_topics: Vec<String>,
 
     /// Destination. Required.
@@ -106,10 +105,7 @@ pub struct KafkaBackupSpec {
 
     /// IANA time zone the schedule is evaluated in, e.g. `Europe/Berlin`. Default UTC. (ours)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(
-        rename("timeZone"),
-        inner(custom(crate::api::validate::check_time_zone))
-    )]
+    #[garde(inner(custom(crate::api::validate::check_time_zone)))]
     pub time_zone: Option<String>,
 
     /// Start no new scheduled runs (a running one finishes). Default false.
@@ -147,12 +143,12 @@ pub struct KafkaBackupSpec {
 
     /// Rotate a segment after this many bytes. Default 134217728 (128 MiB); minimum 1 MiB.
     #[serde(default = "default_segment_max_bytes")]
-    #[garde(rename("segmentMaxBytes"), range(min = MIN_SEGMENT_MAX_BYTES))]
+    #[garde(range(min = MIN_SEGMENT_MAX_BYTES))]
     pub segment_max_bytes: u64,
 
     /// Rotate a segment after this many milliseconds. Default 60000.
     #[serde(default = "default_segment_max_interval_ms")]
-    #[garde(rename("segmentMaxIntervalMs"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub segment_max_interval_ms: u64,
 
     /// Keep the original offset and timestamp with each stored record (the reference writes
@@ -172,12 +168,12 @@ pub struct KafkaBackupSpec {
 
     /// Throughput caps; `maxConcurrentPartitions` defaults to 8 here.
     #[serde(default)]
-    #[garde(rename("rateLimiting"), dive)]
+    #[garde(dive)]
     pub rate_limiting: RateLimiting,
 
     /// Failure isolation for broker and storage calls.
     #[serde(default)]
-    #[garde(rename("circuitBreaker"), dive)]
+    #[garde(dive)]
     pub circuit_breaker: CircuitBreaker,
 }
 
@@ -263,7 +259,7 @@ pub struct CheckpointSpec {
     pub enabled: bool,
     /// Seconds between checkpoints. Default 30.
     #[serde(default = "default_checkpoint_interval_secs")]
-    #[garde(rename("intervalSecs"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub interval_secs: u64,
 }
 
@@ -294,11 +290,11 @@ pub struct RetentionSpec {
     pub enabled: bool,
     /// Delete runs older than this many days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("maxAgeDays"), inner(range(min = 1)))]
+    #[garde(inner(range(min = 1)))]
     pub max_age_days: Option<u32>,
     /// Keep at least the newest N runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("keepLast"), inner(range(min = 1)))]
+    #[garde(inner(range(min = 1)))]
     pub keep_last: Option<u32>,
     /// Report what would be deleted, delete nothing. Default false.
     #[serde(default)]

@@ -95,11 +95,7 @@ fn default_operation_timeout_ms() -> u64 {
 #[garde(allow_unvalidated)]
 pub struct KafkaClusterSpec {
     /// Seed brokers as `host:port` (e.g. `kafka:9092`). Required, at least one.
-    #[garde(
-        rename("bootstrapServers"),
-        length(min = 1),
-        inner(custom(crate::api::validate::check_host_port))
-    )]
+    #[garde(length(min = 1), inner(custom(crate::api::validate::check_host_port)))]
     pub bootstrap_servers: Vec<String>,
 
     /// PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL. Any other value is an error.
@@ -108,18 +104,18 @@ pub struct KafkaClusterSpec {
 
     /// PEM material for TLS: CA and, for mutual TLS, a client certificate and key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("tlsSecret"), dive)]
+    #[garde(dive)]
     pub tls_secret: Option<TlsSecretRef>,
 
     /// A separate Secret holding only the CA certificate (e.g. Strimzi's
     /// `<cluster>-cluster-ca-cert`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("caSecret"), dive)]
+    #[garde(dive)]
     pub ca_secret: Option<CaSecretRef>,
 
     /// SASL credentials; required when `securityProtocol` is SASL_PLAINTEXT or SASL_SSL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("saslSecret"), dive)]
+    #[garde(dive)]
     pub sasl_secret: Option<SaslSecretRef>,
 
     /// TCP and timeout tuning for broker connections.
@@ -280,26 +276,26 @@ pub struct ConnectionSpec {
     pub tcp_keepalive: bool,
     /// Idle time before the first keepalive probe, seconds. Default 60.
     #[serde(default = "default_keepalive_time_secs")]
-    #[garde(rename("keepaliveTimeSecs"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub keepalive_time_secs: u32,
     /// Interval between keepalive probes, seconds. Default 20.
     #[serde(default = "default_keepalive_interval_secs")]
-    #[garde(rename("keepaliveIntervalSecs"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub keepalive_interval_secs: u32,
     /// TCP_NODELAY on broker sockets. Default true.
     #[serde(default = "default_true")]
     pub tcp_nodelay: bool,
     /// Connection pool size per broker, > 0. Default 4.
     #[serde(default = "default_connections_per_broker")]
-    #[garde(rename("connectionsPerBroker"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub connections_per_broker: u32,
     /// Timeout of one Kafka request, milliseconds. Default 30000. (ours)
     #[serde(default = "default_request_timeout_ms")]
-    #[garde(rename("requestTimeoutMs"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub request_timeout_ms: u64,
     /// Timeout of a TCP (and TLS) connect, milliseconds. Default 10000. (ours)
     #[serde(default = "default_connect_timeout_ms")]
-    #[garde(rename("connectTimeoutMs"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub connect_timeout_ms: u64,
 }
 
@@ -428,7 +424,7 @@ impl std::fmt::Display for StorageType {
 #[garde(allow_unvalidated)]
 pub struct PvcSpec {
     /// Claim name. Required.
-    #[garde(rename("claimName"), length(min = 1))]
+    #[garde(length(min = 1))]
     pub claim_name: String,
     /// Directory inside the volume. Default: the volume root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -478,7 +474,7 @@ pub struct S3Spec {
     /// Static credentials. Without it: the standard AWS credential chain (env, web identity /
     /// IRSA, instance profile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("credentialsSecret"), dive)]
+    #[garde(dive)]
     pub credentials_secret: Option<S3CredentialsSecret>,
 }
 
@@ -514,7 +510,7 @@ pub struct AzureSpec {
     #[garde(length(min = 1))]
     pub container: String,
     /// Storage account name. Required.
-    #[garde(rename("accountName"), length(min = 1))]
+    #[garde(length(min = 1))]
     pub account_name: String,
     /// Blob name prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -528,15 +524,15 @@ pub struct AzureSpec {
     pub use_workload_identity: bool,
     /// Shared key credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("credentialsSecret"), dive)]
+    #[garde(dive)]
     pub credentials_secret: Option<AzureCredentialsSecret>,
     /// SAS token credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("sasTokenSecret"), dive)]
+    #[garde(dive)]
     pub sas_token_secret: Option<AzureSasTokenSecret>,
     /// Service principal (client secret) credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("servicePrincipalSecret"), dive)]
+    #[garde(dive)]
     pub service_principal_secret: Option<AzureServicePrincipalSecret>,
 }
 
@@ -598,7 +594,7 @@ pub struct GcsSpec {
     pub prefix: Option<String>,
     /// Service account key. Without it: workload identity / application default credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("credentialsSecret"), dive)]
+    #[garde(dive)]
     pub credentials_secret: Option<GcsCredentialsSecret>,
 }
 
@@ -638,7 +634,7 @@ pub struct RateLimiting {
     /// Partitions processed at once. Default 8 for backup, 4 for restore (see
     /// [`RateLimiting::max_concurrent_partitions_or`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("maxConcurrentPartitions"), inner(range(min = 1)))]
+    #[garde(inner(range(min = 1)))]
     pub max_concurrent_partitions: Option<u32>,
 }
 
@@ -672,19 +668,19 @@ pub struct CircuitBreaker {
     pub enabled: bool,
     /// Consecutive failures that open the breaker. Default 5.
     #[serde(default = "default_failure_threshold")]
-    #[garde(rename("failureThreshold"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub failure_threshold: u32,
     /// Seconds the breaker stays open before a trial. Default 60.
     #[serde(default = "default_reset_timeout_secs")]
-    #[garde(rename("resetTimeoutSecs"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub reset_timeout_secs: u64,
     /// Consecutive successes that close the breaker. Default 3.
     #[serde(default = "default_success_threshold")]
-    #[garde(rename("successThreshold"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub success_threshold: u32,
     /// Timeout of one guarded operation, milliseconds. Default 30000.
     #[serde(default = "default_operation_timeout_ms")]
-    #[garde(rename("operationTimeoutMs"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub operation_timeout_ms: u64,
 }
 
@@ -851,5 +847,97 @@ impl StatusHeader {
     /// The condition of the given type, if present.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::backup::{BackupPhase, KafkaBackupStatus};
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn set_condition_keeps_transition_time_unless_status_changes() {
+        let mut h = StatusHeader::default();
+        let t1 = ts("2024-12-01T12:00:00Z");
+        let t2 = ts("2024-12-01T13:00:00Z");
+        let t3 = ts("2024-12-01T14:00:00Z");
+        h.set_condition(
+            Condition::new("Ready", ConditionStatus::False).reason("Running"),
+            t1,
+        );
+        h.set_condition(
+            Condition::new("Ready", ConditionStatus::False).reason("StillRunning"),
+            t2,
+        );
+        let c = h.condition("Ready").unwrap();
+        assert_eq!(c.reason.as_deref(), Some("StillRunning"));
+        assert_eq!(c.last_transition_time, Some(Time(t1)));
+        h.set_condition(Condition::new("Ready", ConditionStatus::True), t3);
+        assert_eq!(
+            h.condition("Ready").unwrap().last_transition_time,
+            Some(Time(t3))
+        );
+        h.set_condition(Condition::new("Degraded", ConditionStatus::False), t3);
+        assert_eq!(h.conditions.len(), 2);
+    }
+
+    #[test]
+    fn status_serializes_flat_camel_case_and_round_trips() {
+        let mut st = KafkaBackupStatus {
+            phase: Some(BackupPhase::Running),
+            records_processed: Some(42),
+            ..Default::default()
+        };
+        st.common.observed_generation = Some(3);
+        st.common.plan_hash = Some("abc".into());
+        st.common.set_condition(
+            Condition::new("Ready", ConditionStatus::Unknown).observed_generation(Some(3)),
+            ts("2024-12-01T12:00:00Z"),
+        );
+        let json = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "phase": "Running",
+                "observedGeneration": 3,
+                "planHash": "abc",
+                "conditions": [{
+                    "type": "Ready",
+                    "status": "Unknown",
+                    "lastTransitionTime": "2024-12-01T12:00:00Z",
+                    "observedGeneration": 3
+                }],
+                "recordsProcessed": 42
+            })
+        );
+        let back: KafkaBackupStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back, st);
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let c = ConnectionSpec::default();
+        assert_eq!(
+            (
+                c.connections_per_broker,
+                c.keepalive_time_secs,
+                c.keepalive_interval_secs
+            ),
+            (4, 60, 20)
+        );
+        let from_yaml: ConnectionSpec = serde_yaml_ng::from_str("{}").unwrap();
+        assert_eq!(from_yaml, c);
+        let cb: CircuitBreaker = serde_yaml_ng::from_str("{}").unwrap();
+        assert_eq!(cb, CircuitBreaker::default());
+        let rl = RateLimiting::default();
+        assert_eq!(
+            rl.max_concurrent_partitions_or(DEFAULT_BACKUP_MAX_CONCURRENT_PARTITIONS),
+            8
+        );
+        assert_eq!(rl.records_limit(), None);
     }
 }

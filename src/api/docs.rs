@@ -13,7 +13,7 @@ use serde_yaml_ng::Value;
 
 use super::API_VERSION;
 use super::backup::KafkaBackup;
-use super::error::ApiError;
+use super::error::{ApiError, ParseError};
 use super::offset_reset::KafkaOffsetReset;
 use super::offset_rollback::KafkaOffsetRollback;
 use super::restore::KafkaRestore;
@@ -96,11 +96,13 @@ impl Document {
         }
     }
 
-    /// [`Document::validate`] wrapped as an [`ApiError::Invalid`] naming kind and name.
-    pub fn validated(self) -> Result<Self, ApiError> {
+    /// [`Document::validate`] wrapped as an [`ApiError::Invalid`] naming the source (file
+    /// name, may be empty), kind and name.
+    pub fn validated(self, source: &str) -> Result<Self, ApiError> {
         match self.validate() {
             Ok(()) => Ok(self),
             Err(errors) => Err(ApiError::Invalid {
+                source_name: source.to_string(),
                 kind: self.kind().to_string(),
                 name: self.name().to_string(),
                 errors,
@@ -163,7 +165,7 @@ pub fn load_documents(yaml: &str, source: &str) -> Result<Vec<Document>, ApiErro
 pub fn load_and_validate(yaml: &str, source: &str) -> Result<Vec<Document>, ApiError> {
     load_documents(yaml, source)?
         .into_iter()
-        .map(Document::validated)
+        .map(|d| d.validated(source))
         .collect()
 }
 
@@ -190,7 +192,7 @@ struct Head {
 impl Head {
     fn of(value: &Value, source: &str, document: usize) -> Result<Head, ApiError> {
         if !value.is_mapping() {
-            return Err(ApiError::Parse {
+            return Err(ApiError::Parse(Box::new(ParseError {
                 source_name: source.to_string(),
                 document,
                 kind: "?".to_string(),
@@ -201,7 +203,7 @@ impl Head {
                 hint: "each document must be a Kubernetes object with apiVersion, kind, metadata \
                        and spec; check the indentation"
                     .to_string(),
-            });
+            })));
         }
         let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
         Ok(Head {
@@ -228,7 +230,7 @@ impl Head {
         if self.api_version == "v1" && self.kind == "Secret" {
             let secret: k8s_openapi::api::core::v1::Secret = input.deserialize().map_err(err)?;
             let Some(name) = secret.metadata.name.filter(|n| !n.is_empty()) else {
-                return Err(ApiError::Parse {
+                return Err(ApiError::Parse(Box::new(ParseError {
                     source_name: source.to_string(),
                     document,
                     kind: "Secret".to_string(),
@@ -237,7 +239,7 @@ impl Head {
                     column: None,
                     message: "metadata.name is missing".to_string(),
                     hint: "add `metadata: {name: <secret-name>}`".to_string(),
-                });
+                })));
             };
             let mut data: BTreeMap<String, Vec<u8>> = secret
                 .data
@@ -278,12 +280,12 @@ impl Head {
         } else if message.contains("invalid type") || message.contains("invalid value") {
             "check the value's type: lists need `- item` entries, numbers and booleans are unquoted, \
              epoch fields are integers in milliseconds"
-        } else if message.contains("base64") || message.contains("ByteString") {
+        } else if self.kind == "Secret" && message.starts_with("data.") {
             "Secret `data` values must be base64; put plain text under stringData instead"
         } else {
             "fix the value at that position"
         };
-        ApiError::Parse {
+        ApiError::Parse(Box::new(ParseError {
             source_name: source.to_string(),
             document,
             kind: self.kind.clone(),
@@ -292,7 +294,7 @@ impl Head {
             column: e.location().map(|l| l.column()),
             message,
             hint: hint.to_string(),
-        }
+        }))
     }
 }
 

@@ -23,27 +23,9 @@ pub enum ApiError {
     },
 
     /// A document is YAML but does not fit its kind (unknown field, missing field, wrong type,
-    /// unknown enum value).
-    #[error("{source_name}: document {document} ({kind}{}): {message}; {hint}", name.as_deref().map(|n| format!(" {n:?}")).unwrap_or_default())]
-    Parse {
-        /// File name the text came from.
-        source_name: String,
-        /// 1-based index of the document in the file.
-        document: usize,
-        /// Its `kind`.
-        kind: String,
-        /// Its `metadata.name`, when readable.
-        name: Option<String>,
-        /// 1-based line, when known.
-        line: Option<usize>,
-        /// 1-based column, when known.
-        column: Option<usize>,
-        /// serde's message: the field path, what is wrong (naming the unknown/missing field or the
-        /// accepted values) and `at line L column C`.
-        message: String,
-        /// What to do about it.
-        hint: String,
-    },
+    /// unknown enum value). Boxed to keep `ApiError` small.
+    #[error("{0}")]
+    Parse(Box<ParseError>),
 
     /// A document with an apiVersion/kind this crate does not read.
     #[error(
@@ -61,11 +43,13 @@ pub enum ApiError {
     },
 
     /// A document parsed but failed validation.
-    #[error("{kind} {name:?} is invalid:\n{errors}")]
+    #[error("{}{kind} {} is invalid:\n{errors}", if source_name.is_empty() { String::new() } else { format!("{source_name}: ") }, if name.is_empty() { "(without metadata.name)".to_string() } else { format!("{name:?}") })]
     Invalid {
+        /// File name the document came from (empty when not from a file).
+        source_name: String,
         /// Kind of the resource.
         kind: String,
-        /// `metadata.name`.
+        /// `metadata.name` (empty when missing).
         name: String,
         /// The failures, one `field: message` per line.
         errors: ValidationErrors,
@@ -103,4 +87,40 @@ pub enum ApiError {
         /// Key.
         key: String,
     },
+}
+
+/// Details of [`ApiError::Parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// File name the text came from.
+    pub source_name: String,
+    /// 1-based index of the document in the file.
+    pub document: usize,
+    /// Its `kind`.
+    pub kind: String,
+    /// Its `metadata.name`, when readable.
+    pub name: Option<String>,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// serde's message: the field path, what is wrong (naming the unknown/missing field or the
+    /// accepted values) and `at line L column C`.
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: document {} ({}",
+            self.source_name, self.document, self.kind
+        )?;
+        if let Some(n) = &self.name {
+            write!(f, " {n:?}")?;
+        }
+        write!(f, "): {}; {}", self.message, self.hint)
+    }
 }

@@ -20,6 +20,8 @@
 //! - [`Secrets`]: Secret values for runs outside a cluster.
 //! - [`crd::all_crds_yaml`]: the CRDs as installed (`crds/kafka.oso.sh_crds.yaml`).
 
+#![warn(missing_docs)]
+
 pub mod backup;
 pub mod common;
 pub mod crd;
@@ -46,7 +48,7 @@ pub use common::{
 };
 pub use crd::{all_crds, all_crds_yaml};
 pub use docs::{Document, load_and_validate, load_documents};
-pub use error::ApiError;
+pub use error::{ApiError, ParseError};
 pub use offset_reset::{
     GroupResult, KafkaOffsetReset, KafkaOffsetResetSpec, KafkaOffsetResetStatus, OffsetMappingRef,
     OffsetResetPhase, ResetStrategy,

@@ -16,6 +16,8 @@ fn default_parallelism() -> u32 {
 }
 
 /// Spec of a `KafkaOffsetReset`.
+// clippy mistakes the repeated `type_ = ...` of separate printcolumns for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(
     CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, garde::Validate,
 )]
@@ -29,16 +31,16 @@ fn default_parallelism() -> u32 {
     namespaced,
     status = "KafkaOffsetResetStatus",
     derive = "PartialEq",
-    doc = "Resets committed offsets of consumer groups (from a restore's offset mapping, to a time, to the log ends or to an offset).",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Groups", type_ = "integer", json_path = ".status.groupsTotal"),
-    printcolumn(name = "Failed", type_ = "integer", json_path = ".status.groupsFailed"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    doc = "Resets committed offsets of consumer groups (from a restore's offset mapping, to a time, to the log ends or to an offset)."
 )]
+#[kube(printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"))]
+#[kube(printcolumn(name = "Groups", type_ = "integer", json_path = ".status.groupsTotal"))]
+#[kube(printcolumn(name = "Failed", type_ = "integer", json_path = ".status.groupsFailed"))]
+#[kube(printcolumn(
+    name = "Age",
+    type_ = "date",
+    json_path = ".metadata.creationTimestamp"
+))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "self.resetStrategy != 'to-timestamp' || has(self.resetTimestamp)", "message": "resetStrategy to-timestamp needs resetTimestamp (epoch ms)"},
@@ -47,11 +49,11 @@ fn default_parallelism() -> u32 {
 #[garde(allow_unvalidated)]
 pub struct KafkaOffsetResetSpec {
     /// Cluster holding the groups. Required.
-    #[garde(rename("kafkaCluster"), dive)]
+    #[garde(dive)]
     pub kafka_cluster: KafkaClusterSpec,
 
     /// Group ids to reset. Required, non-empty.
-    #[garde(rename("consumerGroups"), length(min = 1), inner(length(min = 1)))]
+    #[garde(length(min = 1), inner(length(min = 1)))]
     pub consumer_groups: Vec<String>,
 
     /// to-earliest, to-latest, to-timestamp, to-offset or from-mapping. Required.
@@ -64,7 +66,7 @@ pub struct KafkaOffsetResetSpec {
 
     /// For to-offset: the offset every selected partition is set to (clamped to the log range).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("resetOffset"), inner(range(min = 0)))]
+    #[garde(inner(range(min = 0)))]
     pub reset_offset: Option<i64>,
 
     /// Only these topics (names or globs). Default: every topic the group has offsets for.

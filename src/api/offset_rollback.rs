@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::common::{KafkaClusterSpec, StatusHeader, default_true};
 
 /// Spec of a `KafkaOffsetRollback`.
+// clippy mistakes the repeated `type_ = ...` of separate printcolumns for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(
     CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, garde::Validate,
 )]
@@ -21,19 +23,19 @@ use super::common::{KafkaClusterSpec, StatusHeader, default_true};
     namespaced,
     status = "KafkaOffsetRollbackStatus",
     derive = "PartialEq",
-    doc = "Rolls consumer group offsets back to a saved offset snapshot.",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Groups",
-        type_ = "integer",
-        json_path = ".status.groupsRolledBack"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    doc = "Rolls consumer group offsets back to a saved offset snapshot."
 )]
+#[kube(printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"))]
+#[kube(printcolumn(
+    name = "Groups",
+    type_ = "integer",
+    json_path = ".status.groupsRolledBack"
+))]
+#[kube(printcolumn(
+    name = "Age",
+    type_ = "date",
+    json_path = ".metadata.creationTimestamp"
+))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[garde(allow_unvalidated)]
 pub struct KafkaOffsetRollbackSpec {
@@ -41,12 +43,12 @@ pub struct KafkaOffsetRollbackSpec {
     pub snapshot_ref: SnapshotRef,
 
     /// Cluster holding the groups. Required.
-    #[garde(rename("kafkaCluster"), dive)]
+    #[garde(dive)]
     pub kafka_cluster: KafkaClusterSpec,
 
     /// Only these groups. Default: every group in the snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[garde(rename("consumerGroups"), inner(length(min = 1)))]
+    #[garde(inner(length(min = 1)))]
     pub consumer_groups: Vec<String>,
 
     /// Show what would be committed; commit nothing. Default false.

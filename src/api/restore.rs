@@ -33,6 +33,8 @@ fn default_restore_offset_strategy() -> ResetStrategy {
 /// Spec of a `KafkaRestore`: which backup (`backupRef`), into which cluster (`kafkaCluster`),
 /// what (`topics`, `pitr`), under which names (`topicMapping`, `partitionMapping`,
 /// `repartitioning`) and how (produce settings, offsets, safety switches, limits).
+// clippy mistakes the repeated `type_ = ...` of separate printcolumns for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(
     CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, garde::Validate,
 )]
@@ -46,33 +48,33 @@ fn default_restore_offset_strategy() -> ResetStrategy {
     namespaced,
     status = "KafkaRestoreStatus",
     derive = "PartialEq",
-    doc = "Restores a Kafka backup into a cluster, optionally to a point in time.",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Progress",
-        type_ = "number",
-        json_path = ".status.progressPercent"
-    ),
-    printcolumn(
-        name = "Records",
-        type_ = "integer",
-        json_path = ".status.recordsRestored"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    doc = "Restores a Kafka backup into a cluster, optionally to a point in time."
 )]
+#[kube(printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"))]
+#[kube(printcolumn(
+    name = "Progress",
+    type_ = "number",
+    json_path = ".status.progressPercent"
+))]
+#[kube(printcolumn(
+    name = "Records",
+    type_ = "integer",
+    json_path = ".status.recordsRestored"
+))]
+#[kube(printcolumn(
+    name = "Age",
+    type_ = "date",
+    json_path = ".metadata.creationTimestamp"
+))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[garde(allow_unvalidated)]
 pub struct KafkaRestoreSpec {
     /// The backup to restore. Required (`name`).
-    #[garde(rename("backupRef"), dive)]
+    #[garde(dive)]
     pub backup_ref: BackupRef,
 
     /// Target cluster. Required.
-    #[garde(rename("kafkaCluster"), dive)]
+    #[garde(dive)]
     pub kafka_cluster: KafkaClusterSpec,
 
     /// Filter over the backed-up topics: names, globs (`*`, `?`), or `~regex` (anchored). Default:
@@ -97,7 +99,6 @@ pub struct KafkaRestoreSpec {
 
     /// Per target topic: spread records over a different partition count.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[garde(dive)]
     pub repartitioning: BTreeMap<String, Repartitioning>,
 
     /// Create missing target topics (partition count and configs from the backup). Default
@@ -107,7 +108,7 @@ pub struct KafkaRestoreSpec {
 
     /// Replication factor for created topics. Default: the broker default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("defaultReplicationFactor"), inner(range(min = 1)))]
+    #[garde(inner(range(min = 1)))]
     pub default_replication_factor: Option<i16>,
 
     /// Empty the target partitions first (DeleteRecords up to the high watermark; the topic
@@ -122,23 +123,23 @@ pub struct KafkaRestoreSpec {
 
     /// Translate and commit the named consumer groups after the data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("offsetReset"), dive)]
+    #[garde(dive)]
     pub offset_reset: Option<RestoreOffsetReset>,
 
     /// Producer acks: -1 (all in-sync replicas, default), 0 or 1.
     #[serde(default = "default_produce_acks")]
-    #[garde(rename("produceAcks"), custom(crate::api::validate::check_acks))]
+    #[garde(custom(crate::api::validate::check_acks))]
     #[schemars(range(min = -1, max = 1))]
     pub produce_acks: i16,
 
     /// Records per produce request. Default 1000.
     #[serde(default = "default_produce_batch_size")]
-    #[garde(rename("produceBatchSize"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub produce_batch_size: u32,
 
     /// Produce request timeout, milliseconds. Default 30000.
     #[serde(default = "default_produce_timeout_ms")]
-    #[garde(rename("produceTimeoutMs"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub produce_timeout_ms: u64,
 
     /// Compute and show the full plan; write nothing. Default false.
@@ -152,12 +153,12 @@ pub struct KafkaRestoreSpec {
 
     /// Throughput caps; `maxConcurrentPartitions` defaults to 4 here.
     #[serde(default)]
-    #[garde(rename("rateLimiting"), dive)]
+    #[garde(dive)]
     pub rate_limiting: RateLimiting,
 
     /// Failure isolation for broker and storage calls.
     #[serde(default)]
-    #[garde(rename("circuitBreaker"), dive)]
+    #[garde(dive)]
     pub circuit_breaker: CircuitBreaker,
 }
 
@@ -236,14 +237,11 @@ impl KafkaRestoreSpec {
 pub struct PitrSpec {
     /// Window start, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(
-        rename("startTime"),
-        inner(custom(crate::api::validate::check_rfc3339))
-    )]
+    #[garde(inner(custom(crate::api::validate::check_rfc3339)))]
     pub start_time: Option<String>,
     /// Window end, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("endTime"), inner(custom(crate::api::validate::check_rfc3339)))]
+    #[garde(inner(custom(crate::api::validate::check_rfc3339)))]
     pub end_time: Option<String>,
     /// Window start, epoch milliseconds (wins over `startTime`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -295,7 +293,7 @@ pub struct Repartitioning {
     #[serde(default)]
     pub strategy: RepartitionStrategy,
     /// Partition count of the target topic, > 0. Required.
-    #[garde(rename("targetPartitions"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub target_partitions: i32,
 }
 
@@ -341,7 +339,7 @@ pub struct RollbackSpec {
     pub auto_rollback_on_failure: bool,
     /// Keep the snapshot this many hours. Default 24.
     #[serde(default = "default_snapshot_retention_hours")]
-    #[garde(rename("snapshotRetentionHours"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub snapshot_retention_hours: u32,
 }
 

@@ -51,11 +51,23 @@ impl ValidationErrors {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Append a failure.
+    /// Append a failure (exact duplicates are dropped; a multi-line message is folded onto one
+    /// line so that `Display` stays one failure per line).
     pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        let message: String = message.into();
+        let message = if message.contains('\n') {
+            message
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            message
+        };
         let e = FieldError {
             field: field.into(),
-            message: message.into(),
+            message,
         };
         if !self.errors.contains(&e) {
             self.errors.push(e);
@@ -90,9 +102,13 @@ impl ValidationErrors {
 
     /// Append a garde report, prefixing each path with `prefix` (e.g. `spec`) and turning
     /// garde's terse messages into ones with a hint.
+    ///
+    /// garde reports Rust field names (its `rename` is not applied in 0.23), so every path
+    /// component is converted to the camelCase YAML name. This is exact because garde never
+    /// descends into maps here (map entries are checked by hand, with the key in `prefix`).
     pub fn extend_garde(&mut self, prefix: &str, report: garde::Report) {
         for (path, error) in report.into_inner() {
-            let path = path.to_string();
+            let path = camel_path(&path.to_string());
             let field = match (prefix.is_empty(), path.is_empty()) {
                 (_, true) => prefix.to_string(),
                 (true, false) => path,
@@ -118,6 +134,31 @@ impl fmt::Display for ValidationErrors {
 }
 
 impl std::error::Error for ValidationErrors {}
+
+/// `kafka_cluster.bootstrap_servers[0]` -> `kafkaCluster.bootstrapServers[0]`.
+fn camel_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            '_' if !in_index => {
+                upper = true;
+                continue;
+            }
+            _ => {}
+        }
+        if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// The last named component of a path: `spec.a.bList[3]` -> `bList`.
 fn last_component(field: &str) -> &str {
@@ -659,12 +700,16 @@ pub fn validate_restore(kr: &KafkaRestore) -> Result<(), ValidationErrors> {
             );
         }
     }
-    for target in spec.repartitioning.keys() {
+    for (target, rep) in &spec.repartitioning {
+        let field = format!("spec.repartitioning.{target}");
         if let Err(e) = check_topic_name(target, &()) {
             errs.push(
-                format!("spec.repartitioning.{target}"),
+                field.clone(),
                 format!("{} (keys are target topic names)", e.message()),
             );
+        }
+        if let Err(report) = rep.validate() {
+            errs.extend_garde(&field, report);
         }
     }
     if let Some(or) = &spec.offset_reset {
@@ -937,6 +982,19 @@ mod tests {
         assert!(check_topic_pattern("~orders", &()).is_err());
         assert!(check_restore_topic_filter("~orders-(eu|us)", &()).is_ok());
         assert!(check_restore_topic_filter("~orders-(", &()).is_err());
+    }
+
+    #[test]
+    fn camel_paths() {
+        assert_eq!(
+            camel_path("kafka_cluster.bootstrap_servers[0]"),
+            "kafkaCluster.bootstrapServers[0]"
+        );
+        assert_eq!(
+            camel_path("checks.custom_webhooks[1].timeout_secs"),
+            "checks.customWebhooks[1].timeoutSecs"
+        );
+        assert_eq!(camel_path("schedule"), "schedule");
     }
 
     #[test]

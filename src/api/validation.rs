@@ -35,6 +35,8 @@ fn default_public_key_key() -> String {
 }
 
 /// Spec of a `KafkaBackupValidation`.
+// clippy mistakes the repeated `type_ = ...` of separate printcolumns for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(
     CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, garde::Validate,
 )]
@@ -48,30 +50,30 @@ fn default_public_key_key() -> String {
     namespaced,
     status = "KafkaBackupValidationStatus",
     derive = "PartialEq",
-    doc = "Validates a Kafka backup and produces an evidence report.",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Result",
-        type_ = "string",
-        json_path = ".status.validationResult"
-    ),
-    printcolumn(name = "Checks", type_ = "integer", json_path = ".status.checksTotal"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    doc = "Validates a Kafka backup and produces an evidence report."
 )]
+#[kube(printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"))]
+#[kube(printcolumn(
+    name = "Result",
+    type_ = "string",
+    json_path = ".status.validationResult"
+))]
+#[kube(printcolumn(name = "Checks", type_ = "integer", json_path = ".status.checksTotal"))]
+#[kube(printcolumn(
+    name = "Age",
+    type_ = "date",
+    json_path = ".metadata.creationTimestamp"
+))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[garde(allow_unvalidated)]
 pub struct KafkaBackupValidationSpec {
     /// The backup to validate. Required (`name`).
-    #[garde(rename("backupRef"), dive)]
+    #[garde(dive)]
     pub backup_ref: BackupRef,
 
     /// A cluster holding a restored copy, for checks that compare against one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("kafkaCluster"), dive)]
+    #[garde(dive)]
     pub kafka_cluster: Option<KafkaClusterSpec>,
 
     /// Which checks run. Default: messageCount, offsetRange and consumerGroupOffsets enabled.
@@ -97,10 +99,7 @@ pub struct KafkaBackupValidationSpec {
 
     /// IANA time zone of `schedule`. Default UTC. (ours)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(
-        rename("timeZone"),
-        inner(custom(crate::api::validate::check_time_zone))
-    )]
+    #[garde(inner(custom(crate::api::validate::check_time_zone)))]
     pub time_zone: Option<String>,
 
     /// Start no new scheduled validations. Default false.
@@ -115,18 +114,18 @@ pub struct KafkaBackupValidationSpec {
 pub struct ChecksSpec {
     /// Record counts in the backup versus the source offsets it claims to cover.
     #[serde(default)]
-    #[garde(rename("messageCount"), dive)]
+    #[garde(dive)]
     pub message_count: MessageCountCheck,
     /// Every partition's stored offsets are contiguous and within the recorded range.
     #[serde(default)]
     pub offset_range: OffsetRangeCheck,
     /// The consumer-group snapshot covers the named groups with offsets inside the backup.
     #[serde(default)]
-    #[garde(rename("consumerGroupOffsets"), dive)]
+    #[garde(dive)]
     pub consumer_group_offsets: ConsumerGroupOffsetsCheck,
     /// Extra checks: POST the validation context to these URLs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[garde(rename("customWebhooks"), dive)]
+    #[garde(dive)]
     pub custom_webhooks: Vec<WebhookCheck>,
 }
 
@@ -182,7 +181,7 @@ pub struct ConsumerGroupOffsetsCheck {
     pub enabled: bool,
     /// Groups to check. Default: every group in the snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[garde(rename("consumerGroups"), inner(length(min = 1)))]
+    #[garde(inner(length(min = 1)))]
     pub consumer_groups: Vec<String>,
 }
 
@@ -209,11 +208,11 @@ pub struct WebhookCheck {
     pub url: String,
     /// Request timeout, seconds. Default 120.
     #[serde(default = "default_webhook_timeout_secs")]
-    #[garde(rename("timeoutSecs"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub timeout_secs: u64,
     /// Status code meaning "pass". Default 200.
     #[serde(default = "default_expected_status_code")]
-    #[garde(rename("expectedStatusCode"), range(min = 100, max = 599))]
+    #[garde(range(min = 100, max = 599))]
     pub expected_status_code: u16,
 }
 
@@ -238,7 +237,7 @@ pub struct EvidenceSpec {
     pub storage: Option<StorageSpec>,
     /// Delete reports older than this many days. Default 90.
     #[serde(default = "default_evidence_retention_days")]
-    #[garde(rename("retentionDays"), range(min = 1))]
+    #[garde(range(min = 1))]
     pub retention_days: u32,
 }
 
@@ -262,7 +261,7 @@ pub struct SigningSpec {
     pub enabled: bool,
     /// ECDSA P-256 key pair, PEM. Required when enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(rename("keySecret"), dive)]
+    #[garde(dive)]
     pub key_secret: Option<KeySecretRef>,
 }
 
@@ -303,7 +302,7 @@ pub struct NotificationsSpec {
 #[garde(allow_unvalidated)]
 pub struct SlackNotification {
     /// Secret holding the incoming-webhook URL (key default `webhook-url`).
-    #[garde(rename("webhookSecret"), dive)]
+    #[garde(dive)]
     pub webhook_secret: SlackWebhookSecret,
 }
 
@@ -326,7 +325,7 @@ pub struct SlackWebhookSecret {
 #[garde(allow_unvalidated)]
 pub struct PagerDutyNotification {
     /// Secret holding the integration routing key (key default `routing-key`).
-    #[garde(rename("routingKeySecret"), dive)]
+    #[garde(dive)]
     pub routing_key_secret: PagerDutyRoutingKeySecret,
     /// Event severity: critical, error (default), warning, info.
     #[serde(default)]
