@@ -212,7 +212,7 @@ async fn backup_partition(sh: &Shared<'_>, step: BackupPartitionStep) -> Result<
             let records = if h.is_control() { 0 } else { h.record_count.max(0) as u64 };
             ctx.limits.take(b.bytes.len() as u64, records).await;
             if writer.is_none() {
-                writer = Some(SegmentWriter::create(op, &plan.backup_name, &step.topic, step.partition, h.base_offset, outer(plan)).await?);
+                writer = Some(SegmentWriter::create(op, &plan.backup_name, &plan.run_id, &step.topic, step.partition, h.base_offset, outer(plan)).await?);
             }
             let w = writer.as_mut().unwrap();
             w.push(b).await?;

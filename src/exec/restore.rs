@@ -105,7 +105,6 @@ impl TxnOutcomes {
 }
 
 struct Sink<'a> {
-    client: &'a KafkaClient,
     conn: std::sync::Arc<crate::kafka::conn::Connection>,
     plan: &'a RestorePlan,
     topic: String,
@@ -122,7 +121,8 @@ impl Sink<'_> {
             self.complete_one().await?;
         }
         if self.plan.produce_acks == 0 {
-            self.client.produce(&self.topic, self.partition, batch, 0, self.plan.produce_timeout_ms as i32).await?;
+            // No reply, so no offsets: the map cannot be written for acks=0 (documented).
+            KafkaClient::produce_no_ack(&self.conn, &self.topic, self.partition, batch, self.plan.produce_timeout_ms as i32).await?;
             return Ok(());
         }
         let reply = KafkaClient::produce_enqueue(&self.conn, &self.topic, self.partition, batch, self.plan.produce_acks, self.plan.produce_timeout_ms as i32).await?;
@@ -162,7 +162,6 @@ async fn restore_partition(
     }
     let txns = TxnOutcomes::new(indexes.iter().flat_map(|i| i.markers.iter().cloned()));
     let mut sink = Sink {
-        client,
         conn: client.leader_conn(&step.target_topic, step.target_partition).await?,
         plan,
         topic: step.target_topic.clone(),

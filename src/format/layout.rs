@@ -4,8 +4,8 @@
 //! ```text
 //! <backup>/runs/<runId>/manifest.json     complete run (written last: its presence = complete)
 //! <backup>/runs/<runId>/checkpoint.json   progress of a run not yet complete
-//! <backup>/data/<topic>/<partition>/<firstOffset:020>.seg        segment (blocks of batches)
-//! <backup>/data/<topic>/<partition>/<firstOffset:020>.idx.json   its block index
+//! <backup>/data/<topic>/<partition>/<firstOffset:020>-<runId>.seg        segment (blocks of batches)
+//! <backup>/data/<topic>/<partition>/<firstOffset:020>-<runId>.idx.json   its block index
 //! <backup>/restores/<restoreName>/<runId>/offset-map.json        offset map of a restore
 //! ```
 
@@ -21,9 +21,11 @@ pub fn manifest(backup: &str, run: &str) -> String {
 pub fn checkpoint(backup: &str, run: &str) -> String {
     format!("{backup}/runs/{run}/checkpoint.json")
 }
-/// Topic names are legal path segments: Kafka allows only `[a-zA-Z0-9._-]`.
-pub fn segment(backup: &str, topic: &str, partition: i32, first_offset: i64) -> String {
-    format!("{backup}/data/{topic}/{partition}/{first_offset:020}.seg")
+/// Topic names are legal path segments: Kafka allows only `[a-zA-Z0-9._-]`. The run id in the
+/// name keeps a recreated topic's offsets from overwriting an earlier run's segment, and is
+/// stable across a resumed run (same run id, same first offset: the same object).
+pub fn segment(backup: &str, run: &str, topic: &str, partition: i32, first_offset: i64) -> String {
+    format!("{backup}/data/{topic}/{partition}/{first_offset:020}-{run}.seg")
 }
 pub fn segment_index(segment_path: &str) -> String {
     format!("{}.idx.json", segment_path.trim_end_matches(".seg"))
@@ -46,8 +48,8 @@ mod tests {
         let b = super::run_id(1_700_000_000_001);
         assert_eq!(a, "20231114T221320.000Z");
         assert!(a < b);
-        let s = super::segment("kb", "orders", 3, 42);
-        assert_eq!(s, "kb/data/orders/3/00000000000000000042.seg");
-        assert_eq!(super::segment_index(&s), "kb/data/orders/3/00000000000000000042.idx.json");
+        let s = super::segment("kb", "r1", "orders", 3, 42);
+        assert_eq!(s, "kb/data/orders/3/00000000000000000042-r1.seg");
+        assert_eq!(super::segment_index(&s), "kb/data/orders/3/00000000000000000042-r1.idx.json");
     }
 }

@@ -50,9 +50,9 @@ pub struct SegmentWriter {
 }
 
 impl SegmentWriter {
-    /// Opens `<backup>/data/<topic>/<partition>/<first_offset>.seg` for streaming.
-    pub async fn create(op: &Operator, backup: &str, topic: &str, partition: i32, first_offset: i64, outer: Outer) -> Result<Self, StorageError> {
-        let path = layout::segment(backup, topic, partition, first_offset);
+    /// Opens `<backup>/data/<topic>/<partition>/<first_offset>-<run>.seg` for streaming.
+    pub async fn create(op: &Operator, backup: &str, run: &str, topic: &str, partition: i32, first_offset: i64, outer: Outer) -> Result<Self, StorageError> {
+        let path = layout::segment(backup, run, topic, partition, first_offset);
         let mut writer = op
             .writer_with(&path)
             .chunk(UPLOAD_CHUNK)

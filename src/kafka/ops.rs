@@ -221,6 +221,17 @@ impl KafkaClient {
         conn.enqueue(&req, v).await
     }
 
+    /// Sends a Produce with acks=0 on `conn` (no reply comes, per the protocol guide).
+    pub async fn produce_no_ack(conn: &super::conn::Connection, topic: &str, partition: i32, records: Bytes, timeout_ms: i32) -> Result<()> {
+        let req = ProduceRequest::default().with_acks(0).with_timeout_ms(timeout_ms).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(tn(topic))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))]),
+        ]);
+        let v = conn.version::<ProduceRequest>(12)?;
+        conn.send_no_reply(&req, v).await
+    }
+
     /// Creates topics through the controller-routed CreateTopics API (any broker forwards it
     /// in KRaft mode, KIP-590). TOPIC_ALREADY_EXISTS (36) is an error for the caller to handle.
     pub async fn create_topics(&self, topics: &[NewTopic], timeout_ms: i32) -> Result<()> {

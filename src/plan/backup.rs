@@ -153,21 +153,36 @@ pub fn compile_backup(spec: &KafkaBackupSpec, facts: &BackupFacts) -> Result<Bac
         for &p in t.partitions.keys() {
             let off = facts.offsets.get(&(name.clone(), p)).copied().unwrap_or(PartitionOffsets { log_start: 0, high_watermark: 0 });
             let prev = prev_parts.get(&(name.clone(), p));
-            // Continue after the previous cut; segments wholly below today's log start are
-            // still kept (the data was backed up and stays restorable).
-            let (mut start, carried, carried_gaps, covered_from) = match prev {
-                Some(pp) => (pp.cut, pp.segments.clone(), pp.gaps.clone(), pp.covered_from),
-                None => (off.log_start, vec![], vec![], off.log_start),
+            // Continue after the previous cut. The run covers the partition as it is now: from
+            // today's log start (or the first offset backed up, if later) to the new cut, so
+            // segments wholly below today's log start are no longer listed (retention can
+            // delete them once no retained run needs them).
+            let same_topic = prev.is_some_and(|_| {
+                facts.previous.as_ref().and_then(|m| m.topics.iter().find(|pt| &pt.name == name)).is_none_or(|pt| pt.topic_id == t.topic_id)
+            });
+            let (mut start, mut covered_from, mut carried, carried_gaps) = match prev {
+                Some(pp) if same_topic && pp.cut <= off.high_watermark => {
+                    let from = pp.covered_from.max(off.log_start);
+                    let segs: Vec<SegmentRef> = pp.segments.iter().filter(|s| s.last_offset >= from).cloned().collect();
+                    let gaps: Vec<Gap> = pp.gaps.iter().filter(|g| g.to > from).cloned().collect();
+                    (pp.cut, from, segs, gaps)
+                }
+                _ => (off.log_start, off.log_start, vec![], vec![]),
             };
             let mut gap = None;
+            if let Some(pp) = prev.filter(|pp| !same_topic || pp.cut > off.high_watermark) {
+                // Recreated (new topic id) or truncated: earlier runs describe another log.
+                gap = Some(Gap {
+                    from: off.log_start,
+                    to: off.log_start,
+                    reason: format!("topic recreated or truncated since the previous run (its cut was {}): starting over", pp.cut),
+                });
+            }
             if start < off.log_start {
                 gap = Some(Gap { from: start, to: off.log_start, reason: "retention deleted these offsets before they were backed up".into() });
                 start = off.log_start;
-            }
-            if start > off.high_watermark {
-                // The topic was recreated or truncated since the previous run: start over.
-                gap = Some(Gap { from: off.high_watermark, to: start, reason: "high watermark is below the previous cut (topic recreated or truncated)".into() });
-                start = off.log_start;
+                covered_from = off.log_start;
+                carried.clear();
             }
             let resumed: Vec<SegmentRef> = resume
                 .and_then(|c| c.partitions.get(&format!("{name}/{p}")))
@@ -189,7 +204,7 @@ pub fn compile_backup(spec: &KafkaBackupSpec, facts: &BackupFacts) -> Result<Bac
                 high_watermark: off.high_watermark,
                 start_offset: fetch_from,
                 cut,
-                covered_from: if prev.is_some() { covered_from } else { start },
+                covered_from,
                 carried_segments: carried,
                 carried_gaps,
                 resumed_segments: resumed,

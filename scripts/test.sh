@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: unit, golden and API tests, and the integration suite against real peers
+# (noida-db Kafka broker, moto S3) that testenv/ installs (pinned) and starts on loopback.
+# Usage: scripts/test.sh [extra cargo-nextest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --version 0.9.143 --locked
+echo "== checking formatting"
+cargo fmt --all -- --check
+echo "== building"
+cargo build --bins --tests
+echo "== starting test peers"
+testenv/start.sh
+trap 'testenv/stop.sh >/dev/null 2>&1 || true' EXIT
+# shellcheck disable=SC1091
+source testenv/env
+echo "== running tests"
+cargo nextest run --no-fail-fast "$@"
