@@ -59,7 +59,13 @@ pub struct PreparedBackup {
 }
 
 /// Observes the cluster and the repository of `kb` and compiles its next run.
-pub async fn prepare_backup(kb: &KafkaBackup, secrets: &Secrets, pvc_root: &Path, now_ms: i64, access: Access) -> Result<PreparedBackup, FlowError> {
+pub async fn prepare_backup(
+    kb: &KafkaBackup,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    now_ms: i64,
+    access: Access,
+) -> Result<PreparedBackup, FlowError> {
     let spec = &kb.spec;
     let name = kb.metadata.name.clone().unwrap_or_default();
     let target = observe::storage_target(&spec.storage, secrets, pvc_root, "spec.storage")?;
@@ -68,7 +74,11 @@ pub async fn prepare_backup(kb: &KafkaBackup, secrets: &Secrets, pvc_root: &Path
     let mut op = open(&target, Access::ReadOnly)?;
     let client = KafkaClient::connect(cfg).await?;
     let meta = client.metadata();
-    let available: Vec<(String, bool)> = meta.topics.values().map(|t| (t.name.clone(), t.is_internal)).collect();
+    let available: Vec<(String, bool)> = meta
+        .topics
+        .values()
+        .map(|t| (t.name.clone(), t.is_internal))
+        .collect();
     let (selected, _) = plan::select_topics(&spec.topics, &spec.exclude_topics, &available);
     let facts = observe::observe_cluster(&client, &selected, true).await?;
     let repo = observe::load_repo_state(&op, &name).await?;
@@ -85,7 +95,12 @@ pub async fn prepare_backup(kb: &KafkaBackup, secrets: &Secrets, pvc_root: &Path
     if access == Access::ReadWrite {
         op = open(&target, access)?;
     }
-    Ok(PreparedBackup { plan, client, op, storage: target })
+    Ok(PreparedBackup {
+        plan,
+        client,
+        op,
+        storage: target,
+    })
 }
 
 /// A compiled restore with its handles.
@@ -121,15 +136,24 @@ pub async fn prepare_restore(
             .into());
         }
     };
-    let field = if spec.backup_ref.storage.is_some() { "spec.backupRef.storage" } else { "KafkaBackup spec.storage" };
+    let field = if spec.backup_ref.storage.is_some() {
+        "spec.backupRef.storage"
+    } else {
+        "KafkaBackup spec.storage"
+    };
     let target = observe::storage_target(&storage_spec, secrets, pvc_root, field)?;
     let mut op = open(&target, Access::ReadOnly)?;
     let manifest = match &spec.backup_ref.backup_id {
         Some(id) => observe::load_manifest(&op, &spec.backup_ref.name, id).await?,
         None => observe::latest_complete_run(&op, &spec.backup_ref.name).await?,
     };
-    let client = KafkaClient::connect(observe::client_config(&spec.kafka_cluster, secrets)?).await?;
-    let targets: Vec<String> = manifest.topics.iter().map(|t| spec.target_topic(&t.name).to_string()).collect();
+    let client =
+        KafkaClient::connect(observe::client_config(&spec.kafka_cluster, secrets)?).await?;
+    let targets: Vec<String> = manifest
+        .topics
+        .iter()
+        .map(|t| spec.target_topic(&t.name).to_string())
+        .collect();
     let facts = observe::observe_cluster(&client, &targets, false).await?;
     let facts = RestoreFacts {
         restore_name: kr.metadata.name.clone().unwrap_or_default(),
@@ -141,5 +165,10 @@ pub async fn prepare_restore(
     if access == Access::ReadWrite && !plan.dry_run {
         op = open(&target, access)?;
     }
-    Ok(PreparedRestore { plan, client, op, storage: target })
+    Ok(PreparedRestore {
+        plan,
+        client,
+        op,
+        storage: target,
+    })
 }

@@ -5,11 +5,11 @@
 //! `report` (progress, summary). `kafka`, `storage` and `format` are the I/O layers the
 //! observer and the executor use.
 pub mod api;
-pub mod kafka;
-pub mod format;
-pub mod storage;
 pub mod cli;
 pub mod exec;
 pub mod flow;
+pub mod format;
+pub mod kafka;
 pub mod observe;
 pub mod plan;
+pub mod storage;

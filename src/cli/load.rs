@@ -26,15 +26,43 @@ pub enum LoadError {
 pub fn load(files: &[PathBuf], name: Option<&str>) -> Result<(Target, Secrets), LoadError> {
     let mut docs = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(f).map_err(|e| LoadError::Read { path: f.display().to_string(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(f).map_err(|e| LoadError::Read {
+            path: f.display().to_string(),
+            reason: e.to_string(),
+        })?;
         docs.extend(load_and_validate(&text, &f.display().to_string())?);
     }
     let secrets = Secrets::from_documents(&docs);
-    let backups: Vec<&KafkaBackup> = docs.iter().filter_map(|d| if let Document::Backup(b) = d { Some(b) } else { None }).collect();
-    let restores: Vec<&KafkaRestore> = docs.iter().filter_map(|d| if let Document::Restore(r) = d { Some(r) } else { None }).collect();
+    let backups: Vec<&KafkaBackup> = docs
+        .iter()
+        .filter_map(|d| {
+            if let Document::Backup(b) = d {
+                Some(b)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let restores: Vec<&KafkaRestore> = docs
+        .iter()
+        .filter_map(|d| {
+            if let Document::Restore(r) = d {
+                Some(r)
+            } else {
+                None
+            }
+        })
+        .collect();
     let name_of = |m: &kube::api::ObjectMeta| m.name.clone().unwrap_or_default();
-    let find_backup = |n: &str| backups.iter().find(|b| name_of(&b.metadata) == n).map(|b| Box::new((*b).clone()));
-    let pick_restore = |r: &KafkaRestore| Target::Restore(Box::new(r.clone()), find_backup(&r.spec.backup_ref.name));
+    let find_backup = |n: &str| {
+        backups
+            .iter()
+            .find(|b| name_of(&b.metadata) == n)
+            .map(|b| Box::new((*b).clone()))
+    };
+    let pick_restore = |r: &KafkaRestore| {
+        Target::Restore(Box::new(r.clone()), find_backup(&r.spec.backup_ref.name))
+    };
     let target = match name {
         Some(n) => {
             if let Some(r) = restores.iter().find(|r| name_of(&r.metadata) == n) {
@@ -42,7 +70,9 @@ pub fn load(files: &[PathBuf], name: Option<&str>) -> Result<(Target, Secrets), 
             } else if let Some(b) = find_backup(n) {
                 Target::Backup(b)
             } else {
-                return Err(LoadError::Choose(format!("no KafkaBackup or KafkaRestore named {n:?} in the given files")));
+                return Err(LoadError::Choose(format!(
+                    "no KafkaBackup or KafkaRestore named {n:?} in the given files"
+                )));
             }
         }
         None => match (restores.as_slice(), backups.as_slice()) {

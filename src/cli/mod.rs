@@ -12,7 +12,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// `kafka-backup-operator`.
 #[derive(Debug, Parser)]
-#[command(name = "kafka-backup-operator", version, about = "Back up Kafka topics to object storage and restore them, to any point in time")]
+#[command(
+    name = "kafka-backup-operator",
+    version,
+    about = "Back up Kafka topics to object storage and restore them, to any point in time"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -82,7 +86,11 @@ pub struct PlanArgs {
 
 /// `kubectl-kafkabackup` (the kubectl plugin: `kubectl kafkabackup plan -f FILE`).
 #[derive(Debug, Parser)]
-#[command(name = "kubectl-kafkabackup", version, about = "Show what a KafkaBackup or KafkaRestore will do, before it does it")]
+#[command(
+    name = "kubectl-kafkabackup",
+    version,
+    about = "Show what a KafkaBackup or KafkaRestore will do, before it does it"
+)]
 pub struct PluginCli {
     #[command(subcommand)]
     pub command: PluginCommand,
@@ -96,8 +104,11 @@ pub enum PluginCommand {
 
 /// Sets up tracing on stderr (RUST_LOG filters; default info).
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,opendal=warn".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,opendal=warn".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => b.json().init(),
         LogFormat::Text => b.init(),

@@ -10,18 +10,32 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
     let now = crate::exec::engine::system_now_ms();
     let out = match target {
         Target::Backup(kb) => {
-            let p = prepare_backup(&kb, &secrets, &args.inputs.pvc_root, now, Access::ReadOnly).await?.plan;
+            let p = prepare_backup(&kb, &secrets, &args.inputs.pvc_root, now, Access::ReadOnly)
+                .await?
+                .plan;
             render(&p, args.output, backup_table)?
         }
         Target::Restore(kr, kb) => {
-            let p = prepare_restore(&kr, kb.as_deref(), &secrets, &args.inputs.pvc_root, Access::ReadOnly).await?.plan;
+            let p = prepare_restore(
+                &kr,
+                kb.as_deref(),
+                &secrets,
+                &args.inputs.pvc_root,
+                Access::ReadOnly,
+            )
+            .await?
+            .plan;
             render(&p, args.output, restore_table)?
         }
     };
     Ok(out)
 }
 
-fn render<T: serde::Serialize>(p: &T, f: OutputFormat, table: fn(&T) -> String) -> anyhow::Result<String> {
+fn render<T: serde::Serialize>(
+    p: &T,
+    f: OutputFormat,
+    table: fn(&T) -> String,
+) -> anyhow::Result<String> {
     Ok(match f {
         OutputFormat::Table => table(p),
         OutputFormat::Json => serde_json::to_string_pretty(p)? + "\n",

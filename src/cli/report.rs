@@ -12,7 +12,11 @@ use crate::exec::{Event, Progress};
 use crate::plan::{BackupPlan, CutMode, RestorePlan};
 
 /// Draws progress until the returned handle is dropped/aborted; logs events.
-pub fn spawn_reporter(progress: Arc<Progress>, mut events: mpsc::UnboundedReceiver<Event>, bar: bool) -> tokio::task::JoinHandle<()> {
+pub fn spawn_reporter(
+    progress: Arc<Progress>,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    bar: bool,
+) -> tokio::task::JoinHandle<()> {
     let use_bar = bar && std::io::stderr().is_terminal();
     tokio::spawn(async move {
         let pb = use_bar.then(|| {
@@ -23,7 +27,8 @@ pub fn spawn_reporter(progress: Arc<Progress>, mut events: mpsc::UnboundedReceiv
             );
             pb
         });
-        let mut tick = tokio::time::interval(Duration::from_millis(if use_bar { 200 } else { 5000 }));
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(if use_bar { 200 } else { 5000 }));
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -69,7 +74,11 @@ pub fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", units[u]) }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
 }
 
 /// The closing line: records, bytes, duration and throughput.
@@ -103,7 +112,9 @@ pub fn backup_table(p: &BackupPlan) -> String {
         p.compression_level,
         human_bytes(p.segment_max_bytes),
         p.segment_max_interval_ms,
-        p.checkpoint_interval_ms.map(|m| format!("every {} s", m / 1000)).unwrap_or_else(|| "off".into()),
+        p.checkpoint_interval_ms
+            .map(|m| format!("every {} s", m / 1000))
+            .unwrap_or_else(|| "off".into()),
         p.max_concurrent_partitions
     );
     s.push_str(&format!(
@@ -124,20 +135,39 @@ pub fn backup_table(p: &BackupPlan) -> String {
             st.start_offset,
             cut_text(&st.cut),
             st.estimated_records,
-            if st.estimated_bytes > 0 { human_bytes(st.estimated_bytes) } else { "unknown".into() },
-            st.gap.as_ref().map(|g| format!("  GAP {}..{}: {}", g.from, g.to, g.reason)).unwrap_or_default()
+            if st.estimated_bytes > 0 {
+                human_bytes(st.estimated_bytes)
+            } else {
+                "unknown".into()
+            },
+            st.gap
+                .as_ref()
+                .map(|g| format!("  GAP {}..{}: {}", g.from, g.to, g.reason))
+                .unwrap_or_default()
         ));
         i += 1;
     }
-    s.push_str(&format!("{i:<5} write manifest runs/{}/manifest.json\n", p.run_id));
-    s.push_str(&format!("\nTotal: {} records, {} estimated\n", p.estimated_records, human_bytes(p.estimated_bytes)));
+    s.push_str(&format!(
+        "{i:<5} write manifest runs/{}/manifest.json\n",
+        p.run_id
+    ));
+    s.push_str(&format!(
+        "\nTotal: {} records, {} estimated\n",
+        p.estimated_records,
+        human_bytes(p.estimated_bytes)
+    ));
     s
 }
 
 /// A human-readable rendering of a restore plan.
 pub fn restore_table(p: &RestorePlan) -> String {
     let ms = |v: Option<i64>| {
-        v.map(|m| jiff::Timestamp::from_millisecond(m).map(|t| format!("{t} ({m})")).unwrap_or(m.to_string())).unwrap_or_else(|| "-".into())
+        v.map(|m| {
+            jiff::Timestamp::from_millisecond(m)
+                .map(|t| format!("{t} ({m})"))
+                .unwrap_or(m.to_string())
+        })
+        .unwrap_or_else(|| "-".into())
     };
     let mut s = format!(
         "KafkaRestore {}  from backup {} run {}  plan {}{}\n  PITR window: {} .. {} (inclusive)\n  produce acks={} batch<={} records timeout={} ms, {} partitions in parallel\n\nSTEP  ACTION\n",
@@ -145,7 +175,11 @@ pub fn restore_table(p: &RestorePlan) -> String {
         p.backup_name,
         p.backup_run_id,
         p.hash,
-        if p.dry_run { "  [dryRun: nothing will be executed]" } else { "" },
+        if p.dry_run {
+            "  [dryRun: nothing will be executed]"
+        } else {
+            ""
+        },
         ms(p.pitr_start),
         ms(p.pitr_end),
         p.produce_acks,
@@ -159,13 +193,19 @@ pub fn restore_table(p: &RestorePlan) -> String {
             "{i:<5} create topic {} ({} partitions, replication {}, configs {:?})\n",
             t.name,
             t.partitions,
-            if t.replication_factor < 0 { "broker default".to_string() } else { t.replication_factor.to_string() },
+            if t.replication_factor < 0 {
+                "broker default".to_string()
+            } else {
+                t.replication_factor.to_string()
+            },
             t.configs
         ));
         i += 1;
     }
     for (t, part) in &p.purge {
-        s.push_str(&format!("{i:<5} purge {t}/{part} (DeleteRecords up to the high watermark)\n"));
+        s.push_str(&format!(
+            "{i:<5} purge {t}/{part} (DeleteRecords up to the high watermark)\n"
+        ));
         i += 1;
     }
     for st in &p.partitions {
@@ -184,6 +224,10 @@ pub fn restore_table(p: &RestorePlan) -> String {
         i += 1;
     }
     s.push_str(&format!("{i:<5} write offset map {}\n", p.offset_map_path));
-    s.push_str(&format!("\nTotal: ~{} records, {} to read\n", p.estimated_records, human_bytes(p.estimated_bytes)));
+    s.push_str(&format!(
+        "\nTotal: ~{} records, {} to read\n",
+        p.estimated_records,
+        human_bytes(p.estimated_bytes)
+    ));
     s
 }

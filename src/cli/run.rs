@@ -17,7 +17,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let (cancel_tx, cancel) = Cancel::new();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!("interrupted: stopping (a backup resumes from its checkpoint next time)");
+            tracing::warn!(
+                "interrupted: stopping (a backup resumes from its checkpoint next time)"
+            );
             let _ = cancel_tx.send(true);
         }
     });
@@ -26,26 +28,56 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     match target {
         Target::Backup(kb) => {
             if kb.spec.schedule.is_some() {
-                tracing::info!("spec.schedule is set: `run` executes one run now (the operator follows the schedule)");
+                tracing::info!(
+                    "spec.schedule is set: `run` executes one run now (the operator follows the schedule)"
+                );
             }
-            let prep = prepare_backup(&kb, &secrets, &args.inputs.pvc_root, system_now_ms(), Access::ReadWrite).await?;
+            let prep = prepare_backup(
+                &kb,
+                &secrets,
+                &args.inputs.pvc_root,
+                system_now_ms(),
+                Access::ReadWrite,
+            )
+            .await?;
             let plan = &prep.plan;
             tracing::info!(
                 backup = %plan.backup_name, run = %plan.run_id, resumed = plan.resumed, storage = %prep.storage.describe(),
                 partitions = plan.partitions.len(), planned_records = plan.estimated_records, "backup starting"
             );
-            let ctx = ExecContext { progress: progress.clone(), cancel, limits: Arc::new(Limits::new(plan.bytes_per_sec, plan.records_per_sec)), now_ms: system_now_ms };
+            let ctx = ExecContext {
+                progress: progress.clone(),
+                cancel,
+                limits: Arc::new(Limits::new(plan.bytes_per_sec, plan.records_per_sec)),
+                now_ms: system_now_ms,
+            };
             let reporter = spawn_reporter(progress.clone(), ev_rx, !args.no_progress);
             let result = run_backup(plan, &prep.client, &prep.op, &ctx).await;
             reporter.abort();
             let m = result?;
             let (records, bytes, secs) = progress.snapshot();
-            println!("{}", summary(&format!("backup {} run {}", m.backup_name, m.run_id), records, bytes, secs));
-            println!("manifest: {}", crate::format::layout::manifest(&m.backup_name, &m.run_id));
+            println!(
+                "{}",
+                summary(
+                    &format!("backup {} run {}", m.backup_name, m.run_id),
+                    records,
+                    bytes,
+                    secs
+                )
+            );
+            println!(
+                "manifest: {}",
+                crate::format::layout::manifest(&m.backup_name, &m.run_id)
+            );
         }
         Target::Restore(kr, kb) => {
-            let access = if kr.spec.dry_run { Access::ReadOnly } else { Access::ReadWrite };
-            let prep = prepare_restore(&kr, kb.as_deref(), &secrets, &args.inputs.pvc_root, access).await?;
+            let access = if kr.spec.dry_run {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            };
+            let prep = prepare_restore(&kr, kb.as_deref(), &secrets, &args.inputs.pvc_root, access)
+                .await?;
             let plan = &prep.plan;
             if plan.dry_run {
                 print!("{}", restore_table(plan));
@@ -53,13 +85,26 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             tracing::info!(restore = %plan.restore_name, backup = %plan.backup_name, run = %plan.backup_run_id, storage = %prep.storage.describe(), partitions = plan.partitions.len(), "restore starting");
-            let ctx = ExecContext { progress: progress.clone(), cancel, limits: Arc::new(Limits::new(plan.bytes_per_sec, plan.records_per_sec)), now_ms: system_now_ms };
+            let ctx = ExecContext {
+                progress: progress.clone(),
+                cancel,
+                limits: Arc::new(Limits::new(plan.bytes_per_sec, plan.records_per_sec)),
+                now_ms: system_now_ms,
+            };
             let reporter = spawn_reporter(progress.clone(), ev_rx, !args.no_progress);
             let result = run_restore(plan, &prep.client, &prep.op, &ctx).await;
             reporter.abort();
             let out = result?;
             let (_, _, secs) = progress.snapshot();
-            println!("{}", summary(&format!("restore {}", plan.restore_name), out.records, out.bytes, secs));
+            println!(
+                "{}",
+                summary(
+                    &format!("restore {}", plan.restore_name),
+                    out.records,
+                    out.bytes,
+                    secs
+                )
+            );
             println!("offset map: {}", out.offset_map_path);
         }
     }

@@ -5,12 +5,13 @@ use std::time::Duration;
 use opendal::Operator;
 use tokio::sync::Mutex;
 
-use super::engine::{Event, ExecContext, run_steps};
 use super::ExecError;
+use super::engine::{Event, ExecContext, run_steps};
 use crate::format::batch::{Codec, split_batches};
 use crate::format::layout::{self, FORMAT};
 use crate::format::manifest::{
-    Checkpoint, Gap, GroupOffset, GroupSnapshot, PartitionManifest, PartitionProgress, RunManifest, SegmentRef, TopicManifest, to_json,
+    Checkpoint, Gap, GroupOffset, GroupSnapshot, PartitionManifest, PartitionProgress, RunManifest,
+    SegmentRef, TopicManifest, to_json,
 };
 use crate::format::segment::{Outer, SegmentWriter};
 use crate::kafka::ops::OffsetSpec;
@@ -30,7 +31,11 @@ struct Shared<'a> {
 }
 
 impl Shared<'_> {
-    async fn save_progress(&self, key: String, progress: PartitionProgress) -> Result<(), ExecError> {
+    async fn save_progress(
+        &self,
+        key: String,
+        progress: PartitionProgress,
+    ) -> Result<(), ExecError> {
         if self.plan.checkpoint_interval_ms.is_none() {
             return Ok(());
         }
@@ -52,29 +57,65 @@ impl Shared<'_> {
 /// Errors: the first partition error (others are cancelled with it); the checkpoint stays,
 /// so running the same backup again resumes. On cancellation a `continuous` run completes
 /// normally with what it has; other runs return [`ExecError::Cancelled`].
-pub async fn run_backup(plan: &BackupPlan, client: &KafkaClient, op: &Operator, ctx: &ExecContext) -> Result<RunManifest, ExecError> {
+pub async fn run_backup(
+    plan: &BackupPlan,
+    client: &KafkaClient,
+    op: &Operator,
+    ctx: &ExecContext,
+) -> Result<RunManifest, ExecError> {
     let start_time = (ctx.now_ms)();
-    ctx.progress.records_planned.store(plan.estimated_records, std::sync::atomic::Ordering::Relaxed);
-    ctx.progress.bytes_planned.store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
-    let mut checkpoint = Checkpoint { format: FORMAT.into(), run_id: plan.run_id.clone(), plan_hash: plan.hash.clone(), ..Default::default() };
+    ctx.progress
+        .records_planned
+        .store(plan.estimated_records, std::sync::atomic::Ordering::Relaxed);
+    ctx.progress
+        .bytes_planned
+        .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
+    let mut checkpoint = Checkpoint {
+        format: FORMAT.into(),
+        run_id: plan.run_id.clone(),
+        plan_hash: plan.hash.clone(),
+        ..Default::default()
+    };
     if plan.resumed {
-        if let Some(b) = storage::read_opt(op, &layout::checkpoint(&plan.backup_name, &plan.run_id)).await? {
+        if let Some(b) =
+            storage::read_opt(op, &layout::checkpoint(&plan.backup_name, &plan.run_id)).await?
+        {
             checkpoint = crate::format::manifest::from_json(&b, "checkpoint")?;
         }
     }
-    let shared = Shared { plan, client, op, ctx, checkpoint: Mutex::new(checkpoint) };
+    let shared = Shared {
+        plan,
+        client,
+        op,
+        ctx,
+        checkpoint: Mutex::new(checkpoint),
+    };
     if plan.checkpoint_interval_ms.is_some() {
         let bytes = to_json(&*shared.checkpoint.lock().await);
-        storage::write_all(op, &layout::checkpoint(&plan.backup_name, &plan.run_id), bytes).await?;
+        storage::write_all(
+            op,
+            &layout::checkpoint(&plan.backup_name, &plan.run_id),
+            bytes,
+        )
+        .await?;
     }
     // Group offsets right after the cut was read, before data is fetched: committed offsets
     // are then <= the cut, so every snapshot offset is restorable.
-    let groups = if plan.consumer_group_snapshot { snapshot_groups(plan, client).await? } else { vec![] };
+    let groups = if plan.consumer_group_snapshot {
+        snapshot_groups(plan, client).await?
+    } else {
+        vec![]
+    };
 
-    let results = run_steps(plan.partitions.clone(), plan.max_concurrent_partitions as usize, ctx, |step| {
-        let shared = &shared;
-        async move { backup_partition(shared, step).await }
-    })
+    let results = run_steps(
+        plan.partitions.clone(),
+        plan.max_concurrent_partitions as usize,
+        ctx,
+        |step| {
+            let shared = &shared;
+            async move { backup_partition(shared, step).await }
+        },
+    )
     .await;
     let mut parts = Vec::with_capacity(results.len());
     let mut first_err = None;
@@ -99,7 +140,11 @@ pub async fn run_backup(plan: &BackupPlan, client: &KafkaClient, op: &Operator, 
             topic_id: t.topic_id.clone(),
             partition_count: t.partition_count,
             configs: t.configs.clone(),
-            partitions: parts.iter().filter(|(topic, _)| topic == &t.name).map(|(_, p)| p.clone()).collect(),
+            partitions: parts
+                .iter()
+                .filter(|(topic, _)| topic == &t.name)
+                .map(|(_, p)| p.clone())
+                .collect(),
         })
         .collect::<Vec<_>>();
     let manifest = RunManifest {
@@ -112,17 +157,35 @@ pub async fn run_backup(plan: &BackupPlan, client: &KafkaClient, op: &Operator, 
         plan_hash: plan.hash.clone(),
         cluster_id: plan.cluster_id.clone(),
         compression: plan.compression.clone(),
-        total_records: topics.iter().flat_map(|t| &t.partitions).map(|p| p.records).sum(),
-        total_raw_bytes: topics.iter().flat_map(|t| &t.partitions).map(|p| p.raw_bytes).sum(),
+        total_records: topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.records)
+            .sum(),
+        total_raw_bytes: topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.raw_bytes)
+            .sum(),
         topics,
         consumer_groups: groups,
     };
-    storage::write_all(op, &layout::manifest(&plan.backup_name, &plan.run_id), to_json(&manifest)).await?;
-    let _ = op.delete(&layout::checkpoint(&plan.backup_name, &plan.run_id)).await;
+    storage::write_all(
+        op,
+        &layout::manifest(&plan.backup_name, &plan.run_id),
+        to_json(&manifest),
+    )
+    .await?;
+    let _ = op
+        .delete(&layout::checkpoint(&plan.backup_name, &plan.run_id))
+        .await;
     Ok(manifest)
 }
 
-async fn snapshot_groups(plan: &BackupPlan, client: &KafkaClient) -> Result<Vec<GroupSnapshot>, ExecError> {
+async fn snapshot_groups(
+    plan: &BackupPlan,
+    client: &KafkaClient,
+) -> Result<Vec<GroupSnapshot>, ExecError> {
     let mut out = Vec::new();
     for g in client.list_groups().await? {
         let offsets: Vec<GroupOffset> = client
@@ -130,10 +193,21 @@ async fn snapshot_groups(plan: &BackupPlan, client: &KafkaClient) -> Result<Vec<
             .await?
             .into_iter()
             .filter(|((t, _), _)| plan.topics.iter().any(|pt| &pt.name == t))
-            .map(|((topic, partition), (offset, leader_epoch, metadata))| GroupOffset { topic, partition, offset, leader_epoch, metadata })
+            .map(
+                |((topic, partition), (offset, leader_epoch, metadata))| GroupOffset {
+                    topic,
+                    partition,
+                    offset,
+                    leader_epoch,
+                    metadata,
+                },
+            )
             .collect();
         if !offsets.is_empty() {
-            out.push(GroupSnapshot { group_id: g, offsets });
+            out.push(GroupSnapshot {
+                group_id: g,
+                offsets,
+            });
         }
     }
     Ok(out)
@@ -145,23 +219,36 @@ fn outer(plan: &BackupPlan) -> Outer {
         "lz4" => Codec::Lz4,
         _ => Codec::None,
     };
-    Outer { codec, level: plan.compression_level }
+    Outer {
+        codec,
+        level: plan.compression_level,
+    }
 }
 
-async fn backup_partition(sh: &Shared<'_>, step: BackupPartitionStep) -> Result<(String, PartitionManifest), ExecError> {
+async fn backup_partition(
+    sh: &Shared<'_>,
+    step: BackupPartitionStep,
+) -> Result<(String, PartitionManifest), ExecError> {
     let (plan, client, op, ctx) = (sh.plan, sh.client, sh.op, sh.ctx);
     let name = format!("{}/{}", step.topic, step.partition);
     ctx.progress.emit(Event::StepStarted { step: name.clone() });
     let mut new_segments: Vec<SegmentRef> = step.resumed_segments.clone();
     let mut gaps: Vec<Gap> = step.carried_gaps.clone();
     if let Some(g) = &step.gap {
-        ctx.progress.emit(Event::Gap { step: name.clone(), from: g.from, to: g.to });
+        ctx.progress.emit(Event::Gap {
+            step: name.clone(),
+            from: g.from,
+            to: g.to,
+        });
         gaps.push(g.clone());
     }
     let mut next = step.start_offset;
     let mut writer: Option<SegmentWriter> = None;
     let rotate_after = Duration::from_millis(
-        plan.checkpoint_interval_ms.map_or(plan.segment_max_interval_ms, |c| c.min(plan.segment_max_interval_ms)),
+        plan.checkpoint_interval_ms
+            .map_or(plan.segment_max_interval_ms, |c| {
+                c.min(plan.segment_max_interval_ms)
+            }),
     );
     let (mut records_done, mut bytes_done) = (0u64, 0u64);
     let max_wait = if step.cut == CutMode::Never { 500 } else { 100 };
@@ -182,18 +269,36 @@ async fn backup_partition(sh: &Shared<'_>, step: BackupPartitionStep) -> Result<
                 break;
             }
         }
-        let fetched = match client.fetch(&step.topic, step.partition, next, max_bytes, max_wait).await {
+        let fetched = match client
+            .fetch(&step.topic, step.partition, next, max_bytes, max_wait)
+            .await
+        {
             Err(KafkaError::Broker { code: 1, .. }) => {
                 // OFFSET_OUT_OF_RANGE: retention moved the log start past `next`.
                 let parts = [(step.topic.clone(), step.partition)];
-                let earliest = client.list_offsets(&parts, OffsetSpec::Earliest).await?.get(&parts[0]).copied().unwrap_or(next);
+                let earliest = client
+                    .list_offsets(&parts, OffsetSpec::Earliest)
+                    .await?
+                    .get(&parts[0])
+                    .copied()
+                    .unwrap_or(next);
                 if earliest > next {
-                    ctx.progress.emit(Event::Gap { step: name.clone(), from: next, to: earliest });
-                    gaps.push(Gap { from: next, to: earliest, reason: "deleted by retention during the backup".into() });
+                    ctx.progress.emit(Event::Gap {
+                        step: name.clone(),
+                        from: next,
+                        to: earliest,
+                    });
+                    gaps.push(Gap {
+                        from: next,
+                        to: earliest,
+                        reason: "deleted by retention during the backup".into(),
+                    });
                     next = earliest;
                     continue;
                 }
-                return Err(ExecError::Failed(format!("{name}: offset {next} is out of range (log start {earliest})")));
+                return Err(ExecError::Failed(format!(
+                    "{name}: offset {next} is out of range (log start {earliest})"
+                )));
             }
             r => r?,
         };
@@ -209,10 +314,25 @@ async fn backup_partition(sh: &Shared<'_>, step: BackupPartitionStep) -> Result<
                     break;
                 }
             }
-            let records = if h.is_control() { 0 } else { h.record_count.max(0) as u64 };
+            let records = if h.is_control() {
+                0
+            } else {
+                h.record_count.max(0) as u64
+            };
             ctx.limits.take(b.bytes.len() as u64, records).await;
             if writer.is_none() {
-                writer = Some(SegmentWriter::create(op, &plan.backup_name, &plan.run_id, &step.topic, step.partition, h.base_offset, outer(plan)).await?);
+                writer = Some(
+                    SegmentWriter::create(
+                        op,
+                        &plan.backup_name,
+                        &plan.run_id,
+                        &step.topic,
+                        step.partition,
+                        h.base_offset,
+                        outer(plan),
+                    )
+                    .await?,
+                );
             }
             let w = writer.as_mut().unwrap();
             w.push(b).await?;
@@ -226,7 +346,10 @@ async fn backup_partition(sh: &Shared<'_>, step: BackupPartitionStep) -> Result<
                 finish_segment(sh, &name, seg, &mut new_segments, next, &gaps).await?;
             }
         }
-        if writer.as_ref().is_some_and(|w| !w.is_empty() && w.opened_at.elapsed() >= rotate_after) {
+        if writer
+            .as_ref()
+            .is_some_and(|w| !w.is_empty() && w.opened_at.elapsed() >= rotate_after)
+        {
             let seg = writer.take().unwrap().finish(op).await?;
             finish_segment(sh, &name, seg, &mut new_segments, next, &gaps).await?;
         }
@@ -249,7 +372,11 @@ async fn backup_partition(sh: &Shared<'_>, step: BackupPartitionStep) -> Result<
                 // or transaction aborts at the end of the log. Give it a few tries.
                 empty_fetches += 1;
                 if empty_fetches > 20 {
-                    gaps.push(Gap { from: next, to: fetched.high_watermark, reason: "broker returned no batches below the high watermark".into() });
+                    gaps.push(Gap {
+                        from: next,
+                        to: fetched.high_watermark,
+                        reason: "broker returned no batches below the high watermark".into(),
+                    });
                     next = fetched.high_watermark;
                     break;
                 }
@@ -265,30 +392,67 @@ async fn backup_partition(sh: &Shared<'_>, step: BackupPartitionStep) -> Result<
             finish_segment(sh, &name, seg, &mut new_segments, next, &gaps).await?;
         }
     }
-    sh.save_progress(name.clone(), PartitionProgress { next_offset: next, segments: new_segments.clone(), gaps: gaps.clone(), done: true }).await?;
-    ctx.progress.emit(Event::StepDone { step: name, records: records_done, bytes: bytes_done });
+    sh.save_progress(
+        name.clone(),
+        PartitionProgress {
+            next_offset: next,
+            segments: new_segments.clone(),
+            gaps: gaps.clone(),
+            done: true,
+        },
+    )
+    .await?;
+    ctx.progress.emit(Event::StepDone {
+        step: name,
+        records: records_done,
+        bytes: bytes_done,
+    });
 
     let mut segments = step.carried_segments.clone();
     segments.extend(new_segments);
-    let with_data: Vec<&SegmentRef> = segments.iter().filter(|s| s.records > 0 && s.min_timestamp >= 0).collect();
-    Ok((step.topic.clone(), PartitionManifest {
-        partition: step.partition,
-        log_start_offset: step.log_start_offset,
-        covered_from: step.covered_from,
-        cut: next,
-        start_offset: step.start_offset,
-        records: segments.iter().map(|s| s.records).sum(),
-        raw_bytes: segments.iter().map(|s| s.raw_bytes).sum(),
-        min_timestamp: with_data.iter().map(|s| s.min_timestamp).min(),
-        max_timestamp: with_data.iter().map(|s| s.max_timestamp).max(),
-        gaps,
-        segments,
-    }))
+    let with_data: Vec<&SegmentRef> = segments
+        .iter()
+        .filter(|s| s.records > 0 && s.min_timestamp >= 0)
+        .collect();
+    Ok((
+        step.topic.clone(),
+        PartitionManifest {
+            partition: step.partition,
+            log_start_offset: step.log_start_offset,
+            covered_from: step.covered_from,
+            cut: next,
+            start_offset: step.start_offset,
+            records: segments.iter().map(|s| s.records).sum(),
+            raw_bytes: segments.iter().map(|s| s.raw_bytes).sum(),
+            min_timestamp: with_data.iter().map(|s| s.min_timestamp).min(),
+            max_timestamp: with_data.iter().map(|s| s.max_timestamp).max(),
+            gaps,
+            segments,
+        },
+    ))
 }
 
-async fn finish_segment(sh: &Shared<'_>, name: &str, seg: SegmentRef, segments: &mut Vec<SegmentRef>, next: i64, gaps: &[Gap]) -> Result<(), ExecError> {
-    sh.ctx.progress.emit(Event::SegmentWritten { path: seg.path.clone(), bytes: seg.stored_bytes });
+async fn finish_segment(
+    sh: &Shared<'_>,
+    name: &str,
+    seg: SegmentRef,
+    segments: &mut Vec<SegmentRef>,
+    next: i64,
+    gaps: &[Gap],
+) -> Result<(), ExecError> {
+    sh.ctx.progress.emit(Event::SegmentWritten {
+        path: seg.path.clone(),
+        bytes: seg.stored_bytes,
+    });
     segments.push(seg);
-    sh.save_progress(name.to_string(), PartitionProgress { next_offset: next, segments: segments.clone(), gaps: gaps.to_vec(), done: false }).await
+    sh.save_progress(
+        name.to_string(),
+        PartitionProgress {
+            next_offset: next,
+            segments: segments.clone(),
+            gaps: gaps.to_vec(),
+            done: false,
+        },
+    )
+    .await
 }
-

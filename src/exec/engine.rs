@@ -42,12 +42,27 @@ impl Cancel {
 /// Something that happened during a run, for logs, Kubernetes Events and status.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    StepStarted { step: String },
-    StepDone { step: String, records: u64, bytes: u64 },
+    StepStarted {
+        step: String,
+    },
+    StepDone {
+        step: String,
+        records: u64,
+        bytes: u64,
+    },
     /// A planned range could not be read (retention).
-    Gap { step: String, from: i64, to: i64 },
-    SegmentWritten { path: String, bytes: u64 },
-    CheckpointWritten { path: String },
+    Gap {
+        step: String,
+        from: i64,
+        to: i64,
+    },
+    SegmentWritten {
+        path: String,
+        bytes: u64,
+    },
+    CheckpointWritten {
+        path: String,
+    },
 }
 
 /// Live counters of a run. Records and bytes are Kafka records and raw batch bytes.
@@ -113,7 +128,10 @@ impl Limits {
             n.and_then(|n| NonZeroU32::new(n.min(u32::MAX as u64) as u32))
                 .map(|n| (RateLimiter::direct(Quota::per_second(n)), n.get()))
         };
-        Limits { bytes: mk(bytes_per_sec), records: mk(records_per_sec) }
+        Limits {
+            bytes: mk(bytes_per_sec),
+            records: mk(records_per_sec),
+        }
     }
     /// Waits until `bytes` and `records` may pass. Amounts above one second's burst wait for
     /// a full second's worth.
@@ -144,25 +162,33 @@ pub fn system_now_ms() -> i64 {
 
 /// Runs `f` over `steps`, at most `concurrency` at a time, and returns every result in step
 /// order. Steps not yet started when the run is cancelled return [`ExecError::Cancelled`].
-pub async fn run_steps<S, T, F, Fut>(steps: Vec<S>, concurrency: usize, ctx: &ExecContext, f: F) -> Vec<Result<T, ExecError>>
+pub async fn run_steps<S, T, F, Fut>(
+    steps: Vec<S>,
+    concurrency: usize,
+    ctx: &ExecContext,
+    f: F,
+) -> Vec<Result<T, ExecError>>
 where
     F: Fn(S) -> Fut,
     Fut: std::future::Future<Output = Result<T, ExecError>>,
 {
-    ctx.progress.steps_total.fetch_add(steps.len() as u64, Ordering::Relaxed);
+    ctx.progress
+        .steps_total
+        .fetch_add(steps.len() as u64, Ordering::Relaxed);
     let f = &f;
-    let mut out: Vec<(usize, Result<T, ExecError>)> = futures::stream::iter(steps.into_iter().enumerate())
-        .map(|(i, s)| async move {
-            if ctx.cancel.is_cancelled() {
-                return (i, Err(ExecError::Cancelled));
-            }
-            let r = f(s).await;
-            ctx.progress.steps_done.fetch_add(1, Ordering::Relaxed);
-            (i, r)
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+    let mut out: Vec<(usize, Result<T, ExecError>)> =
+        futures::stream::iter(steps.into_iter().enumerate())
+            .map(|(i, s)| async move {
+                if ctx.cancel.is_cancelled() {
+                    return (i, Err(ExecError::Cancelled));
+                }
+                let r = f(s).await;
+                ctx.progress.steps_done.fetch_add(1, Ordering::Relaxed);
+                (i, r)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
 }
@@ -174,7 +200,12 @@ mod tests {
 
     #[tokio::test]
     async fn concurrency_is_bounded_and_results_keep_step_order() {
-        let ctx = ExecContext { progress: Progress::new(None), cancel: Cancel::never(), limits: Arc::new(Limits::new(None, None)), now_ms: system_now_ms };
+        let ctx = ExecContext {
+            progress: Progress::new(None),
+            cancel: Cancel::never(),
+            limits: Arc::new(Limits::new(None, None)),
+            now_ms: system_now_ms,
+        };
         let running = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
         let r = run_steps((0..20u64).collect(), 3, &ctx, |i| {
@@ -190,7 +221,10 @@ mod tests {
         })
         .await;
         assert_eq!(peak.load(Ordering::SeqCst), 3);
-        assert_eq!(r.into_iter().map(|x| x.unwrap()).collect::<Vec<_>>(), (0..20).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(
+            r.into_iter().map(|x| x.unwrap()).collect::<Vec<_>>(),
+            (0..20).map(|i| i * 2).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]

@@ -11,11 +11,13 @@ use super::ExecError;
 use super::engine::{Event, ExecContext, run_steps};
 use crate::format::batch::{self, Record};
 use crate::format::layout::FORMAT;
-use crate::format::manifest::{BlockIndex, OffsetMap, PartitionOffsetMap, SegmentIndex, TxnMarker, to_json};
+use crate::format::manifest::{
+    BlockIndex, OffsetMap, PartitionOffsetMap, SegmentIndex, TxnMarker, to_json,
+};
 use crate::format::segment;
+use crate::kafka::KafkaClient;
 use crate::kafka::conn::Reply;
 use crate::kafka::ops::{NewTopic, produce_result};
-use crate::kafka::KafkaClient;
 use crate::plan::{RestorePartitionStep, RestorePlan};
 use crate::storage;
 
@@ -37,29 +39,60 @@ pub struct RestoreOutcome {
 ///
 /// Errors: topic creation or purge failures, the first partition failure (a Produce error is
 /// not retried: its outcome is unknown and a retry could duplicate).
-pub async fn run_restore(plan: &RestorePlan, client: &KafkaClient, op: &Operator, ctx: &ExecContext) -> Result<RestoreOutcome, ExecError> {
+pub async fn run_restore(
+    plan: &RestorePlan,
+    client: &KafkaClient,
+    op: &Operator,
+    ctx: &ExecContext,
+) -> Result<RestoreOutcome, ExecError> {
     if plan.dry_run {
-        return Err(ExecError::Failed("dryRun is set: nothing is executed".into()));
+        return Err(ExecError::Failed(
+            "dryRun is set: nothing is executed".into(),
+        ));
     }
-    ctx.progress.records_planned.store(plan.estimated_records, std::sync::atomic::Ordering::Relaxed);
-    ctx.progress.bytes_planned.store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
+    ctx.progress
+        .records_planned
+        .store(plan.estimated_records, std::sync::atomic::Ordering::Relaxed);
+    ctx.progress
+        .bytes_planned
+        .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
     if !plan.create_topics.is_empty() {
-        ctx.progress.emit(Event::StepStarted { step: "create-topics".into() });
+        ctx.progress.emit(Event::StepStarted {
+            step: "create-topics".into(),
+        });
         let topics: Vec<NewTopic> = plan
             .create_topics
             .iter()
-            .map(|t| NewTopic { name: t.name.clone(), partitions: t.partitions, replication_factor: t.replication_factor, configs: t.configs.clone() })
+            .map(|t| NewTopic {
+                name: t.name.clone(),
+                partitions: t.partitions,
+                replication_factor: t.replication_factor,
+                configs: t.configs.clone(),
+            })
             .collect();
-        client.create_topics(&topics, plan.produce_timeout_ms as i32).await?;
+        client
+            .create_topics(&topics, plan.produce_timeout_ms as i32)
+            .await?;
     }
     if !plan.purge.is_empty() {
-        ctx.progress.emit(Event::StepStarted { step: "purge".into() });
-        let parts: Vec<(String, i32, i64)> = plan.purge.iter().map(|(t, p)| (t.clone(), *p, -1)).collect();
-        client.delete_records(&parts, plan.produce_timeout_ms as i32).await?;
+        ctx.progress.emit(Event::StepStarted {
+            step: "purge".into(),
+        });
+        let parts: Vec<(String, i32, i64)> = plan
+            .purge
+            .iter()
+            .map(|(t, p)| (t.clone(), *p, -1))
+            .collect();
+        client
+            .delete_records(&parts, plan.produce_timeout_ms as i32)
+            .await?;
     }
-    let results = run_steps(plan.partitions.clone(), plan.max_concurrent_partitions as usize, ctx, |step| async move {
-        restore_partition(plan, client, op, ctx, step).await
-    })
+    let results = run_steps(
+        plan.partitions.clone(),
+        plan.max_concurrent_partitions as usize,
+        ctx,
+        |step| async move { restore_partition(plan, client, op, ctx, step).await },
+    )
     .await;
     let mut map = OffsetMap {
         format: FORMAT.into(),
@@ -76,7 +109,12 @@ pub async fn run_restore(plan: &RestorePlan, client: &KafkaClient, op: &Operator
         map.partitions.push(m);
     }
     storage::write_all(op, &plan.offset_map_path, to_json(&map)).await?;
-    Ok(RestoreOutcome { records, bytes, offset_map: map, offset_map_path: plan.offset_map_path.clone() })
+    Ok(RestoreOutcome {
+        records,
+        bytes,
+        offset_map: map,
+        offset_map_path: plan.offset_map_path.clone(),
+    })
 }
 
 /// Decides which transactional batches were committed, from the markers of every segment
@@ -90,7 +128,10 @@ impl TxnOutcomes {
     fn new(markers: impl IntoIterator<Item = TxnMarker>) -> Self {
         let mut by_producer: BTreeMap<i64, Vec<(i64, bool)>> = BTreeMap::new();
         for m in markers {
-            by_producer.entry(m.producer_id).or_default().push((m.offset, m.commit));
+            by_producer
+                .entry(m.producer_id)
+                .or_default()
+                .push((m.offset, m.commit));
         }
         for v in by_producer.values_mut() {
             v.sort();
@@ -98,7 +139,9 @@ impl TxnOutcomes {
         TxnOutcomes { by_producer }
     }
     fn committed(&self, producer_id: i64, offset: i64) -> bool {
-        let Some(v) = self.by_producer.get(&producer_id) else { return false };
+        let Some(v) = self.by_producer.get(&producer_id) else {
+            return false;
+        };
         let i = v.partition_point(|(o, _)| *o < offset);
         v.get(i).is_some_and(|(_, commit)| *commit)
     }
@@ -109,7 +152,10 @@ struct Sink<'a> {
     plan: &'a RestorePlan,
     topic: String,
     partition: i32,
-    in_flight: VecDeque<(Reply<kafka_protocol::messages::ProduceRequest>, Vec<(i64, i64)>)>,
+    in_flight: VecDeque<(
+        Reply<kafka_protocol::messages::ProduceRequest>,
+        Vec<(i64, i64)>,
+    )>,
     map: PartitionOffsetMap,
 }
 
@@ -122,15 +168,32 @@ impl Sink<'_> {
         }
         if self.plan.produce_acks == 0 {
             // No reply, so no offsets: the map cannot be written for acks=0 (documented).
-            KafkaClient::produce_no_ack(&self.conn, &self.topic, self.partition, batch, self.plan.produce_timeout_ms as i32).await?;
+            KafkaClient::produce_no_ack(
+                &self.conn,
+                &self.topic,
+                self.partition,
+                batch,
+                self.plan.produce_timeout_ms as i32,
+            )
+            .await?;
             return Ok(());
         }
-        let reply = KafkaClient::produce_enqueue(&self.conn, &self.topic, self.partition, batch, self.plan.produce_acks, self.plan.produce_timeout_ms as i32).await?;
+        let reply = KafkaClient::produce_enqueue(
+            &self.conn,
+            &self.topic,
+            self.partition,
+            batch,
+            self.plan.produce_acks,
+            self.plan.produce_timeout_ms as i32,
+        )
+        .await?;
         self.in_flight.push_back((reply, src));
         Ok(())
     }
     async fn complete_one(&mut self) -> Result<(), ExecError> {
-        let Some((reply, src)) = self.in_flight.pop_front() else { return Ok(()) };
+        let Some((reply, src)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
         let base = produce_result(reply.wait().await?, &self.topic, self.partition)?;
         let mut dst = base;
         for (a, b) in src {
@@ -154,7 +217,10 @@ async fn restore_partition(
     ctx: &ExecContext,
     step: RestorePartitionStep,
 ) -> Result<(PartitionOffsetMap, u64, u64), ExecError> {
-    let name = format!("{}/{} -> {}/{}", step.source_topic, step.source_partition, step.target_topic, step.target_partition);
+    let name = format!(
+        "{}/{} -> {}/{}",
+        step.source_topic, step.source_partition, step.target_topic, step.target_partition
+    );
     ctx.progress.emit(Event::StepStarted { step: name.clone() });
     let mut indexes: Vec<SegmentIndex> = Vec::with_capacity(step.segments.len());
     for s in &step.segments {
@@ -162,7 +228,9 @@ async fn restore_partition(
     }
     let txns = TxnOutcomes::new(indexes.iter().flat_map(|i| i.markers.iter().cloned()));
     let mut sink = Sink {
-        conn: client.leader_conn(&step.target_topic, step.target_partition).await?,
+        conn: client
+            .leader_conn(&step.target_topic, step.target_partition)
+            .await?,
         plan,
         topic: step.target_topic.clone(),
         partition: step.target_partition,
@@ -186,7 +254,10 @@ async fn restore_partition(
             .blocks
             .iter()
             .filter(|b| b.last_offset >= next && b.first_offset < step.to && b.records > 0)
-            .filter(|b| start.is_none_or(|s| b.max_timestamp >= s) && end.is_none_or(|e| b.min_timestamp <= e))
+            .filter(|b| {
+                start.is_none_or(|s| b.max_timestamp >= s)
+                    && end.is_none_or(|e| b.min_timestamp <= e)
+            })
             .collect();
         for group in contiguous(&wanted) {
             if ctx.cancel.is_cancelled() {
@@ -211,19 +282,27 @@ async fn restore_partition(
                 if whole {
                     let n = h.record_count as u64;
                     ctx.limits.take(b.bytes.len() as u64, n).await;
-                    sink.send(batch::rewrite_for_produce(&b), vec![(h.base_offset, h.last_offset())]).await?;
+                    sink.send(
+                        batch::rewrite_for_produce(&b),
+                        vec![(h.base_offset, h.last_offset())],
+                    )
+                    .await?;
                     records += n;
                     bytes += b.bytes.len() as u64;
                     ctx.progress.add(n, b.bytes.len() as u64);
                 } else {
                     let keep: Vec<Record> = batch::decode_records(&b)?
                         .into_iter()
-                        .filter(|r| r.offset >= next && r.offset < step.to && in_window(r.timestamp))
+                        .filter(|r| {
+                            r.offset >= next && r.offset < step.to && in_window(r.timestamp)
+                        })
                         .collect();
                     let codec = h.codec()?;
                     for chunk in keep.chunks(plan.produce_batch_records.max(1) as usize) {
                         let encoded = batch::encode_batch(chunk, codec)?;
-                        ctx.limits.take(encoded.len() as u64, chunk.len() as u64).await;
+                        ctx.limits
+                            .take(encoded.len() as u64, chunk.len() as u64)
+                            .await;
                         let src = chunk.iter().map(|r| (r.offset, r.offset)).collect();
                         bytes += encoded.len() as u64;
                         sink.send(encoded, src).await?;
@@ -236,7 +315,11 @@ async fn restore_partition(
         }
     }
     sink.flush().await?;
-    ctx.progress.emit(Event::StepDone { step: name, records, bytes });
+    ctx.progress.emit(Event::StepDone {
+        step: name,
+        records,
+        bytes,
+    });
     Ok((sink.map, records, bytes))
 }
 
@@ -246,7 +329,12 @@ fn contiguous(blocks: &[&BlockIndex]) -> Vec<Vec<BlockIndex>> {
     let mut out: Vec<Vec<BlockIndex>> = Vec::new();
     for b in blocks {
         match out.last_mut() {
-            Some(g) if g.len() < BLOCKS_PER_READ && g.last().is_some_and(|l| l.pos + l.len == b.pos) => g.push((*b).clone()),
+            Some(g)
+                if g.len() < BLOCKS_PER_READ
+                    && g.last().is_some_and(|l| l.pos + l.len == b.pos) =>
+            {
+                g.push((*b).clone())
+            }
             _ => out.push(vec![(*b).clone()]),
         }
     }
@@ -260,9 +348,21 @@ mod tests {
     #[test]
     fn transaction_fate_follows_the_next_marker_of_the_producer() {
         let t = TxnOutcomes::new(vec![
-            TxnMarker { offset: 10, producer_id: 1, commit: true },
-            TxnMarker { offset: 20, producer_id: 1, commit: false },
-            TxnMarker { offset: 15, producer_id: 2, commit: false },
+            TxnMarker {
+                offset: 10,
+                producer_id: 1,
+                commit: true,
+            },
+            TxnMarker {
+                offset: 20,
+                producer_id: 1,
+                commit: false,
+            },
+            TxnMarker {
+                offset: 15,
+                producer_id: 2,
+                commit: false,
+            },
         ]);
         assert!(t.committed(1, 3));
         assert!(!t.committed(1, 12));

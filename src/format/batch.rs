@@ -32,7 +32,11 @@ impl Codec {
             2 => Codec::Snappy,
             3 => Codec::Lz4,
             4 => Codec::Zstd,
-            x => return Err(FormatError::Corrupt(format!("unknown compression codec {x} in batch attributes"))),
+            x => {
+                return Err(FormatError::Corrupt(format!(
+                    "unknown compression codec {x} in batch attributes"
+                )));
+            }
         })
     }
     fn bits(self) -> i16 {
@@ -145,7 +149,10 @@ pub fn split_batches(records: &Bytes) -> Result<Vec<RawBatch>, FormatError> {
         if len < HEADER_LEN || pos + len > records.len() {
             break;
         }
-        out.push(RawBatch { header: h, bytes: records.slice(pos..pos + len) });
+        out.push(RawBatch {
+            header: h,
+            bytes: records.slice(pos..pos + len),
+        });
         pos += len;
     }
     Ok(out)
@@ -168,7 +175,9 @@ fn get_varint(b: &mut &[u8]) -> Result<i64, FormatError> {
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
         if b.is_empty() {
-            return Err(FormatError::Corrupt("varint runs past the end of the record".into()));
+            return Err(FormatError::Corrupt(
+                "varint runs past the end of the record".into(),
+            ));
         }
         let byte = b.get_u8();
         v |= ((byte & 0x7f) as u64) << shift;
@@ -188,7 +197,6 @@ fn put_varint(b: &mut BytesMut, v: i64) {
     b.put_u8(z as u8);
 }
 
-
 fn get_nullable(b: &mut &[u8], src: &Bytes, what: &str) -> Result<Option<Bytes>, FormatError> {
     let len = get_varint(b)?;
     if len < 0 {
@@ -196,7 +204,9 @@ fn get_nullable(b: &mut &[u8], src: &Bytes, what: &str) -> Result<Option<Bytes>,
     }
     let len = len as usize;
     if b.len() < len {
-        return Err(FormatError::Corrupt(format!("record {what} runs past the end of the batch")));
+        return Err(FormatError::Corrupt(format!(
+            "record {what} runs past the end of the batch"
+        )));
     }
     let start = src.len() - b.len();
     let out = src.slice(start..start + len);
@@ -218,7 +228,12 @@ pub fn records_section(batch: &RawBatch) -> Result<Bytes, FormatError> {
         Codec::Lz4 => c::Lz4::decompress(&mut src, take),
         Codec::Zstd => c::Zstd::decompress(&mut src, take),
     };
-    r.map_err(|e| FormatError::Corrupt(format!("batch at offset {}: {e:#}", batch.header.base_offset)))
+    r.map_err(|e| {
+        FormatError::Corrupt(format!(
+            "batch at offset {}: {e:#}",
+            batch.header.base_offset
+        ))
+    })
 }
 
 /// Decodes every record of a batch. Control batches decode too (their key holds the marker).
@@ -230,7 +245,10 @@ pub fn decode_records(batch: &RawBatch) -> Result<Vec<Record>, FormatError> {
     for _ in 0..h.record_count {
         let len = get_varint(&mut b)? as usize;
         if b.len() < len {
-            return Err(FormatError::Corrupt(format!("batch at offset {}: record runs past the end", h.base_offset)));
+            return Err(FormatError::Corrupt(format!(
+                "batch at offset {}: record runs past the end",
+                h.base_offset
+            )));
         }
         let rec_start = data.len() - b.len();
         let rec = data.slice(rec_start..rec_start + len);
@@ -250,7 +268,11 @@ pub fn decode_records(batch: &RawBatch) -> Result<Vec<Record>, FormatError> {
         b.advance(len);
         out.push(Record {
             offset: h.base_offset + off_delta,
-            timestamp: if h.log_append_time() { h.max_timestamp } else { h.base_timestamp + ts_delta },
+            timestamp: if h.log_append_time() {
+                h.max_timestamp
+            } else {
+                h.base_timestamp + ts_delta
+            },
             key,
             value,
             headers,
@@ -272,13 +294,20 @@ pub fn min_timestamp(batch: &RawBatch) -> Result<i64, FormatError> {
     for _ in 0..h.record_count {
         let len = get_varint(&mut b)? as usize;
         if b.len() < len || len < 1 {
-            return Err(FormatError::Corrupt(format!("batch at offset {}: record runs past the end", h.base_offset)));
+            return Err(FormatError::Corrupt(format!(
+                "batch at offset {}: record runs past the end",
+                h.base_offset
+            )));
         }
         let mut r = &b[1..len];
         min = min.min(h.base_timestamp + get_varint(&mut r)?);
         b.advance(len);
     }
-    Ok(if min == i64::MAX { h.base_timestamp } else { min })
+    Ok(if min == i64::MAX {
+        h.base_timestamp
+    } else {
+        min
+    })
 }
 
 /// For a control batch: `Some(true)` for a COMMIT marker, `Some(false)` for ABORT (KIP-98
@@ -290,7 +319,10 @@ pub fn control_marker(batch: &RawBatch) -> Result<Option<bool>, FormatError> {
     let recs = decode_records(batch)?;
     let key = recs.first().and_then(|r| r.key.clone()).unwrap_or_default();
     if key.len() < 4 {
-        return Err(FormatError::Corrupt(format!("control batch at offset {} has no marker key", batch.header.base_offset)));
+        return Err(FormatError::Corrupt(format!(
+            "control batch at offset {} has no marker key",
+            batch.header.base_offset
+        )));
     }
     Ok(Some((&key[2..4]).get_i16() == 1))
 }
@@ -374,7 +406,10 @@ fn compress(codec: Codec, plain: Bytes) -> Result<Bytes, FormatError> {
 /// CreateTime, no offset gaps, and not a control batch. Such a batch keeps its producer
 /// compression untouched.
 pub fn can_pass_through(h: &BatchHeader) -> bool {
-    !h.is_control() && !h.log_append_time() && h.last_offset_delta == h.record_count - 1 && h.record_count > 0
+    !h.is_control()
+        && !h.log_append_time()
+        && h.last_offset_delta == h.record_count - 1
+        && h.record_count > 0
 }
 
 /// Turns a stored batch into one a plain (non-idempotent, non-transactional) producer may
@@ -403,24 +438,43 @@ pub fn crc_ok(batch: &RawBatch) -> bool {
 mod tests {
     use super::*;
 
-    fn rec(ts: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: Vec<(&[u8], Option<&[u8]>)>) -> Record {
+    fn rec(
+        ts: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Vec<(&[u8], Option<&[u8]>)>,
+    ) -> Record {
         Record {
             offset: 0,
             timestamp: ts,
             key: key.map(Bytes::copy_from_slice),
             value: value.map(Bytes::copy_from_slice),
-            headers: headers.into_iter().map(|(k, v)| (Bytes::copy_from_slice(k), v.map(Bytes::copy_from_slice))).collect(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (Bytes::copy_from_slice(k), v.map(Bytes::copy_from_slice)))
+                .collect(),
         }
     }
 
     #[test]
     fn encode_decode_keeps_nulls_duplicates_and_wide_timestamp_deltas() {
         let recs = vec![
-            rec(1_000, None, Some(b"v"), vec![(b"h", None), (b"h", Some(b"")), (b"h", Some(b"\x00\xff"))]),
+            rec(
+                1_000,
+                None,
+                Some(b"v"),
+                vec![(b"h", None), (b"h", Some(b"")), (b"h", Some(b"\x00\xff"))],
+            ),
             rec(1_000 + 40 * 86_400_000, Some(b""), None, vec![]),
             rec(-5, Some(b"k"), Some(b""), vec![]),
         ];
-        for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+        for codec in [
+            Codec::None,
+            Codec::Gzip,
+            Codec::Snappy,
+            Codec::Lz4,
+            Codec::Zstd,
+        ] {
             let bytes = encode_batch(&recs, codec).unwrap();
             let batches = split_batches(&bytes).unwrap();
             assert_eq!(batches.len(), 1);
@@ -463,6 +517,9 @@ mod tests {
         assert_eq!(split_batches(&two.freeze()).unwrap().len(), 1);
         let mut old = BytesMut::from(&a[..]);
         old[16] = 1;
-        assert!(matches!(split_batches(&old.freeze()), Err(FormatError::Unsupported(_))));
+        assert!(matches!(
+            split_batches(&old.freeze()),
+            Err(FormatError::Unsupported(_))
+        ));
     }
 }

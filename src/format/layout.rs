@@ -50,6 +50,9 @@ mod tests {
         assert!(a < b);
         let s = super::segment("kb", "r1", "orders", 3, 42);
         assert_eq!(s, "kb/data/orders/3/00000000000000000042-r1.seg");
-        assert_eq!(super::segment_index(&s), "kb/data/orders/3/00000000000000000042-r1.idx.json");
+        assert_eq!(
+            super::segment_index(&s),
+            "kb/data/orders/3/00000000000000000042-r1.idx.json"
+        );
     }
 }

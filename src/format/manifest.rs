@@ -236,7 +236,11 @@ impl PartitionOffsetMap {
     pub fn translate(&self, src: i64) -> Option<i64> {
         let i = self.ranges.partition_point(|r| r[1] < src);
         let r = self.ranges.get(i)?;
-        Some(if src < r[0] { r[2] } else { r[2] + (src - r[0]) })
+        Some(if src < r[0] {
+            r[2]
+        } else {
+            r[2] + (src - r[0])
+        })
     }
 }
 
@@ -247,8 +251,8 @@ pub fn to_json<T: Serialize>(doc: &T) -> Vec<u8> {
 
 /// Parses a repository document and checks its `format` tag.
 pub fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, FormatError> {
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| FormatError::Corrupt(format!("{what}: not JSON: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| FormatError::Corrupt(format!("{what}: not JSON: {e}")))?;
     match v.get("format").and_then(|f| f.as_str()) {
         Some(FORMAT) => {}
         Some(other) => {
@@ -256,7 +260,11 @@ pub fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Resu
                 "{what} has format {other:?}; this build reads {FORMAT:?} (upgrade kafka-backup-operator)"
             )));
         }
-        None => return Err(FormatError::Version(format!("{what} is not a kafka-backup-operator document (no format tag)"))),
+        None => {
+            return Err(FormatError::Version(format!(
+                "{what} is not a kafka-backup-operator document (no format tag)"
+            )));
+        }
     }
     serde_json::from_value(v).map_err(|e| FormatError::Corrupt(format!("{what}: {e}")))
 }

@@ -51,7 +51,15 @@ pub struct SegmentWriter {
 
 impl SegmentWriter {
     /// Opens `<backup>/data/<topic>/<partition>/<first_offset>-<run>.seg` for streaming.
-    pub async fn create(op: &Operator, backup: &str, run: &str, topic: &str, partition: i32, first_offset: i64, outer: Outer) -> Result<Self, StorageError> {
+    pub async fn create(
+        op: &Operator,
+        backup: &str,
+        run: &str,
+        topic: &str,
+        partition: i32,
+        first_offset: i64,
+        outer: Outer,
+    ) -> Result<Self, StorageError> {
         let path = layout::segment(backup, run, topic, partition, first_offset);
         let mut writer = op
             .writer_with(&path)
@@ -59,7 +67,10 @@ impl SegmentWriter {
             .concurrent(2)
             .await
             .map_err(|e| backend("create", &path, e))?;
-        writer.write(Bytes::from_static(MAGIC)).await.map_err(|e| backend("write", &path, e))?;
+        writer
+            .write(Bytes::from_static(MAGIC))
+            .await
+            .map_err(|e| backend("write", &path, e))?;
         Ok(SegmentWriter {
             seg: SegmentRef {
                 path: path.clone(),
@@ -107,13 +118,24 @@ impl SegmentWriter {
     pub async fn push(&mut self, b: &RawBatch) -> Result<(), StorageError> {
         let h = &b.header;
         let compressed = h.codec()? != Codec::None;
-        if !self.block.is_empty() && (self.block.len() + b.bytes.len() > BLOCK_TARGET || compressed != self.block_compressed) {
+        if !self.block.is_empty()
+            && (self.block.len() + b.bytes.len() > BLOCK_TARGET
+                || compressed != self.block_compressed)
+        {
             self.flush_block().await?;
         }
         let min_ts = batch::min_timestamp(b)?;
-        let records = if h.is_control() { 0 } else { h.record_count.max(0) as u64 };
+        let records = if h.is_control() {
+            0
+        } else {
+            h.record_count.max(0) as u64
+        };
         if let Some(commit) = batch::control_marker(b)? {
-            self.index.markers.push(TxnMarker { offset: h.base_offset, producer_id: h.producer_id, commit });
+            self.index.markers.push(TxnMarker {
+                offset: h.base_offset,
+                producer_id: h.producer_id,
+                commit,
+            });
         }
         self.block_compressed = compressed;
         let m = self.block_meta.get_or_insert(BlockIndex {
@@ -146,9 +168,15 @@ impl SegmentWriter {
     }
 
     async fn flush_block(&mut self) -> Result<(), StorageError> {
-        let Some(mut meta) = self.block_meta.take() else { return Ok(()) };
+        let Some(mut meta) = self.block_meta.take() else {
+            return Ok(());
+        };
         let raw = std::mem::take(&mut self.block).freeze();
-        let codec = if self.block_compressed { Codec::None } else { self.outer.codec };
+        let codec = if self.block_compressed {
+            Codec::None
+        } else {
+            self.outer.codec
+        };
         let payload = compress_block(codec, self.outer.level, &raw)?;
         let mut head = BytesMut::with_capacity(BLOCK_HEADER);
         head.put_slice(b"KBLK");
@@ -168,8 +196,14 @@ impl SegmentWriter {
         }
         self.pos += meta.len;
         self.index.blocks.push(meta);
-        self.writer.write(head.freeze()).await.map_err(|e| backend("write", &self.path, e))?;
-        self.writer.write(payload).await.map_err(|e| backend("write", &self.path, e))?;
+        self.writer
+            .write(head.freeze())
+            .await
+            .map_err(|e| backend("write", &self.path, e))?;
+        self.writer
+            .write(payload)
+            .await
+            .map_err(|e| backend("write", &self.path, e))?;
         Ok(())
     }
 
@@ -177,7 +211,10 @@ impl SegmentWriter {
     /// Returns the segment's manifest entry.
     pub async fn finish(mut self, op: &Operator) -> Result<SegmentRef, StorageError> {
         self.flush_block().await?;
-        self.writer.close().await.map_err(|e| backend("close", &self.path, e))?;
+        self.writer
+            .close()
+            .await
+            .map_err(|e| backend("close", &self.path, e))?;
         let idx_path = layout::segment_index(&self.path);
         storage::write_all(op, &idx_path, super::manifest::to_json(&self.index)).await?;
         let mut seg = self.seg;
@@ -224,7 +261,9 @@ fn compress_block(codec: Codec, level: i32, raw: &[u8]) -> Result<Bytes, FormatE
             .map_err(|e| FormatError::Corrupt(format!("lz4: {e:#}")))?;
             Ok(out.freeze())
         }
-        other => Err(FormatError::Unsupported(format!("outer block compression {other:?}"))),
+        other => Err(FormatError::Unsupported(format!(
+            "outer block compression {other:?}"
+        ))),
     }
 }
 
@@ -235,7 +274,9 @@ pub fn decode_blocks(data: Bytes, what: &str) -> Result<Vec<RawBatch>, FormatErr
     let mut pos = 0usize;
     while pos < data.len() {
         if data.len() - pos < BLOCK_HEADER || &data[pos..pos + 4] != b"KBLK" {
-            return Err(FormatError::Corrupt(format!("{what}: no block header at byte {pos}")));
+            return Err(FormatError::Corrupt(format!(
+                "{what}: no block header at byte {pos}"
+            )));
         }
         let mut h = &data[pos + 4..pos + BLOCK_HEADER];
         let codec = h.get_u8();
@@ -245,16 +286,21 @@ pub fn decode_blocks(data: Bytes, what: &str) -> Result<Vec<RawBatch>, FormatErr
         let crc = h.get_u32();
         let start = pos + BLOCK_HEADER;
         if data.len() < start + stored {
-            return Err(FormatError::Corrupt(format!("{what}: block at byte {pos} is truncated")));
+            return Err(FormatError::Corrupt(format!(
+                "{what}: block at byte {pos} is truncated"
+            )));
         }
         let payload = data.slice(start..start + stored);
         if crc32c::crc32c(&payload) != crc {
-            return Err(FormatError::Corrupt(format!("{what}: checksum mismatch in block at byte {pos}")));
+            return Err(FormatError::Corrupt(format!(
+                "{what}: checksum mismatch in block at byte {pos}"
+            )));
         }
         let raw = match codec {
             0 => payload,
             4 => Bytes::from(
-                zstd::bulk::decompress(&payload, raw_len).map_err(|e| FormatError::Corrupt(format!("{what}: zstd: {e}")))?,
+                zstd::bulk::decompress(&payload, raw_len)
+                    .map_err(|e| FormatError::Corrupt(format!("{what}: zstd: {e}")))?,
             ),
             3 => {
                 use kafka_protocol::compression::{Decompressor, Lz4};
@@ -262,12 +308,18 @@ pub fn decode_blocks(data: Bytes, what: &str) -> Result<Vec<RawBatch>, FormatErr
                 Lz4::decompress(&mut p, |b: &mut Bytes| Ok(b.copy_to_bytes(b.remaining())))
                     .map_err(|e| FormatError::Corrupt(format!("{what}: lz4: {e:#}")))?
             }
-            c => return Err(FormatError::Corrupt(format!("{what}: unknown block codec {c}"))),
+            c => {
+                return Err(FormatError::Corrupt(format!(
+                    "{what}: unknown block codec {c}"
+                )));
+            }
         };
         let batches = batch::split_batches(&raw)?;
         let used: usize = batches.iter().map(|b| b.bytes.len()).sum();
         if used != raw.len() {
-            return Err(FormatError::Corrupt(format!("{what}: block at byte {pos} holds a partial batch")));
+            return Err(FormatError::Corrupt(format!(
+                "{what}: block at byte {pos} holds a partial batch"
+            )));
         }
         out.extend(batches);
         pos = start + stored;
@@ -285,8 +337,14 @@ pub async fn read_index(op: &Operator, segment_path: &str) -> Result<SegmentInde
 }
 
 /// Reads the consecutive blocks `blocks` (in file order, contiguous) with one ranged read.
-pub async fn read_blocks(op: &Operator, segment_path: &str, blocks: &[BlockIndex]) -> Result<Vec<RawBatch>, StorageError> {
-    let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else { return Ok(vec![]) };
+pub async fn read_blocks(
+    op: &Operator,
+    segment_path: &str,
+    blocks: &[BlockIndex],
+) -> Result<Vec<RawBatch>, StorageError> {
+    let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+        return Ok(vec![]);
+    };
     let range = first.pos..last.pos + last.len;
     let buf = op
         .read_with(segment_path)

@@ -122,25 +122,36 @@ impl KafkaClient {
         let addr = self.inner.meta.read().unwrap().brokers.get(&id).cloned();
         match addr {
             Some(a) => self.conn_to(&a).await,
-            None => Err(KafkaError::Other(format!("broker id {id} is not in the cluster metadata"))),
+            None => Err(KafkaError::Other(format!(
+                "broker id {id} is not in the cluster metadata"
+            ))),
         }
     }
 
     /// A connection to any broker: known brokers first, then the bootstrap list.
     pub async fn any_conn(&self) -> Result<Arc<Connection>> {
-        let mut candidates: Vec<String> = self.inner.meta.read().unwrap().brokers.values().cloned().collect();
+        let mut candidates: Vec<String> = self
+            .inner
+            .meta
+            .read()
+            .unwrap()
+            .brokers
+            .values()
+            .cloned()
+            .collect();
         candidates.extend(self.inner.cfg.bootstrap.iter().cloned());
         let mut errors = Vec::new();
         for addr in candidates {
             match self.conn_to(&addr).await {
                 Ok(c) => return Ok(c),
                 Err(e @ (KafkaError::Tls { .. } | KafkaError::Sasl { .. })) => return Err(e),
+                Err(KafkaError::Connect { reason, .. }) => errors.push(format!("{addr}: {reason}")),
                 Err(e) => errors.push(format!("{addr}: {e}")),
             }
         }
         Err(KafkaError::Connect {
             broker: self.inner.cfg.bootstrap.join(","),
-            reason: format!("no bootstrap broker answered [{}]", errors.join("; ")),
+            reason: format!("no broker answered ({})", errors.join("; ")),
         })
     }
 
@@ -155,12 +166,19 @@ impl KafkaClient {
         let req = MetadataRequest::default()
             .with_topics(topics.map(|ts| {
                 ts.iter()
-                    .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
+                    .map(|t| {
+                        MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+                    })
                     .collect()
             }))
             .with_allow_auto_topic_creation(false);
         let (resp, _) = conn.call(&req, 12).await?;
-        let mut meta = if topics.is_some() { self.metadata() } else { ClusterMeta::default() };
+        let mut meta = if topics.is_some() {
+            self.metadata()
+        } else {
+            ClusterMeta::default()
+        };
         meta.cluster_id = resp.cluster_id.map(|s| s.to_string());
         meta.brokers = resp
             .brokers
@@ -168,7 +186,9 @@ impl KafkaClient {
             .map(|b| (b.node_id.0, format_addr(b.host.as_str(), b.port)))
             .collect();
         for t in resp.topics {
-            let Some(name) = t.name.map(|n| n.0.to_string()) else { continue };
+            let Some(name) = t.name.map(|n| n.0.to_string()) else {
+                continue;
+            };
             if t.error_code != 0 {
                 meta.topics.remove(&name);
                 continue;
@@ -177,19 +197,25 @@ impl KafkaClient {
                 .partitions
                 .iter()
                 .map(|p| {
-                    (p.partition_index, PartitionMeta {
-                        leader: p.leader_id.0,
-                        leader_epoch: p.leader_epoch,
-                        replicas: p.replica_nodes.iter().map(|r| r.0).collect(),
-                    })
+                    (
+                        p.partition_index,
+                        PartitionMeta {
+                            leader: p.leader_id.0,
+                            leader_epoch: p.leader_epoch,
+                            replicas: p.replica_nodes.iter().map(|r| r.0).collect(),
+                        },
+                    )
                 })
                 .collect();
-            meta.topics.insert(name.clone(), TopicMeta {
-                name,
-                topic_id: t.topic_id.to_string(),
-                is_internal: t.is_internal,
-                partitions,
-            });
+            meta.topics.insert(
+                name.clone(),
+                TopicMeta {
+                    name,
+                    topic_id: t.topic_id.to_string(),
+                    is_internal: t.is_internal,
+                    partitions,
+                },
+            );
         }
         *self.inner.meta.write().unwrap() = meta.clone();
         Ok(meta)
@@ -216,7 +242,11 @@ impl KafkaClient {
                 self.load_metadata(Some(&[topic.to_string()])).await?;
             }
         }
-        Err(KafkaError::broker("Metadata", format!("{topic}-{partition}"), 5)) // LEADER_NOT_AVAILABLE
+        Err(KafkaError::broker(
+            "Metadata",
+            format!("{topic}-{partition}"),
+            5,
+        )) // LEADER_NOT_AVAILABLE
     }
 
     /// Runs `op` with retries: up to `retries` attempts with exponential backoff (100 ms,
@@ -260,5 +290,9 @@ impl KafkaClient {
 }
 
 fn format_addr(host: &str, port: i32) -> String {
-    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }

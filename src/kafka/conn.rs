@@ -55,14 +55,25 @@ impl Connection {
     /// Errors: [`KafkaError::Connect`] (refused, unresolvable, timeout), [`KafkaError::Tls`],
     /// [`KafkaError::Sasl`], [`KafkaError::Protocol`].
     pub async fn connect(broker: &str, cfg: &ClientConfig) -> Result<Connection> {
-        let connect_err = |reason: String| KafkaError::Connect { broker: broker.to_string(), reason };
+        let connect_err = |reason: String| KafkaError::Connect {
+            broker: broker.to_string(),
+            reason,
+        };
         let tcp = tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(broker))
             .await
-            .map_err(|_| connect_err(format!("timed out after {} ms", cfg.connect_timeout.as_millis())))?
+            .map_err(|_| {
+                connect_err(format!(
+                    "timed out after {} ms",
+                    cfg.connect_timeout.as_millis()
+                ))
+            })?
             .map_err(|e| connect_err(e.to_string()))?;
-        tcp.set_nodelay(cfg.nodelay).map_err(|e| connect_err(e.to_string()))?;
+        tcp.set_nodelay(cfg.nodelay)
+            .map_err(|e| connect_err(e.to_string()))?;
         if let Some((idle, interval)) = cfg.keepalive {
-            let ka = socket2::TcpKeepalive::new().with_time(idle).with_interval(interval);
+            let ka = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(interval);
             socket2::SockRef::from(&tcp)
                 .set_tcp_keepalive(&ka)
                 .map_err(|e| connect_err(e.to_string()))?;
@@ -84,7 +95,13 @@ impl Connection {
         let (tx, rx) = mpsc::channel::<Outgoing>(64);
         let pending: Pending = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(writer(write, rx, pending.clone(), closed.clone(), broker.to_string()));
+        tokio::spawn(writer(
+            write,
+            rx,
+            pending.clone(),
+            closed.clone(),
+            broker.to_string(),
+        ));
         tokio::spawn(reader(read, pending, closed.clone(), broker.to_string()));
         Connection {
             broker: broker.to_string(),
@@ -111,19 +128,30 @@ impl Connection {
         // v3 first; a broker that does not know it answers UNSUPPORTED_VERSION (35) in the v0
         // layout, listing what it supports (KIP-511).
         let mut resp: ApiVersionsResponse = self
-            .call_version(&ApiVersionsRequest::default()
-                .with_client_software_name(StrBytes::from_static_str("kafka-backup-operator"))
-                .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION"))), 3)
+            .call_version(
+                &ApiVersionsRequest::default()
+                    .with_client_software_name(StrBytes::from_static_str("kafka-backup-operator"))
+                    .with_client_software_version(StrBytes::from_static_str(env!(
+                        "CARGO_PKG_VERSION"
+                    ))),
+                3,
+            )
             .await
             .or_else(|e| match e {
-                KafkaError::Protocol { .. } => Ok(ApiVersionsResponse::default().with_error_code(35)),
+                KafkaError::Protocol { .. } => {
+                    Ok(ApiVersionsResponse::default().with_error_code(35))
+                }
                 e => Err(e),
             })?;
         if resp.error_code == 35 {
             resp = self.call_version(&ApiVersionsRequest::default(), 0).await?;
         }
         if resp.error_code != 0 {
-            return Err(KafkaError::broker("ApiVersions", &self.broker, resp.error_code));
+            return Err(KafkaError::broker(
+                "ApiVersions",
+                &self.broker,
+                resp.error_code,
+            ));
         }
         self.versions = resp
             .api_keys
@@ -138,16 +166,25 @@ impl Connection {
     /// v13+ and Produce v13+, KIP-516).
     pub fn version<R: Request>(&self, cap: i16) -> Result<i16> {
         let ours = R::VERSIONS;
-        let key = ApiKey::try_from(R::KEY).map(|k| format!("{k:?}")).unwrap_or_default();
-        let (bmin, bmax) = *self.versions.get(&R::KEY).ok_or_else(|| KafkaError::Protocol {
-            broker: self.broker.clone(),
-            reason: format!("broker does not support the {key} API"),
-        })?;
+        let key = ApiKey::try_from(R::KEY)
+            .map(|k| format!("{k:?}"))
+            .unwrap_or_default();
+        let (bmin, bmax) = *self
+            .versions
+            .get(&R::KEY)
+            .ok_or_else(|| KafkaError::Protocol {
+                broker: self.broker.clone(),
+                reason: format!("broker does not support the {key} API"),
+            })?;
         let v = ours.max.min(bmax).min(cap);
         if v < ours.min.max(bmin) {
             return Err(KafkaError::Protocol {
                 broker: self.broker.clone(),
-                reason: format!("no common version of {key}: broker {bmin}..{bmax}, client {}..{}", ours.min, ours.max.min(cap)),
+                reason: format!(
+                    "no common version of {key}: broker {bmin}..{bmax}, client {}..{}",
+                    ours.min,
+                    ours.max.min(cap)
+                ),
             });
         }
         Ok(v)
@@ -186,7 +223,12 @@ impl Connection {
         })
     }
 
-    async fn write<R: Request>(&self, req: &R, v: i16, reply: Option<oneshot::Sender<Result<Bytes>>>) -> Result<()> {
+    async fn write<R: Request>(
+        &self,
+        req: &R,
+        v: i16,
+        reply: Option<oneshot::Sender<Result<Bytes>>>,
+    ) -> Result<()> {
         let correlation_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
@@ -194,23 +236,40 @@ impl Connection {
             .with_correlation_id(correlation_id)
             .with_client_id(Some(self.client_id.clone()));
         let header_v = R::header_version(v);
-        let size = header.compute_size(header_v).map_err(|e| self.protocol(e))?
+        let size = header
+            .compute_size(header_v)
+            .map_err(|e| self.protocol(e))?
             + req.compute_size(v).map_err(|e| self.protocol(e))?;
         let mut frame = BytesMut::with_capacity(4 + size);
         frame.put_i32(size as i32);
-        header.encode(&mut frame, header_v).map_err(|e| self.protocol(e))?;
+        header
+            .encode(&mut frame, header_v)
+            .map_err(|e| self.protocol(e))?;
         req.encode(&mut frame, v).map_err(|e| self.protocol(e))?;
-        let out = Outgoing { frame, correlation_id, reply };
-        self.tx.send(out).await.map_err(|_| self.lost("connection closed"))
+        let out = Outgoing {
+            frame,
+            correlation_id,
+            reply,
+        };
+        self.tx
+            .send(out)
+            .await
+            .map_err(|_| self.lost("connection closed"))
     }
 
     fn protocol(&self, e: impl std::fmt::Display) -> KafkaError {
-        KafkaError::Protocol { broker: self.broker.clone(), reason: e.to_string() }
+        KafkaError::Protocol {
+            broker: self.broker.clone(),
+            reason: e.to_string(),
+        }
     }
 
     fn lost(&self, reason: &str) -> KafkaError {
         self.closed.store(true, Ordering::Relaxed);
-        KafkaError::Io { broker: self.broker.clone(), reason: reason.to_string() }
+        KafkaError::Io {
+            broker: self.broker.clone(),
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -243,7 +302,12 @@ async fn reader(
         let len = match r.read_i32().await {
             Ok(n) if n >= 4 && (n as usize) <= MAX_FRAME => n as usize,
             Ok(n) => {
-                fail_all(&pending, &closed, &broker, &format!("invalid frame length {n}"));
+                fail_all(
+                    &pending,
+                    &closed,
+                    &broker,
+                    &format!("invalid frame length {n}"),
+                );
                 return;
             }
             Err(e) => {
@@ -273,7 +337,10 @@ async fn reader(
 fn fail_all(pending: &Pending, closed: &AtomicBool, broker: &str, reason: &str) {
     closed.store(true, Ordering::Relaxed);
     for (_, w) in pending.lock().unwrap().drain() {
-        let _ = w.send(Err(KafkaError::Io { broker: broker.to_string(), reason: reason.to_string() }));
+        let _ = w.send(Err(KafkaError::Io {
+            broker: broker.to_string(),
+            reason: reason.to_string(),
+        }));
     }
 }
 
@@ -290,15 +357,29 @@ pub struct Reply<R: Request> {
 impl<R: Request> Reply<R> {
     /// Waits up to `requestTimeoutMs` for the response and decodes it.
     pub async fn wait(self) -> Result<R::Response> {
-        let api = ApiKey::try_from(R::KEY).map(|k| format!("{k:?}")).unwrap_or_default();
-        let protocol = |e: anyhow::Error| KafkaError::Protocol { broker: self.broker.clone(), reason: format!("{api}: {e}") };
+        let api = ApiKey::try_from(R::KEY)
+            .map(|k| format!("{k:?}"))
+            .unwrap_or_default();
+        let protocol = |e: anyhow::Error| KafkaError::Protocol {
+            broker: self.broker.clone(),
+            reason: format!("{api}: {e}"),
+        };
         let mut body = match tokio::time::timeout(self.timeout, self.rx).await {
             Err(_) => {
                 // Retire the connection: the caller retries elsewhere.
                 self.closed.store(true, Ordering::Relaxed);
-                return Err(KafkaError::Timeout { broker: self.broker.clone(), api, timeout_ms: self.timeout.as_millis() as u64 });
+                return Err(KafkaError::Timeout {
+                    broker: self.broker.clone(),
+                    api,
+                    timeout_ms: self.timeout.as_millis() as u64,
+                });
             }
-            Ok(Err(_)) => return Err(KafkaError::Io { broker: self.broker.clone(), reason: "connection closed".into() }),
+            Ok(Err(_)) => {
+                return Err(KafkaError::Io {
+                    broker: self.broker.clone(),
+                    reason: "connection closed".into(),
+                });
+            }
             Ok(Ok(r)) => r?,
         };
         let resp_header_v = <R::Response as HeaderVersion>::header_version(self.version);

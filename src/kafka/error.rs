@@ -6,26 +6,43 @@ use kafka_protocol::error::ResponseError;
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
     /// TCP connect failed or timed out.
-    #[error("cannot connect to Kafka broker {broker}: {reason} (check kafkaCluster.bootstrapServers and that the broker is reachable from here)")]
+    #[error(
+        "cannot connect to Kafka broker {broker}: {reason} (check kafkaCluster.bootstrapServers and that the broker is reachable from here)"
+    )]
     Connect { broker: String, reason: String },
     /// The connection broke while a request was in flight.
     #[error("connection to broker {broker} lost: {reason}")]
     Io { broker: String, reason: String },
     /// The broker did not answer in `requestTimeoutMs`.
-    #[error("request {api} to broker {broker} timed out after {timeout_ms} ms (kafkaCluster.connection.requestTimeoutMs)")]
-    Timeout { broker: String, api: String, timeout_ms: u64 },
+    #[error(
+        "request {api} to broker {broker} timed out after {timeout_ms} ms (kafkaCluster.connection.requestTimeoutMs)"
+    )]
+    Timeout {
+        broker: String,
+        api: String,
+        timeout_ms: u64,
+    },
     /// TLS setup or handshake failed.
-    #[error("TLS with broker {broker} failed: {reason} (check kafkaCluster.tlsSecret / caSecret and securityProtocol)")]
+    #[error(
+        "TLS with broker {broker} failed: {reason} (check kafkaCluster.tlsSecret / caSecret and securityProtocol)"
+    )]
     Tls { broker: String, reason: String },
     /// SASL authentication failed.
-    #[error("SASL authentication with broker {broker} failed: {reason} (check kafkaCluster.saslSecret and its mechanism)")]
+    #[error(
+        "SASL authentication with broker {broker} failed: {reason} (check kafkaCluster.saslSecret and its mechanism)"
+    )]
     Sasl { broker: String, reason: String },
     /// A response or record batch could not be decoded, or an API is missing.
     #[error("protocol error with broker {broker}: {reason}")]
     Protocol { broker: String, reason: String },
     /// The broker answered with an error code.
     #[error("{api} for {resource} failed: {error} (Kafka error code {code})")]
-    Broker { api: String, resource: String, error: ResponseError, code: i16 },
+    Broker {
+        api: String,
+        resource: String,
+        error: ResponseError,
+        code: i16,
+    },
     /// A topic the plan needs does not exist.
     #[error("topic {0:?} does not exist on the cluster")]
     UnknownTopic(String),

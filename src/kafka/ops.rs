@@ -5,14 +5,16 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use futures::future::try_join_all;
-use kafka_protocol::messages::*;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::client::KafkaClient;
@@ -67,11 +69,20 @@ pub struct ConfigEntry {
 impl KafkaClient {
     /// Offsets for many partitions, one ListOffsets request per leader, all leaders in
     /// parallel. Returns (topic, partition) -> offset.
-    pub async fn list_offsets(&self, parts: &[(String, i32)], spec: OffsetSpec) -> Result<HashMap<(String, i32), i64>> {
-        self.with_retry("ListOffsets", || self.list_offsets_once(parts, spec)).await
+    pub async fn list_offsets(
+        &self,
+        parts: &[(String, i32)],
+        spec: OffsetSpec,
+    ) -> Result<HashMap<(String, i32), i64>> {
+        self.with_retry("ListOffsets", || self.list_offsets_once(parts, spec))
+            .await
     }
 
-    async fn list_offsets_once(&self, parts: &[(String, i32)], spec: OffsetSpec) -> Result<HashMap<(String, i32), i64>> {
+    async fn list_offsets_once(
+        &self,
+        parts: &[(String, i32)],
+        spec: OffsetSpec,
+    ) -> Result<HashMap<(String, i32), i64>> {
         let ts = match spec {
             OffsetSpec::Earliest => -2,
             OffsetSpec::Latest => -1,
@@ -80,7 +91,12 @@ impl KafkaClient {
         let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<(i32, i32)>>> = BTreeMap::new();
         for (t, p) in parts {
             let (leader, epoch) = self.leader(t, *p).await?;
-            by_leader.entry(leader).or_default().entry(t.clone()).or_default().push((*p, epoch));
+            by_leader
+                .entry(leader)
+                .or_default()
+                .entry(t.clone())
+                .or_default()
+                .push((*p, epoch));
         }
         let calls = by_leader.into_iter().map(|(leader, topics)| async move {
             let req = ListOffsetsRequest::default()
@@ -90,16 +106,18 @@ impl KafkaClient {
                     topics
                         .iter()
                         .map(|(t, ps)| {
-                            ListOffsetsTopic::default().with_name(tn(t)).with_partitions(
-                                ps.iter()
-                                    .map(|(p, e)| {
-                                        ListOffsetsPartition::default()
-                                            .with_partition_index(*p)
-                                            .with_current_leader_epoch(*e)
-                                            .with_timestamp(ts)
-                                    })
-                                    .collect(),
-                            )
+                            ListOffsetsTopic::default()
+                                .with_name(tn(t))
+                                .with_partitions(
+                                    ps.iter()
+                                        .map(|(p, e)| {
+                                            ListOffsetsPartition::default()
+                                                .with_partition_index(*p)
+                                                .with_current_leader_epoch(*e)
+                                                .with_timestamp(ts)
+                                        })
+                                        .collect(),
+                                )
                         })
                         .collect(),
                 );
@@ -109,7 +127,11 @@ impl KafkaClient {
             for t in resp.topics {
                 for p in t.partitions {
                     if p.error_code != 0 {
-                        return Err(KafkaError::broker("ListOffsets", format!("{}-{}", t.name.as_str(), p.partition_index), p.error_code));
+                        return Err(KafkaError::broker(
+                            "ListOffsets",
+                            format!("{}-{}", t.name.as_str(), p.partition_index),
+                            p.error_code,
+                        ));
                     }
                     out.push(((t.name.to_string(), p.partition_index), p.offset));
                 }
@@ -125,7 +147,14 @@ impl KafkaClient {
     ///
     /// Errors: OFFSET_OUT_OF_RANGE (code 1) comes back as [`KafkaError::Broker`] for the
     /// caller to turn into a recorded retention gap.
-    pub async fn fetch(&self, topic: &str, partition: i32, offset: i64, max_bytes: i32, max_wait_ms: i32) -> Result<FetchedPartition> {
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> Result<FetchedPartition> {
         self.with_retry("Fetch", || async {
             let (leader, epoch) = self.leader(topic, partition).await?;
             let conn = self.broker_conn(leader).await?;
@@ -137,27 +166,41 @@ impl KafkaClient {
                 .with_isolation_level(0)
                 .with_session_id(0)
                 .with_session_epoch(-1)
-                .with_topics(vec![FetchTopic::default().with_topic(tn(topic)).with_partitions(vec![
-                    FetchPartition::default()
-                        .with_partition(partition)
-                        .with_current_leader_epoch(epoch)
-                        .with_fetch_offset(offset)
-                        .with_log_start_offset(-1)
-                        .with_partition_max_bytes(max_bytes),
-                ])]);
+                .with_topics(vec![
+                    FetchTopic::default()
+                        .with_topic(tn(topic))
+                        .with_partitions(vec![
+                            FetchPartition::default()
+                                .with_partition(partition)
+                                .with_current_leader_epoch(epoch)
+                                .with_fetch_offset(offset)
+                                .with_log_start_offset(-1)
+                                .with_partition_max_bytes(max_bytes),
+                        ]),
+                ]);
             // v12 is the last Fetch version that names topics (v13+ uses topic ids, KIP-516).
             let (resp, _) = conn.call(&req, 12).await?;
             if resp.error_code != 0 {
-                return Err(KafkaError::broker("Fetch", format!("{topic}-{partition}"), resp.error_code));
+                return Err(KafkaError::broker(
+                    "Fetch",
+                    format!("{topic}-{partition}"),
+                    resp.error_code,
+                ));
             }
             let p = resp
                 .responses
                 .into_iter()
                 .flat_map(|t| t.partitions)
                 .find(|p| p.partition_index == partition)
-                .ok_or_else(|| KafkaError::Other(format!("Fetch response lacks {topic}-{partition}")))?;
+                .ok_or_else(|| {
+                    KafkaError::Other(format!("Fetch response lacks {topic}-{partition}"))
+                })?;
             if p.error_code != 0 {
-                return Err(KafkaError::broker("Fetch", format!("{topic}-{partition}"), p.error_code));
+                return Err(KafkaError::broker(
+                    "Fetch",
+                    format!("{topic}-{partition}"),
+                    p.error_code,
+                ));
             }
             Ok(FetchedPartition {
                 high_watermark: p.high_watermark,
@@ -173,14 +216,28 @@ impl KafkaClient {
     /// returns the base offset the broker assigned. `acks` -1 (all ISR), 1 (leader) or 0 (no
     /// response; returns -1). Not retried: a retry after an unknown outcome could duplicate;
     /// the executor decides.
-    pub async fn produce(&self, topic: &str, partition: i32, records: Bytes, acks: i16, timeout_ms: i32) -> Result<i64> {
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+        acks: i16,
+        timeout_ms: i32,
+    ) -> Result<i64> {
         let (leader, _) = self.leader(topic, partition).await?;
         let conn = self.broker_conn(leader).await?;
-        let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(tn(topic))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))]),
-        ]);
+        let req = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(timeout_ms)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(tn(topic))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(records)),
+                    ]),
+            ]);
         if acks == 0 {
             let v = conn.version::<ProduceRequest>(12)?;
             conn.send_no_reply(&req, v).await?;
@@ -193,7 +250,11 @@ impl KafkaClient {
 
     /// A connection to the leader of a partition, to pin one partition's pipelined produce
     /// stream to (see [`super::conn::Connection::enqueue`]).
-    pub async fn leader_conn(&self, topic: &str, partition: i32) -> Result<std::sync::Arc<super::conn::Connection>> {
+    pub async fn leader_conn(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<std::sync::Arc<super::conn::Connection>> {
         self.with_retry("Metadata", || async {
             let (leader, _) = self.leader(topic, partition).await?;
             self.broker_conn(leader).await
@@ -211,23 +272,43 @@ impl KafkaClient {
         acks: i16,
         timeout_ms: i32,
     ) -> Result<super::conn::Reply<ProduceRequest>> {
-        let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(tn(topic))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))]),
-        ]);
+        let req = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(timeout_ms)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(tn(topic))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(records)),
+                    ]),
+            ]);
         // v12 is the last Produce version that names topics (v13 uses topic ids).
         let v = conn.version::<ProduceRequest>(12)?;
         conn.enqueue(&req, v).await
     }
 
     /// Sends a Produce with acks=0 on `conn` (no reply comes, per the protocol guide).
-    pub async fn produce_no_ack(conn: &super::conn::Connection, topic: &str, partition: i32, records: Bytes, timeout_ms: i32) -> Result<()> {
-        let req = ProduceRequest::default().with_acks(0).with_timeout_ms(timeout_ms).with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(tn(topic))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))]),
-        ]);
+    pub async fn produce_no_ack(
+        conn: &super::conn::Connection,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+        timeout_ms: i32,
+    ) -> Result<()> {
+        let req = ProduceRequest::default()
+            .with_acks(0)
+            .with_timeout_ms(timeout_ms)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(tn(topic))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(records)),
+                    ]),
+            ]);
         let v = conn.version::<ProduceRequest>(12)?;
         conn.send_no_reply(&req, v).await
     }
@@ -235,29 +316,33 @@ impl KafkaClient {
     /// Creates topics through the controller-routed CreateTopics API (any broker forwards it
     /// in KRaft mode, KIP-590). TOPIC_ALREADY_EXISTS (36) is an error for the caller to handle.
     pub async fn create_topics(&self, topics: &[NewTopic], timeout_ms: i32) -> Result<()> {
-        let req = CreateTopicsRequest::default().with_timeout_ms(timeout_ms).with_topics(
-            topics
-                .iter()
-                .map(|t| {
-                    CreatableTopic::default()
-                        .with_name(tn(&t.name))
-                        .with_num_partitions(t.partitions)
-                        .with_replication_factor(t.replication_factor)
-                        .with_configs(
-                            t.configs
-                                .iter()
-                                .map(|(k, v)| {
-                                    CreatableTopicConfig::default()
-                                        .with_name(StrBytes::from_string(k.clone()))
-                                        .with_value(Some(StrBytes::from_string(v.clone())))
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        );
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(timeout_ms)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopic::default()
+                            .with_name(tn(&t.name))
+                            .with_num_partitions(t.partitions)
+                            .with_replication_factor(t.replication_factor)
+                            .with_configs(
+                                t.configs
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        CreatableTopicConfig::default()
+                                            .with_name(StrBytes::from_string(k.clone()))
+                                            .with_value(Some(StrBytes::from_string(v.clone())))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
         let resp = self
-            .with_retry("CreateTopics", || async { Ok(self.any_conn().await?.call(&req, 7).await?.0) })
+            .with_retry("CreateTopics", || async {
+                Ok(self.any_conn().await?.call(&req, 7).await?.0)
+            })
             .await?;
         for t in resp.topics {
             if t.error_code != 0 {
@@ -272,12 +357,18 @@ impl KafkaClient {
         // Wait until the new topics have leaders in metadata.
         for _ in 0..50 {
             let meta = self.load_metadata(Some(&names)).await?;
-            if names.iter().all(|n| meta.topics.get(n).is_some_and(|t| t.partitions.values().all(|p| p.leader >= 0))) {
+            if names.iter().all(|n| {
+                meta.topics
+                    .get(n)
+                    .is_some_and(|t| t.partitions.values().all(|p| p.leader >= 0))
+            }) {
                 return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        Err(KafkaError::Other(format!("created topics {names:?} have no leaders after 5 s")))
+        Err(KafkaError::Other(format!(
+            "created topics {names:?} have no leaders after 5 s"
+        )))
     }
 
     /// Deletes topics (used by tests and never by backup or restore plans).
@@ -285,11 +376,20 @@ impl KafkaClient {
         let req = DeleteTopicsRequest::default()
             .with_timeout_ms(30_000)
             .with_topic_names(names.iter().map(|n| tn(n)).collect())
-            .with_topics(names.iter().map(|n| DeleteTopicState::default().with_name(Some(tn(n)))).collect());
+            .with_topics(
+                names
+                    .iter()
+                    .map(|n| DeleteTopicState::default().with_name(Some(tn(n))))
+                    .collect(),
+            );
         let (resp, _) = self.any_conn().await?.call(&req, 6).await?;
         for r in resp.responses {
             if r.error_code != 0 && r.error_code != 3 {
-                return Err(KafkaError::broker("DeleteTopics", r.name.map(|n| n.to_string()).unwrap_or_default(), r.error_code));
+                return Err(KafkaError::broker(
+                    "DeleteTopics",
+                    r.name.map(|n| n.to_string()).unwrap_or_default(),
+                    r.error_code,
+                ));
             }
         }
         let _ = self.refresh_metadata().await;
@@ -297,34 +397,54 @@ impl KafkaClient {
     }
 
     /// Topic configurations (DescribeConfigs, resource type 2 = TOPIC).
-    pub async fn describe_topic_configs(&self, topics: &[String]) -> Result<BTreeMap<String, BTreeMap<String, ConfigEntry>>> {
+    pub async fn describe_topic_configs(
+        &self,
+        topics: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<String, ConfigEntry>>> {
         if topics.is_empty() {
             return Ok(BTreeMap::new());
         }
         let req = DescribeConfigsRequest::default().with_resources(
             topics
                 .iter()
-                .map(|t| DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_string(t.clone())))
+                .map(|t| {
+                    DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_string(t.clone()))
+                })
                 .collect(),
         );
         let resp = self
-            .with_retry("DescribeConfigs", || async { Ok(self.any_conn().await?.call(&req, 4).await?.0) })
+            .with_retry("DescribeConfigs", || async {
+                Ok(self.any_conn().await?.call(&req, 4).await?.0)
+            })
             .await?;
         let mut out = BTreeMap::new();
         for r in resp.results {
             if r.error_code != 0 {
-                return Err(KafkaError::broker("DescribeConfigs", r.resource_name.to_string(), r.error_code));
+                return Err(KafkaError::broker(
+                    "DescribeConfigs",
+                    r.resource_name.to_string(),
+                    r.error_code,
+                ));
             }
             let entries = r
                 .configs
                 .into_iter()
                 .map(|c| {
-                    (c.name.to_string(), ConfigEntry {
-                        value: if c.is_sensitive { None } else { c.value.map(|v| v.to_string()) },
-                        source: c.config_source,
-                        read_only: c.read_only,
-                        sensitive: c.is_sensitive,
-                    })
+                    (
+                        c.name.to_string(),
+                        ConfigEntry {
+                            value: if c.is_sensitive {
+                                None
+                            } else {
+                                c.value.map(|v| v.to_string())
+                            },
+                            source: c.config_source,
+                            read_only: c.read_only,
+                            sensitive: c.is_sensitive,
+                        },
+                    )
                 })
                 .collect();
             out.insert(r.resource_name.to_string(), entries);
@@ -334,29 +454,52 @@ impl KafkaClient {
 
     /// DeleteRecords: moves each partition's log start offset to the given offset (-1 = the
     /// high watermark). Sent to each partition's leader.
-    pub async fn delete_records(&self, parts: &[(String, i32, i64)], timeout_ms: i32) -> Result<()> {
+    pub async fn delete_records(
+        &self,
+        parts: &[(String, i32, i64)],
+        timeout_ms: i32,
+    ) -> Result<()> {
         self.with_retry("DeleteRecords", || async {
             let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<(i32, i64)>>> = BTreeMap::new();
             for (t, p, o) in parts {
                 let (leader, _) = self.leader(t, *p).await?;
-                by_leader.entry(leader).or_default().entry(t.clone()).or_default().push((*p, *o));
+                by_leader
+                    .entry(leader)
+                    .or_default()
+                    .entry(t.clone())
+                    .or_default()
+                    .push((*p, *o));
             }
             for (leader, topics) in by_leader {
-                let req = DeleteRecordsRequest::default().with_timeout_ms(timeout_ms).with_topics(
-                    topics
-                        .iter()
-                        .map(|(t, ps)| {
-                            DeleteRecordsTopic::default().with_name(tn(t)).with_partitions(
-                                ps.iter().map(|(p, o)| DeleteRecordsPartition::default().with_partition_index(*p).with_offset(*o)).collect(),
-                            )
-                        })
-                        .collect(),
-                );
+                let req = DeleteRecordsRequest::default()
+                    .with_timeout_ms(timeout_ms)
+                    .with_topics(
+                        topics
+                            .iter()
+                            .map(|(t, ps)| {
+                                DeleteRecordsTopic::default()
+                                    .with_name(tn(t))
+                                    .with_partitions(
+                                        ps.iter()
+                                            .map(|(p, o)| {
+                                                DeleteRecordsPartition::default()
+                                                    .with_partition_index(*p)
+                                                    .with_offset(*o)
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    );
                 let (resp, _) = self.broker_conn(leader).await?.call(&req, 2).await?;
                 for t in resp.topics {
                     for p in t.partitions {
                         if p.error_code != 0 {
-                            return Err(KafkaError::broker("DeleteRecords", format!("{}-{}", t.name.as_str(), p.partition_index), p.error_code));
+                            return Err(KafkaError::broker(
+                                "DeleteRecords",
+                                format!("{}-{}", t.name.as_str(), p.partition_index),
+                                p.error_code,
+                            ));
                         }
                     }
                 }
@@ -372,9 +515,13 @@ impl KafkaClient {
             let conn = self.any_conn().await?;
             let v = conn.version::<FindCoordinatorRequest>(6)?;
             let req = if v >= 4 {
-                FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![StrBytes::from_string(group.to_string())])
+                FindCoordinatorRequest::default()
+                    .with_key_type(0)
+                    .with_coordinator_keys(vec![StrBytes::from_string(group.to_string())])
             } else {
-                FindCoordinatorRequest::default().with_key_type(0).with_key(StrBytes::from_string(group.to_string()))
+                FindCoordinatorRequest::default()
+                    .with_key_type(0)
+                    .with_key(StrBytes::from_string(group.to_string()))
             };
             let resp = conn.call_version(&req, v).await?;
             let (code, host, port) = match resp.coordinators.first() {
@@ -382,9 +529,17 @@ impl KafkaClient {
                 _ => (resp.error_code, resp.host.to_string(), resp.port),
             };
             if code != 0 {
-                return Err(KafkaError::broker("FindCoordinator", format!("group {group}"), code));
+                return Err(KafkaError::broker(
+                    "FindCoordinator",
+                    format!("group {group}"),
+                    code,
+                ));
             }
-            Ok(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") })
+            Ok(if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            })
         })
         .await
     }
@@ -395,10 +550,21 @@ impl KafkaClient {
         let mut groups = std::collections::BTreeSet::new();
         for b in brokers {
             let resp = self
-                .with_retry("ListGroups", || async { Ok(self.broker_conn(b).await?.call(&ListGroupsRequest::default(), 4).await?.0) })
+                .with_retry("ListGroups", || async {
+                    Ok(self
+                        .broker_conn(b)
+                        .await?
+                        .call(&ListGroupsRequest::default(), 4)
+                        .await?
+                        .0)
+                })
                 .await?;
             if resp.error_code != 0 {
-                return Err(KafkaError::broker("ListGroups", format!("broker {b}"), resp.error_code));
+                return Err(KafkaError::broker(
+                    "ListGroups",
+                    format!("broker {b}"),
+                    resp.error_code,
+                ));
             }
             groups.extend(resp.groups.into_iter().map(|g| g.group_id.to_string()));
         }
@@ -408,20 +574,36 @@ impl KafkaClient {
     /// Committed offsets of `group` for every topic it has committed to (OffsetFetch v7 at the
     /// group coordinator, topics = null means all). Returns (topic, partition) -> (offset,
     /// leader epoch, metadata).
-    pub async fn committed_offsets(&self, group: &str) -> Result<BTreeMap<(String, i32), (i64, i32, Option<String>)>> {
+    pub async fn committed_offsets(
+        &self,
+        group: &str,
+    ) -> Result<BTreeMap<(String, i32), (i64, i32, Option<String>)>> {
         self.with_retry("OffsetFetch", || async {
             let coord = self.group_coordinator(group).await?;
             let conn = self.conn_to(&coord).await?;
-            let req = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_string(group.to_string()))).with_topics(None);
+            let req = OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+                .with_topics(None);
             let (resp, _) = conn.call(&req, 7).await?;
             if resp.error_code != 0 {
-                return Err(KafkaError::broker("OffsetFetch", format!("group {group}"), resp.error_code));
+                return Err(KafkaError::broker(
+                    "OffsetFetch",
+                    format!("group {group}"),
+                    resp.error_code,
+                ));
             }
             let mut out = BTreeMap::new();
             for t in resp.topics {
                 for p in t.partitions {
                     if p.error_code == 0 && p.committed_offset >= 0 {
-                        out.insert((t.name.to_string(), p.partition_index), (p.committed_offset, p.committed_leader_epoch, p.metadata.map(|m| m.to_string())));
+                        out.insert(
+                            (t.name.to_string(), p.partition_index),
+                            (
+                                p.committed_offset,
+                                p.committed_leader_epoch,
+                                p.metadata.map(|m| m.to_string()),
+                            ),
+                        );
                     }
                 }
             }

@@ -12,15 +12,19 @@ use super::error::{KafkaError, Result};
 
 /// Builds the rustls client configuration. Errors name what is wrong with the PEM material.
 pub fn client_config(tls: &TlsConfig, broker: &str) -> Result<rustls::ClientConfig> {
-    let err = |reason: String| KafkaError::Tls { broker: broker.to_string(), reason };
+    let err = |reason: String| KafkaError::Tls {
+        broker: broker.to_string(),
+        reason,
+    };
     let mut roots = rustls::RootCertStore::empty();
-    let ca = tls
-        .ca_pem
-        .as_ref()
-        .ok_or_else(|| err("no CA certificate given: set kafkaCluster.tlsSecret.caKey or caSecret".into()))?;
+    let ca = tls.ca_pem.as_ref().ok_or_else(|| {
+        err("no CA certificate given: set kafkaCluster.tlsSecret.caKey or caSecret".into())
+    })?;
     for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
         let cert = cert.map_err(|e| err(format!("CA PEM unreadable: {e}")))?;
-        roots.add(cert).map_err(|e| err(format!("CA certificate rejected: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| err(format!("CA certificate rejected: {e}")))?;
     }
     if roots.is_empty() {
         return Err(err("the CA PEM holds no certificate".into()));
@@ -38,10 +42,14 @@ pub fn client_config(tls: &TlsConfig, broker: &str) -> Result<rustls::ClientConf
             let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key.as_slice())
                 .map_err(|e| err(format!("client key PEM unreadable: {e}")))?
                 .ok_or_else(|| err("client key PEM holds no private key".into()))?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| err(e.to_string()))
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| err(e.to_string()))
         }
         (None, None) => Ok(builder.with_no_client_auth()),
-        _ => Err(err("mTLS needs both tlsSecret.certKey and tlsSecret.keyKey".into())),
+        _ => Err(err(
+            "mTLS needs both tlsSecret.certKey and tlsSecret.keyKey".into(),
+        )),
     }
 }
 
@@ -50,10 +58,15 @@ pub async fn wrap(tcp: TcpStream, broker: &str, tls: &TlsConfig) -> Result<TlsSt
     let cfg = client_config(tls, broker)?;
     let host = broker.rsplit_once(':').map(|(h, _)| h).unwrap_or(broker);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let name = ServerName::try_from(host.to_string())
-        .map_err(|e| KafkaError::Tls { broker: broker.into(), reason: format!("bad server name {host}: {e}") })?;
+    let name = ServerName::try_from(host.to_string()).map_err(|e| KafkaError::Tls {
+        broker: broker.into(),
+        reason: format!("bad server name {host}: {e}"),
+    })?;
     TlsConnector::from(Arc::new(cfg))
         .connect(name, tcp)
         .await
-        .map_err(|e| KafkaError::Tls { broker: broker.into(), reason: e.to_string() })
+        .map_err(|e| KafkaError::Tls {
+            broker: broker.into(),
+            reason: e.to_string(),
+        })
 }

@@ -1,8 +1,8 @@
 //! Step 1 of the flow: dereference and observe (read-only I/O). Resolves Secrets into client
 //! and storage settings, reads cluster metadata, offsets and configs, and what the backup
 //! repository already holds. Nothing here writes to Kafka or storage.
-mod resolve;
 mod repo;
+mod resolve;
 
 pub use repo::{RepoState, latest_complete_run, load_manifest, load_repo_state};
 pub use resolve::{client_config, storage_target};
@@ -10,10 +10,10 @@ pub use resolve::{client_config, storage_target};
 use std::collections::BTreeMap;
 
 use crate::api::ApiError;
+use crate::kafka::KafkaClient;
 use crate::kafka::KafkaError;
 use crate::kafka::client::ClusterMeta;
 use crate::kafka::ops::{ConfigEntry, OffsetSpec};
-use crate::kafka::KafkaClient;
 use crate::storage::StorageError;
 
 /// Errors of the observe layer.
@@ -49,7 +49,11 @@ pub struct ClusterFacts {
 
 /// Reads log start offsets and high watermarks of every partition of `topics` (ListOffsets,
 /// batched per leader), and their configs when `with_configs`.
-pub async fn observe_cluster(client: &KafkaClient, topics: &[String], with_configs: bool) -> Result<ClusterFacts, ObserveError> {
+pub async fn observe_cluster(
+    client: &KafkaClient,
+    topics: &[String],
+    with_configs: bool,
+) -> Result<ClusterFacts, ObserveError> {
     let meta = client.refresh_metadata().await?;
     let parts: Vec<(String, i32)> = topics
         .iter()
@@ -61,13 +65,28 @@ pub async fn observe_cluster(client: &KafkaClient, topics: &[String], with_confi
         let earliest = client.list_offsets(&parts, OffsetSpec::Earliest).await?;
         let latest = client.list_offsets(&parts, OffsetSpec::Latest).await?;
         for p in &parts {
-            offsets.insert(p.clone(), PartitionOffsets {
-                log_start: earliest.get(p).copied().unwrap_or(0),
-                high_watermark: latest.get(p).copied().unwrap_or(0),
-            });
+            offsets.insert(
+                p.clone(),
+                PartitionOffsets {
+                    log_start: earliest.get(p).copied().unwrap_or(0),
+                    high_watermark: latest.get(p).copied().unwrap_or(0),
+                },
+            );
         }
     }
-    let present: Vec<String> = topics.iter().filter(|t| meta.topics.contains_key(*t)).cloned().collect();
-    let configs = if with_configs { client.describe_topic_configs(&present).await? } else { BTreeMap::new() };
-    Ok(ClusterFacts { meta, offsets, configs })
+    let present: Vec<String> = topics
+        .iter()
+        .filter(|t| meta.topics.contains_key(*t))
+        .cloned()
+        .collect();
+    let configs = if with_configs {
+        client.describe_topic_configs(&present).await?
+    } else {
+        BTreeMap::new()
+    };
+    Ok(ClusterFacts {
+        meta,
+        offsets,
+        configs,
+    })
 }

@@ -33,7 +33,11 @@ pub async fn load_repo_state(op: &Operator, backup: &str) -> Result<RepoState, S
         }
     }
     for run in &runs {
-        if op.exists(&layout::manifest(backup, run)).await.map_err(|e| storage::backend("stat", run, e))? {
+        if op
+            .exists(&layout::manifest(backup, run))
+            .await
+            .map_err(|e| storage::backend("stat", run, e))?
+        {
             state.complete_runs.push(run.clone());
         }
     }
@@ -41,7 +45,11 @@ pub async fn load_repo_state(op: &Operator, backup: &str) -> Result<RepoState, S
 }
 
 /// Loads one run's manifest. Errors name the backup and run and list what exists.
-pub async fn load_manifest(op: &Operator, backup: &str, run: &str) -> Result<RunManifest, StorageError> {
+pub async fn load_manifest(
+    op: &Operator,
+    backup: &str,
+    run: &str,
+) -> Result<RunManifest, StorageError> {
     let path = layout::manifest(backup, run);
     match storage::read_opt(op, &path).await? {
         Some(b) => Ok(from_json(&b, &path)?),

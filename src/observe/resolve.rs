@@ -2,29 +2,40 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::api::{KafkaClusterSpec, SaslMechanism as ApiSasl, Secrets, SecurityProtocol, StorageSpec, StorageType};
+use crate::api::{
+    KafkaClusterSpec, SaslMechanism as ApiSasl, Secrets, SecurityProtocol, StorageSpec, StorageType,
+};
 use crate::kafka::{ClientConfig, SaslConfig, SaslMechanism, TlsConfig};
 use crate::storage::StorageTarget;
 
 use super::ObserveError;
 
 fn cfg_err(field: &str, message: impl Into<String>) -> ObserveError {
-    ObserveError::Config { field: field.to_string(), message: message.into() }
+    ObserveError::Config {
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Builds the Kafka client settings of a `kafkaCluster` block, reading TLS and SASL material
 /// from `secrets`. TLS is used exactly when `securityProtocol` is SSL or SASL_SSL, SASL exactly
 /// when it is SASL_PLAINTEXT or SASL_SSL.
-pub fn client_config(spec: &KafkaClusterSpec, secrets: &Secrets) -> Result<ClientConfig, ObserveError> {
+pub fn client_config(
+    spec: &KafkaClusterSpec,
+    secrets: &Secrets,
+) -> Result<ClientConfig, ObserveError> {
     let mut cfg = ClientConfig::plaintext(spec.bootstrap_servers.clone());
     let c = &spec.connection;
     cfg.connections_per_broker = c.connections_per_broker.max(1) as usize;
     cfg.request_timeout = Duration::from_millis(c.request_timeout_ms);
     cfg.connect_timeout = Duration::from_millis(c.connect_timeout_ms);
     cfg.nodelay = c.tcp_nodelay;
-    cfg.keepalive = c
-        .tcp_keepalive
-        .then(|| (Duration::from_secs(c.keepalive_time_secs as u64), Duration::from_secs(c.keepalive_interval_secs as u64)));
+    cfg.keepalive = c.tcp_keepalive.then(|| {
+        (
+            Duration::from_secs(c.keepalive_time_secs as u64),
+            Duration::from_secs(c.keepalive_interval_secs as u64),
+        )
+    });
     let proto = spec.security_protocol;
     if matches!(proto, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl) {
         let mut tls = TlsConfig::default();
@@ -45,14 +56,26 @@ pub fn client_config(spec: &KafkaClusterSpec, secrets: &Secrets) -> Result<Clien
         if tls.ca_pem.is_none() {
             return Err(cfg_err(
                 "spec.kafkaCluster.tlsSecret",
-                format!("securityProtocol {} needs a CA: set tlsSecret {{name, caKey}} or caSecret {{name}}", proto.as_str()),
+                format!(
+                    "securityProtocol {} needs a CA: set tlsSecret {{name, caKey}} or caSecret {{name}}",
+                    proto.as_str()
+                ),
             ));
         }
         cfg.tls = Some(tls);
     }
-    if matches!(proto, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl) {
+    if matches!(
+        proto,
+        SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+    ) {
         let s = spec.sasl_secret.as_ref().ok_or_else(|| {
-            cfg_err("spec.kafkaCluster.saslSecret", format!("securityProtocol {} needs saslSecret {{name, mechanism}}", proto.as_str()))
+            cfg_err(
+                "spec.kafkaCluster.saslSecret",
+                format!(
+                    "securityProtocol {} needs saslSecret {{name, mechanism}}",
+                    proto.as_str()
+                ),
+            )
         })?;
         cfg.sasl = Some(SaslConfig {
             mechanism: match s.mechanism {
@@ -69,12 +92,27 @@ pub fn client_config(spec: &KafkaClusterSpec, secrets: &Secrets) -> Result<Clien
 
 /// Builds storage settings from a `storage` block. `pvc_root` is where PersistentVolumeClaims
 /// are mounted (in the operator pod) or mapped (standalone runs): `<pvc_root>/<claimName>/<subPath>`.
-pub fn storage_target(spec: &StorageSpec, secrets: &Secrets, pvc_root: &Path, field: &str) -> Result<StorageTarget, ObserveError> {
-    let missing = |block: &str| cfg_err(&format!("{field}.{block}"), format!("storageType {} needs a {block} block", spec.storage_type));
+pub fn storage_target(
+    spec: &StorageSpec,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    field: &str,
+) -> Result<StorageTarget, ObserveError> {
+    let missing = |block: &str| {
+        cfg_err(
+            &format!("{field}.{block}"),
+            format!("storageType {} needs a {block} block", spec.storage_type),
+        )
+    };
     Ok(match spec.storage_type {
         StorageType::Filesystem => {
-            let fs = spec.filesystem.as_ref().ok_or_else(|| missing("filesystem"))?;
-            StorageTarget::Fs { root: fs.path.clone() }
+            let fs = spec
+                .filesystem
+                .as_ref()
+                .ok_or_else(|| missing("filesystem"))?;
+            StorageTarget::Fs {
+                root: fs.path.clone(),
+            }
         }
         StorageType::Pvc => {
             let pvc = spec.pvc.as_ref().ok_or_else(|| missing("pvc"))?;
@@ -82,17 +120,25 @@ pub fn storage_target(spec: &StorageSpec, secrets: &Secrets, pvc_root: &Path, fi
             if let Some(sub) = &pvc.sub_path {
                 root = root.join(sub.trim_matches('/'));
             }
-            StorageTarget::Fs { root: root.to_string_lossy().into_owned() }
+            StorageTarget::Fs {
+                root: root.to_string_lossy().into_owned(),
+            }
         }
         StorageType::S3 => {
             let s3 = spec.s3.as_ref().ok_or_else(|| missing("s3"))?;
             if let Some(e) = &s3.endpoint {
                 if e.starts_with("http://") && !s3.allow_http {
-                    return Err(cfg_err(&format!("{field}.s3.allowHttp"), format!("endpoint {e} is plain http: set allowHttp: true or use https://")));
+                    return Err(cfg_err(
+                        &format!("{field}.s3.allowHttp"),
+                        format!("endpoint {e} is plain http: set allowHttp: true or use https://"),
+                    ));
                 }
             }
             let credentials = match &s3.credentials_secret {
-                Some(c) => Some((secrets.get_string(&c.name, &c.access_key_id_key)?, secrets.get_string(&c.name, &c.secret_access_key_key)?)),
+                Some(c) => Some((
+                    secrets.get_string(&c.name, &c.access_key_id_key)?,
+                    secrets.get_string(&c.name, &c.secret_access_key_key)?,
+                )),
                 None => None,
             };
             StorageTarget::S3 {

@@ -104,9 +104,17 @@ pub struct BackupPlan {
 
 /// Compiles a backup run. Errors: topics named literally that do not exist
 /// (`spec.topics[i]`), a selection that matches nothing, exclusive options.
-pub fn compile_backup(spec: &KafkaBackupSpec, facts: &BackupFacts) -> Result<BackupPlan, CompileError> {
+pub fn compile_backup(
+    spec: &KafkaBackupSpec,
+    facts: &BackupFacts,
+) -> Result<BackupPlan, CompileError> {
     let mut issues = Vec::new();
-    let available: Vec<(String, bool)> = facts.meta.topics.values().map(|t| (t.name.clone(), t.is_internal)).collect();
+    let available: Vec<(String, bool)> = facts
+        .meta
+        .topics
+        .values()
+        .map(|t| (t.name.clone(), t.is_internal))
+        .collect();
     let (selected, missing) = select_topics(&spec.topics, &spec.exclude_topics, &available);
     for (i, name) in missing {
         issues.push(issue(
@@ -115,16 +123,28 @@ pub fn compile_backup(spec: &KafkaBackupSpec, facts: &BackupFacts) -> Result<Bac
         ));
     }
     if selected.is_empty() && issues.is_empty() {
-        issues.push(issue("spec.topics", format!("{:?} (minus excludeTopics) matches no topic on the cluster", spec.topics)));
+        issues.push(issue(
+            "spec.topics",
+            format!(
+                "{:?} (minus excludeTopics) matches no topic on the cluster",
+                spec.topics
+            ),
+        ));
     }
     if spec.continuous && spec.stop_at_current_offsets {
-        issues.push(issue("spec.continuous", "continuous and stopAtCurrentOffsets exclude each other: set one"));
+        issues.push(issue(
+            "spec.continuous",
+            "continuous and stopAtCurrentOffsets exclude each other: set one",
+        ));
     }
     if !issues.is_empty() {
         return Err(CompileError(issues));
     }
 
-    let resume = facts.checkpoint.as_ref().filter(|c| facts.previous.as_ref().is_none_or(|p| p.run_id < c.run_id));
+    let resume = facts
+        .checkpoint
+        .as_ref()
+        .filter(|c| facts.previous.as_ref().is_none_or(|p| p.run_id < c.run_id));
     let run_id = match resume {
         Some(c) => c.run_id.clone(),
         None => crate::format::layout::run_id(facts.now_ms),
@@ -132,7 +152,13 @@ pub fn compile_backup(spec: &KafkaBackupSpec, facts: &BackupFacts) -> Result<Bac
     let prev_parts: BTreeMap<(String, i32), &crate::format::manifest::PartitionManifest> = facts
         .previous
         .iter()
-        .flat_map(|m| m.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| ((t.name.clone(), p.partition), p))))
+        .flat_map(|m| {
+            m.topics.iter().flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| ((t.name.clone(), p.partition), p))
+            })
+        })
         .collect();
     let bytes_per_record = facts
         .previous
@@ -151,19 +177,35 @@ pub fn compile_backup(spec: &KafkaBackupSpec, facts: &BackupFacts) -> Result<Bac
             configs: facts.configs.get(name).cloned().unwrap_or_default(),
         });
         for &p in t.partitions.keys() {
-            let off = facts.offsets.get(&(name.clone(), p)).copied().unwrap_or(PartitionOffsets { log_start: 0, high_watermark: 0 });
+            let off = facts
+                .offsets
+                .get(&(name.clone(), p))
+                .copied()
+                .unwrap_or(PartitionOffsets {
+                    log_start: 0,
+                    high_watermark: 0,
+                });
             let prev = prev_parts.get(&(name.clone(), p));
             // Continue after the previous cut. The run covers the partition as it is now: from
             // today's log start (or the first offset backed up, if later) to the new cut, so
             // segments wholly below today's log start are no longer listed (retention can
             // delete them once no retained run needs them).
             let same_topic = prev.is_some_and(|_| {
-                facts.previous.as_ref().and_then(|m| m.topics.iter().find(|pt| &pt.name == name)).is_none_or(|pt| pt.topic_id == t.topic_id)
+                facts
+                    .previous
+                    .as_ref()
+                    .and_then(|m| m.topics.iter().find(|pt| &pt.name == name))
+                    .is_none_or(|pt| pt.topic_id == t.topic_id)
             });
             let (mut start, mut covered_from, mut carried, carried_gaps) = match prev {
                 Some(pp) if same_topic && pp.cut <= off.high_watermark => {
                     let from = pp.covered_from.max(off.log_start);
-                    let segs: Vec<SegmentRef> = pp.segments.iter().filter(|s| s.last_offset >= from).cloned().collect();
+                    let segs: Vec<SegmentRef> = pp
+                        .segments
+                        .iter()
+                        .filter(|s| s.last_offset >= from)
+                        .cloned()
+                        .collect();
                     let gaps: Vec<Gap> = pp.gaps.iter().filter(|g| g.to > from).cloned().collect();
                     (pp.cut, from, segs, gaps)
                 }
@@ -175,11 +217,18 @@ pub fn compile_backup(spec: &KafkaBackupSpec, facts: &BackupFacts) -> Result<Bac
                 gap = Some(Gap {
                     from: off.log_start,
                     to: off.log_start,
-                    reason: format!("topic recreated or truncated since the previous run (its cut was {}): starting over", pp.cut),
+                    reason: format!(
+                        "topic recreated or truncated since the previous run (its cut was {}): starting over",
+                        pp.cut
+                    ),
                 });
             }
             if start < off.log_start {
-                gap = Some(Gap { from: start, to: off.log_start, reason: "retention deleted these offsets before they were backed up".into() });
+                gap = Some(Gap {
+                    from: start,
+                    to: off.log_start,
+                    reason: "retention deleted these offsets before they were backed up".into(),
+                });
                 start = off.log_start;
                 covered_from = off.log_start;
                 carried.clear();
@@ -188,7 +237,11 @@ pub fn compile_backup(spec: &KafkaBackupSpec, facts: &BackupFacts) -> Result<Bac
                 .and_then(|c| c.partitions.get(&format!("{name}/{p}")))
                 .map(|pp| pp.segments.clone())
                 .unwrap_or_default();
-            let fetch_from = resumed.last().map(|s| s.last_offset + 1).unwrap_or(start).max(start);
+            let fetch_from = resumed
+                .last()
+                .map(|s| s.last_offset + 1)
+                .unwrap_or(start)
+                .max(start);
             let cut = if spec.continuous {
                 CutMode::Never
             } else if spec.stop_at_current_offsets {
@@ -210,7 +263,9 @@ pub fn compile_backup(spec: &KafkaBackupSpec, facts: &BackupFacts) -> Result<Bac
                 resumed_segments: resumed,
                 gap,
                 estimated_records: est,
-                estimated_bytes: bytes_per_record.map(|b| (b * est as f64) as u64).unwrap_or(0),
+                estimated_bytes: bytes_per_record
+                    .map(|b| (b * est as f64) as u64)
+                    .unwrap_or(0),
             });
         }
     }
@@ -223,7 +278,10 @@ pub fn compile_backup(spec: &KafkaBackupSpec, facts: &BackupFacts) -> Result<Bac
         compression_level: spec.compression_level,
         segment_max_bytes: spec.segment_max_bytes,
         segment_max_interval_ms: spec.segment_max_interval_ms,
-        checkpoint_interval_ms: spec.checkpoint.enabled.then_some(spec.checkpoint.interval_secs as u64 * 1000),
+        checkpoint_interval_ms: spec
+            .checkpoint
+            .enabled
+            .then_some(spec.checkpoint.interval_secs as u64 * 1000),
         max_concurrent_partitions: spec.max_concurrent_partitions(),
         records_per_sec: spec.rate_limiting.records_limit(),
         bytes_per_sec: spec.rate_limiting.bytes_limit(),

@@ -6,8 +6,12 @@ mod backup;
 mod restore;
 mod select;
 
-pub use backup::{BackupFacts, BackupPlan, BackupPartitionStep, BackupTopic, CutMode, compile_backup};
-pub use restore::{RestoreFacts, RestorePartitionStep, RestorePlan, TopicToCreate, compile_restore};
+pub use backup::{
+    BackupFacts, BackupPartitionStep, BackupPlan, BackupTopic, CutMode, compile_backup,
+};
+pub use restore::{
+    RestoreFacts, RestorePartitionStep, RestorePlan, TopicToCreate, compile_restore,
+};
 pub use select::{matches_any, select_topics};
 
 use sha2::{Digest, Sha256};
@@ -27,7 +31,10 @@ pub struct CompileIssue {
 pub struct CompileError(pub Vec<CompileIssue>);
 
 pub(crate) fn issue(field: impl Into<String>, message: impl Into<String>) -> CompileIssue {
-    CompileIssue { field: field.into(), message: message.into() }
+    CompileIssue {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// SHA-256 (hex, first 16 chars) of a plan's canonical JSON: equal plans have equal hashes.

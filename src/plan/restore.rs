@@ -83,14 +83,32 @@ pub struct RestorePlan {
 /// missing partition, a missing target topic without `createTopics`, restoring onto a
 /// non-empty topic of the same name without `purgeTopics` or an explicit `topicMapping`,
 /// options not supported yet.
-pub fn compile_restore(spec: &KafkaRestoreSpec, facts: &RestoreFacts) -> Result<RestorePlan, CompileError> {
+pub fn compile_restore(
+    spec: &KafkaRestoreSpec,
+    facts: &RestoreFacts,
+) -> Result<RestorePlan, CompileError> {
     let m = &facts.manifest;
     let mut issues = Vec::new();
-    let pitr_start = spec.pitr.as_ref().map(|p| p.start_ms()).transpose().map_err(|e| CompileError(vec![issue("spec.pitr", e)]))?.flatten();
-    let pitr_end = spec.pitr.as_ref().map(|p| p.end_ms()).transpose().map_err(|e| CompileError(vec![issue("spec.pitr", e)]))?.flatten();
+    let pitr_start = spec
+        .pitr
+        .as_ref()
+        .map(|p| p.start_ms())
+        .transpose()
+        .map_err(|e| CompileError(vec![issue("spec.pitr", e)]))?
+        .flatten();
+    let pitr_end = spec
+        .pitr
+        .as_ref()
+        .map(|p| p.end_ms())
+        .transpose()
+        .map_err(|e| CompileError(vec![issue("spec.pitr", e)]))?
+        .flatten();
     if let (Some(s), Some(e)) = (pitr_start, pitr_end) {
         if s > e {
-            issues.push(issue("spec.pitr", format!("start ({s}) is after end ({e}): swap them")));
+            issues.push(issue(
+                "spec.pitr",
+                format!("start ({s}) is after end ({e}): swap them"),
+            ));
         }
     }
     if !spec.repartitioning.is_empty() {
@@ -110,21 +128,38 @@ pub fn compile_restore(spec: &KafkaRestoreSpec, facts: &RestoreFacts) -> Result<
         }
     };
     for (i, f) in spec.topics.iter().enumerate() {
-        if !m.topics.iter().any(|t| matches_any(std::slice::from_ref(f), &t.name)) {
+        if !m
+            .topics
+            .iter()
+            .any(|t| matches_any(std::slice::from_ref(f), &t.name))
+        {
             let have: Vec<&str> = m.topics.iter().map(|t| t.name.as_str()).collect();
-            issues.push(issue(format!("spec.topics[{i}]"), format!("{f:?} matches no topic of backup run {} (it holds {have:?})", m.run_id)));
+            issues.push(issue(
+                format!("spec.topics[{i}]"),
+                format!(
+                    "{f:?} matches no topic of backup run {} (it holds {have:?})",
+                    m.run_id
+                ),
+            ));
         }
     }
     for k in spec.topic_mapping.keys() {
         if !m.topics.iter().any(|t| &t.name == k) {
-            issues.push(issue(format!("spec.topicMapping.{k}"), format!("backup run {} has no topic {k:?}", m.run_id)));
+            issues.push(issue(
+                format!("spec.topicMapping.{k}"),
+                format!("backup run {} has no topic {k:?}", m.run_id),
+            ));
         }
     }
 
     let mut create = Vec::new();
     let mut purge = Vec::new();
     let mut steps = Vec::new();
-    for t in m.topics.iter().filter(|t| spec.topics.is_empty() || matches_any(&spec.topics, &t.name)) {
+    for t in m
+        .topics
+        .iter()
+        .filter(|t| spec.topics.is_empty() || matches_any(&spec.topics, &t.name))
+    {
         let target = spec.target_topic(&t.name).to_string();
         let explicit = spec.topic_mapping.contains_key(&t.name);
         let existing = facts.target.topics.get(&target);
@@ -154,7 +189,10 @@ pub fn compile_restore(spec: &KafkaRestoreSpec, facts: &RestoreFacts) -> Result<
         };
         if existing.is_some() && target == t.name && !explicit && !spec.purge_topics {
             let has_data = (0..target_partitions).any(|p| {
-                facts.target_offsets.get(&(target.clone(), p)).is_some_and(|o| o.high_watermark > o.log_start)
+                facts
+                    .target_offsets
+                    .get(&(target.clone(), p))
+                    .is_some_and(|o| o.high_watermark > o.log_start)
             });
             if has_data {
                 issues.push(issue(
@@ -181,10 +219,16 @@ pub fn compile_restore(spec: &KafkaRestoreSpec, facts: &RestoreFacts) -> Result<
             }
             // All segments of the range: their indexes carry the transaction markers that
             // decide which transactional batches were committed, even outside the window.
-            let segments: Vec<SegmentRef> =
-                p.segments.iter().filter(|s| s.last_offset >= p.covered_from && s.first_offset < p.cut).cloned().collect();
+            let segments: Vec<SegmentRef> = p
+                .segments
+                .iter()
+                .filter(|s| s.last_offset >= p.covered_from && s.first_offset < p.cut)
+                .cloned()
+                .collect();
             let in_window = |s: &&SegmentRef| {
-                s.records > 0 && pitr_end.is_none_or(|e| s.min_timestamp <= e) && pitr_start.is_none_or(|st| s.max_timestamp >= st)
+                s.records > 0
+                    && pitr_end.is_none_or(|e| s.min_timestamp <= e)
+                    && pitr_start.is_none_or(|st| s.max_timestamp >= st)
             };
             let est_records: u64 = segments.iter().filter(in_window).map(|s| s.records).sum();
             steps.push(RestorePartitionStep {
@@ -203,7 +247,10 @@ pub fn compile_restore(spec: &KafkaRestoreSpec, facts: &RestoreFacts) -> Result<
     // Two source partitions mapped onto one target partition would interleave.
     let mut seen = BTreeMap::new();
     for s in &steps {
-        if let Some(prev) = seen.insert((s.target_topic.clone(), s.target_partition), (s.source_topic.clone(), s.source_partition)) {
+        if let Some(prev) = seen.insert(
+            (s.target_topic.clone(), s.target_partition),
+            (s.source_topic.clone(), s.source_partition),
+        ) {
             issues.push(issue(
                 "spec.partitionMapping",
                 format!(
@@ -231,7 +278,11 @@ pub fn compile_restore(spec: &KafkaRestoreSpec, facts: &RestoreFacts) -> Result<
         max_concurrent_partitions: spec.max_concurrent_partitions(),
         records_per_sec: spec.rate_limiting.records_limit(),
         bytes_per_sec: spec.rate_limiting.bytes_limit(),
-        offset_map_path: crate::format::layout::offset_map(&m.backup_name, &facts.restore_name, &m.run_id),
+        offset_map_path: crate::format::layout::offset_map(
+            &m.backup_name,
+            &facts.restore_name,
+            &m.run_id,
+        ),
         estimated_records: steps.iter().map(|s| s.estimated_records).sum(),
         estimated_bytes: steps.iter().map(|s| s.estimated_bytes).sum(),
         partitions: steps,

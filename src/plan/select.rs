@@ -24,11 +24,21 @@ pub fn matches_any(patterns: &[String], name: &str) -> bool {
 /// Selects from `available` the topics `include` names or matches, minus `exclude`. Internal
 /// topics (`__consumer_offsets`, `__transaction_state`) are only selected by literal name.
 /// Returns (selected, literal names that do not exist).
-pub fn select_topics(include: &[String], exclude: &[String], available: &[(String, bool)]) -> (Vec<String>, Vec<(usize, String)>) {
+pub fn select_topics(
+    include: &[String],
+    exclude: &[String],
+    available: &[(String, bool)],
+) -> (Vec<String>, Vec<(usize, String)>) {
     let mut selected: Vec<String> = available
         .iter()
         .filter(|(name, internal)| {
-            include.iter().any(|p| if is_literal(p) { p == name } else { !internal && matcher(p).is_some_and(|m| m(name)) })
+            include.iter().any(|p| {
+                if is_literal(p) {
+                    p == name
+                } else {
+                    !internal && matcher(p).is_some_and(|m| m(name))
+                }
+            })
         })
         .filter(|(name, _)| !matches_any(exclude, name))
         .map(|(n, _)| n.clone())
@@ -54,7 +64,11 @@ mod tests {
             .iter()
             .map(|s| (s.to_string(), s.starts_with("__")))
             .collect();
-        let (sel, missing) = select_topics(&["orders*".into(), "nope".into(), "*".into()], &["*-dlq".into()], &avail);
+        let (sel, missing) = select_topics(
+            &["orders*".into(), "nope".into(), "*".into()],
+            &["*-dlq".into()],
+            &avail,
+        );
         assert_eq!(sel, vec!["orders", "payments"]);
         assert_eq!(missing, vec![(1, "nope".to_string())]);
         assert!(matches_any(&["~pay.*".into()], "payments"));

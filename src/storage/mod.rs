@@ -11,7 +11,12 @@ use crate::format::FormatError;
 pub enum StorageError {
     /// The backend refused or failed an operation. `hint` says what to check.
     #[error("storage {op} {path:?} failed: {source}{hint}")]
-    Backend { op: &'static str, path: String, source: opendal::Error, hint: String },
+    Backend {
+        op: &'static str,
+        path: String,
+        source: opendal::Error,
+        hint: String,
+    },
     /// Settings that cannot work (caught before any I/O).
     #[error("storage settings: {0}")]
     Config(String),
@@ -48,7 +53,11 @@ pub enum StorageTarget {
         /// (client id, tenant id, client secret)
         service_principal: Option<(String, String, String)>,
     },
-    Gcs { bucket: String, prefix: Option<String>, service_account_json: Option<String> },
+    Gcs {
+        bucket: String,
+        prefix: Option<String>,
+        service_account_json: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for StorageTarget {
@@ -63,15 +72,33 @@ impl StorageTarget {
         match self {
             StorageTarget::Fs { root } => format!("file://{root}"),
             StorageTarget::Memory => "memory://".into(),
-            StorageTarget::S3 { bucket, prefix, endpoint, .. } => format!(
+            StorageTarget::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                ..
+            } => format!(
                 "s3://{bucket}/{}{}",
                 prefix.as_deref().unwrap_or(""),
-                endpoint.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+                endpoint
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
             ),
-            StorageTarget::Azure { container, account_name, prefix, .. } => {
-                format!("azblob://{account_name}/{container}/{}", prefix.as_deref().unwrap_or(""))
+            StorageTarget::Azure {
+                container,
+                account_name,
+                prefix,
+                ..
+            } => {
+                format!(
+                    "azblob://{account_name}/{container}/{}",
+                    prefix.as_deref().unwrap_or("")
+                )
             }
-            StorageTarget::Gcs { bucket, prefix, .. } => format!("gs://{bucket}/{}", prefix.as_deref().unwrap_or("")),
+            StorageTarget::Gcs { bucket, prefix, .. } => {
+                format!("gs://{bucket}/{}", prefix.as_deref().unwrap_or(""))
+            }
         }
     }
 
@@ -79,7 +106,9 @@ impl StorageTarget {
     /// an empty repository and is not created (the `plan` command writes nothing).
     pub fn open_read_only(&self) -> Result<Operator, StorageError> {
         match self {
-            StorageTarget::Fs { root } if !std::path::Path::new(root).exists() => StorageTarget::Memory.operator(),
+            StorageTarget::Fs { root } if !std::path::Path::new(root).exists() => {
+                StorageTarget::Memory.operator()
+            }
             _ => self.operator(),
         }
     }
@@ -94,13 +123,23 @@ impl StorageTarget {
                 "fs"
             }
             StorageTarget::Memory => "memory",
-            StorageTarget::S3 { bucket, region, endpoint, prefix, path_style, credentials } => {
+            StorageTarget::S3 {
+                bucket,
+                region,
+                endpoint,
+                prefix,
+                path_style,
+                credentials,
+            } => {
                 map.insert("bucket", bucket.clone());
                 map.insert("region", region.clone());
                 if let Some(e) = endpoint {
                     map.insert("endpoint", e.clone());
                 }
-                map.insert("root", format!("/{}", prefix.as_deref().unwrap_or("").trim_matches('/')));
+                map.insert(
+                    "root",
+                    format!("/{}", prefix.as_deref().unwrap_or("").trim_matches('/')),
+                );
                 if !path_style {
                     map.insert("enable_virtual_host_style", "true".into());
                 }
@@ -112,14 +151,27 @@ impl StorageTarget {
                 }
                 "s3"
             }
-            StorageTarget::Azure { container, account_name, endpoint, prefix, account_key, sas_token, service_principal } => {
+            StorageTarget::Azure {
+                container,
+                account_name,
+                endpoint,
+                prefix,
+                account_key,
+                sas_token,
+                service_principal,
+            } => {
                 map.insert("container", container.clone());
                 map.insert("account_name", account_name.clone());
                 map.insert(
                     "endpoint",
-                    endpoint.clone().unwrap_or_else(|| format!("https://{account_name}.blob.core.windows.net")),
+                    endpoint
+                        .clone()
+                        .unwrap_or_else(|| format!("https://{account_name}.blob.core.windows.net")),
                 );
-                map.insert("root", format!("/{}", prefix.as_deref().unwrap_or("").trim_matches('/')));
+                map.insert(
+                    "root",
+                    format!("/{}", prefix.as_deref().unwrap_or("").trim_matches('/')),
+                );
                 if let Some(k) = account_key {
                     map.insert("account_key", k.clone());
                 }
@@ -133,19 +185,68 @@ impl StorageTarget {
                 }
                 "azblob"
             }
-            StorageTarget::Gcs { bucket, prefix, service_account_json } => {
+            StorageTarget::Gcs {
+                bucket,
+                prefix,
+                service_account_json,
+            } => {
                 map.insert("bucket", bucket.clone());
-                map.insert("root", format!("/{}", prefix.as_deref().unwrap_or("").trim_matches('/')));
+                map.insert(
+                    "root",
+                    format!("/{}", prefix.as_deref().unwrap_or("").trim_matches('/')),
+                );
                 if let Some(j) = service_account_json {
                     // opendal takes the JSON itself, base64 encoded (not a file path).
                     use base64::Engine;
-                    map.insert("credential", base64::engine::general_purpose::STANDARD.encode(j));
+                    map.insert(
+                        "credential",
+                        base64::engine::general_purpose::STANDARD.encode(j),
+                    );
                 }
                 "gcs"
             }
         };
-        let op = Operator::via_iter(scheme, map.into_iter().map(|(k, v)| (k.to_string(), v))).map_err(cfg)?;
-        Ok(op.layer(opendal::layers::RetryLayer::new().with_jitter().with_max_times(4)))
+        let mut op = Operator::via_iter(scheme, map.into_iter().map(|(k, v)| (k.to_string(), v)))
+            .map_err(cfg)?;
+        if scheme == "s3" {
+            let base = op.context().http_transport().clone();
+            let ctx = op
+                .context()
+                .with_http_transport(opendal::HttpTransporter::new(CanonicalQuery(base)));
+            op = op.with_context(ctx);
+        }
+        Ok(op.layer(
+            opendal::layers::RetryLayer::new()
+                .with_jitter()
+                .with_max_times(4),
+        ))
+    }
+}
+
+/// Sends the query string of S3 requests in its canonical SigV4 form (`/` as `%2F`).
+///
+/// opendal signs the canonical query (AWS SigV4: every byte but unreserved ones
+/// percent-encoded) but sends list queries with `/` unescaped (`prefix=a/b/&delimiter=/`). AWS
+/// accepts both; S3-compatible servers that recompute the signature over the query as received
+/// (moto 5.2, which testenv runs with credential checks) answer 403 SignatureDoesNotMatch.
+/// Sending the canonical form satisfies both; the signature is unchanged.
+struct CanonicalQuery(opendal::HttpTransporter);
+
+impl opendal::HttpTransport for CanonicalQuery {
+    async fn fetch(
+        &self,
+        mut req: http::Request<opendal::Buffer>,
+    ) -> opendal::Result<http::Response<opendal::HttpBody>> {
+        let uri = req.uri();
+        if let Some(q) = uri.query().filter(|q| q.contains('/')) {
+            let fixed = format!("{}?{}", uri.path(), q.replace('/', "%2F"));
+            let mut parts = uri.clone().into_parts();
+            parts.path_and_query = fixed.parse().ok();
+            if let Ok(u) = http::Uri::from_parts(parts) {
+                *req.uri_mut() = u;
+            }
+        }
+        self.0.fetch(req).await
     }
 }
 
@@ -165,7 +266,12 @@ pub fn backend(op: &'static str, path: &str, e: opendal::Error) -> StorageError 
     } else {
         String::new()
     };
-    StorageError::Backend { op, path: path.to_string(), source: e, hint }
+    StorageError::Backend {
+        op,
+        path: path.to_string(),
+        source: e,
+        hint,
+    }
 }
 
 /// Reads a whole object; `Ok(None)` if it does not exist.
@@ -179,7 +285,10 @@ pub async fn read_opt(op: &Operator, path: &str) -> Result<Option<Vec<u8>>, Stor
 
 /// Writes a whole small object (manifests, indexes, checkpoints).
 pub async fn write_all(op: &Operator, path: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
-    op.write(path, bytes).await.map(|_| ()).map_err(|e| backend("write", path, e))
+    op.write(path, bytes)
+        .await
+        .map(|_| ())
+        .map_err(|e| backend("write", path, e))
 }
 
 /// Names of the direct sub-directories of `dir` (which ends with `/`).
