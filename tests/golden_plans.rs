@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use kafka_backup_operator::api::{Document, KafkaBackup, KafkaRestore, load_and_validate};
-use kafka_backup_operator::format::manifest::{Checkpoint, PartitionManifest, PartitionProgress, RunManifest, SegmentRef, TopicManifest};
+use kafka_backup_operator::format::manifest::{
+    Checkpoint, PartitionManifest, PartitionProgress, RunManifest, SegmentRef, TopicManifest,
+};
 use kafka_backup_operator::kafka::client::{ClusterMeta, PartitionMeta, TopicMeta};
 use kafka_backup_operator::kafka::ops::ConfigEntry;
 use kafka_backup_operator::observe::PartitionOffsets;
@@ -13,25 +15,55 @@ use kafka_backup_operator::plan::{BackupFacts, RestoreFacts, compile_backup, com
 const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 fn meta(topics: &[(&str, i32)]) -> ClusterMeta {
-    let mut m = ClusterMeta { cluster_id: Some("golden-cluster".into()), ..Default::default() };
+    let mut m = ClusterMeta {
+        cluster_id: Some("golden-cluster".into()),
+        ..Default::default()
+    };
     m.brokers.insert(1, "broker-1:9092".into());
     for (t, n) in topics {
-        m.topics.insert(t.to_string(), TopicMeta {
-            name: t.to_string(),
-            topic_id: format!("id-{t}"),
-            is_internal: t.starts_with("__"),
-            partitions: (0..*n).map(|p| (p, PartitionMeta { leader: 1, leader_epoch: 3, replicas: vec![1] })).collect(),
-        });
+        m.topics.insert(
+            t.to_string(),
+            TopicMeta {
+                name: t.to_string(),
+                topic_id: format!("id-{t}"),
+                is_internal: t.starts_with("__"),
+                partitions: (0..*n)
+                    .map(|p| {
+                        (
+                            p,
+                            PartitionMeta {
+                                leader: 1,
+                                leader_epoch: 3,
+                                replicas: vec![1],
+                            },
+                        )
+                    })
+                    .collect(),
+            },
+        );
     }
     m
 }
 
 fn offsets(entries: &[(&str, i32, i64, i64)]) -> BTreeMap<(String, i32), PartitionOffsets> {
-    entries.iter().map(|(t, p, ls, hw)| ((t.to_string(), *p), PartitionOffsets { log_start: *ls, high_watermark: *hw })).collect()
+    entries
+        .iter()
+        .map(|(t, p, ls, hw)| {
+            (
+                (t.to_string(), *p),
+                PartitionOffsets {
+                    log_start: *ls,
+                    high_watermark: *hw,
+                },
+            )
+        })
+        .collect()
 }
 
 fn backup_doc(spec: &str) -> KafkaBackup {
-    let y = format!("apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: golden\nspec:\n{spec}");
+    let y = format!(
+        "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: golden\nspec:\n{spec}"
+    );
     match load_and_validate(&y, "golden").unwrap().remove(0) {
         Document::Backup(b) => b,
         _ => unreachable!(),
@@ -39,7 +71,9 @@ fn backup_doc(spec: &str) -> KafkaBackup {
 }
 
 fn restore_doc(spec: &str) -> KafkaRestore {
-    let y = format!("apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: golden-restore\nspec:\n  backupRef:\n    name: golden\n  kafkaCluster:\n    bootstrapServers: [\"target:9092\"]\n{spec}");
+    let y = format!(
+        "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: golden-restore\nspec:\n  backupRef:\n    name: golden\n  kafkaCluster:\n    bootstrapServers: [\"target:9092\"]\n{spec}"
+    );
     match load_and_validate(&y, "golden").unwrap().remove(0) {
         Document::Restore(r) => r,
         _ => unreachable!(),
@@ -49,17 +83,33 @@ fn restore_doc(spec: &str) -> KafkaRestore {
 const CLUSTER: &str = "  kafkaCluster:\n    bootstrapServers: [\"broker-1:9092\"]\n  storage:\n    storageType: filesystem\n    filesystem:\n      path: /backups\n";
 
 fn golden<T: serde::Serialize>(name: &str, value: &T) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.json"));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.json"));
     let got = serde_json::to_string_pretty(value).unwrap() + "\n";
     if std::env::var("KBO_UPDATE_GOLDEN").is_ok() {
         std::fs::write(&path, &got).unwrap();
     }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing: run with KBO_UPDATE_GOLDEN=1", path.display()));
-    assert_eq!(got, want, "plan {name} changed; if intended, rerun with KBO_UPDATE_GOLDEN=1 and review the diff");
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} missing: run with KBO_UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(
+        got, want,
+        "plan {name} changed; if intended, rerun with KBO_UPDATE_GOLDEN=1 and review the diff"
+    );
 }
 
 fn seg(path: &str, first: i64, last: i64, records: u64) -> SegmentRef {
-    SegmentRef { path: path.into(), first_offset: first, last_offset: last, records, raw_bytes: records * 100, stored_bytes: records * 60, min_timestamp: 1_000 + first, max_timestamp: 1_000 + last, crc32c: 7 }
+    SegmentRef {
+        path: path.into(),
+        first_offset: first,
+        last_offset: last,
+        records,
+        raw_bytes: records * 100,
+        stored_bytes: records * 60,
+        min_timestamp: 1_000 + first,
+        max_timestamp: 1_000 + last,
+        crc32c: 7,
+    }
 }
 
 fn previous_run() -> RunManifest {
@@ -74,7 +124,12 @@ fn previous_run() -> RunManifest {
         min_timestamp: Some(1_000),
         max_timestamp: Some(1_000 + cut - 1),
         gaps: vec![],
-        segments: vec![seg(&format!("golden/data/orders/{p}/00000000000000000000-r1.seg"), 0, cut - 1, cut as u64)],
+        segments: vec![seg(
+            &format!("golden/data/orders/{p}/00000000000000000000-r1.seg"),
+            0,
+            cut - 1,
+            cut as u64,
+        )],
     };
     RunManifest {
         format: "kafka-backup-operator/v1".into(),
@@ -91,8 +146,24 @@ fn previous_run() -> RunManifest {
             topic_id: "id-orders".into(),
             partition_count: 2,
             configs: BTreeMap::from([
-                ("retention.ms".to_string(), ConfigEntry { value: Some("-1".into()), source: 1, read_only: false, sensitive: false }),
-                ("segment.bytes".to_string(), ConfigEntry { value: Some("1073741824".into()), source: 5, read_only: false, sensitive: false }),
+                (
+                    "retention.ms".to_string(),
+                    ConfigEntry {
+                        value: Some("-1".into()),
+                        source: 1,
+                        read_only: false,
+                        sensitive: false,
+                    },
+                ),
+                (
+                    "segment.bytes".to_string(),
+                    ConfigEntry {
+                        value: Some("1073741824".into()),
+                        source: 5,
+                        read_only: false,
+                        sensitive: false,
+                    },
+                ),
             ]),
             partitions: vec![part(0, 100), part(1, 80)],
         }],
@@ -104,12 +175,24 @@ fn previous_run() -> RunManifest {
 
 #[test]
 fn first_backup_with_globs_excludes_and_a_consistent_cut() {
-    let kb = backup_doc(&format!("{CLUSTER}  topics: [\"orders*\", payments]\n  excludeTopics: [\"*-dlq\"]\n  stopAtCurrentOffsets: true\n  consumerGroupSnapshot: true\n"));
+    let kb = backup_doc(&format!(
+        "{CLUSTER}  topics: [\"orders*\", payments]\n  excludeTopics: [\"*-dlq\"]\n  stopAtCurrentOffsets: true\n  consumerGroupSnapshot: true\n"
+    ));
     let facts = BackupFacts {
         name: "golden".into(),
         now_ms: NOW,
-        meta: meta(&[("orders", 2), ("orders-dlq", 1), ("payments", 1), ("__consumer_offsets", 50), ("other", 1)]),
-        offsets: offsets(&[("orders", 0, 0, 100), ("orders", 1, 5, 80), ("payments", 0, 0, 0)]),
+        meta: meta(&[
+            ("orders", 2),
+            ("orders-dlq", 1),
+            ("payments", 1),
+            ("__consumer_offsets", 50),
+            ("other", 1),
+        ]),
+        offsets: offsets(&[
+            ("orders", 0, 0, 100),
+            ("orders", 1, 5, 80),
+            ("payments", 0, 0, 0),
+        ]),
         configs: BTreeMap::new(),
         previous: None,
         checkpoint: None,
@@ -141,9 +224,28 @@ fn incremental_backup_continues_after_the_cut_and_records_a_retention_gap() {
 
 #[test]
 fn interrupted_run_is_resumed_from_its_checkpoint() {
-    let kb = backup_doc(&format!("{CLUSTER}  topics: [orders]\n  stopAtCurrentOffsets: true\n"));
-    let mut cp = Checkpoint { format: "kafka-backup-operator/v1".into(), run_id: "20260101T000000.000Z".into(), ..Default::default() };
-    cp.partitions.insert("orders/0".into(), PartitionProgress { next_offset: 140, segments: vec![seg("golden/data/orders/0/00000000000000000100-x.seg", 100, 139, 40)], gaps: vec![], done: false });
+    let kb = backup_doc(&format!(
+        "{CLUSTER}  topics: [orders]\n  stopAtCurrentOffsets: true\n"
+    ));
+    let mut cp = Checkpoint {
+        format: "kafka-backup-operator/v1".into(),
+        run_id: "20260101T000000.000Z".into(),
+        ..Default::default()
+    };
+    cp.partitions.insert(
+        "orders/0".into(),
+        PartitionProgress {
+            next_offset: 140,
+            segments: vec![seg(
+                "golden/data/orders/0/00000000000000000100-x.seg",
+                100,
+                139,
+                40,
+            )],
+            gaps: vec![],
+            done: false,
+        },
+    );
     let facts = BackupFacts {
         name: "golden".into(),
         now_ms: NOW + 60_000,
@@ -155,7 +257,10 @@ fn interrupted_run_is_resumed_from_its_checkpoint() {
     };
     let plan = compile_backup(&kb.spec, &facts).unwrap();
     assert!(plan.resumed);
-    assert_eq!(plan.run_id, "20260101T000000.000Z", "the interrupted run's id, not a new one");
+    assert_eq!(
+        plan.run_id, "20260101T000000.000Z",
+        "the interrupted run's id, not a new one"
+    );
     assert_eq!(plan.partitions[0].start_offset, 140);
     golden("backup-resume", &plan);
 }
@@ -163,10 +268,24 @@ fn interrupted_run_is_resumed_from_its_checkpoint() {
 #[test]
 fn missing_literal_topic_names_the_field() {
     let kb = backup_doc(&format!("{CLUSTER}  topics: [orders, nope, \"pay*\"]\n"));
-    let facts = BackupFacts { name: "golden".into(), now_ms: NOW, meta: meta(&[("orders", 1)]), offsets: BTreeMap::new(), configs: BTreeMap::new(), previous: None, checkpoint: None };
+    let facts = BackupFacts {
+        name: "golden".into(),
+        now_ms: NOW,
+        meta: meta(&[("orders", 1)]),
+        offsets: BTreeMap::new(),
+        configs: BTreeMap::new(),
+        previous: None,
+        checkpoint: None,
+    };
     let e = compile_backup(&kb.spec, &facts).unwrap_err().to_string();
-    assert!(e.contains("spec.topics[1]") && e.contains("\"nope\""), "{e}");
-    assert!(!e.contains("spec.topics[2]"), "a glob that matches nothing is not an error by itself: {e}");
+    assert!(
+        e.contains("spec.topics[1]") && e.contains("\"nope\""),
+        "{e}"
+    );
+    assert!(
+        !e.contains("spec.topics[2]"),
+        "a glob that matches nothing is not an error by itself: {e}"
+    );
 }
 
 #[test]
@@ -174,32 +293,76 @@ fn restore_with_pitr_mapping_and_topic_creation() {
     let kr = restore_doc(
         "  createTopics: true\n  pitr:\n    startTime: \"1970-01-01T00:00:01.010Z\"\n    endTimestamp: 1050\n  topicMapping:\n    orders: orders-restored\n  partitionMapping:\n    \"0\": 1\n    \"1\": 0\n",
     );
-    let facts = RestoreFacts { restore_name: "golden-restore".into(), manifest: previous_run(), target: meta(&[]), target_offsets: BTreeMap::new() };
+    let facts = RestoreFacts {
+        restore_name: "golden-restore".into(),
+        manifest: previous_run(),
+        target: meta(&[]),
+        target_offsets: BTreeMap::new(),
+    };
     let plan = compile_restore(&kr.spec, &facts).unwrap();
-    assert_eq!(plan.create_topics[0].configs, BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]), "only topic overrides are restored");
+    assert_eq!(
+        plan.create_topics[0].configs,
+        BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]),
+        "only topic overrides are restored"
+    );
     assert_eq!((plan.pitr_start, plan.pitr_end), (Some(1010), Some(1050)));
     golden("restore-pitr-mapping", &plan);
 }
 
 #[test]
 fn restore_refusals_name_the_field() {
-    let facts = |target: ClusterMeta, offs| RestoreFacts { restore_name: "r".into(), manifest: previous_run(), target, target_offsets: offs };
+    let facts = |target: ClusterMeta, offs| RestoreFacts {
+        restore_name: "r".into(),
+        manifest: previous_run(),
+        target,
+        target_offsets: offs,
+    };
     // the target topic is missing and createTopics is off
-    let e = compile_restore(&restore_doc("").spec, &facts(meta(&[]), BTreeMap::new())).unwrap_err().to_string();
-    assert!(e.contains("spec.createTopics") && e.contains("\"orders\""), "{e}");
+    let e = compile_restore(&restore_doc("").spec, &facts(meta(&[]), BTreeMap::new()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("spec.createTopics") && e.contains("\"orders\""),
+        "{e}"
+    );
     // same name, holding records, no purge and no explicit mapping
     let full = offsets(&[("orders", 0, 0, 5), ("orders", 1, 0, 0)]);
-    let e = compile_restore(&restore_doc("").spec, &facts(meta(&[("orders", 2)]), full.clone())).unwrap_err().to_string();
-    assert!(e.contains("spec.topicMapping") && e.contains("purgeTopics"), "{e}");
+    let e = compile_restore(
+        &restore_doc("").spec,
+        &facts(meta(&[("orders", 2)]), full.clone()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("spec.topicMapping") && e.contains("purgeTopics"),
+        "{e}"
+    );
     // the same with purgeTopics: allowed, and both partitions are purged
-    let p = compile_restore(&restore_doc("  purgeTopics: true\n").spec, &facts(meta(&[("orders", 2)]), full)).unwrap();
-    assert_eq!(p.purge, vec![("orders".to_string(), 0), ("orders".to_string(), 1)]);
+    let p = compile_restore(
+        &restore_doc("  purgeTopics: true\n").spec,
+        &facts(meta(&[("orders", 2)]), full),
+    )
+    .unwrap();
+    assert_eq!(
+        p.purge,
+        vec![("orders".to_string(), 0), ("orders".to_string(), 1)]
+    );
     // an empty same-name topic (the seed's pitr-restore onto a fresh cluster) is fine
     let empty = offsets(&[("orders", 0, 3, 3), ("orders", 1, 0, 0)]);
     assert!(compile_restore(&restore_doc("").spec, &facts(meta(&[("orders", 2)]), empty)).is_ok());
     // mapping onto a partition the target lacks, and two sources onto one target
-    let e = compile_restore(&restore_doc("  partitionMapping:\n    \"0\": 5\n").spec, &facts(meta(&[("orders", 2)]), BTreeMap::new())).unwrap_err().to_string();
+    let e = compile_restore(
+        &restore_doc("  partitionMapping:\n    \"0\": 5\n").spec,
+        &facts(meta(&[("orders", 2)]), BTreeMap::new()),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("spec.partitionMapping.0"), "{e}");
-    let e = compile_restore(&restore_doc("  partitionMapping:\n    \"0\": 1\n").spec, &facts(meta(&[("orders", 2)]), BTreeMap::new())).unwrap_err().to_string();
+    let e = compile_restore(
+        &restore_doc("  partitionMapping:\n    \"0\": 1\n").spec,
+        &facts(meta(&[("orders", 2)]), BTreeMap::new()),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("would both be restored"), "{e}");
 }

@@ -2,8 +2,14 @@
 //! to Kafka or storage.
 use crate::support::*;
 
-async fn topic_names() -> Vec<String> {
-    client().await.refresh_metadata().await.unwrap().topics.keys().cloned().collect()
+/// Topic names with `prefix` (other tests create topics in parallel).
+async fn topic_names(prefix: &str) -> Vec<String> {
+    let meta = client().await.refresh_metadata().await.unwrap();
+    meta.topics
+        .keys()
+        .filter(|t| t.starts_with(prefix))
+        .cloned()
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -11,7 +17,12 @@ async fn wrong_s3_secret_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique("bad-s3");
     produce_sample(&format!("{prefix}-"), 20);
-    let kb = backup_yaml("bads3", &[format!("{prefix}-plain")], &s3_storage(&prefix, "wrong"), "");
+    let kb = backup_yaml(
+        "bads3",
+        &[format!("{prefix}-plain")],
+        &s3_storage(&prefix, "wrong"),
+        "",
+    );
     let err = match run_docs(dir.path(), &[&kb, &s3_secret("wrong", true)], "bads3").await {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a wrong secret key must fail"),
@@ -30,7 +41,10 @@ async fn unreachable_broker_is_a_clear_error_and_writes_nothing() {
     let f = write_docs(dir.path(), &[&kb]);
     let (ok, _, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
     assert!(!ok);
-    assert!(err.contains("127.0.0.1:1") && err.contains("bootstrapServers"), "{err}");
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("bootstrapServers"),
+        "{err}"
+    );
     assert!(!store.exists(), "storage untouched");
 }
 
@@ -40,12 +54,23 @@ async fn missing_literal_topic_fails_loudly() {
     let store = dir.path().join("store");
     let prefix = unique("lit");
     produce_sample(&format!("{prefix}-"), 10);
-    let kb = backup_yaml("lit", &[format!("{prefix}-plain"), format!("{prefix}-does-not-exist")], &fs_storage(&store), "");
+    let kb = backup_yaml(
+        "lit",
+        &[
+            format!("{prefix}-plain"),
+            format!("{prefix}-does-not-exist"),
+        ],
+        &fs_storage(&store),
+        "",
+    );
     let err = match run_docs(dir.path(), &[&kb], "lit").await {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a literal missing topic must fail"),
     };
-    assert!(err.contains("spec.topics[1]") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("spec.topics[1]") && err.contains("does not exist"),
+        "{err}"
+    );
     assert!(!store.exists(), "storage untouched");
 }
 
@@ -57,26 +82,56 @@ async fn bad_input_table_names_the_field_and_writes_nothing() {
     let store = dir.path().join("store");
     let prefix = unique("badin");
     produce_sample(&format!("{prefix}-"), 10);
-    let good = backup_yaml("good", &[format!("{prefix}-plain")], &fs_storage(&store), "");
+    let good = backup_yaml(
+        "good",
+        &[format!("{prefix}-plain")],
+        &fs_storage(&store),
+        "",
+    );
     // a real backup for the restore cases
     backup(dir.path(), &[&good], "good").await;
     let before_store = tree(&store);
-    let before_topics = topic_names().await;
+    let before_topics = topic_names(&prefix).await;
     let target = format!("{prefix}-never-created");
-    let restore_base = restore_yaml("bad-r", "good", &format!("  createTopics: true\n  topicMapping:\n    {prefix}-plain: {target}\n"));
+    let restore_base = restore_yaml(
+        "bad-r",
+        "good",
+        &format!("  createTopics: true\n  topicMapping:\n    {prefix}-plain: {target}\n"),
+    );
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
-        ("malformed YAML", format!("{good}\n  topics: [unclosed\n"), vec!["invalid YAML"]),
-        ("unknown field", good.replace("  topics:", "  topicz: [a]\n  topics:"), vec!["topicz"]),
-        ("invalid cron", format!("{good}  schedule: \"not a cron\"\n"), vec!["spec.schedule"]),
+        (
+            "malformed YAML",
+            format!("{good}\n  topics: [unclosed\n"),
+            vec!["invalid YAML"],
+        ),
+        (
+            "unknown field",
+            good.replace("  topics:", "  topicz: [a]\n  topics:"),
+            vec!["topicz"],
+        ),
+        (
+            "invalid cron",
+            format!("{good}  schedule: \"not a cron\"\n"),
+            vec!["spec.schedule"],
+        ),
         (
             "missing Secret",
             good.replace(&fs_storage(&store), &s3_storage("x", "absent-secret")),
             vec!["absent-secret"],
         ),
-        ("unknown securityProtocol", good.replace("  kafkaCluster:\n", "  kafkaCluster:\n    securityProtocol: SSL_PLAINTEXT\n"), vec!["securityProtocol"]),
+        (
+            "unknown securityProtocol",
+            good.replace(
+                "  kafkaCluster:\n",
+                "  kafkaCluster:\n    securityProtocol: SSL_PLAINTEXT\n",
+            ),
+            vec!["securityProtocol"],
+        ),
         (
             "pitr start after end",
-            format!("{good}\n---\n{restore_base}  pitr:\n    startTimestamp: 2000\n    endTimestamp: 1000\n"),
+            format!(
+                "{good}\n---\n{restore_base}  pitr:\n    startTimestamp: 2000\n    endTimestamp: 1000\n"
+            ),
             vec!["pitr"],
         ),
     ];
@@ -93,5 +148,9 @@ async fn bad_input_table_names_the_field_and_writes_nothing() {
         }
         assert_eq!(tree(&store), before_store, "{what}: storage untouched");
     }
-    assert_eq!(topic_names().await, before_topics, "no topic created");
+    assert_eq!(
+        topic_names(&prefix).await,
+        before_topics,
+        "no topic created"
+    );
 }

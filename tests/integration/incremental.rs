@@ -6,9 +6,23 @@ async fn append(topic: &str, partitions: i32, n: usize) {
     let c = client().await;
     for p in 0..partitions {
         let recs: Vec<Record> = (0..n)
-            .map(|i| Record { offset: 0, timestamp: 1_800_000_000_000 + i as i64, key: Some(format!("k{i}").into()), value: Some(format!("later-{i}").into()), headers: vec![] })
+            .map(|i| Record {
+                offset: 0,
+                timestamp: 1_800_000_000_000 + i as i64,
+                key: Some(format!("k{i}").into()),
+                value: Some(format!("later-{i}").into()),
+                headers: vec![],
+            })
             .collect();
-        c.produce(topic, p, encode_batch(&recs, Codec::Zstd).unwrap(), -1, 10_000).await.unwrap();
+        c.produce(
+            topic,
+            p,
+            encode_batch(&recs, Codec::Zstd).unwrap(),
+            -1,
+            10_000,
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -18,20 +32,33 @@ async fn second_run_stores_only_what_is_past_the_previous_cut() {
     let prefix = unique("inc");
     produce_sample(&format!("{prefix}-"), 100);
     let topic = format!("{prefix}-zstd");
-    let kb = backup_yaml("inc", std::slice::from_ref(&topic), &fs_storage(dir.path()), "  stopAtCurrentOffsets: true\n");
+    let kb = backup_yaml(
+        "inc",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  stopAtCurrentOffsets: true\n",
+    );
     let run1 = backup(dir.path(), &[&kb], "inc").await;
     append(&topic, 3, 25).await;
     // the run id has millisecond resolution
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let run2 = backup(dir.path(), &[&kb], "inc").await;
     assert_eq!(run2.previous_run_id.as_deref(), Some(run1.run_id.as_str()));
-    for (p1, p2) in run1.topics[0].partitions.iter().zip(&run2.topics[0].partitions) {
+    for (p1, p2) in run1.topics[0]
+        .partitions
+        .iter()
+        .zip(&run2.topics[0].partitions)
+    {
         assert_eq!(p2.start_offset, p1.cut, "run 2 starts at run 1's cut");
         assert_eq!(p2.cut, p1.cut + 25);
         assert_eq!(p2.covered_from, p1.covered_from);
         // run 2 lists run 1's segments and adds only new ones past the cut
         assert_eq!(&p2.segments[..p1.segments.len()], &p1.segments[..]);
-        assert!(p2.segments[p1.segments.len()..].iter().all(|s| s.first_offset >= p1.cut));
+        assert!(
+            p2.segments[p1.segments.len()..]
+                .iter()
+                .all(|s| s.first_offset >= p1.cut)
+        );
         assert_eq!(p2.records, p1.records + 25);
     }
     let stored_new: u64 = run2.topics[0]
@@ -41,19 +68,38 @@ async fn second_run_stores_only_what_is_past_the_previous_cut() {
         .flat_map(|(p2, p1)| p2.segments.iter().filter(|s| !p1.segments.contains(s)))
         .map(|s| s.records)
         .sum();
-    assert_eq!(stored_new, 75, "only the 75 appended records were fetched again");
+    assert_eq!(
+        stored_new, 75,
+        "only the 75 appended records were fetched again"
+    );
 
     // restore the latest run: everything
-    let kr = restore_yaml("inc-all", "inc", &format!("  createTopics: true\n  topicMapping:\n    {topic}: {topic}-all\n"));
+    let kr = restore_yaml(
+        "inc-all",
+        "inc",
+        &format!("  createTopics: true\n  topicMapping:\n    {topic}: {topic}-all\n"),
+    );
     restore(dir.path(), &[&kb, &kr], "inc-all").await;
     assert_same(std::slice::from_ref(&topic), &[format!("{topic}-all")], &[]);
     // restore run 1 by id: only what existed then
-    let kr1 = restore_yaml("inc-first", "inc", &format!("  createTopics: true\n  topicMapping:\n    {topic}: {topic}-first\n"))
-        .replace("    name: inc\n", &format!("    name: inc\n    backupId: \"{}\"\n", run1.run_id));
+    let kr1 = restore_yaml(
+        "inc-first",
+        "inc",
+        &format!("  createTopics: true\n  topicMapping:\n    {topic}: {topic}-first\n"),
+    )
+    .replace(
+        "    name: inc\n",
+        &format!("    name: inc\n    backupId: \"{}\"\n", run1.run_id),
+    );
     restore(dir.path(), &[&kb, &kr1], "inc-first").await;
     let c = client().await;
     let parts: Vec<(String, i32)> = (0..3).map(|p| (format!("{topic}-first"), p)).collect();
-    let hw: i64 = c.list_offsets(&parts, OffsetSpec::Latest).await.unwrap().values().sum();
+    let hw: i64 = c
+        .list_offsets(&parts, OffsetSpec::Latest)
+        .await
+        .unwrap()
+        .values()
+        .sum();
     assert_eq!(hw as u64, run1.total_records);
 }
 
@@ -72,16 +118,43 @@ c.commit(offsets=[TopicPartition('{topic}', 0, 7), TopicPartition('{topic}', 2, 
 c.close()\n",
         e.bootstrap
     );
-    let out = std::process::Command::new(&e.python).arg("-c").arg(script).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let kb = backup_yaml("grp", std::slice::from_ref(&topic), &fs_storage(dir.path()), "  consumerGroupSnapshot: true\n");
+    let out = std::process::Command::new(&e.python)
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kb = backup_yaml(
+        "grp",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  consumerGroupSnapshot: true\n",
+    );
     let m = backup(dir.path(), &[&kb], "grp").await;
-    let g = m.consumer_groups.iter().find(|g| g.group_id == group).expect("the group is in the snapshot");
+    let g = m
+        .consumer_groups
+        .iter()
+        .find(|g| g.group_id == group)
+        .expect("the group is in the snapshot");
     let mut offs: Vec<(i32, i64)> = g.offsets.iter().map(|o| (o.partition, o.offset)).collect();
     offs.sort();
     assert_eq!(offs, vec![(0, 7), (2, 11)]);
     assert!(g.offsets.iter().all(|o| o.topic == topic));
     // without the flag, no snapshot
-    let kb2 = backup_yaml("grp2", std::slice::from_ref(&topic), &fs_storage(dir.path()), "");
-    assert!(backup(dir.path(), &[&kb2], "grp2").await.consumer_groups.is_empty());
+    let kb2 = backup_yaml(
+        "grp2",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "",
+    );
+    assert!(
+        backup(dir.path(), &[&kb2], "grp2")
+            .await
+            .consumer_groups
+            .is_empty()
+    );
 }

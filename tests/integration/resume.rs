@@ -11,9 +11,24 @@ async fn killed_backup_resumes_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let e = env();
     let topic = unique("resume");
-    let (ok, out, err) = py(&["gen-load", "--bootstrap", &e.bootstrap, "--topic", &topic, "--partitions", "2", "--mib", "12", "--record-bytes", "1024"]);
+    let (ok, out, err) = py(&[
+        "gen-load",
+        "--bootstrap",
+        &e.bootstrap,
+        "--topic",
+        &topic,
+        "--partitions",
+        "2",
+        "--mib",
+        "12",
+        "--record-bytes",
+        "1024",
+    ]);
     assert!(ok, "{out}{err}");
-    let produced = serde_json::from_str::<serde_json::Value>(out.lines().last().unwrap()).unwrap()["records"].as_u64().unwrap();
+    let produced = serde_json::from_str::<serde_json::Value>(out.lines().last().unwrap()).unwrap()
+        ["records"]
+        .as_u64()
+        .unwrap();
     let kb = backup_yaml(
         "res",
         std::slice::from_ref(&topic),
@@ -32,8 +47,14 @@ async fn killed_backup_resumes_without_loss_or_duplicates() {
     let runs = dir.path().join("res/runs");
     let t = Instant::now();
     let killed_at = loop {
-        assert!(t.elapsed() < Duration::from_secs(30), "no checkpoint with segments within 30 s");
-        let cp = std::fs::read_dir(&runs).ok().and_then(|mut d| d.next()).and_then(|e| std::fs::read(e.ok()?.path().join("checkpoint.json")).ok());
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no checkpoint with segments within 30 s"
+        );
+        let cp = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read(e.ok()?.path().join("checkpoint.json")).ok());
         if let Some(cp) = cp.and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok()) {
             let segs: usize = cp.partitions.values().map(|p| p.segments.len()).sum();
             if segs >= 2 {
@@ -45,22 +66,39 @@ async fn killed_backup_resumes_without_loss_or_duplicates() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let run_id = killed_at.run_id.clone();
-    assert!(!runs.join(&run_id).join("manifest.json").exists(), "the killed run is incomplete");
+    assert!(
+        !runs.join(&run_id).join("manifest.json").exists(),
+        "the killed run is incomplete"
+    );
 
     // start again (no rate limit needed for the rest)
     let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
     assert!(ok, "resumed run failed: {out}{err}");
     assert!(out.contains(&run_id), "the same run id is resumed: {out}");
-    let m: RunManifest = serde_json::from_slice(&std::fs::read(runs.join(&run_id).join("manifest.json")).unwrap()).unwrap();
+    let m: RunManifest =
+        serde_json::from_slice(&std::fs::read(runs.join(&run_id).join("manifest.json")).unwrap())
+            .unwrap();
     for (key, p) in &killed_at.partitions {
         let part: i32 = key.rsplit('/').next().unwrap().parse().unwrap();
-        let pm = m.topics[0].partitions.iter().find(|x| x.partition == part).unwrap();
-        assert_eq!(&pm.segments[..p.segments.len()], &p.segments[..], "segments written before the kill are kept, not refetched");
+        let pm = m.topics[0]
+            .partitions
+            .iter()
+            .find(|x| x.partition == part)
+            .unwrap();
+        assert_eq!(
+            &pm.segments[..p.segments.len()],
+            &p.segments[..],
+            "segments written before the kill are kept, not refetched"
+        );
     }
     let total: u64 = m.topics[0].partitions.iter().map(|p| p.records).sum();
     assert_eq!(total, produced, "every record exactly once");
 
-    let kr = restore_yaml("res-r", "res", &format!("  createTopics: true\n  topicMapping:\n    {topic}: {topic}-r\n"));
+    let kr = restore_yaml(
+        "res-r",
+        "res",
+        &format!("  createTopics: true\n  topicMapping:\n    {topic}: {topic}-r\n"),
+    );
     restore(dir.path(), &[&kb, &kr], "res-r").await;
     assert_same(std::slice::from_ref(&topic), &[format!("{topic}-r")], &[]);
 }

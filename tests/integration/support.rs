@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use kafka_backup_operator::cli::load::{Target, load};
 use kafka_backup_operator::exec::engine::system_now_ms;
-use kafka_backup_operator::exec::{Cancel, ExecContext, Limits, Progress, RestoreOutcome, run_backup, run_restore};
+use kafka_backup_operator::exec::{
+    Cancel, ExecContext, Limits, Progress, RestoreOutcome, run_backup, run_restore,
+};
 use kafka_backup_operator::flow::{Access, FlowError, prepare_backup, prepare_restore};
 use kafka_backup_operator::format::manifest::RunManifest;
 use kafka_backup_operator::kafka::{ClientConfig, KafkaClient};
@@ -43,8 +45,15 @@ pub fn env() -> Env {
 /// A name unique across test processes and runs (Kafka topic-name safe).
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}-{}-{}-{nanos:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn repo_root() -> PathBuf {
@@ -59,20 +68,37 @@ pub fn py(args: &[&str]) -> (bool, String, String) {
         .args(args)
         .output()
         .expect("python runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The sample data set (see kbo_data.py produce-sample); returns its JSON summary.
 pub fn produce_sample(prefix: &str, records: u32) -> serde_json::Value {
     let e = env();
-    let (ok, out, err) = py(&["produce-sample", "--bootstrap", &e.bootstrap, "--prefix", prefix, "--records", &records.to_string()]);
+    let (ok, out, err) = py(&[
+        "produce-sample",
+        "--bootstrap",
+        &e.bootstrap,
+        "--prefix",
+        prefix,
+        "--records",
+        &records.to_string(),
+    ]);
     assert!(ok, "produce-sample failed: {err}\n{out}");
     serde_json::from_str(&out).expect("produce-sample prints JSON")
 }
 
 /// The topics of a sample summary.
 pub fn sample_topics(summary: &serde_json::Value) -> Vec<String> {
-    summary["topics"].as_object().expect("topics").keys().cloned().collect()
+    summary["topics"]
+        .as_object()
+        .expect("topics")
+        .keys()
+        .cloned()
+        .collect()
 }
 
 /// Compares source and target topics record by record with confluent-kafka. Returns the
@@ -80,7 +106,15 @@ pub fn sample_topics(summary: &serde_json::Value) -> Vec<String> {
 pub fn assert_same(src: &[String], dst: &[String], extra: &[&str]) -> String {
     let e = env();
     let (s, d) = (src.join(","), dst.join(","));
-    let mut args = vec!["compare", "--bootstrap", &e.bootstrap, "--source-topics", &s, "--target-topics", &d];
+    let mut args = vec![
+        "compare",
+        "--bootstrap",
+        &e.bootstrap,
+        "--source-topics",
+        &s,
+        "--target-topics",
+        &d,
+    ];
     args.extend_from_slice(extra);
     let (ok, out, err) = py(&args);
     assert!(ok, "restored data differs from the source:\n{out}\n{err}");
@@ -91,14 +125,25 @@ pub fn assert_same(src: &[String], dst: &[String], extra: &[&str]) -> String {
 pub fn assert_differs(src: &[String], dst: &[String], extra: &[&str]) {
     let e = env();
     let (s, d) = (src.join(","), dst.join(","));
-    let mut args = vec!["compare", "--bootstrap", &e.bootstrap, "--source-topics", &s, "--target-topics", &d];
+    let mut args = vec![
+        "compare",
+        "--bootstrap",
+        &e.bootstrap,
+        "--source-topics",
+        &s,
+        "--target-topics",
+        &d,
+    ];
     args.extend_from_slice(extra);
     let (ok, out, _) = py(&args);
     assert!(!ok, "expected a difference, compare passed:\n{out}");
 }
 
 pub fn fs_storage(dir: &Path) -> String {
-    format!("storageType: filesystem\n    filesystem:\n      path: {}", dir.display())
+    format!(
+        "storageType: filesystem\n    filesystem:\n      path: {}",
+        dir.display()
+    )
 }
 
 /// S3 storage on the testenv moto server with a credentials Secret named `secret`.
@@ -113,7 +158,11 @@ pub fn s3_storage(prefix: &str, secret: &str) -> String {
 /// A Secret document with the testenv S3 key pair (or a wrong one).
 pub fn s3_secret(name: &str, wrong: bool) -> String {
     let e = env();
-    let sk = if wrong { "not-the-secret".to_string() } else { e.secret_key.clone() };
+    let sk = if wrong {
+        "not-the-secret".to_string()
+    } else {
+        e.secret_key.clone()
+    };
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\nstringData:\n  AWS_ACCESS_KEY_ID: {}\n  AWS_SECRET_ACCESS_KEY: {sk}\n",
         e.access_key
@@ -126,7 +175,11 @@ pub fn backup_yaml(name: &str, topics: &[String], storage: &str, extra: &str) ->
     format!(
         "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: {name}\nspec:\n  kafkaCluster:\n    bootstrapServers: [\"{}\"]\n  topics: [{}]\n  storage:\n    {storage}\n{extra}",
         e.bootstrap,
-        topics.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ")
+        topics
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -161,7 +214,12 @@ pub fn write_docs(dir: &Path, docs: &[&str]) -> PathBuf {
 }
 
 pub fn ctx() -> ExecContext {
-    ExecContext { progress: Progress::new(None), cancel: Cancel::never(), limits: Arc::new(Limits::new(None, None)), now_ms: system_now_ms }
+    ExecContext {
+        progress: Progress::new(None),
+        cancel: Cancel::never(),
+        limits: Arc::new(Limits::new(None, None)),
+        now_ms: system_now_ms,
+    }
 }
 
 /// What running a document set did.
@@ -173,16 +231,24 @@ pub enum Outcome {
 /// Runs the resource `name` of `docs` through the library (observe -> compile -> execute).
 pub async fn run_docs(dir: &Path, docs: &[&str], name: &str) -> Result<Outcome, FlowError> {
     let f = write_docs(dir, docs);
-    let (target, secrets) = load(&[f], Some(name)).map_err(|e| FlowError::Exec(kafka_backup_operator::exec::ExecError::Failed(e.to_string())))?;
+    let (target, secrets) = load(&[f], Some(name)).map_err(|e| {
+        FlowError::Exec(kafka_backup_operator::exec::ExecError::Failed(
+            e.to_string(),
+        ))
+    })?;
     let pvc = dir.join("pvc");
     match target {
         Target::Backup(kb) => {
             let p = prepare_backup(&kb, &secrets, &pvc, system_now_ms(), Access::ReadWrite).await?;
-            Ok(Outcome::Backup(run_backup(&p.plan, &p.client, &p.op, &ctx()).await?))
+            Ok(Outcome::Backup(
+                run_backup(&p.plan, &p.client, &p.op, &ctx()).await?,
+            ))
         }
         Target::Restore(kr, kb) => {
             let p = prepare_restore(&kr, kb.as_deref(), &secrets, &pvc, Access::ReadWrite).await?;
-            Ok(Outcome::Restore(run_restore(&p.plan, &p.client, &p.op, &ctx()).await?))
+            Ok(Outcome::Restore(
+                run_restore(&p.plan, &p.client, &p.op, &ctx()).await?,
+            ))
         }
     }
 }
@@ -205,12 +271,22 @@ pub async fn restore(dir: &Path, docs: &[&str], name: &str) -> RestoreOutcome {
 
 /// The CLI binary.
 pub fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator")).args(args).env("NO_COLOR", "1").output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub async fn client() -> KafkaClient {
-    KafkaClient::connect(ClientConfig::plaintext(vec![env().bootstrap])).await.expect("testenv broker reachable")
+    KafkaClient::connect(ClientConfig::plaintext(vec![env().bootstrap]))
+        .await
+        .expect("testenv broker reachable")
 }
 
 /// Every file under `dir`, relative, sorted (a storage snapshot for "nothing written" checks).
