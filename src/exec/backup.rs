@@ -7,7 +7,7 @@ use tokio::sync::Mutex;
 
 use super::ExecError;
 use super::engine::{Event, ExecContext, run_steps};
-use crate::format::batch::{Codec, split_batches};
+use crate::format::batch::Codec;
 use crate::format::layout::{self, FORMAT};
 use crate::format::manifest::{
     Checkpoint, Gap, GroupOffset, GroupSnapshot, PartitionManifest, PartitionProgress, RunManifest,
@@ -253,6 +253,7 @@ async fn backup_partition(
     let (mut records_done, mut bytes_done) = (0u64, 0u64);
     let max_wait = if step.cut == CutMode::Never { 500 } else { 100 };
     let mut empty_fetches = 0u32;
+    let mut stream_errors = 0u32;
     let mut max_bytes = FETCH_MAX_BYTES;
     loop {
         if ctx.cancel.is_cancelled() {
@@ -269,8 +270,8 @@ async fn backup_partition(
                 break;
             }
         }
-        let fetched = match client
-            .fetch(&step.topic, step.partition, next, max_bytes, max_wait)
+        let mut fetched = match client
+            .fetch_stream(&step.topic, step.partition, next, max_bytes, max_wait)
             .await
         {
             Err(KafkaError::Broker { code: 1, .. }) => {
@@ -302,15 +303,30 @@ async fn backup_partition(
             }
             r => r?,
         };
-        let batches = split_batches(&fetched.records)?;
         let mut progressed = false;
-        for b in &batches {
+        loop {
+            let b = match fetched.next_batch().await {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(e) if e.is_retriable() && stream_errors < 5 => {
+                    // The connection broke mid-response: what was pushed stays, fetch again
+                    // from `next` (a fresh connection, leaders refreshed).
+                    stream_errors += 1;
+                    tracing::warn!(step = %name, error = %e, "fetch interrupted, retrying");
+                    let _ = client.refresh_metadata().await;
+                    tokio::time::sleep(Duration::from_millis(200 * stream_errors as u64)).await;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
             let h = &b.header;
             if h.last_offset() < next {
                 continue;
             }
             if let CutMode::At(c) = step.cut {
                 if h.base_offset >= c {
+                    // Offsets next..c hold nothing (compaction): the cut is reached.
+                    next = next.max(c);
                     break;
                 }
             }
@@ -335,7 +351,7 @@ async fn backup_partition(
                 );
             }
             let w = writer.as_mut().unwrap();
-            w.push(b).await?;
+            w.push(&b).await?;
             next = h.next_offset();
             progressed = true;
             records_done += records;
@@ -354,11 +370,12 @@ async fn backup_partition(
             finish_segment(sh, &name, seg, &mut new_segments, next, &gaps).await?;
         }
         if progressed {
+            stream_errors = 0;
             empty_fetches = 0;
             max_bytes = FETCH_MAX_BYTES;
             continue;
         }
-        if !fetched.records.is_empty() && batches.is_empty() {
+        if fetched.truncated() {
             // Only a partial batch came back: the batch at `next` is larger than asked for.
             max_bytes = max_bytes.saturating_mul(2);
             continue;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
@@ -24,12 +24,22 @@ use super::error::{KafkaError, Result};
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
-type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Result<Bytes>>>>>;
+/// Who waits for a response: a caller wanting the whole frame, or a streaming caller that
+/// receives the frame in chunks (see [`Connection::enqueue_streaming`]).
+enum Waiter {
+    Whole(oneshot::Sender<Result<Bytes>>),
+    Stream(mpsc::Sender<Result<Bytes>>),
+}
+
+type Pending = Arc<Mutex<HashMap<i32, Waiter>>>;
+
+/// Chunk size of streamed responses (256 KiB).
+const STREAM_CHUNK: usize = 256 << 10;
 
 struct Outgoing {
     frame: BytesMut,
     correlation_id: i32,
-    reply: Option<oneshot::Sender<Result<Bytes>>>,
+    reply: Option<Waiter>,
 }
 
 /// Largest response frame we accept (1 GiB): noida-db ignores fetch size limits and can
@@ -212,7 +222,8 @@ impl Connection {
     /// caller keep several Produce requests for one partition in flight without reordering.
     pub async fn enqueue<R: Request>(&self, req: &R, v: i16) -> Result<Reply<R>> {
         let (reply_tx, reply_rx) = oneshot::channel();
-        self.write::<R>(req, v, Some(reply_tx)).await?;
+        self.write::<R>(req, v, Some(Waiter::Whole(reply_tx)))
+            .await?;
         Ok(Reply {
             rx: reply_rx,
             version: v,
@@ -223,12 +234,22 @@ impl Connection {
         })
     }
 
-    async fn write<R: Request>(
-        &self,
-        req: &R,
-        v: i16,
-        reply: Option<oneshot::Sender<Result<Bytes>>>,
-    ) -> Result<()> {
+    /// Queues `req` and returns a reader of its response body in chunks, so a response far
+    /// larger than what the caller wants to hold (noida-db answers a Fetch with most of a
+    /// partition, whatever `max_bytes` says) never sits in memory whole. The reader gets the
+    /// bytes after the correlation id; at most 4 chunks of 256 KiB are buffered.
+    pub async fn enqueue_streaming<R: Request>(&self, req: &R, v: i16) -> Result<ChunkReader> {
+        let (tx, rx) = mpsc::channel(4);
+        self.write::<R>(req, v, Some(Waiter::Stream(tx))).await?;
+        Ok(ChunkReader {
+            rx,
+            cur: Bytes::new(),
+            broker: self.broker.clone(),
+            timeout: self.request_timeout,
+        })
+    }
+
+    async fn write<R: Request>(&self, req: &R, v: i16, reply: Option<Waiter>) -> Result<()> {
         let correlation_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
@@ -320,30 +341,135 @@ async fn reader(
                 return;
             }
         };
-        let mut buf = BytesMut::zeroed(len);
-        if let Err(e) = r.read_exact(&mut buf).await {
+        let id = match r.read_i32().await {
+            Ok(id) => id,
+            Err(e) => {
+                fail_all(&pending, &closed, &broker, &e.to_string());
+                return;
+            }
+        };
+        let waiter = pending.lock().unwrap().remove(&id);
+        let body = len - 4;
+        let ok = match waiter {
+            Some(Waiter::Stream(tx)) => stream_body(&mut r, body, &tx).await,
+            other => {
+                let mut buf = BytesMut::with_capacity(len);
+                buf.put_i32(id);
+                buf.resize(len, 0);
+                match r.read_exact(&mut buf[4..]).await {
+                    Ok(_) => {
+                        if let Some(Waiter::Whole(w)) = other {
+                            let _ = w.send(Ok(buf.freeze()));
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Err(e) = ok {
             fail_all(&pending, &closed, &broker, &e.to_string());
             return;
         }
-        let frame = buf.freeze();
-        let id = (&frame[..4]).get_i32();
-        let waiter = pending.lock().unwrap().remove(&id);
-        if let Some(w) = waiter {
-            let _ = w.send(Ok(frame));
+    }
+}
+
+/// Forwards `len` bytes of a response in chunks. If the receiver went away, the rest is still
+/// read (and dropped) so the connection stays in step.
+async fn stream_body(
+    r: &mut tokio::io::ReadHalf<Box<dyn Stream>>,
+    mut len: usize,
+    tx: &mpsc::Sender<Result<Bytes>>,
+) -> std::io::Result<()> {
+    let mut receiver_alive = true;
+    while len > 0 {
+        let n = len.min(STREAM_CHUNK);
+        let mut buf = BytesMut::zeroed(n);
+        r.read_exact(&mut buf).await?;
+        len -= n;
+        if receiver_alive && tx.send(Ok(buf.freeze())).await.is_err() {
+            receiver_alive = false;
         }
+    }
+    Ok(())
+}
+
+/// Pull-style reader of a streamed response body (see [`Connection::enqueue_streaming`]).
+pub struct ChunkReader {
+    rx: mpsc::Receiver<Result<Bytes>>,
+    cur: Bytes,
+    broker: String,
+    timeout: Duration,
+}
+
+impl ChunkReader {
+    /// The next `n` bytes of the response.
+    ///
+    /// Errors: [`KafkaError::Io`] if the connection broke or the response ended early,
+    /// [`KafkaError::Timeout`] if no bytes came for `requestTimeoutMs`.
+    pub async fn take(&mut self, n: usize) -> Result<Bytes> {
+        if self.cur.len() >= n {
+            return Ok(self.cur.split_to(n));
+        }
+        let mut out = BytesMut::with_capacity(n);
+        out.extend_from_slice(&self.cur);
+        self.cur = Bytes::new();
+        while out.len() < n {
+            let chunk = match tokio::time::timeout(self.timeout, self.rx.recv()).await {
+                Err(_) => {
+                    return Err(KafkaError::Timeout {
+                        broker: self.broker.clone(),
+                        api: "Fetch".into(),
+                        timeout_ms: self.timeout.as_millis() as u64,
+                    });
+                }
+                Ok(None) => {
+                    return Err(KafkaError::Io {
+                        broker: self.broker.clone(),
+                        reason: "response ended early".into(),
+                    });
+                }
+                Ok(Some(c)) => c?,
+            };
+            let need = n - out.len();
+            if chunk.len() <= need {
+                out.extend_from_slice(&chunk);
+            } else {
+                out.extend_from_slice(&chunk[..need]);
+                self.cur = chunk.slice(need..);
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// Skips `n` bytes.
+    pub async fn skip(&mut self, mut n: usize) -> Result<()> {
+        while n > 0 {
+            let k = n.min(STREAM_CHUNK);
+            self.take(k).await?;
+            n -= k;
+        }
+        Ok(())
     }
 }
 
 fn fail_all(pending: &Pending, closed: &AtomicBool, broker: &str, reason: &str) {
     closed.store(true, Ordering::Relaxed);
     for (_, w) in pending.lock().unwrap().drain() {
-        let _ = w.send(Err(KafkaError::Io {
+        let e = KafkaError::Io {
             broker: broker.to_string(),
             reason: reason.to_string(),
-        }));
+        };
+        match w {
+            Waiter::Whole(w) => {
+                let _ = w.send(Err(e));
+            }
+            Waiter::Stream(w) => {
+                let _ = w.try_send(Err(e));
+            }
+        }
     }
 }
-
 /// A request in flight; [`Reply::wait`] yields its decoded response.
 pub struct Reply<R: Request> {
     rx: oneshot::Receiver<Result<Bytes>>,

@@ -3,7 +3,7 @@
 //! [`KafkaClient::with_retry`].
 use std::collections::{BTreeMap, HashMap};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures::future::try_join_all;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
@@ -33,16 +33,6 @@ pub enum OffsetSpec {
     Latest,
     /// The first offset whose timestamp is >= this epoch-ms value (KIP-79); -1 if none.
     Timestamp(i64),
-}
-
-/// One partition's slice of a Fetch response.
-#[derive(Debug, Clone)]
-pub struct FetchedPartition {
-    pub high_watermark: i64,
-    pub last_stable_offset: i64,
-    pub log_start_offset: i64,
-    /// Raw record batches as the broker sent them (the last one may be truncated).
-    pub records: Bytes,
 }
 
 /// A topic to create.
@@ -141,23 +131,29 @@ impl KafkaClient {
         Ok(try_join_all(calls).await?.into_iter().flatten().collect())
     }
 
-    /// Fetches one partition from `offset` (read_uncommitted: everything up to the high
-    /// watermark, control batches and aborted records included; see docs/format.md).
-    /// `max_bytes` is a hint: some brokers (noida-db) send more.
+    /// Fetches one partition from `offset`, read_uncommitted: everything up to the high
+    /// watermark, control batches and aborted records included (see docs/format.md). The
+    /// response is streamed: batches are handed out one at a time while the rest is still on
+    /// the socket,
+    /// so memory stays bounded by one batch plus 1 MiB of buffered chunks whatever the broker
+    /// sends. Uses Fetch v4-v11 (the last non-flexible version; the layout below is the
+    /// protocol guide's). `max_bytes` is a hint: some brokers (noida-db) send more.
     ///
-    /// Errors: OFFSET_OUT_OF_RANGE (code 1) comes back as [`KafkaError::Broker`] for the
-    /// caller to turn into a recorded retention gap.
-    pub async fn fetch(
+    /// Errors in the response header are retried when retriable; OFFSET_OUT_OF_RANGE (code 1)
+    /// comes back as [`KafkaError::Broker`] for the caller to turn into a recorded retention
+    /// gap.
+    pub async fn fetch_stream(
         &self,
         topic: &str,
         partition: i32,
         offset: i64,
         max_bytes: i32,
         max_wait_ms: i32,
-    ) -> Result<FetchedPartition> {
+    ) -> Result<FetchStream> {
         self.with_retry("Fetch", || async {
             let (leader, epoch) = self.leader(topic, partition).await?;
             let conn = self.broker_conn(leader).await?;
+            let v = conn.version::<FetchRequest>(11)?;
             let req = FetchRequest::default()
                 .with_replica_id(BrokerId(-1))
                 .with_max_wait_ms(max_wait_ms)
@@ -178,35 +174,61 @@ impl KafkaClient {
                                 .with_partition_max_bytes(max_bytes),
                         ]),
                 ]);
-            // v12 is the last Fetch version that names topics (v13+ uses topic ids, KIP-516).
-            let (resp, _) = conn.call(&req, 12).await?;
-            if resp.error_code != 0 {
-                return Err(KafkaError::broker(
-                    "Fetch",
-                    format!("{topic}-{partition}"),
-                    resp.error_code,
-                ));
+            let mut r = conn.enqueue_streaming(&req, v).await?;
+            let resource = format!("{topic}-{partition}");
+            let protocol = |reason: &str| KafkaError::Protocol {
+                broker: conn.broker().to_string(),
+                reason: format!("Fetch v{v} for {resource}: {reason}"),
+            };
+            // throttle_time_ms i32 | [v7+] error_code i16, session_id i32 | responses [i32 n]
+            let mut h = r.take(if v >= 7 { 14 } else { 8 }).await?;
+            h.advance(4);
+            if v >= 7 {
+                let code = h.get_i16();
+                if code != 0 {
+                    return Err(KafkaError::broker("Fetch", resource.clone(), code));
+                }
+                h.advance(4);
             }
-            let p = resp
-                .responses
-                .into_iter()
-                .flat_map(|t| t.partitions)
-                .find(|p| p.partition_index == partition)
-                .ok_or_else(|| {
-                    KafkaError::Other(format!("Fetch response lacks {topic}-{partition}"))
-                })?;
-            if p.error_code != 0 {
-                return Err(KafkaError::broker(
-                    "Fetch",
-                    format!("{topic}-{partition}"),
-                    p.error_code,
-                ));
+            let topics = h.get_i32();
+            if topics != 1 {
+                return Err(protocol(&format!(
+                    "{topics} topics in the response, asked for 1"
+                )));
             }
-            Ok(FetchedPartition {
-                high_watermark: p.high_watermark,
-                last_stable_offset: p.last_stable_offset,
-                log_start_offset: p.log_start_offset,
-                records: p.records.unwrap_or_default(),
+            // topic STRING | partitions [i32 n]
+            let name_len = r.take(2).await?.get_i16().max(0) as usize;
+            r.skip(name_len).await?;
+            if r.take(4).await?.get_i32() != 1 {
+                return Err(protocol("expected exactly one partition"));
+            }
+            // partition_index i32 | error_code i16 | high_watermark i64 | last_stable_offset i64
+            // | [v5+] log_start_offset i64 | aborted_transactions [i32 n, -1 = null] of 16 bytes
+            let mut p = r.take(if v >= 5 { 30 } else { 22 }).await?;
+            let _index = p.get_i32();
+            let code = p.get_i16();
+            let high_watermark = p.get_i64();
+            let last_stable_offset = p.get_i64();
+            let log_start_offset = if v >= 5 { p.get_i64() } else { -1 };
+            if code != 0 {
+                return Err(KafkaError::broker("Fetch", resource.clone(), code));
+            }
+            let aborted = r.take(4).await?.get_i32();
+            if aborted > 0 {
+                r.skip(aborted as usize * 16).await?;
+            }
+            if v >= 11 {
+                r.skip(4).await?; // preferred_read_replica
+            }
+            // records: i32 size (-1 = null) then the batches
+            let size = r.take(4).await?.get_i32().max(0) as usize;
+            Ok(FetchStream {
+                reader: r,
+                remaining: size,
+                truncated_tail: false,
+                high_watermark,
+                last_stable_offset,
+                log_start_offset,
             })
         })
         .await
@@ -629,4 +651,67 @@ pub fn produce_result(resp: ProduceResponse, topic: &str, partition: i32) -> Res
         return Err(e);
     }
     Ok(p.base_offset)
+}
+
+/// A partition's Fetch response being read: the header fields, then [`FetchStream::next_batch`]
+/// until `None`.
+pub struct FetchStream {
+    reader: super::conn::ChunkReader,
+    remaining: usize,
+    truncated_tail: bool,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+}
+
+impl FetchStream {
+    /// True when the response carried no record bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0 && !self.truncated_tail
+    }
+
+    /// True when the response ended in a partial batch (the batch at the fetch offset is larger
+    /// than `max_bytes`, or the broker cut the response).
+    pub fn truncated(&self) -> bool {
+        self.truncated_tail
+    }
+
+    /// The next complete record batch, exactly as sent. `Ok(None)` at the end; a truncated
+    /// last batch (cut at `max_bytes`) is skipped and also ends the stream, with
+    /// `truncated()` telling so.
+    pub async fn next_batch(&mut self) -> Result<Option<crate::format::batch::RawBatch>> {
+        use crate::format::batch::{BatchHeader, HEADER_LEN, RawBatch};
+        if self.remaining < HEADER_LEN {
+            self.drain().await?;
+            return Ok(None);
+        }
+        let head = self.reader.take(12).await?;
+        let len = 12 + (&head[8..12]).get_i32().max(0) as usize;
+        if len > self.remaining || len < HEADER_LEN {
+            self.remaining -= 12;
+            self.truncated_tail = true;
+            self.drain().await?;
+            return Ok(None);
+        }
+        let rest = self.reader.take(len - 12).await?;
+        self.remaining -= len;
+        let mut whole = bytes::BytesMut::with_capacity(len);
+        whole.extend_from_slice(&head);
+        whole.extend_from_slice(&rest);
+        let bytes = whole.freeze();
+        let header = BatchHeader::parse(&bytes).expect("at least a header's worth of bytes");
+        if header.magic != 2 {
+            self.drain().await?;
+            return Err(KafkaError::Other(format!(
+                "record batch at offset {} has magic {}: only message format v2 (Kafka >= 0.11) is supported",
+                header.base_offset, header.magic
+            )));
+        }
+        Ok(Some(RawBatch { header, bytes }))
+    }
+
+    async fn drain(&mut self) -> Result<()> {
+        let n = std::mem::take(&mut self.remaining);
+        self.reader.skip(n).await
+    }
 }
