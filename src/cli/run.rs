@@ -7,7 +7,7 @@ use super::RunArgs;
 use super::load::{Target, load};
 use super::report::{restore_table, spawn_reporter, summary};
 use crate::exec::engine::system_now_ms;
-use crate::exec::{Cancel, ExecContext, Limits, Progress, run_backup, run_restore};
+use crate::exec::{Cancel, Event, ExecContext, Limits, Progress, run_backup, run_restore};
 use crate::flow::{Access, prepare_backup, prepare_restore};
 
 /// Runs the `run` command. Ctrl-C cancels: a backup keeps its checkpoint and resumes when run
@@ -23,8 +23,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             let _ = cancel_tx.send(true);
         }
     });
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let progress = Progress::new(Some(ev_tx));
+    let reporting = Reporting {
+        cancel,
+        bar: !args.no_progress,
+    };
     match target {
         Target::Backup(kb) => {
             if kb.spec.schedule.is_some() {
@@ -45,17 +47,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 backup = %plan.backup_name, run = %plan.run_id, resumed = plan.resumed, storage = %prep.storage.describe(),
                 partitions = plan.partitions.len(), planned_records = plan.estimated_records, "backup starting"
             );
-            let ctx = ExecContext {
-                progress: progress.clone(),
-                cancel,
-                limits: Arc::new(Limits::new(plan.bytes_per_sec, plan.records_per_sec)),
-                now_ms: system_now_ms,
-            };
-            let reporter = spawn_reporter(progress.clone(), ev_rx, !args.no_progress);
-            let result = run_backup(plan, &prep.client, &prep.op, &ctx).await;
-            reporter.abort();
-            let m = result?;
-            let (records, bytes, secs) = progress.snapshot();
+            let limits = Limits::new(plan.bytes_per_sec, plan.records_per_sec);
+            let (m, (records, bytes, secs)) = reporting
+                .execute(limits, |ctx| async move {
+                    run_backup(plan, &prep.client, &prep.op, &ctx).await
+                })
+                .await?;
             println!(
                 "{}",
                 summary(
@@ -84,18 +81,16 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 println!("dryRun: nothing was written");
                 return Ok(());
             }
-            tracing::info!(restore = %plan.restore_name, backup = %plan.backup_name, run = %plan.backup_run_id, storage = %prep.storage.describe(), partitions = plan.partitions.len(), "restore starting");
-            let ctx = ExecContext {
-                progress: progress.clone(),
-                cancel,
-                limits: Arc::new(Limits::new(plan.bytes_per_sec, plan.records_per_sec)),
-                now_ms: system_now_ms,
-            };
-            let reporter = spawn_reporter(progress.clone(), ev_rx, !args.no_progress);
-            let result = run_restore(plan, &prep.client, &prep.op, &ctx).await;
-            reporter.abort();
-            let out = result?;
-            let (_, _, secs) = progress.snapshot();
+            tracing::info!(
+                restore = %plan.restore_name, backup = %plan.backup_name, run = %plan.backup_run_id,
+                storage = %prep.storage.describe(), partitions = plan.partitions.len(), "restore starting"
+            );
+            let limits = Limits::new(plan.bytes_per_sec, plan.records_per_sec);
+            let (out, (_, _, secs)) = reporting
+                .execute(limits, |ctx| async move {
+                    run_restore(plan, &prep.client, &prep.op, &ctx).await
+                })
+                .await?;
             println!(
                 "{}",
                 summary(
@@ -109,4 +104,33 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Step 4 on a terminal: progress bar or log lines while a plan executes.
+struct Reporting {
+    cancel: Cancel,
+    bar: bool,
+}
+
+impl Reporting {
+    /// Runs `f` with a fresh context and a reporter; returns its result and the final
+    /// (records, bytes, seconds) counters.
+    async fn execute<T, E, F, Fut>(&self, limits: Limits, f: F) -> Result<(T, (u64, u64, f64)), E>
+    where
+        F: FnOnce(ExecContext) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
+        let progress = Progress::new(Some(ev_tx));
+        let ctx = ExecContext {
+            progress: progress.clone(),
+            cancel: self.cancel.clone(),
+            limits: Arc::new(limits),
+            now_ms: system_now_ms,
+        };
+        let reporter = spawn_reporter(progress.clone(), ev_rx, self.bar);
+        let result = f(ctx).await;
+        reporter.abort();
+        Ok((result?, progress.snapshot()))
+    }
 }

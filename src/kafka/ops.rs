@@ -248,18 +248,7 @@ impl KafkaClient {
     ) -> Result<i64> {
         let (leader, _) = self.leader(topic, partition).await?;
         let conn = self.broker_conn(leader).await?;
-        let req = ProduceRequest::default()
-            .with_acks(acks)
-            .with_timeout_ms(timeout_ms)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(tn(topic))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(records)),
-                    ]),
-            ]);
+        let req = produce_request(topic, partition, records, acks, timeout_ms);
         if acks == 0 {
             let v = conn.version::<ProduceRequest>(12)?;
             conn.send_no_reply(&req, v).await?;
@@ -294,18 +283,7 @@ impl KafkaClient {
         acks: i16,
         timeout_ms: i32,
     ) -> Result<super::conn::Reply<ProduceRequest>> {
-        let req = ProduceRequest::default()
-            .with_acks(acks)
-            .with_timeout_ms(timeout_ms)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(tn(topic))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(records)),
-                    ]),
-            ]);
+        let req = produce_request(topic, partition, records, acks, timeout_ms);
         // v12 is the last Produce version that names topics (v13 uses topic ids).
         let v = conn.version::<ProduceRequest>(12)?;
         conn.enqueue(&req, v).await
@@ -319,18 +297,7 @@ impl KafkaClient {
         records: Bytes,
         timeout_ms: i32,
     ) -> Result<()> {
-        let req = ProduceRequest::default()
-            .with_acks(0)
-            .with_timeout_ms(timeout_ms)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(tn(topic))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(records)),
-                    ]),
-            ]);
+        let req = produce_request(topic, partition, records, 0, timeout_ms);
         let v = conn.version::<ProduceRequest>(12)?;
         conn.send_no_reply(&req, v).await
     }
@@ -633,6 +600,28 @@ impl KafkaClient {
         })
         .await
     }
+}
+
+/// A Produce request for one record batch set of one partition.
+fn produce_request(
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+    timeout_ms: i32,
+) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(tn(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ]),
+        ])
 }
 
 /// The base offset of a Produce reply, or the broker's error for the partition.

@@ -2,8 +2,10 @@
 //! S3). Data checks use PyPI confluent-kafka through testenv/kbo_data.py.
 mod support;
 
+mod continuous;
 mod errors;
 mod incremental;
 mod plan_cmd;
 mod resume;
 mod roundtrip;
+mod tls;

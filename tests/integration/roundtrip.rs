@@ -1,4 +1,5 @@
 use crate::support::*;
+use kafka_backup_operator::format::batch::Codec;
 use kafka_backup_operator::kafka::ops::NewTopic;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,6 +96,24 @@ async fn filesystem_round_trip_keeps_every_record_and_topic_configs() {
         .sum::<usize>();
     assert!(txn > 3, "aborted records and markers split the txn ranges");
     assert!(dir.path().join(&out.offset_map_path).exists());
+    // producer compression is kept: restored batches carry the source codec
+    for (suffix, codec) in [
+        ("-gzip-r", Codec::Gzip),
+        ("-snappy-r", Codec::Snappy),
+        ("-lz4-r", Codec::Lz4),
+        ("-zstd-r", Codec::Zstd),
+    ] {
+        let mut f = c
+            .fetch_stream(&format!("{prefix}{suffix}"), 0, 0, 1 << 20, 100)
+            .await
+            .unwrap();
+        let b = f.next_batch().await.unwrap().expect("a batch");
+        assert_eq!(b.header.codec().unwrap(), codec, "{suffix}");
+        assert_eq!(
+            b.header.producer_id, -1,
+            "restored batches are not idempotent/transactional"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

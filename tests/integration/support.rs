@@ -101,9 +101,8 @@ pub fn sample_topics(summary: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// Compares source and target topics record by record with confluent-kafka. Returns the
-/// report; panics with it when they differ.
-pub fn assert_same(src: &[String], dst: &[String], extra: &[&str]) -> String {
+/// Runs `kbo_data.py compare` (confluent-kafka) on source and target topics; (same?, report).
+fn compare(src: &[String], dst: &[String], extra: &[&str]) -> (bool, String) {
     let e = env();
     let (s, d) = (src.join(","), dst.join(","));
     let mut args = vec![
@@ -117,26 +116,21 @@ pub fn assert_same(src: &[String], dst: &[String], extra: &[&str]) -> String {
     ];
     args.extend_from_slice(extra);
     let (ok, out, err) = py(&args);
-    assert!(ok, "restored data differs from the source:\n{out}\n{err}");
-    out
+    (ok, format!("{out}{err}"))
+}
+
+/// Compares source and target topics record by record with confluent-kafka. Returns the
+/// report; panics with it when they differ.
+pub fn assert_same(src: &[String], dst: &[String], extra: &[&str]) -> String {
+    let (ok, report) = compare(src, dst, extra);
+    assert!(ok, "restored data differs from the source:\n{report}");
+    report
 }
 
 /// Same check, expecting a difference.
 pub fn assert_differs(src: &[String], dst: &[String], extra: &[&str]) {
-    let e = env();
-    let (s, d) = (src.join(","), dst.join(","));
-    let mut args = vec![
-        "compare",
-        "--bootstrap",
-        &e.bootstrap,
-        "--source-topics",
-        &s,
-        "--target-topics",
-        &d,
-    ];
-    args.extend_from_slice(extra);
-    let (ok, out, _) = py(&args);
-    assert!(!ok, "expected a difference, compare passed:\n{out}");
+    let (ok, report) = compare(src, dst, extra);
+    assert!(!ok, "expected a difference, compare passed:\n{report}");
 }
 
 pub fn fs_storage(dir: &Path) -> String {
