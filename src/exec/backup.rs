@@ -76,12 +76,11 @@ pub async fn run_backup(
         plan_hash: plan.hash.clone(),
         ..Default::default()
     };
-    if plan.resumed {
-        if let Some(b) =
+    if plan.resumed
+        && let Some(b) =
             storage::read_opt(op, &layout::checkpoint(&plan.backup_name, &plan.run_id)).await?
-        {
-            checkpoint = crate::format::manifest::from_json(&b, "checkpoint")?;
-        }
+    {
+        checkpoint = crate::format::manifest::from_json(&b, "checkpoint")?;
     }
     let shared = Shared {
         plan,
@@ -265,10 +264,10 @@ async fn backup_partition(
             }
             return Err(ExecError::Cancelled);
         }
-        if let CutMode::At(c) = step.cut {
-            if next >= c {
-                break;
-            }
+        if let CutMode::At(c) = step.cut
+            && next >= c
+        {
+            break;
         }
         let mut fetched = match client
             .fetch_stream(&step.topic, step.partition, next, max_bytes, max_wait)
@@ -323,12 +322,12 @@ async fn backup_partition(
             if h.last_offset() < next {
                 continue;
             }
-            if let CutMode::At(c) = step.cut {
-                if h.base_offset >= c {
-                    // Offsets next..c hold nothing (compaction): the cut is reached.
-                    next = next.max(c);
-                    break;
-                }
+            if let CutMode::At(c) = step.cut
+                && h.base_offset >= c
+            {
+                // Offsets next..c hold nothing (compaction): the cut is reached.
+                next = next.max(c);
+                break;
             }
             let records = if h.is_control() {
                 0

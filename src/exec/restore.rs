@@ -147,15 +147,18 @@ impl TxnOutcomes {
     }
 }
 
+/// A Produce awaiting its reply, with the source offset ranges (inclusive) of its records.
+type InFlight = (
+    Reply<kafka_protocol::messages::ProduceRequest>,
+    Vec<(i64, i64)>,
+);
+
 struct Sink<'a> {
     conn: std::sync::Arc<crate::kafka::conn::Connection>,
     plan: &'a RestorePlan,
     topic: String,
     partition: i32,
-    in_flight: VecDeque<(
-        Reply<kafka_protocol::messages::ProduceRequest>,
-        Vec<(i64, i64)>,
-    )>,
+    in_flight: VecDeque<InFlight>,
     map: PartitionOffsetMap,
 }
 

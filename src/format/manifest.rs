@@ -211,22 +211,24 @@ impl PartitionOffsetMap {
     /// Records that source offset `src` landed at target offset `dst`, extending the last range
     /// when both are consecutive.
     pub fn push(&mut self, src: i64, dst: i64) {
-        if let Some(last) = self.ranges.last_mut() {
-            if last[1] + 1 == src && last[2] + (last[1] - last[0]) + 1 == dst {
-                last[1] = src;
-                return;
-            }
+        if let Some(last) = self.ranges.last_mut()
+            && last[1] + 1 == src
+            && last[2] + (last[1] - last[0]) + 1 == dst
+        {
+            last[1] = src;
+            return;
         }
         self.ranges.push([src, src, dst]);
     }
 
     /// Records that source offsets `src_first..=src_last` landed at `dst_first..` in order.
     pub fn push_range(&mut self, src_first: i64, src_last: i64, dst_first: i64) {
-        if let Some(last) = self.ranges.last_mut() {
-            if last[1] + 1 == src_first && last[2] + (last[1] - last[0]) + 1 == dst_first {
-                last[1] = src_last;
-                return;
-            }
+        if let Some(last) = self.ranges.last_mut()
+            && last[1] + 1 == src_first
+            && last[2] + (last[1] - last[0]) + 1 == dst_first
+        {
+            last[1] = src_last;
+            return;
         }
         self.ranges.push([src_first, src_last, dst_first]);
     }

@@ -233,10 +233,9 @@ impl KafkaClient {
                 .topics
                 .get(topic)
                 .and_then(|t| t.partitions.get(&partition))
+                && p.leader >= 0
             {
-                if p.leader >= 0 {
-                    return Ok((p.leader, p.leader_epoch));
-                }
+                return Ok((p.leader, p.leader_epoch));
             }
             if attempt == 0 {
                 self.load_metadata(Some(&[topic.to_string()])).await?;

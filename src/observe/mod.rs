@@ -20,7 +20,7 @@ use crate::storage::StorageError;
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(Box<ApiError>),
     #[error(transparent)]
     Kafka(#[from] KafkaError),
     #[error(transparent)]
@@ -28,6 +28,12 @@ pub enum ObserveError {
     /// A setting that cannot be resolved (names the field and the fix).
     #[error("{field}: {message}")]
     Config { field: String, message: String },
+}
+
+impl From<ApiError> for ObserveError {
+    fn from(e: ApiError) -> Self {
+        ObserveError::Api(Box::new(e))
+    }
 }
 
 /// Offsets of one partition at observation time.

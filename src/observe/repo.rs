@@ -26,10 +26,10 @@ pub async fn load_repo_state(op: &Operator, backup: &str) -> Result<RepoState, S
             state.latest = Some(from_json(&bytes, &layout::manifest(backup, run))?);
             break;
         }
-        if state.checkpoint.is_none() {
-            if let Some(bytes) = storage::read_opt(op, &layout::checkpoint(backup, run)).await? {
-                state.checkpoint = Some(from_json(&bytes, &layout::checkpoint(backup, run))?);
-            }
+        if state.checkpoint.is_none()
+            && let Some(bytes) = storage::read_opt(op, &layout::checkpoint(backup, run)).await?
+        {
+            state.checkpoint = Some(from_json(&bytes, &layout::checkpoint(backup, run))?);
         }
     }
     for run in &runs {

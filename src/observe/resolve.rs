@@ -126,13 +126,14 @@ pub fn storage_target(
         }
         StorageType::S3 => {
             let s3 = spec.s3.as_ref().ok_or_else(|| missing("s3"))?;
-            if let Some(e) = &s3.endpoint {
-                if e.starts_with("http://") && !s3.allow_http {
-                    return Err(cfg_err(
-                        &format!("{field}.s3.allowHttp"),
-                        format!("endpoint {e} is plain http: set allowHttp: true or use https://"),
-                    ));
-                }
+            if let Some(e) = &s3.endpoint
+                && e.starts_with("http://")
+                && !s3.allow_http
+            {
+                return Err(cfg_err(
+                    &format!("{field}.s3.allowHttp"),
+                    format!("endpoint {e} is plain http: set allowHttp: true or use https://"),
+                ));
             }
             let credentials = match &s3.credentials_secret {
                 Some(c) => Some((

@@ -281,7 +281,7 @@ pub fn compile_backup(
         checkpoint_interval_ms: spec
             .checkpoint
             .enabled
-            .then_some(spec.checkpoint.interval_secs as u64 * 1000),
+            .then_some(spec.checkpoint.interval_secs * 1000),
         max_concurrent_partitions: spec.max_concurrent_partitions(),
         records_per_sec: spec.rate_limiting.records_limit(),
         bytes_per_sec: spec.rate_limiting.bytes_limit(),

@@ -103,13 +103,13 @@ pub fn compile_restore(
         .transpose()
         .map_err(|e| CompileError(vec![issue("spec.pitr", e)]))?
         .flatten();
-    if let (Some(s), Some(e)) = (pitr_start, pitr_end) {
-        if s > e {
-            issues.push(issue(
-                "spec.pitr",
-                format!("start ({s}) is after end ({e}): swap them"),
-            ));
-        }
+    if let (Some(s), Some(e)) = (pitr_start, pitr_end)
+        && s > e
+    {
+        issues.push(issue(
+            "spec.pitr",
+            format!("start ({s}) is after end ({e}): swap them"),
+        ));
     }
     if !spec.repartitioning.is_empty() {
         issues.push(issue("spec.repartitioning", "repartitioning is not implemented yet: remove it, or restore partition for partition (partitionMapping)"));

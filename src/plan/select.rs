@@ -2,7 +2,10 @@
 //! filters.
 use globset::{Glob, GlobMatcher};
 
-fn matcher(pattern: &str) -> Option<Box<dyn Fn(&str) -> bool>> {
+/// A compiled topic pattern.
+type Matcher = Box<dyn Fn(&str) -> bool>;
+
+fn matcher(pattern: &str) -> Option<Matcher> {
     if let Some(re) = pattern.strip_prefix('~') {
         let re = regex::Regex::new(&format!("^(?:{re})$")).ok()?;
         return Some(Box::new(move |s| re.is_match(s)));

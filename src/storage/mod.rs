@@ -14,7 +14,7 @@ pub enum StorageError {
     Backend {
         op: &'static str,
         path: String,
-        source: opendal::Error,
+        source: Box<opendal::Error>,
         hint: String,
     },
     /// Settings that cannot work (caught before any I/O).
@@ -269,7 +269,7 @@ pub fn backend(op: &'static str, path: &str, e: opendal::Error) -> StorageError 
     StorageError::Backend {
         op,
         path: path.to_string(),
-        source: e,
+        source: Box::new(e),
         hint,
     }
 }

@@ -36,6 +36,8 @@ async fn killed_backup_resumes_without_loss_or_duplicates() {
         "  stopAtCurrentOffsets: true\n  compression: none\n  segmentMaxBytes: 1048576\n  checkpoint:\n    intervalSecs: 1\n  rateLimiting:\n    bytesPerSec: 3000000\n",
     );
     let f = write_docs(dir.path(), &[&kb]);
+    // killed (and reaped) below on every path: when the checkpoint appears, or on timeout
+    #[allow(clippy::zombie_processes)]
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator"))
         .args(["run", "--no-progress", "-f"])
         .arg(&f)
@@ -47,6 +49,10 @@ async fn killed_backup_resumes_without_loss_or_duplicates() {
     let runs = dir.path().join("res/runs");
     let t = Instant::now();
     let killed_at = loop {
+        if t.elapsed() >= Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "no checkpoint with segments within 30 s"
