@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --version 0.9.143 --locked
 echo "== checking formatting"
 cargo fmt --all -- --check
+echo "== lint (clippy, warnings are errors)"
+cargo clippy --all-targets --quiet -- -D warnings
 echo "== building"
 cargo build --bins --tests
 echo "== starting test peers"
