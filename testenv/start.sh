@@ -19,6 +19,13 @@ wait_port() { # host port seconds
   echo "testenv: nothing listening on $1:$2 after $3 s" >&2; return 1
 }
 
+for port in "$kport" "$sport"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "testenv: port $port is already in use (other test peers?): stop them, or set KBO_KAFKA_PORT / KBO_S3_PORT" >&2
+    exit 1
+  fi
+done
+
 rm -rf "$run/noida-data"; mkdir -p "$run/noida-data"
 "$venv/lib/python3.11/site-packages/noida_db/noida-db" start --only kafka --host 127.0.0.1 \
   --kafka-port "$kport" --data-dir "$run/noida-data" >"$run/noida.log" 2>&1 &
