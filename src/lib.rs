@@ -11,5 +11,6 @@ pub mod flow;
 pub mod format;
 pub mod kafka;
 pub mod observe;
+pub mod operator;
 pub mod plan;
 pub mod storage;

@@ -1,0 +1,349 @@
+//! The pure middle of a KafkaBackup reconcile: given the resource, what it recorded and what
+//! the executor pool is doing, decide the one next action. No I/O and no clock (the caller
+//! passes `now`), so every branch is unit-tested.
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::schedule::{evaluate, run_id_for};
+use crate::api::validate::{parse_schedule, parse_time_zone};
+use crate::api::{BackupPhase, KafkaBackup};
+
+/// Annotation that asks for one run now; its value is a token (any new value triggers once).
+pub const RUN_NOW_ANNOTATION: &str = "kafka.oso.sh/run-now";
+
+/// What the executor pool reports about this resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolState {
+    Idle,
+    /// A run is executing (its run key).
+    Running(String),
+}
+
+/// The next action for a KafkaBackup.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackupAction {
+    /// Being deleted: cancel in-flight work, then remove the finalizer. Backup data stays.
+    Finalize,
+    /// The spec cannot run (bad schedule or time zone): set Failed with this field and message.
+    Invalid { field: String, message: String },
+    /// Start a run. `scheduled` is the tick it belongs to (recorded as lastScheduleTime);
+    /// `key` is stable for that tick, generation or trigger, so a repeated decision is
+    /// recognised by the pool and never starts a second run.
+    Start {
+        key: String,
+        scheduled: Option<Timestamp>,
+        trigger: Option<String>,
+    },
+    /// A tick came while a run is still going: concurrency Forbid, recorded as skipped.
+    Skip { tick: Timestamp, missed: u32 },
+    /// Nothing to do now; look again after this long (`None`: only on change).
+    Wait {
+        requeue_after: Option<Duration>,
+        next_tick: Option<Timestamp>,
+    },
+}
+
+/// Decides the next action for `kb` at `now`. `last_trigger` is the run-now token already
+/// acted on (kept in status).
+pub fn decide_backup(
+    kb: &KafkaBackup,
+    pool: &PoolState,
+    now: Timestamp,
+    last_trigger: Option<&str>,
+) -> BackupAction {
+    if kb.metadata.deletion_timestamp.is_some() {
+        return BackupAction::Finalize;
+    }
+    let generation = kb.metadata.generation.unwrap_or(0);
+    let status = kb.status.as_ref();
+    let trigger = kb
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RUN_NOW_ANNOTATION))
+        .cloned();
+    let new_trigger = trigger
+        .as_deref()
+        .filter(|t| Some(*t) != last_trigger)
+        .map(str::to_string);
+    let poll = Some(Duration::from_secs(5));
+
+    let Some(expr) = kb.spec.schedule.as_deref() else {
+        // One-shot (or continuous): one run per generation, plus run-now triggers.
+        if let PoolState::Running(_) = pool {
+            return BackupAction::Wait {
+                requeue_after: poll,
+                next_tick: None,
+            };
+        }
+        if let Some(t) = new_trigger {
+            return BackupAction::Start {
+                key: format!("trigger-{t}"),
+                scheduled: None,
+                trigger: Some(t),
+            };
+        }
+        let done = status.is_some_and(|s| {
+            s.common.observed_generation == Some(generation)
+                && matches!(s.phase, Some(BackupPhase::Completed | BackupPhase::Failed))
+        });
+        return if done {
+            BackupAction::Wait {
+                requeue_after: None,
+                next_tick: None,
+            }
+        } else {
+            // Also the path after an operator restart that left phase Running: the run is
+            // started again and resumes from its checkpoint.
+            BackupAction::Start {
+                key: format!("generation-{generation}"),
+                scheduled: None,
+                trigger: None,
+            }
+        };
+    };
+
+    let cron = match parse_schedule(expr) {
+        Ok(c) => c,
+        Err(message) => {
+            return BackupAction::Invalid {
+                field: "spec.schedule".into(),
+                message,
+            };
+        }
+    };
+    let tz = match parse_time_zone(kb.spec.time_zone_name()) {
+        Ok(tz) => tz,
+        Err(message) => {
+            return BackupAction::Invalid {
+                field: "spec.timeZone".into(),
+                message,
+            };
+        }
+    };
+    let created = kb
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
+    let anchor = status
+        .and_then(|s| s.last_schedule_time.as_ref())
+        .map(|t| t.0)
+        .unwrap_or(created);
+    let state = match evaluate(&cron, &tz, anchor, now) {
+        Ok(s) => s,
+        Err(message) => {
+            return BackupAction::Invalid {
+                field: "spec.schedule".into(),
+                message,
+            };
+        }
+    };
+    let until_next = state.next.map(|n| {
+        Duration::from_millis((n.as_millisecond() - now.as_millisecond()).max(0) as u64 + 50)
+    });
+    match (pool, state.due, new_trigger) {
+        (PoolState::Running(_), Some(tick), _) => BackupAction::Skip {
+            tick,
+            missed: state.missed,
+        },
+        (PoolState::Running(_), None, _) => BackupAction::Wait {
+            requeue_after: poll,
+            next_tick: state.next,
+        },
+        (PoolState::Idle, _, Some(t)) => BackupAction::Start {
+            key: format!("trigger-{t}"),
+            scheduled: None,
+            trigger: Some(t),
+        },
+        (PoolState::Idle, Some(_), None) if kb.spec.suspend => BackupAction::Wait {
+            requeue_after: None,
+            next_tick: None,
+        },
+        (PoolState::Idle, Some(tick), None) => BackupAction::Start {
+            key: run_id_for(tick),
+            scheduled: Some(tick),
+            trigger: None,
+        },
+        (PoolState::Idle, None, None) => BackupAction::Wait {
+            requeue_after: until_next,
+            next_tick: state.next,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Document, KafkaBackupStatus, load_and_validate};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn kb(extra: &str) -> KafkaBackup {
+        let y = format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: b\nspec:\n  kafkaCluster:\n    bootstrapServers: [\"k:9092\"]\n  topics: [t]\n  storage:\n    storageType: filesystem\n    filesystem:\n      path: /x\n{extra}"
+        );
+        let Document::Backup(mut b) = load_and_validate(&y, "t").unwrap().remove(0) else {
+            unreachable!()
+        };
+        b.metadata.generation = Some(3);
+        b.metadata.creation_timestamp = Some(Time(ts("2026-01-01T00:00:00Z")));
+        b
+    }
+
+    fn with_status(
+        mut b: KafkaBackup,
+        phase: BackupPhase,
+        generation: i64,
+        last_tick: Option<&str>,
+    ) -> KafkaBackup {
+        let mut s = KafkaBackupStatus {
+            phase: Some(phase),
+            ..Default::default()
+        };
+        s.common.observed_generation = Some(generation);
+        s.last_schedule_time = last_tick.map(|t| Time(ts(t)));
+        b.status = Some(s);
+        b
+    }
+
+    #[test]
+    fn one_shot_runs_once_per_generation_and_resumes_after_restart() {
+        let now = ts("2026-01-01T00:01:00Z");
+        let fresh = kb("");
+        assert_eq!(
+            decide_backup(&fresh, &PoolState::Idle, now, None),
+            BackupAction::Start {
+                key: "generation-3".into(),
+                scheduled: None,
+                trigger: None
+            }
+        );
+        let done = with_status(kb(""), BackupPhase::Completed, 3, None);
+        assert!(matches!(
+            decide_backup(&done, &PoolState::Idle, now, None),
+            BackupAction::Wait {
+                requeue_after: None,
+                ..
+            }
+        ));
+        // a spec change (new generation) runs again
+        let changed = with_status(kb(""), BackupPhase::Completed, 2, None);
+        assert!(matches!(
+            decide_backup(&changed, &PoolState::Idle, now, None),
+            BackupAction::Start { .. }
+        ));
+        // operator restarted while Running: nothing in the pool, so the run starts again (and resumes)
+        let stranded = with_status(kb(""), BackupPhase::Running, 3, None);
+        assert!(matches!(
+            decide_backup(&stranded, &PoolState::Idle, now, None),
+            BackupAction::Start { .. }
+        ));
+        // while running: wait
+        assert!(matches!(
+            decide_backup(
+                &stranded,
+                &PoolState::Running("generation-3".into()),
+                now,
+                None
+            ),
+            BackupAction::Wait { .. }
+        ));
+    }
+
+    #[test]
+    fn schedule_fires_each_tick_once_and_skips_while_running() {
+        let b = with_status(
+            kb("  schedule: \"*/10 * * * * *\"\n"),
+            BackupPhase::Completed,
+            3,
+            Some("2026-01-01T00:00:10Z"),
+        );
+        let now = ts("2026-01-01T00:00:21Z");
+        let a = decide_backup(&b, &PoolState::Idle, now, None);
+        assert_eq!(
+            a,
+            BackupAction::Start {
+                key: "20260101T000020.000Z".into(),
+                scheduled: Some(ts("2026-01-01T00:00:20Z")),
+                trigger: None
+            }
+        );
+        // the same decision again (stale cache, second replica) yields the same key
+        assert_eq!(decide_backup(&b, &PoolState::Idle, now, None), a);
+        // once lastScheduleTime records the tick, nothing is due until the next one
+        let after = with_status(
+            kb("  schedule: \"*/10 * * * * *\"\n"),
+            BackupPhase::Running,
+            3,
+            Some("2026-01-01T00:00:20Z"),
+        );
+        match decide_backup(&after, &PoolState::Idle, now, None) {
+            BackupAction::Wait {
+                requeue_after: Some(d),
+                next_tick,
+            } => {
+                assert_eq!(next_tick, Some(ts("2026-01-01T00:00:30Z")));
+                assert!(d >= Duration::from_secs(9) && d <= Duration::from_secs(10));
+            }
+            other => panic!("{other:?}"),
+        }
+        // a tick while a run is going is skipped (Forbid)
+        let later = ts("2026-01-01T00:00:31Z");
+        assert_eq!(
+            decide_backup(&after, &PoolState::Running("x".into()), later, None),
+            BackupAction::Skip {
+                tick: ts("2026-01-01T00:00:30Z"),
+                missed: 0
+            }
+        );
+        // suspended: no new runs
+        let suspended = with_status(
+            kb("  schedule: \"*/10 * * * * *\"\n  suspend: true\n"),
+            BackupPhase::Completed,
+            3,
+            Some("2026-01-01T00:00:10Z"),
+        );
+        assert!(matches!(
+            decide_backup(&suspended, &PoolState::Idle, now, None),
+            BackupAction::Wait {
+                requeue_after: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn run_now_annotation_triggers_once_and_deletion_finalizes() {
+        let mut b = with_status(
+            kb("  schedule: \"0 0 * * * * *\"\n"),
+            BackupPhase::Completed,
+            3,
+            Some("2026-01-01T00:00:00Z"),
+        );
+        b.metadata.annotations = Some([(RUN_NOW_ANNOTATION.to_string(), "a1".to_string())].into());
+        let now = ts("2026-01-01T00:10:00Z");
+        assert_eq!(
+            decide_backup(&b, &PoolState::Idle, now, None),
+            BackupAction::Start {
+                key: "trigger-a1".into(),
+                scheduled: None,
+                trigger: Some("a1".into())
+            }
+        );
+        assert!(matches!(
+            decide_backup(&b, &PoolState::Idle, now, Some("a1")),
+            BackupAction::Wait { .. }
+        ));
+        b.metadata.deletion_timestamp = Some(Time(now));
+        assert_eq!(
+            decide_backup(&b, &PoolState::Running("x".into()), now, None),
+            BackupAction::Finalize
+        );
+    }
+}
