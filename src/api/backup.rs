@@ -363,6 +363,10 @@ pub struct KafkaBackupStatus {
     /// Recent runs, newest first (bounded by the controller).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<BackupRunRecord>,
+    /// **ours**: the value of the `kafka.oso.sh/run-now` annotation last acted on, so one
+    /// annotation value triggers exactly one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_trigger: Option<String>,
 }
 
 /// `status.retention`: the last retention pass.

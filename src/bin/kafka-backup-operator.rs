@@ -13,9 +13,9 @@ async fn main() -> std::process::ExitCode {
         }
         Command::Run(a) => run::run(a).await,
         Command::Plan(a) => plan_cmd::plan(a).await.map(|s| print!("{s}")),
-        Command::Operator => Err(anyhow::anyhow!(
-            "the operator (Kubernetes controllers) is not part of this build yet: use `run -f` to execute a KafkaBackup or KafkaRestore"
-        )),
+        Command::Operator(a) => {
+            kafka_backup_operator::operator::run(a.namespace.clone(), a.pvc_root.clone()).await
+        }
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -39,8 +39,22 @@ pub enum Command {
     Run(RunArgs),
     /// Observe read-only and print what a KafkaBackup or KafkaRestore would do.
     Plan(PlanArgs),
-    /// Run the Kubernetes controllers.
-    Operator,
+    /// Run the Kubernetes controllers (in-cluster config, else KUBECONFIG / ~/.kube/config).
+    Operator(OperatorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "KBO_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Where PersistentVolumeClaims of storageType pvc are mounted: <pvc-root>/<claimName>.
+    #[arg(
+        long,
+        default_value = "/var/lib/kafka-backup/pvc",
+        env = "KBO_PVC_ROOT"
+    )]
+    pub pvc_root: PathBuf,
 }
 
 /// Inputs shared by `run` and `plan`.

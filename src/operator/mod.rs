@@ -1,4 +1,124 @@
-//! The Kubernetes side (issue 3, in progress): pure schedule arithmetic and the reconcile
-//! decision for KafkaBackup. The controllers that call them are not wired yet.
+//! The Kubernetes operator (issue 3, in progress). The KafkaBackup controller is wired:
+//! reconcile = pure decision ([`decide`]) + pool ([`pool`]) + status and Events; schedules are
+//! anchored on `status.lastScheduleTime` ([`schedule`]). Not built yet: the KafkaRestore
+//! controller, leader election, metrics and health endpoints.
+pub mod backup;
 pub mod decide;
+pub mod pool;
 pub mod schedule;
+pub mod secrets;
+pub mod status;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::api::KafkaBackup;
+use pool::{ObjectKey, Pool};
+
+/// Finalizer put on every resource: deletion cancels in-flight work first.
+pub const FINALIZER: &str = "kafka.oso.sh/finalizer";
+
+/// Errors of the operator layer.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(Box<kube::runtime::finalizer::Error<OperatorError>>),
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub pool: Pool,
+    pub recorder: Recorder,
+    /// Where PersistentVolumeClaims are mounted in the operator pod: `<root>/<claimName>`.
+    pub pvc_root: PathBuf,
+}
+
+impl Context {
+    pub fn new(client: Client, pvc_root: PathBuf) -> Context {
+        let reporter = Reporter {
+            controller: status::MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            pool: Pool::default(),
+            pvc_root,
+        }
+    }
+
+    /// Publishes a Kubernetes Event about `obj` (events.k8s.io). Failures are logged, not
+    /// returned: an Event is never worth failing a reconcile.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish an Event");
+        }
+    }
+}
+
+/// The pool key of a resource.
+pub fn obj_key<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectKey {
+    (
+        K::kind(&()).into_owned(),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any(),
+    )
+}
+
+/// Retry policy of a failed reconcile: back off, never stop watching other resources.
+pub fn error_policy<K>(_obj: Arc<K>, error: &OperatorError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "reconcile failed; retrying in 15 s");
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// Runs the controllers until SIGTERM/Ctrl-C. `namespace`: watch one namespace (all when None).
+pub async fn run(namespace: Option<String>, pvc_root: PathBuf) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let ctx = Arc::new(Context::new(client.clone(), pvc_root));
+    let backups: Api<KafkaBackup> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    tracing::info!(
+        namespace = namespace.as_deref().unwrap_or("<all>"),
+        "KafkaBackup controller starting"
+    );
+    let pool = ctx.pool.clone();
+    Controller::new(backups, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(backup::reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "reconcile error");
+            }
+        })
+        .await;
+    // Stop runs cleanly (checkpoints stay; the next start resumes them).
+    pool.cancel_all().await;
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! The KafkaBackup controller: reconcile = decide (pure, [`super::decide`]) + hand work to the
+//! pool + report status (server-side apply, one field manager) and Events. The run itself
+//! (observe -> compile -> execute) happens in a pool task, never inside `reconcile()`.
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+
+use super::decide::{BackupAction, decide_backup};
+use super::status::{set_condition, update_status};
+use super::{Context, FINALIZER, OperatorError, obj_key, secrets};
+use crate::api::{BackupPhase, BackupRunRecord, ConditionStatus, KafkaBackup};
+use crate::exec::{Cancel, ExecContext, ExecError, Limits, Progress, run_backup};
+use crate::flow::{Access, prepare_backup};
+
+/// Runs kept in `status.history`.
+pub const HISTORY_LIMIT: usize = 10;
+
+/// Reconciles one KafkaBackup.
+pub async fn reconcile(kb: Arc<KafkaBackup>, ctx: Arc<Context>) -> Result<Action, OperatorError> {
+    let ns = kb.namespace().unwrap_or_default();
+    let api: Api<KafkaBackup> = Api::namespaced(ctx.client.clone(), &ns);
+    let span = tracing::info_span!("reconcile", kind = "KafkaBackup", namespace = %ns, name = %kb.name_any());
+    let _e = span.enter();
+    finalizer(&api, FINALIZER, kb, |event| async {
+        match event {
+            Finalizer::Apply(kb) => apply(kb, ctx.clone(), &api).await,
+            Finalizer::Cleanup(kb) => {
+                // Cancel in-flight work; the data already in storage is kept on purpose.
+                ctx.pool.cancel(&obj_key(&*kb)).await;
+                ctx.event(
+                    &*kb,
+                    EventType::Normal,
+                    "Deleted",
+                    "in-flight work cancelled; backup data in storage is kept",
+                )
+                .await;
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|e| OperatorError::Finalizer(Box::new(e)))
+}
+
+async fn apply(
+    kb: Arc<KafkaBackup>,
+    ctx: Arc<Context>,
+    api: &Api<KafkaBackup>,
+) -> Result<Action, OperatorError> {
+    let key = obj_key(&*kb);
+    let now = Timestamp::now();
+    let generation = kb.metadata.generation;
+    let last_trigger = kb.status.as_ref().and_then(|s| s.last_run_trigger.clone());
+    let name = kb.name_any();
+    match decide_backup(&kb, &ctx.pool.state(&key), now, last_trigger.as_deref()) {
+        BackupAction::Finalize => Ok(Action::await_change()),
+        BackupAction::Invalid { field, message } => {
+            update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+                s.phase = Some(BackupPhase::Failed);
+                s.common.observed_generation = generation;
+                s.common.message = Some(format!("{field}: {message}"));
+                set_condition(
+                    &mut s.common,
+                    "Ready",
+                    ConditionStatus::False,
+                    "InvalidSpec",
+                    &format!("{field}: {message}"),
+                    generation,
+                    now,
+                );
+            })
+            .await?;
+            ctx.event(
+                &*kb,
+                EventType::Warning,
+                "InvalidSpec",
+                &format!("{field}: {message}"),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        BackupAction::Start {
+            key: run_key,
+            scheduled,
+            trigger,
+        } => {
+            // Record the tick (and trigger) before the run starts: a restart or a second look
+            // at the same tick then finds it taken.
+            update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+                s.phase = Some(BackupPhase::Running);
+                s.common.observed_generation = generation;
+                s.common.start_time = Some(Time(now));
+                s.common.completion_time = None;
+                s.common.message = None;
+                if let Some(t) = scheduled {
+                    s.last_schedule_time = Some(Time(t));
+                }
+                if trigger.is_some() {
+                    s.last_run_trigger = trigger.clone();
+                }
+                set_condition(
+                    &mut s.common,
+                    "Progressing",
+                    ConditionStatus::True,
+                    "RunStarted",
+                    &format!("run {run_key}"),
+                    generation,
+                    now,
+                );
+            })
+            .await?;
+            let started = ctx.pool.start(key, run_key.clone(), {
+                let (ctx, kb) = (ctx.clone(), kb.clone());
+                move |cancel, progress| run_task(ctx, kb, cancel, progress)
+            });
+            if started {
+                let reason = if scheduled.is_some() {
+                    "Scheduled"
+                } else {
+                    "Started"
+                };
+                ctx.event(
+                    &*kb,
+                    EventType::Normal,
+                    reason,
+                    &format!("backup run {run_key} started"),
+                )
+                .await;
+            }
+            Ok(Action::requeue(Duration::from_secs(5)))
+        }
+        BackupAction::Skip { tick, missed } => {
+            update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+                s.last_schedule_time = Some(Time(tick))
+            })
+            .await?;
+            let note = format!(
+                "tick {tick} skipped: the previous run is still going ({missed} earlier ticks missed)"
+            );
+            ctx.event(&*kb, EventType::Normal, "Skipped", &note).await;
+            Ok(Action::requeue(Duration::from_secs(5)))
+        }
+        BackupAction::Wait {
+            requeue_after,
+            next_tick,
+        } => {
+            let progress = ctx.pool.progress(&key);
+            let next_changed = next_tick.map(Time)
+                != kb
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.next_scheduled_backup.clone());
+            if progress.is_some() || next_changed {
+                // Live progress while running, at most one write per requeue (5 s).
+                update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+                    if let Some(p) = &progress {
+                        let (records, bytes, secs) = p.snapshot();
+                        s.records_processed = Some(records);
+                        s.bytes_processed = Some(bytes);
+                        s.throughput_records_per_sec = Some(records as f64 / secs.max(1e-3));
+                        s.throughput_bytes_per_sec = Some(bytes as f64 / secs.max(1e-3));
+                    }
+                    s.next_scheduled_backup = next_tick.map(Time);
+                })
+                .await?;
+            }
+            Ok(requeue_after
+                .map(Action::requeue)
+                .unwrap_or_else(Action::await_change))
+        }
+    }
+}
+
+/// One run in the pool: resolve Secrets, observe and compile, execute, report.
+async fn run_task(
+    ctx: Arc<Context>,
+    kb: Arc<KafkaBackup>,
+    cancel: Cancel,
+    progress: Arc<Progress>,
+) {
+    let ns = kb.namespace().unwrap_or_default();
+    let name = kb.name_any();
+    let api: Api<KafkaBackup> = Api::namespaced(ctx.client.clone(), &ns);
+    let generation = kb.metadata.generation;
+    let result: Result<_, String> = async {
+        let names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
+        let secrets = secrets::load(&ctx.client, &ns, &names)
+            .await
+            .map_err(|e| e.to_string())?;
+        let prep = prepare_backup(
+            &kb,
+            &secrets,
+            &ctx.pvc_root,
+            Timestamp::now().as_millisecond(),
+            Access::ReadWrite,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let (run_id, hash) = (prep.plan.run_id.clone(), prep.plan.hash.clone());
+        let _ = update_status(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+            s.backup_id = Some(run_id.clone());
+            s.common.plan_hash = Some(hash.clone());
+            s.resumable = Some(prep.plan.checkpoint_interval_ms.is_some());
+        })
+        .await;
+        let limits = Arc::new(Limits::new(
+            prep.plan.bytes_per_sec,
+            prep.plan.records_per_sec,
+        ));
+        let exec = ExecContext {
+            progress: progress.clone(),
+            cancel,
+            limits,
+            now_ms: crate::exec::engine::system_now_ms,
+        };
+        match run_backup(&prep.plan, &prep.client, &prep.op, &exec).await {
+            Err(ExecError::Cancelled) => Ok(None),
+            Err(e) => Err(e.to_string()),
+            Ok(m) => Ok(Some(m)),
+        }
+    }
+    .await;
+    let now = Timestamp::now();
+    match result {
+        // Cancelled (deleted, lease lost, shutdown): the checkpoint stays; the next owner resumes.
+        Ok(None) => {}
+        Ok(Some(m)) => {
+            let (_, _, secs) = progress.snapshot();
+            let _ = update_status(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+                s.phase = Some(BackupPhase::Completed);
+                s.common.completion_time = Some(Time(now));
+                s.last_backup_time = Some(Time(now));
+                s.backup_id = Some(m.run_id.clone());
+                s.records_processed = Some(m.total_records);
+                s.bytes_processed = Some(m.total_raw_bytes);
+                s.segments_completed = Some(
+                    m.topics
+                        .iter()
+                        .flat_map(|t| &t.partitions)
+                        .map(|p| p.segments.len() as u64)
+                        .sum(),
+                );
+                s.throughput_records_per_sec = Some(progress.snapshot().0 as f64 / secs.max(1e-3));
+                s.throughput_bytes_per_sec = Some(progress.snapshot().1 as f64 / secs.max(1e-3));
+                s.history.insert(
+                    0,
+                    BackupRunRecord {
+                        run_id: m.run_id.clone(),
+                        phase: BackupPhase::Completed,
+                        start_time: Some(Time(
+                            Timestamp::from_millisecond(m.start_time).unwrap_or(now),
+                        )),
+                        completion_time: Some(Time(now)),
+                        records: m.total_records,
+                        bytes: m.total_raw_bytes,
+                    },
+                );
+                s.history.truncate(HISTORY_LIMIT);
+                set_condition(
+                    &mut s.common,
+                    "Progressing",
+                    ConditionStatus::False,
+                    "RunCompleted",
+                    &format!("run {}", m.run_id),
+                    generation,
+                    now,
+                );
+                set_condition(
+                    &mut s.common,
+                    "Ready",
+                    ConditionStatus::True,
+                    "BackupCompleted",
+                    &format!("{} records in run {}", m.total_records, m.run_id),
+                    generation,
+                    now,
+                );
+            })
+            .await;
+            ctx.event(
+                &*kb,
+                EventType::Normal,
+                "Completed",
+                &format!(
+                    "run {}: {} records, {} bytes",
+                    m.run_id, m.total_records, m.total_raw_bytes
+                ),
+            )
+            .await;
+        }
+        Err(message) => {
+            let _ = update_status(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+                s.phase = Some(BackupPhase::Failed);
+                s.common.completion_time = Some(Time(now));
+                s.common.message = Some(message.clone());
+                set_condition(
+                    &mut s.common,
+                    "Progressing",
+                    ConditionStatus::False,
+                    "RunFailed",
+                    &message,
+                    generation,
+                    now,
+                );
+                set_condition(
+                    &mut s.common,
+                    "Ready",
+                    ConditionStatus::False,
+                    "BackupFailed",
+                    &message,
+                    generation,
+                    now,
+                );
+            })
+            .await;
+            ctx.event(&*kb, EventType::Warning, "Failed", &message)
+                .await;
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Status writes: server-side apply with one field manager, always of the whole status (a
+//! field left out of an apply would be dropped), read fresh before each write so a long run
+//! never overwrites what a reconcile recorded meanwhile (e.g. a skipped tick).
+use jiff::Timestamp;
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::object::HasStatus;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::{Condition, ConditionStatus, StatusHeader};
+
+/// The field manager of every status write.
+pub const MANAGER: &str = "kafka-backup-operator";
+
+/// Reads `name`'s status, lets `f` change it, and applies the result.
+pub async fn update_status<K>(
+    api: &Api<K>,
+    name: &str,
+    f: impl FnOnce(&mut K::Status),
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()>
+        + HasStatus
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+    K::Status: Default + Clone + Serialize,
+{
+    let obj = api.get_status(name).await?;
+    let mut status = obj.status().cloned().unwrap_or_default();
+    f(&mut status);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sets condition `type_` (Ready, Progressing, Degraded, Failed), keeping its transition time
+/// when the status does not change.
+pub fn set_condition(
+    header: &mut StatusHeader,
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    header.set_condition(
+        Condition::new(type_, status)
+            .reason(reason)
+            .message(message)
+            .observed_generation(generation),
+        now,
+    );
+}

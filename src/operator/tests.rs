@@ -1,0 +1,278 @@
+//! Reconcile scenarios against a mocked API server (tower-test): every request the controller
+//! makes is checked in order, with the body it sends, and answered.
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+
+use super::{Context, FINALIZER, backup};
+use crate::api::KafkaBackup;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+fn context() -> (Arc<Context>, Handle) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    (
+        Arc::new(Context::new(client, "/tmp/kbo-test-pvc".into())),
+        handle,
+    )
+}
+
+fn kb(spec_extra: Value, status: Value, finalizer: bool) -> Value {
+    let mut spec = json!({
+        "kafkaCluster": {"bootstrapServers": ["127.0.0.1:1"], "connection": {"connectTimeoutMs": 500}},
+        "topics": ["orders"],
+        "storage": {"storageType": "filesystem", "filesystem": {"path": "/tmp/kbo-mock-never-written"}}
+    });
+    spec.as_object_mut()
+        .unwrap()
+        .extend(spec_extra.as_object().unwrap().clone());
+    json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1",
+        "kind": "KafkaBackup",
+        "metadata": {
+            "name": "b", "namespace": "default", "uid": "u-1", "generation": 2, "resourceVersion": "7",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "finalizers": if finalizer { json!([FINALIZER]) } else { json!([]) }
+        },
+        "spec": spec,
+        "status": status
+    })
+}
+
+/// Takes the next request, checks method and path, hands its body to `check`, answers `reply`.
+async fn expect(
+    h: &mut Handle,
+    method: Method,
+    path: &str,
+    check: impl FnOnce(&Value),
+    reply: Value,
+) {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("no request came; expected {method} {path}"))
+        .expect("the client is gone");
+    assert_eq!(req.method(), method, "{}", req.uri());
+    assert!(
+        req.uri().path().ends_with(path),
+        "expected {method} …{path}, got {}",
+        req.uri()
+    );
+    let bytes = req.into_body().collect_bytes().await.unwrap();
+    let body: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    check(&body);
+    send.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+            .unwrap(),
+    );
+}
+
+fn obj(v: &Value) -> Arc<KafkaBackup> {
+    Arc::new(serde_json::from_value(v.clone()).unwrap())
+}
+
+const KB_PATH: &str = "/apis/kafka.oso.sh/v1alpha1/namespaces/default/kafkabackups/b";
+
+#[tokio::test]
+async fn a_new_resource_gets_the_finalizer_first() {
+    let (ctx, mut h) = context();
+    let o = kb(json!({}), json!(null), false);
+    let reply = kb(json!({}), json!(null), true);
+    let server = tokio::spawn(async move {
+        expect(
+            &mut h,
+            Method::PATCH,
+            KB_PATH,
+            |b| assert!(b.to_string().contains(FINALIZER), "{b}"),
+            reply,
+        )
+        .await;
+    });
+    backup::reconcile(obj(&o), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_malformed_schedule_fails_with_the_field_named_and_a_warning_event() {
+    let (ctx, mut h) = context();
+    let o = kb(json!({"schedule": "every day please"}), json!(null), true);
+    let o2 = o.clone();
+    let server = tokio::spawn(async move {
+        expect(
+            &mut h,
+            Method::GET,
+            &format!("{KB_PATH}/status"),
+            |_| {},
+            o2.clone(),
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::PATCH,
+            &format!("{KB_PATH}/status"),
+            |b| {
+                assert_eq!(b["status"]["phase"], "Failed", "{b}");
+                assert!(
+                    b["status"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("spec.schedule:"),
+                    "{b}"
+                );
+                assert_eq!(b["status"]["observedGeneration"], 2);
+                assert_eq!(b["status"]["conditions"][0]["reason"], "InvalidSpec");
+            },
+            o2,
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::POST,
+            "/events",
+            |b| assert_eq!(b["reason"], "InvalidSpec", "{b}"),
+            json!({}),
+        )
+        .await;
+    });
+    backup::reconcile(obj(&o), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_due_tick_starts_one_run_records_the_tick_and_reports_the_failure() {
+    let (ctx, mut h) = context();
+    // every 10 s; the last acted-on tick is long past, so the latest tick is due now
+    let o = kb(
+        json!({"schedule": "*/10 * * * * *"}),
+        json!({"lastScheduleTime": "2026-01-01T00:00:00Z"}),
+        true,
+    );
+    let o2 = o.clone();
+    let server = tokio::spawn(async move {
+        expect(
+            &mut h,
+            Method::GET,
+            &format!("{KB_PATH}/status"),
+            |_| {},
+            o2.clone(),
+        )
+        .await;
+        let mut tick = String::new();
+        expect(
+            &mut h,
+            Method::PATCH,
+            &format!("{KB_PATH}/status"),
+            |b| {
+                assert_eq!(b["status"]["phase"], "Running", "{b}");
+                tick = b["status"]["lastScheduleTime"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                assert!(
+                    tick.ends_with("0Z") && tick != "2026-01-01T00:00:00Z",
+                    "{tick}"
+                );
+            },
+            o2.clone(),
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::POST,
+            "/events",
+            |b| assert_eq!(b["reason"], "Scheduled", "{b}"),
+            json!({}),
+        )
+        .await;
+        // the run, in the pool: the broker is unreachable, so it fails and says why
+        expect(
+            &mut h,
+            Method::GET,
+            &format!("{KB_PATH}/status"),
+            |_| {},
+            o2.clone(),
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::PATCH,
+            &format!("{KB_PATH}/status"),
+            |b| {
+                assert_eq!(b["status"]["phase"], "Failed", "{b}");
+                let m = b["status"]["message"].as_str().unwrap();
+                assert!(
+                    m.contains("127.0.0.1:1") && m.contains("bootstrapServers"),
+                    "{m}"
+                );
+            },
+            o2,
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::POST,
+            "/events",
+            |b| assert_eq!(b["reason"], "Failed", "{b}"),
+            json!({}),
+        )
+        .await;
+        tick
+    });
+    let action = backup::reconcile(obj(&o), ctx.clone()).await.unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(5))
+    );
+    let tick = server.await.unwrap();
+
+    // reconciling again with the tick recorded fires nothing: no Start, no event
+    let (ctx2, mut h2) = context();
+    let after = kb(
+        json!({"schedule": "*/10 * * * * *"}),
+        json!({"lastScheduleTime": tick, "nextScheduledBackup": null}),
+        true,
+    );
+    let a2 = after.clone();
+    let server = tokio::spawn(async move {
+        expect(
+            &mut h2,
+            Method::GET,
+            &format!("{KB_PATH}/status"),
+            |_| {},
+            a2.clone(),
+        )
+        .await;
+        expect(
+            &mut h2,
+            Method::PATCH,
+            &format!("{KB_PATH}/status"),
+            |b| {
+                assert_ne!(
+                    b["status"]["phase"], "Running",
+                    "no second run for the same tick: {b}"
+                );
+                assert!(b["status"]["nextScheduledBackup"].is_string(), "{b}");
+            },
+            a2,
+        )
+        .await;
+        // no further request (no Event, no run): either nothing comes, or the client is gone
+        let more = tokio::time::timeout(Duration::from_millis(300), h2.next_request()).await;
+        assert!(
+            !matches!(more, Ok(Some(_))),
+            "no further request (no Event, no run)"
+        );
+    });
+    let action = backup::reconcile(obj(&after), ctx2).await.unwrap();
+    assert!(matches!(action, a if a != kube::runtime::controller::Action::await_change()));
+    server.await.unwrap();
+}
