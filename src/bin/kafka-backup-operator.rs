@@ -14,7 +14,12 @@ async fn main() -> std::process::ExitCode {
         Command::Run(a) => run::run(a).await,
         Command::Plan(a) => plan_cmd::plan(a).await.map(|s| print!("{s}")),
         Command::Operator(a) => {
-            kafka_backup_operator::operator::run(a.namespace.clone(), a.pvc_root.clone()).await
+            kafka_backup_operator::operator::run(
+                a.namespace.clone(),
+                a.pvc_root.clone(),
+                a.allow_cross_namespace_refs,
+            )
+            .await
         }
     };
     match r {

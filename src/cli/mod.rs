@@ -55,6 +55,9 @@ pub struct OperatorArgs {
         env = "KBO_PVC_ROOT"
     )]
     pub pvc_root: PathBuf,
+    /// Let a KafkaRestore refer to a KafkaBackup and its Secrets in another namespace.
+    #[arg(long)]
+    pub allow_cross_namespace_refs: bool,
 }
 
 /// Inputs shared by `run` and `plan`.

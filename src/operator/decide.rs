@@ -174,6 +174,51 @@ pub fn decide_backup(
     }
 }
 
+/// The next action for a KafkaRestore: one run per generation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RestoreAction {
+    Finalize,
+    Start {
+        key: String,
+    },
+    /// Running: look again soon (live progress); or finished for this generation.
+    Wait {
+        requeue_after: Option<Duration>,
+    },
+}
+
+/// Decides the next action for `kr`. A restore left `Running` by an operator restart is
+/// started again (a restore is not resumable: see docs/decisions.md; re-running onto a purged
+/// or new topic is safe, onto a non-empty same-named topic the compile step refuses it).
+pub fn decide_restore(kr: &crate::api::KafkaRestore, pool: &PoolState) -> RestoreAction {
+    use crate::api::RestorePhase;
+    if kr.metadata.deletion_timestamp.is_some() {
+        return RestoreAction::Finalize;
+    }
+    if let PoolState::Running(_) = pool {
+        return RestoreAction::Wait {
+            requeue_after: Some(Duration::from_secs(5)),
+        };
+    }
+    let generation = kr.metadata.generation.unwrap_or(0);
+    let done = kr.status.as_ref().is_some_and(|s| {
+        s.common.observed_generation == Some(generation)
+            && matches!(
+                s.phase,
+                Some(RestorePhase::Completed | RestorePhase::Failed)
+            )
+    });
+    if done {
+        RestoreAction::Wait {
+            requeue_after: None,
+        }
+    } else {
+        RestoreAction::Start {
+            key: format!("generation-{generation}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +361,46 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn restore_runs_once_per_generation() {
+        use crate::api::{KafkaRestore, KafkaRestoreStatus, RestorePhase};
+        let y = "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: r\nspec:\n  backupRef:\n    name: b\n  kafkaCluster:\n    bootstrapServers: [\"k:9092\"]\n";
+        let Document::Restore(mut r) = load_and_validate(y, "t").unwrap().remove(0) else {
+            unreachable!()
+        };
+        r.metadata.generation = Some(1);
+        assert_eq!(
+            decide_restore(&r, &PoolState::Idle),
+            RestoreAction::Start {
+                key: "generation-1".into()
+            }
+        );
+        assert!(matches!(
+            decide_restore(&r, &PoolState::Running("generation-1".into())),
+            RestoreAction::Wait {
+                requeue_after: Some(_)
+            }
+        ));
+        let mut st = KafkaRestoreStatus {
+            phase: Some(RestorePhase::Completed),
+            ..Default::default()
+        };
+        st.common.observed_generation = Some(1);
+        r.status = Some(st);
+        assert_eq!(
+            decide_restore(&r, &PoolState::Idle),
+            RestoreAction::Wait {
+                requeue_after: None
+            }
+        );
+        r.metadata.generation = Some(2);
+        assert!(matches!(
+            decide_restore(&r, &PoolState::Idle),
+            RestoreAction::Start { .. }
+        ));
+        let _: Option<KafkaRestore> = None;
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! The Kubernetes operator (issue 3, in progress). The KafkaBackup controller is wired:
-//! reconcile = pure decision ([`decide`]) + pool ([`pool`]) + status and Events; schedules are
-//! anchored on `status.lastScheduleTime` ([`schedule`]). Not built yet: the KafkaRestore
-//! controller, leader election, metrics and health endpoints.
+//! The Kubernetes operator (issue 3, in progress). KafkaBackup and KafkaRestore controllers:
+//! reconcile = pure decision ([`decide`]) + executor pool ([`pool`], never inside reconcile) +
+//! status (server-side apply) and Events; schedules are anchored on `status.lastScheduleTime`
+//! ([`schedule`]). Not built yet: leader election, metrics and health endpoints, retention.
 pub mod backup;
 pub mod decide;
 pub mod pool;
+pub mod restore;
 pub mod schedule;
 pub mod secrets;
 pub mod status;
@@ -21,7 +22,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::api::KafkaBackup;
+use crate::api::{KafkaBackup, KafkaRestore};
 use pool::{ObjectKey, Pool};
 
 /// Finalizer put on every resource: deletion cancels in-flight work first.
@@ -43,6 +44,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// Where PersistentVolumeClaims are mounted in the operator pod: `<root>/<claimName>`.
     pub pvc_root: PathBuf,
+    /// Whether a KafkaRestore may refer to a KafkaBackup (and its Secrets) in another
+    /// namespace (`--allow-cross-namespace-refs`; off by default).
+    pub allow_cross_namespace: bool,
 }
 
 impl Context {
@@ -56,6 +60,7 @@ impl Context {
             client,
             pool: Pool::default(),
             pvc_root,
+            allow_cross_namespace: false,
         }
     }
 
@@ -96,29 +101,50 @@ pub fn error_policy<K>(_obj: Arc<K>, error: &OperatorError, _ctx: Arc<Context>) 
     Action::requeue(Duration::from_secs(15))
 }
 
-/// Runs the controllers until SIGTERM/Ctrl-C. `namespace`: watch one namespace (all when None).
-pub async fn run(namespace: Option<String>, pvc_root: PathBuf) -> anyhow::Result<()> {
+/// Runs the KafkaBackup and KafkaRestore controllers until SIGTERM/Ctrl-C. `namespace`: watch
+/// one namespace (all when None).
+pub async fn run(
+    namespace: Option<String>,
+    pvc_root: PathBuf,
+    allow_cross_namespace: bool,
+) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
-    let ctx = Arc::new(Context::new(client.clone(), pvc_root));
-    let backups: Api<KafkaBackup> = match &namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let mut ctx = Context::new(client.clone(), pvc_root);
+    ctx.allow_cross_namespace = allow_cross_namespace;
+    let ctx = Arc::new(ctx);
+    let backups: Api<KafkaBackup> = scoped(&client, &namespace);
+    let restores: Api<KafkaRestore> = scoped(&client, &namespace);
     tracing::info!(
         namespace = namespace.as_deref().unwrap_or("<all>"),
-        "KafkaBackup controller starting"
+        "controllers starting"
     );
     let pool = ctx.pool.clone();
-    Controller::new(backups, watcher::Config::default())
+    let b = Controller::new(backups, watcher::Config::default())
         .shutdown_on_signal()
-        .run(backup::reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "reconcile error");
-            }
-        })
-        .await;
+        .run(backup::reconcile, error_policy, ctx.clone())
+        .for_each(log_result);
+    let r = Controller::new(restores, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(restore::reconcile, error_policy, ctx)
+        .for_each(log_result);
+    futures::join!(b, r);
     // Stop runs cleanly (checkpoints stay; the next start resumes them).
     pool.cancel_all().await;
     Ok(())
+}
+
+async fn log_result<T, E: std::fmt::Display>(r: Result<T, E>) {
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "reconcile error");
+    }
+}
+
+fn scoped<K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>>(
+    client: &Client,
+    ns: &Option<String>,
+) -> Api<K> {
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }

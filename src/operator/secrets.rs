@@ -41,8 +41,19 @@ pub async fn load(
     namespace: &str,
     names: &[String],
 ) -> Result<Secrets, kube::Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut out = Secrets::new();
+    load_into(client, namespace, names, &mut out).await?;
+    Ok(out)
+}
+
+/// Like [`load`], adding to `out`.
+pub async fn load_into(
+    client: &Client,
+    namespace: &str,
+    names: &[String],
+    out: &mut Secrets,
+) -> Result<(), kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     for n in names {
         if let Some(s) = api.get_opt(n).await? {
             let mut data: std::collections::BTreeMap<String, Vec<u8>> = s
@@ -57,5 +68,5 @@ pub async fn load(
             out.insert(None, n, data);
         }
     }
-    Ok(out)
+    Ok(())
 }

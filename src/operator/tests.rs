@@ -52,6 +52,17 @@ async fn expect(
     check: impl FnOnce(&Value),
     reply: Value,
 ) {
+    expect_code(h, method, path, check, 200, reply).await
+}
+
+async fn expect_code(
+    h: &mut Handle,
+    method: Method,
+    path: &str,
+    check: impl FnOnce(&Value),
+    code: u16,
+    reply: Value,
+) {
     let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
         .await
         .unwrap_or_else(|_| panic!("no request came; expected {method} {path}"))
@@ -71,6 +82,7 @@ async fn expect(
     check(&body);
     send.send_response(
         Response::builder()
+            .status(code)
             .body(Body::from(serde_json::to_vec(&reply).unwrap()))
             .unwrap(),
     );
@@ -274,5 +286,90 @@ async fn a_due_tick_starts_one_run_records_the_tick_and_reports_the_failure() {
     });
     let action = backup::reconcile(obj(&after), ctx2).await.unwrap();
     assert!(matches!(action, a if a != kube::runtime::controller::Action::await_change()));
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restore_whose_backup_does_not_exist_fails_naming_backup_ref() {
+    let (ctx, mut h) = context();
+    let kr = json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1",
+        "kind": "KafkaRestore",
+        "metadata": {"name": "r", "namespace": "default", "uid": "u-2", "generation": 1, "resourceVersion": "3", "finalizers": [FINALIZER]},
+        "spec": {"backupRef": {"name": "production-backup"}, "kafkaCluster": {"bootstrapServers": ["127.0.0.1:1"]}, "pitr": {"endTime": "2024-12-01T12:00:00Z"}}
+    });
+    let k2 = kr.clone();
+    let path = "/apis/kafka.oso.sh/v1alpha1/namespaces/default/kafkarestores/r";
+    let server = tokio::spawn(async move {
+        expect(
+            &mut h,
+            Method::GET,
+            &format!("{path}/status"),
+            |_| {},
+            k2.clone(),
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::PATCH,
+            &format!("{path}/status"),
+            |b| assert_eq!(b["status"]["phase"], "Running", "{b}"),
+            k2.clone(),
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::POST,
+            "/events",
+            |b| assert_eq!(b["reason"], "Started", "{b}"),
+            json!({}),
+        )
+        .await;
+        let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
+        expect_code(
+            &mut h,
+            Method::GET,
+            "/kafkabackups/production-backup",
+            |_| {},
+            404,
+            not_found,
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::GET,
+            &format!("{path}/status"),
+            |_| {},
+            k2.clone(),
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::PATCH,
+            &format!("{path}/status"),
+            |b| {
+                assert_eq!(b["status"]["phase"], "Failed", "{b}");
+                assert!(
+                    b["status"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("spec.backupRef.name"),
+                    "{b}"
+                );
+            },
+            k2,
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::POST,
+            "/events",
+            |b| assert_eq!(b["reason"], "Failed", "{b}"),
+            json!({}),
+        )
+        .await;
+    });
+    let r: Arc<crate::api::KafkaRestore> = Arc::new(serde_json::from_value(kr).unwrap());
+    super::restore::reconcile(r, ctx).await.unwrap();
     server.await.unwrap();
 }

@@ -1,0 +1,243 @@
+//! The KafkaRestore controller: one run per generation, executed in the pool; status carries
+//! live progress (records, percent, throughput, ETA, current topic) and the offset map path.
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+
+use super::decide::{RestoreAction, decide_restore};
+use super::status::{set_condition, update_status};
+use super::{Context, FINALIZER, OperatorError, obj_key, secrets};
+use crate::api::{ConditionStatus, KafkaBackup, KafkaRestore, KafkaRestoreStatus, RestorePhase};
+use crate::exec::{Cancel, ExecContext, ExecError, Limits, Progress, run_restore};
+use crate::flow::{Access, prepare_restore};
+
+/// Reconciles one KafkaRestore.
+pub async fn reconcile(kr: Arc<KafkaRestore>, ctx: Arc<Context>) -> Result<Action, OperatorError> {
+    let ns = kr.namespace().unwrap_or_default();
+    let api: Api<KafkaRestore> = Api::namespaced(ctx.client.clone(), &ns);
+    let span = tracing::info_span!("reconcile", kind = "KafkaRestore", namespace = %ns, name = %kr.name_any());
+    let _e = span.enter();
+    finalizer(&api, FINALIZER, kr, |event| async {
+        match event {
+            Finalizer::Apply(kr) => apply(kr, ctx.clone(), &api).await,
+            Finalizer::Cleanup(kr) => {
+                ctx.pool.cancel(&obj_key(&*kr)).await;
+                ctx.event(
+                    &*kr,
+                    EventType::Normal,
+                    "Deleted",
+                    "in-flight restore cancelled",
+                )
+                .await;
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|e| OperatorError::Finalizer(Box::new(e)))
+}
+
+async fn apply(
+    kr: Arc<KafkaRestore>,
+    ctx: Arc<Context>,
+    api: &Api<KafkaRestore>,
+) -> Result<Action, OperatorError> {
+    let key = obj_key(&*kr);
+    let name = kr.name_any();
+    let generation = kr.metadata.generation;
+    let now = Timestamp::now();
+    match decide_restore(&kr, &ctx.pool.state(&key)) {
+        RestoreAction::Finalize => Ok(Action::await_change()),
+        RestoreAction::Start { key: run_key } => {
+            update_status(api, &name, |s: &mut KafkaRestoreStatus| {
+                s.phase = Some(RestorePhase::Running);
+                s.common.observed_generation = generation;
+                s.common.start_time = Some(Time(now));
+                s.common.completion_time = None;
+                s.common.message = None;
+                set_condition(
+                    &mut s.common,
+                    "Progressing",
+                    ConditionStatus::True,
+                    "RestoreStarted",
+                    &run_key,
+                    generation,
+                    now,
+                );
+            })
+            .await?;
+            if ctx.pool.start(key, run_key, {
+                let (ctx, kr) = (ctx.clone(), kr.clone());
+                move |cancel, progress| run_task(ctx, kr, cancel, progress)
+            }) {
+                ctx.event(&*kr, EventType::Normal, "Started", "restore started")
+                    .await;
+            }
+            Ok(Action::requeue(Duration::from_secs(5)))
+        }
+        RestoreAction::Wait { requeue_after } => {
+            if let Some(p) = ctx.pool.progress(&key) {
+                update_status(api, &name, |s: &mut KafkaRestoreStatus| {
+                    let (records, bytes, secs) = p.snapshot();
+                    let planned = p.records_planned.load(Ordering::Relaxed);
+                    let rate = records as f64 / secs.max(1e-3);
+                    s.records_restored = Some(records);
+                    s.bytes_restored = Some(bytes);
+                    s.throughput_records_per_sec = Some(rate);
+                    s.throughput_bytes_per_sec = Some(bytes as f64 / secs.max(1e-3));
+                    if planned > 0 {
+                        s.progress_percent =
+                            Some((records as f64 * 100.0 / planned as f64).min(100.0));
+                        s.eta_ms = (rate > 0.0).then(|| {
+                            ((planned.saturating_sub(records)) as f64 / rate * 1000.0) as u64
+                        });
+                    }
+                    s.current_topic =
+                        Some(p.current.lock().unwrap().clone()).filter(|c| !c.is_empty());
+                })
+                .await?;
+            }
+            Ok(requeue_after
+                .map(Action::requeue)
+                .unwrap_or_else(Action::await_change))
+        }
+    }
+}
+
+async fn run_task(
+    ctx: Arc<Context>,
+    kr: Arc<KafkaRestore>,
+    cancel: Cancel,
+    progress: Arc<Progress>,
+) {
+    let ns = kr.namespace().unwrap_or_default();
+    let name = kr.name_any();
+    let api: Api<KafkaRestore> = Api::namespaced(ctx.client.clone(), &ns);
+    let generation = kr.metadata.generation;
+    let result: Result<Option<(String, u64, u64, String)>, String> = async {
+        let bref = &kr.spec.backup_ref;
+        let backup_ns = bref.namespace.clone().unwrap_or_else(|| ns.clone());
+        if backup_ns != ns && !ctx.allow_cross_namespace {
+            return Err(format!(
+                "spec.backupRef.namespace: {backup_ns} is another namespace; the operator reads only the resource's own namespace unless started with --allow-cross-namespace-refs"
+            ));
+        }
+        let kb: Option<KafkaBackup> = if bref.storage.is_some() {
+            None
+        } else {
+            Some(
+                Api::<KafkaBackup>::namespaced(ctx.client.clone(), &backup_ns)
+                    .get_opt(&bref.name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("spec.backupRef.name: no KafkaBackup {:?} in namespace {backup_ns} (or set backupRef.storage)", bref.name))?,
+            )
+        };
+        let mut names = secrets::referenced(&kr.spec.kafka_cluster, bref.storage.as_ref());
+        let mut store = secrets::load(&ctx.client, &ns, &names).await.map_err(|e| e.to_string())?;
+        if let Some(kb) = &kb {
+            // the backup's storage Secrets live with the KafkaBackup
+            names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
+            secrets::load_into(&ctx.client, &backup_ns, &names, &mut store).await.map_err(|e| e.to_string())?;
+        }
+        let access = if kr.spec.dry_run { Access::ReadOnly } else { Access::ReadWrite };
+        let prep = prepare_restore(&kr, kb.as_ref(), &store, &ctx.pvc_root, access).await.map_err(|e| e.to_string())?;
+        let (hash, run_id) = (prep.plan.hash.clone(), prep.plan.backup_run_id.clone());
+        if prep.plan.dry_run {
+            let table = crate::cli::report::restore_table(&prep.plan);
+            return Ok(Some((run_id, 0, 0, format!("dryRun: nothing executed. Plan {hash}:\n{table}"))));
+        }
+        let _ = update_status(&api, &name, |s: &mut KafkaRestoreStatus| {
+            s.backup_id = Some(run_id.clone());
+            s.common.plan_hash = Some(hash.clone());
+            s.offset_mapping_path = Some(prep.plan.offset_map_path.clone());
+        })
+        .await;
+        let limits = Arc::new(Limits::new(prep.plan.bytes_per_sec, prep.plan.records_per_sec));
+        let exec = ExecContext { progress: progress.clone(), cancel, limits, now_ms: crate::exec::engine::system_now_ms };
+        match run_restore(&prep.plan, &prep.client, &prep.op, &exec).await {
+            Err(ExecError::Cancelled) => Ok(None),
+            Err(e) => Err(e.to_string()),
+            Ok(out) => Ok(Some((run_id, out.records, out.bytes, format!("offset map: {}", out.offset_map_path)))),
+        }
+    }
+    .await;
+    let now = Timestamp::now();
+    match result {
+        Ok(None) => {}
+        Ok(Some((run_id, records, bytes, message))) => {
+            let _ = update_status(&api, &name, |s: &mut KafkaRestoreStatus| {
+                s.phase = Some(RestorePhase::Completed);
+                s.backup_id = Some(run_id.clone());
+                s.common.completion_time = Some(Time(now));
+                s.common.message = Some(message.clone());
+                s.records_restored = Some(records);
+                s.bytes_restored = Some(bytes);
+                s.progress_percent = Some(100.0);
+                s.eta_ms = Some(0);
+                set_condition(
+                    &mut s.common,
+                    "Progressing",
+                    ConditionStatus::False,
+                    "RestoreCompleted",
+                    &run_id,
+                    generation,
+                    now,
+                );
+                set_condition(
+                    &mut s.common,
+                    "Ready",
+                    ConditionStatus::True,
+                    "RestoreCompleted",
+                    &format!("{records} records from run {run_id}"),
+                    generation,
+                    now,
+                );
+            })
+            .await;
+            ctx.event(
+                &*kr,
+                EventType::Normal,
+                "Completed",
+                &format!("{records} records restored from run {run_id}"),
+            )
+            .await;
+        }
+        Err(message) => {
+            let _ = update_status(&api, &name, |s: &mut KafkaRestoreStatus| {
+                s.phase = Some(RestorePhase::Failed);
+                s.common.completion_time = Some(Time(now));
+                s.common.message = Some(message.clone());
+                set_condition(
+                    &mut s.common,
+                    "Progressing",
+                    ConditionStatus::False,
+                    "RestoreFailed",
+                    &message,
+                    generation,
+                    now,
+                );
+                set_condition(
+                    &mut s.common,
+                    "Ready",
+                    ConditionStatus::False,
+                    "RestoreFailed",
+                    &message,
+                    generation,
+                    now,
+                );
+            })
+            .await;
+            ctx.event(&*kr, EventType::Warning, "Failed", &message)
+                .await;
+        }
+    }
+}
