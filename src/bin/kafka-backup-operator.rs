@@ -18,6 +18,7 @@ async fn main() -> std::process::ExitCode {
                 a.namespace.clone(),
                 a.pvc_root.clone(),
                 a.allow_cross_namespace_refs,
+                a.metrics_addr,
             )
             .await
         }

@@ -58,6 +58,9 @@ pub struct OperatorArgs {
     /// Let a KafkaRestore refer to a KafkaBackup and its Secrets in another namespace.
     #[arg(long)]
     pub allow_cross_namespace_refs: bool,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "KBO_METRICS_ADDR")]
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 /// Inputs shared by `run` and `plan`.

@@ -28,6 +28,12 @@ pub async fn reconcile(kb: Arc<KafkaBackup>, ctx: Arc<Context>) -> Result<Action
     let api: Api<KafkaBackup> = Api::namespaced(ctx.client.clone(), &ns);
     let span = tracing::info_span!("reconcile", kind = "KafkaBackup", namespace = %ns, name = %kb.name_any());
     let _e = span.enter();
+    ctx.metrics
+        .reconciles
+        .get_or_create(&super::http::KindLabels {
+            kind: "KafkaBackup".into(),
+        })
+        .inc();
     finalizer(&api, FINALIZER, kb, |event| async {
         match event {
             Finalizer::Apply(kb) => apply(kb, ctx.clone(), &api).await,
@@ -228,6 +234,14 @@ async fn run_task(
     }
     .await;
     let now = Timestamp::now();
+    let (records, bytes, secs) = progress.snapshot();
+    let outcome = match &result {
+        Ok(None) => "cancelled",
+        Ok(Some(_)) => "completed",
+        Err(_) => "failed",
+    };
+    ctx.metrics
+        .run_finished("KafkaBackup", &ns, outcome, secs, records, bytes);
     match result {
         // Cancelled (deleted, lease lost, shutdown): the checkpoint stays; the next owner resumes.
         Ok(None) => {}

@@ -4,6 +4,7 @@
 //! ([`schedule`]). Not built yet: leader election, metrics and health endpoints, retention.
 pub mod backup;
 pub mod decide;
+pub mod http;
 pub mod pool;
 pub mod restore;
 pub mod schedule;
@@ -47,6 +48,7 @@ pub struct Context {
     /// Whether a KafkaRestore may refer to a KafkaBackup (and its Secrets) in another
     /// namespace (`--allow-cross-namespace-refs`; off by default).
     pub allow_cross_namespace: bool,
+    pub metrics: Arc<http::Metrics>,
 }
 
 impl Context {
@@ -61,6 +63,7 @@ impl Context {
             pool: Pool::default(),
             pvc_root,
             allow_cross_namespace: false,
+            metrics: Arc::default(),
         }
     }
 
@@ -96,7 +99,22 @@ pub fn obj_key<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectKey {
 }
 
 /// Retry policy of a failed reconcile: back off, never stop watching other resources.
-pub fn error_policy<K>(_obj: Arc<K>, error: &OperatorError, _ctx: Arc<Context>) -> Action {
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    _obj: Arc<K>,
+    error: &OperatorError,
+    ctx: Arc<Context>,
+) -> Action {
+    let category = match error {
+        OperatorError::Kube(_) => "kube",
+        OperatorError::Finalizer(_) => "finalizer",
+    };
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&http::ErrorLabels {
+            kind: K::kind(&()).into_owned(),
+            category: category.into(),
+        })
+        .inc();
     tracing::warn!(%error, "reconcile failed; retrying in 15 s");
     Action::requeue(Duration::from_secs(15))
 }
@@ -107,6 +125,7 @@ pub async fn run(
     namespace: Option<String>,
     pvc_root: PathBuf,
     allow_cross_namespace: bool,
+    metrics_addr: std::net::SocketAddr,
 ) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let mut ctx = Context::new(client.clone(), pvc_root);
@@ -119,11 +138,27 @@ pub async fn run(
         "controllers starting"
     );
     let pool = ctx.pool.clone();
-    let b = Controller::new(backups, watcher::Config::default())
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(http::serve(
+        metrics_addr,
+        ctx.metrics.clone(),
+        ready.clone(),
+    ));
+    let bc = Controller::new(backups, watcher::Config::default());
+    let rc = Controller::new(restores, watcher::Config::default());
+    let (bs, rs) = (bc.store(), rc.store());
+    tokio::spawn(async move {
+        // ready once both watches have listed their resources
+        if bs.wait_until_ready().await.is_ok() && rs.wait_until_ready().await.is_ok() {
+            ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!("watches synced: ready");
+        }
+    });
+    let b = bc
         .shutdown_on_signal()
         .run(backup::reconcile, error_policy, ctx.clone())
         .for_each(log_result);
-    let r = Controller::new(restores, watcher::Config::default())
+    let r = rc
         .shutdown_on_signal()
         .run(restore::reconcile, error_policy, ctx)
         .for_each(log_result);

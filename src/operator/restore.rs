@@ -25,6 +25,12 @@ pub async fn reconcile(kr: Arc<KafkaRestore>, ctx: Arc<Context>) -> Result<Actio
     let api: Api<KafkaRestore> = Api::namespaced(ctx.client.clone(), &ns);
     let span = tracing::info_span!("reconcile", kind = "KafkaRestore", namespace = %ns, name = %kr.name_any());
     let _e = span.enter();
+    ctx.metrics
+        .reconciles
+        .get_or_create(&super::http::KindLabels {
+            kind: "KafkaRestore".into(),
+        })
+        .inc();
     finalizer(&api, FINALIZER, kr, |event| async {
         match event {
             Finalizer::Apply(kr) => apply(kr, ctx.clone(), &api).await,
@@ -171,6 +177,14 @@ async fn run_task(
     }
     .await;
     let now = Timestamp::now();
+    let (p_records, p_bytes, secs) = progress.snapshot();
+    let outcome = match &result {
+        Ok(None) => "cancelled",
+        Ok(Some(_)) => "completed",
+        Err(_) => "failed",
+    };
+    ctx.metrics
+        .run_finished("KafkaRestore", &ns, outcome, secs, p_records, p_bytes);
     match result {
         Ok(None) => {}
         Ok(Some((run_id, records, bytes, message))) => {
