@@ -19,6 +19,12 @@ async fn main() -> std::process::ExitCode {
                 a.pvc_root.clone(),
                 a.allow_cross_namespace_refs,
                 a.metrics_addr,
+                a.leader_election
+                    .then(|| kafka_backup_operator::operator::LeaderElection {
+                        namespace: a.lease_namespace.clone(),
+                        identity: std::env::var("POD_NAME")
+                            .unwrap_or_else(|_| format!("kbo-{}", std::process::id())),
+                    }),
             )
             .await
         }

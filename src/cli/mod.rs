@@ -61,6 +61,12 @@ pub struct OperatorArgs {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080", env = "KBO_METRICS_ADDR")]
     pub metrics_addr: std::net::SocketAddr,
+    /// Elect a leader through a Lease (run several replicas; only the leader works).
+    #[arg(long, env = "KBO_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Namespace of the Lease (default: the pod's namespace, POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
 }
 
 /// Inputs shared by `run` and `plan`.

@@ -28,6 +28,10 @@ pub async fn reconcile(kb: Arc<KafkaBackup>, ctx: Arc<Context>) -> Result<Action
     let api: Api<KafkaBackup> = Api::namespaced(ctx.client.clone(), &ns);
     let span = tracing::info_span!("reconcile", kind = "KafkaBackup", namespace = %ns, name = %kb.name_any());
     let _e = span.enter();
+    if !*ctx.leader.borrow() {
+        // A follower watches but never writes or runs.
+        return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+    }
     ctx.metrics
         .reconciles
         .get_or_create(&super::http::KindLabels {

@@ -49,6 +49,9 @@ pub struct Context {
     /// namespace (`--allow-cross-namespace-refs`; off by default).
     pub allow_cross_namespace: bool,
     pub metrics: Arc<http::Metrics>,
+    /// True while this replica holds the leader Lease (always true without leader election).
+    /// Only the leader reconciles and runs work.
+    pub leader: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Context {
@@ -64,6 +67,7 @@ impl Context {
             pvc_root,
             allow_cross_namespace: false,
             metrics: Arc::default(),
+            leader: tokio::sync::watch::channel(true).1,
         }
     }
 
@@ -119,17 +123,50 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(Duration::from_secs(15))
 }
 
+/// Leader election settings (a Lease in `namespace`, held by `identity`).
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    pub namespace: String,
+    pub identity: String,
+}
+
 /// Runs the KafkaBackup and KafkaRestore controllers until SIGTERM/Ctrl-C. `namespace`: watch
-/// one namespace (all when None).
+/// one namespace (all when None). With `election`, only the replica holding the Lease
+/// reconciles; losing it cancels every run at once (the lease is renewed before it expires, so
+/// the runs stop before another replica can take over).
 pub async fn run(
     namespace: Option<String>,
     pvc_root: PathBuf,
     allow_cross_namespace: bool,
     metrics_addr: std::net::SocketAddr,
+    election: Option<LeaderElection>,
 ) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let mut ctx = Context::new(client.clone(), pvc_root);
     ctx.allow_cross_namespace = allow_cross_namespace;
+    if let Some(el) = election {
+        let manager =
+            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "kafka-backup-operator")
+                .with_namespace(&el.namespace)
+                .with_identity(&el.identity)
+                .with_duration(15)
+                .with_grace(5)
+                .build()
+                .await?;
+        let (rx, _task) = manager.watch().await;
+        let (mut watch, pool) = (rx.clone(), ctx.pool.clone());
+        tokio::spawn(async move {
+            while watch.changed().await.is_ok() {
+                let leading = *watch.borrow();
+                tracing::info!(leading, "leadership changed");
+                if !leading {
+                    pool.cancel_all().await;
+                }
+            }
+        });
+        ctx.leader = rx;
+        tracing::info!(identity = %el.identity, lease_namespace = %el.namespace, "leader election on");
+    }
     let ctx = Arc::new(ctx);
     let backups: Api<KafkaBackup> = scoped(&client, &namespace);
     let restores: Api<KafkaRestore> = scoped(&client, &namespace);

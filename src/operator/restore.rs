@@ -25,6 +25,10 @@ pub async fn reconcile(kr: Arc<KafkaRestore>, ctx: Arc<Context>) -> Result<Actio
     let api: Api<KafkaRestore> = Api::namespaced(ctx.client.clone(), &ns);
     let span = tracing::info_span!("reconcile", kind = "KafkaRestore", namespace = %ns, name = %kr.name_any());
     let _e = span.enter();
+    if !*ctx.leader.borrow() {
+        // A follower watches but never writes or runs.
+        return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+    }
     ctx.metrics
         .reconciles
         .get_or_create(&super::http::KindLabels {

@@ -373,3 +373,23 @@ async fn a_restore_whose_backup_does_not_exist_fails_naming_backup_ref() {
     super::restore::reconcile(r, ctx).await.unwrap();
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_follower_never_writes_or_runs() {
+    let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let mut ctx = Context::new(Client::new(svc, "default"), "/tmp/kbo-test-pvc".into());
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    ctx.leader = rx;
+    let o = kb(
+        json!({"schedule": "*/10 * * * * *"}),
+        json!({"lastScheduleTime": "2026-01-01T00:00:00Z"}),
+        false,
+    );
+    let action = backup::reconcile(obj(&o), Arc::new(ctx)).await.unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(5))
+    );
+    let more = tokio::time::timeout(Duration::from_millis(200), h.next_request()).await;
+    assert!(!matches!(more, Ok(Some(_))), "a follower sent a request");
+}
