@@ -128,7 +128,7 @@ async fn apply(
             .await?;
             let started = ctx.pool.start(key, run_key.clone(), {
                 let (ctx, kb) = (ctx.clone(), kb.clone());
-                move |cancel, progress| run_task(ctx, kb, cancel, progress)
+                move |cancel, progress| run_task(ctx, kb, scheduled, cancel, progress)
             });
             if started {
                 let reason = if scheduled.is_some() {
@@ -188,10 +188,12 @@ async fn apply(
     }
 }
 
-/// One run in the pool: resolve Secrets, observe and compile, execute, report.
+/// One run in the pool: resolve Secrets, observe and compile, execute, report. A scheduled run
+/// takes its run id from its tick, so a tick and its run are one and the same everywhere.
 async fn run_task(
     ctx: Arc<Context>,
     kb: Arc<KafkaBackup>,
+    scheduled: Option<Timestamp>,
     cancel: Cancel,
     progress: Arc<Progress>,
 ) {
@@ -208,7 +210,7 @@ async fn run_task(
             &kb,
             &secrets,
             &ctx.pvc_root,
-            Timestamp::now().as_millisecond(),
+            scheduled.unwrap_or_else(Timestamp::now).as_millisecond(),
             Access::ReadWrite,
         )
         .await
