@@ -55,3 +55,29 @@ fn values_match_the_schema_and_the_deployment_is_locked_down() {
         "Secrets are read-only, get only"
     );
 }
+
+/// flake.nix parses (rnix, the Nix parser of nix-community; nix itself does not install here).
+#[test]
+fn flake_nix_parses_and_has_the_dev_shell_and_cluster_app() {
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("flake.nix")).unwrap();
+    let parsed = rnix::Root::parse(&src);
+    assert!(
+        parsed.errors().is_empty(),
+        "flake.nix does not parse: {:?}",
+        parsed.errors()
+    );
+    for needle in [
+        "devShells.default",
+        "apps.cluster",
+        "kind",
+        "kubernetes-helm",
+        "kcat",
+        "redpanda-client",
+        "minio-client",
+    ] {
+        assert!(src.contains(needle), "flake.nix lacks {needle}");
+    }
+    // and a broken file is caught
+    assert!(!rnix::Root::parse("{ a = ; }").errors().is_empty());
+}
