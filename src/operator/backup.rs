@@ -10,11 +10,10 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::decide::{BackupAction, decide_backup};
 use super::status::{set_condition, update_status};
-use super::{Context, FINALIZER, OperatorError, obj_key, secrets};
+use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{BackupPhase, BackupRunRecord, ConditionStatus, KafkaBackup};
 use crate::exec::{Cancel, ExecContext, ExecError, Limits, Progress, run_backup};
 use crate::flow::{Access, prepare_backup};
@@ -24,39 +23,12 @@ pub const HISTORY_LIMIT: usize = 10;
 
 /// Reconciles one KafkaBackup.
 pub async fn reconcile(kb: Arc<KafkaBackup>, ctx: Arc<Context>) -> Result<Action, OperatorError> {
-    let ns = kb.namespace().unwrap_or_default();
-    let api: Api<KafkaBackup> = Api::namespaced(ctx.client.clone(), &ns);
-    let span = tracing::info_span!("reconcile", kind = "KafkaBackup", namespace = %ns, name = %kb.name_any());
-    let _e = span.enter();
-    if !*ctx.leader.borrow() {
-        // A follower watches but never writes or runs.
-        return Ok(Action::requeue(std::time::Duration::from_secs(5)));
-    }
-    ctx.metrics
-        .reconciles
-        .get_or_create(&super::http::KindLabels {
-            kind: "KafkaBackup".into(),
-        })
-        .inc();
-    finalizer(&api, FINALIZER, kb, |event| async {
-        match event {
-            Finalizer::Apply(kb) => apply(kb, ctx.clone(), &api).await,
-            Finalizer::Cleanup(kb) => {
-                // Cancel in-flight work; the data already in storage is kept on purpose.
-                ctx.pool.cancel(&obj_key(&*kb)).await;
-                ctx.event(
-                    &*kb,
-                    EventType::Normal,
-                    "Deleted",
-                    "in-flight work cancelled; backup data in storage is kept",
-                )
-                .await;
-                Ok(Action::await_change())
-            }
-        }
-    })
+    super::reconcile_guarded(
+        kb,
+        ctx,
+        |kb, ctx, api| async move { apply(kb, ctx, &api).await },
+    )
     .await
-    .map_err(|e| OperatorError::Finalizer(Box::new(e)))
 }
 
 async fn apply(

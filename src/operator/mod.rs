@@ -93,6 +93,57 @@ impl Context {
     }
 }
 
+/// The part of every reconcile that does not depend on the kind: a span with the resource's
+/// namespace and name, the leader check (a follower watches but never writes or runs), the
+/// reconcile counter, and the finalizer: `apply` on create/update, and on deletion cancel the
+/// in-flight run (data already in storage is kept on purpose).
+pub async fn reconcile_guarded<K, F, Fut>(
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+    apply: F,
+) -> Result<Action, OperatorError>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    F: FnOnce(Arc<K>, Arc<Context>, Api<K>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, OperatorError>>,
+{
+    let ns = obj.namespace().unwrap_or_default();
+    let kind = K::kind(&()).into_owned();
+    let span =
+        tracing::info_span!("reconcile", kind = %kind, namespace = %ns, name = %obj.name_any());
+    let _e = span.enter();
+    if !*ctx.leader.borrow() {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    ctx.metrics
+        .reconciles
+        .get_or_create(&http::KindLabels { kind })
+        .inc();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    kube::runtime::finalizer::finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            kube::runtime::finalizer::Event::Apply(o) => apply(o, ctx.clone(), api.clone()).await,
+            kube::runtime::finalizer::Event::Cleanup(o) => {
+                ctx.pool.cancel(&obj_key(&*o)).await;
+                ctx.event(
+                    &*o,
+                    EventType::Normal,
+                    "Deleted",
+                    "in-flight work cancelled; backup data in storage is kept",
+                )
+                .await;
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|e| OperatorError::Finalizer(Box::new(e)))
+}
+
 /// The pool key of a resource.
 pub fn obj_key<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectKey {
     (

@@ -10,49 +10,22 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::decide::{RestoreAction, decide_restore};
 use super::status::{set_condition, update_status};
-use super::{Context, FINALIZER, OperatorError, obj_key, secrets};
+use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{ConditionStatus, KafkaBackup, KafkaRestore, KafkaRestoreStatus, RestorePhase};
 use crate::exec::{Cancel, ExecContext, ExecError, Limits, Progress, run_restore};
 use crate::flow::{Access, prepare_restore};
 
 /// Reconciles one KafkaRestore.
 pub async fn reconcile(kr: Arc<KafkaRestore>, ctx: Arc<Context>) -> Result<Action, OperatorError> {
-    let ns = kr.namespace().unwrap_or_default();
-    let api: Api<KafkaRestore> = Api::namespaced(ctx.client.clone(), &ns);
-    let span = tracing::info_span!("reconcile", kind = "KafkaRestore", namespace = %ns, name = %kr.name_any());
-    let _e = span.enter();
-    if !*ctx.leader.borrow() {
-        // A follower watches but never writes or runs.
-        return Ok(Action::requeue(std::time::Duration::from_secs(5)));
-    }
-    ctx.metrics
-        .reconciles
-        .get_or_create(&super::http::KindLabels {
-            kind: "KafkaRestore".into(),
-        })
-        .inc();
-    finalizer(&api, FINALIZER, kr, |event| async {
-        match event {
-            Finalizer::Apply(kr) => apply(kr, ctx.clone(), &api).await,
-            Finalizer::Cleanup(kr) => {
-                ctx.pool.cancel(&obj_key(&*kr)).await;
-                ctx.event(
-                    &*kr,
-                    EventType::Normal,
-                    "Deleted",
-                    "in-flight restore cancelled",
-                )
-                .await;
-                Ok(Action::await_change())
-            }
-        }
-    })
+    super::reconcile_guarded(
+        kr,
+        ctx,
+        |kr, ctx, api| async move { apply(kr, ctx, &api).await },
+    )
     .await
-    .map_err(|e| OperatorError::Finalizer(Box::new(e)))
 }
 
 async fn apply(
