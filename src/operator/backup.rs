@@ -44,28 +44,24 @@ async fn apply(
     match decide_backup(&kb, &ctx.pool.state(&key), now, last_trigger.as_deref()) {
         BackupAction::Finalize => Ok(Action::await_change()),
         BackupAction::Invalid { field, message } => {
+            tracing::warn!(%field, "invalid KafkaBackup");
             update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {
                 s.phase = Some(BackupPhase::Failed);
                 s.common.observed_generation = generation;
-                s.common.message = Some(format!("{field}: {message}"));
+                s.common.message = Some(message.clone());
                 set_condition(
                     &mut s.common,
                     "Ready",
                     ConditionStatus::False,
                     "InvalidSpec",
-                    &format!("{field}: {message}"),
+                    &message,
                     generation,
                     now,
                 );
             })
             .await?;
-            ctx.event(
-                &*kb,
-                EventType::Warning,
-                "InvalidSpec",
-                &format!("{field}: {message}"),
-            )
-            .await;
+            ctx.event(&*kb, EventType::Warning, "InvalidSpec", &message)
+                .await;
             Ok(Action::await_change())
         }
         BackupAction::Start {
@@ -100,7 +96,10 @@ async fn apply(
             .await?;
             let started = ctx.pool.start(key, run_key.clone(), {
                 let (ctx, kb) = (ctx.clone(), kb.clone());
-                move |cancel, progress| run_task(ctx, kb, scheduled, cancel, progress)
+                move |cancel, progress| {
+                    let span = tracing::info_span!("run", kind = "KafkaBackup", namespace = %kb.namespace().unwrap_or_default(), name = %kb.name_any());
+                    tracing::Instrument::instrument(run_task(ctx, kb, scheduled, cancel, progress), span)
+                }
             });
             if started {
                 let reason = if scheduled.is_some() {

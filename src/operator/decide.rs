@@ -25,7 +25,7 @@ pub enum PoolState {
 pub enum BackupAction {
     /// Being deleted: cancel in-flight work, then remove the finalizer. Backup data stays.
     Finalize,
-    /// The spec cannot run (bad schedule or time zone): set Failed with this field and message.
+    /// The spec cannot run: set Failed. `message` names the field(s) and the fix.
     Invalid { field: String, message: String },
     /// Start a run. `scheduled` is the tick it belongs to (recorded as lastScheduleTime);
     /// `key` is stable for that tick, generation or trigger, so a repeated decision is
@@ -54,6 +54,14 @@ pub fn decide_backup(
 ) -> BackupAction {
     if kb.metadata.deletion_timestamp.is_some() {
         return BackupAction::Finalize;
+    }
+    // What the API server's schema and CEL rules let through is validated again in full.
+    if let Err(e) = crate::api::validate_backup(kb) {
+        let first = &e.errors[0];
+        return BackupAction::Invalid {
+            field: first.field.clone(),
+            message: e.to_string(),
+        };
     }
     let generation = kb.metadata.generation.unwrap_or(0);
     let status = kb.status.as_ref();
@@ -178,6 +186,11 @@ pub fn decide_backup(
 #[derive(Debug, Clone, PartialEq)]
 pub enum RestoreAction {
     Finalize,
+    /// The spec cannot run: set Failed with this field and message.
+    Invalid {
+        field: String,
+        message: String,
+    },
     Start {
         key: String,
     },
@@ -194,6 +207,13 @@ pub fn decide_restore(kr: &crate::api::KafkaRestore, pool: &PoolState) -> Restor
     use crate::api::RestorePhase;
     if kr.metadata.deletion_timestamp.is_some() {
         return RestoreAction::Finalize;
+    }
+    if let Err(e) = crate::api::validate_restore(kr) {
+        let first = &e.errors[0];
+        return RestoreAction::Invalid {
+            field: first.field.clone(),
+            message: e.to_string(),
+        };
     }
     if let PoolState::Running(_) = pool {
         return RestoreAction::Wait {
@@ -361,6 +381,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_spec_the_api_server_let_through_is_still_validated() {
+        let mut b = kb("");
+        b.spec.kafka_cluster.bootstrap_servers = vec!["no-port".into()];
+        match decide_backup(&b, &PoolState::Idle, ts("2026-01-01T00:00:00Z"), None) {
+            BackupAction::Invalid { field, message } => {
+                assert!(
+                    field.starts_with("spec.kafkaCluster.bootstrapServers"),
+                    "{field}"
+                );
+                assert!(message.contains("no-port"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

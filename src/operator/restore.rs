@@ -39,6 +39,27 @@ async fn apply(
     let now = Timestamp::now();
     match decide_restore(&kr, &ctx.pool.state(&key)) {
         RestoreAction::Finalize => Ok(Action::await_change()),
+        RestoreAction::Invalid { field, message } => {
+            update_status(api, &name, |s: &mut KafkaRestoreStatus| {
+                s.phase = Some(RestorePhase::Failed);
+                s.common.observed_generation = generation;
+                s.common.message = Some(message.clone());
+                set_condition(
+                    &mut s.common,
+                    "Ready",
+                    ConditionStatus::False,
+                    "InvalidSpec",
+                    &message,
+                    generation,
+                    now,
+                );
+            })
+            .await?;
+            tracing::warn!(%field, "invalid KafkaRestore");
+            ctx.event(&*kr, EventType::Warning, "InvalidSpec", &message)
+                .await;
+            Ok(Action::await_change())
+        }
         RestoreAction::Start { key: run_key } => {
             update_status(api, &name, |s: &mut KafkaRestoreStatus| {
                 s.phase = Some(RestorePhase::Running);
@@ -59,7 +80,10 @@ async fn apply(
             .await?;
             if ctx.pool.start(key, run_key, {
                 let (ctx, kr) = (ctx.clone(), kr.clone());
-                move |cancel, progress| run_task(ctx, kr, cancel, progress)
+                move |cancel, progress| {
+                    let span = tracing::info_span!("run", kind = "KafkaRestore", namespace = %kr.namespace().unwrap_or_default(), name = %kr.name_any());
+                    tracing::Instrument::instrument(run_task(ctx, kr, cancel, progress), span)
+                }
             }) {
                 ctx.event(&*kr, EventType::Normal, "Started", "restore started")
                     .await;
