@@ -172,3 +172,21 @@ pub async fn prepare_restore(
         storage: target,
     })
 }
+
+/// Applies `kb`'s retention to its repository after a successful run: lists every complete run,
+/// compiles what to prune ([`plan::compile_retention`]) and deletes it (nothing in dry run).
+pub async fn apply_retention(
+    kb: &KafkaBackup,
+    op: &Operator,
+    now_ms: i64,
+) -> Result<plan::RetentionPlan, FlowError> {
+    let name = kb.metadata.name.clone().unwrap_or_default();
+    let state = observe::load_repo_state(op, &name).await?;
+    let mut runs = Vec::with_capacity(state.complete_runs.len());
+    for id in &state.complete_runs {
+        runs.push(observe::load_manifest(op, &name, id).await?);
+    }
+    let plan = plan::compile_retention(&kb.spec.retention, &runs, now_ms);
+    crate::exec::run_retention(&plan, op, &name).await?;
+    Ok(plan)
+}

@@ -48,9 +48,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 partitions = plan.partitions.len(), planned_records = plan.estimated_records, "backup starting"
             );
             let limits = Limits::new(plan.bytes_per_sec, plan.records_per_sec);
+            let (client, op) = (&prep.client, &prep.op);
             let (m, (records, bytes, secs)) = reporting
                 .execute(limits, |ctx| async move {
-                    run_backup(plan, &prep.client, &prep.op, &ctx).await
+                    run_backup(plan, client, op, &ctx).await
                 })
                 .await?;
             println!(
@@ -66,6 +67,23 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 "manifest: {}",
                 crate::format::layout::manifest(&m.backup_name, &m.run_id)
             );
+            if kb.spec.retention.enabled {
+                let r = crate::flow::apply_retention(&kb, &prep.op, system_now_ms()).await?;
+                println!(
+                    "retention{}: {} runs inspected, {} pruned {:?}, {} segments ({} bytes) {}",
+                    if r.dry_run { " (dryRun)" } else { "" },
+                    r.inspected,
+                    r.delete_runs.len(),
+                    r.delete_runs,
+                    r.delete_segments.len(),
+                    r.reclaimed_bytes,
+                    if r.dry_run {
+                        "would be deleted"
+                    } else {
+                        "deleted"
+                    }
+                );
+            }
         }
         Target::Restore(kr, kb) => {
             let access = if kr.spec.dry_run {

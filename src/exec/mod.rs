@@ -4,10 +4,12 @@
 pub mod backup;
 pub mod engine;
 pub mod restore;
+pub mod retention;
 
 pub use backup::run_backup;
 pub use engine::{Cancel, Event, ExecContext, Limits, Progress};
 pub use restore::{RestoreOutcome, run_restore};
+pub use retention::run_retention;
 
 use crate::format::FormatError;
 use crate::kafka::KafkaError;

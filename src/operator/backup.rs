@@ -206,7 +206,23 @@ async fn run_task(
         match run_backup(&prep.plan, &prep.client, &prep.op, &exec).await {
             Err(ExecError::Cancelled) => Ok(None),
             Err(e) => Err(e.to_string()),
-            Ok(m) => Ok(Some(m)),
+            Ok(m) => {
+                // Retention after a successful run only; its failure does not fail the run.
+                let retention = if kb.spec.retention.enabled {
+                    Some(
+                        crate::flow::apply_retention(
+                            &kb,
+                            &prep.op,
+                            Timestamp::now().as_millisecond(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string()),
+                    )
+                } else {
+                    None
+                };
+                Ok(Some((m, retention)))
+            }
         }
     }
     .await;
@@ -222,7 +238,7 @@ async fn run_task(
     match result {
         // Cancelled (deleted, lease lost, shutdown): the checkpoint stays; the next owner resumes.
         Ok(None) => {}
-        Ok(Some(m)) => {
+        Ok(Some((m, retention))) => {
             let (_, _, secs) = progress.snapshot();
             let _ = update_status(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
                 s.phase = Some(BackupPhase::Completed);
@@ -254,6 +270,31 @@ async fn run_task(
                     },
                 );
                 s.history.truncate(HISTORY_LIMIT);
+                if let Some(r) = &retention {
+                    let mut rs = crate::api::RetentionStatus {
+                        last_retention_time: Some(Time(now)),
+                        ..Default::default()
+                    };
+                    match r {
+                        Ok(p) => {
+                            rs.inspected_backups = Some(p.inspected);
+                            rs.eligible_backups = Some(p.delete_runs.len() as u64);
+                            rs.deleted_backups = Some(if p.dry_run {
+                                0
+                            } else {
+                                p.delete_runs.len() as u64
+                            });
+                            rs.reclaimed_bytes =
+                                Some(if p.dry_run { 0 } else { p.reclaimed_bytes });
+                            if !p.dry_run {
+                                // pruned runs leave the history too
+                                s.history.retain(|h| !p.delete_runs.contains(&h.run_id));
+                            }
+                        }
+                        Err(e) => rs.error = Some(e.clone()),
+                    }
+                    s.retention = Some(rs);
+                }
                 set_condition(
                     &mut s.common,
                     "Progressing",

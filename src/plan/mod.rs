@@ -4,6 +4,7 @@
 //! the operator execute them.
 mod backup;
 mod restore;
+mod retention;
 mod select;
 
 pub use backup::{
@@ -12,6 +13,7 @@ pub use backup::{
 pub use restore::{
     RestoreFacts, RestorePartitionStep, RestorePlan, TopicToCreate, compile_restore,
 };
+pub use retention::{RetentionPlan, compile_retention};
 pub use select::{matches_any, select_topics};
 
 use sha2::{Digest, Sha256};

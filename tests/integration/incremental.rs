@@ -158,3 +158,56 @@ c.close()\n",
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_prunes_old_runs_and_keeps_what_the_latest_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique("ret");
+    produce_sample(&format!("{prefix}-"), 60);
+    let topic = format!("{prefix}-lz4");
+    let kb = backup_yaml(
+        "ret",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  retention:\n    enabled: true\n    keepLast: 1\n",
+    );
+    let f = write_docs(dir.path(), &[&kb]);
+    let mut runs = Vec::new();
+    for round in 0..3 {
+        if round > 0 {
+            append(&topic, 3, 5).await;
+        }
+        let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
+        assert!(ok, "{out}{err}");
+        assert!(out.contains("retention: "), "{out}");
+        runs.push(
+            out.lines()
+                .find(|l| l.starts_with("manifest: "))
+                .unwrap()
+                .to_string(),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let manifests: Vec<String> = tree(dir.path())
+        .into_iter()
+        .filter(|p| p.ends_with("manifest.json"))
+        .collect();
+    assert_eq!(
+        manifests.len(),
+        1,
+        "keepLast 1: only the newest run stays: {manifests:?}"
+    );
+    assert!(
+        runs[2].ends_with(&manifests[0]),
+        "{runs:?} vs {manifests:?}"
+    );
+    // the latest run lists the first runs' segments (its covered range starts at offset 0):
+    // they are kept, and the latest run still restores everything
+    let kr = restore_yaml(
+        "ret-r",
+        "ret",
+        &format!("  createTopics: true\n  topicMapping:\n    {topic}: {topic}-r\n"),
+    );
+    restore(dir.path(), &[&kb, &kr], "ret-r").await;
+    assert_same(std::slice::from_ref(&topic), &[format!("{topic}-r")], &[]);
+}
