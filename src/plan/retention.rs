@@ -39,16 +39,19 @@ pub fn compile_retention(spec: &RetentionSpec, runs: &[RunManifest], now_ms: i64
             && keep_last.is_none_or(|k| i >= k)
             && max_age_ms.is_none_or(|age| now_ms - m.completion_time > age)
     };
-    let (delete, keep): (Vec<(usize, &RunManifest)>, Vec<(usize, &RunManifest)>) = sorted
-        .iter()
-        .copied()
-        .enumerate()
-        .partition(|(i, m)| eligible(*i, m));
-    let needed: BTreeSet<&str> = keep.iter().flat_map(|(_, m)| segment_paths(m)).collect();
+    let (mut delete, mut keep): (Vec<&RunManifest>, Vec<&RunManifest>) = (vec![], vec![]);
+    for (i, m) in sorted.iter().enumerate() {
+        if eligible(i, m) {
+            delete.push(m)
+        } else {
+            keep.push(m)
+        }
+    }
+    let needed: BTreeSet<&str> = keep.iter().flat_map(|m| segment_paths(m)).collect();
     let mut seen = BTreeSet::new();
     let mut reclaimed = 0;
     let mut delete_segments = Vec::new();
-    for (_, m) in &delete {
+    for m in &delete {
         for t in &m.topics {
             for p in &t.partitions {
                 for s in &p.segments {
@@ -62,7 +65,7 @@ pub fn compile_retention(spec: &RetentionSpec, runs: &[RunManifest], now_ms: i64
     }
     RetentionPlan {
         inspected: runs.len() as u64,
-        delete_runs: delete.iter().map(|(_, m)| m.run_id.clone()).collect(),
+        delete_runs: delete.iter().map(|m| m.run_id.clone()).collect(),
         delete_segments,
         reclaimed_bytes: reclaimed,
         dry_run: spec.dry_run,
@@ -138,7 +141,7 @@ mod tests {
     fn keep_last_never_deletes_the_newest_and_only_unneeded_segments() {
         // r3 still lists s2 (its covered range starts there); s1 fell below the log start
         let runs = vec![
-            run("r1", 1 * DAY, &["s1"]),
+            run("r1", DAY, &["s1"]),
             run("r2", 2 * DAY, &["s1", "s2"]),
             run("r3", 3 * DAY, &["s2", "s3"]),
         ];
