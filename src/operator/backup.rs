@@ -138,6 +138,10 @@ async fn apply(
                     .status
                     .as_ref()
                     .and_then(|s| s.next_scheduled_backup.clone());
+            if let Some(p) = &progress {
+                ctx.metrics
+                    .running("KafkaBackup", &kb.namespace().unwrap_or_default(), p);
+            }
             if progress.is_some() || next_changed {
                 // Live progress while running, at most one write per requeue (5 s).
                 update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {

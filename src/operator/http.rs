@@ -11,6 +11,7 @@ use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -52,6 +53,8 @@ pub struct Metrics {
     pub records: Family<VolumeLabels, Counter>,
     /// Raw Kafka batch bytes moved by finished runs.
     pub bytes: Family<VolumeLabels, Counter>,
+    /// Records still to move before the running run reaches its planned cut (0 when idle).
+    pub lag_records: Family<VolumeLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -65,6 +68,7 @@ impl Default for Metrics {
         });
         let records = Family::<VolumeLabels, Counter>::default();
         let bytes = Family::<VolumeLabels, Counter>::default();
+        let lag_records = Family::<VolumeLabels, Gauge>::default();
         registry.register("reconciles", "Reconciles by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -87,6 +91,11 @@ impl Default for Metrics {
             "Raw record-batch bytes moved by finished runs",
             bytes.clone(),
         );
+        registry.register(
+            "lag_records",
+            "Records still to move before the running run reaches its planned cut",
+            lag_records.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -95,6 +104,7 @@ impl Default for Metrics {
             run_duration,
             records,
             bytes,
+            lag_records,
         }
     }
 }
@@ -126,6 +136,22 @@ impl Metrics {
         };
         self.records.get_or_create(&v).inc_by(records);
         self.bytes.get_or_create(&v).inc_by(bytes);
+        self.lag_records.get_or_create(&v).set(0);
+    }
+
+    /// Updates the lag of a running run from its progress counters.
+    pub fn running(&self, kind: &str, ns: &str, progress: &crate::exec::Progress) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let lag = progress
+            .records_planned
+            .load(Relaxed)
+            .saturating_sub(progress.records_done.load(Relaxed));
+        self.lag_records
+            .get_or_create(&VolumeLabels {
+                kind: kind.into(),
+                resource_namespace: ns.into(),
+            })
+            .set(lag as i64);
     }
 
     /// The Prometheus text exposition.
@@ -201,6 +227,17 @@ mod tests {
         assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
         ready.store(true, Ordering::Relaxed);
         assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+        let p = crate::exec::Progress::new(None);
+        p.records_planned.store(50, Ordering::Relaxed);
+        p.add(20, 0);
+        metrics.running("KafkaRestore", "team-b", &p);
+        assert!(
+            metrics.encode().contains(
+                "kbo_lag_records{kind=\"KafkaRestore\",resource_namespace=\"team-b\"} 30"
+            ),
+            "{}",
+            metrics.encode()
+        );
         metrics.run_finished("KafkaBackup", "team-a", "completed", 3.0, 10, 100);
         let m = get("/metrics").await;
         assert!(

@@ -92,6 +92,8 @@ async fn apply(
         }
         RestoreAction::Wait { requeue_after } => {
             if let Some(p) = ctx.pool.progress(&key) {
+                ctx.metrics
+                    .running("KafkaRestore", &kr.namespace().unwrap_or_default(), &p);
                 update_status(api, &name, |s: &mut KafkaRestoreStatus| {
                     let (records, bytes, secs) = p.snapshot();
                     let planned = p.records_planned.load(Ordering::Relaxed);
