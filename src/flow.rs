@@ -181,11 +181,7 @@ pub async fn apply_retention(
     now_ms: i64,
 ) -> Result<plan::RetentionPlan, FlowError> {
     let name = kb.metadata.name.clone().unwrap_or_default();
-    let state = observe::load_repo_state(op, &name).await?;
-    let mut runs = Vec::with_capacity(state.complete_runs.len());
-    for id in &state.complete_runs {
-        runs.push(observe::load_manifest(op, &name, id).await?);
-    }
+    let runs = observe::load_complete_manifests(op, &name).await?;
     let plan = plan::compile_retention(&kb.spec.retention, &runs, now_ms);
     crate::exec::run_retention(&plan, op, &name).await?;
     Ok(plan)

@@ -4,7 +4,9 @@
 mod repo;
 mod resolve;
 
-pub use repo::{RepoState, latest_complete_run, load_manifest, load_repo_state};
+pub use repo::{
+    RepoState, latest_complete_run, load_complete_manifests, load_manifest, load_repo_state,
+};
 pub use resolve::{client_config, storage_target};
 
 use std::collections::BTreeMap;

@@ -9,8 +9,6 @@ use crate::storage::{self, StorageError};
 /// The repository state of one KafkaBackup.
 #[derive(Debug, Clone, Default)]
 pub struct RepoState {
-    /// Ids of complete runs (a manifest exists), oldest first.
-    pub complete_runs: Vec<String>,
     /// The newest complete run's manifest.
     pub latest: Option<RunManifest>,
     /// The newest incomplete run's checkpoint (newer than `latest`), to resume.
@@ -30,15 +28,6 @@ pub async fn load_repo_state(op: &Operator, backup: &str) -> Result<RepoState, S
             && let Some(bytes) = storage::read_opt(op, &layout::checkpoint(backup, run)).await?
         {
             state.checkpoint = Some(from_json(&bytes, &layout::checkpoint(backup, run))?);
-        }
-    }
-    for run in &runs {
-        if op
-            .exists(&layout::manifest(backup, run))
-            .await
-            .map_err(|e| storage::backend("stat", run, e))?
-        {
-            state.complete_runs.push(run.clone());
         }
     }
     Ok(state)
@@ -70,4 +59,20 @@ pub async fn latest_complete_run(op: &Operator, backup: &str) -> Result<RunManif
             "no complete backup named {backup:?} in this storage (check backupRef.name and the storage location)"
         ))
     })
+}
+
+/// Every complete run's manifest of `backup`, oldest first (one read per run; runs without a
+/// manifest are incomplete and skipped).
+pub async fn load_complete_manifests(
+    op: &Operator,
+    backup: &str,
+) -> Result<Vec<RunManifest>, StorageError> {
+    let mut out = Vec::new();
+    for run in storage::list_dirs(op, &layout::runs_dir(backup)).await? {
+        let path = layout::manifest(backup, &run);
+        if let Some(bytes) = storage::read_opt(op, &path).await? {
+            out.push(from_json(&bytes, &path)?);
+        }
+    }
+    Ok(out)
 }

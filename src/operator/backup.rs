@@ -231,14 +231,7 @@ async fn run_task(
     }
     .await;
     let now = Timestamp::now();
-    let (records, bytes, secs) = progress.snapshot();
-    let outcome = match &result {
-        Ok(None) => "cancelled",
-        Ok(Some(_)) => "completed",
-        Err(_) => "failed",
-    };
-    ctx.metrics
-        .run_finished("KafkaBackup", &ns, outcome, secs, records, bytes);
+    super::record_run(&ctx, "KafkaBackup", &ns, &result, &progress);
     match result {
         // Cancelled (deleted, lease lost, shutdown): the checkpoint stays; the next owner resumes.
         Ok(None) => {}

@@ -144,6 +144,25 @@ where
     .map_err(|e| OperatorError::Finalizer(Box::new(e)))
 }
 
+/// Counts a finished pool run in the metrics: `Ok(None)` is a cancelled run, `Ok(Some(_))` a
+/// completed one, `Err(_)` a failed one.
+pub fn record_run<T, E>(
+    ctx: &Context,
+    kind: &str,
+    ns: &str,
+    result: &Result<Option<T>, E>,
+    progress: &crate::exec::Progress,
+) {
+    let outcome = match result {
+        Ok(None) => "cancelled",
+        Ok(Some(_)) => "completed",
+        Err(_) => "failed",
+    };
+    let (records, bytes, secs) = progress.snapshot();
+    ctx.metrics
+        .run_finished(kind, ns, outcome, secs, records, bytes);
+}
+
 /// The pool key of a resource.
 pub fn obj_key<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectKey {
     (

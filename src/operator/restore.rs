@@ -180,14 +180,7 @@ async fn run_task(
     }
     .await;
     let now = Timestamp::now();
-    let (p_records, p_bytes, secs) = progress.snapshot();
-    let outcome = match &result {
-        Ok(None) => "cancelled",
-        Ok(Some(_)) => "completed",
-        Err(_) => "failed",
-    };
-    ctx.metrics
-        .run_finished("KafkaRestore", &ns, outcome, secs, p_records, p_bytes);
+    super::record_run(&ctx, "KafkaRestore", &ns, &result, &progress);
     match result {
         Ok(None) => {}
         Ok(Some((run_id, records, bytes, message))) => {
