@@ -6,7 +6,7 @@ use std::path::Path;
 use opendal::Operator;
 
 use crate::api::{ApiError, KafkaBackup, KafkaRestore, Secrets};
-use crate::exec::ExecError;
+use crate::exec::{ExecError, RestoreStart};
 use crate::kafka::KafkaClient;
 use crate::observe::{self, ObserveError};
 use crate::plan::{self, BackupFacts, BackupPlan, CompileError, RestoreFacts, RestorePlan};
@@ -106,6 +106,8 @@ pub async fn prepare_backup(
 /// A compiled restore with its handles.
 pub struct PreparedRestore {
     pub plan: RestorePlan,
+    /// Fresh, or the resumption of an interrupted attempt (then `plan` is the journal's).
+    pub start: RestoreStart,
     pub client: KafkaClient,
     pub op: Operator,
     pub storage: StorageTarget,
@@ -113,7 +115,9 @@ pub struct PreparedRestore {
 
 /// Resolves the backup a KafkaRestore refers to (`backup`: the KafkaBackup named by
 /// `backupRef.name`, needed unless `backupRef.storage` is inline), loads the run manifest,
-/// observes the target cluster and compiles.
+/// observes the target cluster and compiles. An incomplete journal of this restore with the
+/// same spec is resumed instead: its plan is kept (the targets now hold its own records, which
+/// a fresh compile would refuse), and the executor skips what was already written.
 pub async fn prepare_restore(
     kr: &KafkaRestore,
     backup: Option<&KafkaBackup>,
@@ -143,6 +147,25 @@ pub async fn prepare_restore(
     };
     let target = observe::storage_target(&storage_spec, secrets, pvc_root, field)?;
     let mut op = open(&target, Access::ReadOnly)?;
+    let restore_name = kr.metadata.name.clone().unwrap_or_default();
+    let spec_hash = plan::plan_hash(spec);
+    let journal = crate::exec::load_journal(&op, &spec.backup_ref.name, &restore_name)
+        .await?
+        .filter(|j| !j.complete && j.spec_hash == spec_hash && !spec.dry_run);
+    if let Some(j) = journal {
+        let client =
+            KafkaClient::connect(observe::client_config(&spec.kafka_cluster, secrets)?).await?;
+        if access == Access::ReadWrite {
+            op = open(&target, access)?;
+        }
+        return Ok(PreparedRestore {
+            plan: j.plan.clone(),
+            start: RestoreStart::Resume(Box::new(j)),
+            client,
+            op,
+            storage: target,
+        });
+    }
     let manifest = match &spec.backup_ref.backup_id {
         Some(id) => observe::load_manifest(&op, &spec.backup_ref.name, id).await?,
         None => observe::latest_complete_run(&op, &spec.backup_ref.name).await?,
@@ -156,7 +179,7 @@ pub async fn prepare_restore(
         .collect();
     let facts = observe::observe_cluster(&client, &targets, false).await?;
     let facts = RestoreFacts {
-        restore_name: kr.metadata.name.clone().unwrap_or_default(),
+        restore_name,
         manifest,
         target: facts.meta,
         target_offsets: facts.offsets,
@@ -167,6 +190,7 @@ pub async fn prepare_restore(
     }
     Ok(PreparedRestore {
         plan,
+        start: RestoreStart::Fresh { spec_hash },
         client,
         op,
         storage: target,

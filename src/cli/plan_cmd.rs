@@ -23,9 +23,14 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
                 &args.inputs.pvc_root,
                 Access::ReadOnly,
             )
-            .await?
-            .plan;
-            render(&p, args.output, restore_table)?
+            .await?;
+            let mut out = render(&p.plan, args.output, restore_table)?;
+            if matches!(p.start, crate::exec::RestoreStart::Resume(_))
+                && args.output == OutputFormat::Table
+            {
+                out.push_str("resumes an interrupted attempt of this restore: records its earlier attempts wrote are skipped, not produced again\n");
+            }
+            out
         }
     };
     Ok(out)

@@ -101,12 +101,13 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             }
             tracing::info!(
                 restore = %plan.restore_name, backup = %plan.backup_name, run = %plan.backup_run_id,
-                storage = %prep.storage.describe(), partitions = plan.partitions.len(), "restore starting"
+                storage = %prep.storage.describe(), partitions = plan.partitions.len(),
+                resumed = matches!(prep.start, crate::exec::RestoreStart::Resume(_)), "restore starting"
             );
             let limits = Limits::new(plan.bytes_per_sec, plan.records_per_sec);
             let (out, (_, _, secs)) = reporting
                 .execute(limits, |ctx| async move {
-                    run_restore(plan, &prep.client, &prep.op, &ctx).await
+                    run_restore(plan, &prep.start, &prep.client, &prep.op, &ctx).await
                 })
                 .await?;
             println!(

@@ -8,7 +8,7 @@ pub mod retention;
 
 pub use backup::run_backup;
 pub use engine::{Cancel, Event, ExecContext, Limits, Progress};
-pub use restore::{RestoreOutcome, run_restore};
+pub use restore::{RestoreJournal, RestoreOutcome, RestoreStart, load_journal, run_restore};
 pub use retention::run_retention;
 
 use crate::format::FormatError;

@@ -2,22 +2,32 @@
 //! partition that reads only the blocks it needs, drops what a read_committed consumer would
 //! not see (control batches, aborted or unfinished transactions), filters by offset range and
 //! PITR window, and produces in order with several requests in flight on one connection.
+//!
+//! A restore is resumable: once target topics are created and purged, a journal
+//! (`<backup>/restores/<restore>/journal.json`) records the plan and each target partition's
+//! log end offset. Produced batches are deterministic (same plan, same batching) and Kafka
+//! appends a batch whole, so after a crash `high watermark - base` is exactly the number of
+//! records already written: the resumed attempt skips them and produces the rest, with no
+//! record lost or written twice. This holds while only this restore writes to its target
+//! partitions (the same assumption the offset map makes); anything else is detected and fails.
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use opendal::Operator;
+use serde::{Deserialize, Serialize};
 
 use super::ExecError;
 use super::engine::{Event, ExecContext, run_steps};
 use crate::format::batch::{self, Record};
+use crate::format::layout;
 use crate::format::layout::FORMAT;
 use crate::format::manifest::{
-    BlockIndex, OffsetMap, PartitionOffsetMap, SegmentIndex, TxnMarker, to_json,
+    BlockIndex, OffsetMap, PartitionOffsetMap, SegmentIndex, TxnMarker, from_json, to_json,
 };
 use crate::format::segment;
 use crate::kafka::KafkaClient;
 use crate::kafka::conn::Reply;
-use crate::kafka::ops::{NewTopic, produce_result};
+use crate::kafka::ops::{NewTopic, OffsetSpec, produce_result};
 use crate::plan::{RestorePartitionStep, RestorePlan};
 use crate::storage;
 
@@ -25,6 +35,55 @@ use crate::storage;
 const IN_FLIGHT: usize = 4;
 /// Blocks read per ranged GET (each block is ~1 MiB raw).
 const BLOCKS_PER_READ: usize = 8;
+
+/// The restore journal, written before the first record is produced and again, with
+/// `complete`, after the offset map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreJournal {
+    pub format: String,
+    /// Hash of the KafkaRestore spec the plan was compiled from: a changed spec starts over.
+    pub spec_hash: String,
+    /// The plan as compiled for the first attempt (a resumed attempt does not recompile: the
+    /// target topics now hold its own records).
+    pub plan: RestorePlan,
+    /// Log end offset (high watermark) of each target partition when producing began.
+    pub base_offsets: Vec<BaseOffset>,
+    pub complete: bool,
+}
+
+/// Where a target partition stood before the restore produced to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BaseOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// How a restore begins.
+#[derive(Debug, Clone)]
+pub enum RestoreStart {
+    /// Create and purge topics, then write a journal tagged with this spec hash.
+    Fresh { spec_hash: String },
+    /// Continue the attempt this (incomplete) journal describes.
+    Resume(Box<RestoreJournal>),
+}
+
+/// Reads the journal of restore `restore` from backup `backup`'s repository, if any.
+///
+/// Errors: storage failures; a journal that is not JSON or of another format version.
+pub async fn load_journal(
+    op: &Operator,
+    backup: &str,
+    restore: &str,
+) -> Result<Option<RestoreJournal>, ExecError> {
+    let path = layout::restore_journal(backup, restore);
+    match storage::read_opt(op, &path).await? {
+        None => Ok(None),
+        Some(b) => Ok(Some(from_json(&b, &path)?)),
+    }
+}
 
 /// What a restore did.
 #[derive(Debug, Clone)]
@@ -36,11 +95,15 @@ pub struct RestoreOutcome {
 }
 
 /// Runs a restore plan. A dry-run plan is refused here (callers print it instead).
+/// `start` says whether this is a fresh attempt or resumes an interrupted one (module docs).
+/// `records`/`bytes` of the outcome count the whole restore, earlier attempts included.
 ///
 /// Errors: topic creation or purge failures, the first partition failure (a Produce error is
-/// not retried: its outcome is unknown and a retry could duplicate).
+/// not retried: its outcome is unknown; the journal makes the next attempt exact), a target
+/// partition holding records this restore did not write.
 pub async fn run_restore(
     plan: &RestorePlan,
+    start: &RestoreStart,
     client: &KafkaClient,
     op: &Operator,
     ctx: &ExecContext,
@@ -56,6 +119,99 @@ pub async fn run_restore(
     ctx.progress
         .bytes_planned
         .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
+    let journal_path = layout::restore_journal(&plan.backup_name, &plan.restore_name);
+    let targets: Vec<(String, i32)> = plan
+        .partitions
+        .iter()
+        .map(|s| (s.target_topic.clone(), s.target_partition))
+        .collect();
+    let mut journal = match start {
+        RestoreStart::Resume(j) => {
+            ctx.progress.emit(Event::StepStarted {
+                step: "resume".into(),
+            });
+            (**j).clone()
+        }
+        RestoreStart::Fresh { spec_hash } => {
+            prepare_targets(plan, client, ctx).await?;
+            let leo = client.list_offsets(&targets, OffsetSpec::Latest).await?;
+            let journal = RestoreJournal {
+                format: FORMAT.into(),
+                spec_hash: spec_hash.clone(),
+                plan: plan.clone(),
+                base_offsets: targets
+                    .iter()
+                    .map(|(t, p)| BaseOffset {
+                        topic: t.clone(),
+                        partition: *p,
+                        offset: leo.get(&(t.clone(), *p)).copied().unwrap_or(0),
+                    })
+                    .collect(),
+                complete: false,
+            };
+            storage::write_all(op, &journal_path, to_json(&journal)).await?;
+            journal
+        }
+    };
+    // Records already in each target partition from earlier attempts.
+    let now = client.list_offsets(&targets, OffsetSpec::Latest).await?;
+    let mut resume: BTreeMap<(String, i32), (i64, u64)> = BTreeMap::new();
+    for b in &journal.base_offsets {
+        let key = (b.topic.clone(), b.partition);
+        let end = now.get(&key).copied().unwrap_or(b.offset);
+        if end < b.offset {
+            return Err(ExecError::Failed(format!(
+                "target partition {}-{} ends at offset {end}, before where this restore began ({}): it was deleted or purged meanwhile; delete {journal_path} to start over",
+                b.topic, b.partition, b.offset
+            )));
+        }
+        resume.insert(key, (b.offset, (end - b.offset) as u64));
+    }
+    let resume = &resume;
+    let results = run_steps(
+        plan.partitions.clone(),
+        plan.max_concurrent_partitions as usize,
+        ctx,
+        |step| async move {
+            let (base, written) = resume
+                .get(&(step.target_topic.clone(), step.target_partition))
+                .copied()
+                .unwrap_or((0, 0));
+            restore_partition(plan, client, op, ctx, step, base, written).await
+        },
+    )
+    .await;
+    let mut map = OffsetMap {
+        format: FORMAT.into(),
+        backup_name: plan.backup_name.clone(),
+        backup_run_id: plan.backup_run_id.clone(),
+        restore_name: plan.restore_name.clone(),
+        partitions: vec![],
+    };
+    let (mut records, mut bytes) = (0, 0);
+    for r in results {
+        let (m, rec, b) = r?;
+        records += rec;
+        bytes += b;
+        map.partitions.push(m);
+    }
+    storage::write_all(op, &plan.offset_map_path, to_json(&map)).await?;
+    journal.complete = true;
+    storage::write_all(op, &journal_path, to_json(&journal)).await?;
+    Ok(RestoreOutcome {
+        records,
+        bytes,
+        offset_map: map,
+        offset_map_path: plan.offset_map_path.clone(),
+    })
+}
+
+/// Creates the target topics the plan creates and empties those it purges.
+async fn prepare_targets(
+    plan: &RestorePlan,
+    client: &KafkaClient,
+    ctx: &ExecContext,
+) -> Result<(), ExecError> {
     if !plan.create_topics.is_empty() {
         ctx.progress.emit(Event::StepStarted {
             step: "create-topics".into(),
@@ -87,34 +243,7 @@ pub async fn run_restore(
             .delete_records(&parts, plan.produce_timeout_ms as i32)
             .await?;
     }
-    let results = run_steps(
-        plan.partitions.clone(),
-        plan.max_concurrent_partitions as usize,
-        ctx,
-        |step| async move { restore_partition(plan, client, op, ctx, step).await },
-    )
-    .await;
-    let mut map = OffsetMap {
-        format: FORMAT.into(),
-        backup_name: plan.backup_name.clone(),
-        backup_run_id: plan.backup_run_id.clone(),
-        restore_name: plan.restore_name.clone(),
-        partitions: vec![],
-    };
-    let (mut records, mut bytes) = (0, 0);
-    for r in results {
-        let (m, rec, b) = r?;
-        records += rec;
-        bytes += b;
-        map.partitions.push(m);
-    }
-    storage::write_all(op, &plan.offset_map_path, to_json(&map)).await?;
-    Ok(RestoreOutcome {
-        records,
-        bytes,
-        offset_map: map,
-        offset_map_path: plan.offset_map_path.clone(),
-    })
+    Ok(())
 }
 
 /// Decides which transactional batches were committed, from the markers of every segment
@@ -160,12 +289,30 @@ struct Sink<'a> {
     partition: i32,
     in_flight: VecDeque<InFlight>,
     map: PartitionOffsetMap,
+    /// Records an earlier attempt already wrote here, still to be skipped.
+    skip: u64,
+    /// Target offset of the next record (known while skipping; from replies after).
+    dst: i64,
 }
 
 impl Sink<'_> {
     /// Queues one batch; `src` lists the source offset ranges (inclusive) of its records in
     /// order.
     async fn send(&mut self, batch: Bytes, src: Vec<(i64, i64)>) -> Result<(), ExecError> {
+        if self.skip > 0 {
+            let n: u64 = src.iter().map(|(a, b)| (b - a + 1) as u64).sum();
+            if n > self.skip {
+                return Err(ExecError::Failed(format!(
+                    "target partition {}-{}: the earlier attempt's records end inside a batch of this restore, so something else wrote to the partition meanwhile; purge it and delete the restore journal ({}) to start over",
+                    self.topic,
+                    self.partition,
+                    layout::restore_journal(&self.plan.backup_name, &self.plan.restore_name)
+                )));
+            }
+            self.skip -= n;
+            self.record_written(self.dst, src);
+            return Ok(());
+        }
         if self.in_flight.len() >= IN_FLIGHT {
             self.complete_one().await?;
         }
@@ -198,12 +345,19 @@ impl Sink<'_> {
             return Ok(());
         };
         let base = produce_result(reply.wait().await?, &self.topic, self.partition)?;
+        self.record_written(base, src);
+        Ok(())
+    }
+    /// Maps the source ranges of one batch written at target offset `base`.
+    fn record_written(&mut self, base: i64, src: Vec<(i64, i64)>) {
         let mut dst = base;
         for (a, b) in src {
-            self.map.push_range(a, b, dst);
+            if self.plan.produce_acks != 0 {
+                self.map.push_range(a, b, dst);
+            }
             dst += b - a + 1;
         }
-        Ok(())
+        self.dst = dst;
     }
     async fn flush(&mut self) -> Result<(), ExecError> {
         while !self.in_flight.is_empty() {
@@ -213,12 +367,16 @@ impl Sink<'_> {
     }
 }
 
+/// Restores one source partition into its target partition. `base` is the target's log end
+/// offset when the restore began and `written` the records earlier attempts put there.
 async fn restore_partition(
     plan: &RestorePlan,
     client: &KafkaClient,
     op: &Operator,
     ctx: &ExecContext,
     step: RestorePartitionStep,
+    base: i64,
+    written: u64,
 ) -> Result<(PartitionOffsetMap, u64, u64), ExecError> {
     let name = format!(
         "{}/{} -> {}/{}",
@@ -245,6 +403,8 @@ async fn restore_partition(
             target_partition: step.target_partition,
             ranges: vec![],
         },
+        skip: written,
+        dst: base,
     };
     let (start, end) = (plan.pitr_start, plan.pitr_end);
     let in_window = |ts: i64| start.is_none_or(|s| ts >= s) && end.is_none_or(|e| ts <= e);
@@ -318,6 +478,15 @@ async fn restore_partition(
         }
     }
     sink.flush().await?;
+    if sink.skip > 0 {
+        return Err(ExecError::Failed(format!(
+            "target partition {}-{} holds {} more records than this restore writes: something else wrote to it; purge it and delete the restore journal ({}) to start over",
+            step.target_topic,
+            step.target_partition,
+            sink.skip,
+            layout::restore_journal(&plan.backup_name, &plan.restore_name)
+        )));
+    }
     ctx.progress.emit(Event::StepDone {
         step: name,
         records,

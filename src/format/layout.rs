@@ -7,6 +7,7 @@
 //! <backup>/data/<topic>/<partition>/<firstOffset:020>-<runId>.seg        segment (blocks of batches)
 //! <backup>/data/<topic>/<partition>/<firstOffset:020>-<runId>.idx.json   its block index
 //! <backup>/restores/<restoreName>/<runId>/offset-map.json        offset map of a restore
+//! <backup>/restores/<restoreName>/journal.json                   a restore's journal (resume)
 //! ```
 
 /// Version tag written into every manifest, index and checkpoint.
@@ -32,6 +33,10 @@ pub fn segment_index(segment_path: &str) -> String {
 }
 pub fn offset_map(backup: &str, restore: &str, run: &str) -> String {
     format!("{backup}/restores/{restore}/{run}/offset-map.json")
+}
+/// The journal of a restore (plan and base offsets), read when it is resumed.
+pub fn restore_journal(backup: &str, restore: &str) -> String {
+    format!("{backup}/restores/{restore}/journal.json")
 }
 
 /// A run id from a UTC time in epoch ms: `YYYYMMDDTHHMMSS.mmmZ`, so ids sort by time.

@@ -172,7 +172,7 @@ async fn run_task(
         .await;
         let limits = Arc::new(Limits::new(prep.plan.bytes_per_sec, prep.plan.records_per_sec));
         let exec = ExecContext { progress: progress.clone(), cancel, limits, now_ms: crate::exec::engine::system_now_ms };
-        match run_restore(&prep.plan, &prep.client, &prep.op, &exec).await {
+        match run_restore(&prep.plan, &prep.start, &prep.client, &prep.op, &exec).await {
             Err(ExecError::Cancelled) => Ok(None),
             Err(e) => Err(e.to_string()),
             Ok(out) => Ok(Some((run_id, out.records, out.bytes, format!("offset map: {}", out.offset_map_path)))),

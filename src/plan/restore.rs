@@ -22,7 +22,7 @@ pub struct RestoreFacts {
 }
 
 /// A target topic the restore will create.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicToCreate {
     pub name: String,
@@ -34,7 +34,7 @@ pub struct TopicToCreate {
 }
 
 /// The work for one source partition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RestorePartitionStep {
     pub source_topic: String,
@@ -52,7 +52,7 @@ pub struct RestorePartitionStep {
 }
 
 /// A compiled restore.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RestorePlan {
     pub restore_name: String,

@@ -6,6 +6,7 @@ mod continuous;
 mod errors;
 mod incremental;
 mod plan_cmd;
+mod restore_resume;
 mod resume;
 mod roundtrip;
 mod tls;
