@@ -25,6 +25,19 @@ pub enum FlowError {
     Exec(#[from] ExecError),
 }
 
+impl FlowError {
+    /// True when running again later may succeed: a broker or the storage was unreachable or
+    /// answered with a retriable error. Invalid specs and refused plans are never transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FlowError::Observe(ObserveError::Kafka(e)) => e.is_retriable(),
+            FlowError::Observe(ObserveError::Storage(e)) => e.is_transient(),
+            FlowError::Exec(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 impl From<crate::kafka::KafkaError> for FlowError {
     fn from(e: crate::kafka::KafkaError) -> Self {
         FlowError::Observe(e.into())

@@ -15,6 +15,18 @@ use crate::format::FormatError;
 use crate::kafka::KafkaError;
 use crate::storage::StorageError;
 
+impl ExecError {
+    /// True when running again later may succeed (broker or storage unavailable for a while);
+    /// false for bad data, bad settings and refusals.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ExecError::Kafka(e) => e.is_retriable(),
+            ExecError::Storage(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 /// Errors of the execute layer.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {

@@ -12,7 +12,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::decide::{BackupAction, decide_backup};
-use super::status::{set_condition, update_status};
+use super::retry::{RunFailure, retry_run, run_backoff};
+use super::status::{set_condition, update_status, update_status_final};
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{BackupPhase, BackupRunRecord, ConditionStatus, KafkaBackup};
 use crate::exec::{Cancel, ExecContext, ExecError, Limits, Progress, run_backup};
@@ -68,6 +69,7 @@ async fn apply(
             key: run_key,
             scheduled,
             trigger,
+            resumed,
         } => {
             // Record the tick (and trigger) before the run starts: a restart or a second look
             // at the same tick then finds it taken.
@@ -101,7 +103,15 @@ async fn apply(
                     tracing::Instrument::instrument(run_task(ctx, kb, scheduled, cancel, progress), span)
                 }
             });
-            if started {
+            if started && resumed {
+                ctx.event(
+                    &*kb,
+                    EventType::Normal,
+                    "Retried",
+                    &format!("backup run {run_key}: interrupted by an operator restart or a leadership change; started again, it resumes from its checkpoint"),
+                )
+                .await;
+            } else if started {
                 let reason = if scheduled.is_some() {
                     "Scheduled"
                 } else {
@@ -176,59 +186,71 @@ async fn run_task(
     let name = kb.name_any();
     let api: Api<KafkaBackup> = Api::namespaced(ctx.client.clone(), &ns);
     let generation = kb.metadata.generation;
-    let result: Result<_, String> = async {
-        let names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
-        let secrets = secrets::load(&ctx.client, &ns, &names)
-            .await
-            .map_err(|e| e.to_string())?;
-        let prep = prepare_backup(
-            &kb,
-            &secrets,
-            &ctx.pvc_root,
-            scheduled.unwrap_or_else(Timestamp::now).as_millisecond(),
-            Access::ReadWrite,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let (run_id, hash) = (prep.plan.run_id.clone(), prep.plan.hash.clone());
-        let _ = update_status(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
-            s.backup_id = Some(run_id.clone());
-            s.common.plan_hash = Some(hash.clone());
-            s.resumable = Some(prep.plan.checkpoint_interval_ms.is_some());
-        })
-        .await;
-        let limits = Arc::new(Limits::new(
-            prep.plan.bytes_per_sec,
-            prep.plan.records_per_sec,
-        ));
-        let exec = ExecContext {
-            progress: progress.clone(),
-            cancel,
-            limits,
-            now_ms: crate::exec::engine::system_now_ms,
-        };
-        match run_backup(&prep.plan, &prep.client, &prep.op, &exec).await {
-            Err(ExecError::Cancelled) => Ok(None),
-            Err(e) => Err(e.to_string()),
-            Ok(m) => {
-                // Retention after a successful run only; its failure does not fail the run.
-                let retention = if kb.spec.retention.enabled {
-                    Some(
-                        crate::flow::apply_retention(
-                            &kb,
-                            &prep.op,
-                            Timestamp::now().as_millisecond(),
+    let attempt = || {
+        let (ctx, kb, cancel, progress, api, name) = (
+            ctx.clone(),
+            kb.clone(),
+            cancel.clone(),
+            progress.clone(),
+            api.clone(),
+            name.clone(),
+        );
+        async move {
+            let names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
+            let secrets =
+                secrets::load(&ctx.client, &kb.namespace().unwrap_or_default(), &names).await?;
+            let prep = prepare_backup(
+                &kb,
+                &secrets,
+                &ctx.pvc_root,
+                scheduled.unwrap_or_else(Timestamp::now).as_millisecond(),
+                Access::ReadWrite,
+            )
+            .await?;
+            let (run_id, hash) = (prep.plan.run_id.clone(), prep.plan.hash.clone());
+            let _ = update_status(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+                s.backup_id = Some(run_id.clone());
+                s.common.plan_hash = Some(hash.clone());
+                s.resumable = Some(prep.plan.checkpoint_interval_ms.is_some());
+            })
+            .await;
+            let limits = Arc::new(Limits::new(
+                prep.plan.bytes_per_sec,
+                prep.plan.records_per_sec,
+            ));
+            let exec = ExecContext {
+                progress: progress.clone(),
+                cancel,
+                limits,
+                now_ms: crate::exec::engine::system_now_ms,
+            };
+            match run_backup(&prep.plan, &prep.client, &prep.op, &exec).await {
+                Err(ExecError::Cancelled) => Ok(None),
+                Err(e) => Err(RunFailure::from(e)),
+                Ok(m) => {
+                    // Retention after a successful run only; its failure does not fail the run.
+                    let retention = if kb.spec.retention.enabled {
+                        Some(
+                            crate::flow::apply_retention(
+                                &kb,
+                                &prep.op,
+                                Timestamp::now().as_millisecond(),
+                            )
+                            .await
+                            .map_err(|e| e.to_string()),
                         )
-                        .await
-                        .map_err(|e| e.to_string()),
-                    )
-                } else {
-                    None
-                };
-                Ok(Some((m, retention)))
+                    } else {
+                        None
+                    };
+                    Ok(Some((m, retention)))
+                }
             }
         }
-    }
+    };
+    let result = retry_run(&cancel, run_backoff(), attempt, |_, msg| {
+        let (ctx, kb) = (ctx.clone(), kb.clone());
+        async move { ctx.event(&*kb, EventType::Warning, "Retried", &msg).await }
+    })
     .await;
     let now = Timestamp::now();
     super::record_run(&ctx, "KafkaBackup", &ns, &result, &progress);
@@ -237,7 +259,7 @@ async fn run_task(
         Ok(None) => {}
         Ok(Some((m, retention))) => {
             let (_, _, secs) = progress.snapshot();
-            let _ = update_status(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+            let _ = update_status_final(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
                 s.phase = Some(BackupPhase::Completed);
                 s.common.completion_time = Some(Time(now));
                 s.last_backup_time = Some(Time(now));
@@ -324,7 +346,7 @@ async fn run_task(
             .await;
         }
         Err(message) => {
-            let _ = update_status(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+            let _ = update_status_final(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
                 s.phase = Some(BackupPhase::Failed);
                 s.common.completion_time = Some(Time(now));
                 s.common.message = Some(message.clone());

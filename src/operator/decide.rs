@@ -18,6 +18,9 @@ pub enum PoolState {
     Idle,
     /// A run is executing (its run key).
     Running(String),
+    /// This process ran the resource's last run (its key) and it has finished: its final
+    /// status was written (with retries) before the task ended.
+    Finished(String),
 }
 
 /// The next action for a KafkaBackup.
@@ -34,6 +37,9 @@ pub enum BackupAction {
         key: String,
         scheduled: Option<Timestamp>,
         trigger: Option<String>,
+        /// The run was left Running by an operator restart or a leadership change: it is
+        /// started again and resumes from its checkpoint (a `Retried` Event says so).
+        resumed: bool,
     },
     /// A tick came while a run is still going: concurrency Forbid, recorded as skipped.
     Skip { tick: Timestamp, missed: u32 },
@@ -76,6 +82,17 @@ pub fn decide_backup(
         .filter(|t| Some(*t) != last_trigger)
         .map(str::to_string);
     let poll = Some(Duration::from_secs(5));
+    let running = status.is_some_and(|s| s.phase == Some(BackupPhase::Running));
+    if running && matches!(pool, PoolState::Finished(_)) {
+        // This process finished the run and wrote its final status; the cache is behind.
+        return BackupAction::Wait {
+            requeue_after: Some(Duration::from_secs(2)),
+            next_tick: None,
+        };
+    }
+    // Left Running with nothing executing here: an operator restart or a leadership change
+    // interrupted the run.
+    let stranded = running && *pool == PoolState::Idle;
 
     let Some(expr) = kb.spec.schedule.as_deref() else {
         // One-shot (or continuous): one run per generation, plus run-now triggers.
@@ -90,6 +107,7 @@ pub fn decide_backup(
                 key: format!("trigger-{t}"),
                 scheduled: None,
                 trigger: Some(t),
+                resumed: false,
             };
         }
         let done = status.is_some_and(|s| {
@@ -108,6 +126,7 @@ pub fn decide_backup(
                 key: format!("generation-{generation}"),
                 scheduled: None,
                 trigger: None,
+                resumed: stranded,
             }
         };
     };
@@ -152,30 +171,51 @@ pub fn decide_backup(
     let until_next = state.next.map(|n| {
         Duration::from_millis((n.as_millisecond() - now.as_millisecond()).max(0) as u64 + 50)
     });
-    match (pool, state.due, new_trigger) {
-        (PoolState::Running(_), Some(tick), _) => BackupAction::Skip {
+    let running_here = matches!(pool, PoolState::Running(_));
+    match (running_here, state.due, new_trigger) {
+        (true, Some(tick), _) => BackupAction::Skip {
             tick,
             missed: state.missed,
         },
-        (PoolState::Running(_), None, _) => BackupAction::Wait {
+        (true, None, _) => BackupAction::Wait {
             requeue_after: poll,
             next_tick: state.next,
         },
-        (PoolState::Idle, _, Some(t)) => BackupAction::Start {
+        (false, _, Some(t)) => BackupAction::Start {
             key: format!("trigger-{t}"),
             scheduled: None,
             trigger: Some(t),
+            resumed: false,
         },
-        (PoolState::Idle, Some(_), None) if kb.spec.suspend => BackupAction::Wait {
+        // The interrupted run of the recorded tick goes on first (same run id, from its
+        // checkpoint); a tick that fell due meanwhile comes after it.
+        (false, _, None) if stranded => {
+            let tick = status
+                .and_then(|s| s.last_schedule_time.as_ref())
+                .map(|t| t.0);
+            BackupAction::Start {
+                key: format!(
+                    "resume-{}",
+                    tick.map(run_id_for)
+                        .or_else(|| status.and_then(|s| s.backup_id.clone()))
+                        .unwrap_or_default()
+                ),
+                scheduled: tick,
+                trigger: None,
+                resumed: true,
+            }
+        }
+        (false, Some(_), None) if kb.spec.suspend => BackupAction::Wait {
             requeue_after: None,
             next_tick: None,
         },
-        (PoolState::Idle, Some(tick), None) => BackupAction::Start {
+        (false, Some(tick), None) => BackupAction::Start {
             key: run_id_for(tick),
             scheduled: Some(tick),
             trigger: None,
+            resumed: false,
         },
-        (PoolState::Idle, None, None) => BackupAction::Wait {
+        (false, None, None) => BackupAction::Wait {
             requeue_after: until_next,
             next_tick: state.next,
         },
@@ -193,6 +233,9 @@ pub enum RestoreAction {
     },
     Start {
         key: String,
+        /// Left Running by an operator restart or a leadership change: resumed from the
+        /// restore journal.
+        resumed: bool,
     },
     /// Running: look again soon (live progress); or finished for this generation.
     Wait {
@@ -201,8 +244,8 @@ pub enum RestoreAction {
 }
 
 /// Decides the next action for `kr`. A restore left `Running` by an operator restart is
-/// started again (a restore is not resumable: see docs/decisions.md; re-running onto a purged
-/// or new topic is safe, onto a non-empty same-named topic the compile step refuses it).
+/// started again and resumes from its journal (records already produced are not produced
+/// again: see `exec::restore`).
 pub fn decide_restore(kr: &crate::api::KafkaRestore, pool: &PoolState) -> RestoreAction {
     use crate::api::RestorePhase;
     if kr.metadata.deletion_timestamp.is_some() {
@@ -220,6 +263,16 @@ pub fn decide_restore(kr: &crate::api::KafkaRestore, pool: &PoolState) -> Restor
             requeue_after: Some(Duration::from_secs(5)),
         };
     }
+    let running = kr
+        .status
+        .as_ref()
+        .is_some_and(|s| s.phase == Some(RestorePhase::Running));
+    if running && matches!(pool, PoolState::Finished(_)) {
+        // finished here, final status written; the cache is behind
+        return RestoreAction::Wait {
+            requeue_after: Some(Duration::from_secs(2)),
+        };
+    }
     let generation = kr.metadata.generation.unwrap_or(0);
     let done = kr.status.as_ref().is_some_and(|s| {
         s.common.observed_generation == Some(generation)
@@ -235,6 +288,7 @@ pub fn decide_restore(kr: &crate::api::KafkaRestore, pool: &PoolState) -> Restor
     } else {
         RestoreAction::Start {
             key: format!("generation-{generation}"),
+            resumed: running && *pool == PoolState::Idle,
         }
     }
 }
@@ -286,7 +340,8 @@ mod tests {
             BackupAction::Start {
                 key: "generation-3".into(),
                 scheduled: None,
-                trigger: None
+                trigger: None,
+                resumed: false,
             }
         );
         let done = with_status(kb(""), BackupPhase::Completed, 3, None);
@@ -307,7 +362,20 @@ mod tests {
         let stranded = with_status(kb(""), BackupPhase::Running, 3, None);
         assert!(matches!(
             decide_backup(&stranded, &PoolState::Idle, now, None),
-            BackupAction::Start { .. }
+            BackupAction::Start { resumed: true, .. }
+        ));
+        // this process finished the run but the cache still shows Running: no second run
+        assert!(matches!(
+            decide_backup(
+                &stranded,
+                &PoolState::Finished("generation-3".into()),
+                now,
+                None
+            ),
+            BackupAction::Wait {
+                requeue_after: Some(_),
+                ..
+            }
         ));
         // while running: wait
         assert!(matches!(
@@ -336,7 +404,8 @@ mod tests {
             BackupAction::Start {
                 key: "20260101T000020.000Z".into(),
                 scheduled: Some(ts("2026-01-01T00:00:20Z")),
-                trigger: None
+                trigger: None,
+                resumed: false,
             }
         );
         // the same decision again (stale cache, second replica) yields the same key
@@ -348,7 +417,28 @@ mod tests {
             3,
             Some("2026-01-01T00:00:20Z"),
         );
-        match decide_backup(&after, &PoolState::Idle, now, None) {
+        let finished = with_status(
+            kb("  schedule: \"*/10 * * * * *\"\n"),
+            BackupPhase::Completed,
+            3,
+            Some("2026-01-01T00:00:20Z"),
+        );
+        for (b, pool) in [
+            (&finished, PoolState::Idle),
+            (
+                &finished,
+                PoolState::Finished("20260101T000020.000Z".into()),
+            ),
+        ] {
+            assert!(
+                matches!(
+                    decide_backup(b, &pool, now, None),
+                    BackupAction::Wait { .. }
+                ),
+                "{pool:?}"
+            );
+        }
+        match decide_backup(&finished, &PoolState::Idle, now, None) {
             BackupAction::Wait {
                 requeue_after: Some(d),
                 next_tick,
@@ -365,6 +455,17 @@ mod tests {
             BackupAction::Skip {
                 tick: ts("2026-01-01T00:00:30Z"),
                 missed: 0
+            }
+        );
+        // the operator restarted during the 00:20 run: that run goes on at once (same tick,
+        // so the same run id), even when the next tick is already due; a Retried Event follows
+        assert_eq!(
+            decide_backup(&after, &PoolState::Idle, later, None),
+            BackupAction::Start {
+                key: "resume-20260101T000020.000Z".into(),
+                scheduled: Some(ts("2026-01-01T00:00:20Z")),
+                trigger: None,
+                resumed: true,
             }
         );
         // suspended: no new runs
@@ -410,11 +511,33 @@ mod tests {
         assert_eq!(
             decide_restore(&r, &PoolState::Idle),
             RestoreAction::Start {
-                key: "generation-1".into()
+                key: "generation-1".into(),
+                resumed: false,
             }
         );
         assert!(matches!(
             decide_restore(&r, &PoolState::Running("generation-1".into())),
+            RestoreAction::Wait {
+                requeue_after: Some(_)
+            }
+        ));
+        // left Running by a restart: started again, resuming from the journal
+        let mut running = KafkaRestoreStatus {
+            phase: Some(RestorePhase::Running),
+            ..Default::default()
+        };
+        running.common.observed_generation = Some(1);
+        r.status = Some(running);
+        assert_eq!(
+            decide_restore(&r, &PoolState::Idle),
+            RestoreAction::Start {
+                key: "generation-1".into(),
+                resumed: true,
+            }
+        );
+        // finished here, the cache not yet updated: wait, no second run
+        assert!(matches!(
+            decide_restore(&r, &PoolState::Finished("generation-1".into())),
             RestoreAction::Wait {
                 requeue_after: Some(_)
             }
@@ -454,7 +577,8 @@ mod tests {
             BackupAction::Start {
                 key: "trigger-a1".into(),
                 scheduled: None,
-                trigger: Some("a1".into())
+                trigger: Some("a1".into()),
+                resumed: false,
             }
         );
         assert!(matches!(

@@ -7,6 +7,7 @@ pub mod decide;
 pub mod http;
 pub mod pool;
 pub mod restore;
+pub mod retry;
 pub mod schedule;
 pub mod secrets;
 pub mod status;

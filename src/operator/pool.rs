@@ -27,11 +27,13 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// What the resource's slot is doing (a finished task counts as idle).
+    /// What the resource's slot is doing. A finished task is remembered (until the next start
+    /// or a cancel) so a cache that has not yet seen its final status is recognised as stale.
     pub fn state(&self, obj: &ObjectKey) -> PoolState {
         match self.slots.lock().unwrap().get(obj) {
             Some(s) if !s.handle.is_finished() => PoolState::Running(s.key.clone()),
-            _ => PoolState::Idle,
+            Some(s) => PoolState::Finished(s.key.clone()),
+            None => PoolState::Idle,
         }
     }
 
@@ -120,5 +122,11 @@ mod tests {
         );
         assert_eq!(pool.state(&obj), PoolState::Idle);
         assert!(pool.start(obj.clone(), "k3".into(), |_, _| async {}));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(
+            pool.state(&obj),
+            PoolState::Finished("k3".into()),
+            "a finished run is remembered"
+        );
     }
 }

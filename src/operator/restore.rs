@@ -12,7 +12,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::decide::{RestoreAction, decide_restore};
-use super::status::{set_condition, update_status};
+use super::retry::{RunFailure, retry_run, run_backoff};
+use super::status::{set_condition, update_status, update_status_final};
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{ConditionStatus, KafkaBackup, KafkaRestore, KafkaRestoreStatus, RestorePhase};
 use crate::exec::{Cancel, ExecContext, ExecError, Limits, Progress, run_restore};
@@ -60,7 +61,10 @@ async fn apply(
                 .await;
             Ok(Action::await_change())
         }
-        RestoreAction::Start { key: run_key } => {
+        RestoreAction::Start {
+            key: run_key,
+            resumed,
+        } => {
             update_status(api, &name, |s: &mut KafkaRestoreStatus| {
                 s.phase = Some(RestorePhase::Running);
                 s.common.observed_generation = generation;
@@ -85,8 +89,12 @@ async fn apply(
                     tracing::Instrument::instrument(run_task(ctx, kr, cancel, progress), span)
                 }
             }) {
-                ctx.event(&*kr, EventType::Normal, "Started", "restore started")
-                    .await;
+                let (reason, note) = if resumed {
+                    ("Retried", "restore interrupted by an operator restart or a leadership change; started again, it resumes from its journal")
+                } else {
+                    ("Started", "restore started")
+                };
+                ctx.event(&*kr, EventType::Normal, reason, note).await;
             }
             Ok(Action::requeue(Duration::from_secs(5)))
         }
@@ -131,60 +139,96 @@ async fn run_task(
     let name = kr.name_any();
     let api: Api<KafkaRestore> = Api::namespaced(ctx.client.clone(), &ns);
     let generation = kr.metadata.generation;
-    let result: Result<Option<(String, u64, u64, String)>, String> = async {
-        let bref = &kr.spec.backup_ref;
-        let backup_ns = bref.namespace.clone().unwrap_or_else(|| ns.clone());
-        if backup_ns != ns && !ctx.allow_cross_namespace {
-            return Err(format!(
-                "spec.backupRef.namespace: {backup_ns} is another namespace; the operator reads only the resource's own namespace unless started with --allow-cross-namespace-refs"
-            ));
-        }
-        let kb: Option<KafkaBackup> = if bref.storage.is_some() {
-            None
-        } else {
-            Some(
+    let attempt = || {
+        let (ctx, kr, cancel, progress, api, name, ns) = (
+            ctx.clone(),
+            kr.clone(),
+            cancel.clone(),
+            progress.clone(),
+            api.clone(),
+            name.clone(),
+            ns.clone(),
+        );
+        async move {
+            let bref = &kr.spec.backup_ref;
+            let backup_ns = bref.namespace.clone().unwrap_or_else(|| ns.clone());
+            if backup_ns != ns && !ctx.allow_cross_namespace {
+                return Err(RunFailure::permanent(format!(
+                    "spec.backupRef.namespace: {backup_ns} is another namespace; the operator reads only the resource's own namespace unless started with --allow-cross-namespace-refs"
+                )));
+            }
+            let kb: Option<KafkaBackup> = if bref.storage.is_some() {
+                None
+            } else {
+                Some(
                 Api::<KafkaBackup>::namespaced(ctx.client.clone(), &backup_ns)
                     .get_opt(&bref.name)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("spec.backupRef.name: no KafkaBackup {:?} in namespace {backup_ns} (or set backupRef.storage)", bref.name))?,
+                    .await?
+                    .ok_or_else(|| RunFailure::permanent(format!("spec.backupRef.name: no KafkaBackup {:?} in namespace {backup_ns} (or set backupRef.storage)", bref.name)))?,
             )
-        };
-        let mut names = secrets::referenced(&kr.spec.kafka_cluster, bref.storage.as_ref());
-        let mut store = secrets::load(&ctx.client, &ns, &names).await.map_err(|e| e.to_string())?;
-        if let Some(kb) = &kb {
-            // the backup's storage Secrets live with the KafkaBackup
-            names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
-            secrets::load_into(&ctx.client, &backup_ns, &names, &mut store).await.map_err(|e| e.to_string())?;
+            };
+            let mut names = secrets::referenced(&kr.spec.kafka_cluster, bref.storage.as_ref());
+            let mut store = secrets::load(&ctx.client, &ns, &names).await?;
+            if let Some(kb) = &kb {
+                // the backup's storage Secrets live with the KafkaBackup
+                names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
+                secrets::load_into(&ctx.client, &backup_ns, &names, &mut store).await?;
+            }
+            let access = if kr.spec.dry_run {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            };
+            let prep = prepare_restore(&kr, kb.as_ref(), &store, &ctx.pvc_root, access).await?;
+            let (hash, run_id) = (prep.plan.hash.clone(), prep.plan.backup_run_id.clone());
+            if prep.plan.dry_run {
+                let table = crate::cli::report::restore_table(&prep.plan);
+                return Ok(Some((
+                    run_id,
+                    0,
+                    0,
+                    format!("dryRun: nothing executed. Plan {hash}:\n{table}"),
+                )));
+            }
+            let _ = update_status(&api, &name, |s: &mut KafkaRestoreStatus| {
+                s.backup_id = Some(run_id.clone());
+                s.common.plan_hash = Some(hash.clone());
+                s.offset_mapping_path = Some(prep.plan.offset_map_path.clone());
+            })
+            .await;
+            let limits = Arc::new(Limits::new(
+                prep.plan.bytes_per_sec,
+                prep.plan.records_per_sec,
+            ));
+            let exec = ExecContext {
+                progress: progress.clone(),
+                cancel,
+                limits,
+                now_ms: crate::exec::engine::system_now_ms,
+            };
+            match run_restore(&prep.plan, &prep.start, &prep.client, &prep.op, &exec).await {
+                Err(ExecError::Cancelled) => Ok(None),
+                Err(e) => Err(RunFailure::from(e)),
+                Ok(out) => Ok(Some((
+                    run_id,
+                    out.records,
+                    out.bytes,
+                    format!("offset map: {}", out.offset_map_path),
+                ))),
+            }
         }
-        let access = if kr.spec.dry_run { Access::ReadOnly } else { Access::ReadWrite };
-        let prep = prepare_restore(&kr, kb.as_ref(), &store, &ctx.pvc_root, access).await.map_err(|e| e.to_string())?;
-        let (hash, run_id) = (prep.plan.hash.clone(), prep.plan.backup_run_id.clone());
-        if prep.plan.dry_run {
-            let table = crate::cli::report::restore_table(&prep.plan);
-            return Ok(Some((run_id, 0, 0, format!("dryRun: nothing executed. Plan {hash}:\n{table}"))));
-        }
-        let _ = update_status(&api, &name, |s: &mut KafkaRestoreStatus| {
-            s.backup_id = Some(run_id.clone());
-            s.common.plan_hash = Some(hash.clone());
-            s.offset_mapping_path = Some(prep.plan.offset_map_path.clone());
-        })
-        .await;
-        let limits = Arc::new(Limits::new(prep.plan.bytes_per_sec, prep.plan.records_per_sec));
-        let exec = ExecContext { progress: progress.clone(), cancel, limits, now_ms: crate::exec::engine::system_now_ms };
-        match run_restore(&prep.plan, &prep.start, &prep.client, &prep.op, &exec).await {
-            Err(ExecError::Cancelled) => Ok(None),
-            Err(e) => Err(e.to_string()),
-            Ok(out) => Ok(Some((run_id, out.records, out.bytes, format!("offset map: {}", out.offset_map_path)))),
-        }
-    }
+    };
+    let result = retry_run(&cancel, run_backoff(), attempt, |_, msg| {
+        let (ctx, kr) = (ctx.clone(), kr.clone());
+        async move { ctx.event(&*kr, EventType::Warning, "Retried", &msg).await }
+    })
     .await;
     let now = Timestamp::now();
     super::record_run(&ctx, "KafkaRestore", &ns, &result, &progress);
     match result {
         Ok(None) => {}
         Ok(Some((run_id, records, bytes, message))) => {
-            let _ = update_status(&api, &name, |s: &mut KafkaRestoreStatus| {
+            let _ = update_status_final(&api, &name, |s: &mut KafkaRestoreStatus| {
                 s.phase = Some(RestorePhase::Completed);
                 s.backup_id = Some(run_id.clone());
                 s.common.completion_time = Some(Time(now));
@@ -222,7 +266,7 @@ async fn run_task(
             .await;
         }
         Err(message) => {
-            let _ = update_status(&api, &name, |s: &mut KafkaRestoreStatus| {
+            let _ = update_status_final(&api, &name, |s: &mut KafkaRestoreStatus| {
                 s.phase = Some(RestorePhase::Failed);
                 s.common.completion_time = Some(Time(now));
                 s.common.message = Some(message.clone());

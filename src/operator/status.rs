@@ -13,6 +13,34 @@ use crate::api::{Condition, ConditionStatus, StatusHeader};
 /// The field manager of every status write.
 pub const MANAGER: &str = "kafka-backup-operator";
 
+/// [`update_status`] for the write that ends a run, retried with backoff (5 more attempts, from
+/// 0.5 s) unless the resource is gone: a lost final write would leave it Running.
+pub async fn update_status_final<K>(
+    api: &Api<K>,
+    name: &str,
+    f: impl Fn(&mut K::Status),
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()>
+        + HasStatus
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+    K::Status: Default + Clone + Serialize,
+{
+    use backon::Retryable;
+    (|| update_status(api, name, &f))
+        .retry(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(std::time::Duration::from_millis(500))
+                .with_max_times(5),
+        )
+        .when(|e| !matches!(e, kube::Error::Api(s) if s.code == 404))
+        .notify(|e, d| tracing::warn!(error = %e, delay_ms = d.as_millis() as u64, "final status write failed; retrying"))
+        .await
+}
+
 /// Reads `name`'s status, lets `f` change it, and applies the result.
 pub async fn update_status<K>(
     api: &Api<K>,

@@ -159,8 +159,9 @@ async fn a_malformed_schedule_fails_with_the_field_named_and_a_warning_event() {
     server.await.unwrap();
 }
 
-#[tokio::test]
-async fn a_due_tick_starts_one_run_records_the_tick_and_reports_the_failure() {
+/// Paused clock: the run's backoff between attempts (5 s, 15 s) passes at once.
+#[tokio::test(start_paused = true)]
+async fn a_due_tick_starts_one_run_records_the_tick_and_retries_then_reports_the_failure() {
     let (ctx, mut h) = context();
     // every 10 s; the last acted-on tick is long past, so the latest tick is due now
     let o = kb(
@@ -197,46 +198,68 @@ async fn a_due_tick_starts_one_run_records_the_tick_and_reports_the_failure() {
             o2.clone(),
         )
         .await;
-        expect(
-            &mut h,
-            Method::POST,
-            "/events",
-            |b| assert_eq!(b["reason"], "Scheduled", "{b}"),
-            json!({}),
-        )
-        .await;
-        // the run, in the pool: the broker is unreachable, so it fails and says why
-        expect(
-            &mut h,
-            Method::GET,
-            &format!("{KB_PATH}/status"),
-            |_| {},
-            o2.clone(),
-        )
-        .await;
-        expect(
-            &mut h,
-            Method::PATCH,
-            &format!("{KB_PATH}/status"),
-            |b| {
-                assert_eq!(b["status"]["phase"], "Failed", "{b}");
-                let m = b["status"]["message"].as_str().unwrap();
+        // The Scheduled Event, then the run in the pool: the broker is unreachable, which is
+        // transient, so each failed attempt is retried (a Retried Event) until the last one
+        // fails and the status says why. The run's first Event may overtake Scheduled.
+        let mut reasons = Vec::new();
+        let mut failed_message = None;
+        while !reasons.contains(&"Failed".to_string()) {
+            let (req, send) = tokio::time::timeout(Duration::from_secs(120), h.next_request())
+                .await
+                .expect("the run goes on to fail")
+                .expect("the client is gone");
+            let (method, path) = (req.method().clone(), req.uri().path().to_string());
+            let bytes = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let reply = if path.contains("/events") {
+                if method == Method::PATCH {
+                    // kube's Recorder sends a repeated Event as a series update of the first
+                    reasons.push("Retried".into());
+                    json!({"metadata": {"name": path.rsplit('/').next().unwrap()}})
+                } else {
+                    assert_eq!(method, Method::POST);
+                    reasons.push(body["reason"].as_str().unwrap().to_string());
+                    if body["reason"] == "Retried" {
+                        let note = body["note"].as_str().unwrap();
+                        assert!(
+                            note.contains("127.0.0.1:1") && note.contains("resumes"),
+                            "{note}"
+                        );
+                    }
+                    body.clone()
+                }
+            } else {
                 assert!(
-                    m.contains("127.0.0.1:1") && m.contains("bootstrapServers"),
-                    "{m}"
+                    path.ends_with(&format!("{KB_PATH}/status")),
+                    "{method} {path}"
                 );
-            },
-            o2,
-        )
-        .await;
-        expect(
-            &mut h,
-            Method::POST,
-            "/events",
-            |b| assert_eq!(b["reason"], "Failed", "{b}"),
-            json!({}),
-        )
-        .await;
+                if method == Method::PATCH {
+                    assert_eq!(body["status"]["phase"], "Failed", "{body}");
+                    failed_message = body["status"]["message"].as_str().map(str::to_string);
+                }
+                o2.clone()
+            };
+            send.send_response(
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+        }
+        let mut sorted = reasons.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            ["Failed", "Retried", "Retried", "Scheduled"],
+            "events in order: {reasons:?}"
+        );
+        assert_eq!(reasons.last().unwrap(), "Failed");
+        let m = failed_message.expect("the final status was written");
+        assert!(
+            m.contains("127.0.0.1:1")
+                && m.contains("bootstrapServers")
+                && m.contains("gave up after 3 attempts"),
+            "{m}"
+        );
         tick
     });
     let action = backup::reconcile(obj(&o), ctx.clone()).await.unwrap();
@@ -392,4 +415,122 @@ async fn a_follower_never_writes_or_runs() {
     );
     let more = tokio::time::timeout(Duration::from_millis(200), h.next_request()).await;
     assert!(!matches!(more, Ok(Some(_))), "a follower sent a request");
+}
+
+#[tokio::test]
+async fn a_tick_that_comes_while_a_run_is_going_is_recorded_as_skipped() {
+    let (ctx, mut h) = context();
+    let o = kb(
+        json!({"schedule": "*/10 * * * * *"}),
+        json!({"phase": "Running", "lastScheduleTime": "2026-01-01T00:00:00Z"}),
+        true,
+    );
+    // the previous tick's run is still executing in this operator's pool
+    let key = super::obj_key(&*obj(&o));
+    assert!(ctx.pool.start(
+        key.clone(),
+        "20260101T000000.000Z".into(),
+        |cancel, _| async move { cancel.cancelled().await }
+    ));
+    let o2 = o.clone();
+    let server = tokio::spawn(async move {
+        expect(
+            &mut h,
+            Method::GET,
+            &format!("{KB_PATH}/status"),
+            |_| {},
+            o2.clone(),
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::PATCH,
+            &format!("{KB_PATH}/status"),
+            |b| {
+                assert_eq!(
+                    b["status"]["phase"], "Running",
+                    "the run's phase is untouched: {b}"
+                );
+                let tick = b["status"]["lastScheduleTime"].as_str().unwrap();
+                assert_ne!(tick, "2026-01-01T00:00:00Z", "the skipped tick is recorded");
+            },
+            o2,
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::POST,
+            "/events",
+            |b| {
+                assert_eq!(b["reason"], "Skipped", "{b}");
+                assert!(b["note"].as_str().unwrap().contains("still going"), "{b}");
+            },
+            json!({}),
+        )
+        .await;
+    });
+    backup::reconcile(obj(&o), ctx.clone()).await.unwrap();
+    server.await.unwrap();
+    assert_eq!(
+        ctx.pool.state(&key),
+        super::decide::PoolState::Running("20260101T000000.000Z".into()),
+        "the running run is neither replaced nor doubled"
+    );
+    ctx.pool.cancel(&key).await;
+}
+
+#[tokio::test]
+async fn a_run_left_running_by_a_restart_is_started_again_with_a_retried_event() {
+    let (ctx, mut h) = context();
+    // a one-shot backup whose status says Running, in an operator with an empty pool
+    let o = kb(
+        json!({}),
+        json!({"phase": "Running", "observedGeneration": 2, "backupId": "20260101T000000.000Z"}),
+        true,
+    );
+    let o2 = o.clone();
+    let server = tokio::spawn(async move {
+        expect(
+            &mut h,
+            Method::GET,
+            &format!("{KB_PATH}/status"),
+            |_| {},
+            o2.clone(),
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::PATCH,
+            &format!("{KB_PATH}/status"),
+            |b| assert_eq!(b["status"]["phase"], "Running", "{b}"),
+            o2,
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::POST,
+            "/events",
+            |b| {
+                assert_eq!(b["reason"], "Retried", "{b}");
+                assert!(
+                    b["note"]
+                        .as_str()
+                        .unwrap()
+                        .contains("resumes from its checkpoint"),
+                    "{b}"
+                );
+            },
+            json!({}),
+        )
+        .await;
+    });
+    backup::reconcile(obj(&o), ctx.clone()).await.unwrap();
+    server.await.unwrap();
+    let key = super::obj_key(&*obj(&o));
+    assert_eq!(
+        ctx.pool.state(&key),
+        super::decide::PoolState::Running("generation-2".into()),
+        "exactly one run was started again"
+    );
+    ctx.pool.cancel(&key).await;
 }

@@ -274,6 +274,14 @@ pub fn backend(op: &'static str, path: &str, e: opendal::Error) -> StorageError 
     }
 }
 
+impl StorageError {
+    /// True when a later attempt may succeed: the backend said the failure is temporary
+    /// (opendal's `is_temporary`: throttling, 5xx, connection trouble).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Backend { source, .. } if source.is_temporary())
+    }
+}
+
 /// Reads a whole object; `Ok(None)` if it does not exist.
 pub async fn read_opt(op: &Operator, path: &str) -> Result<Option<Vec<u8>>, StorageError> {
     match op.read(path).await {
