@@ -62,5 +62,6 @@ export KBO_S3_REGION=us-east-1
 export KBO_S3_ACCESS_KEY=$ak
 export KBO_S3_SECRET_KEY=$sk
 export KBO_PYTHON=$venv/bin/python
+export KBO_HELM=$here/.bin/helm
 ENV
 echo "testenv: kafka 127.0.0.1:$kport, s3 http://127.0.0.1:$sport (bucket kbo-test); endpoints in $here/env"

@@ -81,3 +81,141 @@ fn flake_nix_parses_and_has_the_dev_shell_and_cluster_app() {
     // and a broken file is caught
     assert!(!rnix::Root::parse("{ a = ; }").errors().is_empty());
 }
+
+/// The helm binary testenv/install.sh installs (KBO_HELM, else testenv/.bin/helm).
+fn helm() -> std::path::PathBuf {
+    let p = std::env::var("KBO_HELM").map(Into::into).unwrap_or_else(|_| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/.bin/helm")
+    });
+    assert!(
+        p.exists(),
+        "helm not found at {}: run testenv/install.sh (or the README's test command)",
+        p.display()
+    );
+    p
+}
+
+/// `helm template` of the chart with `--set` values; Ok(documents) or Err(helm's stderr).
+fn render(sets: &[&str]) -> Result<Vec<serde_json::Value>, String> {
+    let mut cmd = std::process::Command::new(helm());
+    cmd.args(["template", "rel"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/kafka-backup-operator"))
+        .args(["--namespace", "kbo", "--include-crds"]);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    Ok(serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .filter(|v: &serde_json::Value| !v.is_null())
+        .collect())
+}
+
+fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// The container args of the rendered Deployment, checked against the binary's own parser.
+fn operator_args(docs: &[serde_json::Value]) -> Vec<String> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let d: Deployment = serde_json::from_value(of_kind(docs, "Deployment")[0].clone()).unwrap();
+    let pod = d.spec.template.spec.unwrap();
+    let c = &pod.containers[0];
+    let args = c.args.clone().unwrap();
+    let argv = std::iter::once("kafka-backup-operator".to_string()).chain(args.iter().cloned());
+    if let Err(e) = <kafka_backup_operator::cli::Cli as clap::Parser>::try_parse_from(argv) {
+        panic!("the chart passes flags the operator rejects: {args:?}\n{e}");
+    }
+    args
+}
+
+/// The chart lints and renders with helm (v3.19.0), every object deserialises into its
+/// Kubernetes type, and the Deployment's flags are ones the operator binary accepts.
+#[test]
+fn the_chart_renders_with_helm_for_all_and_for_listed_namespaces() {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/kafka-backup-operator");
+    let lint = std::process::Command::new(helm())
+        .arg("lint")
+        .arg(&chart)
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "helm lint: {}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+
+    // defaults: all namespaces (ClusterRole), leader election with its Lease Role
+    let docs = render(&[]).unwrap();
+    for d in &docs {
+        let kind = d["kind"].as_str().unwrap();
+        fn check<T: serde::de::DeserializeOwned>(d: &serde_json::Value) -> Result<(), String> {
+            serde_json::from_value::<T>(d.clone())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, rbac::v1 as rbac};
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
+        let r = match kind {
+            "Deployment" => check::<apps::Deployment>(d),
+            "Service" => check::<core::Service>(d),
+            "ServiceAccount" => check::<core::ServiceAccount>(d),
+            "ClusterRole" => check::<rbac::ClusterRole>(d),
+            "Role" => check::<rbac::Role>(d),
+            "ClusterRoleBinding" => check::<rbac::ClusterRoleBinding>(d),
+            "RoleBinding" => check::<rbac::RoleBinding>(d),
+            "CustomResourceDefinition" => check::<ext::CustomResourceDefinition>(d),
+            other => panic!("unexpected kind {other} in the default render"),
+        };
+        if let Err(e) = r {
+            panic!("{kind} does not deserialise ({e}): {d}");
+        }
+    }
+    assert_eq!(of_kind(&docs, "CustomResourceDefinition").len(), 5);
+    assert_eq!(of_kind(&docs, "ClusterRole").len(), 1);
+    assert_eq!(of_kind(&docs, "Role").len(), 1, "only the Lease Role");
+    assert!(of_kind(&docs, "ServiceMonitor").is_empty());
+    let args = operator_args(&docs);
+    assert!(args.contains(&"--leader-election".to_string()), "{args:?}");
+    assert!(!args.iter().any(|a| a.starts_with("--namespaces")), "{args:?}");
+
+    // two watched namespaces: a Role and RoleBinding in each, no cluster-wide grant
+    let docs = render(&[
+        "watchNamespaces={team-a,team-b}",
+        "metrics.serviceMonitor.enabled=true",
+        "leaderElection=false",
+    ])
+    .unwrap();
+    assert!(of_kind(&docs, "ClusterRole").is_empty());
+    let role_ns: Vec<&str> = of_kind(&docs, "Role")
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(role_ns, ["team-a", "team-b"]);
+    assert_eq!(of_kind(&docs, "RoleBinding").len(), 2);
+    for b in of_kind(&docs, "RoleBinding") {
+        assert_eq!(b["subjects"][0]["namespace"], "kbo", "{b}");
+    }
+    assert_eq!(of_kind(&docs, "ServiceMonitor").len(), 1);
+    let args = operator_args(&docs);
+    assert!(args.contains(&"--namespaces=team-a,team-b".to_string()), "{args:?}");
+    assert!(!args.contains(&"--leader-election".to_string()), "{args:?}");
+}
+
+#[test]
+fn bad_values_are_refused_by_the_schema() {
+    for (set, needle) in [
+        ("replicaCount=-1", "replicaCount"),
+        ("watchNamespaces={Not_A_Namespace}", "watchNamespaces"),
+        ("logFormat=xml", "logFormat"),
+        ("watchNamespace=old-key", "watchNamespace"),
+    ] {
+        let err = render(&[set]).expect_err(set);
+        assert!(err.contains(needle), "{set}: {err}");
+    }
+}

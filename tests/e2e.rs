@@ -20,7 +20,7 @@ fn operator(kubeconfig: &str, ns: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator"))
         .args([
             "operator",
-            "--namespace",
+            "--namespaces",
             ns,
             "--metrics-addr",
             "127.0.0.1:0",

@@ -15,7 +15,7 @@ async fn main() -> std::process::ExitCode {
         Command::Plan(a) => plan_cmd::plan(a).await.map(|s| print!("{s}")),
         Command::Operator(a) => {
             kafka_backup_operator::operator::run(
-                a.namespace.clone(),
+                a.namespaces.clone(),
                 a.pvc_root.clone(),
                 a.allow_cross_namespace_refs,
                 a.metrics_addr,

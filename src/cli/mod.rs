@@ -45,9 +45,14 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct OperatorArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "KBO_WATCH_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated or repeated (default: all namespaces).
+    #[arg(
+        long = "namespaces",
+        alias = "namespace",
+        env = "KBO_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
     /// Where PersistentVolumeClaims of storageType pvc are mounted: <pvc-root>/<claimName>.
     #[arg(
         long,

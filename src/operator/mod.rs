@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -201,12 +201,13 @@ pub struct LeaderElection {
     pub identity: String,
 }
 
-/// Runs the KafkaBackup and KafkaRestore controllers until SIGTERM/Ctrl-C. `namespace`: watch
-/// one namespace (all when None). With `election`, only the replica holding the Lease
-/// reconciles; losing it cancels every run at once (the lease is renewed before it expires, so
-/// the runs stop before another replica can take over).
+/// Runs the KafkaBackup and KafkaRestore controllers until SIGTERM/Ctrl-C. `namespaces`: watch
+/// these (all when empty; one pair of controllers per namespace, so namespaced RBAC suffices).
+/// With `election`, only the replica holding the Lease reconciles; losing it cancels every run
+/// at once (the lease is renewed before it expires, so the runs stop before another replica
+/// can take over).
 pub async fn run(
-    namespace: Option<String>,
+    namespaces: Vec<String>,
     pvc_root: PathBuf,
     allow_cross_namespace: bool,
     metrics_addr: std::net::SocketAddr,
@@ -239,12 +240,12 @@ pub async fn run(
         tracing::info!(identity = %el.identity, lease_namespace = %el.namespace, "leader election on");
     }
     let ctx = Arc::new(ctx);
-    let backups: Api<KafkaBackup> = scoped(&client, &namespace);
-    let restores: Api<KafkaRestore> = scoped(&client, &namespace);
-    tracing::info!(
-        namespace = namespace.as_deref().unwrap_or("<all>"),
-        "controllers starting"
-    );
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    tracing::info!(namespaces = ?scopes, "controllers starting (None = all namespaces)");
     let pool = ctx.pool.clone();
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(http::serve(
@@ -252,25 +253,36 @@ pub async fn run(
         ctx.metrics.clone(),
         ready.clone(),
     ));
-    let bc = Controller::new(backups, watcher::Config::default());
-    let rc = Controller::new(restores, watcher::Config::default());
-    let (bs, rs) = (bc.store(), rc.store());
+    let mut stores = Vec::new();
+    let mut controllers = Vec::new();
+    for scope in &scopes {
+        let bc = Controller::new(scoped::<KafkaBackup>(&client, scope), watcher::Config::default());
+        let rc = Controller::new(scoped::<KafkaRestore>(&client, scope), watcher::Config::default());
+        stores.push((bc.store(), rc.store()));
+        controllers.push(
+            bc.shutdown_on_signal()
+                .run(backup::reconcile, error_policy, ctx.clone())
+                .for_each(log_result)
+                .boxed(),
+        );
+        controllers.push(
+            rc.shutdown_on_signal()
+                .run(restore::reconcile, error_policy, ctx.clone())
+                .for_each(log_result)
+                .boxed(),
+        );
+    }
     tokio::spawn(async move {
-        // ready once both watches have listed their resources
-        if bs.wait_until_ready().await.is_ok() && rs.wait_until_ready().await.is_ok() {
-            ready.store(true, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!("watches synced: ready");
+        // ready once every watch has listed its resources
+        for (bs, rs) in stores {
+            if bs.wait_until_ready().await.is_err() || rs.wait_until_ready().await.is_err() {
+                return;
+            }
         }
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!("watches synced: ready");
     });
-    let b = bc
-        .shutdown_on_signal()
-        .run(backup::reconcile, error_policy, ctx.clone())
-        .for_each(log_result);
-    let r = rc
-        .shutdown_on_signal()
-        .run(restore::reconcile, error_policy, ctx)
-        .for_each(log_result);
-    futures::join!(b, r);
+    futures::future::join_all(controllers).await;
     // Stop runs cleanly (checkpoints stay; the next start resumes them).
     pool.cancel_all().await;
     Ok(())
