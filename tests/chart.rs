@@ -84,9 +84,9 @@ fn flake_nix_parses_and_has_the_dev_shell_and_cluster_app() {
 
 /// The helm binary testenv/install.sh installs (KBO_HELM, else testenv/.bin/helm).
 fn helm() -> std::path::PathBuf {
-    let p = std::env::var("KBO_HELM").map(Into::into).unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/.bin/helm")
-    });
+    let p = std::env::var("KBO_HELM")
+        .map(Into::into)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/.bin/helm"));
     assert!(
         p.exists(),
         "helm not found at {}: run testenv/install.sh (or the README's test command)",
@@ -182,7 +182,10 @@ fn the_chart_renders_with_helm_for_all_and_for_listed_namespaces() {
     assert!(of_kind(&docs, "ServiceMonitor").is_empty());
     let args = operator_args(&docs);
     assert!(args.contains(&"--leader-election".to_string()), "{args:?}");
-    assert!(!args.iter().any(|a| a.starts_with("--namespaces")), "{args:?}");
+    assert!(
+        !args.iter().any(|a| a.starts_with("--namespaces")),
+        "{args:?}"
+    );
 
     // two watched namespaces: a Role and RoleBinding in each, no cluster-wide grant
     let docs = render(&[
@@ -203,7 +206,10 @@ fn the_chart_renders_with_helm_for_all_and_for_listed_namespaces() {
     }
     assert_eq!(of_kind(&docs, "ServiceMonitor").len(), 1);
     let args = operator_args(&docs);
-    assert!(args.contains(&"--namespaces=team-a,team-b".to_string()), "{args:?}");
+    assert!(
+        args.contains(&"--namespaces=team-a,team-b".to_string()),
+        "{args:?}"
+    );
     assert!(!args.contains(&"--leader-election".to_string()), "{args:?}");
 }
 

@@ -256,8 +256,14 @@ pub async fn run(
     let mut stores = Vec::new();
     let mut controllers = Vec::new();
     for scope in &scopes {
-        let bc = Controller::new(scoped::<KafkaBackup>(&client, scope), watcher::Config::default());
-        let rc = Controller::new(scoped::<KafkaRestore>(&client, scope), watcher::Config::default());
+        let bc = Controller::new(
+            scoped::<KafkaBackup>(&client, scope),
+            watcher::Config::default(),
+        );
+        let rc = Controller::new(
+            scoped::<KafkaRestore>(&client, scope),
+            watcher::Config::default(),
+        );
         stores.push((bc.store(), rc.store()));
         controllers.push(
             bc.shutdown_on_signal()

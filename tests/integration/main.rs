@@ -9,4 +9,5 @@ mod plan_cmd;
 mod restore_resume;
 mod resume;
 mod roundtrip;
+mod sasl;
 mod tls;
