@@ -155,6 +155,24 @@ pub struct ExecContext {
     pub now_ms: fn() -> i64,
 }
 
+impl ExecContext {
+    /// A context on the system clock with rate limits in bytes/s and records/s (None:
+    /// unlimited).
+    pub fn new(
+        progress: Arc<Progress>,
+        cancel: Cancel,
+        bytes_per_sec: Option<u64>,
+        records_per_sec: Option<u64>,
+    ) -> ExecContext {
+        ExecContext {
+            progress,
+            cancel,
+            limits: Arc::new(Limits::new(bytes_per_sec, records_per_sec)),
+            now_ms: system_now_ms,
+        }
+    }
+}
+
 /// The system clock as epoch ms.
 pub fn system_now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()

@@ -16,7 +16,7 @@ use super::retry::{RunFailure, retry_run, run_backoff};
 use super::status::{set_condition, update_status, update_status_final};
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{BackupPhase, BackupRunRecord, ConditionStatus, KafkaBackup};
-use crate::exec::{Cancel, ExecContext, ExecError, Limits, Progress, run_backup};
+use crate::exec::{Cancel, ExecContext, ExecError, Progress, run_backup};
 use crate::flow::{Access, prepare_backup};
 
 /// Runs kept in `status.history`.
@@ -214,16 +214,12 @@ async fn run_task(
                 s.resumable = Some(prep.plan.checkpoint_interval_ms.is_some());
             })
             .await;
-            let limits = Arc::new(Limits::new(
+            let exec = ExecContext::new(
+                progress.clone(),
+                cancel,
                 prep.plan.bytes_per_sec,
                 prep.plan.records_per_sec,
-            ));
-            let exec = ExecContext {
-                progress: progress.clone(),
-                cancel,
-                limits,
-                now_ms: crate::exec::engine::system_now_ms,
-            };
+            );
             match run_backup(&prep.plan, &prep.client, &prep.op, &exec).await {
                 Err(ExecError::Cancelled) => Ok(None),
                 Err(e) => Err(RunFailure::from(e)),

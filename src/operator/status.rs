@@ -10,6 +10,21 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{Condition, ConditionStatus, StatusHeader};
 
+/// A custom resource whose status this operator writes.
+pub trait StatusResource:
+    Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + Serialize + std::fmt::Debug
+{
+}
+impl<K> StatusResource for K where
+    K: Resource<DynamicType = ()>
+        + HasStatus
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug
+{
+}
+
 /// The field manager of every status write.
 pub const MANAGER: &str = "kafka-backup-operator";
 
@@ -21,12 +36,7 @@ pub async fn update_status_final<K>(
     f: impl Fn(&mut K::Status),
 ) -> Result<(), kube::Error>
 where
-    K: Resource<DynamicType = ()>
-        + HasStatus
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
+    K: StatusResource,
     K::Status: Default + Clone + Serialize,
 {
     use backon::Retryable;
@@ -48,12 +58,7 @@ pub async fn update_status<K>(
     f: impl FnOnce(&mut K::Status),
 ) -> Result<(), kube::Error>
 where
-    K: Resource<DynamicType = ()>
-        + HasStatus
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
+    K: StatusResource,
     K::Status: Default + Clone + Serialize,
 {
     let obj = api.get_status(name).await?;

@@ -88,6 +88,13 @@ async fn expect_code(
     );
 }
 
+/// A status write: the fresh GET of the status (answered `reply`), then the server-side apply
+/// PATCH, whose body `check` inspects.
+async fn expect_status_patch(h: &mut Handle, path: &str, check: impl FnOnce(&Value), reply: Value) {
+    expect(h, Method::GET, path, |_| {}, reply.clone()).await;
+    expect(h, Method::PATCH, path, check, reply).await
+}
+
 fn obj(v: &Value) -> Arc<KafkaBackup> {
     Arc::new(serde_json::from_value(v.clone()).unwrap())
 }
@@ -119,17 +126,8 @@ async fn a_malformed_schedule_fails_with_the_field_named_and_a_warning_event() {
     let o = kb(json!({"schedule": "every day please"}), json!(null), true);
     let o2 = o.clone();
     let server = tokio::spawn(async move {
-        expect(
+        expect_status_patch(
             &mut h,
-            Method::GET,
-            &format!("{KB_PATH}/status"),
-            |_| {},
-            o2.clone(),
-        )
-        .await;
-        expect(
-            &mut h,
-            Method::PATCH,
             &format!("{KB_PATH}/status"),
             |b| {
                 assert_eq!(b["status"]["phase"], "Failed", "{b}");
@@ -278,17 +276,8 @@ async fn a_due_tick_starts_one_run_records_the_tick_and_retries_then_reports_the
     );
     let a2 = after.clone();
     let server = tokio::spawn(async move {
-        expect(
+        expect_status_patch(
             &mut h2,
-            Method::GET,
-            &format!("{KB_PATH}/status"),
-            |_| {},
-            a2.clone(),
-        )
-        .await;
-        expect(
-            &mut h2,
-            Method::PATCH,
             &format!("{KB_PATH}/status"),
             |b| {
                 assert_ne!(
@@ -324,17 +313,8 @@ async fn a_restore_whose_backup_does_not_exist_fails_naming_backup_ref() {
     let k2 = kr.clone();
     let path = "/apis/kafka.oso.sh/v1alpha1/namespaces/default/kafkarestores/r";
     let server = tokio::spawn(async move {
-        expect(
+        expect_status_patch(
             &mut h,
-            Method::GET,
-            &format!("{path}/status"),
-            |_| {},
-            k2.clone(),
-        )
-        .await;
-        expect(
-            &mut h,
-            Method::PATCH,
             &format!("{path}/status"),
             |b| assert_eq!(b["status"]["phase"], "Running", "{b}"),
             k2.clone(),
@@ -358,17 +338,8 @@ async fn a_restore_whose_backup_does_not_exist_fails_naming_backup_ref() {
             not_found,
         )
         .await;
-        expect(
+        expect_status_patch(
             &mut h,
-            Method::GET,
-            &format!("{path}/status"),
-            |_| {},
-            k2.clone(),
-        )
-        .await;
-        expect(
-            &mut h,
-            Method::PATCH,
             &format!("{path}/status"),
             |b| {
                 assert_eq!(b["status"]["phase"], "Failed", "{b}");
@@ -434,17 +405,8 @@ async fn a_tick_that_comes_while_a_run_is_going_is_recorded_as_skipped() {
     ));
     let o2 = o.clone();
     let server = tokio::spawn(async move {
-        expect(
+        expect_status_patch(
             &mut h,
-            Method::GET,
-            &format!("{KB_PATH}/status"),
-            |_| {},
-            o2.clone(),
-        )
-        .await;
-        expect(
-            &mut h,
-            Method::PATCH,
             &format!("{KB_PATH}/status"),
             |b| {
                 assert_eq!(
@@ -490,17 +452,8 @@ async fn a_run_left_running_by_a_restart_is_started_again_with_a_retried_event()
     );
     let o2 = o.clone();
     let server = tokio::spawn(async move {
-        expect(
+        expect_status_patch(
             &mut h,
-            Method::GET,
-            &format!("{KB_PATH}/status"),
-            |_| {},
-            o2.clone(),
-        )
-        .await;
-        expect(
-            &mut h,
-            Method::PATCH,
             &format!("{KB_PATH}/status"),
             |b| assert_eq!(b["status"]["phase"], "Running", "{b}"),
             o2,

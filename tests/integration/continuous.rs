@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use kafka_backup_operator::cli::load::{Target, load};
 use kafka_backup_operator::exec::engine::system_now_ms;
-use kafka_backup_operator::exec::{Cancel, ExecContext, Limits, Progress, run_backup};
+use kafka_backup_operator::exec::{Cancel, ExecContext, Progress, run_backup};
 use kafka_backup_operator::flow::{Access, prepare_backup};
 use kafka_backup_operator::format::batch::{Codec, Record, encode_batch};
 
@@ -36,12 +36,7 @@ async fn continuous_backup_keeps_up_with_new_records_until_stopped() {
     .unwrap();
     let (stop, cancel) = Cancel::new();
     let progress = Progress::new(None);
-    let ctx = ExecContext {
-        progress: progress.clone(),
-        cancel,
-        limits: std::sync::Arc::new(Limits::new(None, None)),
-        now_ms: system_now_ms,
-    };
+    let ctx = ExecContext::new(progress.clone(), cancel, None, None);
     let run =
         tokio::spawn(async move { run_backup(&prep.plan, &prep.client, &prep.op, &ctx).await });
 

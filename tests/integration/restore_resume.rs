@@ -13,26 +13,8 @@ use kafka_backup_operator::kafka::ops::OffsetSpec;
 /// kills it once the journal exists and some (not all) records are in the target. Returns
 /// (docs file, source topic, target topic, records in the source).
 async fn killed_restore(dir: &Path, name: &str) -> (std::path::PathBuf, String, String, u64) {
-    let e = env();
     let topic = unique(name);
-    let (ok, out, err) = py(&[
-        "gen-load",
-        "--bootstrap",
-        &e.bootstrap,
-        "--topic",
-        &topic,
-        "--partitions",
-        "2",
-        "--mib",
-        "8",
-        "--record-bytes",
-        "1024",
-    ]);
-    assert!(ok, "{out}{err}");
-    let produced = serde_json::from_str::<serde_json::Value>(out.lines().last().unwrap()).unwrap()
-        ["records"]
-        .as_u64()
-        .unwrap();
+    let produced = gen_load(&topic, 2, 8);
     let kb = backup_yaml(
         name,
         std::slice::from_ref(&topic),
@@ -51,14 +33,8 @@ async fn killed_restore(dir: &Path, name: &str) -> (std::path::PathBuf, String, 
     );
     let f = write_docs(dir, &[&kb, &kr]);
     // killed (and reaped) below on every path
-    #[allow(clippy::zombie_processes)]
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator"))
-        .args(["run", "--no-progress", "-f"])
-        .arg(&f)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    #[allow(clippy::zombie_processes)] // killed and reaped below on every path
+    let mut child = spawn_run(&f);
     let journal = dir.join(format!("{name}/restores/{rname}/journal.json"));
     let c = client().await;
     let parts = vec![(target.clone(), 0), (target.clone(), 1)];

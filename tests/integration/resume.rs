@@ -9,26 +9,8 @@ use kafka_backup_operator::format::manifest::{Checkpoint, RunManifest};
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_backup_resumes_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let e = env();
     let topic = unique("resume");
-    let (ok, out, err) = py(&[
-        "gen-load",
-        "--bootstrap",
-        &e.bootstrap,
-        "--topic",
-        &topic,
-        "--partitions",
-        "2",
-        "--mib",
-        "12",
-        "--record-bytes",
-        "1024",
-    ]);
-    assert!(ok, "{out}{err}");
-    let produced = serde_json::from_str::<serde_json::Value>(out.lines().last().unwrap()).unwrap()
-        ["records"]
-        .as_u64()
-        .unwrap();
+    let produced = gen_load(&topic, 2, 12);
     let kb = backup_yaml(
         "res",
         std::slice::from_ref(&topic),
@@ -37,14 +19,8 @@ async fn killed_backup_resumes_without_loss_or_duplicates() {
     );
     let f = write_docs(dir.path(), &[&kb]);
     // killed (and reaped) below on every path: when the checkpoint appears, or on timeout
-    #[allow(clippy::zombie_processes)]
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator"))
-        .args(["run", "--no-progress", "-f"])
-        .arg(&f)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    #[allow(clippy::zombie_processes)] // killed and reaped below on every path
+    let mut child = spawn_run(&f);
     // wait for a checkpoint that records at least two finished segments, then kill -9
     let runs = dir.path().join("res/runs");
     let t = Instant::now();

@@ -3,13 +3,12 @@
 //! confluent-kafka (testenv/kbo_data.py), a client that is not ours.
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use kafka_backup_operator::cli::load::{Target, load};
 use kafka_backup_operator::exec::engine::system_now_ms;
 use kafka_backup_operator::exec::{
-    Cancel, ExecContext, Limits, Progress, RestoreOutcome, run_backup, run_restore,
+    Cancel, ExecContext, Progress, RestoreOutcome, run_backup, run_restore,
 };
 use kafka_backup_operator::flow::{Access, FlowError, prepare_backup, prepare_restore};
 use kafka_backup_operator::format::manifest::RunManifest;
@@ -208,12 +207,31 @@ pub fn write_docs(dir: &Path, docs: &[&str]) -> PathBuf {
 }
 
 pub fn ctx() -> ExecContext {
-    ExecContext {
-        progress: Progress::new(None),
-        cancel: Cancel::never(),
-        limits: Arc::new(Limits::new(None, None)),
-        now_ms: system_now_ms,
-    }
+    ExecContext::new(Progress::new(None), Cancel::never(), None, None)
+}
+
+/// Fills a new topic with `mib` MiB of 1 KiB records over `partitions` partitions
+/// (kbo_data.py gen-load, confluent-kafka); returns the record count.
+pub fn gen_load(topic: &str, partitions: u32, mib: u32) -> u64 {
+    let e = env();
+    let (p, m) = (partitions.to_string(), mib.to_string());
+    let (ok, out, err) = py(&[
+        "gen-load",
+        "--bootstrap",
+        &e.bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        &p,
+        "--mib",
+        &m,
+        "--record-bytes",
+        "1024",
+    ]);
+    assert!(ok, "{out}{err}");
+    serde_json::from_str::<serde_json::Value>(out.lines().last().unwrap()).unwrap()["records"]
+        .as_u64()
+        .unwrap()
 }
 
 /// What running a document set did.
@@ -275,6 +293,18 @@ pub fn cli(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Starts `kafka-backup-operator run --no-progress -f <f>` in the background, output
+/// discarded; the caller kills and reaps it.
+pub fn spawn_run(f: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator"))
+        .args(["run", "--no-progress", "-f"])
+        .arg(f)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 pub async fn client() -> KafkaClient {
