@@ -14,3 +14,11 @@ pub mod observe;
 pub mod operator;
 pub mod plan;
 pub mod storage;
+
+/// Installs rustls' ring provider as the process default, once; later calls do nothing.
+/// Needed before any TLS connection made by a library that asks rustls for the process
+/// default (the kube client talking to the API server over https): with more than one
+/// provider compiled in, rustls cannot pick one by itself and panics.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

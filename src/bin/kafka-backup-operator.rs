@@ -5,6 +5,7 @@ use kafka_backup_operator::cli::{Cli, Command, init_logging, plan_cmd, run};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    kafka_backup_operator::install_tls_provider();
     init_logging(cli.log_format);
     let r = match &cli.command {
         Command::Crd => {

@@ -5,6 +5,7 @@ use kafka_backup_operator::cli::{LogFormat, PluginCli, PluginCommand, init_loggi
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = PluginCli::parse();
+    kafka_backup_operator::install_tls_provider();
     init_logging(LogFormat::Text);
     let PluginCommand::Plan(a) = &cli.command;
     match plan_cmd::plan(a).await {

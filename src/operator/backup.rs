@@ -13,7 +13,7 @@ use kube::runtime::events::EventType;
 
 use super::decide::{BackupAction, decide_backup};
 use super::retry::{RunFailure, retry_run, run_backoff};
-use super::status::{set_condition, update_status, update_status_final};
+use super::status::{conflict_ok, set_condition, update_status, update_status_final};
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{BackupPhase, BackupRunRecord, ConditionStatus, KafkaBackup};
 use crate::exec::{Cancel, ExecContext, ExecError, Progress, run_backup};
@@ -152,19 +152,26 @@ async fn apply(
                 ctx.metrics
                     .running("KafkaBackup", &kb.namespace().unwrap_or_default(), p);
             }
-            if progress.is_some() || next_changed {
-                // Live progress while running, at most one write per requeue (5 s).
-                update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {
-                    if let Some(p) = &progress {
-                        let (records, bytes, secs) = p.snapshot();
-                        s.records_processed = Some(records);
-                        s.bytes_processed = Some(bytes);
-                        s.throughput_records_per_sec = Some(records as f64 / secs.max(1e-3));
-                        s.throughput_bytes_per_sec = Some(bytes as f64 / secs.max(1e-3));
-                    }
-                    s.next_scheduled_backup = next_tick.map(Time);
-                })
-                .await?;
+            // Live progress while running: at most one write per PROGRESS_EVERY (each write
+            // is a watch event, and so another reconcile).
+            let due = ctx.pool.progress_due(&key, super::pool::PROGRESS_EVERY);
+            if due.is_some() || next_changed {
+                conflict_ok(
+                    update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+                        if let Some(p) = due
+                            .as_ref()
+                            .filter(|_| s.phase == Some(BackupPhase::Running))
+                        {
+                            let (records, bytes, secs) = p.snapshot();
+                            s.records_processed = Some(records);
+                            s.bytes_processed = Some(bytes);
+                            s.throughput_records_per_sec = Some(records as f64 / secs.max(1e-3));
+                            s.throughput_bytes_per_sec = Some(bytes as f64 / secs.max(1e-3));
+                        }
+                        s.next_scheduled_backup = next_tick.map(Time);
+                    })
+                    .await,
+                )?;
             }
             Ok(requeue_after
                 .map(Action::requeue)

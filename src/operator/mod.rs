@@ -213,6 +213,7 @@ pub async fn run(
     metrics_addr: std::net::SocketAddr,
     election: Option<LeaderElection>,
 ) -> anyhow::Result<()> {
+    crate::install_tls_provider();
     let client = Client::try_default().await?;
     let mut ctx = Context::new(client.clone(), pvc_root);
     ctx.allow_cross_namespace = allow_cross_namespace;

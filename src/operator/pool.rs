@@ -18,7 +18,14 @@ struct Slot {
     cancel: watch::Sender<bool>,
     handle: JoinHandle<()>,
     progress: Arc<Progress>,
+    /// When live progress was last written to the resource's status.
+    reported: Option<std::time::Instant>,
 }
+
+/// Least time between two live-progress status writes of one resource. Each write is a watch
+/// event that triggers another reconcile; without this, a running resource would be
+/// reconciled and written in a tight loop.
+pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs in flight, by resource.
 #[derive(Default, Clone)]
@@ -58,6 +65,7 @@ impl Pool {
                 cancel: tx,
                 handle,
                 progress,
+                reported: None,
             },
         );
         true
@@ -71,6 +79,22 @@ impl Pool {
             .get(obj)
             .filter(|s| !s.handle.is_finished())
             .map(|s| s.progress.clone())
+    }
+
+    /// The live counters of the resource's run when its progress is due to be written to
+    /// status (none written yet, or the last one at least `every` ago); marks it written.
+    pub fn progress_due(
+        &self,
+        obj: &ObjectKey,
+        every: std::time::Duration,
+    ) -> Option<Arc<Progress>> {
+        let mut slots = self.slots.lock().unwrap();
+        let s = slots.get_mut(obj).filter(|s| !s.handle.is_finished())?;
+        if s.reported.is_some_and(|t| t.elapsed() < every) {
+            return None;
+        }
+        s.reported = Some(std::time::Instant::now());
+        Some(s.progress.clone())
     }
 
     /// Cancels the resource's run and waits for it to stop (the run saves its checkpoint).
@@ -111,6 +135,16 @@ mod tests {
             })
         );
         assert_eq!(pool.state(&obj), PoolState::Running("k1".into()));
+        let every = std::time::Duration::from_secs(60);
+        assert!(
+            pool.progress_due(&obj, every).is_some(),
+            "first report is due"
+        );
+        assert!(
+            pool.progress_due(&obj, every).is_none(),
+            "a second report within the interval is not"
+        );
+        assert!(pool.progress_due(&obj, std::time::Duration::ZERO).is_some());
         assert!(
             !pool.start(obj.clone(), "k2".into(), |_, _| async {}),
             "a second run for the same resource is refused"

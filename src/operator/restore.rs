@@ -13,7 +13,7 @@ use kube::runtime::events::EventType;
 
 use super::decide::{RestoreAction, decide_restore};
 use super::retry::{RunFailure, retry_run, run_backoff};
-use super::status::{set_condition, update_status, update_status_final};
+use super::status::{conflict_ok, set_condition, update_status, update_status_final};
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{ConditionStatus, KafkaBackup, KafkaRestore, KafkaRestoreStatus, RestorePhase};
 use crate::exec::{Cancel, ExecContext, ExecError, Progress, run_restore};
@@ -102,25 +102,32 @@ async fn apply(
             if let Some(p) = ctx.pool.progress(&key) {
                 ctx.metrics
                     .running("KafkaRestore", &kr.namespace().unwrap_or_default(), &p);
-                update_status(api, &name, |s: &mut KafkaRestoreStatus| {
-                    let (records, bytes, secs) = p.snapshot();
-                    let planned = p.records_planned.load(Ordering::Relaxed);
-                    let rate = records as f64 / secs.max(1e-3);
-                    s.records_restored = Some(records);
-                    s.bytes_restored = Some(bytes);
-                    s.throughput_records_per_sec = Some(rate);
-                    s.throughput_bytes_per_sec = Some(bytes as f64 / secs.max(1e-3));
-                    if planned > 0 {
-                        s.progress_percent =
-                            Some((records as f64 * 100.0 / planned as f64).min(100.0));
-                        s.eta_ms = (rate > 0.0).then(|| {
-                            ((planned.saturating_sub(records)) as f64 / rate * 1000.0) as u64
-                        });
-                    }
-                    s.current_topic =
-                        Some(p.current.lock().unwrap().clone()).filter(|c| !c.is_empty());
-                })
-                .await?;
+            }
+            if let Some(p) = ctx.pool.progress_due(&key, super::pool::PROGRESS_EVERY) {
+                conflict_ok(
+                    update_status(api, &name, |s: &mut KafkaRestoreStatus| {
+                        if s.phase != Some(RestorePhase::Running) {
+                            return; // the run's final status is already there
+                        }
+                        let (records, bytes, secs) = p.snapshot();
+                        let planned = p.records_planned.load(Ordering::Relaxed);
+                        let rate = records as f64 / secs.max(1e-3);
+                        s.records_restored = Some(records);
+                        s.bytes_restored = Some(bytes);
+                        s.throughput_records_per_sec = Some(rate);
+                        s.throughput_bytes_per_sec = Some(bytes as f64 / secs.max(1e-3));
+                        if planned > 0 {
+                            s.progress_percent =
+                                Some((records as f64 * 100.0 / planned as f64).min(100.0));
+                            s.eta_ms = (rate > 0.0).then(|| {
+                                ((planned.saturating_sub(records)) as f64 / rate * 1000.0) as u64
+                            });
+                        }
+                        s.current_topic =
+                            Some(p.current.lock().unwrap().clone()).filter(|c| !c.is_empty());
+                    })
+                    .await,
+                )?;
             }
             Ok(requeue_after
                 .map(Action::requeue)

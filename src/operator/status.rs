@@ -51,7 +51,20 @@ where
         .await
 }
 
-/// Reads `name`'s status, lets `f` change it, and applies the result.
+/// Treats a 409 Conflict as done: for writes that the next reconcile makes again anyway
+/// (live progress, the next tick), losing a race is harmless.
+pub fn conflict_ok(r: Result<(), kube::Error>) -> Result<(), kube::Error> {
+    match r {
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!("status write lost a race (409); the next reconcile writes again");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Reads `name`'s status, lets `f` change it, and applies the result. Errors: the API
+/// server's, including 409 Conflict when the status changed between the read and the write.
 pub async fn update_status<K>(
     api: &Api<K>,
     name: &str,
@@ -64,9 +77,12 @@ where
     let obj = api.get_status(name).await?;
     let mut status = obj.status().cloned().unwrap_or_default();
     f(&mut status);
+    // The resourceVersion read is a precondition: a write that raced another one (a live
+    // progress write against a run's final status) fails with 409 instead of undoing it.
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
+        "metadata": {"resourceVersion": obj.meta().resource_version},
         "status": status,
     });
     api.patch_status(
