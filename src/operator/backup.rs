@@ -215,7 +215,7 @@ async fn run_task(
             )
             .await?;
             let (run_id, hash) = (prep.plan.run_id.clone(), prep.plan.hash.clone());
-            let _ = update_status(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+            let _ = update_status_final(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
                 s.backup_id = Some(run_id.clone());
                 s.common.plan_hash = Some(hash.clone());
                 s.resumable = Some(prep.plan.checkpoint_interval_ms.is_some());

@@ -197,7 +197,7 @@ async fn run_task(
                     format!("dryRun: nothing executed. Plan {hash}:\n{table}"),
                 )));
             }
-            let _ = update_status(&api, &name, |s: &mut KafkaRestoreStatus| {
+            let _ = update_status_final(&api, &name, |s: &mut KafkaRestoreStatus| {
                 s.backup_id = Some(run_id.clone());
                 s.common.plan_hash = Some(hash.clone());
                 s.offset_mapping_path = Some(prep.plan.offset_map_path.clone());

@@ -28,8 +28,9 @@ impl<K> StatusResource for K where
 /// The field manager of every status write.
 pub const MANAGER: &str = "kafka-backup-operator";
 
-/// [`update_status`] for the write that ends a run, retried with backoff (5 more attempts, from
-/// 0.5 s) unless the resource is gone: a lost final write would leave it Running.
+/// [`update_status`] for the writes a run task makes (its run id at the start, its outcome at
+/// the end), retried with backoff (5 more attempts, from 0.5 s), each from a fresh read,
+/// unless the resource is gone: a 409 from a concurrent progress write must not lose them.
 pub async fn update_status_final<K>(
     api: &Api<K>,
     name: &str,
