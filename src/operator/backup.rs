@@ -99,7 +99,7 @@ async fn apply(
             let started = ctx.pool.start(key, run_key.clone(), {
                 let (ctx, kb) = (ctx.clone(), kb.clone());
                 move |cancel, progress| {
-                    let span = tracing::info_span!("run", kind = "KafkaBackup", namespace = %kb.namespace().unwrap_or_default(), name = %kb.name_any());
+                    let span = tracing::info_span!("run", kind = "KafkaBackup", namespace = %kb.namespace().unwrap_or_default(), resource = %kb.name_any());
                     tracing::Instrument::instrument(run_task(ctx, kb, scheduled, cancel, progress), span)
                 }
             });

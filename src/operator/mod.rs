@@ -115,7 +115,7 @@ where
     let ns = obj.namespace().unwrap_or_default();
     let kind = K::kind(&()).into_owned();
     let span =
-        tracing::info_span!("reconcile", kind = %kind, namespace = %ns, name = %obj.name_any());
+        tracing::info_span!("reconcile", kind = %kind, namespace = %ns, resource = %obj.name_any());
     let _e = span.enter();
     if !*ctx.leader.borrow() {
         return Ok(Action::requeue(Duration::from_secs(5)));

@@ -85,7 +85,7 @@ async fn apply(
             if ctx.pool.start(key, run_key, {
                 let (ctx, kr) = (ctx.clone(), kr.clone());
                 move |cancel, progress| {
-                    let span = tracing::info_span!("run", kind = "KafkaRestore", namespace = %kr.namespace().unwrap_or_default(), name = %kr.name_any());
+                    let span = tracing::info_span!("run", kind = "KafkaRestore", namespace = %kr.namespace().unwrap_or_default(), resource = %kr.name_any());
                     tracing::Instrument::instrument(run_task(ctx, kr, cancel, progress), span)
                 }
             }) {
