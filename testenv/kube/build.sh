@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out="$here/.bin/kube-apiserver"
 [ -x "$out" ] && "$out" --version 2>/dev/null | grep -q v1.20.2 && { echo "kube: $out present"; exit 0; }
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -qq golang-go make rsync curl ca-certificates openssl etcd-server \
+apt-get update -qq && apt-get install -y -qq golang-go make rsync curl ca-certificates openssl etcd-server \
   golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev >/dev/null
 work="$here/.build"; mkdir -p "$work" "$here/.bin"; cd "$work"
 orig=kubernetes_1.20.5+really1.20.2.orig.tar.gz
