@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::decide::{BackupAction, decide_backup};
-use super::retry::{RunFailure, retry_run, run_backoff};
+use super::retry::RunFailure;
 use super::status::{conflict_ok, set_condition, update_status, update_status_final};
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{BackupPhase, BackupRunRecord, ConditionStatus, KafkaBackup};
@@ -250,11 +250,7 @@ async fn run_task(
             }
         }
     };
-    let result = retry_run(&cancel, run_backoff(), attempt, |_, msg| {
-        let (ctx, kb) = (ctx.clone(), kb.clone());
-        async move { ctx.event(&*kb, EventType::Warning, "Retried", &msg).await }
-    })
-    .await;
+    let result = super::run_attempts(&ctx, &kb, &cancel, attempt).await;
     let now = Timestamp::now();
     super::record_run(&ctx, "KafkaBackup", &ns, &result, &progress);
     match result {

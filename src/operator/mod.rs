@@ -145,6 +145,25 @@ where
     .map_err(|e| OperatorError::Finalizer(Box::new(e)))
 }
 
+/// Runs a pool task's attempts ([`retry::retry_run`] with [`retry::run_backoff`]), publishing
+/// each retry as a Warning `Retried` Event about `obj`.
+pub async fn run_attempts<K, T, F, Fut>(
+    ctx: &Arc<Context>,
+    obj: &Arc<K>,
+    cancel: &crate::exec::Cancel,
+    attempt: F,
+) -> Result<Option<T>, String>
+where
+    K: Resource<DynamicType = ()>,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, retry::RunFailure>>,
+{
+    retry::retry_run(cancel, retry::run_backoff(), attempt, |_, msg| async move {
+        ctx.event(&**obj, EventType::Warning, "Retried", &msg).await
+    })
+    .await
+}
+
 /// Counts a finished pool run in the metrics: `Ok(None)` is a cancelled run, `Ok(Some(_))` a
 /// completed one, `Err(_)` a failed one.
 pub fn record_run<T, E>(

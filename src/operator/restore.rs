@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::decide::{RestoreAction, decide_restore};
-use super::retry::{RunFailure, retry_run, run_backoff};
+use super::retry::RunFailure;
 use super::status::{conflict_ok, set_condition, update_status, update_status_final};
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{ConditionStatus, KafkaBackup, KafkaRestore, KafkaRestoreStatus, RestorePhase};
@@ -221,11 +221,7 @@ async fn run_task(
             }
         }
     };
-    let result = retry_run(&cancel, run_backoff(), attempt, |_, msg| {
-        let (ctx, kr) = (ctx.clone(), kr.clone());
-        async move { ctx.event(&*kr, EventType::Warning, "Retried", &msg).await }
-    })
-    .await;
+    let result = super::run_attempts(&ctx, &kr, &cancel, attempt).await;
     let now = Timestamp::now();
     super::record_run(&ctx, "KafkaRestore", &ns, &result, &progress);
     match result {
