@@ -153,8 +153,12 @@ pub async fn run_restore(
             journal
         }
     };
-    // Records already in each target partition from earlier attempts.
-    let now = client.list_offsets(&targets, OffsetSpec::Latest).await?;
+    // Records already in each target partition from earlier attempts (none on a fresh start,
+    // whose base offsets were just read).
+    let now = match start {
+        RestoreStart::Resume(_) => client.list_offsets(&targets, OffsetSpec::Latest).await?,
+        RestoreStart::Fresh { .. } => Default::default(),
+    };
     let mut resume: BTreeMap<(String, i32), (i64, u64)> = BTreeMap::new();
     for b in &journal.base_offsets {
         let key = (b.topic.clone(), b.partition);
