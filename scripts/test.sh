@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --version 0.9.143 --locked
+# A full disk shows up as a linker crash (SIGBUS) far from its cause: say how much is free first.
+echo "== free disk: $(df -h . | awk 'NR==2 {print $4}') available on $(df -h . | awk 'NR==2 {print $6}')"
 echo "== checking formatting"
 cargo fmt --all -- --check
 echo "== lint (clippy, warnings are errors)"
