@@ -10,7 +10,7 @@ use crate::exec::{ExecError, RestoreStart};
 use crate::kafka::KafkaClient;
 use crate::observe::{self, ObserveError};
 use crate::plan::{self, BackupFacts, BackupPlan, CompileError, RestoreFacts, RestorePlan};
-use crate::storage::StorageTarget;
+use crate::storage::{StorageError, StorageTarget};
 
 /// Errors of the flow, one variant per layer.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,14 @@ impl FlowError {
             FlowError::Exec(e) => e.is_transient(),
             _ => false,
         }
+    }
+
+    /// True when the backup repository holds no complete run of the restore's backup yet.
+    pub fn no_complete_run(&self) -> bool {
+        matches!(
+            self,
+            FlowError::Observe(ObserveError::Storage(StorageError::NoCompleteRun { .. }))
+        )
     }
 }
 

@@ -54,10 +54,8 @@ pub async fn load_manifest(
 /// The newest complete run of `backup`.
 pub async fn latest_complete_run(op: &Operator, backup: &str) -> Result<RunManifest, StorageError> {
     let state = load_repo_state(op, backup).await?;
-    state.latest.ok_or_else(|| {
-        StorageError::NotFound(format!(
-            "no complete backup named {backup:?} in this storage (check backupRef.name and the storage location)"
-        ))
+    state.latest.ok_or_else(|| StorageError::NoCompleteRun {
+        backup: backup.to_string(),
     })
 }
 

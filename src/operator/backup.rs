@@ -250,7 +250,7 @@ async fn run_task(
             }
         }
     };
-    let result = super::run_attempts(&ctx, &kb, &cancel, attempt).await;
+    let result = super::run_attempts(&ctx, &kb, &cancel, attempt, |_| async {}).await;
     let now = Timestamp::now();
     super::record_run(&ctx, "KafkaBackup", &ns, &result, &progress);
     match result {

@@ -293,6 +293,42 @@ pub fn decide_restore(kr: &crate::api::KafkaRestore, pool: &PoolState) -> Restor
     }
 }
 
+/// What a KafkaRestore does when the KafkaBackup it names has no complete run in its repository:
+/// `Ok(reason)` waits (the reason goes to status and a `Waiting` Event), `Err(message)` fails.
+/// It waits while the KafkaBackup can still produce a run (applied together with the restore,
+/// as a GitOps sync does, or its first run is going); it fails when none can come: the
+/// KafkaBackup is suspended, or its one-off run failed for its current generation. `kb` is
+/// `None` when no such KafkaBackup exists (yet): that waits too, as a Pod waits for its Secret.
+pub fn await_backup(kb: Option<&KafkaBackup>, name: &str, ns: &str) -> Result<String, String> {
+    let Some(kb) = kb else {
+        return Ok(format!(
+            "spec.backupRef.name: no KafkaBackup {name:?} in namespace {ns} yet; the restore starts once it exists and has a complete run (or set backupRef.storage)"
+        ));
+    };
+    let status = kb.status.as_ref();
+    let phase = status.and_then(|s| s.phase);
+    if kb.spec.suspend {
+        return Err(format!(
+            "spec.backupRef.name: KafkaBackup {name:?} has no complete run in its storage and is suspended, so none will come; resume it (spec.suspend: false) or fix backupRef"
+        ));
+    }
+    let failed_for_good = kb.spec.schedule.is_none()
+        && phase == Some(BackupPhase::Failed)
+        && status.and_then(|s| s.common.observed_generation) == kb.metadata.generation;
+    if failed_for_good {
+        return Err(format!(
+            "spec.backupRef.name: KafkaBackup {name:?} has no complete run: its run failed ({}); fix the backup, then change this restore to try again",
+            status
+                .and_then(|s| s.common.message.clone())
+                .unwrap_or_default()
+        ));
+    }
+    let phase = phase.map_or_else(|| "not started".to_string(), |p| format!("{p:?}"));
+    Ok(format!(
+        "KafkaBackup {name:?} has no complete run yet (phase: {phase}); the restore starts once it has one"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,5 +626,32 @@ mod tests {
             decide_backup(&b, &PoolState::Running("x".into()), now, None),
             BackupAction::Finalize
         );
+    }
+
+    #[test]
+    fn a_restore_waits_for_a_backup_that_can_still_complete_and_fails_when_none_can() {
+        let wait = |kb: Option<&KafkaBackup>| await_backup(kb, "b", "ns");
+        let missing = wait(None).unwrap();
+        assert!(
+            missing.contains("spec.backupRef.name") && missing.contains("\"b\" in namespace ns"),
+            "{missing}"
+        );
+        assert!(wait(Some(&kb(""))).unwrap().contains("not started"));
+        let running = with_status(kb(""), BackupPhase::Running, 3, None);
+        assert!(wait(Some(&running)).unwrap().contains("Running"));
+        let err = wait(Some(&kb("  suspend: true\n"))).unwrap_err();
+        assert!(err.contains("spec.suspend: false"), "{err}");
+        // a one-off run that failed for this generation will not be followed by another
+        let failed = with_status(kb(""), BackupPhase::Failed, 3, None);
+        assert!(wait(Some(&failed)).unwrap_err().contains("failed"));
+        // ... but an edit (a new generation, not yet observed) or a schedule brings one
+        assert!(wait(Some(&with_status(kb(""), BackupPhase::Failed, 2, None))).is_ok());
+        let scheduled = with_status(
+            kb("  schedule: \"0 * * * *\"\n"),
+            BackupPhase::Failed,
+            3,
+            None,
+        );
+        assert!(wait(Some(&scheduled)).is_ok());
     }
 }

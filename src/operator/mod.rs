@@ -146,20 +146,42 @@ where
 }
 
 /// Runs a pool task's attempts ([`retry::retry_run`] with [`retry::run_backoff`]), publishing
-/// each retry as a Warning `Retried` Event about `obj`.
-pub async fn run_attempts<K, T, F, Fut>(
+/// each retry as a Warning `Retried` Event about `obj`, and each new reason to wait as a Normal
+/// `Waiting` Event after `on_wait(message)` (which writes the waiting status).
+pub async fn run_attempts<K, T, F, Fut, W, WFut>(
     ctx: &Arc<Context>,
     obj: &Arc<K>,
     cancel: &crate::exec::Cancel,
     attempt: F,
+    mut on_wait: W,
 ) -> Result<Option<T>, String>
 where
     K: Resource<DynamicType = ()>,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, retry::RunFailure>>,
+    W: FnMut(String) -> WFut,
+    WFut: std::future::Future<Output = ()>,
 {
-    retry::retry_run(cancel, retry::run_backoff(), attempt, |_, msg| async move {
-        ctx.event(&**obj, EventType::Warning, "Retried", &msg).await
+    retry::retry_run(cancel, retry::run_backoff(), attempt, |pause| {
+        let wait = match &pause {
+            retry::Pause::Wait { message } => Some(on_wait(message.clone())),
+            retry::Pause::Retry { .. } => None,
+        };
+        async move {
+            match pause {
+                retry::Pause::Retry { message, .. } => {
+                    ctx.event(&**obj, EventType::Warning, "Retried", &message)
+                        .await
+                }
+                retry::Pause::Wait { message } => {
+                    if let Some(w) = wait {
+                        w.await;
+                    }
+                    ctx.event(&**obj, EventType::Normal, "Waiting", &message)
+                        .await
+                }
+            }
+        }
     })
     .await
 }

@@ -11,7 +11,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use super::decide::{RestoreAction, decide_restore};
+use super::decide::{RestoreAction, await_backup, decide_restore};
 use super::retry::RunFailure;
 use super::status::{conflict_ok, set_condition, update_status, update_status_final};
 use super::{Context, OperatorError, obj_key, secrets};
@@ -136,6 +136,11 @@ async fn apply(
     }
 }
 
+/// A missing KafkaBackup: wait for it (the reason), or fail (the message).
+fn wait_or_fail(r: Result<String, String>) -> RunFailure {
+    r.map_or_else(RunFailure::permanent, RunFailure::waiting)
+}
+
 async fn run_task(
     ctx: Arc<Context>,
     kr: Arc<KafkaRestore>,
@@ -167,12 +172,13 @@ async fn run_task(
             let kb: Option<KafkaBackup> = if bref.storage.is_some() {
                 None
             } else {
-                Some(
-                Api::<KafkaBackup>::namespaced(ctx.client.clone(), &backup_ns)
+                match Api::<KafkaBackup>::namespaced(ctx.client.clone(), &backup_ns)
                     .get_opt(&bref.name)
                     .await?
-                    .ok_or_else(|| RunFailure::permanent(format!("spec.backupRef.name: no KafkaBackup {:?} in namespace {backup_ns} (or set backupRef.storage)", bref.name)))?,
-            )
+                {
+                    Some(kb) => Some(kb),
+                    None => return Err(wait_or_fail(await_backup(None, &bref.name, &backup_ns))),
+                }
             };
             let mut names = secrets::referenced(&kr.spec.kafka_cluster, bref.storage.as_ref());
             let mut store = secrets::load(&ctx.client, &ns, &names).await?;
@@ -186,7 +192,18 @@ async fn run_task(
             } else {
                 Access::ReadWrite
             };
-            let prep = prepare_restore(&kr, kb.as_ref(), &store, &ctx.pvc_root, access).await?;
+            let prep = match prepare_restore(&kr, kb.as_ref(), &store, &ctx.pvc_root, access).await
+            {
+                Ok(p) => p,
+                // the KafkaBackup has not finished a run yet: wait for it while one can come
+                Err(e) if e.no_complete_run() && kb.is_some() && bref.backup_id.is_none() => {
+                    return Err(match await_backup(kb.as_ref(), &bref.name, &backup_ns) {
+                        Ok(reason) => RunFailure::waiting(reason),
+                        Err(message) => RunFailure::permanent(format!("{message}: {e}")),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            };
             let (hash, run_id) = (prep.plan.hash.clone(), prep.plan.backup_run_id.clone());
             if prep.plan.dry_run {
                 let table = crate::cli::report::restore_table(&prep.plan);
@@ -198,6 +215,21 @@ async fn run_task(
                 )));
             }
             let _ = update_status_final(&api, &name, |s: &mut KafkaRestoreStatus| {
+                if s.phase == Some(RestorePhase::Pending) {
+                    // it waited for its backup: running now
+                    s.phase = Some(RestorePhase::Running);
+                    s.common.message = None;
+                    set_condition(
+                        &mut s.common,
+                        "Progressing",
+                        ConditionStatus::True,
+                        "RestoreStarted",
+                        &run_id,
+                        generation,
+                        Timestamp::now(),
+                    );
+                    s.common.conditions.retain(|c| c.type_ != "Ready");
+                }
                 s.backup_id = Some(run_id.clone());
                 s.common.plan_hash = Some(hash.clone());
                 s.offset_mapping_path = Some(prep.plan.offset_map_path.clone());
@@ -221,7 +253,29 @@ async fn run_task(
             }
         }
     };
-    let result = super::run_attempts(&ctx, &kr, &cancel, attempt).await;
+    let on_wait = |reason: String| {
+        let (api, name) = (api.clone(), name.clone());
+        async move {
+            let _ = update_status_final(&api, &name, |s: &mut KafkaRestoreStatus| {
+                let now = Timestamp::now();
+                s.phase = Some(RestorePhase::Pending);
+                s.common.message = Some(reason.clone());
+                for t in ["Progressing", "Ready"] {
+                    set_condition(
+                        &mut s.common,
+                        t,
+                        ConditionStatus::False,
+                        "WaitingForBackup",
+                        &reason,
+                        generation,
+                        now,
+                    );
+                }
+            })
+            .await;
+        }
+    };
+    let result = super::run_attempts(&ctx, &kr, &cancel, attempt, on_wait).await;
     let now = Timestamp::now();
     super::record_run(&ctx, "KafkaRestore", &ns, &result, &progress);
     match result {

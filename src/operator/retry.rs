@@ -3,7 +3,9 @@
 //! retries) is attempted again, up to [`RUN_ATTEMPTS`] times, with exponential backoff and a
 //! Warning `Retried` Event each time. A backup retry resumes from its checkpoint and a restore
 //! retry from its journal, so nothing is fetched or produced twice. Invalid specs, refused
-//! plans and bad data fail at once.
+//! plans and bad data fail at once. A run whose input does not exist yet (a restore whose
+//! KafkaBackup has no complete run: both applied together, as GitOps does) waits instead,
+//! checking again every [`WAIT_EVERY`] without using up attempts.
 use std::time::Duration;
 
 use backon::BackoffBuilder;
@@ -14,11 +16,26 @@ use crate::flow::FlowError;
 /// Attempts per run, the first included.
 pub const RUN_ATTEMPTS: usize = 3;
 
-/// Why an attempt failed, and whether another may succeed.
+/// How often a waiting run checks again for its input.
+pub const WAIT_EVERY: Duration = Duration::from_secs(15);
+
+/// What follows a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No retry can fix it: the run fails now.
+    Permanent,
+    /// Another attempt may succeed: retried with backoff, [`RUN_ATTEMPTS`] in all.
+    Transient,
+    /// An input does not exist yet: checked again every [`WAIT_EVERY`], for as long as it
+    /// takes (until the resource is deleted or changed).
+    Waiting,
+}
+
+/// Why an attempt failed, and what follows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunFailure {
     pub message: String,
-    pub transient: bool,
+    pub kind: FailureKind,
 }
 
 impl RunFailure {
@@ -26,15 +43,40 @@ impl RunFailure {
     pub fn permanent(message: impl Into<String>) -> RunFailure {
         RunFailure {
             message: message.into(),
-            transient: false,
+            kind: FailureKind::Permanent,
         }
     }
+
+    /// The run's input does not exist yet; `message` says what it waits for.
+    pub fn waiting(message: impl Into<String>) -> RunFailure {
+        RunFailure {
+            message: message.into(),
+            kind: FailureKind::Waiting,
+        }
+    }
+
+    fn kind_of(transient: bool) -> FailureKind {
+        if transient {
+            FailureKind::Transient
+        } else {
+            FailureKind::Permanent
+        }
+    }
+}
+
+/// Why `retry_run` pauses between attempts (the caller publishes it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pause {
+    /// Attempt `attempt` (2 or more) comes after a backoff; `message` says why.
+    Retry { attempt: u32, message: String },
+    /// The run waits for its input; given once per distinct `message`.
+    Wait { message: String },
 }
 
 impl From<FlowError> for RunFailure {
     fn from(e: FlowError) -> Self {
         RunFailure {
-            transient: e.is_transient(),
+            kind: RunFailure::kind_of(e.is_transient()),
             message: e.to_string(),
         }
     }
@@ -43,7 +85,7 @@ impl From<FlowError> for RunFailure {
 impl From<ExecError> for RunFailure {
     fn from(e: ExecError) -> Self {
         RunFailure {
-            transient: e.is_transient(),
+            kind: RunFailure::kind_of(e.is_transient()),
             message: e.to_string(),
         }
     }
@@ -53,7 +95,9 @@ impl From<kube::Error> for RunFailure {
     /// Reading Secrets or the referenced KafkaBackup failed: the API server may come back.
     fn from(e: kube::Error) -> Self {
         RunFailure {
-            transient: !matches!(&e, kube::Error::Api(s) if s.code == 403 || s.code == 404),
+            kind: RunFailure::kind_of(
+                !matches!(&e, kube::Error::Api(s) if s.code == 403 || s.code == 404),
+            ),
             message: format!("Kubernetes API: {e}"),
         }
     }
@@ -70,49 +114,67 @@ pub fn run_backoff() -> impl Iterator<Item = Duration> + Send {
 }
 
 /// Runs `attempt` until it succeeds (`Ok(Some)`), is cancelled (`Ok(None)`, also while
-/// waiting between attempts), fails permanently, or `delays` runs out. Before each new
-/// attempt `on_retry(attempt_number, message)` is awaited (the caller publishes the Event).
-/// The error names how many attempts were made when more than one was.
+/// paused between attempts), fails permanently, or `delays` runs out. A `Waiting` failure
+/// pauses [`WAIT_EVERY`] and does not count as an attempt. Before each pause `on_pause` is
+/// awaited (the caller publishes the Event; a wait only when its message is new). The error
+/// names how many attempts were made when more than one was.
 pub async fn retry_run<T, F, Fut, R, RFut>(
     cancel: &Cancel,
     delays: impl Iterator<Item = Duration>,
     mut attempt: F,
-    mut on_retry: R,
+    mut on_pause: R,
 ) -> Result<Option<T>, String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, RunFailure>>,
-    R: FnMut(u32, String) -> RFut,
+    R: FnMut(Pause) -> RFut,
     RFut: std::future::Future<Output = ()>,
 {
     let mut delays = delays;
     let mut n: u32 = 1;
+    let mut waiting_for: Option<String> = None;
     loop {
-        match attempt().await {
+        let pause = match attempt().await {
             Ok(v) => return Ok(v),
-            Err(f) if f.transient => match delays.next() {
-                Some(d) => {
-                    tracing::warn!(attempt = n, error = %f.message, delay_ms = d.as_millis() as u64, "run failed; retrying");
-                    on_retry(
-                        n + 1,
-                        format!(
-                            "attempt {n} failed ({}); attempt {} in {} s resumes where it stopped",
-                            f.message,
-                            n + 1,
-                            d.as_secs()
-                        ),
-                    )
-                    .await;
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        _ = cancel.cancelled() => return Ok(None),
+            Err(f) => match f.kind {
+                FailureKind::Permanent => return Err(f.message),
+                FailureKind::Waiting => {
+                    if waiting_for.as_deref() != Some(f.message.as_str()) {
+                        tracing::info!(waiting_for = %f.message, "run waits for its input");
+                        on_pause(Pause::Wait {
+                            message: f.message.clone(),
+                        })
+                        .await;
+                        waiting_for = Some(f.message);
                     }
-                    n += 1;
+                    WAIT_EVERY
                 }
-                None if n > 1 => return Err(format!("{} (gave up after {n} attempts)", f.message)),
-                None => return Err(f.message),
+                FailureKind::Transient => match delays.next() {
+                    Some(d) => {
+                        tracing::warn!(attempt = n, error = %f.message, delay_ms = d.as_millis() as u64, "run failed; retrying");
+                        on_pause(Pause::Retry {
+                            attempt: n + 1,
+                            message: format!(
+                                "attempt {n} failed ({}); attempt {} in {} s resumes where it stopped",
+                                f.message,
+                                n + 1,
+                                d.as_secs()
+                            ),
+                        })
+                        .await;
+                        n += 1;
+                        d
+                    }
+                    None if n > 1 => {
+                        return Err(format!("{} (gave up after {n} attempts)", f.message));
+                    }
+                    None => return Err(f.message),
+                },
             },
-            Err(f) => return Err(f.message),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = cancel.cancelled() => return Ok(None),
         }
     }
 }
@@ -125,7 +187,7 @@ mod tests {
     fn failure(transient: bool) -> RunFailure {
         RunFailure {
             message: "broker 127.0.0.1:1 unreachable".into(),
-            transient,
+            kind: RunFailure::kind_of(transient),
         }
     }
 
@@ -146,9 +208,14 @@ mod tests {
                     o.lock().unwrap().next().unwrap()
                 }
             },
-            |n, msg| {
+            |p| {
                 let r = retried.clone();
-                async move { r.lock().unwrap().push(format!("{n}: {msg}")) }
+                async move {
+                    r.lock().unwrap().push(match p {
+                        Pause::Retry { attempt, message } => format!("{attempt}: {message}"),
+                        Pause::Wait { message } => format!("wait: {message}"),
+                    })
+                }
             },
         )
         .await;
@@ -193,6 +260,43 @@ mod tests {
         let (r, calls, retried) = drive(vec![Err(failure(true)), Ok(Some(1))], &cancel).await;
         assert_eq!(r, Ok(None));
         assert_eq!((calls, retried.len()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_uses_no_attempt_and_is_published_once_per_reason() {
+        let wait = |m: &str| Err(RunFailure::waiting(m));
+        let started = tokio::time::Instant::now();
+        let (r, calls, paused) = drive(
+            vec![
+                wait("no KafkaBackup yet"),
+                wait("no KafkaBackup yet"),
+                wait("no complete run yet"),
+                wait("no complete run yet"),
+                wait("no complete run yet"),
+                Err(failure(true)),
+                Err(failure(true)),
+                Ok(Some(3)),
+            ],
+            &Cancel::never(),
+        )
+        .await;
+        assert_eq!(r, Ok(Some(3)), "five waits and two retries: {paused:?}");
+        assert_eq!(calls, 8);
+        assert_eq!(
+            paused.iter().filter(|p| p.starts_with("wait: ")).count(),
+            2,
+            "{paused:?}"
+        );
+        assert!(
+            started.elapsed() >= WAIT_EVERY * 5,
+            "{:?}",
+            started.elapsed()
+        );
+        // a waiting run is cancelled during its pause
+        let (tx, cancel) = Cancel::new();
+        tx.send(true).unwrap();
+        let (r, calls, _) = drive(vec![wait("no KafkaBackup yet"), Ok(Some(1))], &cancel).await;
+        assert_eq!((r, calls), (Ok(None), 1));
     }
 
     #[test]

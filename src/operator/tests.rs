@@ -302,7 +302,9 @@ async fn a_due_tick_starts_one_run_records_the_tick_and_retries_then_reports_the
 }
 
 #[tokio::test]
-async fn a_restore_whose_backup_does_not_exist_fails_naming_backup_ref() {
+async fn a_restore_whose_backup_does_not_exist_yet_waits_pending_naming_backup_ref() {
+    // GitOps applies a KafkaRestore with (or before) its KafkaBackup: the restore waits in
+    // Pending, saying for what, instead of failing; deleting it cancels the wait.
     let (ctx, mut h) = context();
     let kr = json!({
         "apiVersion": "kafka.oso.sh/v1alpha1",
@@ -342,12 +344,20 @@ async fn a_restore_whose_backup_does_not_exist_fails_naming_backup_ref() {
             &mut h,
             &format!("{path}/status"),
             |b| {
-                assert_eq!(b["status"]["phase"], "Failed", "{b}");
+                let st = &b["status"];
+                assert_eq!(st["phase"], "Pending", "{b}");
                 assert!(
-                    b["status"]["message"]
+                    st["message"]
                         .as_str()
                         .unwrap()
-                        .contains("spec.backupRef.name"),
+                        .contains("spec.backupRef.name: no KafkaBackup \"production-backup\""),
+                    "{b}"
+                );
+                let conds = st["conditions"].as_array().unwrap();
+                assert!(
+                    conds.iter().any(|c| c["type"] == "Ready"
+                        && c["status"] == "False"
+                        && c["reason"] == "WaitingForBackup"),
                     "{b}"
                 );
             },
@@ -358,14 +368,35 @@ async fn a_restore_whose_backup_does_not_exist_fails_naming_backup_ref() {
             &mut h,
             Method::POST,
             "/events",
-            |b| assert_eq!(b["reason"], "Failed", "{b}"),
+            |b| {
+                assert_eq!(b["reason"], "Waiting", "{b}");
+                assert_eq!(b["type"], "Normal", "{b}");
+            },
             json!({}),
         )
         .await;
+        h
     });
     let r: Arc<crate::api::KafkaRestore> = Arc::new(serde_json::from_value(kr).unwrap());
-    super::restore::reconcile(r, ctx).await.unwrap();
-    server.await.unwrap();
+    super::restore::reconcile(r.clone(), ctx.clone())
+        .await
+        .unwrap();
+    let mut h = server.await.unwrap();
+    // still waiting (the next look is WAIT_EVERY away), not failed
+    let key = super::obj_key(&*r);
+    assert!(
+        matches!(ctx.pool.state(&key), super::decide::PoolState::Running(_)),
+        "{:?}",
+        ctx.pool.state(&key)
+    );
+    ctx.pool.cancel_all().await;
+    assert!(
+        ctx.pool.state(&key) == super::decide::PoolState::Idle,
+        "cancel ends the wait (and waits for the task)"
+    );
+    // a cancelled wait writes nothing more (no Failed status)
+    let more = tokio::time::timeout(Duration::from_millis(300), h.next_request()).await;
+    assert!(more.is_err(), "unexpected request after cancel");
 }
 
 #[tokio::test]

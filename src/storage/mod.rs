@@ -24,6 +24,12 @@ pub enum StorageError {
     Format(#[from] FormatError),
     #[error("{0}")]
     NotFound(String),
+    /// The repository holds no complete run of `backup` (none finished yet, or a wrong name or
+    /// location). A restore that names the KafkaBackup waits for one (the operator).
+    #[error(
+        "no complete backup named {backup:?} in this storage (check backupRef.name and the storage location)"
+    )]
+    NoCompleteRun { backup: String },
 }
 
 /// Resolved storage settings (secrets already read), built by `observe` from a CR's
