@@ -19,18 +19,58 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 fn operator(kubeconfig: &str, ns: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator"))
-        .args([
-            "operator",
-            "--namespaces",
-            ns,
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .env("KUBECONFIG", kubeconfig)
-        .env("KBO_LOG_FORMAT", "json")
+    operator_with(kubeconfig, ns, &[], None)
+}
+
+/// The operator as a local process watching `ns`, with `extra` flags; `pod` names the replica
+/// (POD_NAME: the Lease identity and the Events' reportingInstance).
+fn operator_with(kubeconfig: &str, ns: &str, extra: &[&str], pod: Option<&str>) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator"));
+    cmd.args([
+        "operator",
+        "--namespaces",
+        ns,
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ])
+    .args(extra)
+    .env("KUBECONFIG", kubeconfig)
+    .env("KBO_LOG_FORMAT", "json");
+    if let Some(pod) = pod {
+        cmd.env("POD_NAME", pod);
+    }
+    cmd.spawn().expect("operator starts")
+}
+
+/// `kubectl --kubeconfig <kc> <args>` with `stdin`; (success, stdout + stderr). kubectl comes
+/// from testenv (KBO_KUBECTL), else PATH.
+fn kubectl(kubeconfig: &str, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let bin = std::env::var("KBO_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let mut child = Command::new(&bin)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("operator starts")
+        .unwrap_or_else(|e| panic!("{bin}: {e} (testenv/install.sh installs kubectl)"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 async fn wait_phase<K>(api: &Api<K>, name: &str, want: &str, timeout: Duration) -> serde_json::Value
@@ -87,6 +127,15 @@ where
 
 /// Reasons of the events.k8s.io Events about `name` in `ns`.
 async fn reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    events(client, ns, name)
+        .await
+        .into_iter()
+        .map(|(reason, _)| reason)
+        .collect()
+}
+
+/// (reason, reportingInstance) of the events.k8s.io Events about `name` in `ns`.
+async fn events(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
     events
         .list(&Default::default())
@@ -95,8 +144,64 @@ async fn reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
         .items
         .into_iter()
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reason)
+        .map(|e| {
+            (
+                e.reason.unwrap_or_default(),
+                e.reporting_instance.unwrap_or_default(),
+            )
+        })
         .collect()
+}
+
+/// Connects to `KBO_E2E_KUBECONFIG`, applies `crds/` and creates a fresh namespace
+/// `kbo-<tag>-<pid>`; `None` (the test skips, saying why) without a kubeconfig.
+async fn setup(tag: &str) -> Option<(Client, String, String)> {
+    let Ok(kubeconfig) = std::env::var("KBO_E2E_KUBECONFIG") else {
+        eprintln!(
+            "e2e SKIPPED: KBO_E2E_KUBECONFIG is not set (no Kubernetes API server can be installed here; point it at kind, k3s or any cluster to run this suite)"
+        );
+        return None;
+    };
+    kafka_backup_operator::install_tls_provider();
+    let kc = Kubeconfig::read_from(&kubeconfig).unwrap();
+    let client = Client::try_from(
+        Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+
+    // CRDs from crds/ (the same objects), namespace. An API server older than 1.25 does not
+    // know CEL rules (x-kubernetes-validations): they are left out there, and the operator's
+    // own full validation still applies.
+    let version = client.apiserver_version().await.unwrap();
+    let minor: u32 = version.minor.trim_end_matches('+').parse().unwrap_or(99);
+    eprintln!("e2e: API server {}", version.git_version);
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in all_crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        let mut v = serde_json::to_value(&crd).unwrap();
+        if minor < 25 {
+            strip_key(&mut v, "x-kubernetes-validations");
+        }
+        crds.patch(
+            &name,
+            &PatchParams::apply("kbo-e2e").force(),
+            &Patch::Apply(&v),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ns = format!("kbo-{tag}-{}", std::process::id());
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    Some((client, kubeconfig, ns))
 }
 
 /// Removes every `key` from a JSON tree.
@@ -130,53 +235,13 @@ fn py(args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_resources_complete_through_the_api_and_schedules_fire_once_per_tick() {
-    let Ok(kubeconfig) = std::env::var("KBO_E2E_KUBECONFIG") else {
-        eprintln!(
-            "e2e SKIPPED: KBO_E2E_KUBECONFIG is not set (no Kubernetes API server can be installed here; point it at kind, k3s or any cluster to run this suite)"
-        );
+    let Some((client, kubeconfig, ns)) = setup("e2e").await else {
         return;
     };
     let bootstrap = std::env::var("KBO_KAFKA_BOOTSTRAP")
         .expect("start the peers: testenv/start.sh && source testenv/env");
-    kafka_backup_operator::install_tls_provider();
-    let kc = Kubeconfig::read_from(&kubeconfig).unwrap();
-    let client = Client::try_from(
-        Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-
-    // CRDs from crds/ (the same objects), namespace. An API server older than 1.25 does not
-    // know CEL rules (x-kubernetes-validations): they are left out there, and the operator's
-    // own full validation still applies.
-    let version = client.apiserver_version().await.unwrap();
-    let minor: u32 = version.minor.trim_end_matches('+').parse().unwrap_or(99);
-    eprintln!("e2e: API server {}", version.git_version);
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in all_crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        let mut v = serde_json::to_value(&crd).unwrap();
-        if minor < 25 {
-            strip_key(&mut v, "x-kubernetes-validations");
-        }
-        crds.patch(
-            &name,
-            &PatchParams::apply("kbo-e2e").force(),
-            &Patch::Apply(&v),
-        )
-        .await
-        .unwrap();
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let ns = format!("kbo-e2e-{}", std::process::id());
+    let env = |k: &str| std::env::var(k).expect("source testenv/env");
     let nss: Api<Namespace> = Api::all(client.clone());
-    nss.create(
-        &PostParams::default(),
-        &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
-    )
-    .await
-    .unwrap();
     let store = tempfile::tempdir().unwrap();
     let prefix = format!("e2e{}-", std::process::id());
     let (ok, out) = py(&[
@@ -191,44 +256,80 @@ async fn seed_resources_complete_through_the_api_and_schedules_fire_once_per_tic
     assert!(ok, "{out}");
 
     let mut op = operator(&kubeconfig, &ns);
-    // the seed's KafkaBackup, pointed at the testenv broker and a local directory
-    let kb: KafkaBackup = serde_json::from_value(serde_json::json!({
-        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup",
-        "metadata": {"name": "production-backup"},
-        "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]}, "topics": [format!("{prefix}*")], "stopAtCurrentOffsets": true,
-                 "storage": {"storageType": "filesystem", "filesystem": {"path": store.path()}}}
-    }))
-    .unwrap();
-    let kbs: Api<KafkaBackup> = Api::namespaced(client.clone(), &ns);
-    kbs.create(&PostParams::default(), &kb).await.unwrap();
-    let done = wait_phase(
-        &kbs,
-        "production-backup",
-        "Completed",
-        Duration::from_secs(120),
-    )
-    .await;
-    assert!(done["status"]["recordsProcessed"].as_u64().unwrap() > 0);
-
+    // The seed's pitr-restore and production-backup, pointed at the testenv broker and S3
+    // (moto) with an s3-credentials Secret, through `kubectl apply` alone. The restore goes
+    // first, as a GitOps sync may order it: it waits in Pending for its backup's first
+    // complete run, then runs.
     let topics = [
         "plain", "gzip", "snappy", "lz4", "zstd", "idem", "txn", "large",
     ]
     .map(|t| format!("{prefix}{t}"));
-    let mapping: serde_json::Map<String, serde_json::Value> = topics
-        .iter()
-        .map(|t| (t.clone(), serde_json::json!(format!("{t}-r"))))
-        .collect();
-    let kr: KafkaRestore = serde_json::from_value(serde_json::json!({
-        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaRestore",
-        "metadata": {"name": "pitr-restore"},
-        "spec": {"backupRef": {"name": "production-backup"}, "pitr": {"endTime": "2099-12-01T12:00:00Z"},
-                 "kafkaCluster": {"bootstrapServers": [bootstrap]}, "createTopics": true, "topicMapping": mapping}
-    }))
-    .unwrap();
+    let mapping: String = topics.iter().map(|t| format!("    {t}: {t}-r\n")).collect();
+    let restore_yaml = format!(
+        "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: pitr-restore\nspec:\n  backupRef:\n    name: production-backup\n  pitr:\n    endTime: \"2099-12-01T12:00:00Z\"\n  kafkaCluster:\n    bootstrapServers:\n    - {bootstrap}\n  createTopics: true\n  topicMapping:\n{mapping}"
+    );
+    let (ok, out) = kubectl(&kubeconfig, &["apply", "-n", &ns, "-f", "-"], &restore_yaml);
+    assert!(ok, "kubectl apply: {out}");
+    let (ok, out) = kubectl(
+        &kubeconfig,
+        &[
+            "wait",
+            "-n",
+            &ns,
+            "--for=jsonpath={.status.phase}=Pending",
+            "kafkarestore/pitr-restore",
+            "--timeout=60s",
+        ],
+        "",
+    );
+    assert!(
+        ok,
+        "a restore whose KafkaBackup does not exist yet waits in Pending: {out}"
+    );
+    let backup_yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s3-credentials\nstringData:\n  AWS_ACCESS_KEY_ID: {ak}\n  AWS_SECRET_ACCESS_KEY: {sk}\n---\napiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: production-backup\nspec:\n  stopAtCurrentOffsets: true\n  kafkaCluster:\n    bootstrapServers:\n    - {bootstrap}\n  topics:\n  - \"{prefix}*\"\n  storage:\n    storageType: s3\n    s3:\n      bucket: {bucket}\n      region: us-east-1\n      endpoint: {endpoint}\n      pathStyle: true\n      allowHttp: true\n      prefix: {ns}\n      credentialsSecret:\n        name: s3-credentials\n",
+        ak = env("KBO_S3_ACCESS_KEY"),
+        sk = env("KBO_S3_SECRET_KEY"),
+        bucket = env("KBO_S3_BUCKET"),
+        endpoint = env("KBO_S3_ENDPOINT"),
+    );
+    let (ok, out) = kubectl(&kubeconfig, &["apply", "-n", &ns, "-f", "-"], &backup_yaml);
+    assert!(ok, "kubectl apply: {out}");
+    for (kind, name) in [
+        ("kafkabackup", "production-backup"),
+        ("kafkarestore", "pitr-restore"),
+    ] {
+        let (ok, out) = kubectl(
+            &kubeconfig,
+            &[
+                "wait",
+                "-n",
+                &ns,
+                "--for=jsonpath={.status.phase}=Completed",
+                &format!("{kind}/{name}"),
+                "--timeout=180s",
+            ],
+            "",
+        );
+        let (_, status) = kubectl(
+            &kubeconfig,
+            &["get", "-n", &ns, kind, name, "-o", "jsonpath={.status}"],
+            "",
+        );
+        assert!(ok, "{kind}/{name} not Completed: {out}\n{status}");
+    }
+    let (ok, table) = kubectl(&kubeconfig, &["get", "-n", &ns, "kb,kr"], "");
+    eprintln!("e2e: kubectl get kb,kr\n{table}");
+    assert!(ok && table.matches("Completed").count() == 2, "{table}");
+    let kbs: Api<KafkaBackup> = Api::namespaced(client.clone(), &ns);
     let krs: Api<KafkaRestore> = Api::namespaced(client.clone(), &ns);
-    krs.create(&PostParams::default(), &kr).await.unwrap();
-    let done = wait_phase(&krs, "pitr-restore", "Completed", Duration::from_secs(120)).await;
-    assert!(done["status"]["offsetMappingPath"].is_string());
+    let done = serde_json::to_value(krs.get_status("pitr-restore").await.unwrap()).unwrap();
+    assert!(done["status"]["offsetMappingPath"].is_string(), "{done}");
+    let r = reasons(&client, &ns, "pitr-restore").await;
+    assert!(
+        r.contains(&"Waiting".to_string()) && r.contains(&"Completed".to_string()),
+        "{r:?}"
+    );
     let targets: Vec<String> = topics.iter().map(|t| format!("{t}-r")).collect();
     let (ok, out) = py(&[
         "compare",
@@ -351,5 +452,131 @@ async fn seed_resources_complete_through_the_api_and_schedules_fire_once_per_tic
 
     op.kill().unwrap();
     op.wait().unwrap();
+    let _ = nss.delete(&ns, &Default::default()).await;
+}
+
+/// The Lease's holder in `ns` (empty while none).
+async fn lease_holder(client: &Client, ns: &str) -> String {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), ns);
+    leases
+        .get_opt("kafka-backup-operator")
+        .await
+        .unwrap()
+        .and_then(|l| l.spec?.holder_identity)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_run_each_run_once_and_the_follower_takes_over_a_killed_leaders_run() {
+    let Some((client, kubeconfig, ns)) = setup("ha").await else {
+        return;
+    };
+    let bootstrap = std::env::var("KBO_KAFKA_BOOTSTRAP")
+        .expect("start the peers: testenv/start.sh && source testenv/env");
+    let store = tempfile::tempdir().unwrap();
+    let topic = format!("ha{}-big", std::process::id());
+    let (ok, out) = py(&[
+        "gen-load",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        &topic,
+        "--partitions",
+        "2",
+        "--mib",
+        "16",
+        "--record-bytes",
+        "1024",
+    ]);
+    assert!(ok, "{out}");
+    // two replicas, leader election on a Lease in the test's namespace
+    let election = ["--leader-election", "--lease-namespace", ns.as_str()];
+    let mut replicas = vec![
+        (
+            "kbo-a",
+            operator_with(&kubeconfig, &ns, &election, Some("kbo-a")),
+        ),
+        (
+            "kbo-b",
+            operator_with(&kubeconfig, &ns, &election, Some("kbo-b")),
+        ),
+    ];
+    let t = Instant::now();
+    let leader = loop {
+        let h = lease_holder(&client, &ns).await;
+        if !h.is_empty() {
+            break h;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no replica took the Lease"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    eprintln!("e2e: leader {leader}");
+
+    // a one-off backup runs once, on the leader only
+    let kbs: Api<KafkaBackup> = Api::namespaced(client.clone(), &ns);
+    let spec = |name: &str, rate: u64| -> KafkaBackup {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup", "metadata": {"name": name},
+            "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]}, "topics": [topic], "stopAtCurrentOffsets": true,
+                     "compression": "none", "segmentMaxBytes": 1048576, "checkpoint": {"intervalSecs": 1},
+                     "rateLimiting": {"bytesPerSec": rate},
+                     "storage": {"storageType": "filesystem", "filesystem": {"path": store.path()}}}
+        }))
+        .unwrap()
+    };
+    kbs.create(&PostParams::default(), &spec("once", 100_000_000))
+        .await
+        .unwrap();
+    wait_phase(&kbs, "once", "Completed", Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // let a wrong second run show up
+    let ev = events(&client, &ns, "once").await;
+    let started: Vec<_> = ev.iter().filter(|(r, _)| r == "Started").collect();
+    assert_eq!(started.len(), 1, "one run, on one replica: {ev:?}");
+    assert!(
+        ev.iter().all(|(_, who)| *who == leader),
+        "only the leader acts: {ev:?}"
+    );
+
+    // kill -9 the leader mid-run: the follower takes the Lease once it expires and resumes
+    // the same run from its checkpoint
+    kbs.create(&PostParams::default(), &spec("slow", 2_000_000))
+        .await
+        .unwrap();
+    let before = wait_progress(&kbs, "slow", "recordsProcessed").await;
+    let i = replicas.iter().position(|(n, _)| *n == leader).unwrap();
+    let (_, mut l) = replicas.remove(i);
+    l.kill().unwrap();
+    l.wait().unwrap();
+    let killed_at = Instant::now();
+    let done = wait_phase(&kbs, "slow", "Completed", Duration::from_secs(180)).await;
+    let follower = replicas[0].0;
+    assert_eq!(lease_holder(&client, &ns).await, follower);
+    assert_eq!(
+        done["status"]["backupId"], before["status"]["backupId"],
+        "the killed leader's run was resumed, not replaced"
+    );
+    let ev = events(&client, &ns, "slow").await;
+    let by = |reason: &str| -> Vec<&str> {
+        ev.iter()
+            .filter(|(r, _)| r == reason)
+            .map(|(_, w)| w.as_str())
+            .collect()
+    };
+    assert_eq!(by("Started"), vec![leader.as_str()], "{ev:?}");
+    assert_eq!(by("Retried"), vec![follower], "{ev:?}");
+    assert_eq!(by("Completed"), vec![follower], "{ev:?}");
+    eprintln!(
+        "e2e: failover and completion {:?} after the kill",
+        killed_at.elapsed()
+    );
+    for (_, mut r) in replicas {
+        r.kill().unwrap();
+        r.wait().unwrap();
+    }
+    let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;
 }

@@ -116,7 +116,6 @@ where
     let kind = K::kind(&()).into_owned();
     let span =
         tracing::info_span!("reconcile", kind = %kind, namespace = %ns, resource = %obj.name_any());
-    let _e = span.enter();
     if !*ctx.leader.borrow() {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
@@ -125,7 +124,8 @@ where
         .get_or_create(&http::KindLabels { kind })
         .inc();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
-    kube::runtime::finalizer::finalizer(&api, FINALIZER, obj, |event| async {
+    // instrument, not enter: an entered span held across an await would tag other tasks' logs
+    let work = kube::runtime::finalizer::finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             kube::runtime::finalizer::Event::Apply(o) => apply(o, ctx.clone(), api.clone()).await,
             kube::runtime::finalizer::Event::Cleanup(o) => {
@@ -140,9 +140,10 @@ where
                 Ok(Action::await_change())
             }
         }
-    })
-    .await
-    .map_err(|e| OperatorError::Finalizer(Box::new(e)))
+    });
+    tracing::Instrument::instrument(work, span)
+        .await
+        .map_err(|e| OperatorError::Finalizer(Box::new(e)))
 }
 
 /// Runs a pool task's attempts ([`retry::retry_run`] with [`retry::run_backoff`]), publishing
