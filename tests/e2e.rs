@@ -369,6 +369,14 @@ async fn seed_resources_complete_through_the_api_and_schedules_fire_once_per_tic
     .unwrap();
     kbs.create(&PostParams::default(), &slow).await.unwrap();
     let before = wait_progress(&kbs, "slow", "recordsProcessed").await;
+    let st = &before["status"];
+    assert!(
+        st["recordsPlanned"].as_u64() > st["recordsProcessed"].as_u64()
+            && st["progressPercent"].as_f64().is_some_and(|p| p < 100.0)
+            && st["etaMs"].as_u64() > Some(0)
+            && st["currentTopic"].as_str().is_some_and(|t| t.starts_with(&big)),
+        "live progress while running: {st}"
+    );
     op.kill().unwrap();
     op.wait().unwrap();
     op = operator(&kubeconfig, &ns);

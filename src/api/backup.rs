@@ -357,6 +357,23 @@ pub struct KafkaBackupStatus {
     /// Current throughput, bytes per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput_bytes_per_sec: Option<f64>,
+    /// **ours**: records the current/last run plans to read (the cut's high watermarks minus
+    /// the start offsets; an estimate, as compaction and transaction markers leave gaps).
+    /// Absent for a continuous run, which has no end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_planned: Option<u64>,
+    /// **ours**: bytes the current/last run plans to read (estimate), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_planned: Option<u64>,
+    /// **ours**: percent of the planned records done (0.1 steps), while running and at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_percent: Option<f64>,
+    /// **ours**: estimated time left, milliseconds, at the current throughput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_ms: Option<u64>,
+    /// **ours**: the partition being read now (`topic/partition`); absent when not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_topic: Option<String>,
     /// Result of the last retention pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionStatus>,

@@ -390,6 +390,12 @@ pub struct KafkaRestoreStatus {
     /// Bytes produced so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_restored: Option<u64>,
+    /// **ours**: records the restore plans to produce (from the backup's manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_planned: Option<u64>,
+    /// **ours**: bytes the restore plans to produce (the stored batches' size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_planned: Option<u64>,
     /// Segments read so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segments_processed: Option<u64>,

@@ -13,7 +13,7 @@ use kube::runtime::events::EventType;
 
 use super::decide::{BackupAction, decide_backup};
 use super::retry::RunFailure;
-use super::status::{conflict_ok, set_condition, update_status, update_status_final};
+use super::status::{Live, conflict_ok, set_condition, update_status, update_status_final};
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{BackupPhase, BackupRunRecord, ConditionStatus, KafkaBackup};
 use crate::exec::{Cancel, ExecContext, ExecError, Progress, run_backup};
@@ -162,11 +162,16 @@ async fn apply(
                             .as_ref()
                             .filter(|_| s.phase == Some(BackupPhase::Running))
                         {
-                            let (records, bytes, secs) = p.snapshot();
-                            s.records_processed = Some(records);
-                            s.bytes_processed = Some(bytes);
-                            s.throughput_records_per_sec = Some(records as f64 / secs.max(1e-3));
-                            s.throughput_bytes_per_sec = Some(bytes as f64 / secs.max(1e-3));
+                            let live = Live::of(p);
+                            s.records_processed = Some(live.records);
+                            s.bytes_processed = Some(live.bytes);
+                            s.records_planned = live.records_planned;
+                            s.bytes_planned = live.bytes_planned;
+                            s.progress_percent = live.percent;
+                            s.eta_ms = live.eta_ms;
+                            s.current_topic = live.current;
+                            s.throughput_records_per_sec = Some(live.records_per_sec);
+                            s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
                         }
                         s.next_scheduled_backup = next_tick.map(Time);
                     })
@@ -257,7 +262,6 @@ async fn run_task(
         // Cancelled (deleted, lease lost, shutdown): the checkpoint stays; the next owner resumes.
         Ok(None) => {}
         Ok(Some((m, retention))) => {
-            let (_, _, secs) = progress.snapshot();
             let _ = update_status_final(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
                 s.phase = Some(BackupPhase::Completed);
                 s.common.completion_time = Some(Time(now));
@@ -272,8 +276,12 @@ async fn run_task(
                         .map(|p| p.segments.len() as u64)
                         .sum(),
                 );
-                s.throughput_records_per_sec = Some(progress.snapshot().0 as f64 / secs.max(1e-3));
-                s.throughput_bytes_per_sec = Some(progress.snapshot().1 as f64 / secs.max(1e-3));
+                let live = Live::of(&progress);
+                s.throughput_records_per_sec = Some(live.records_per_sec);
+                s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
+                s.progress_percent = live.percent.map(|_| 100.0);
+                s.eta_ms = live.eta_ms.map(|_| 0);
+                s.current_topic = None;
                 s.history.insert(
                     0,
                     BackupRunRecord {

@@ -1,7 +1,6 @@
 //! The KafkaRestore controller: one run per generation, executed in the pool; status carries
 //! live progress (records, percent, throughput, ETA, current topic) and the offset map path.
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -13,7 +12,7 @@ use kube::runtime::events::EventType;
 
 use super::decide::{RestoreAction, await_backup, decide_restore};
 use super::retry::RunFailure;
-use super::status::{conflict_ok, set_condition, update_status, update_status_final};
+use super::status::{Live, conflict_ok, set_condition, update_status, update_status_final};
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{ConditionStatus, KafkaBackup, KafkaRestore, KafkaRestoreStatus, RestorePhase};
 use crate::exec::{Cancel, ExecContext, ExecError, Progress, run_restore};
@@ -109,22 +108,16 @@ async fn apply(
                         if s.phase != Some(RestorePhase::Running) {
                             return; // the run's final status is already there
                         }
-                        let (records, bytes, secs) = p.snapshot();
-                        let planned = p.records_planned.load(Ordering::Relaxed);
-                        let rate = records as f64 / secs.max(1e-3);
-                        s.records_restored = Some(records);
-                        s.bytes_restored = Some(bytes);
-                        s.throughput_records_per_sec = Some(rate);
-                        s.throughput_bytes_per_sec = Some(bytes as f64 / secs.max(1e-3));
-                        if planned > 0 {
-                            s.progress_percent =
-                                Some((records as f64 * 100.0 / planned as f64).min(100.0));
-                            s.eta_ms = (rate > 0.0).then(|| {
-                                ((planned.saturating_sub(records)) as f64 / rate * 1000.0) as u64
-                            });
-                        }
-                        s.current_topic =
-                            Some(p.current.lock().unwrap().clone()).filter(|c| !c.is_empty());
+                        let live = Live::of(&p);
+                        s.records_restored = Some(live.records);
+                        s.bytes_restored = Some(live.bytes);
+                        s.records_planned = live.records_planned;
+                        s.bytes_planned = live.bytes_planned;
+                        s.throughput_records_per_sec = Some(live.records_per_sec);
+                        s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
+                        s.progress_percent = live.percent;
+                        s.eta_ms = live.eta_ms;
+                        s.current_topic = live.current;
                     })
                     .await,
                 )?;
@@ -290,6 +283,7 @@ async fn run_task(
                 s.bytes_restored = Some(bytes);
                 s.progress_percent = Some(100.0);
                 s.eta_ms = Some(0);
+                s.current_topic = None;
                 set_condition(
                     &mut s.common,
                     "Progressing",

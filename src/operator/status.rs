@@ -25,6 +25,56 @@ impl<K> StatusResource for K where
 {
 }
 
+/// What status shows of a running run, from its counters ([`crate::exec::Progress`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Live {
+    /// Records and bytes done so far by this attempt.
+    pub records: u64,
+    pub bytes: u64,
+    /// Records and bytes planned (absent when the plan has no end or does not know).
+    pub records_planned: Option<u64>,
+    pub bytes_planned: Option<u64>,
+    /// Percent of the planned records (else bytes) done, in 0.1 steps, at most 100.
+    pub percent: Option<f64>,
+    /// Time left at the current throughput, milliseconds.
+    pub eta_ms: Option<u64>,
+    /// Throughput since the attempt started, records/s and bytes/s.
+    pub records_per_sec: f64,
+    pub bytes_per_sec: f64,
+    /// The step running now (`topic/partition`, or `source -> target` for a restore).
+    pub current: Option<String>,
+}
+
+impl Live {
+    /// A snapshot of `p`.
+    pub fn of(p: &crate::exec::Progress) -> Live {
+        use std::sync::atomic::Ordering;
+        let (records, bytes, secs) = p.snapshot();
+        let secs = secs.max(1e-3);
+        let planned = |v: u64| (v > 0).then_some(v);
+        let records_planned = planned(p.records_planned.load(Ordering::Relaxed));
+        let bytes_planned = planned(p.bytes_planned.load(Ordering::Relaxed));
+        let (done, total, rate) = match (records_planned, bytes_planned) {
+            (Some(t), _) => (records, Some(t), records as f64 / secs),
+            (None, Some(t)) => (bytes, Some(t), bytes as f64 / secs),
+            (None, None) => (0, None, 0.0),
+        };
+        Live {
+            records,
+            bytes,
+            records_planned,
+            bytes_planned,
+            percent: total.map(|t| ((done as f64 * 1000.0 / t as f64).round() / 10.0).min(100.0)),
+            eta_ms: total
+                .filter(|_| rate > 0.0)
+                .map(|t| (t.saturating_sub(done) as f64 / rate * 1000.0) as u64),
+            records_per_sec: records as f64 / secs,
+            bytes_per_sec: bytes as f64 / secs,
+            current: Some(p.current.lock().unwrap().clone()).filter(|c| !c.is_empty()),
+        }
+    }
+}
+
 /// The field manager of every status write.
 pub const MANAGER: &str = "kafka-backup-operator";
 
@@ -113,4 +163,38 @@ pub fn set_condition(
             .observed_generation(generation),
         now,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Live;
+    use crate::exec::Progress;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn live_progress_rounds_percent_and_falls_back_to_bytes_then_to_nothing() {
+        let p = Progress::new(None);
+        p.records_planned.store(3_000, Ordering::Relaxed);
+        p.add(1_000, 4_096);
+        *p.current.lock().unwrap() = "orders/2".into();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let l = Live::of(&p);
+        assert_eq!(l.percent, Some(33.3), "{l:?}");
+        assert_eq!((l.records_planned, l.bytes_planned), (Some(3_000), None));
+        // 2000 records left at 1000 records per elapsed time: about twice the elapsed time
+        let eta = l.eta_ms.unwrap();
+        assert!((30..=1_000).contains(&eta), "{l:?}");
+        assert_eq!(l.current.as_deref(), Some("orders/2"));
+
+        let p = Progress::new(None);
+        p.bytes_planned.store(8_192, Ordering::Relaxed);
+        p.add(10, 8_192 * 2); // done may exceed an estimate: capped at 100
+        assert_eq!(Live::of(&p).percent, Some(100.0));
+
+        let p = Progress::new(None); // a continuous run: no plan, no percent, no ETA
+        p.add(5, 50);
+        let l = Live::of(&p);
+        assert_eq!((l.percent, l.eta_ms, l.current), (None, None, None));
+        assert_eq!(l.records, 5);
+    }
 }
