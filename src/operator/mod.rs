@@ -1,7 +1,9 @@
-//! The Kubernetes operator (issue 3, in progress). KafkaBackup and KafkaRestore controllers:
-//! reconcile = pure decision ([`decide`]) + executor pool ([`pool`], never inside reconcile) +
-//! status (server-side apply) and Events; schedules are anchored on `status.lastScheduleTime`
-//! ([`schedule`]). Not built yet: leader election, metrics and health endpoints, retention.
+//! The Kubernetes operator. KafkaBackup and KafkaRestore controllers: reconcile = pure
+//! decision ([`decide`]) + executor pool ([`pool`], never inside reconcile) + status
+//! (server-side apply, [`status`]) and Events; schedules are anchored on
+//! `status.lastScheduleTime` ([`schedule`]); run-level retries and waits ([`retry`]); leader
+//! election on a Lease ([`run`]); `/metrics`, `/healthz`, `/readyz` ([`http`]).
+//! KafkaOffsetReset, KafkaOffsetRollback and KafkaBackupValidation have no controller yet.
 pub mod backup;
 pub mod decide;
 pub mod http;
