@@ -216,6 +216,24 @@ fn strip_key(v: &mut serde_json::Value, key: &str) {
     }
 }
 
+/// 16 MiB of 1 KiB records in 2 partitions of a new `topic`.
+fn gen_load(bootstrap: &str, topic: &str) {
+    let (ok, out) = py(&[
+        "gen-load",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        "2",
+        "--mib",
+        "16",
+        "--record-bytes",
+        "1024",
+    ]);
+    assert!(ok, "{out}");
+}
+
 fn py(args: &[&str]) -> (bool, String) {
     let python = std::env::var("KBO_PYTHON").expect("source testenv/env");
     let out = Command::new(python)
@@ -345,20 +363,7 @@ async fn seed_resources_complete_through_the_api_and_schedules_fire_once_per_tic
     // kill the operator mid-backup and mid-restore: each run resumes (checkpoint, journal)
     // under the same run id, with a Retried Event, and no record is lost or doubled
     let big = format!("{prefix}big");
-    let (ok, out) = py(&[
-        "gen-load",
-        "--bootstrap",
-        &bootstrap,
-        "--topic",
-        &big,
-        "--partitions",
-        "2",
-        "--mib",
-        "16",
-        "--record-bytes",
-        "1024",
-    ]);
-    assert!(ok, "{out}");
+    gen_load(&bootstrap, &big);
     let slow: KafkaBackup = serde_json::from_value(serde_json::json!({
         "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup", "metadata": {"name": "slow"},
         "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]}, "topics": [big], "stopAtCurrentOffsets": true,
@@ -374,7 +379,9 @@ async fn seed_resources_complete_through_the_api_and_schedules_fire_once_per_tic
         st["recordsPlanned"].as_u64() > st["recordsProcessed"].as_u64()
             && st["progressPercent"].as_f64().is_some_and(|p| p < 100.0)
             && st["etaMs"].as_u64() > Some(0)
-            && st["currentTopic"].as_str().is_some_and(|t| t.starts_with(&big)),
+            && st["currentTopic"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(&big)),
         "live progress while running: {st}"
     );
     op.kill().unwrap();
@@ -484,20 +491,7 @@ async fn two_replicas_run_each_run_once_and_the_follower_takes_over_a_killed_lea
         .expect("start the peers: testenv/start.sh && source testenv/env");
     let store = tempfile::tempdir().unwrap();
     let topic = format!("ha{}-big", std::process::id());
-    let (ok, out) = py(&[
-        "gen-load",
-        "--bootstrap",
-        &bootstrap,
-        "--topic",
-        &topic,
-        "--partitions",
-        "2",
-        "--mib",
-        "16",
-        "--record-bytes",
-        "1024",
-    ]);
-    assert!(ok, "{out}");
+    gen_load(&bootstrap, &topic);
     // two replicas, leader election on a Lease in the test's namespace
     let election = ["--leader-election", "--lease-namespace", ns.as_str()];
     let mut replicas = vec![

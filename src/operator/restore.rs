@@ -65,20 +65,10 @@ async fn apply(
             resumed,
         } => {
             update_status(api, &name, |s: &mut KafkaRestoreStatus| {
-                s.phase = Some(RestorePhase::Running);
+                mark_running(s, &run_key, generation, now);
                 s.common.observed_generation = generation;
                 s.common.start_time = Some(Time(now));
                 s.common.completion_time = None;
-                s.common.message = None;
-                set_condition(
-                    &mut s.common,
-                    "Progressing",
-                    ConditionStatus::True,
-                    "RestoreStarted",
-                    &run_key,
-                    generation,
-                    now,
-                );
             })
             .await?;
             if ctx.pool.start(key, run_key, {
@@ -127,6 +117,21 @@ async fn apply(
                 .unwrap_or_else(Action::await_change))
         }
     }
+}
+
+/// Phase Running, no message, condition Progressing=True (RestoreStarted, `key`).
+fn mark_running(s: &mut KafkaRestoreStatus, key: &str, generation: Option<i64>, now: Timestamp) {
+    s.phase = Some(RestorePhase::Running);
+    s.common.message = None;
+    set_condition(
+        &mut s.common,
+        "Progressing",
+        ConditionStatus::True,
+        "RestoreStarted",
+        key,
+        generation,
+        now,
+    );
 }
 
 /// A missing KafkaBackup: wait for it (the reason), or fail (the message).
@@ -210,17 +215,7 @@ async fn run_task(
             let _ = update_status_final(&api, &name, |s: &mut KafkaRestoreStatus| {
                 if s.phase == Some(RestorePhase::Pending) {
                     // it waited for its backup: running now
-                    s.phase = Some(RestorePhase::Running);
-                    s.common.message = None;
-                    set_condition(
-                        &mut s.common,
-                        "Progressing",
-                        ConditionStatus::True,
-                        "RestoreStarted",
-                        &run_id,
-                        generation,
-                        Timestamp::now(),
-                    );
+                    mark_running(s, &run_id, generation, Timestamp::now());
                     s.common.conditions.retain(|c| c.type_ != "Ready");
                 }
                 s.backup_id = Some(run_id.clone());
