@@ -25,6 +25,17 @@ fn operator(kubeconfig: &str, ns: &str) -> Child {
 /// The operator as a local process watching `ns`, with `extra` flags; `pod` names the replica
 /// (POD_NAME: the Lease identity and the Events' reportingInstance).
 fn operator_with(kubeconfig: &str, ns: &str, extra: &[&str], pod: Option<&str>) -> Child {
+    operator_logged(kubeconfig, ns, extra, pod, None)
+}
+
+/// [`operator_with`], its JSON log (stderr) written to `log` when given.
+fn operator_logged(
+    kubeconfig: &str,
+    ns: &str,
+    extra: &[&str],
+    pod: Option<&str>,
+    log: Option<&std::path::Path>,
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator"));
     cmd.args([
         "operator",
@@ -38,6 +49,9 @@ fn operator_with(kubeconfig: &str, ns: &str, extra: &[&str], pod: Option<&str>) 
     .env("KBO_LOG_FORMAT", "json");
     if let Some(pod) = pod {
         cmd.env("POD_NAME", pod);
+    }
+    if let Some(log) = log {
+        cmd.stderr(std::fs::File::create(log).unwrap());
     }
     cmd.spawn().expect("operator starts")
 }
@@ -578,6 +592,144 @@ async fn two_replicas_run_each_run_once_and_the_follower_takes_over_a_killed_lea
     for (_, mut r) in replicas {
         r.kill().unwrap();
         r.wait().unwrap();
+    }
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let _ = nss.delete(&ns, &Default::default()).await;
+}
+
+/// A TCP proxy on loopback to `target`; sending `true` cuts it: open connections are dropped
+/// and new ones closed at once, as a network partition would.
+async fn cuttable_proxy(target: String) -> (u16, tokio::sync::watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            if *rx.borrow() {
+                continue; // dropped: the connection is closed
+            }
+            let (target, mut cut) = (target.clone(), rx.clone());
+            tokio::spawn(async move {
+                let Ok(mut out) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
+                    _ = cut.wait_for(|c| *c) => {}
+                }
+            });
+        }
+    });
+    (port, tx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_cut_off_from_the_api_server_stops_its_run_before_the_follower_takes_over() {
+    let Some((client, kubeconfig, ns)) = setup("fence").await else {
+        return;
+    };
+    let bootstrap = std::env::var("KBO_KAFKA_BOOTSTRAP")
+        .expect("start the peers: testenv/start.sh && source testenv/env");
+    let store = tempfile::tempdir().unwrap();
+    let topic = format!("fence{}-big", std::process::id());
+    gen_load(&bootstrap, &topic);
+
+    // replica a reaches the API server through a proxy the test can cut; b directly
+    let mut kc = Kubeconfig::read_from(&kubeconfig).unwrap();
+    let cluster = kc.clusters[0].cluster.as_mut().unwrap();
+    let server: http::Uri = cluster.server.clone().unwrap().parse().unwrap();
+    let (port, cut) = cuttable_proxy(server.authority().unwrap().to_string()).await;
+    cluster.server = Some(format!("https://127.0.0.1:{port}"));
+    let dir = tempfile::tempdir().unwrap();
+    let kc_a = dir.path().join("kubeconfig-a");
+    std::fs::write(&kc_a, serde_yaml_ng::to_string(&kc).unwrap()).unwrap();
+    let log_a = dir.path().join("a.log");
+    let election = ["--leader-election", "--lease-namespace", ns.as_str()];
+    let mut a = operator_logged(
+        kc_a.to_str().unwrap(),
+        &ns,
+        &election,
+        Some("kbo-a"),
+        Some(&log_a),
+    );
+    let t = Instant::now();
+    while lease_holder(&client, &ns).await != "kbo-a" {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "a never took the Lease"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut b = operator_with(&kubeconfig, &ns, &election, Some("kbo-b"));
+
+    // a slow backup (16 MiB at 400 kB/s) starts on a; then a is cut off from the API server
+    let kbs: Api<KafkaBackup> = Api::namespaced(client.clone(), &ns);
+    let kb: KafkaBackup = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup", "metadata": {"name": "slow"},
+        "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]}, "topics": [topic], "stopAtCurrentOffsets": true,
+                 "compression": "none", "segmentMaxBytes": 1048576, "checkpoint": {"intervalSecs": 1},
+                 "rateLimiting": {"bytesPerSec": 400000},
+                 "storage": {"storageType": "filesystem", "filesystem": {"path": store.path()}}}
+    }))
+    .unwrap();
+    kbs.create(&PostParams::default(), &kb).await.unwrap();
+    let before = wait_progress(&kbs, "slow", "recordsProcessed").await;
+    cut.send(true).unwrap();
+    let cut_at = jiff::Timestamp::now();
+    let done = wait_phase(&kbs, "slow", "Completed", Duration::from_secs(240)).await;
+    assert_eq!(lease_holder(&client, &ns).await, "kbo-b");
+    assert_eq!(
+        done["status"]["backupId"], before["status"]["backupId"],
+        "b resumed a's run"
+    );
+    assert_eq!(
+        done["status"]["recordsProcessed"], 16384,
+        "every record once: {}",
+        done["status"]
+    );
+
+    // a stopped leading (and cancelled its run) before b took the Lease
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &ns);
+    let acquired = leases
+        .get("kafka-backup-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .acquire_time
+        .unwrap()
+        .0;
+    let log = std::fs::read_to_string(&log_a).unwrap();
+    let stopped: jiff::Timestamp = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "leadership changed" && v["fields"]["leading"] == false)
+        .unwrap_or_else(|| panic!("a never stopped leading; its log:\n{log}"))["timestamp"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    eprintln!(
+        "e2e: cut {cut_at}, a stopped {stopped} ({:.1} s later), b acquired the Lease {acquired}",
+        (stopped - cut_at).total(jiff::Unit::Second).unwrap()
+    );
+    assert!(
+        stopped < acquired,
+        "a stopped at {stopped}, after b took over at {acquired}"
+    );
+    let ev = events(&client, &ns, "slow").await;
+    assert!(
+        ev.iter().any(|(r, who)| r == "Retried" && who == "kbo-b"),
+        "{ev:?}"
+    );
+    assert!(
+        ev.iter().any(|(r, who)| r == "Completed" && who == "kbo-b"),
+        "{ev:?}"
+    );
+    for p in [&mut a, &mut b] {
+        p.kill().unwrap();
+        p.wait().unwrap();
     }
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;

@@ -133,13 +133,18 @@ impl Limits {
             records: mk(records_per_sec),
         }
     }
-    /// Waits until `bytes` and `records` may pass. Amounts above one second's burst wait for
-    /// a full second's worth.
+    /// Waits until `bytes` and `records` may pass. An amount above one second's burst (a
+    /// record batch larger than `bytesPerSec`) is taken one burst at a time, so the average
+    /// rate holds whatever the batch size.
     pub async fn take(&self, bytes: u64, records: u64) {
         for (lim, amount) in [(&self.bytes, bytes), (&self.records, records)] {
             if let Some((l, burst)) = lim {
-                let n = amount.clamp(1, *burst as u64) as u32;
-                let _ = l.until_n_ready(NonZeroU32::new(n).unwrap()).await;
+                let mut left = amount.max(1);
+                while left > 0 {
+                    let n = left.min(*burst as u64);
+                    let _ = l.until_n_ready(NonZeroU32::new(n as u32).unwrap()).await;
+                    left -= n;
+                }
             }
         }
     }
@@ -253,6 +258,14 @@ mod tests {
             l.take(1000, 1).await;
         }
         // the first second's burst passes at once, the next two wait ~1 s each
+        assert!(t.elapsed().as_millis() >= 1800, "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_rate_waits_its_full_share() {
+        let l = Limits::new(Some(1000), None);
+        let t = Instant::now();
+        l.take(3000, 1).await; // 3 s worth: the burst at once, then two more seconds
         assert!(t.elapsed().as_millis() >= 1800, "{:?}", t.elapsed());
     }
 }

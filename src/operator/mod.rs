@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod decide;
 pub mod http;
+pub mod lease;
 pub mod pool;
 pub mod restore;
 pub mod retry;
@@ -247,9 +248,9 @@ pub struct LeaderElection {
 
 /// Runs the KafkaBackup and KafkaRestore controllers until SIGTERM/Ctrl-C. `namespaces`: watch
 /// these (all when empty; one pair of controllers per namespace, so namespaced RBAC suffices).
-/// With `election`, only the replica holding the Lease reconciles; losing it cancels every run
-/// at once (the lease is renewed before it expires, so the runs stop before another replica
-/// can take over).
+/// With `election`, only the replica holding the Lease reconciles; losing it, or failing to have
+/// its renewals confirmed for 16 s, cancels every run before another replica may take the
+/// Lease at 20 s ([`lease`]).
 pub async fn run(
     namespaces: Vec<String>,
     pvc_root: PathBuf,
@@ -262,25 +263,13 @@ pub async fn run(
     let mut ctx = Context::new(client.clone(), pvc_root);
     ctx.allow_cross_namespace = allow_cross_namespace;
     if let Some(el) = election {
-        let manager =
-            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "kafka-backup-operator")
-                .with_namespace(&el.namespace)
-                .with_identity(&el.identity)
-                .with_duration(15)
-                .with_grace(5)
-                .build()
-                .await?;
-        let (rx, _task) = manager.watch().await;
-        let (mut watch, pool) = (rx.clone(), ctx.pool.clone());
-        tokio::spawn(async move {
-            while watch.changed().await.is_ok() {
-                let leading = *watch.borrow();
-                tracing::info!(leading, "leadership changed");
-                if !leading {
-                    pool.cancel_all().await;
-                }
-            }
-        });
+        let rx = lease::elect(
+            client.clone(),
+            &el.namespace,
+            &el.identity,
+            ctx.pool.clone(),
+        )
+        .await?;
         ctx.leader = rx;
         tracing::info!(identity = %el.identity, lease_namespace = %el.namespace, "leader election on");
     }
