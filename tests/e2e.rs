@@ -18,13 +18,29 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-fn operator(kubeconfig: &str, ns: &str) -> Child {
+/// An operator process, killed when dropped: a failing assertion must not leave it running.
+struct OperatorProc(Child);
+
+impl OperatorProc {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for OperatorProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn operator(kubeconfig: &str, ns: &str) -> OperatorProc {
     operator_with(kubeconfig, ns, &[], None)
 }
 
 /// The operator as a local process watching `ns`, with `extra` flags; `pod` names the replica
 /// (POD_NAME: the Lease identity and the Events' reportingInstance).
-fn operator_with(kubeconfig: &str, ns: &str, extra: &[&str], pod: Option<&str>) -> Child {
+fn operator_with(kubeconfig: &str, ns: &str, extra: &[&str], pod: Option<&str>) -> OperatorProc {
     operator_logged(kubeconfig, ns, extra, pod, None)
 }
 
@@ -35,7 +51,7 @@ fn operator_logged(
     extra: &[&str],
     pod: Option<&str>,
     log: Option<&std::path::Path>,
-) -> Child {
+) -> OperatorProc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator"));
     cmd.args([
         "operator",
@@ -53,7 +69,7 @@ fn operator_logged(
     if let Some(log) = log {
         cmd.stderr(std::fs::File::create(log).unwrap());
     }
-    cmd.spawn().expect("operator starts")
+    OperatorProc(cmd.spawn().expect("operator starts"))
 }
 
 /// `kubectl --kubeconfig <kc> <args>` with `stdin`; (success, stdout + stderr). kubectl comes
@@ -398,8 +414,7 @@ async fn seed_resources_complete_through_the_api_and_schedules_fire_once_per_tic
                 .is_some_and(|t| t.starts_with(&big)),
         "live progress while running: {st}"
     );
-    op.kill().unwrap();
-    op.wait().unwrap();
+    op.kill();
     op = operator(&kubeconfig, &ns);
     let done = wait_phase(&kbs, "slow", "Completed", Duration::from_secs(180)).await;
     assert_eq!(
@@ -423,8 +438,7 @@ async fn seed_resources_complete_through_the_api_and_schedules_fire_once_per_tic
     .unwrap();
     krs.create(&PostParams::default(), &slow_r).await.unwrap();
     wait_progress(&krs, "slow-r", "recordsRestored").await;
-    op.kill().unwrap();
-    op.wait().unwrap();
+    op.kill();
     op = operator(&kubeconfig, &ns);
     wait_phase(&krs, "slow-r", "Completed", Duration::from_secs(180)).await;
     assert!(
@@ -455,8 +469,7 @@ async fn seed_resources_complete_through_the_api_and_schedules_fire_once_per_tic
     .unwrap();
     kbs.create(&PostParams::default(), &sched).await.unwrap();
     tokio::time::sleep(Duration::from_secs(25)).await;
-    op.kill().unwrap();
-    op.wait().unwrap();
+    op.kill();
     op = operator(&kubeconfig, &ns);
     tokio::time::sleep(Duration::from_secs(25)).await;
     let st = serde_json::to_value(kbs.get_status("every-10s").await.unwrap()).unwrap();
@@ -479,8 +492,7 @@ async fn seed_resources_complete_through_the_api_and_schedules_fire_once_per_tic
         "about one run per tick over ~50 s: {runs:?}"
     );
 
-    op.kill().unwrap();
-    op.wait().unwrap();
+    op.kill();
     let _ = nss.delete(&ns, &Default::default()).await;
 }
 
@@ -565,8 +577,7 @@ async fn two_replicas_run_each_run_once_and_the_follower_takes_over_a_killed_lea
     let before = wait_progress(&kbs, "slow", "recordsProcessed").await;
     let i = replicas.iter().position(|(n, _)| *n == leader).unwrap();
     let (_, mut l) = replicas.remove(i);
-    l.kill().unwrap();
-    l.wait().unwrap();
+    l.kill();
     let killed_at = Instant::now();
     let done = wait_phase(&kbs, "slow", "Completed", Duration::from_secs(180)).await;
     let follower = replicas[0].0;
@@ -590,8 +601,7 @@ async fn two_replicas_run_each_run_once_and_the_follower_takes_over_a_killed_lea
         killed_at.elapsed()
     );
     for (_, mut r) in replicas {
-        r.kill().unwrap();
-        r.wait().unwrap();
+        r.kill();
     }
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;
@@ -718,6 +728,15 @@ async fn a_leader_cut_off_from_the_api_server_stops_its_run_before_the_follower_
         stopped < acquired,
         "a stopped at {stopped}, after b took over at {acquired}"
     );
+    // cut off, a retries its API calls with backoff, not in a hot loop
+    let connect_errors = log
+        .lines()
+        .filter(|l| l.contains("client error (Connect)"))
+        .count();
+    assert!(
+        connect_errors < 300,
+        "{connect_errors} failed connections logged by a"
+    );
     let ev = events(&client, &ns, "slow").await;
     assert!(
         ev.iter().any(|(r, who)| r == "Retried" && who == "kbo-b"),
@@ -728,8 +747,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_its_run_before_the_follower_
         "{ev:?}"
     );
     for p in [&mut a, &mut b] {
-        p.kill().unwrap();
-        p.wait().unwrap();
+        p.kill();
     }
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;

@@ -79,7 +79,7 @@ pub async fn elect(
         .with_grace(GRACE.as_secs())
         .build()
         .await?;
-    let (elected, task) = manager.watch().await;
+    let (mut elected, task) = manager.watch().await;
     let (tx, rx) = watch::channel(false);
     let leases: Api<Lease> = Api::namespaced(client, namespace);
     let identity = identity.to_string();
@@ -87,7 +87,8 @@ pub async fn elect(
         let _task = task; // the manager runs while this loop holds its channel
         let mut fresh_until = None;
         loop {
-            let is_elected = *elected.borrow();
+            // marks the value seen, so `changed()` below waits for the next change
+            let is_elected = *elected.borrow_and_update();
             let read = if is_elected {
                 read_lease(&leases).await
             } else {
@@ -109,10 +110,9 @@ pub async fn elect(
                 );
                 let _ = tx.send(leading);
             }
-            let mut changes = elected.clone();
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
-                r = changes.changed() => if r.is_err() {
+                r = elected.changed() => if r.is_err() {
                     // the manager stopped (it only does when shutting down): lead no more
                     pool.cancel_all().await;
                     let _ = tx.send(false);
