@@ -64,8 +64,8 @@ pub fn fenced(
 }
 
 /// Starts leader election for `identity` with a Lease in `namespace`. The returned receiver is
-/// true while this replica is the fenced leader; when it turns false, every run in `pool` has
-/// been cancelled first. Errors: the Lease cannot be read or created (RBAC, API server).
+/// true while this replica is the fenced leader; when it turns false, every run in `pool` is
+/// cancelled at the same moment. Errors: the Lease cannot be read or created (RBAC, API server).
 pub async fn elect(
     client: Client,
     namespace: &str,
@@ -98,10 +98,6 @@ pub async fn elect(
                 fenced(&identity, is_elected, &read, fresh_until, Timestamp::now());
             fresh_until = until;
             if leading != *tx.borrow() {
-                if !leading {
-                    // runs stop before the change is visible to reconciles
-                    pool.cancel_all().await;
-                }
                 tracing::info!(
                     leading,
                     elected = is_elected,
@@ -109,6 +105,12 @@ pub async fn elect(
                     "leadership changed"
                 );
                 let _ = tx.send(leading);
+                if !leading {
+                    // every run is signalled at once (executors stop at their next batch);
+                    // waiting for the tasks to end can take longer (a status write retrying)
+                    pool.cancel_all().await;
+                    tracing::info!("runs stopped after losing leadership");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
