@@ -103,7 +103,16 @@ fn kubectl(kubeconfig: &str, args: &[&str], stdin: &str) -> (bool, String) {
     )
 }
 
-async fn wait_phase<K>(api: &Api<K>, name: &str, want: &str, timeout: Duration) -> serde_json::Value
+/// Polls `name`'s status every `every` until `done` holds for the object; fails when it turns
+/// Failed (unless `done` accepts that) or after `timeout`, naming `what` it waited for.
+async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -114,21 +123,36 @@ where
     let t = Instant::now();
     loop {
         let o = serde_json::to_value(api.get_status(name).await.unwrap()).unwrap();
-        if o["status"]["phase"] == want {
+        if done(&o) {
             return o;
         }
         assert!(
-            o["status"]["phase"] != "Failed" || want == "Failed",
+            o["status"]["phase"] != "Failed",
             "{name} failed: {}",
             o["status"]
         );
         assert!(
             t.elapsed() < timeout,
-            "{name} not {want} after {timeout:?}: {}",
+            "{name}: no {what} after {timeout:?}: {}",
             o["status"]
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(every).await;
     }
+}
+
+async fn wait_phase<K>(api: &Api<K>, name: &str, want: &str, timeout: Duration) -> serde_json::Value
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let every = Duration::from_millis(500);
+    wait_for(api, name, &format!("phase {want}"), timeout, every, |o| {
+        o["status"]["phase"] == want
+    })
+    .await
 }
 
 /// Waits until the resource is Running with `field` of its status above 0; returns it.
@@ -140,19 +164,11 @@ where
         + serde::Serialize
         + std::fmt::Debug,
 {
-    let t = Instant::now();
-    loop {
-        let o = serde_json::to_value(api.get_status(name).await.unwrap()).unwrap();
-        if o["status"]["phase"] == "Running" && o["status"][field].as_u64().unwrap_or(0) > 0 {
-            return o;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "{name} made no progress: {}",
-            o["status"]
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (timeout, every) = (Duration::from_secs(60), Duration::from_millis(200));
+    wait_for(api, name, "progress", timeout, every, |o| {
+        o["status"]["phase"] == "Running" && o["status"][field].as_u64().unwrap_or(0) > 0
+    })
+    .await
 }
 
 /// Reasons of the events.k8s.io Events about `name` in `ns`.
