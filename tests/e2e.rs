@@ -200,8 +200,9 @@ async fn events(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> 
 }
 
 /// Connects to `KBO_E2E_KUBECONFIG`, applies `crds/` and creates a fresh namespace
-/// `kbo-<tag>-<pid>`; `None` (the test skips, saying why) without a kubeconfig.
-async fn setup(tag: &str) -> Option<(Client, String, String)> {
+/// `kbo-<tag>-<pid>`; returns the client, the kubeconfig path, the namespace and the testenv
+/// Kafka bootstrap. `None` (the test skips, saying why) without a kubeconfig.
+async fn setup(tag: &str) -> Option<(Client, String, String, String)> {
     let Ok(kubeconfig) = std::env::var("KBO_E2E_KUBECONFIG") else {
         eprintln!(
             "e2e SKIPPED: KBO_E2E_KUBECONFIG is not set (no Kubernetes API server can be installed here; point it at kind, k3s or any cluster to run this suite)"
@@ -247,7 +248,9 @@ async fn setup(tag: &str) -> Option<(Client, String, String)> {
     )
     .await
     .unwrap();
-    Some((client, kubeconfig, ns))
+    let bootstrap = std::env::var("KBO_KAFKA_BOOTSTRAP")
+        .expect("start the peers: testenv/start.sh && source testenv/env");
+    Some((client, kubeconfig, ns, bootstrap))
 }
 
 /// Removes every `key` from a JSON tree.
@@ -260,6 +263,26 @@ fn strip_key(v: &mut serde_json::Value, key: &str) {
         serde_json::Value::Array(a) => a.iter_mut().for_each(|x| strip_key(x, key)),
         _ => {}
     }
+}
+
+/// A one-off KafkaBackup `name` of `topic` into the directory `store`, paced at
+/// `bytes_per_sec`, with 1 MiB segments and a checkpoint every second (so a kill mid-run
+/// leaves something to resume from).
+fn throttled_backup(
+    name: &str,
+    bootstrap: &str,
+    topic: &str,
+    store: &std::path::Path,
+    bytes_per_sec: u64,
+) -> KafkaBackup {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup", "metadata": {"name": name},
+        "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]}, "topics": [topic], "stopAtCurrentOffsets": true,
+                 "compression": "none", "segmentMaxBytes": 1048576, "checkpoint": {"intervalSecs": 1},
+                 "rateLimiting": {"bytesPerSec": bytes_per_sec},
+                 "storage": {"storageType": "filesystem", "filesystem": {"path": store}}}
+    }))
+    .unwrap()
 }
 
 /// 16 MiB of 1 KiB records in 2 partitions of a new `topic`.
@@ -299,11 +322,9 @@ fn py(args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_resources_complete_through_the_api_and_schedules_fire_once_per_tick() {
-    let Some((client, kubeconfig, ns)) = setup("e2e").await else {
+    let Some((client, kubeconfig, ns, bootstrap)) = setup("e2e").await else {
         return;
     };
-    let bootstrap = std::env::var("KBO_KAFKA_BOOTSTRAP")
-        .expect("start the peers: testenv/start.sh && source testenv/env");
     let env = |k: &str| std::env::var(k).expect("source testenv/env");
     let nss: Api<Namespace> = Api::all(client.clone());
     let store = tempfile::tempdir().unwrap();
@@ -410,14 +431,7 @@ async fn seed_resources_complete_through_the_api_and_schedules_fire_once_per_tic
     // under the same run id, with a Retried Event, and no record is lost or doubled
     let big = format!("{prefix}big");
     gen_load(&bootstrap, &big);
-    let slow: KafkaBackup = serde_json::from_value(serde_json::json!({
-        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup", "metadata": {"name": "slow"},
-        "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]}, "topics": [big], "stopAtCurrentOffsets": true,
-                 "compression": "none", "segmentMaxBytes": 1048576, "checkpoint": {"intervalSecs": 1},
-                 "rateLimiting": {"bytesPerSec": 2000000},
-                 "storage": {"storageType": "filesystem", "filesystem": {"path": store.path()}}}
-    }))
-    .unwrap();
+    let slow = throttled_backup("slow", &bootstrap, &big, store.path(), 2_000_000);
     kbs.create(&PostParams::default(), &slow).await.unwrap();
     let before = wait_progress(&kbs, "slow", "recordsProcessed").await;
     let st = &before["status"];
@@ -526,11 +540,9 @@ async fn lease_holder(client: &Client, ns: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_run_each_run_once_and_the_follower_takes_over_a_killed_leaders_run() {
-    let Some((client, kubeconfig, ns)) = setup("ha").await else {
+    let Some((client, kubeconfig, ns, bootstrap)) = setup("ha").await else {
         return;
     };
-    let bootstrap = std::env::var("KBO_KAFKA_BOOTSTRAP")
-        .expect("start the peers: testenv/start.sh && source testenv/env");
     let store = tempfile::tempdir().unwrap();
     let topic = format!("ha{}-big", std::process::id());
     gen_load(&bootstrap, &topic);
@@ -562,16 +574,8 @@ async fn two_replicas_run_each_run_once_and_the_follower_takes_over_a_killed_lea
 
     // a one-off backup runs once, on the leader only
     let kbs: Api<KafkaBackup> = Api::namespaced(client.clone(), &ns);
-    let spec = |name: &str, rate: u64| -> KafkaBackup {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup", "metadata": {"name": name},
-            "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]}, "topics": [topic], "stopAtCurrentOffsets": true,
-                     "compression": "none", "segmentMaxBytes": 1048576, "checkpoint": {"intervalSecs": 1},
-                     "rateLimiting": {"bytesPerSec": rate},
-                     "storage": {"storageType": "filesystem", "filesystem": {"path": store.path()}}}
-        }))
-        .unwrap()
-    };
+    let spec =
+        |name: &str, rate: u64| throttled_backup(name, &bootstrap, &topic, store.path(), rate);
     kbs.create(&PostParams::default(), &spec("once", 100_000_000))
         .await
         .unwrap();
@@ -651,11 +655,9 @@ async fn cuttable_proxy(target: String) -> (u16, tokio::sync::watch::Sender<bool
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_cut_off_from_the_api_server_stops_its_run_before_the_follower_takes_over() {
-    let Some((client, kubeconfig, ns)) = setup("fence").await else {
+    let Some((client, kubeconfig, ns, bootstrap)) = setup("fence").await else {
         return;
     };
-    let bootstrap = std::env::var("KBO_KAFKA_BOOTSTRAP")
-        .expect("start the peers: testenv/start.sh && source testenv/env");
     let store = tempfile::tempdir().unwrap();
     let topic = format!("fence{}-big", std::process::id());
     gen_load(&bootstrap, &topic);
@@ -690,14 +692,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_its_run_before_the_follower_
 
     // a slow backup (16 MiB at 400 kB/s) starts on a; then a is cut off from the API server
     let kbs: Api<KafkaBackup> = Api::namespaced(client.clone(), &ns);
-    let kb: KafkaBackup = serde_json::from_value(serde_json::json!({
-        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup", "metadata": {"name": "slow"},
-        "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]}, "topics": [topic], "stopAtCurrentOffsets": true,
-                 "compression": "none", "segmentMaxBytes": 1048576, "checkpoint": {"intervalSecs": 1},
-                 "rateLimiting": {"bytesPerSec": 400000},
-                 "storage": {"storageType": "filesystem", "filesystem": {"path": store.path()}}}
-    }))
-    .unwrap();
+    let kb = throttled_backup("slow", &bootstrap, &topic, store.path(), 400_000);
     kbs.create(&PostParams::default(), &kb).await.unwrap();
     let before = wait_progress(&kbs, "slow", "recordsProcessed").await;
     cut.send(true).unwrap();
