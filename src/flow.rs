@@ -136,9 +136,11 @@ pub struct PreparedRestore {
 
 /// Resolves the backup a KafkaRestore refers to (`backup`: the KafkaBackup named by
 /// `backupRef.name`, needed unless `backupRef.storage` is inline), loads the run manifest,
-/// observes the target cluster and compiles. An incomplete journal of this restore with the
-/// same spec is resumed instead: its plan is kept (the targets now hold its own records, which
-/// a fresh compile would refuse), and the executor skips what was already written.
+/// observes the target cluster and compiles. A journal of this restore with the same data
+/// ([`plan::restore_data_hash`]) is taken instead: incomplete, it is resumed (its plan is kept:
+/// the targets now hold its own records, which a fresh compile would refuse, and the executor
+/// skips what was already written); complete, the restore does nothing
+/// ([`RestoreStart::Complete`]).
 pub async fn prepare_restore(
     kr: &KafkaRestore,
     backup: Option<&KafkaBackup>,
@@ -169,19 +171,33 @@ pub async fn prepare_restore(
     let target = observe::storage_target(&storage_spec, secrets, pvc_root, field)?;
     let mut op = open(&target, Access::ReadOnly)?;
     let restore_name = kr.metadata.name.clone().unwrap_or_default();
-    let spec_hash = plan::plan_hash(spec);
+    let spec_hash = plan::restore_data_hash(spec);
     let journal = crate::exec::load_journal(&op, &spec.backup_ref.name, &restore_name)
         .await?
-        .filter(|j| !j.complete && j.spec_hash == spec_hash && !spec.dry_run);
+        .filter(|j| j.spec_hash == spec_hash);
     if let Some(j) = journal {
+        // The same data as the journal's attempt: continue it (or, complete, do nothing),
+        // with this spec's rate limits, concurrency and timeout. The batch size stays the
+        // first attempt's, so that the records already written are skipped exactly.
+        let mut plan = j.plan.clone();
+        plan.dry_run = spec.dry_run;
+        plan.max_concurrent_partitions = spec.max_concurrent_partitions();
+        plan.records_per_sec = spec.rate_limiting.records_limit();
+        plan.bytes_per_sec = spec.rate_limiting.bytes_limit();
+        plan.produce_timeout_ms = spec.produce_timeout_ms;
         let client =
             KafkaClient::connect(observe::client_config(&spec.kafka_cluster, secrets)?).await?;
-        if access == Access::ReadWrite {
+        if access == Access::ReadWrite && !spec.dry_run {
             op = open(&target, access)?;
         }
+        let start = if j.complete {
+            RestoreStart::Complete(Box::new(j))
+        } else {
+            RestoreStart::Resume(Box::new(j))
+        };
         return Ok(PreparedRestore {
-            plan: j.plan.clone(),
-            start: RestoreStart::Resume(Box::new(j)),
+            plan,
+            start,
             client,
             op,
             storage: target,
@@ -198,12 +214,13 @@ pub async fn prepare_restore(
         .iter()
         .map(|t| spec.target_topic(&t.name).to_string())
         .collect();
-    let facts = observe::observe_cluster(&client, &targets, false).await?;
+    let facts = observe::observe_cluster(&client, &targets, true).await?;
     let facts = RestoreFacts {
         restore_name,
         manifest,
         target: facts.meta,
         target_offsets: facts.offsets,
+        target_configs: facts.configs,
     };
     let plan = plan::compile_restore(spec, &facts)?;
     if access == Access::ReadWrite && !plan.dry_run {

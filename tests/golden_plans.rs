@@ -10,7 +10,9 @@ use kafka_backup_operator::format::manifest::{
 use kafka_backup_operator::kafka::client::{ClusterMeta, PartitionMeta, TopicMeta};
 use kafka_backup_operator::kafka::ops::ConfigEntry;
 use kafka_backup_operator::observe::PartitionOffsets;
-use kafka_backup_operator::plan::{BackupFacts, RestoreFacts, compile_backup, compile_restore};
+use kafka_backup_operator::plan::{
+    BackupFacts, RestoreFacts, TargetState, compile_backup, compile_restore,
+};
 
 const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
@@ -109,6 +111,8 @@ fn seg(path: &str, first: i64, last: i64, records: u64) -> SegmentRef {
         min_timestamp: 1_000 + first,
         max_timestamp: 1_000 + last,
         crc32c: 7,
+        index_crc32c: Some(9),
+        index_bytes: Some(500),
     }
 }
 
@@ -298,12 +302,16 @@ fn restore_with_pitr_mapping_and_topic_creation() {
         manifest: previous_run(),
         target: meta(&[]),
         target_offsets: BTreeMap::new(),
+        target_configs: BTreeMap::new(),
     };
     let plan = compile_restore(&kr.spec, &facts).unwrap();
     assert_eq!(
         plan.create_topics[0].configs,
-        BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]),
-        "only topic overrides are restored"
+        BTreeMap::from([
+            ("message.timestamp.type".to_string(), "CreateTime".to_string()),
+            ("retention.ms".to_string(), "-1".to_string())
+        ]),
+        "only topic overrides are restored, and the broker keeps the records' timestamps"
     );
     assert_eq!((plan.pitr_start, plan.pitr_end), (Some(1010), Some(1050)));
     golden("restore-pitr-mapping", &plan);
@@ -316,6 +324,7 @@ fn restore_refusals_name_the_field() {
         manifest: previous_run(),
         target,
         target_offsets: offs,
+        target_configs: BTreeMap::new(),
     };
     // the target topic is missing and createTopics is off
     let e = compile_restore(&restore_doc("").spec, &facts(meta(&[]), BTreeMap::new()))
@@ -325,7 +334,7 @@ fn restore_refusals_name_the_field() {
         e.contains("spec.createTopics") && e.contains("\"orders\""),
         "{e}"
     );
-    // same name, holding records, no purge and no explicit mapping
+    // same name, holding records, no purge and no appendToExisting
     let full = offsets(&[("orders", 0, 0, 5), ("orders", 1, 0, 0)]);
     let e = compile_restore(
         &restore_doc("").spec,
@@ -334,8 +343,66 @@ fn restore_refusals_name_the_field() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("spec.topicMapping") && e.contains("purgeTopics"),
+        e.contains("spec.appendToExisting")
+            && e.contains("purgeTopics")
+            && e.contains("partitions 0 (offsets 0..5)"),
         "{e}"
+    );
+    // a mapped target holding records is refused the same way (an explicit mapping is no
+    // licence to mix records)
+    let mapped = offsets(&[("orders-r", 0, 0, 5), ("orders-r", 1, 0, 0)]);
+    let e = compile_restore(
+        &restore_doc("  topicMapping:\n    orders: orders-r\n").spec,
+        &facts(meta(&[("orders-r", 2)]), mapped.clone()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("spec.appendToExisting"), "{e}");
+    // appendToExisting says so on purpose: allowed, and the plan says which partition appends
+    let p = compile_restore(
+        &restore_doc("  topicMapping:\n    orders: orders-r\n  appendToExisting: true\n").spec,
+        &facts(meta(&[("orders-r", 2)]), mapped),
+    )
+    .unwrap();
+    let states: Vec<_> = p.partitions.iter().map(|s| s.target_state).collect();
+    assert_eq!(states, vec![TargetState::Appended, TargetState::Empty]);
+    // an existing LogAppendTime target would re-stamp every record: refused with the fix
+    let mut lat = facts(meta(&[("orders", 2)]), BTreeMap::new());
+    lat.target_configs.insert(
+        "orders".into(),
+        BTreeMap::from([(
+            "message.timestamp.type".to_string(),
+            ConfigEntry {
+                value: Some("LogAppendTime".into()),
+                source: 1,
+                read_only: false,
+                sensitive: false,
+            },
+        )]),
+    );
+    let e = compile_restore(&restore_doc("").spec, &lat).unwrap_err().to_string();
+    assert!(e.contains("LogAppendTime") && e.contains("CreateTime"), "{e}");
+    // a PITR window outside the run's timestamps (1000..=1054 ms) plans nothing: an error
+    // that says why, unless pitr.allowEmpty
+    let e = compile_restore(
+        &restore_doc("  createTopics: true\n  pitr:\n    startTimestamp: 4000000000000\n").spec,
+        &facts(meta(&[]), BTreeMap::new()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("spec.pitr") && e.contains("holds no record") && e.contains("allowEmpty"),
+        "{e}"
+    );
+    assert!(
+        compile_restore(
+            &restore_doc(
+                "  createTopics: true\n  pitr:\n    startTimestamp: 4000000000000\n    allowEmpty: true\n"
+            )
+            .spec,
+            &facts(meta(&[]), BTreeMap::new()),
+        )
+        .is_ok()
     );
     // the same with purgeTopics: allowed, and both partitions are purged
     let p = compile_restore(

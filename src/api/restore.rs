@@ -116,6 +116,13 @@ pub struct KafkaRestoreSpec {
     #[serde(default)]
     pub purge_topics: bool,
 
+    /// Restore into target partitions that already hold records, after those records (ours).
+    /// Without it, and without `purgeTopics`, a target partition holding records this restore
+    /// did not write is refused: old and restored records would mix, and a consumer could not
+    /// tell them apart. Default false.
+    #[serde(default)]
+    pub append_to_existing: bool,
+
     /// Translate and commit every consumer group from the backup's group snapshot. Default
     /// false.
     #[serde(default)]
@@ -176,6 +183,7 @@ impl KafkaRestoreSpec {
             create_topics: false,
             default_replication_factor: None,
             purge_topics: false,
+            append_to_existing: false,
             auto_consumer_groups: false,
             offset_reset: None,
             produce_acks: default_produce_acks(),
@@ -249,6 +257,11 @@ pub struct PitrSpec {
     /// Window end, epoch milliseconds (wins over `endTime`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_timestamp: Option<i64>,
+    /// Accept a window that holds no record of the backup run (ours): the restore then
+    /// writes no record and succeeds. Default false: such a window is an error that says why
+    /// it is empty (a window in the future, or outside the run's timestamps).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty: bool,
 }
 
 impl PitrSpec {

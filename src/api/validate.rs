@@ -423,12 +423,61 @@ pub fn check_http_url(value: &str, _: &()) -> garde::Result {
 // shared cross-field rules
 // ---------------------------------------------------------------------------------------------
 
+/// Why `name` is not a Kubernetes object name (an RFC 1123 subdomain: at most 253 characters,
+/// lowercase letters, digits, '-' and '.', starting and ending with a letter or digit), or
+/// None. Names become storage paths (`<backup>/...`, `restores/<restore>/...`), so a name that
+/// passes cannot leave the storage root.
+pub fn rfc1123_problem(name: &str) -> Option<String> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.is_empty() {
+        Some("is empty".into())
+    } else if name.len() > 253 {
+        Some(format!("is {} characters long; at most 253", name.len()))
+    } else if let Some(c) = name.chars().find(|c| !ok_char(*c)) {
+        Some(format!(
+            "{name:?} holds {c:?}; a Kubernetes name has lowercase letters, digits, '-' and '.' only"
+        ))
+    } else if !alnum(name.chars().next()) || !alnum(name.chars().last()) {
+        Some(format!(
+            "{name:?} must start and end with a lowercase letter or digit"
+        ))
+    } else if name.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        Some(format!(
+            "{name:?} has an empty or over-63-character part between dots"
+        ))
+    } else {
+        None
+    }
+}
+
 fn check_metadata_name(errs: &mut ValidationErrors, name: Option<&str>) {
-    if name.is_none_or(|n| n.trim().is_empty()) {
-        errs.push(
+    match name {
+        None => errs.push(
             "metadata.name",
             "is missing; add `metadata: {name: <name>}` (lowercase letters, digits, '-')",
-        );
+        ),
+        Some(n) => {
+            if let Some(why) = rfc1123_problem(n) {
+                errs.push(
+                    "metadata.name",
+                    format!("{why} (it names the backup's objects in storage); e.g. orders-backup"),
+                );
+            }
+        }
+    }
+}
+
+/// `metadata.namespace`, when set, must be a DNS label (RFC 1123: at most 63 characters).
+fn check_metadata_namespace(errs: &mut ValidationErrors, ns: Option<&str>) {
+    if let Some(ns) = ns {
+        let why = rfc1123_problem(ns).or_else(|| {
+            (ns.contains('.') || ns.len() > 63)
+                .then(|| format!("{ns:?} must be a DNS label: no '.', at most 63 characters"))
+        });
+        if let Some(why) = why {
+            errs.push("metadata.namespace", why);
+        }
     }
 }
 
@@ -524,6 +573,21 @@ pub fn check_storage(errs: &mut ValidationErrors, path: &str, st: &StorageSpec) 
             );
         }
     }
+    // Every storage key must stay inside the configured root: no '..' or '.' path segments.
+    let escapes = |p: &str| p.split(['/', '\\']).any(|seg| seg == ".." || seg == ".");
+    for (field, value) in [
+        ("s3.prefix", st.s3.as_ref().and_then(|x| x.prefix.as_deref())),
+        ("azure.prefix", st.azure.as_ref().and_then(|x| x.prefix.as_deref())),
+        ("gcs.prefix", st.gcs.as_ref().and_then(|x| x.prefix.as_deref())),
+        ("pvc.subPath", st.pvc.as_ref().and_then(|x| x.sub_path.as_deref())),
+    ] {
+        if let Some(v) = value.filter(|v| escapes(v)) {
+            errs.push(
+                format!("{path}.{field}"),
+                format!("{v:?} has a '..' or '.' segment; write the path inside the root without them"),
+            );
+        }
+    }
     if let Some(s3) = &st.s3
         && let Some(ep) = &s3.endpoint
     {
@@ -584,6 +648,7 @@ pub fn check_storage(errs: &mut ValidationErrors, path: &str, st: &StorageSpec) 
 pub fn validate_backup(kb: &KafkaBackup) -> Result<(), ValidationErrors> {
     let mut errs = ValidationErrors::new();
     check_metadata_name(&mut errs, kb.metadata.name.as_deref());
+    check_metadata_namespace(&mut errs, kb.metadata.namespace.as_deref());
     check_backup_spec(&mut errs, &kb.spec);
     errs.into_result()
 }
@@ -644,6 +709,7 @@ pub fn check_backup_spec(errs: &mut ValidationErrors, spec: &KafkaBackupSpec) {
 pub fn validate_restore(kr: &KafkaRestore) -> Result<(), ValidationErrors> {
     let mut errs = ValidationErrors::new();
     check_metadata_name(&mut errs, kr.metadata.name.as_deref());
+    check_metadata_namespace(&mut errs, kr.metadata.namespace.as_deref());
     let spec = &kr.spec;
     if let Err(report) = spec.validate() {
         errs.extend_garde("spec", report);
@@ -651,6 +717,12 @@ pub fn validate_restore(kr: &KafkaRestore) -> Result<(), ValidationErrors> {
     check_kafka_cluster(&mut errs, "spec.kafkaCluster", &spec.kafka_cluster);
     if let Some(st) = &spec.backup_ref.storage {
         check_storage(&mut errs, "spec.backupRef.storage", st);
+    }
+    if let Some(why) = rfc1123_problem(&spec.backup_ref.name) {
+        errs.push(
+            "spec.backupRef.name",
+            format!("{why}: it is the name of a KafkaBackup"),
+        );
     }
     if let Some(pitr) = &spec.pitr {
         // Parse errors of startTime/endTime are reported by the garde rule on those fields.
@@ -741,6 +813,7 @@ pub fn validate_restore(kr: &KafkaRestore) -> Result<(), ValidationErrors> {
 pub fn validate_offset_reset(kor: &KafkaOffsetReset) -> Result<(), ValidationErrors> {
     let mut errs = ValidationErrors::new();
     check_metadata_name(&mut errs, kor.metadata.name.as_deref());
+    check_metadata_namespace(&mut errs, kor.metadata.namespace.as_deref());
     let spec = &kor.spec;
     if let Err(report) = spec.validate() {
         errs.extend_garde("spec", report);
@@ -815,6 +888,7 @@ pub fn validate_offset_reset(kor: &KafkaOffsetReset) -> Result<(), ValidationErr
 pub fn validate_offset_rollback(korb: &KafkaOffsetRollback) -> Result<(), ValidationErrors> {
     let mut errs = ValidationErrors::new();
     check_metadata_name(&mut errs, korb.metadata.name.as_deref());
+    check_metadata_namespace(&mut errs, korb.metadata.namespace.as_deref());
     let spec = &korb.spec;
     if let Err(report) = spec.validate() {
         errs.extend_garde("spec", report);
@@ -840,6 +914,7 @@ pub fn validate_offset_rollback(korb: &KafkaOffsetRollback) -> Result<(), Valida
 pub fn validate_backup_validation(kbv: &KafkaBackupValidation) -> Result<(), ValidationErrors> {
     let mut errs = ValidationErrors::new();
     check_metadata_name(&mut errs, kbv.metadata.name.as_deref());
+    check_metadata_namespace(&mut errs, kbv.metadata.namespace.as_deref());
     let spec = &kbv.spec;
     if let Err(report) = spec.validate() {
         errs.extend_garde("spec", report);

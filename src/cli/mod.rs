@@ -133,15 +133,77 @@ pub enum PluginCommand {
     Plan(PlanArgs),
 }
 
-/// Sets up tracing on stderr (RUST_LOG filters; default info).
+/// Crates that handle credentials (S3 keys, SASL passwords, tokens) and print them, or
+/// material derived from them, in their debug and trace lines: reqsign's credential providers
+/// print the static S3 key pair at debug. They are capped at the level beside them, whatever
+/// `RUST_LOG` says.
+const QUIET: &[(&str, &str)] = &[
+    ("reqsign", "warn"),
+    ("opendal", "warn"),
+    ("rsasl", "warn"),
+    ("hyper", "info"),
+    ("hyper_util", "info"),
+    ("reqwest", "info"),
+    ("h2", "info"),
+    ("rustls", "info"),
+    ("tower_http", "info"),
+];
+
+/// The tracing filter for a `RUST_LOG` value (None or empty: `info`): its directives, less any
+/// that would open a [`QUIET`] crate, then a cap for each of those crates. Secrets never reach
+/// the logs at any level (docs/decisions.md).
+pub fn log_filter(rust_log: Option<&str>) -> String {
+    const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+    let user = rust_log.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("info");
+    let mut out: Vec<String> = user
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter(|d| {
+            let target = match d.split_once('=') {
+                Some((t, _)) => t,
+                None if LEVELS.contains(&d.to_ascii_lowercase().as_str()) => "",
+                None => d,
+            };
+            let target = target.split('[').next().unwrap_or("");
+            target.is_empty() || !QUIET.iter().any(|(q, _)| target.starts_with(q))
+        })
+        .map(String::from)
+        .collect();
+    out.extend(QUIET.iter().map(|(q, level)| format!("{q}={level}")));
+    out.join(",")
+}
+
+/// Sets up tracing on stderr (RUST_LOG filters; default info; credential-handling crates
+/// capped, see [`log_filter`]).
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,opendal=warn".into());
+    let spec = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+        eprintln!("RUST_LOG {spec:?} is not a valid filter ({e}); logging at info");
+        tracing_subscriber::EnvFilter::new(log_filter(None))
+    });
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => b.json().init(),
         LogFormat::Text => b.init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn credential_crates_stay_quiet_whatever_rust_log_says() {
+        let f = log_filter(Some("trace,reqsign_core=trace,opendal=debug,kafka_backup_operator=trace"));
+        assert!(f.starts_with("trace,kafka_backup_operator=trace,"), "{f}");
+        assert!(!f.contains("reqsign_core=trace") && !f.contains("opendal=debug"), "{f}");
+        assert!(f.contains("reqsign=warn") && f.contains("opendal=warn"), "{f}");
+        assert!(log_filter(None).starts_with("info,"));
+        assert!(log_filter(Some("  ")).starts_with("info,"));
+        // the filter parses
+        tracing_subscriber::EnvFilter::try_new(log_filter(Some("debug"))).unwrap();
     }
 }

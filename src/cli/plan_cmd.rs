@@ -25,10 +25,16 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
             )
             .await?;
             let mut out = render(&p.plan, args.output, restore_table)?;
-            if matches!(p.start, crate::exec::RestoreStart::Resume(_))
-                && args.output == OutputFormat::Table
-            {
-                out.push_str("resumes an interrupted attempt of this restore: records its earlier attempts wrote are skipped, not produced again\n");
+            if args.output == OutputFormat::Table {
+                match &p.start {
+                    crate::exec::RestoreStart::Resume(_) => out.push_str("resumes an interrupted attempt of this restore: records its earlier attempts wrote are skipped, not produced again\n"),
+                    crate::exec::RestoreStart::Complete(j) => out.push_str(&format!(
+                        "already complete: this restore wrote its {} records before (journal {}); running it does nothing\n",
+                        j.records,
+                        crate::format::layout::restore_journal(&p.plan.backup_name, &p.plan.restore_name)
+                    )),
+                    crate::exec::RestoreStart::Fresh { .. } => {}
+                }
             }
             out
         }

@@ -210,16 +210,29 @@ pub fn restore_table(p: &RestorePlan) -> String {
     }
     for st in &p.partitions {
         s.push_str(&format!(
-            "{i:<5} restore {}/{} offsets {}..{} -> {}/{}  ~{} records, {}, {} segment(s)\n",
+            "{i:<5} restore {}/{} offsets {}..{} -> {}/{} ({})  ~{} records, {}, {} segment(s)\n",
             st.source_topic,
             st.source_partition,
             st.from,
             st.to,
             st.target_topic,
             st.target_partition,
+            match st.target_state {
+                crate::plan::TargetState::Created => "new topic",
+                crate::plan::TargetState::Empty => "empty",
+                crate::plan::TargetState::Purged => "purged first",
+                crate::plan::TargetState::Appended => "appended after its records",
+            },
             st.estimated_records,
             human_bytes(st.estimated_bytes),
             st.segments.len()
+        ));
+        i += 1;
+    }
+    for t in p.create_topics.iter().filter(|t| !t.configs_after_data.is_empty()) {
+        s.push_str(&format!(
+            "{i:<5} set configs of {} after the data {:?}\n",
+            t.name, t.configs_after_data
         ));
         i += 1;
     }

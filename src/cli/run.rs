@@ -99,6 +99,18 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 println!("dryRun: nothing was written");
                 return Ok(());
             }
+            if let crate::exec::RestoreStart::Complete(j) = &prep.start {
+                println!(
+                    "restore {} already completed: {} records of backup {} run {} (journal {}); nothing was read or written. To restore again, delete the journal (and purge or rename the targets) or give the restore another name",
+                    plan.restore_name,
+                    j.records,
+                    plan.backup_name,
+                    plan.backup_run_id,
+                    crate::format::layout::restore_journal(&plan.backup_name, &plan.restore_name)
+                );
+                println!("offset map: {}", plan.offset_map_path);
+                return Ok(());
+            }
             tracing::info!(
                 restore = %plan.restore_name, backup = %plan.backup_name, run = %plan.backup_run_id,
                 storage = %prep.storage.describe(), partitions = plan.partitions.len(),

@@ -22,6 +22,7 @@ impl ExecError {
         match self {
             ExecError::Kafka(e) => e.is_retriable(),
             ExecError::Storage(e) => e.is_transient(),
+            ExecError::Partial { source, .. } => source.is_transient(),
             _ => false,
         }
     }
@@ -42,4 +43,11 @@ pub enum ExecError {
     Cancelled,
     #[error("{0}")]
     Failed(String),
+    /// Some steps completed and some failed; `message` lists both, `source` is the first
+    /// failure (whose kind decides whether a later attempt may succeed).
+    #[error("{message}")]
+    Partial {
+        message: String,
+        source: Box<ExecError>,
+    },
 }

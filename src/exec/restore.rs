@@ -42,7 +42,9 @@ const BLOCKS_PER_READ: usize = 8;
 #[serde(rename_all = "camelCase")]
 pub struct RestoreJournal {
     pub format: String,
-    /// Hash of the KafkaRestore spec the plan was compiled from: a changed spec starts over.
+    /// [`crate::plan::restore_data_hash`] of the KafkaRestore spec the plan was compiled from:
+    /// a spec with other data starts over; rate limits, concurrency, batch size and timeouts
+    /// may change between attempts.
     pub spec_hash: String,
     /// The plan as compiled for the first attempt (a resumed attempt does not recompile: the
     /// target topics now hold its own records).
@@ -50,6 +52,11 @@ pub struct RestoreJournal {
     /// Log end offset (high watermark) of each target partition when producing began.
     pub base_offsets: Vec<BaseOffset>,
     pub complete: bool,
+    /// Records and bytes restored, written with `complete`.
+    #[serde(default)]
+    pub records: u64,
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// Where a target partition stood before the restore produced to it.
@@ -68,6 +75,8 @@ pub enum RestoreStart {
     Fresh { spec_hash: String },
     /// Continue the attempt this (incomplete) journal describes.
     Resume(Box<RestoreJournal>),
+    /// This (complete) journal describes the same restore: nothing to do.
+    Complete(Box<RestoreJournal>),
 }
 
 /// Reads the journal of restore `restore` from backup `backup`'s repository, if any.
@@ -92,6 +101,8 @@ pub struct RestoreOutcome {
     pub bytes: u64,
     pub offset_map: OffsetMap,
     pub offset_map_path: String,
+    /// The restore had completed before: nothing was read or written this time.
+    pub already_complete: bool,
 }
 
 /// Runs a restore plan. A dry-run plan is refused here (callers print it instead).
@@ -113,20 +124,58 @@ pub async fn run_restore(
             "dryRun is set: nothing is executed".into(),
         ));
     }
+    let journal_path = layout::restore_journal(&plan.backup_name, &plan.restore_name);
+    if let RestoreStart::Complete(j) = start {
+        ctx.progress.emit(Event::StepStarted {
+            step: "already-complete".into(),
+        });
+        let offset_map = match storage::read_opt(op, &plan.offset_map_path).await? {
+            Some(b) => from_json(&b, &plan.offset_map_path)?,
+            None => OffsetMap::default(),
+        };
+        return Ok(RestoreOutcome {
+            records: j.records,
+            bytes: j.bytes,
+            offset_map,
+            offset_map_path: plan.offset_map_path.clone(),
+            already_complete: true,
+        });
+    }
     ctx.progress
         .records_planned
         .store(plan.estimated_records, std::sync::atomic::Ordering::Relaxed);
     ctx.progress
         .bytes_planned
         .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
-    let journal_path = layout::restore_journal(&plan.backup_name, &plan.restore_name);
+    // The integrity chain, before anything is written: every index the plan needs, checked
+    // against its manifest entry (the manifest itself was checked when it was read).
+    ctx.progress.emit(Event::StepStarted {
+        step: "verify-indexes".into(),
+    });
+    let mut indexes: Vec<Vec<SegmentIndex>> = Vec::with_capacity(plan.partitions.len());
+    for step in &plan.partitions {
+        let mut v = Vec::with_capacity(step.segments.len());
+        for seg in &step.segments {
+            v.push(
+                segment::read_verified_index(
+                    op,
+                    &plan.backup_name,
+                    &step.source_topic,
+                    step.source_partition,
+                    seg,
+                )
+                .await?,
+            );
+        }
+        indexes.push(v);
+    }
     let targets: Vec<(String, i32)> = plan
         .partitions
         .iter()
         .map(|s| (s.target_topic.clone(), s.target_partition))
         .collect();
     let mut journal = match start {
-        RestoreStart::Resume(j) => {
+        RestoreStart::Resume(j) | RestoreStart::Complete(j) => {
             ctx.progress.emit(Event::StepStarted {
                 step: "resume".into(),
             });
@@ -148,6 +197,8 @@ pub async fn run_restore(
                     })
                     .collect(),
                 complete: false,
+                records: 0,
+                bytes: 0,
             };
             storage::write_all(op, &journal_path, to_json(&journal)).await?;
             journal
@@ -156,8 +207,8 @@ pub async fn run_restore(
     // Records already in each target partition from earlier attempts (none on a fresh start,
     // whose base offsets were just read).
     let now = match start {
-        RestoreStart::Resume(_) => client.list_offsets(&targets, OffsetSpec::Latest).await?,
         RestoreStart::Fresh { .. } => Default::default(),
+        _ => client.list_offsets(&targets, OffsetSpec::Latest).await?,
     };
     let mut resume: BTreeMap<(String, i32), (i64, u64)> = BTreeMap::new();
     for b in &journal.base_offsets {
@@ -172,16 +223,18 @@ pub async fn run_restore(
         resume.insert(key, (b.offset, (end - b.offset) as u64));
     }
     let resume = &resume;
+    let steps: Vec<(RestorePartitionStep, Vec<SegmentIndex>)> =
+        plan.partitions.iter().cloned().zip(indexes).collect();
     let results = run_steps(
-        plan.partitions.clone(),
+        steps,
         plan.max_concurrent_partitions as usize,
         ctx,
-        |step| async move {
+        |(step, idx)| async move {
             let (base, written) = resume
                 .get(&(step.target_topic.clone(), step.target_partition))
                 .copied()
                 .unwrap_or((0, 0));
-            restore_partition(plan, client, op, ctx, step, base, written).await
+            restore_partition(plan, client, op, ctx, step, idx, base, written).await
         },
     )
     .await;
@@ -193,20 +246,67 @@ pub async fn run_restore(
         partitions: vec![],
     };
     let (mut records, mut bytes) = (0, 0);
-    for r in results {
-        let (m, rec, b) = r?;
-        records += rec;
-        bytes += b;
-        map.partitions.push(m);
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    let mut first_err = None;
+    for (step, r) in plan.partitions.iter().zip(results) {
+        let name = format!("{}/{}", step.source_topic, step.source_partition);
+        match r {
+            Ok((m, rec, b)) => {
+                records += rec;
+                bytes += b;
+                map.partitions.push(m);
+                done.push(name);
+            }
+            Err(e) => {
+                failed.push(format!("{name}: {e}"));
+                if first_err.is_none() || matches!(first_err, Some(ExecError::Cancelled)) {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        if failed.len() == plan.partitions.len() || matches!(e, ExecError::Cancelled) {
+            return Err(e);
+        }
+        // Say which partitions are complete: a re-run (after repairing the repository, for
+        // corrupt data) continues from the journal and skips them.
+        return Err(ExecError::Partial {
+            message: format!(
+                "restore {} stopped: {} of {} partitions failed:\n  {}\ncomplete: {}\nthe journal {journal_path} lets a re-run continue where this one stopped",
+                plan.restore_name,
+                failed.len(),
+                plan.partitions.len(),
+                failed.join("\n  "),
+                if done.is_empty() { "none".to_string() } else { done.join(", ") }
+            ),
+            source: Box::new(e),
+        });
+    }
+    // Timestamp types that would have re-stamped the records, set now that they are in.
+    let after: BTreeMap<String, BTreeMap<String, String>> = plan
+        .create_topics
+        .iter()
+        .filter(|t| !t.configs_after_data.is_empty())
+        .map(|t| (t.name.clone(), t.configs_after_data.clone()))
+        .collect();
+    if !after.is_empty() {
+        ctx.progress.emit(Event::StepStarted {
+            step: "topic-configs".into(),
+        });
+        client.set_topic_configs(&after).await?;
     }
     storage::write_all(op, &plan.offset_map_path, to_json(&map)).await?;
     journal.complete = true;
+    journal.records = records;
+    journal.bytes = bytes;
     storage::write_all(op, &journal_path, to_json(&journal)).await?;
     Ok(RestoreOutcome {
         records,
         bytes,
         offset_map: map,
         offset_map_path: plan.offset_map_path.clone(),
+        already_complete: false,
     })
 }
 
@@ -373,12 +473,14 @@ impl Sink<'_> {
 
 /// Restores one source partition into its target partition. `base` is the target's log end
 /// offset when the restore began and `written` the records earlier attempts put there.
+#[allow(clippy::too_many_arguments)]
 async fn restore_partition(
     plan: &RestorePlan,
     client: &KafkaClient,
     op: &Operator,
     ctx: &ExecContext,
     step: RestorePartitionStep,
+    indexes: Vec<SegmentIndex>,
     base: i64,
     written: u64,
 ) -> Result<(PartitionOffsetMap, u64, u64), ExecError> {
@@ -387,10 +489,6 @@ async fn restore_partition(
         step.source_topic, step.source_partition, step.target_topic, step.target_partition
     );
     ctx.progress.emit(Event::StepStarted { step: name.clone() });
-    let mut indexes: Vec<SegmentIndex> = Vec::with_capacity(step.segments.len());
-    for s in &step.segments {
-        indexes.push(segment::read_index(op, &s.path).await?);
-    }
     let txns = TxnOutcomes::new(indexes.iter().flat_map(|i| i.markers.iter().cloned()));
     let mut sink = Sink {
         conn: client
@@ -426,7 +524,32 @@ async fn restore_partition(
                     && end.is_none_or(|e| b.min_timestamp <= e)
             })
             .collect();
-        for group in contiguous(&wanted) {
+        // A resumed attempt skips blocks an earlier attempt wrote whole without reading them:
+        // a block of offsets first..=last holding exactly last - first + 1 records (no
+        // compaction gap, no control batch), no transaction and no window keeps every record.
+        let mut wanted = wanted.into_iter().peekable();
+        let mut rest = Vec::new();
+        while let Some(b) = wanted.peek() {
+            let span = (b.last_offset - b.first_offset + 1) as u64;
+            if sink.skip >= b.records
+                && b.records == span
+                && !b.transactional
+                && start.is_none()
+                && end.is_none()
+                && b.first_offset >= next
+                && b.last_offset < step.to
+            {
+                sink.skip -= b.records;
+                sink.record_written(sink.dst, vec![(b.first_offset, b.last_offset)]);
+                ctx.progress.add(b.records, 0);
+                next = b.last_offset + 1;
+                wanted.next();
+            } else {
+                break;
+            }
+        }
+        rest.extend(wanted);
+        for group in contiguous(&rest) {
             if ctx.cancel.is_cancelled() {
                 return Err(ExecError::Cancelled);
             }
@@ -448,7 +571,9 @@ async fn restore_partition(
                     });
                 if whole {
                     let n = h.record_count as u64;
-                    ctx.limits.take(b.bytes.len() as u64, n).await;
+                    if sink.skip == 0 {
+                        ctx.limits.take(b.bytes.len() as u64, n).await;
+                    }
                     sink.send(
                         batch::rewrite_for_produce(&b),
                         vec![(h.base_offset, h.last_offset())],
@@ -467,9 +592,11 @@ async fn restore_partition(
                     let codec = h.codec()?;
                     for chunk in keep.chunks(plan.produce_batch_records.max(1) as usize) {
                         let encoded = batch::encode_batch(chunk, codec)?;
-                        ctx.limits
-                            .take(encoded.len() as u64, chunk.len() as u64)
-                            .await;
+                        if sink.skip == 0 {
+                            ctx.limits
+                                .take(encoded.len() as u64, chunk.len() as u64)
+                                .await;
+                        }
                         let src = chunk.iter().map(|r| (r.offset, r.offset)).collect();
                         bytes += encoded.len() as u64;
                         sink.send(encoded, src).await?;

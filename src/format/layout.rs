@@ -10,8 +10,14 @@
 //! <backup>/restores/<restoreName>/journal.json                   a restore's journal (resume)
 //! ```
 
-/// Version tag written into every manifest, index and checkpoint.
-pub const FORMAT: &str = "kafka-backup-operator/v1";
+/// Version tag written into every manifest, index, checkpoint, offset map and journal.
+/// v2 adds the integrity chain (docs/format.md, "Integrity chain"): every JSON document carries
+/// its own SHA-256, a manifest's segment entries carry their index's CRC-32C and size, and an
+/// index carries each block's CRC-32C and its segment's offset range and size.
+pub const FORMAT: &str = "kafka-backup-operator/v2";
+/// The previous tag: still read (documents without checksums; see docs/format.md,
+/// "Compatibility"), never written.
+pub const FORMAT_V1: &str = "kafka-backup-operator/v1";
 
 pub fn runs_dir(backup: &str) -> String {
     format!("{backup}/runs/")

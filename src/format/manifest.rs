@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
 use super::FormatError;
-use super::layout::FORMAT;
+use super::layout::{FORMAT, FORMAT_V1};
 use crate::kafka::ops::ConfigEntry;
 
 /// One segment file as a manifest or checkpoint lists it.
@@ -30,6 +33,12 @@ pub struct SegmentRef {
     pub max_timestamp: i64,
     /// CRC-32C of the whole segment object.
     pub crc32c: u32,
+    /// CRC-32C of the segment's index object (`.idx.json`) as stored, and its size in bytes:
+    /// the link from the manifest to the index (v2; `null` in segments written by v1).
+    #[serde(default)]
+    pub index_crc32c: Option<u32>,
+    #[serde(default)]
+    pub index_bytes: Option<u64>,
 }
 
 /// A range of offsets that was planned but could not be read (retention moved the log start
@@ -138,6 +147,10 @@ pub struct BlockIndex {
     pub batches: u32,
     /// Holds transactional batches (their fate depends on markers).
     pub transactional: bool,
+    /// The block header's CRC-32C (of the stored payload): the link from the index to the
+    /// block (v2; `null` in indexes written by v1).
+    #[serde(default)]
+    pub crc32c: Option<u32>,
 }
 
 /// A transaction marker (control batch) seen in a segment (KIP-98).
@@ -156,6 +169,14 @@ pub struct SegmentIndex {
     pub format: String,
     pub topic: String,
     pub partition: i32,
+    /// The segment this index describes: its first and last offset and its size in bytes, as
+    /// the manifest lists them (v2; `null` in indexes written by v1).
+    #[serde(default)]
+    pub first_offset: Option<i64>,
+    #[serde(default)]
+    pub last_offset: Option<i64>,
+    #[serde(default)]
+    pub stored_bytes: Option<u64>,
     pub blocks: Vec<BlockIndex>,
     pub markers: Vec<TxnMarker>,
 }
@@ -246,25 +267,65 @@ impl PartitionOffsetMap {
     }
 }
 
-/// Serialises a repository document (pretty JSON, stable field order).
-pub fn to_json<T: Serialize>(doc: &T) -> Vec<u8> {
-    serde_json::to_vec_pretty(doc).expect("repository documents always serialise")
+/// The key of a document's own checksum (format v2).
+const CHECKSUM: &str = "checksum";
+
+/// `sha256:<hex>` of a document's canonical form: compact JSON of the document with its
+/// `checksum` set to `null` (docs/format.md, "Integrity chain").
+fn document_checksum(v: &Value) -> String {
+    let canonical = serde_json::to_vec(v).expect("JSON values always serialise");
+    format!("sha256:{}", hex::encode(Sha256::digest(&canonical)))
 }
 
-/// Parses a repository document and checks its `format` tag.
+/// Serialises a repository document: pretty JSON with its own `checksum` (SHA-256 of the
+/// canonical form), stable field order.
+pub fn to_json<T: Serialize>(doc: &T) -> Vec<u8> {
+    let mut v = serde_json::to_value(doc).expect("repository documents always serialise");
+    if let Some(map) = v.as_object_mut() {
+        map.insert(CHECKSUM.into(), Value::Null);
+        let sum = document_checksum(&v);
+        v[CHECKSUM] = Value::String(sum);
+    }
+    serde_json::to_vec_pretty(&v).expect("JSON values always serialise")
+}
+
+/// Parses a repository document named `what` (its path): checks the `format` tag, then the
+/// document's own checksum (required in v2; checked in v1 documents only if present).
+///
+/// Errors: [`FormatError::Version`] for an unknown or missing tag, [`FormatError::Corrupt`]
+/// for bytes that are not JSON, a checksum that does not match (naming both values) or is
+/// missing, and fields of the wrong shape.
 pub fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, FormatError> {
-    let v: serde_json::Value = serde_json::from_slice(bytes)
+    let mut v: Value = serde_json::from_slice(bytes)
         .map_err(|e| FormatError::Corrupt(format!("{what}: not JSON: {e}")))?;
-    match v.get("format").and_then(|f| f.as_str()) {
-        Some(FORMAT) => {}
+    let v2 = match v.get("format").and_then(|f| f.as_str()) {
+        Some(FORMAT) => true,
+        Some(FORMAT_V1) => false,
         Some(other) => {
             return Err(FormatError::Version(format!(
-                "{what} has format {other:?}; this build reads {FORMAT:?} (upgrade kafka-backup-operator)"
+                "{what} has format {other:?}; this build reads {FORMAT:?} and {FORMAT_V1:?} (upgrade kafka-backup-operator)"
             )));
         }
         None => {
             return Err(FormatError::Version(format!(
                 "{what} is not a kafka-backup-operator document (no format tag)"
+            )));
+        }
+    };
+    match v.get(CHECKSUM).cloned() {
+        Some(Value::String(stored)) => {
+            v[CHECKSUM] = Value::Null;
+            let computed = document_checksum(&v);
+            if computed != stored {
+                return Err(FormatError::Corrupt(format!(
+                    "{what}: checksum mismatch (stored {stored}, computed {computed}): the object was changed or damaged after it was written; restore it from a copy or use another run"
+                )));
+            }
+        }
+        None | Some(Value::Null) if !v2 => {}
+        _ => {
+            return Err(FormatError::Corrupt(format!(
+                "{what}: no valid checksum, which every {FORMAT} document carries: the object was changed or damaged after it was written"
             )));
         }
     }
@@ -290,6 +351,30 @@ mod tests {
         assert_eq!(m.translate(105), Some(1100));
         assert_eq!(m.translate(119), Some(1109));
         assert_eq!(m.translate(120), None);
+    }
+
+    #[test]
+    fn documents_carry_their_own_checksum() {
+        let doc = Checkpoint {
+            format: FORMAT.into(),
+            run_id: "r1".into(),
+            ..Default::default()
+        };
+        let bytes = to_json(&doc);
+        assert_eq!(from_json::<Checkpoint>(&bytes, "cp").unwrap(), doc);
+        // one changed value, the checksum left as it was: refused, naming the object
+        let edited = String::from_utf8(bytes.clone()).unwrap().replace("\"r1\"", "\"r2\"");
+        let e = from_json::<Checkpoint>(edited.as_bytes(), "cp").unwrap_err();
+        assert!(e.to_string().contains("cp: checksum mismatch"), "{e}");
+        // the checksum removed from a v2 document: refused
+        let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+        v.as_object_mut().unwrap().remove("checksum");
+        let e = from_json::<Checkpoint>(&serde_json::to_vec(&v).unwrap(), "cp").unwrap_err();
+        assert!(e.to_string().contains("no valid checksum"), "{e}");
+        // a v1 document without checksum is still read
+        v["format"] = Value::String(FORMAT_V1.into());
+        let old: Checkpoint = from_json(&serde_json::to_vec(&v).unwrap(), "cp").unwrap();
+        assert_eq!(old.run_id, "r1");
     }
 
     #[test]

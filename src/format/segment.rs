@@ -82,6 +82,8 @@ impl SegmentWriter {
                 min_timestamp: i64::MAX,
                 max_timestamp: i64::MIN,
                 crc32c: crc32c::crc32c(MAGIC),
+                index_crc32c: None,
+                index_bytes: None,
             },
             path,
             topic: topic.into(),
@@ -97,6 +99,9 @@ impl SegmentWriter {
                 format: FORMAT.into(),
                 topic: topic.into(),
                 partition,
+                first_offset: None,
+                last_offset: None,
+                stored_bytes: None,
                 blocks: vec![],
                 markers: vec![],
             },
@@ -148,6 +153,7 @@ impl SegmentWriter {
             records: 0,
             batches: 0,
             transactional: false,
+            crc32c: None,
         });
         m.last_offset = h.last_offset();
         m.records += records;
@@ -185,7 +191,9 @@ impl SegmentWriter {
         head.put_u16(0);
         head.put_u32(payload.len() as u32);
         head.put_u32(raw.len() as u32);
-        head.put_u32(crc32c::crc32c(&payload));
+        let block_crc = crc32c::crc32c(&payload);
+        head.put_u32(block_crc);
+        meta.crc32c = Some(block_crc);
         self.crc = crc32c::crc32c_append(self.crc, &head);
         self.crc = crc32c::crc32c_append(self.crc, &payload);
         meta.len = (BLOCK_HEADER + payload.len()) as u64;
@@ -216,10 +224,16 @@ impl SegmentWriter {
             .await
             .map_err(|e| backend("close", &self.path, e))?;
         let idx_path = layout::segment_index(&self.path);
-        storage::write_all(op, &idx_path, super::manifest::to_json(&self.index)).await?;
         let mut seg = self.seg;
         seg.stored_bytes = self.pos;
         seg.crc32c = self.crc;
+        self.index.first_offset = Some(seg.first_offset);
+        self.index.last_offset = Some(seg.last_offset);
+        self.index.stored_bytes = Some(seg.stored_bytes);
+        let idx = super::manifest::to_json(&self.index);
+        seg.index_crc32c = Some(crc32c::crc32c(&idx));
+        seg.index_bytes = Some(idx.len() as u64);
+        storage::write_all(op, &idx_path, idx).await?;
         if seg.min_timestamp == i64::MAX {
             seg.min_timestamp = -1;
             seg.max_timestamp = -1;
@@ -327,7 +341,7 @@ pub fn decode_blocks(data: Bytes, what: &str) -> Result<Vec<RawBatch>, FormatErr
     Ok(out)
 }
 
-/// Reads a segment's index.
+/// Reads a segment's index, unverified (tools that inspect a damaged repository).
 pub async fn read_index(op: &Operator, segment_path: &str) -> Result<SegmentIndex, StorageError> {
     let p = layout::segment_index(segment_path);
     let bytes = storage::read_opt(op, &p)
@@ -336,7 +350,138 @@ pub async fn read_index(op: &Operator, segment_path: &str) -> Result<SegmentInde
     Ok(super::manifest::from_json(&bytes, &p)?)
 }
 
-/// Reads the consecutive blocks `blocks` (in file order, contiguous) with one ranged read.
+/// Reads the index of segment `seg`, which a manifest lists for `topic`/`partition` of backup
+/// `backup`, and verifies the chain from the manifest entry to the index (docs/format.md,
+/// "Integrity chain"): the segment lies under that partition's directory; the index object has
+/// the size and CRC-32C the entry records and its own checksum; it names the same topic,
+/// partition, offset range and segment size; its blocks are adjacent, in offset order, start
+/// after the magic, end at the segment's end, and add up to the entry's record count.
+///
+/// Errors: [`StorageError::NotFound`] for a missing index, [`FormatError::Corrupt`] (inside
+/// [`StorageError::Format`]) naming the object and what differs.
+pub async fn read_verified_index(
+    op: &Operator,
+    backup: &str,
+    topic: &str,
+    partition: i32,
+    seg: &SegmentRef,
+) -> Result<SegmentIndex, StorageError> {
+    let p = layout::segment_index(&seg.path);
+    let bytes = storage::read_opt(op, &p).await?.ok_or_else(|| {
+        StorageError::NotFound(format!(
+            "segment index {p} is missing (the manifest lists its segment for {topic}/{partition}, offsets {}..={}); the backup run is damaged: restore the object from a copy or use another run",
+            seg.first_offset, seg.last_offset
+        ))
+    })?;
+    Ok(verify_index(&bytes, backup, topic, partition, seg)?)
+}
+
+/// The pure part of [`read_verified_index`]: checks index bytes against their manifest entry.
+pub fn verify_index(
+    bytes: &[u8],
+    backup: &str,
+    topic: &str,
+    partition: i32,
+    seg: &SegmentRef,
+) -> Result<SegmentIndex, FormatError> {
+    let p = layout::segment_index(&seg.path);
+    let bad = |what: String| {
+        FormatError::Corrupt(format!(
+            "{p}: {what} (manifest entry for {topic}/{partition}, offsets {}..={})",
+            seg.first_offset, seg.last_offset
+        ))
+    };
+    let dir = format!("{backup}/data/{topic}/{partition}/");
+    if !seg.path.starts_with(&dir) || !seg.path.ends_with(".seg") || seg.path.contains("/../") {
+        return Err(bad(format!(
+            "the manifest lists segment {:?} outside {dir}",
+            seg.path
+        )));
+    }
+    if let Some(n) = seg.index_bytes
+        && bytes.len() as u64 != n
+    {
+        return Err(bad(format!(
+            "size is {} bytes, the manifest records {n}",
+            bytes.len()
+        )));
+    }
+    if let Some(c) = seg.index_crc32c
+        && crc32c::crc32c(bytes) != c
+    {
+        return Err(bad(format!(
+            "CRC-32C is {}, the manifest records {c}: the index was changed or damaged",
+            crc32c::crc32c(bytes)
+        )));
+    }
+    let idx: SegmentIndex = super::manifest::from_json(bytes, &p)?;
+    if idx.topic != topic || idx.partition != partition {
+        return Err(bad(format!(
+            "the index describes {}/{}",
+            idx.topic, idx.partition
+        )));
+    }
+    for (name, got, want) in [
+        ("first offset", idx.first_offset, seg.first_offset),
+        ("last offset", idx.last_offset, seg.last_offset),
+    ] {
+        if let Some(g) = got
+            && g != want
+        {
+            return Err(bad(format!("the index records {name} {g}")));
+        }
+    }
+    if let Some(n) = idx.stored_bytes
+        && n != seg.stored_bytes
+    {
+        return Err(bad(format!(
+            "the index records a segment of {n} bytes, the manifest {}",
+            seg.stored_bytes
+        )));
+    }
+    let mut pos = MAGIC.len() as u64;
+    let mut prev_last = i64::MIN;
+    let mut records = 0u64;
+    for b in &idx.blocks {
+        if b.pos != pos || b.len < BLOCK_HEADER as u64 {
+            return Err(bad(format!(
+                "block at byte {} does not follow the previous one (expected byte {pos})",
+                b.pos
+            )));
+        }
+        if b.first_offset > b.last_offset
+            || b.first_offset <= prev_last
+            || b.first_offset < seg.first_offset
+            || b.last_offset > seg.last_offset
+        {
+            return Err(bad(format!(
+                "block at byte {} holds offsets {}..={}, out of order or outside the segment",
+                b.pos, b.first_offset, b.last_offset
+            )));
+        }
+        prev_last = b.last_offset;
+        pos += b.len;
+        records += b.records;
+    }
+    if !idx.blocks.is_empty() && pos != seg.stored_bytes {
+        return Err(bad(format!(
+            "blocks end at byte {pos}, the segment is {} bytes",
+            seg.stored_bytes
+        )));
+    }
+    if records != seg.records {
+        return Err(bad(format!(
+            "blocks hold {records} records, the manifest records {}",
+            seg.records
+        )));
+    }
+    Ok(idx)
+}
+
+/// Reads the consecutive blocks `blocks` (in file order, contiguous) with one ranged read and
+/// checks each against its index entry: its header's CRC-32C (v2 indexes), the payload's
+/// CRC-32C, its first and last offset and batch count. A short read (truncated object) is
+/// an error naming the missing block.
 pub async fn read_blocks(
     op: &Operator,
     segment_path: &str,
@@ -351,5 +496,59 @@ pub async fn read_blocks(
         .range(range.clone())
         .await
         .map_err(|e| backend("read", segment_path, e))?;
-    Ok(decode_blocks(buf.to_bytes(), segment_path)?)
+    Ok(decode_checked(buf.to_bytes(), segment_path, blocks)?)
+}
+
+/// Decodes `data`, which holds exactly `blocks` (from `blocks[0].pos`), checking each block
+/// against its index entry.
+pub fn decode_checked(
+    data: Bytes,
+    what: &str,
+    blocks: &[BlockIndex],
+) -> Result<Vec<RawBatch>, FormatError> {
+    let Some(first) = blocks.first() else {
+        return Ok(vec![]);
+    };
+    let mut out = Vec::new();
+    for b in blocks {
+        let at = (b.pos - first.pos) as usize;
+        let end = at + b.len as usize;
+        let place = format!(
+            "{what}: block at byte {} (offsets {}..={})",
+            b.pos, b.first_offset, b.last_offset
+        );
+        if data.len() < end {
+            return Err(FormatError::Corrupt(format!(
+                "{place} is missing: the object ends before byte {} (truncated)",
+                b.pos + b.len
+            )));
+        }
+        let block = data.slice(at..end);
+        if let Some(c) = b.crc32c {
+            let stored = u32::from_be_bytes([block[16], block[17], block[18], block[19]]);
+            if &block[..4] == b"KBLK" && stored != c {
+                return Err(FormatError::Corrupt(format!(
+                    "{place}: its header's CRC-32C {stored} differs from the index's {c}: the segment is not the one the index describes"
+                )));
+            }
+        }
+        let batches =
+            decode_blocks(block, what).map_err(|e| FormatError::Corrupt(format!("{place}: {e}")))?;
+        let (Some(f), Some(l)) = (batches.first(), batches.last()) else {
+            return Err(FormatError::Corrupt(format!("{place} holds no batch")));
+        };
+        if f.header.base_offset != b.first_offset
+            || l.header.last_offset() != b.last_offset
+            || batches.len() != b.batches as usize
+        {
+            return Err(FormatError::Corrupt(format!(
+                "{place} holds {} batches at offsets {}..={}, not what the index records",
+                batches.len(),
+                f.header.base_offset,
+                l.header.last_offset()
+            )));
+        }
+        out.extend(batches);
+    }
+    Ok(out)
 }

@@ -441,6 +441,60 @@ impl KafkaClient {
         Ok(out)
     }
 
+    /// Sets topic configs (IncrementalAlterConfigs, KIP-339: operation 0 = SET; resource type 2
+    /// = TOPIC), leaving the topic's other overrides as they are. `configs`: topic -> name ->
+    /// value. Errors: the first resource the broker refused, with its message.
+    pub async fn set_topic_configs(
+        &self,
+        configs: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<()> {
+        use kafka_protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        if configs.is_empty() {
+            return Ok(());
+        }
+        let req = IncrementalAlterConfigsRequest::default().with_resources(
+            configs
+                .iter()
+                .map(|(t, kv)| {
+                    AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_string(t.clone()))
+                        .with_configs(
+                            kv.iter()
+                                .map(|(k, v)| {
+                                    AlterableConfig::default()
+                                        .with_name(StrBytes::from_string(k.clone()))
+                                        .with_config_operation(0)
+                                        .with_value(Some(StrBytes::from_string(v.clone())))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+        let resp = self
+            .with_retry("IncrementalAlterConfigs", || async {
+                Ok(self.any_conn().await?.call(&req, 1).await?.0)
+            })
+            .await?;
+        for r in resp.responses {
+            if r.error_code != 0 {
+                let mut e = KafkaError::broker(
+                    "IncrementalAlterConfigs",
+                    r.resource_name.to_string(),
+                    r.error_code,
+                );
+                if let (KafkaError::Broker { resource, .. }, Some(m)) = (&mut e, r.error_message) {
+                    resource.push_str(&format!(" ({m})"));
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// DeleteRecords: moves each partition's log start offset to the given offset (-1 = the
     /// high watermark). Sent to each partition's leader.
     pub async fn delete_records(

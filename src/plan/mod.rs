@@ -11,7 +11,8 @@ pub use backup::{
     BackupFacts, BackupPartitionStep, BackupPlan, BackupTopic, CutMode, compile_backup,
 };
 pub use restore::{
-    RestoreFacts, RestorePartitionStep, RestorePlan, TopicToCreate, compile_restore,
+    RestoreFacts, RestorePartitionStep, RestorePlan, TIMESTAMP_TYPE, TargetState, TopicToCreate,
+    compile_restore, restore_data_hash,
 };
 pub use retention::{RetentionPlan, compile_retention};
 pub use select::{matches_any, select_topics};

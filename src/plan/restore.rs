@@ -7,7 +7,11 @@ use super::{CompileError, issue, matches_any, plan_hash};
 use crate::api::KafkaRestoreSpec;
 use crate::format::manifest::{RunManifest, SegmentRef};
 use crate::kafka::client::ClusterMeta;
+use crate::kafka::ops::ConfigEntry;
 use crate::observe::PartitionOffsets;
+
+/// The topic config that decides who sets record timestamps (KIP-32).
+pub const TIMESTAMP_TYPE: &str = "message.timestamp.type";
 
 /// Everything `compile_restore` needs, observed beforehand.
 #[derive(Debug, Clone)]
@@ -19,6 +23,8 @@ pub struct RestoreFacts {
     pub target: ClusterMeta,
     /// Offsets of the target partitions that exist.
     pub target_offsets: BTreeMap<(String, i32), PartitionOffsets>,
+    /// Configs (DescribeConfigs) of the target topics that exist.
+    pub target_configs: BTreeMap<String, BTreeMap<String, ConfigEntry>>,
 }
 
 /// A target topic the restore will create.
@@ -29,8 +35,30 @@ pub struct TopicToCreate {
     pub partitions: i32,
     /// -1 = broker default.
     pub replication_factor: i16,
-    /// Topic-level overrides from the backup (DescribeConfigs source DYNAMIC_TOPIC_CONFIG).
+    /// Topic-level overrides from the backup (DescribeConfigs source DYNAMIC_TOPIC_CONFIG),
+    /// with `message.timestamp.type=CreateTime` so that the broker keeps every restored
+    /// record's timestamp.
     pub configs: BTreeMap<String, String>,
+    /// Configs set once every record is restored (IncrementalAlterConfigs): the source's
+    /// `message.timestamp.type=LogAppendTime`, which would have made the broker stamp the
+    /// restored records with the restore time.
+    #[serde(default)]
+    pub configs_after_data: BTreeMap<String, String>,
+}
+
+/// What a target partition holds before the restore, and so what the restore does to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum TargetState {
+    /// The restore creates the topic (`createTopics`).
+    #[default]
+    Created,
+    /// The partition exists and holds no record.
+    Empty,
+    /// The partition holds records; `purgeTopics` deletes them first.
+    Purged,
+    /// The partition holds records; `appendToExisting` restores after them.
+    Appended,
 }
 
 /// The work for one source partition.
@@ -49,6 +77,9 @@ pub struct RestorePartitionStep {
     pub segments: Vec<SegmentRef>,
     pub estimated_records: u64,
     pub estimated_bytes: u64,
+    /// What the target partition holds now, and so what the restore does to it.
+    #[serde(default)]
+    pub target_state: TargetState,
 }
 
 /// A compiled restore.
@@ -79,9 +110,84 @@ pub struct RestorePlan {
     pub hash: String,
 }
 
+/// An RFC 3339 rendering of epoch ms for messages (the number itself if out of range).
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// Why the PITR window selects no record of the run, or None when some partition of the
+/// restore has records whose timestamps meet the window (per the manifest's min/max record
+/// timestamps; a window that falls between two records of a partition is not caught here).
+fn empty_window(
+    m: &RunManifest,
+    steps: &[RestorePartitionStep],
+    start: Option<i64>,
+    end: Option<i64>,
+) -> Option<String> {
+    let window = format!(
+        "{} .. {}",
+        start.map(rfc3339).unwrap_or_else(|| "(no start)".into()),
+        end.map(rfc3339).unwrap_or_else(|| "(no end)".into())
+    );
+    let mut span: Option<(i64, i64)> = None;
+    for s in steps {
+        let Some(p) = m
+            .topics
+            .iter()
+            .find(|t| t.name == s.source_topic)
+            .and_then(|t| t.partitions.iter().find(|p| p.partition == s.source_partition))
+        else {
+            continue;
+        };
+        let (Some(lo), Some(hi)) = (p.min_timestamp, p.max_timestamp) else {
+            continue;
+        };
+        if start.is_none_or(|st| hi >= st) && end.is_none_or(|e| lo <= e) {
+            return None;
+        }
+        span = Some(span.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+    }
+    Some(match span {
+        None => format!(
+            "the window {window} selects nothing: the topics restored from backup run {} hold no record; remove pitr, or set pitr.allowEmpty: true",
+            m.run_id
+        ),
+        Some((lo, hi)) => format!(
+            "the window {window} holds no record of backup run {}: the records restored have timestamps from {} to {}. Widen the window, choose another run (backupRef.backupId), or set pitr.allowEmpty: true to accept an empty restore",
+            m.run_id,
+            rfc3339(lo),
+            rfc3339(hi)
+        ),
+    })
+}
+
+/// Hash of the parts of a KafkaRestore spec that decide which records go where: a restore
+/// whose journal carries the same hash continues (or, complete, does nothing) even when the
+/// settings that do not change the data changed: rate limits, concurrency, produce batch size
+/// and timeout, connection tuning, circuit breaker, dry run, and the consumer-group options
+/// (applied after the data). Everything else (backup, run, topics, mappings, PITR window,
+/// createTopics, purge, append, acks) is part of it.
+pub fn restore_data_hash(spec: &KafkaRestoreSpec) -> String {
+    let mut s = spec.clone();
+    s.rate_limiting = Default::default();
+    s.circuit_breaker = Default::default();
+    s.produce_batch_size = 0;
+    s.produce_timeout_ms = 0;
+    s.dry_run = false;
+    s.kafka_cluster.connection = Default::default();
+    s.auto_consumer_groups = false;
+    s.offset_reset = None;
+    s.rollback = Default::default();
+    plan_hash(&s)
+}
+
 /// Compiles a restore. Errors name the field: unknown topics in the filter, a mapping to a
 /// missing partition, a missing target topic without `createTopics`, restoring onto a
-/// non-empty topic of the same name without `purgeTopics` or an explicit `topicMapping`,
+/// target partition holding records without `purgeTopics` or `appendToExisting`, a target
+/// topic with `message.timestamp.type=LogAppendTime`, a PITR window with no record (unless
+/// `pitr.allowEmpty`),
 /// options not supported yet.
 pub fn compile_restore(
     spec: &KafkaRestoreSpec,
@@ -103,14 +209,7 @@ pub fn compile_restore(
         .transpose()
         .map_err(|e| CompileError(vec![issue("spec.pitr", e)]))?
         .flatten();
-    if let (Some(s), Some(e)) = (pitr_start, pitr_end)
-        && s > e
-    {
-        issues.push(issue(
-            "spec.pitr",
-            format!("start ({s}) is after end ({e}): swap them"),
-        ));
-    }
+    // pitr start <= end is a validation rule (api/validate.rs): specs reach compile validated.
     if !spec.repartitioning.is_empty() {
         issues.push(issue("spec.repartitioning", "repartitioning is not implemented yet: remove it, or restore partition for partition (partitionMapping)"));
     }
@@ -161,21 +260,33 @@ pub fn compile_restore(
         .filter(|t| spec.topics.is_empty() || matches_any(&spec.topics, &t.name))
     {
         let target = spec.target_topic(&t.name).to_string();
-        let explicit = spec.topic_mapping.contains_key(&t.name);
         let existing = facts.target.topics.get(&target);
         let target_partitions = match existing {
             Some(tt) => tt.partitions.len() as i32,
             None if spec.create_topics => {
+                let mut configs: BTreeMap<String, String> = t
+                    .configs
+                    .iter()
+                    .filter(|(_, c)| c.source == 1 && !c.sensitive)
+                    .filter_map(|(k, c)| c.value.clone().map(|v| (k.clone(), v)))
+                    .collect();
+                // The broker must keep the backed-up timestamps while the data goes in; a
+                // LogAppendTime source gets its type back once every record is restored.
+                let mut after = BTreeMap::new();
+                if t.configs
+                    .get(TIMESTAMP_TYPE)
+                    .and_then(|c| c.value.as_deref())
+                    .is_some_and(|v| v.eq_ignore_ascii_case("LogAppendTime"))
+                {
+                    after.insert(TIMESTAMP_TYPE.to_string(), "LogAppendTime".to_string());
+                }
+                configs.insert(TIMESTAMP_TYPE.to_string(), "CreateTime".to_string());
                 create.push(TopicToCreate {
                     name: target.clone(),
                     partitions: t.partition_count,
                     replication_factor: spec.default_replication_factor.unwrap_or(-1),
-                    configs: t
-                        .configs
-                        .iter()
-                        .filter(|(_, c)| c.source == 1 && !c.sensitive)
-                        .filter_map(|(k, c)| c.value.clone().map(|v| (k.clone(), v)))
-                        .collect(),
+                    configs,
+                    configs_after_data: after,
                 });
                 t.partition_count
             }
@@ -187,18 +298,37 @@ pub fn compile_restore(
                 continue;
             }
         };
-        if existing.is_some() && target == t.name && !explicit && !spec.purge_topics {
-            let has_data = (0..target_partitions).any(|p| {
-                facts
-                    .target_offsets
-                    .get(&(target.clone(), p))
-                    .is_some_and(|o| o.high_watermark > o.log_start)
-            });
-            if has_data {
+        if let Some(cfg) = facts.target_configs.get(&target)
+            && cfg
+                .get(TIMESTAMP_TYPE)
+                .and_then(|c| c.value.as_deref())
+                .is_some_and(|v| v.eq_ignore_ascii_case("LogAppendTime"))
+        {
+            issues.push(issue(
+                format!("spec.topicMapping.{}", t.name),
+                format!(
+                    "target topic {target:?} has {TIMESTAMP_TYPE}=LogAppendTime: the broker would stamp every restored record with the time of the restore and the backed-up timestamps would be lost. Set {TIMESTAMP_TYPE}=CreateTime on it for the restore (and back afterwards), or restore into a new topic with createTopics: true (the restore then sets LogAppendTime after the data)"
+                ),
+            ));
+        }
+        let mut non_empty = Vec::new();
+        let mut purge_topic = false;
+        if existing.is_some() {
+            for p in &t.partitions {
+                let tp = pmap.get(&p.partition).copied().unwrap_or(p.partition);
+                if let Some(o) = facts.target_offsets.get(&(target.clone(), tp))
+                    && o.high_watermark > o.log_start
+                {
+                    non_empty.push(format!("{tp} (offsets {}..{})", o.log_start, o.high_watermark));
+                }
+            }
+            purge_topic = spec.purge_topics;
+            if !non_empty.is_empty() && !spec.purge_topics && !spec.append_to_existing {
                 issues.push(issue(
-                    "spec.topicMapping",
+                    "spec.appendToExisting",
                     format!(
-                        "restoring onto {target:?}, which already holds records, would mix old and restored data: set purgeTopics: true to empty it first, or map it explicitly (topicMapping: {{{0}: {0}-restored}}, or {{{0}: {0}}} to append on purpose)",
+                        "target topic {target:?} already holds records this restore did not write, in partitions {}: restored records would mix with them. Set purgeTopics: true to empty them first, map {1:?} to a new topic (topicMapping: {{{1}: {1}-restored}} with createTopics: true), or set appendToExisting: true to restore after them on purpose",
+                        non_empty.join(", "),
                         t.name
                     ),
                 ));
@@ -214,9 +344,19 @@ pub fn compile_restore(
                 ));
                 continue;
             }
-            if spec.purge_topics && existing.is_some() && !purge.contains(&(target.clone(), tp)) {
+            if purge_topic && !purge.contains(&(target.clone(), tp)) {
                 purge.push((target.clone(), tp));
             }
+            let holds_records = facts
+                .target_offsets
+                .get(&(target.clone(), tp))
+                .is_some_and(|o| o.high_watermark > o.log_start);
+            let target_state = match (existing.is_some(), holds_records) {
+                (false, _) => TargetState::Created,
+                (true, false) => TargetState::Empty,
+                (true, true) if purge_topic => TargetState::Purged,
+                (true, true) => TargetState::Appended,
+            };
             // All segments of the range: their indexes carry the transaction markers that
             // decide which transactional batches were committed, even outside the window.
             let segments: Vec<SegmentRef> = p
@@ -241,6 +381,7 @@ pub fn compile_restore(
                 estimated_records: est_records,
                 estimated_bytes: segments.iter().filter(in_window).map(|s| s.raw_bytes).sum(),
                 segments,
+                target_state,
             });
         }
     }
@@ -258,6 +399,14 @@ pub fn compile_restore(
                     prev.0, prev.1, s.source_topic, s.source_partition, s.target_topic, s.target_partition
                 ),
             ));
+        }
+    }
+    if (pitr_start.is_some() || pitr_end.is_some())
+        && !spec.pitr.as_ref().is_some_and(|p| p.allow_empty)
+        && issues.is_empty()
+    {
+        if let Some(why) = empty_window(m, &steps, pitr_start, pitr_end) {
+            issues.push(issue("spec.pitr", why));
         }
     }
     if !issues.is_empty() {

@@ -96,6 +96,8 @@ mod tests {
             min_timestamp: 0,
             max_timestamp: 0,
             crc32c: 0,
+            index_crc32c: None,
+            index_bytes: None,
         }
     }
 

@@ -6,6 +6,12 @@ use opendal::Operator;
 
 use crate::format::FormatError;
 
+/// Longest a storage operation (stat, list, delete, the start of a read or write) may take
+/// before the attempt fails and is retried.
+pub const OP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Longest one read or write of a body chunk may take.
+pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -221,11 +227,19 @@ impl StorageTarget {
                 .with_http_transport(opendal::HttpTransporter::new(CanonicalQuery(base)));
             op = op.with_context(ctx);
         }
-        Ok(op.layer(
-            opendal::layers::RetryLayer::new()
-                .with_jitter()
-                .with_max_times(4),
-        ))
+        // Each attempt is bounded in time (a stalled endpoint fails it as a temporary error,
+        // which the retry layer retries); retries back off with jitter.
+        Ok(op
+            .layer(
+                opendal::layers::TimeoutLayer::new()
+                    .with_timeout(OP_TIMEOUT)
+                    .with_io_timeout(IO_TIMEOUT),
+            )
+            .layer(
+                opendal::layers::RetryLayer::new()
+                    .with_jitter()
+                    .with_max_times(4),
+            ))
     }
 }
 
