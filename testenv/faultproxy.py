@@ -5,8 +5,7 @@
                   [--mode '{"mode": "latency", "ms": 50}'] [--kafka-rewrite] [--max-secs 900]
 
 Prints `LISTENING host:port` and `CONTROL host:port` (flushed) once ready; port 0 picks a
-free port. Clients connect to the listen address; bytes go to the upstream. The control
-port is a tiny HTTP server:
+free port. Clients connect to the listen address. The control port is a tiny HTTP server:
 
     curl -s -XPOST 127.0.0.1:CTL/mode -d '{"mode": "http_error", "status": 503, "every": 3}'
     curl -s 127.0.0.1:CTL/stats      # connections, bytes each way, faults by kind, mode
@@ -14,14 +13,14 @@ port is a tiny HTTP server:
 Modes (JSON body of POST /mode). Every fault mode takes an optional "count": M; after M
 injected faults the proxy goes back to "pass" by itself. Changes apply to new connections
 and to existing ones (on their next chunk).
-  pass                         forward both ways (default)
+  pass                         forward both ways (the default)
   latency   {"ms": N}          delay every chunk, both directions, by N ms (fault = chunk)
   reset     {"after_bytes": N} after N more bytes upstream->client on a connection, abort
                                both sockets with RST (SO_LINGER 0) (fault = connection)
   stall     {"secs": N}        stop forwarding on all connections for N s from now, sockets
                                stay open; then back to pass (fault = connection stalled)
-  halfopen                     connections become dead peers: never forward or answer
-                               again, sockets stay open (fault = connection)
+  halfopen                     connections become dead peers: never forward or answer again,
+                               sockets stay open (fault = connection)
   truncate  {"after_bytes": N} forward N more bytes upstream->client, then close both
                                sockets cleanly (FIN), typically mid-message
   refuse                       accept new connections and close them at once
@@ -30,9 +29,8 @@ and to existing ones (on their next chunk).
                                connections, is answered by the proxy with that status and an
                                S3-style XML error (SlowDown for 503, InternalError for 500)
                                instead of being forwarded. Requests are parsed (head,
-                               Content-Length or chunked body, keep-alive); no pipelining.
-                               With "Expect: 100-continue" the error is sent before the body
-                               and the connection is closed.
+                               Content-Length or chunked body, keep-alive; no pipelining).
+                               With "Expect: 100-continue": error before the body, close.
 HTTP parsing is switched on per connection when its first bytes look like an HTTP request.
 --kafka-rewrite: Kafka brokers advertise their own host:port in Metadata, so clients go
 straight to the broker after bootstrap. With this flag the proxy frames Kafka requests and
@@ -47,18 +45,14 @@ import json
 import signal
 import socket
 import struct
-import sys
 import time
-import uuid
 from email.utils import formatdate
 
 CHUNK = 65536
 METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ")
 S3_CODES = {503: ("SlowDown", "Please reduce your request rate."),
             500: ("InternalError", "We encountered an internal error. Please try again.")}
-REASONS = {500: "Internal Server Error", 503: "Service Unavailable", 429: "Too Many Requests"}
 MODES = ("pass", "latency", "reset", "stall", "halfopen", "truncate", "refuse", "http_error")
-KAFKA_BROKER_APIS = (3, 10, 60)  # Metadata, FindCoordinator, DescribeCluster
 
 
 class State:
@@ -79,9 +73,8 @@ class State:
     def fault(self, kind):
         """Count one injected fault; back to pass after the mode's 'count'."""
         self.stats["faults"][kind] = self.stats["faults"].get(kind, 0) + 1
-        m = self.mode
-        m["_injected"] += 1
-        if m.get("count") is not None and m["_injected"] >= int(m["count"]):
+        self.mode["_injected"] += 1
+        if self.mode.get("count") is not None and self.mode["_injected"] >= int(self.mode["count"]):
             self.set_mode({"mode": "pass"})
 
     def public_mode(self):
@@ -95,6 +88,7 @@ class State:
 
 
 ST = State()
+TASKS = set()
 
 
 class Reader:
@@ -104,8 +98,7 @@ class Reader:
         self.r, self.buf = r, bytearray()
 
     async def fill(self):
-        d = await self.r.read(CHUNK)
-        if not d:
+        if not (d := await self.r.read(CHUNK)):
             raise EOFError
         self.buf += d
 
@@ -230,7 +223,7 @@ class Conn:
                     frame = await rd.exact(4)
                     frame += await rd.exact(struct.unpack(">i", frame)[0])
                     api, _, corr = struct.unpack(">hhi", frame[4:12])
-                    if api in KAFKA_BROKER_APIS:
+                    if api in (3, 10, 60):  # Metadata, FindCoordinator, DescribeCluster
                         self.corr[corr] = api
                 else:
                     frame = await rd.some()
@@ -291,12 +284,13 @@ class Conn:
     async def answer(self, m, method, keep):
         status = int(m.get("status", 503))
         code, msg = S3_CODES.get(status, ("InjectedError", "Injected by faultproxy."))
-        rid = uuid.uuid4().hex[:16].upper()
+        rid = "%016X" % (time.time_ns() * 2654435761 % (1 << 64))
         body = m.get("body") or (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}'
                                  f'</Code><Message>{msg}</Message><RequestId>{rid}</RequestId>'
                                  f'</Error>')
         body = b"" if method == "HEAD" else body.encode()
-        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+        reason = {500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Error")
+        head = (f"HTTP/1.1 {status} {reason}\r\n"
                 f"Content-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
                 f"x-amz-request-id: {rid}\r\nDate: {formatdate(usegmt=True)}\r\n"
                 f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n").encode()
@@ -309,6 +303,8 @@ class Conn:
 
 
 async def handle(cr, cw, upstream):
+    task = asyncio.current_task()
+    TASKS.add(task)  # strong reference: a connection waiting on closed sockets is never GC'd
     ST.stats["connections"] += 1
     ST.stats["active"] += 1
     conn = None
@@ -327,6 +323,7 @@ async def handle(cr, cw, upstream):
         pass
     finally:
         ST.stats["active"] -= 1
+        TASKS.discard(task)
         conn.close() if conn else cw.close()
 
 
@@ -337,16 +334,14 @@ async def control(cr, cw):
         n = sum(int(ln.split(":", 1)[1]) for ln in head.split("\r\n")
                 if ln.lower().startswith("content-length:"))
         body = await cr.readexactly(n) if n else b""
-        status = 200
+        status, out = 200, dict(ST.stats, mode=ST.public_mode())
         if req == ["POST", "/mode"]:
             try:
                 ST.set_mode(json.loads(body or b"{}"))
                 out = {"ok": True, "mode": ST.public_mode()}
             except ValueError as e:
                 status, out = 400, {"ok": False, "error": str(e)}
-        elif req in (["GET", "/stats"], ["GET", "/mode"]):
-            out = dict(ST.stats, mode=ST.public_mode())
-        else:
+        elif req not in (["GET", "/stats"], ["GET", "/mode"]):
             status, out = 404, {"ok": False, "error": "POST /mode or GET /stats"}
         data = json.dumps(out).encode()
         cw.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: "
@@ -381,23 +376,23 @@ async def main():
         host = a.upstream[0].encode()
         ST.rewrite = (host + struct.pack(">i", a.upstream[1]), host + struct.pack(">i", listen_port))
     for label, s in (("LISTENING", srv), ("CONTROL", ctl)):
-        h, p = s.sockets[0].getsockname()[:2]
-        print(f"{label} {h}:{p}", flush=True)
+        print(label, "%s:%d" % s.sockets[0].getsockname()[:2], flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     deadline = time.monotonic() + a.max_secs
-    while not stop.is_set():
-        ST.expire()
-        if time.monotonic() >= deadline:
-            print("faultproxy: --max-secs reached, exiting", file=sys.stderr, flush=True)
-            break
+    while not stop.is_set() and time.monotonic() < deadline:
+        ST.expire()  # the control loop: stall windows end even without traffic
         try:
             await asyncio.wait_for(stop.wait(), 0.1)
         except asyncio.TimeoutError:
             pass
     srv.close()
     ctl.close()
+    for t in TASKS:
+        t.cancel()
+    if TASKS:
+        await asyncio.wait(list(TASKS), timeout=2)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ an S3 server (boto3 with retries, raw keep-alive + chunked HTTP). Exits 1 if a c
 """
 import argparse
 import http.client
+import io
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import boto3
@@ -198,6 +200,19 @@ def s3_checks(args):
     check("s3 http_error 503 every 3, boto3 retries", ok and px.faults("http_error") >= 4,
           f"{px.faults('http_error')} injected of {px.stats()['http_requests']} requests")
     once = s3_client(args, ep, retries={"mode": "standard", "total_max_attempts": 1})
+    # a file-like body makes botocore send "Expect: 100-continue": injected before the body
+    px.mode("http_error", status=503, every=1, count=1)
+    s3.put_object(Bucket=bucket, Key="exp", Body=io.BytesIO(b"e" * 5000))
+    check("s3 http_error with Expect: 100-continue, boto3 retries",
+          s3.get_object(Bucket=bucket, Key="exp")["Body"].read() == b"e" * 5000
+          and px.stats()["mode"]["mode"] == "pass")
+    bad = urllib.request.Request(f"http://{px.ctl}/mode", data=b'{"mode": "nope"}', method="POST")
+    try:
+        urllib.request.urlopen(bad, timeout=5)
+        code = 200
+    except urllib.error.HTTPError as e:
+        code = e.code
+    check("control rejects an unknown mode", code == 400, str(code))
     px.mode("http_error", status=503, every=1, count=1)
     try:
         once.head_bucket(Bucket=bucket)  # HEAD: error without a body
@@ -218,7 +233,9 @@ def s3_checks(args):
     c = http.client.HTTPConnection(px.listen, timeout=10)
     body = b"chunked-body-" * 500
     res = []
-    for method, key, data in (("PUT", "ck", body), ("GET", "ck", None), ("GET", "ck", None)):
+    seq = (("PUT", body), ("GET", None), ("GET", None), ("PUT", b"other" * 999), ("GET", None))
+    for method, data in seq:  # request 4, an injected chunked PUT, must be swallowed whole
+        key = "ck"
         req = AWSRequest(method, f"{ep}/{bucket}/{key}", data=data)
         SigV4Auth(Credentials(args.access_key, args.secret_key), "s3", args.region).add_auth(req)
         h = dict(req.headers.items())
@@ -230,8 +247,8 @@ def s3_checks(args):
         r = c.getresponse()
         res.append((r.status, r.read()))
     c.close()
-    check("s3 keep-alive + chunked request parsing", [s for s, _ in res] == [200, 500, 200]
-          and b"<Code>InternalError</Code>" in res[1][1] and res[2][1] == body,
+    check("s3 keep-alive + chunked request parsing", [s for s, _ in res] == [200, 500, 200, 500, 200]
+          and b"<Code>InternalError</Code>" in res[1][1] and res[2][1] == res[4][1] == body,
           str([s for s, _ in res]))
 
     px.mode("stall", secs=2)

@@ -308,7 +308,10 @@ fn restore_with_pitr_mapping_and_topic_creation() {
     assert_eq!(
         plan.create_topics[0].configs,
         BTreeMap::from([
-            ("message.timestamp.type".to_string(), "CreateTime".to_string()),
+            (
+                "message.timestamp.type".to_string(),
+                "CreateTime".to_string()
+            ),
             ("retention.ms".to_string(), "-1".to_string())
         ]),
         "only topic overrides are restored, and the broker keeps the records' timestamps"
@@ -380,8 +383,13 @@ fn restore_refusals_name_the_field() {
             },
         )]),
     );
-    let e = compile_restore(&restore_doc("").spec, &lat).unwrap_err().to_string();
-    assert!(e.contains("LogAppendTime") && e.contains("CreateTime"), "{e}");
+    let e = compile_restore(&restore_doc("").spec, &lat)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("LogAppendTime") && e.contains("CreateTime"),
+        "{e}"
+    );
     // a PITR window outside the run's timestamps (1000..=1054 ms) plans nothing: an error
     // that says why, unless pitr.allowEmpty
     let e = compile_restore(

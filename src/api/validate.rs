@@ -576,15 +576,29 @@ pub fn check_storage(errs: &mut ValidationErrors, path: &str, st: &StorageSpec) 
     // Every storage key must stay inside the configured root: no '..' or '.' path segments.
     let escapes = |p: &str| p.split(['/', '\\']).any(|seg| seg == ".." || seg == ".");
     for (field, value) in [
-        ("s3.prefix", st.s3.as_ref().and_then(|x| x.prefix.as_deref())),
-        ("azure.prefix", st.azure.as_ref().and_then(|x| x.prefix.as_deref())),
-        ("gcs.prefix", st.gcs.as_ref().and_then(|x| x.prefix.as_deref())),
-        ("pvc.subPath", st.pvc.as_ref().and_then(|x| x.sub_path.as_deref())),
+        (
+            "s3.prefix",
+            st.s3.as_ref().and_then(|x| x.prefix.as_deref()),
+        ),
+        (
+            "azure.prefix",
+            st.azure.as_ref().and_then(|x| x.prefix.as_deref()),
+        ),
+        (
+            "gcs.prefix",
+            st.gcs.as_ref().and_then(|x| x.prefix.as_deref()),
+        ),
+        (
+            "pvc.subPath",
+            st.pvc.as_ref().and_then(|x| x.sub_path.as_deref()),
+        ),
     ] {
         if let Some(v) = value.filter(|v| escapes(v)) {
             errs.push(
                 format!("{path}.{field}"),
-                format!("{v:?} has a '..' or '.' segment; write the path inside the root without them"),
+                format!(
+                    "{v:?} has a '..' or '.' segment; write the path inside the root without them"
+                ),
             );
         }
     }

@@ -154,7 +154,10 @@ const QUIET: &[(&str, &str)] = &[
 /// the logs at any level (docs/decisions.md).
 pub fn log_filter(rust_log: Option<&str>) -> String {
     const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
-    let user = rust_log.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("info");
+    let user = rust_log
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("info");
     let mut out: Vec<String> = user
         .split(',')
         .map(str::trim)
@@ -197,10 +200,18 @@ mod tests {
 
     #[test]
     fn credential_crates_stay_quiet_whatever_rust_log_says() {
-        let f = log_filter(Some("trace,reqsign_core=trace,opendal=debug,kafka_backup_operator=trace"));
+        let f = log_filter(Some(
+            "trace,reqsign_core=trace,opendal=debug,kafka_backup_operator=trace",
+        ));
         assert!(f.starts_with("trace,kafka_backup_operator=trace,"), "{f}");
-        assert!(!f.contains("reqsign_core=trace") && !f.contains("opendal=debug"), "{f}");
-        assert!(f.contains("reqsign=warn") && f.contains("opendal=warn"), "{f}");
+        assert!(
+            !f.contains("reqsign_core=trace") && !f.contains("opendal=debug"),
+            "{f}"
+        );
+        assert!(
+            f.contains("reqsign=warn") && f.contains("opendal=warn"),
+            "{f}"
+        );
         assert!(log_filter(None).starts_with("info,"));
         assert!(log_filter(Some("  ")).starts_with("info,"));
         // the filter parses

@@ -229,7 +229,11 @@ pub fn restore_table(p: &RestorePlan) -> String {
         ));
         i += 1;
     }
-    for t in p.create_topics.iter().filter(|t| !t.configs_after_data.is_empty()) {
+    for t in p
+        .create_topics
+        .iter()
+        .filter(|t| !t.configs_after_data.is_empty())
+    {
         s.push_str(&format!(
             "{i:<5} set configs of {} after the data {:?}\n",
             t.name, t.configs_after_data

@@ -266,7 +266,7 @@ pub async fn run_restore(
         }
     }
     if let Some(e) = first_err {
-        if failed.len() == plan.partitions.len() || matches!(e, ExecError::Cancelled) {
+        if matches!(e, ExecError::Cancelled) {
             return Err(e);
         }
         // Say which partitions are complete: a re-run (after repairing the repository, for
@@ -278,7 +278,11 @@ pub async fn run_restore(
                 failed.len(),
                 plan.partitions.len(),
                 failed.join("\n  "),
-                if done.is_empty() { "none".to_string() } else { done.join(", ") }
+                if done.is_empty() {
+                    "none".to_string()
+                } else {
+                    done.join(", ")
+                }
             ),
             source: Box::new(e),
         });
@@ -541,6 +545,9 @@ async fn restore_partition(
             {
                 sink.skip -= b.records;
                 sink.record_written(sink.dst, vec![(b.first_offset, b.last_offset)]);
+                // counted as restored (an earlier attempt wrote them); bytes as stored
+                records += b.records;
+                bytes += b.len.saturating_sub(20);
                 ctx.progress.add(b.records, 0);
                 next = b.last_offset + 1;
                 wanted.next();

@@ -363,7 +363,9 @@ mod tests {
         let bytes = to_json(&doc);
         assert_eq!(from_json::<Checkpoint>(&bytes, "cp").unwrap(), doc);
         // one changed value, the checksum left as it was: refused, naming the object
-        let edited = String::from_utf8(bytes.clone()).unwrap().replace("\"r1\"", "\"r2\"");
+        let edited = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("\"r1\"", "\"r2\"");
         let e = from_json::<Checkpoint>(edited.as_bytes(), "cp").unwrap_err();
         assert!(e.to_string().contains("cp: checksum mismatch"), "{e}");
         // the checksum removed from a v2 document: refused

@@ -284,12 +284,19 @@ fn compress_block(codec: Codec, level: i32, raw: &[u8]) -> Result<Bytes, FormatE
 /// Decodes blocks from `data`, which starts at a block boundary, and returns the batches of
 /// every block in it. Verifies each block's CRC-32C.
 pub fn decode_blocks(data: Bytes, what: &str) -> Result<Vec<RawBatch>, FormatError> {
+    decode_blocks_at(data, what, 0)
+}
+
+/// [`decode_blocks`] for `data` read from byte `base` of the object (for messages).
+fn decode_blocks_at(data: Bytes, what: &str, base: u64) -> Result<Vec<RawBatch>, FormatError> {
+    let at = |pos: usize| base + pos as u64;
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < data.len() {
         if data.len() - pos < BLOCK_HEADER || &data[pos..pos + 4] != b"KBLK" {
             return Err(FormatError::Corrupt(format!(
-                "{what}: no block header at byte {pos}"
+                "{what}: no block header at byte {}",
+                at(pos)
             )));
         }
         let mut h = &data[pos + 4..pos + BLOCK_HEADER];
@@ -301,13 +308,15 @@ pub fn decode_blocks(data: Bytes, what: &str) -> Result<Vec<RawBatch>, FormatErr
         let start = pos + BLOCK_HEADER;
         if data.len() < start + stored {
             return Err(FormatError::Corrupt(format!(
-                "{what}: block at byte {pos} is truncated"
+                "{what}: block at byte {} is truncated",
+                at(pos)
             )));
         }
         let payload = data.slice(start..start + stored);
         if crc32c::crc32c(&payload) != crc {
             return Err(FormatError::Corrupt(format!(
-                "{what}: checksum mismatch in block at byte {pos}"
+                "{what}: CRC-32C mismatch in the payload of the block at byte {}",
+                at(pos)
             )));
         }
         let raw = match codec {
@@ -332,7 +341,8 @@ pub fn decode_blocks(data: Bytes, what: &str) -> Result<Vec<RawBatch>, FormatErr
         let used: usize = batches.iter().map(|b| b.bytes.len()).sum();
         if used != raw.len() {
             return Err(FormatError::Corrupt(format!(
-                "{what}: block at byte {pos} holds a partial batch"
+                "{what}: block at byte {} holds a partial batch",
+                at(pos)
             )));
         }
         out.extend(batches);
@@ -532,8 +542,14 @@ pub fn decode_checked(
                 )));
             }
         }
-        let batches =
-            decode_blocks(block, what).map_err(|e| FormatError::Corrupt(format!("{place}: {e}")))?;
+        let batches = decode_blocks_at(block, what, b.pos).map_err(|e| {
+            FormatError::Corrupt(format!(
+                "{} (offsets {}..={})",
+                e.to_string().trim_start_matches("corrupt data: "),
+                b.first_offset,
+                b.last_offset
+            ))
+        })?;
         let (Some(f), Some(l)) = (batches.first(), batches.last()) else {
             return Err(FormatError::Corrupt(format!("{place} holds no batch")));
         };

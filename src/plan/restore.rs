@@ -137,7 +137,11 @@ fn empty_window(
             .topics
             .iter()
             .find(|t| t.name == s.source_topic)
-            .and_then(|t| t.partitions.iter().find(|p| p.partition == s.source_partition))
+            .and_then(|t| {
+                t.partitions
+                    .iter()
+                    .find(|p| p.partition == s.source_partition)
+            })
         else {
             continue;
         };
@@ -319,7 +323,10 @@ pub fn compile_restore(
                 if let Some(o) = facts.target_offsets.get(&(target.clone(), tp))
                     && o.high_watermark > o.log_start
                 {
-                    non_empty.push(format!("{tp} (offsets {}..{})", o.log_start, o.high_watermark));
+                    non_empty.push(format!(
+                        "{tp} (offsets {}..{})",
+                        o.log_start, o.high_watermark
+                    ));
                 }
             }
             purge_topic = spec.purge_topics;

@@ -5,6 +5,7 @@ mod support;
 mod continuous;
 mod errors;
 mod incremental;
+mod integrity;
 mod plan_cmd;
 mod restore_resume;
 mod resume;

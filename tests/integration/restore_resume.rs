@@ -143,3 +143,34 @@ async fn a_resume_onto_a_target_written_by_someone_else_is_refused() {
         "the error says why and names the journal: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resume_continues_when_only_limits_batch_size_and_concurrency_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, topic, target, produced) = killed_restore(dir.path(), "rlim").await;
+    // the user removes the rate limit (and retunes) to finish faster: still the same restore
+    let docs = std::fs::read_to_string(&f).unwrap();
+    let retuned = docs
+        .replace(
+            "  rateLimiting:\n    bytesPerSec: 2000000\n",
+            "  rateLimiting:\n    maxConcurrentPartitions: 1\n  produceTimeoutMs: 20000\n",
+        )
+        .replace("produceBatchSize: 100", "produceBatchSize: 7");
+    assert_ne!(docs, retuned);
+    let f2 = write_docs(dir.path(), &[&retuned]);
+    let (ok, out, err) = cli(&["run", "--no-progress", "-f", f2.to_str().unwrap()]);
+    assert!(ok, "resumed restore failed: {out}{err}");
+    assert!(
+        err.contains("resumed=true") || out.contains("resumed=true"),
+        "the second attempt resumed: {out}{err}"
+    );
+    assert!(
+        out.contains(&format!("{produced} records")),
+        "the whole restore is counted: {out}"
+    );
+    assert_same(
+        std::slice::from_ref(&topic),
+        std::slice::from_ref(&target),
+        &[],
+    );
+}

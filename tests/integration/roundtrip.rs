@@ -288,7 +288,7 @@ async fn restoring_onto_a_non_empty_topic_of_the_same_name_is_refused() {
         Ok(_) => panic!("restore onto the same non-empty topic must be refused"),
     };
     assert!(
-        err.contains("spec.topicMapping") && err.contains("purgeTopics"),
+        err.contains("spec.appendToExisting") && err.contains("purgeTopics"),
         "{err}"
     );
     let hw_after = c
