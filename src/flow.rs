@@ -245,6 +245,17 @@ pub async fn apply_retention(
     let name = kb.metadata.name.clone().unwrap_or_default();
     let runs = observe::load_complete_manifests(op, &name).await?;
     let plan = plan::compile_retention(&kb.spec.retention, &runs, now_ms);
-    crate::exec::run_retention(&plan, op, &name).await?;
+    if !plan.dry_run {
+        let lock = crate::exec::lock::Lock::acquire(
+            op,
+            &crate::format::layout::backup_lock(&name),
+            "retention",
+        )
+        .await
+        .map_err(FlowError::Exec)?;
+        lock.hold(crate::exec::run_retention(&plan, op, &name))
+            .await
+            .map_err(FlowError::Exec)?;
+    }
     Ok(plan)
 }

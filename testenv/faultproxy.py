@@ -371,10 +371,10 @@ async def main():
     ST.set_mode(json.loads(a.mode))
     srv = await asyncio.start_server(lambda r, w: handle(r, w, a.upstream), *a.listen)
     ctl = await asyncio.start_server(control, *a.control)
-    listen_port = srv.sockets[0].getsockname()[1]
+    port = srv.sockets[0].getsockname()[1]
     if a.kafka_rewrite:
         host = a.upstream[0].encode()
-        ST.rewrite = (host + struct.pack(">i", a.upstream[1]), host + struct.pack(">i", listen_port))
+        ST.rewrite = (host + struct.pack(">i", a.upstream[1]), host + struct.pack(">i", port))
     for label, s in (("LISTENING", srv), ("CONTROL", ctl)):
         print(label, "%s:%d" % s.sockets[0].getsockname()[:2], flush=True)
     stop = asyncio.Event()

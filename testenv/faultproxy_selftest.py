@@ -123,7 +123,8 @@ def kafka_checks(bootstrap):
         if m is not None and not m.error():
             got.append(m.value())
     c.close()
-    check("kafka consume through proxy", len(got) == 21 and got[-1] == b"after-reset", f"{len(got)}")
+    check("kafka consume through proxy", len(got) == 21 and got[-1] == b"after-reset",
+          f"{len(got)}")
 
     # raw single-socket checks of every mode
     ok = api_versions(px.port)
@@ -163,7 +164,8 @@ def kafka_checks(bootstrap):
         late = s.recv(65536)
     except socket.timeout:
         late = "timeout"
-    check("raw halfopen (existing connection)", len(first) > 10 and late == "timeout", str(late)[:20])
+    check("raw halfopen (existing connection)", len(first) > 10 and late == "timeout",
+          str(late)[:20])
     s.close()
     px.mode("pass")
     st = px.stats()
@@ -247,7 +249,8 @@ def s3_checks(args):
         r = c.getresponse()
         res.append((r.status, r.read()))
     c.close()
-    check("s3 keep-alive + chunked request parsing", [s for s, _ in res] == [200, 500, 200, 500, 200]
+    check("s3 keep-alive + chunked request parsing",
+          [s for s, _ in res] == [200, 500, 200, 500, 200]
           and b"<Code>InternalError</Code>" in res[1][1] and res[2][1] == res[4][1] == body,
           str([s for s, _ in res]))
 
@@ -319,7 +322,8 @@ def lifecycle_checks(proxies, upstream):
         t0 = time.monotonic()
         px.p.terminate()
         rc = px.p.wait(10)
-        check("exits on SIGTERM", time.monotonic() - t0 < 5, f"rc={rc} {time.monotonic() - t0:.2f}s")
+        took = time.monotonic() - t0
+        check("exits on SIGTERM", took < 5, f"rc={rc} {took:.2f}s")
         px.log.seek(0)
         err = px.log.read().strip()
         check(f"proxy for {px.upstream} logged no errors", not err, err[-2000:])

@@ -52,12 +52,28 @@ impl Shared<'_> {
     }
 }
 
-/// Runs a backup plan to completion and returns the manifest it wrote.
+/// Runs a backup plan to completion and returns the manifest it wrote, holding the
+/// repository lock (`exec::lock`) throughout: a second writer is refused.
 ///
 /// Errors: the first partition error (others are cancelled with it); the checkpoint stays,
 /// so running the same backup again resumes. On cancellation a `continuous` run completes
 /// normally with what it has; other runs return [`ExecError::Cancelled`].
 pub async fn run_backup(
+    plan: &BackupPlan,
+    client: &KafkaClient,
+    op: &Operator,
+    ctx: &ExecContext,
+) -> Result<RunManifest, ExecError> {
+    let lock = super::lock::Lock::acquire(
+        op,
+        &layout::backup_lock(&plan.backup_name),
+        &format!("backup run {}", plan.run_id),
+    )
+    .await?;
+    lock.hold(run_backup_locked(plan, client, op, ctx)).await
+}
+
+async fn run_backup_locked(
     plan: &BackupPlan,
     client: &KafkaClient,
     op: &Operator,

@@ -3,6 +3,7 @@
 //! and restore executors supply the steps. Nothing here runs inside a Kubernetes reconcile.
 pub mod backup;
 pub mod engine;
+pub mod lock;
 pub mod restore;
 pub mod retention;
 
@@ -23,6 +24,8 @@ impl ExecError {
             ExecError::Kafka(e) => e.is_retriable(),
             ExecError::Storage(e) => e.is_transient(),
             ExecError::Partial { source, .. } => source.is_transient(),
+            // the other writer finishes, or its lock expires
+            ExecError::Locked(_) => true,
             _ => false,
         }
     }
@@ -43,6 +46,9 @@ pub enum ExecError {
     Cancelled,
     #[error("{0}")]
     Failed(String),
+    /// Another writer holds the repository lock (or took it over from this run).
+    #[error("repository locked: {0}")]
+    Locked(String),
     /// Some steps completed and some failed; `message` lists both, `source` is the first
     /// failure (whose kind decides whether a later attempt may succeed).
     #[error("{message}")]

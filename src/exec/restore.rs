@@ -124,6 +124,34 @@ pub async fn run_restore(
             "dryRun is set: nothing is executed".into(),
         ));
     }
+    if matches!(start, RestoreStart::Complete(_)) {
+        return run_restore_locked(plan, start, client, op, ctx).await;
+    }
+    let lock = super::lock::Lock::acquire(
+        op,
+        &layout::restore_lock(&plan.backup_name, &plan.restore_name),
+        &format!(
+            "restore {} of run {}",
+            plan.restore_name, plan.backup_run_id
+        ),
+    )
+    .await?;
+    lock.hold(run_restore_locked(plan, start, client, op, ctx))
+        .await
+}
+
+async fn run_restore_locked(
+    plan: &RestorePlan,
+    start: &RestoreStart,
+    client: &KafkaClient,
+    op: &Operator,
+    ctx: &ExecContext,
+) -> Result<RestoreOutcome, ExecError> {
+    if plan.dry_run {
+        return Err(ExecError::Failed(
+            "dryRun is set: nothing is executed".into(),
+        ));
+    }
     let journal_path = layout::restore_journal(&plan.backup_name, &plan.restore_name);
     if let RestoreStart::Complete(j) = start {
         ctx.progress.emit(Event::StepStarted {

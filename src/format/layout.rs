@@ -8,6 +8,8 @@
 //! <backup>/data/<topic>/<partition>/<firstOffset:020>-<runId>.idx.json   its block index
 //! <backup>/restores/<restoreName>/<runId>/offset-map.json        offset map of a restore
 //! <backup>/restores/<restoreName>/journal.json                   a restore's journal (resume)
+//! <backup>/lock.json                                             lock of the backup's writers
+//! <backup>/restores/<restoreName>/lock.json                      lock of one restore
 //! ```
 
 /// Version tag written into every manifest, index, checkpoint, offset map and journal.
@@ -40,6 +42,14 @@ pub fn segment_index(segment_path: &str) -> String {
 pub fn offset_map(backup: &str, restore: &str, run: &str) -> String {
     format!("{backup}/restores/{restore}/{run}/offset-map.json")
 }
+/// The repository lock of a backup's writers (runs and retention; see `exec::lock`).
+pub fn backup_lock(backup: &str) -> String {
+    format!("{backup}/lock.json")
+}
+/// The lock of one restore (its journal and offset maps).
+pub fn restore_lock(backup: &str, restore: &str) -> String {
+    format!("{backup}/restores/{restore}/lock.json")
+}
 /// The journal of a restore (plan and base offsets), read when it is resumed.
 pub fn restore_journal(backup: &str, restore: &str) -> String {
     format!("{backup}/restores/{restore}/journal.json")
@@ -51,8 +61,43 @@ pub fn run_id(epoch_ms: i64) -> String {
     ts.strftime("%Y%m%dT%H%M%S.%3fZ").to_string()
 }
 
+/// The epoch ms a run id stands for (None for an id not of the [`run_id`] form).
+pub fn run_id_ms(id: &str) -> Option<i64> {
+    let t = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S.%3fZ", id.get(..20)?).ok()?;
+    t.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp().as_millisecond())
+}
+
+/// A new run's id at `now_ms`, strictly greater than `after` (the newest run of the
+/// repository): a clock that stepped back, or two runs in one millisecond, still give ids that
+/// sort after every earlier run, so "the newest run is the greatest id" holds.
+pub fn next_run_id(now_ms: i64, after: Option<&str>) -> String {
+    let id = run_id(now_ms);
+    match after {
+        Some(prev) if id.as_str() <= prev => {
+            run_id(run_id_ms(prev).map_or(now_ms, |ms| ms.max(now_ms)) + 1)
+        }
+        _ => id,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn new_run_ids_sort_after_the_newest_even_when_the_clock_steps_back() {
+        let prev = super::run_id(1_700_000_000_500);
+        assert_eq!(super::run_id_ms(&prev), Some(1_700_000_000_500));
+        let same = super::next_run_id(1_700_000_000_500, Some(&prev));
+        let back = super::next_run_id(1_600_000_000_000, Some(&prev));
+        assert!(same > prev && back > prev, "{same} {back} > {prev}");
+        assert_eq!(
+            super::next_run_id(1_700_000_001_000, Some(&prev)),
+            super::run_id(1_700_000_001_000)
+        );
+        assert_eq!(super::next_run_id(5, None), super::run_id(5));
+    }
+
     #[test]
     fn run_ids_sort_by_time_and_paths_are_stable() {
         let a = super::run_id(1_700_000_000_000);

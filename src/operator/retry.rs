@@ -75,15 +75,23 @@ pub enum Pause {
 
 impl From<FlowError> for RunFailure {
     fn from(e: FlowError) -> Self {
-        RunFailure {
-            kind: RunFailure::kind_of(e.is_transient()),
-            message: e.to_string(),
+        match e {
+            FlowError::Exec(e) => e.into(),
+            e => RunFailure {
+                kind: RunFailure::kind_of(e.is_transient()),
+                message: e.to_string(),
+            },
         }
     }
 }
 
 impl From<ExecError> for RunFailure {
+    /// A repository held by another writer is waited for (its run ends, or its lock expires
+    /// after a crash), using up no attempt.
     fn from(e: ExecError) -> Self {
+        if matches!(e, ExecError::Locked(_)) {
+            return RunFailure::waiting(e.to_string());
+        }
         RunFailure {
             kind: RunFailure::kind_of(e.is_transient()),
             message: e.to_string(),

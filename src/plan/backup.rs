@@ -147,7 +147,16 @@ pub fn compile_backup(
         .filter(|c| facts.previous.as_ref().is_none_or(|p| p.run_id < c.run_id));
     let run_id = match resume {
         Some(c) => c.run_id.clone(),
-        None => crate::format::layout::run_id(facts.now_ms),
+        None => crate::format::layout::next_run_id(
+            facts.now_ms,
+            [
+                facts.previous.as_ref().map(|m| m.run_id.as_str()),
+                facts.checkpoint.as_ref().map(|c| c.run_id.as_str()),
+            ]
+            .into_iter()
+            .flatten()
+            .max(),
+        ),
     };
     let prev_parts: BTreeMap<(String, i32), &crate::format::manifest::PartitionManifest> = facts
         .previous

@@ -327,3 +327,44 @@ async fn a_completed_restore_run_again_does_nothing_and_says_so() {
     assert_eq!(out.records, produced);
     assert_eq!(end_offsets(&target, 2).await as u64, 2 * produced);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_does_not_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("lock");
+    gen_load(&topic, 1, 4);
+    let kb = backup_yaml(
+        "lk",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  stopAtCurrentOffsets: true\n  rateLimiting:\n    bytesPerSec: 300000\n",
+    );
+    let f = write_docs(dir.path(), &[&kb]);
+    #[allow(clippy::zombie_processes)] // killed and reaped below on every path
+    let mut child = spawn_run(&f);
+    let lock = dir.path().join("lk/lock.json");
+    let t = std::time::Instant::now();
+    while !lock.exists() && t.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = run_docs(dir.path(), &[&kb], "lk").await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let e = match second {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("two backups ran at once on one repository"),
+    };
+    assert!(
+        e.contains("repository locked")
+            && e.contains(&format!("pid {}", child.id()))
+            && e.contains("backup run"),
+        "{e}"
+    );
+    // the holder was killed (SIGKILL, lock left behind): the next run takes it over at once
+    // and resumes the killed run
+    assert!(lock.exists(), "the killed run left its lock");
+    let kb_fast = kb.replace("    bytesPerSec: 300000\n", "    bytesPerSec: 0\n");
+    let m = backup(dir.path(), &[&kb_fast], "lk").await;
+    assert!(m.total_records > 0);
+    assert!(!lock.exists(), "released at the end");
+}

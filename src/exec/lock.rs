@@ -1,0 +1,295 @@
+//! The repository lock: a lease object in storage that one writer holds at a time
+//! (docs/format.md, "Lock").
+//!
+//! `<backup>/lock.json` is held by a backup run (and its retention), `<backup>/restores/<name>/
+//! lock.json` by a restore. It is created with a conditional write (`If-None-Match: *` on S3,
+//! `O_CREAT|O_EXCL` on a filesystem: opendal's `if_not_exists`), renewed every
+//! [`HEARTBEAT`] and valid for [`TTL`] after its last renewal, so a writer killed with
+//! SIGKILL blocks the next one for at most [`TTL`]. A second writer meets a live lock and is
+//! refused with an error that names the holder, its run and when the lock expires. An expired
+//! lock, or one whose holder was a process of this host that no longer runs (killed with
+//! SIGKILL), is taken over (deleted, then created again conditionally: of two writers taking
+//! it over at once, one wins). The operator waits for a locked repository (checked every
+//! 15 s, no attempt used up). The holder checks its lock at every renewal; a lock found taken by
+//! someone else (after a pause longer than [`TTL`]) stops the run.
+use std::time::Duration;
+
+use opendal::Operator;
+use serde::{Deserialize, Serialize};
+
+use super::ExecError;
+use crate::format::layout::FORMAT;
+use crate::format::manifest::{from_json, to_json};
+use crate::storage::{self, backend};
+
+/// How long a lock stays valid after its last renewal.
+pub const TTL: Duration = Duration::from_secs(60);
+/// How often the holder renews it.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// The lock document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockDoc {
+    pub format: String,
+    /// Who holds it: `POD_NAME` (the operator) or the host name, and the process id.
+    pub holder: String,
+    /// A value unique to this acquisition (the holder's token).
+    pub token: String,
+    /// What it is held for, e.g. `backup run 20261201T120000.000Z`.
+    pub purpose: String,
+    pub acquired_at: i64,
+    pub renewed_at: i64,
+    /// Epoch ms after which another writer may take it over.
+    pub expires_at: i64,
+}
+
+/// A held lock. Dropping it stops the heartbeat; [`Lock::release`] deletes the object.
+pub struct Lock {
+    op: Operator,
+    path: String,
+    token: String,
+    heartbeat: tokio::task::JoinHandle<()>,
+    lost: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+/// This process as a lock holder: `POD_NAME` or the host name, and the pid.
+pub fn holder_id() -> String {
+    let host = std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!("{host}/pid {}", std::process::id())
+}
+
+/// True when `holder` names a process of this host that no longer runs (a writer killed with
+/// SIGKILL here): its lock is stale at once, with no need to wait for it to expire.
+fn holder_is_gone(holder: &str) -> bool {
+    let me = holder_id();
+    let (Some((host, pid)), Some((my_host, my_pid))) =
+        (holder.rsplit_once("/pid "), me.rsplit_once("/pid "))
+    else {
+        return false;
+    };
+    host == my_host
+        && pid != my_pid
+        && pid.parse::<u32>().is_ok()
+        && std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+async fn read_lock(op: &Operator, path: &str) -> Result<Option<LockDoc>, ExecError> {
+    match storage::read_opt(op, path).await? {
+        None => Ok(None),
+        Some(b) => Ok(Some(from_json(&b, path)?)),
+    }
+}
+
+/// Creates `path` only if it does not exist; Ok(false) when it exists.
+async fn create_new(op: &Operator, path: &str, doc: &LockDoc) -> Result<bool, ExecError> {
+    if !op.info().capability().write_with_if_not_exists {
+        // A store without conditional writes: check, then write (a narrow race remains).
+        if op
+            .exists(path)
+            .await
+            .map_err(|e| backend("stat", path, e))?
+        {
+            return Ok(false);
+        }
+        storage::write_all(op, path, to_json(doc)).await?;
+        return Ok(true);
+    }
+    match op.write_with(path, to_json(doc)).if_not_exists(true).await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::AlreadyExists
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(backend("write", path, e).into()),
+    }
+}
+
+impl Lock {
+    /// Takes the lock at `path` for `purpose`, or fails naming the holder of a live lock.
+    ///
+    /// Errors: [`ExecError::Locked`] when another writer holds a live lock; storage failures.
+    pub async fn acquire(op: &Operator, path: &str, purpose: &str) -> Result<Lock, ExecError> {
+        let t = now_ms();
+        let doc = LockDoc {
+            format: FORMAT.into(),
+            holder: holder_id(),
+            token: format!("{:016x}", rand::random::<u64>()),
+            purpose: purpose.into(),
+            acquired_at: t,
+            renewed_at: t,
+            expires_at: t + TTL.as_millis() as i64,
+        };
+        for _ in 0..3 {
+            if create_new(op, path, &doc).await? {
+                return Ok(Lock::start(op.clone(), path.to_string(), doc));
+            }
+            match read_lock(op, path).await {
+                Ok(Some(held)) if held.expires_at > now_ms() && !holder_is_gone(&held.holder) => {
+                    return Err(ExecError::Locked(format!(
+                        "{path} is held by {} for {} (renewed {}, expires {}): another writer is using this repository; wait for it to finish, or, if it is gone, for the lock to expire (at most {} s after its last renewal)",
+                        held.holder,
+                        held.purpose,
+                        rfc3339(held.renewed_at),
+                        rfc3339(held.expires_at),
+                        TTL.as_secs()
+                    )));
+                }
+                Ok(Some(held)) => {
+                    tracing::warn!(lock = %path, holder = %held.holder, purpose = %held.purpose,
+                        expires = %rfc3339(held.expires_at), "taking over a stale repository lock (its holder stopped without releasing it)");
+                }
+                // unreadable (damaged) or gone meanwhile: take it over as expired
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(lock = %path, error = %e, "taking over an unreadable repository lock")
+                }
+            }
+            op.delete(path)
+                .await
+                .map_err(|e| backend("delete", path, e))?;
+        }
+        Err(ExecError::Locked(format!(
+            "{path}: could not take the lock (other writers kept taking it)"
+        )))
+    }
+
+    fn start(op: Operator, path: String, doc: LockDoc) -> Lock {
+        let (tx, lost) = tokio::sync::watch::channel(None);
+        let token = doc.token.clone();
+        let (hop, hpath) = (op.clone(), path.clone());
+        let heartbeat = tokio::spawn(async move {
+            let mut doc = doc;
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                match read_lock(&hop, &hpath).await {
+                    Ok(Some(held)) if held.token != doc.token => {
+                        let _ = tx.send(Some(format!(
+                            "the repository lock {hpath} was taken over by {} for {} while this run held it (paused longer than {} s?): stopping",
+                            held.holder,
+                            held.purpose,
+                            TTL.as_secs()
+                        )));
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(lock = %hpath, error = %e, "repository lock not renewed; retrying");
+                        continue;
+                    }
+                    _ => {}
+                }
+                doc.renewed_at = now_ms();
+                doc.expires_at = doc.renewed_at + TTL.as_millis() as i64;
+                if let Err(e) = storage::write_all(&hop, &hpath, to_json(&doc)).await {
+                    tracing::warn!(lock = %hpath, error = %e, "repository lock not renewed; retrying");
+                }
+            }
+        });
+        Lock {
+            op,
+            path,
+            token,
+            heartbeat,
+            lost,
+        }
+    }
+
+    /// Resolves when the lock is lost to another writer, with the reason.
+    pub async fn lost(&self) -> String {
+        let mut rx = self.lost.clone();
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                // the heartbeat ended without a loss (never, short of a panic): wait forever
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Runs `work` while holding the lock, then releases it. A lock lost meanwhile stops
+    /// `work` (as a kill would: checkpoints and journals make the next attempt exact) and
+    /// returns [`ExecError::Locked`].
+    pub async fn hold<T>(
+        self,
+        work: impl std::future::Future<Output = Result<T, ExecError>>,
+    ) -> Result<T, ExecError> {
+        let r = tokio::select! {
+            r = work => r,
+            why = self.lost() => Err(ExecError::Locked(why)),
+        };
+        self.release().await;
+        r
+    }
+
+    /// Deletes the lock if it is still this holder's.
+    pub async fn release(self) {
+        self.heartbeat.abort();
+        if let Ok(Some(held)) = read_lock(&self.op, &self.path).await
+            && held.token == self.token
+        {
+            let _ = self.op.delete(&self.path).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_writer_is_refused_naming_the_holder_and_an_expired_lock_is_taken_over() {
+        let op = crate::storage::StorageTarget::Memory.operator().unwrap();
+        let first = Lock::acquire(&op, "kb/lock.json", "backup run r1")
+            .await
+            .unwrap();
+        let e = match Lock::acquire(&op, "kb/lock.json", "backup run r2").await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("two writers held the lock"),
+        };
+        assert!(
+            e.contains(&holder_id()) && e.contains("backup run r1") && e.contains("expires"),
+            "{e}"
+        );
+        first.release().await;
+        let second = Lock::acquire(&op, "kb/lock.json", "backup run r2")
+            .await
+            .unwrap();
+        // a holder killed without releasing: its lock expires and is taken over
+        second.heartbeat.abort();
+        let mut stale: LockDoc =
+            from_json(&op.read("kb/lock.json").await.unwrap().to_vec(), "lock").unwrap();
+        stale.expires_at = now_ms() - 1;
+        op.write("kb/lock.json", to_json(&stale)).await.unwrap();
+        let third = Lock::acquire(&op, "kb/lock.json", "backup run r3")
+            .await
+            .unwrap();
+        third.release().await;
+        assert!(op.read("kb/lock.json").await.is_err(), "released");
+    }
+}
