@@ -103,6 +103,12 @@ pub async fn prepare_backup(
     let (selected, _) = plan::select_topics(&spec.topics, &spec.exclude_topics, &available);
     let facts = observe::observe_cluster(&client, &selected, true).await?;
     let repo = observe::load_repo_state(&op, &name).await?;
+    let diverged = match &repo.latest {
+        Some(prev) => {
+            observe::diverged_partitions(&client, prev, &facts.offsets, &facts.configs).await?
+        }
+        None => Default::default(),
+    };
     let facts = BackupFacts {
         name,
         now_ms,
@@ -111,6 +117,7 @@ pub async fn prepare_backup(
         configs: facts.configs,
         previous: repo.latest,
         checkpoint: repo.checkpoint,
+        diverged,
     };
     let plan = plan::compile_backup(spec, &facts)?;
     if access == Access::ReadWrite {

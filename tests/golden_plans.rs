@@ -113,6 +113,8 @@ fn seg(path: &str, first: i64, last: i64, records: u64) -> SegmentRef {
         crc32c: 7,
         index_crc32c: Some(9),
         index_bytes: Some(500),
+        last_batch_offset: Some(last),
+        last_batch_crc32c: Some(11),
     }
 }
 
@@ -200,6 +202,7 @@ fn first_backup_with_globs_excludes_and_a_consistent_cut() {
         configs: BTreeMap::new(),
         previous: None,
         checkpoint: None,
+        diverged: BTreeMap::new(),
     };
     let plan = compile_backup(&kb.spec, &facts).unwrap();
     assert_eq!(plan.run_id, "20260101T000000.000Z");
@@ -218,6 +221,7 @@ fn incremental_backup_continues_after_the_cut_and_records_a_retention_gap() {
         configs: BTreeMap::new(),
         previous: Some(previous_run()),
         checkpoint: None,
+        diverged: BTreeMap::new(),
     };
     let plan = compile_backup(&kb.spec, &facts).unwrap();
     assert_eq!(plan.partitions[0].start_offset, 100);
@@ -258,6 +262,7 @@ fn interrupted_run_is_resumed_from_its_checkpoint() {
         configs: BTreeMap::new(),
         previous: Some(previous_run()),
         checkpoint: Some(cp),
+        diverged: BTreeMap::new(),
     };
     let plan = compile_backup(&kb.spec, &facts).unwrap();
     assert!(plan.resumed);
@@ -280,6 +285,7 @@ fn missing_literal_topic_names_the_field() {
         configs: BTreeMap::new(),
         previous: None,
         checkpoint: None,
+        diverged: BTreeMap::new(),
     };
     let e = compile_backup(&kb.spec, &facts).unwrap_err().to_string();
     assert!(

@@ -39,6 +39,13 @@ pub struct SegmentRef {
     pub index_crc32c: Option<u32>,
     #[serde(default)]
     pub index_bytes: Option<u64>,
+    /// Base offset and CRC-32C (as fetched) of the segment's last record batch: a later run
+    /// fetches that batch again to tell the same log from a recreated topic on brokers
+    /// without topic ids (v2; `null` in segments written by v1).
+    #[serde(default)]
+    pub last_batch_offset: Option<i64>,
+    #[serde(default)]
+    pub last_batch_crc32c: Option<u32>,
 }
 
 /// A range of offsets that was planned but could not be read (retention moved the log start

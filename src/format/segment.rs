@@ -84,6 +84,8 @@ impl SegmentWriter {
                 crc32c: crc32c::crc32c(MAGIC),
                 index_crc32c: None,
                 index_bytes: None,
+                last_batch_offset: None,
+                last_batch_crc32c: None,
             },
             path,
             topic: topic.into(),
@@ -165,6 +167,8 @@ impl SegmentWriter {
             self.seg.min_timestamp = self.seg.min_timestamp.min(min_ts);
             self.seg.max_timestamp = self.seg.max_timestamp.max(h.max_timestamp);
         }
+        self.seg.last_batch_offset = Some(h.base_offset);
+        self.seg.last_batch_crc32c = Some(h.crc);
         self.seg.first_offset = self.seg.first_offset.min(h.base_offset);
         self.seg.last_offset = h.last_offset();
         self.seg.records += records;

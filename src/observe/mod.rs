@@ -98,3 +98,79 @@ pub async fn observe_cluster(
         configs,
     })
 }
+
+/// Partitions of `previous` (the newest complete run) whose log no longer holds that run's
+/// last stored batch, with why: the topic was deleted and recreated since, on a broker that
+/// reports no topic ids (Kafka before 2.8, some Kafka-compatible brokers). For each partition
+/// whose last batch offset lies inside today's log (`offsets`), that batch is fetched again
+/// and its base offset and CRC-32C compared with what the run stored; a different batch means
+/// another log. Compacted topics (`cleanup.policy` with `compact`, per `configs`) are not
+/// checked: compaction rewrites batches, so their CRCs change without a recreation.
+///
+/// Errors: Kafka failures of the Fetch requests.
+pub async fn diverged_partitions(
+    client: &KafkaClient,
+    previous: &crate::format::manifest::RunManifest,
+    offsets: &BTreeMap<(String, i32), PartitionOffsets>,
+    configs: &BTreeMap<String, BTreeMap<String, ConfigEntry>>,
+) -> Result<BTreeMap<(String, i32), String>, ObserveError> {
+    use futures::StreamExt;
+    let mut probes = Vec::new();
+    for t in &previous.topics {
+        let compacted = configs
+            .get(&t.name)
+            .and_then(|c| c.get("cleanup.policy"))
+            .and_then(|c| c.value.as_deref())
+            .is_some_and(|v| v.contains("compact"));
+        if compacted {
+            continue;
+        }
+        for p in &t.partitions {
+            let Some(last) = p.segments.last() else {
+                continue;
+            };
+            let (Some(at), Some(crc)) = (last.last_batch_offset, last.last_batch_crc32c) else {
+                continue;
+            };
+            match offsets.get(&(t.name.clone(), p.partition)) {
+                Some(o) if at >= o.log_start && at < o.high_watermark => {
+                    probes.push((t.name.clone(), p.partition, at, crc))
+                }
+                _ => {}
+            }
+        }
+    }
+    let results: Vec<Result<Option<((String, i32), String)>, ObserveError>> =
+        futures::stream::iter(probes)
+            .map(|(topic, partition, at, crc)| async move {
+                let mut s = client.fetch_stream(&topic, partition, at, 65_536, 0).await?;
+                let Some(b) = s.next_batch().await? else {
+                    return Ok(None);
+                };
+                let h = &b.header;
+                let why = if h.base_offset != at {
+                    format!(
+                        "offset {at}, where the previous run's last batch began, now lies in a batch at {}",
+                        h.base_offset
+                    )
+                } else if h.crc != crc {
+                    format!(
+                        "the batch at offset {at} has CRC-32C {}, the previous run stored {crc}",
+                        h.crc
+                    )
+                } else {
+                    return Ok(None);
+                };
+                Ok(Some(((topic, partition), why)))
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+    let mut out = BTreeMap::new();
+    for r in results {
+        if let Some((k, why)) = r? {
+            out.insert(k, why);
+        }
+    }
+    Ok(out)
+}

@@ -24,6 +24,10 @@ pub struct BackupFacts {
     pub previous: Option<RunManifest>,
     /// An incomplete run to resume, if any.
     pub checkpoint: Option<Checkpoint>,
+    /// Partitions whose log no longer holds the previous run's last batch (fetched again and
+    /// found different: [`crate::observe::diverged_partitions`]), with why: the topic was
+    /// deleted and recreated on a broker without topic ids.
+    pub diverged: BTreeMap<(String, i32), String>,
 }
 
 /// Where a partition's fetch stops.
@@ -206,6 +210,8 @@ pub fn compile_backup(
                     .and_then(|m| m.topics.iter().find(|pt| &pt.name == name))
                     .is_none_or(|pt| pt.topic_id == t.topic_id)
             });
+            let diverged = facts.diverged.get(&(name.clone(), p));
+            let same_topic = same_topic && diverged.is_none();
             let (mut start, mut covered_from, mut carried, carried_gaps) = match prev {
                 Some(pp) if same_topic && pp.cut <= off.high_watermark => {
                     let from = pp.covered_from.max(off.log_start);
@@ -226,10 +232,15 @@ pub fn compile_backup(
                 gap = Some(Gap {
                     from: off.log_start,
                     to: off.log_start,
-                    reason: format!(
-                        "topic recreated or truncated since the previous run (its cut was {}): starting over",
-                        pp.cut
-                    ),
+                    reason: match diverged {
+                        Some(why) => format!(
+                            "topic recreated since the previous run ({why}): a new incarnation, backed up from its log start; earlier runs keep the old one"
+                        ),
+                        None => format!(
+                            "topic recreated or truncated since the previous run (its cut was {}): starting over",
+                            pp.cut
+                        ),
+                    },
                 });
             }
             if start < off.log_start {

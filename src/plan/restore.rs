@@ -411,10 +411,9 @@ pub fn compile_restore(
     if (pitr_start.is_some() || pitr_end.is_some())
         && !spec.pitr.as_ref().is_some_and(|p| p.allow_empty)
         && issues.is_empty()
+        && let Some(why) = empty_window(m, &steps, pitr_start, pitr_end)
     {
-        if let Some(why) = empty_window(m, &steps, pitr_start, pitr_end) {
-            issues.push(issue("spec.pitr", why));
-        }
+        issues.push(issue("spec.pitr", why));
     }
     if !issues.is_empty() {
         return Err(CompileError(issues));

@@ -98,6 +98,8 @@ mod tests {
             crc32c: 0,
             index_crc32c: None,
             index_bytes: None,
+            last_batch_offset: None,
+            last_batch_crc32c: None,
         }
     }
 

@@ -368,3 +368,75 @@ async fn a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_does_n
     assert!(m.total_records > 0);
     assert!(!lock.exists(), "released at the end");
 }
+
+/// A LogAppendTime topic restored with createTopics keeps every record's timestamp (the one a
+/// consumer of the source sees: the broker's append time), and gets LogAppendTime back once
+/// the data is in. Before, the target was created LogAppendTime and the broker stamped every
+/// restored record with the restore time.
+#[tokio::test(flavor = "multi_thread")]
+async fn log_append_time_topics_keep_their_timestamps() {
+    use kafka_backup_operator::format::batch::{Codec, Record, encode_batch};
+    use kafka_backup_operator::kafka::ops::NewTopic;
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("lat");
+    let c = client().await;
+    c.create_topics(
+        &[NewTopic {
+            name: topic.clone(),
+            partitions: 1,
+            replication_factor: -1,
+            configs: [
+                ("message.timestamp.type", "LogAppendTime"),
+                ("retention.ms", "-1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        }],
+        10_000,
+    )
+    .await
+    .unwrap();
+    for b in 0..3 {
+        let recs: Vec<Record> = (0..50)
+            .map(|i| Record {
+                offset: 0,
+                timestamp: 1_000_000_000_000 + i,
+                key: Some(format!("k{b}-{i}").into()),
+                value: Some(format!("v{i}").into()),
+                headers: vec![],
+            })
+            .collect();
+        c.produce(&topic, 0, encode_batch(&recs, Codec::None).unwrap(), -1, 10_000)
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let kb = backup_yaml(
+        "lb",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  stopAtCurrentOffsets: true\n",
+    );
+    backup(dir.path(), &[&kb], "lb").await;
+    // restore later than the append times, so a re-stamp would show
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let target = format!("{topic}-r");
+    let kr = restore_yaml(
+        "lr",
+        "lb",
+        &format!("  createTopics: true\n  topicMapping:\n    {topic}: {target}\n"),
+    );
+    let out = restore(dir.path(), &[&kb, &kr], "lr").await;
+    assert_eq!(out.records, 150);
+    assert_same(std::slice::from_ref(&topic), std::slice::from_ref(&target), &[]);
+    let cfg = c
+        .describe_topic_configs(std::slice::from_ref(&target))
+        .await
+        .unwrap();
+    assert_eq!(
+        cfg[&target]["message.timestamp.type"].value.as_deref(),
+        Some("LogAppendTime"),
+        "the source's timestamp type is set after the data"
+    );
+}
