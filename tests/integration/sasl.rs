@@ -29,8 +29,8 @@ use kafka_backup_operator::kafka::{ClientConfig, KafkaError, SaslConfig, SaslMec
 
 use crate::support::*;
 
-const USER: &str = "backup-bot";
-const PASSWORD: &str = "s3cr3t-Pa55";
+pub(crate) const USER: &str = "backup-bot";
+pub(crate) const PASSWORD: &str = "s3cr3t-Pa55";
 const SALT: &[u8] = b"kbo-test-salt";
 const ITERATIONS: u32 = 4096;
 
@@ -224,7 +224,7 @@ async fn serve(mut client: TcpStream, config: Arc<SASLConfig>) {
 }
 
 /// Starts the SASL proxy on 127.0.0.1; returns its port.
-async fn sasl_proxy() -> u16 {
+pub(crate) async fn sasl_proxy() -> u16 {
     let users = Users {
         sha256: scram_keys::<sha2::Sha256>(),
         sha512: scram_keys::<sha2::Sha512>(),
