@@ -140,7 +140,8 @@ pub async fn diverged_partitions(
             }
         }
     }
-    let results: Vec<Result<Option<((String, i32), String)>, ObserveError>> =
+    type Probe = Result<Option<((String, i32), String)>, ObserveError>;
+    let results: Vec<Probe> =
         futures::stream::iter(probes)
             .map(|(topic, partition, at, crc)| async move {
                 let mut s = client.fetch_stream(&topic, partition, at, 65_536, 0).await?;
