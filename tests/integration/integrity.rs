@@ -516,7 +516,8 @@ async fn secrets_never_reach_the_logs_at_any_level() {
     // level (PLAIN: the broker's advertised listener, reached next, takes PLAIN too; SCRAM
     // against the listener itself is tested in sasl.rs)
     let port = crate::sasl::sasl_proxy().await;
-    for mechanism in ["PLAIN"] {
+    {
+        let mechanism = "PLAIN";
         let sasl_kb = backup_yaml(
             "sks",
             std::slice::from_ref(&topic),
