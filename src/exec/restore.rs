@@ -147,11 +147,6 @@ async fn run_restore_locked(
     op: &Operator,
     ctx: &ExecContext,
 ) -> Result<RestoreOutcome, ExecError> {
-    if plan.dry_run {
-        return Err(ExecError::Failed(
-            "dryRun is set: nothing is executed".into(),
-        ));
-    }
     let journal_path = layout::restore_journal(&plan.backup_name, &plan.restore_name);
     if let RestoreStart::Complete(j) = start {
         ctx.progress.emit(Event::StepStarted {

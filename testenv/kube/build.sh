@@ -2,7 +2,8 @@
 # Builds a real kube-apiserver (Kubernetes v1.20.2) offline, from Debian bookworm's
 # `kubernetes` source package (the one behind apt's kubernetes-client), for the e2e suite on a
 # machine without Docker or a cluster. Opt-in: ~10-15 min and ~3.5 GB of build tree and Go
-# cache (deleted at the end; the binary is 110 MB). Needs only deb.debian.org.
+# cache (deleted at the end; the binary is 110 MB). Needs only the Debian mirror apt is configured
+# with (read from the apt sources, never written down here).
 #   Output: testenv/kube/.bin/kube-apiserver. Idempotent.
 # Two changes to the upstream tree: upstream `make` (it runs the code generators plain
 # `go build` lacks), and vendored reflect2 1.0.1 / json-iterator replaced by Debian's 1.0.2 /
@@ -17,7 +18,11 @@ apt-get update -qq && apt-get install -y -qq golang-go make rsync curl ca-certif
 work="$here/.build"; mkdir -p "$work" "$here/.bin"; cd "$work"
 orig=kubernetes_1.20.5+really1.20.2.orig.tar.gz
 sha=b83c0780efb182d928dc63d46488a847f161f04e40a94b96bf5247dd671ecdfc
-[ -f "$orig" ] || curl -fsS -m 600 -O "http://deb.debian.org/debian/pool/main/k/kubernetes/$orig"
+# The Debian archive apt uses: the first URIs/deb line of the main (non-security) sources.
+mirror=$(grep -rhE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
+  | grep -oE 'https?://[^ ]+' | grep -v security | head -1)
+[ -n "$mirror" ] || { echo "kube: no Debian archive found in the apt sources" >&2; exit 1; }
+[ -f "$orig" ] || curl -fsS -m 600 -O "${mirror%/}/pool/main/k/kubernetes/$orig"
 echo "$sha  $orig" | sha256sum -c - >/dev/null
 rm -rf kubernetes-1.20.2 && tar xzf "$orig"
 v=kubernetes-1.20.2/vendor/github.com
