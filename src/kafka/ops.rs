@@ -56,6 +56,20 @@ pub struct ConfigEntry {
     pub sensitive: bool,
 }
 
+/// A broker error for `resource`, with the broker's error message appended when it sent one.
+fn broker_error(
+    api: &'static str,
+    resource: String,
+    code: i16,
+    message: Option<StrBytes>,
+) -> KafkaError {
+    let mut e = KafkaError::broker(api, resource, code);
+    if let (KafkaError::Broker { resource, .. }, Some(m)) = (&mut e, message) {
+        resource.push_str(&format!(" ({m})"));
+    }
+    e
+}
+
 impl KafkaClient {
     /// Offsets for many partitions, one ListOffsets request per leader, all leaders in
     /// parallel. Returns (topic, partition) -> offset.
@@ -335,11 +349,12 @@ impl KafkaClient {
             .await?;
         for t in resp.topics {
             if t.error_code != 0 {
-                let mut e = KafkaError::broker("CreateTopics", t.name.to_string(), t.error_code);
-                if let (KafkaError::Broker { resource, .. }, Some(m)) = (&mut e, t.error_message) {
-                    resource.push_str(&format!(" ({m})"));
-                }
-                return Err(e);
+                return Err(broker_error(
+                    "CreateTopics",
+                    t.name.to_string(),
+                    t.error_code,
+                    t.error_message,
+                ));
             }
         }
         let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
@@ -481,15 +496,12 @@ impl KafkaClient {
             .await?;
         for r in resp.responses {
             if r.error_code != 0 {
-                let mut e = KafkaError::broker(
+                return Err(broker_error(
                     "IncrementalAlterConfigs",
                     r.resource_name.to_string(),
                     r.error_code,
-                );
-                if let (KafkaError::Broker { resource, .. }, Some(m)) = (&mut e, r.error_message) {
-                    resource.push_str(&format!(" ({m})"));
-                }
-                return Err(e);
+                    r.error_message,
+                ));
             }
         }
         Ok(())
