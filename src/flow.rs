@@ -37,6 +37,19 @@ impl FlowError {
         }
     }
 
+    /// The failure category (see [`ExecError::category`]); `input` for a spec or setting that
+    /// cannot work, `plan-refused` for a plan that cannot be compiled.
+    pub fn category(&self) -> &'static str {
+        match self {
+            FlowError::Api(_) => "input",
+            FlowError::Observe(ObserveError::Api(_)) | FlowError::Observe(ObserveError::Config { .. }) => "input",
+            FlowError::Observe(ObserveError::Kafka(e)) => e.category(),
+            FlowError::Observe(ObserveError::Storage(e)) => e.category(),
+            FlowError::Compile(_) => "plan-refused",
+            FlowError::Exec(e) => e.category(),
+        }
+    }
+
     /// True when the backup repository holds no complete run of the restore's backup yet.
     pub fn no_complete_run(&self) -> bool {
         matches!(
@@ -79,6 +92,16 @@ pub struct PreparedBackup {
     pub storage: StorageTarget,
 }
 
+/// Connects to a restore's target cluster with its `circuitBreaker`.
+async fn connect_restore_target(
+    spec: &crate::api::KafkaRestoreSpec,
+    secrets: &Secrets,
+) -> Result<KafkaClient, FlowError> {
+    let mut cfg = observe::client_config(&spec.kafka_cluster, secrets)?;
+    cfg.breaker = observe::breaker_config(&spec.circuit_breaker);
+    Ok(KafkaClient::connect(cfg).await?)
+}
+
 /// Observes the cluster and the repository of `kb` and compiles its next run.
 pub async fn prepare_backup(
     kb: &KafkaBackup,
@@ -90,7 +113,8 @@ pub async fn prepare_backup(
     let spec = &kb.spec;
     let name = kb.metadata.name.clone().unwrap_or_default();
     let target = observe::storage_target(&spec.storage, secrets, pvc_root, "spec.storage")?;
-    let cfg = observe::client_config(&spec.kafka_cluster, secrets)?;
+    let mut cfg = observe::client_config(&spec.kafka_cluster, secrets)?;
+    cfg.breaker = observe::breaker_config(&spec.circuit_breaker);
     // Observe and compile read-only; storage is opened for writing only once the plan stands.
     let mut op = open(&target, Access::ReadOnly)?;
     let client = KafkaClient::connect(cfg).await?;
@@ -193,7 +217,7 @@ pub async fn prepare_restore(
         plan.bytes_per_sec = spec.rate_limiting.bytes_limit();
         plan.produce_timeout_ms = spec.produce_timeout_ms;
         let client =
-            KafkaClient::connect(observe::client_config(&spec.kafka_cluster, secrets)?).await?;
+            connect_restore_target(spec, secrets).await?;
         if access == Access::ReadWrite && !spec.dry_run {
             op = open(&target, access)?;
         }
@@ -215,7 +239,7 @@ pub async fn prepare_restore(
         None => observe::latest_complete_run(&op, &spec.backup_ref.name).await?,
     };
     let client =
-        KafkaClient::connect(observe::client_config(&spec.kafka_cluster, secrets)?).await?;
+        connect_restore_target(spec, secrets).await?;
     let targets: Vec<String> = manifest
         .topics
         .iter()

@@ -33,7 +33,22 @@ async fn main() -> std::process::ExitCode {
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The category is a stable label (docs/architecture.md, "Failure categories").
+            let category = e
+                .downcast_ref::<kafka_backup_operator::flow::FlowError>()
+                .map(|f| f.category())
+                .or_else(|| {
+                    e.downcast_ref::<kafka_backup_operator::exec::ExecError>()
+                        .map(|x| x.category())
+                })
+                .or_else(|| {
+                    e.downcast_ref::<kafka_backup_operator::cli::load::LoadError>()
+                        .map(|_| "input")
+                });
+            match category {
+                Some(c) => eprintln!("error [{c}]: {e:#}"),
+                None => eprintln!("error: {e:#}"),
+            }
             std::process::ExitCode::from(1)
         }
     }

@@ -158,6 +158,7 @@ impl Reporting {
             cancel: self.cancel.clone(),
             limits: Arc::new(limits),
             now_ms: system_now_ms,
+            stall_after: crate::exec::engine::stall_warning_after(),
         };
         let reporter = spawn_reporter(progress.clone(), ev_rx, self.bar);
         let result = f(ctx).await;

@@ -63,7 +63,18 @@ pub enum Event {
     CheckpointWritten {
         path: String,
     },
+    /// No record, byte or step finished for `secs` seconds (a stalled broker or store).
+    Stalled {
+        secs: u64,
+        step: String,
+    },
+    /// Progress again after a [`Event::Stalled`], `secs` seconds after the last progress.
+    Resumed {
+        secs: u64,
+    },
 }
+
+pub use crate::kafka::config::{STALL_WARNING_SECS, stall_warning_after};
 
 /// Live counters of a run. Records and bytes are Kafka records and raw batch bytes.
 pub struct Progress {
@@ -158,6 +169,8 @@ pub struct ExecContext {
     pub limits: Arc<Limits>,
     /// Wall clock, epoch ms (injected so tests can fix it).
     pub now_ms: fn() -> i64,
+    /// Time without progress after which the run warns, and warns again ([`Event::Stalled`]).
+    pub stall_after: std::time::Duration,
 }
 
 impl ExecContext {
@@ -174,6 +187,7 @@ impl ExecContext {
             cancel,
             limits: Arc::new(Limits::new(bytes_per_sec, records_per_sec)),
             now_ms: system_now_ms,
+            stall_after: stall_warning_after(),
         }
     }
 }
@@ -183,8 +197,61 @@ pub fn system_now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// Warns when no record, byte or step finishes for `ctx.stall_after`, again every
+/// `stall_after` while it lasts, and says when progress resumes. Never returns.
+async fn watch_stalls(ctx: &ExecContext) {
+    let p = &ctx.progress;
+    let sample = || {
+        (
+            p.records_done.load(Ordering::Relaxed),
+            p.bytes_done.load(Ordering::Relaxed),
+            p.steps_done.load(Ordering::Relaxed),
+        )
+    };
+    let tick = (ctx.stall_after / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(5),
+    );
+    let mut last = sample();
+    let mut since = Instant::now();
+    let mut warned_at: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = sample();
+        if now != last {
+            if warned_at.is_some() {
+                let secs = since.elapsed().as_secs();
+                tracing::info!(stalled_secs = secs, "progress resumed");
+                p.emit(Event::Resumed { secs });
+            }
+            last = now;
+            since = Instant::now();
+            warned_at = None;
+            continue;
+        }
+        let due = match warned_at {
+            None => since.elapsed() >= ctx.stall_after,
+            Some(w) => w.elapsed() >= ctx.stall_after,
+        };
+        if due {
+            let secs = since.elapsed().as_secs();
+            let step = p.current.lock().unwrap().clone();
+            tracing::warn!(
+                stalled_secs = secs,
+                %step,
+                records = now.0,
+                steps_done = now.2,
+                "no progress for {secs} s (a stalled broker or object store?); still trying, within the request timeouts and retries"
+            );
+            p.emit(Event::Stalled { secs, step });
+            warned_at = Some(Instant::now());
+        }
+    }
+}
+
 /// Runs `f` over `steps`, at most `concurrency` at a time, and returns every result in step
 /// order. Steps not yet started when the run is cancelled return [`ExecError::Cancelled`].
+/// While it runs, a stall watch warns when nothing progresses for `ctx.stall_after`.
 pub async fn run_steps<S, T, F, Fut>(
     steps: Vec<S>,
     concurrency: usize,
@@ -199,8 +266,7 @@ where
         .steps_total
         .fetch_add(steps.len() as u64, Ordering::Relaxed);
     let f = &f;
-    let mut out: Vec<(usize, Result<T, ExecError>)> =
-        futures::stream::iter(steps.into_iter().enumerate())
+    let all = futures::stream::iter(steps.into_iter().enumerate())
             .map(|(i, s)| async move {
                 if ctx.cancel.is_cancelled() {
                     return (i, Err(ExecError::Cancelled));
@@ -210,8 +276,11 @@ where
                 (i, r)
             })
             .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+            .collect::<Vec<(usize, Result<T, ExecError>)>>();
+    let mut out = tokio::select! {
+        out = all => out,
+        _ = watch_stalls(ctx) => unreachable!("the stall watch never returns"),
+    };
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
 }
@@ -228,6 +297,7 @@ mod tests {
             cancel: Cancel::never(),
             limits: Arc::new(Limits::new(None, None)),
             now_ms: system_now_ms,
+            stall_after: std::time::Duration::from_millis(200),
         };
         let running = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
@@ -247,6 +317,46 @@ mod tests {
         assert_eq!(
             r.into_iter().map(|x| x.unwrap()).collect::<Vec<_>>(),
             (0..20).map(|i| i * 2).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_step_that_stops_progressing_is_reported_then_its_resumption() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let ctx = ExecContext {
+            progress: Progress::new(Some(tx)),
+            cancel: Cancel::never(),
+            limits: Arc::new(Limits::new(None, None)),
+            now_ms: system_now_ms,
+            stall_after: std::time::Duration::from_millis(300),
+        };
+        let p = ctx.progress.clone();
+        run_steps(vec![()], 1, &ctx, |_| {
+            let p = p.clone();
+            async move {
+                p.add(1, 10);
+                tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+                p.add(1, 10);
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                Ok::<(), ExecError>(())
+            }
+        })
+        .await;
+        let mut events = vec![];
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        let stalls = events
+            .iter()
+            .filter(|e| matches!(e, Event::Stalled { .. }))
+            .count();
+        assert!(
+            (1..=2).contains(&stalls),
+            "one warning per 300 ms of an 800 ms stall: {events:?}"
+        );
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Resumed { .. })),
+            "{events:?}"
         );
     }
 

@@ -29,6 +29,21 @@ impl ExecError {
             _ => false,
         }
     }
+
+    /// The failure category, a stable label (logs, status, metrics): the Kafka or storage
+    /// category, `integrity` for data that fails its checks, `locked`, `cancelled`, `failed`
+    /// for a refusal; a partial failure has the category of its first failure.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ExecError::Kafka(e) => e.category(),
+            ExecError::Storage(e) => e.category(),
+            ExecError::Format(_) => "integrity",
+            ExecError::Cancelled => "cancelled",
+            ExecError::Failed(_) => "failed",
+            ExecError::Locked(_) => "locked",
+            ExecError::Partial { source, .. } => source.category(),
+        }
+    }
 }
 
 /// Errors of the execute layer.

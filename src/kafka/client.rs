@@ -11,6 +11,7 @@ use kafka_protocol::messages::{MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex;
 
+use super::breaker::Outcome;
 use super::config::ClientConfig;
 use super::conn::Connection;
 use super::error::{KafkaError, Result};
@@ -60,6 +61,7 @@ pub struct KafkaClient {
 
 struct Inner {
     cfg: ClientConfig,
+    breaker: Option<super::breaker::Breaker>,
     meta: RwLock<ClusterMeta>,
     pools: std::sync::Mutex<HashMap<String, Arc<Pool>>>,
 }
@@ -71,6 +73,7 @@ impl KafkaClient {
     pub async fn connect(cfg: ClientConfig) -> Result<KafkaClient> {
         let client = KafkaClient {
             inner: Arc::new(Inner {
+                breaker: cfg.breaker.map(super::breaker::Breaker::new),
                 cfg,
                 meta: RwLock::new(ClusterMeta::default()),
                 pools: Default::default(),
@@ -248,6 +251,11 @@ impl KafkaClient {
         )) // LEADER_NOT_AVAILABLE
     }
 
+    /// The circuit breaker of this client, when `circuitBreaker.enabled`.
+    pub fn breaker(&self) -> Option<&super::breaker::Breaker> {
+        self.inner.breaker.as_ref()
+    }
+
     /// Runs `op` with retries: up to `retries` attempts with exponential backoff (100 ms,
     /// doubling, max 5 s, with jitter) on retriable errors; the metadata cache is refreshed
     /// before an attempt that follows a NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION or
@@ -263,11 +271,34 @@ impl KafkaClient {
             let fut = op();
             let this = self.clone();
             async move {
-                if stale.swap(false, Ordering::Relaxed) {
-                    // Best effort: a failed refresh shows up as the operation's own error.
-                    let _ = this.refresh_metadata().await;
+                let Some(b) = this.inner.breaker.as_ref() else {
+                    if stale.swap(false, Ordering::Relaxed) {
+                        // Best effort: a failed refresh shows up as the operation's own error.
+                        let _ = this.refresh_metadata().await;
+                    }
+                    return fut.await;
+                };
+                b.admit().await;
+                let bound = b.config().op_timeout;
+                let r = tokio::time::timeout(bound, async {
+                    if stale.swap(false, Ordering::Relaxed) {
+                        let _ = this.refresh_metadata().await;
+                    }
+                    fut.await
+                })
+                .await
+                .unwrap_or_else(|_| {
+                    Err(KafkaError::OperationTimeout {
+                        api: what.to_string(),
+                        timeout_ms: bound.as_millis() as u64,
+                    })
+                });
+                match &r {
+                    Err(e) if e.is_retriable() => b.record(Outcome::Failed, what, e),
+                    Err(e) => b.record(Outcome::Answered, what, e),
+                    Ok(_) => b.record(Outcome::Answered, what, &"ok"),
                 }
-                fut.await
+                r
             }
         };
         let backoff = ExponentialBuilder::default()

@@ -60,6 +60,24 @@ impl std::fmt::Debug for TlsConfig {
     }
 }
 
+/// Default time without progress, or without an answer from a broker, before a run warns
+/// (seconds); `KBO_STALL_WARNING_SECS` overrides it.
+pub const STALL_WARNING_SECS: u64 = 30;
+
+/// The stall warning time: `KBO_STALL_WARNING_SECS` when set to a positive integer, else
+/// [`STALL_WARNING_SECS`]. Read once per process.
+pub fn stall_warning_after() -> Duration {
+    static AFTER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *AFTER.get_or_init(|| {
+        let secs = std::env::var("KBO_STALL_WARNING_SECS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(STALL_WARNING_SECS);
+        Duration::from_secs(secs)
+    })
+}
+
 /// Everything a [`crate::kafka::KafkaClient`] needs.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -82,6 +100,8 @@ pub struct ClientConfig {
     pub nodelay: bool,
     /// Attempts for a retriable failure, including the first (default 6).
     pub retries: usize,
+    /// The circuit breaker of retried requests (`circuitBreaker`); `None` = off.
+    pub breaker: Option<super::BreakerConfig>,
 }
 
 impl ClientConfig {
@@ -98,6 +118,7 @@ impl ClientConfig {
             keepalive: Some((Duration::from_secs(60), Duration::from_secs(20))),
             nodelay: true,
             retries: 6,
+            breaker: None,
         }
     }
 }

@@ -245,6 +245,7 @@ impl Connection {
             rx,
             cur: Bytes::new(),
             broker: self.broker.clone(),
+            closed: self.closed.clone(),
             timeout: self.request_timeout,
         })
     }
@@ -399,7 +400,37 @@ pub struct ChunkReader {
     rx: mpsc::Receiver<Result<Bytes>>,
     cur: Bytes,
     broker: String,
+    closed: Arc<AtomicBool>,
     timeout: Duration,
+}
+
+/// Waits for `fut` up to `timeout`, warning once when `stall_warning_after()` passes with no
+/// answer (a stalled or stopped broker is visible long before the request times out).
+/// `None` on timeout.
+async fn wait_warning<F: std::future::Future>(
+    fut: F,
+    timeout: Duration,
+    broker: &str,
+    api: &str,
+) -> Option<F::Output> {
+    let warn_after = super::config::stall_warning_after();
+    if warn_after >= timeout {
+        return tokio::time::timeout(timeout, fut).await.ok();
+    }
+    tokio::pin!(fut);
+    if let Ok(r) = tokio::time::timeout(warn_after, &mut fut).await {
+        return Some(r);
+    }
+    tracing::warn!(
+        broker,
+        api,
+        waited_ms = warn_after.as_millis() as u64,
+        timeout_ms = timeout.as_millis() as u64,
+        "broker {broker} has not answered {api} for {} s; waiting up to kafkaCluster.connection.requestTimeoutMs ({} ms)",
+        warn_after.as_secs(),
+        timeout.as_millis()
+    );
+    tokio::time::timeout(timeout - warn_after, fut).await.ok()
 }
 
 impl ChunkReader {
@@ -415,8 +446,13 @@ impl ChunkReader {
         out.extend_from_slice(&self.cur);
         self.cur = Bytes::new();
         while out.len() < n {
-            let chunk = match tokio::time::timeout(self.timeout, self.rx.recv()).await {
+            let chunk = match wait_warning(self.rx.recv(), self.timeout, &self.broker, "Fetch")
+                .await
+                .ok_or(())
+            {
                 Err(_) => {
+                    // Retire the connection: its stream is dead or far behind.
+                    self.closed.store(true, Ordering::Relaxed);
                     return Err(KafkaError::Timeout {
                         broker: self.broker.clone(),
                         api: "Fetch".into(),
@@ -490,7 +526,10 @@ impl<R: Request> Reply<R> {
             broker: self.broker.clone(),
             reason: format!("{api}: {e}"),
         };
-        let mut body = match tokio::time::timeout(self.timeout, self.rx).await {
+        let mut body = match wait_warning(self.rx, self.timeout, &self.broker, &api)
+            .await
+            .ok_or(())
+        {
             Err(_) => {
                 // Retire the connection: the caller retries elsewhere.
                 self.closed.store(true, Ordering::Relaxed);

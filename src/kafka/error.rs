@@ -22,6 +22,11 @@ pub enum KafkaError {
         api: String,
         timeout_ms: u64,
     },
+    /// One attempt of a request did not finish in `circuitBreaker.operationTimeoutMs`.
+    #[error(
+        "{api} did not finish in {timeout_ms} ms (circuitBreaker.operationTimeoutMs)"
+    )]
+    OperationTimeout { api: String, timeout_ms: u64 },
     /// TLS setup or handshake failed.
     #[error(
         "TLS with broker {broker} failed: {reason} (check kafkaCluster.tlsSecret / caSecret and securityProtocol)"
@@ -62,12 +67,31 @@ impl KafkaError {
         }
     }
 
+    /// The failure category, a stable label for logs, status and metrics:
+    /// `broker-unreachable` (connect, connection lost, timeouts), `broker-refused` (an error
+    /// code in a response), `broker-tls`, `broker-auth`, `kafka` (anything else).
+    pub fn category(&self) -> &'static str {
+        match self {
+            KafkaError::Connect { .. }
+            | KafkaError::Io { .. }
+            | KafkaError::Timeout { .. }
+            | KafkaError::OperationTimeout { .. } => "broker-unreachable",
+            KafkaError::Broker { .. } | KafkaError::UnknownTopic(_) => "broker-refused",
+            KafkaError::Tls { .. } => "broker-tls",
+            KafkaError::Sasl { .. } => "broker-auth",
+            _ => "kafka",
+        }
+    }
+
     /// True when a retry (after a metadata refresh) may succeed: connection loss, timeouts and
     /// the error codes the Kafka protocol guide marks retriable (NOT_LEADER_OR_FOLLOWER,
     /// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_COORDINATOR, ...).
     pub fn is_retriable(&self) -> bool {
         match self {
-            KafkaError::Io { .. } | KafkaError::Timeout { .. } | KafkaError::Connect { .. } => true,
+            KafkaError::Io { .. }
+            | KafkaError::Timeout { .. }
+            | KafkaError::OperationTimeout { .. }
+            | KafkaError::Connect { .. } => true,
             KafkaError::Broker { error, .. } => error.is_retriable(),
             _ => false,
         }
@@ -76,7 +100,10 @@ impl KafkaError {
     /// True when the cached metadata (leaders, coordinators) is probably stale.
     pub fn needs_metadata_refresh(&self) -> bool {
         match self {
-            KafkaError::Io { .. } | KafkaError::Connect { .. } | KafkaError::Timeout { .. } => true,
+            KafkaError::Io { .. }
+            | KafkaError::Connect { .. }
+            | KafkaError::Timeout { .. }
+            | KafkaError::OperationTimeout { .. } => true,
             KafkaError::Broker { error, .. } => matches!(
                 error,
                 ResponseError::NotLeaderOrFollower

@@ -7,6 +7,7 @@
 //! Layers: [`conn`] (one TCP/TLS connection, SASL, ApiVersions negotiation, pipelined
 //! requests by correlation id) -> [`client`] (connection pool per broker, metadata cache,
 //! leader routing, retries) -> typed operations in [`ops`].
+pub mod breaker;
 pub mod client;
 pub mod config;
 pub mod conn;
@@ -15,6 +16,7 @@ pub mod ops;
 pub mod sasl;
 pub mod tls;
 
+pub use breaker::BreakerConfig;
 pub use client::KafkaClient;
 pub use config::{ClientConfig, SaslConfig, SaslMechanism, TlsConfig};
 pub use error::KafkaError;

@@ -17,6 +17,16 @@ fn cfg_err(field: &str, message: impl Into<String>) -> ObserveError {
     }
 }
 
+/// The broker circuit breaker of a `circuitBreaker` block; `None` when `enabled: false`.
+pub fn breaker_config(cb: &crate::api::CircuitBreaker) -> Option<crate::kafka::BreakerConfig> {
+    cb.enabled.then(|| crate::kafka::BreakerConfig {
+        failure_threshold: cb.failure_threshold.max(1),
+        reset_timeout: Duration::from_secs(cb.reset_timeout_secs),
+        success_threshold: cb.success_threshold.max(1),
+        op_timeout: Duration::from_millis(cb.operation_timeout_ms.max(1)),
+    })
+}
+
 /// Builds the Kafka client settings of a `kafkaCluster` block, reading TLS and SASL material
 /// from `secrets`. TLS is used exactly when `securityProtocol` is SSL or SASL_SSL, SASL exactly
 /// when it is SASL_PLAINTEXT or SASL_SSL.

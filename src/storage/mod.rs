@@ -300,6 +300,19 @@ impl StorageError {
     pub fn is_transient(&self) -> bool {
         matches!(self, StorageError::Backend { source, .. } if source.is_temporary())
     }
+
+    /// The failure category: `storage-unavailable` (a temporary backend failure),
+    /// `storage-refused` (denied, not found, bad request), `storage-config`, `integrity`
+    /// (an object failed its checksum or does not parse), `no-backup`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            StorageError::Backend { .. } if self.is_transient() => "storage-unavailable",
+            StorageError::Backend { .. } | StorageError::NotFound(_) => "storage-refused",
+            StorageError::Config(_) => "storage-config",
+            StorageError::Format(_) => "integrity",
+            StorageError::NoCompleteRun { .. } => "no-backup",
+        }
+    }
 }
 
 /// Reads a whole object; `Ok(None)` if it does not exist.

@@ -4,6 +4,7 @@ mod support;
 
 mod continuous;
 mod errors;
+mod faults;
 mod incremental;
 mod integrity;
 mod plan_cmd;
