@@ -42,7 +42,8 @@ impl FlowError {
     pub fn category(&self) -> &'static str {
         match self {
             FlowError::Api(_) => "input",
-            FlowError::Observe(ObserveError::Api(_)) | FlowError::Observe(ObserveError::Config { .. }) => "input",
+            FlowError::Observe(ObserveError::Api(_))
+            | FlowError::Observe(ObserveError::Config { .. }) => "input",
             FlowError::Observe(ObserveError::Kafka(e)) => e.category(),
             FlowError::Observe(ObserveError::Storage(e)) => e.category(),
             FlowError::Compile(_) => "plan-refused",
@@ -216,8 +217,7 @@ pub async fn prepare_restore(
         plan.records_per_sec = spec.rate_limiting.records_limit();
         plan.bytes_per_sec = spec.rate_limiting.bytes_limit();
         plan.produce_timeout_ms = spec.produce_timeout_ms;
-        let client =
-            connect_restore_target(spec, secrets).await?;
+        let client = connect_restore_target(spec, secrets).await?;
         if access == Access::ReadWrite && !spec.dry_run {
             op = open(&target, access)?;
         }
@@ -238,8 +238,7 @@ pub async fn prepare_restore(
         Some(id) => observe::load_manifest(&op, &spec.backup_ref.name, id).await?,
         None => observe::latest_complete_run(&op, &spec.backup_ref.name).await?,
     };
-    let client =
-        connect_restore_target(spec, secrets).await?;
+    let client = connect_restore_target(spec, secrets).await?;
     let targets: Vec<String> = manifest
         .topics
         .iter()

@@ -267,16 +267,16 @@ where
         .fetch_add(steps.len() as u64, Ordering::Relaxed);
     let f = &f;
     let all = futures::stream::iter(steps.into_iter().enumerate())
-            .map(|(i, s)| async move {
-                if ctx.cancel.is_cancelled() {
-                    return (i, Err(ExecError::Cancelled));
-                }
-                let r = f(s).await;
-                ctx.progress.steps_done.fetch_add(1, Ordering::Relaxed);
-                (i, r)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect::<Vec<(usize, Result<T, ExecError>)>>();
+        .map(|(i, s)| async move {
+            if ctx.cancel.is_cancelled() {
+                return (i, Err(ExecError::Cancelled));
+            }
+            let r = f(s).await;
+            ctx.progress.steps_done.fetch_add(1, Ordering::Relaxed);
+            (i, r)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<(usize, Result<T, ExecError>)>>();
     let mut out = tokio::select! {
         out = all => out,
         _ = watch_stalls(ctx) => unreachable!("the stall watch never returns"),

@@ -98,13 +98,15 @@ impl BatchHeader {
         12 + self.batch_length.max(0) as usize
     }
     /// Offset of the last record (offset gaps from compaction included).
+    /// Saturates instead of overflowing on a corrupt header (base offset near `i64::MAX`).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        self.base_offset
+            .saturating_add(self.last_offset_delta as i64)
     }
     /// Offset to fetch next after this batch. Derived from the header, never from the last
     /// decoded record: compacted batches have gaps (lessons: operator #54).
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
     pub fn codec(&self) -> Result<Codec, FormatError> {
         Codec::from_bits(self.attributes)
@@ -237,19 +239,24 @@ pub fn records_section(batch: &RawBatch) -> Result<Bytes, FormatError> {
 }
 
 /// Decodes every record of a batch. Control batches decode too (their key holds the marker).
+///
+/// Errors ([`FormatError::Corrupt`]): a record or field that runs past the end of the batch,
+/// an empty record, an offset or timestamp delta that overflows (record layout: the Kafka
+/// protocol guide, "Record Batch", v2).
 pub fn decode_records(batch: &RawBatch) -> Result<Vec<Record>, FormatError> {
     let h = &batch.header;
     let data = records_section(batch)?;
     let mut b: &[u8] = &data;
-    let mut out = Vec::with_capacity(h.record_count.max(0) as usize);
+    let corrupt =
+        |what: &str| FormatError::Corrupt(format!("batch at offset {}: {what}", h.base_offset));
+    // A record takes at least 7 bytes: the count in the header cannot size the allocation.
+    let mut out = Vec::with_capacity((h.record_count.max(0) as usize).min(data.len() / 7 + 1));
     for _ in 0..h.record_count {
-        let len = get_varint(&mut b)? as usize;
-        if b.len() < len {
-            return Err(FormatError::Corrupt(format!(
-                "batch at offset {}: record runs past the end",
-                h.base_offset
-            )));
+        let len = get_varint(&mut b)?;
+        if len < 1 || b.len() < len as usize {
+            return Err(corrupt("record runs past the end"));
         }
+        let len = len as usize;
         let rec_start = data.len() - b.len();
         let rec = data.slice(rec_start..rec_start + len);
         let mut r: &[u8] = &rec;
@@ -259,20 +266,28 @@ pub fn decode_records(batch: &RawBatch) -> Result<Vec<Record>, FormatError> {
         let key = get_nullable(&mut r, &rec, "key")?;
         let value = get_nullable(&mut r, &rec, "value")?;
         let n_headers = get_varint(&mut r)?;
-        let mut headers = Vec::with_capacity(n_headers.max(0) as usize);
+        // A header takes at least 2 bytes.
+        let mut headers = Vec::with_capacity((n_headers.max(0) as usize).min(r.len() / 2 + 1));
         for _ in 0..n_headers.max(0) {
             let name = get_nullable(&mut r, &rec, "header name")?.unwrap_or_default();
             let v = get_nullable(&mut r, &rec, "header value")?;
             headers.push((name, v));
         }
         b.advance(len);
+        let offset = h
+            .base_offset
+            .checked_add(off_delta)
+            .ok_or_else(|| corrupt("offset delta overflows"))?;
+        let timestamp = if h.log_append_time() {
+            h.max_timestamp
+        } else {
+            h.base_timestamp
+                .checked_add(ts_delta)
+                .ok_or_else(|| corrupt("timestamp delta overflows"))?
+        };
         out.push(Record {
-            offset: h.base_offset + off_delta,
-            timestamp: if h.log_append_time() {
-                h.max_timestamp
-            } else {
-                h.base_timestamp + ts_delta
-            },
+            offset,
+            timestamp,
             key,
             value,
             headers,
@@ -300,7 +315,16 @@ pub fn min_timestamp(batch: &RawBatch) -> Result<i64, FormatError> {
             )));
         }
         let mut r = &b[1..len];
-        min = min.min(h.base_timestamp + get_varint(&mut r)?);
+        let ts = h
+            .base_timestamp
+            .checked_add(get_varint(&mut r)?)
+            .ok_or_else(|| {
+                FormatError::Corrupt(format!(
+                    "batch at offset {}: timestamp delta overflows",
+                    h.base_offset
+                ))
+            })?;
+        min = min.min(ts);
         b.advance(len);
     }
     Ok(if min == i64::MAX {
@@ -340,7 +364,13 @@ pub fn encode_batch(records: &[Record], codec: Codec) -> Result<Bytes, FormatErr
     for (i, r) in records.iter().enumerate() {
         let mut body = BytesMut::new();
         body.put_i8(0);
-        put_varint(&mut body, r.timestamp - base_ts);
+        let delta = r.timestamp.checked_sub(base_ts).ok_or_else(|| {
+            FormatError::Corrupt(format!(
+                "timestamps {} and {base_ts} are too far apart for one batch",
+                r.timestamp
+            ))
+        })?;
+        put_varint(&mut body, delta);
         put_varint(&mut body, i as i64);
         put_nullable(&mut body, r.key.as_deref());
         put_nullable(&mut body, r.value.as_deref());
@@ -408,8 +438,8 @@ fn compress(codec: Codec, plain: Bytes) -> Result<Bytes, FormatError> {
 pub fn can_pass_through(h: &BatchHeader) -> bool {
     !h.is_control()
         && !h.log_append_time()
-        && h.last_offset_delta == h.record_count - 1
         && h.record_count > 0
+        && h.last_offset_delta == h.record_count - 1
 }
 
 /// Turns a stored batch into one a plain (non-idempotent, non-transactional) producer may

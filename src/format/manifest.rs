@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::FormatError;
 use super::layout::{FORMAT, FORMAT_V1};
-use crate::kafka::ops::ConfigEntry;
+use crate::facts::ConfigEntry;
 
 /// One segment file as a manifest or checkpoint lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

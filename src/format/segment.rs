@@ -6,19 +6,26 @@
 //! block   := "KBLK" codec:u8 0:u8 0:u16 stored_len:u32 raw_len:u32 crc32c(payload):u32 payload
 //! ```
 //! All integers big-endian. `codec`: 0 none, 3 lz4 (frame), 4 zstd. See docs/format.md.
+// Without `runtime` only the readers and checks are built (the fuzz targets).
+#![cfg_attr(not(feature = "runtime"), allow(unused_imports, dead_code))]
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+#[cfg(feature = "runtime")]
 use opendal::Operator;
 
 use super::FormatError;
 use super::batch::{self, Codec, RawBatch};
 use super::layout::{self, FORMAT};
 use super::manifest::{BlockIndex, SegmentIndex, SegmentRef, TxnMarker};
+#[cfg(feature = "runtime")]
 use crate::storage::{self, StorageError, backend};
 
 /// First bytes of every segment.
 pub const MAGIC: &[u8; 8] = b"KBOSEG1\n";
 /// Block header size.
 pub const BLOCK_HEADER: usize = 20;
+/// Largest raw (decompressed) size a block may claim: 1 GiB, above any record batch a broker
+/// accepts (`message.max.bytes` is an i32 and in practice far smaller) plus one block target.
+pub const MAX_BLOCK_RAW: usize = 1 << 30;
 /// Raw bytes gathered before a block is written (1 MiB): the unit of ranged reads.
 pub const BLOCK_TARGET: usize = 1 << 20;
 /// Multipart chunk for streaming uploads (8 MiB; S3 needs >= 5 MiB parts).
@@ -32,6 +39,7 @@ pub struct Outer {
 }
 
 /// Streams batches of one partition into a segment object.
+#[cfg(feature = "runtime")]
 pub struct SegmentWriter {
     path: String,
     topic: String,
@@ -49,6 +57,7 @@ pub struct SegmentWriter {
     pub opened_at: std::time::Instant,
 }
 
+#[cfg(feature = "runtime")]
 impl SegmentWriter {
     /// Opens `<backup>/data/<topic>/<partition>/<first_offset>-<run>.seg` for streaming.
     pub async fn create(
@@ -323,6 +332,13 @@ fn decode_blocks_at(data: Bytes, what: &str, base: u64) -> Result<Vec<RawBatch>,
                 at(pos)
             )));
         }
+        // raw_len is outside the payload's CRC: bound it before it sizes an allocation.
+        if codec != 0 && raw_len > MAX_BLOCK_RAW {
+            return Err(FormatError::Corrupt(format!(
+                "{what}: block at byte {} claims {raw_len} raw bytes, above the {MAX_BLOCK_RAW}-byte limit",
+                at(pos)
+            )));
+        }
         let raw = match codec {
             0 => payload,
             4 => Bytes::from(
@@ -341,6 +357,13 @@ fn decode_blocks_at(data: Bytes, what: &str, base: u64) -> Result<Vec<RawBatch>,
                 )));
             }
         };
+        if raw.len() != raw_len {
+            return Err(FormatError::Corrupt(format!(
+                "{what}: block at byte {} decompresses to {} bytes, its header says {raw_len}",
+                at(pos),
+                raw.len()
+            )));
+        }
         let batches = batch::split_batches(&raw)?;
         let used: usize = batches.iter().map(|b| b.bytes.len()).sum();
         if used != raw.len() {
@@ -355,6 +378,7 @@ fn decode_blocks_at(data: Bytes, what: &str, base: u64) -> Result<Vec<RawBatch>,
     Ok(out)
 }
 
+#[cfg(feature = "runtime")]
 /// Reads a segment's index, unverified (tools that inspect a damaged repository).
 pub async fn read_index(op: &Operator, segment_path: &str) -> Result<SegmentIndex, StorageError> {
     let p = layout::segment_index(segment_path);
@@ -364,6 +388,7 @@ pub async fn read_index(op: &Operator, segment_path: &str) -> Result<SegmentInde
     Ok(super::manifest::from_json(&bytes, &p)?)
 }
 
+#[cfg(feature = "runtime")]
 /// Reads the index of segment `seg`, which a manifest lists for `topic`/`partition` of backup
 /// `backup`, and verifies the chain from the manifest entry to the index (docs/format.md,
 /// "Integrity chain"): the segment lies under that partition's directory; the index object has
@@ -492,6 +517,7 @@ pub fn verify_index(
     Ok(idx)
 }
 
+#[cfg(feature = "runtime")]
 /// Reads the consecutive blocks `blocks` (in file order, contiguous) with one ranged read and
 /// checks each against its index entry: its header's CRC-32C (v2 indexes), the payload's
 /// CRC-32C, its first and last offset and batch count. A short read (truncated object) is
@@ -525,12 +551,19 @@ pub fn decode_checked(
     };
     let mut out = Vec::new();
     for b in blocks {
-        let at = (b.pos - first.pos) as usize;
-        let end = at + b.len as usize;
         let place = format!(
             "{what}: block at byte {} (offsets {}..={})",
             b.pos, b.first_offset, b.last_offset
         );
+        // The index was verified (blocks contiguous, each at least a header long); checked
+        // again here so that no index can make this read out of bounds.
+        let (Some(at), true) = (b.pos.checked_sub(first.pos), b.len >= BLOCK_HEADER as u64) else {
+            return Err(FormatError::Corrupt(format!(
+                "{place}: not a block of this read"
+            )));
+        };
+        let at = at as usize;
+        let end = at.saturating_add(b.len as usize);
         if data.len() < end {
             return Err(FormatError::Corrupt(format!(
                 "{place} is missing: the object ends before byte {} (truncated)",

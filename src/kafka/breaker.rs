@@ -134,7 +134,9 @@ impl Breaker {
                 if failures >= self.cfg.failure_threshold {
                     open(
                         &mut s,
-                        &format!("{failures} consecutive failures, circuitBreaker.failureThreshold"),
+                        &format!(
+                            "{failures} consecutive failures, circuitBreaker.failureThreshold"
+                        ),
                     );
                 } else {
                     *s = State::Closed { failures };
@@ -186,7 +188,11 @@ mod tests {
         assert_eq!(b.trips(), 1);
         let t = Instant::now();
         b.admit().await;
-        assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            t.elapsed()
+        );
         // half-open: one failure reopens
         b.record(Outcome::Failed, "Fetch", &"reset");
         assert!(b.is_open());

@@ -1,6 +1,6 @@
 //! The cluster-level client: a connection pool per broker, a metadata cache with leader
 //! routing, and retries with exponential backoff and jitter.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -15,38 +15,7 @@ use super::breaker::Outcome;
 use super::config::ClientConfig;
 use super::conn::Connection;
 use super::error::{KafkaError, Result};
-
-/// One partition as the metadata cache knows it.
-#[derive(Debug, Clone)]
-pub struct PartitionMeta {
-    /// Broker id of the leader; -1 when leaderless.
-    pub leader: i32,
-    /// Leader epoch (KIP-320), -1 if the broker does not send it.
-    pub leader_epoch: i32,
-    /// Replica broker ids.
-    pub replicas: Vec<i32>,
-}
-
-/// One topic as the metadata cache knows it.
-#[derive(Debug, Clone)]
-pub struct TopicMeta {
-    pub name: String,
-    /// Topic id (KIP-516) as a UUID string; all zeros on brokers without topic ids.
-    pub topic_id: String,
-    pub is_internal: bool,
-    /// Partition index -> partition.
-    pub partitions: BTreeMap<i32, PartitionMeta>,
-}
-
-/// A snapshot of cluster metadata.
-#[derive(Debug, Clone, Default)]
-pub struct ClusterMeta {
-    pub cluster_id: Option<String>,
-    /// Broker id -> `host:port`.
-    pub brokers: BTreeMap<i32, String>,
-    /// Topics the last refresh saw (all topics, or the requested ones).
-    pub topics: BTreeMap<String, TopicMeta>,
-}
+pub use crate::facts::{ClusterMeta, PartitionMeta, TopicMeta};
 
 struct Pool {
     slots: Vec<Mutex<Option<Arc<Connection>>>>,

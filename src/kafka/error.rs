@@ -23,9 +23,7 @@ pub enum KafkaError {
         timeout_ms: u64,
     },
     /// One attempt of a request did not finish in `circuitBreaker.operationTimeoutMs`.
-    #[error(
-        "{api} did not finish in {timeout_ms} ms (circuitBreaker.operationTimeoutMs)"
-    )]
+    #[error("{api} did not finish in {timeout_ms} ms (circuitBreaker.operationTimeoutMs)")]
     OperationTimeout { api: String, timeout_ms: u64 },
     /// TLS setup or handshake failed.
     #[error(

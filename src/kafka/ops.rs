@@ -45,16 +45,7 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
-/// One entry of a topic's configuration (DescribeConfigs).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct ConfigEntry {
-    pub value: Option<String>,
-    /// DescribeConfigs config_source: 1 = DYNAMIC_TOPIC_CONFIG (a topic override), 5 =
-    /// DEFAULT_CONFIG, others broker-level (KIP-226).
-    pub source: i8,
-    pub read_only: bool,
-    pub sensitive: bool,
-}
+pub use crate::facts::ConfigEntry;
 
 /// A broker error for `resource`, with the broker's error message appended when it sent one.
 fn broker_error(

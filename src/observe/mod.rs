@@ -38,12 +38,7 @@ impl From<ApiError> for ObserveError {
     }
 }
 
-/// Offsets of one partition at observation time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct PartitionOffsets {
-    pub log_start: i64,
-    pub high_watermark: i64,
-}
+pub use crate::facts::PartitionOffsets;
 
 /// What the cluster looks like, for the partitions a plan touches.
 #[derive(Debug, Clone, Default)]

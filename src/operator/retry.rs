@@ -79,7 +79,7 @@ impl From<FlowError> for RunFailure {
             FlowError::Exec(e) => e.into(),
             e => RunFailure {
                 kind: RunFailure::kind_of(e.is_transient()),
-                message: e.to_string(),
+                message: format!("[{}] {e}", e.category()),
             },
         }
     }
@@ -94,7 +94,7 @@ impl From<ExecError> for RunFailure {
         }
         RunFailure {
             kind: RunFailure::kind_of(e.is_transient()),
-            message: e.to_string(),
+            message: format!("[{}] {e}", e.category()),
         }
     }
 }

@@ -5,10 +5,10 @@ use serde::Serialize;
 
 use super::{CompileError, issue, plan_hash, select_topics};
 use crate::api::KafkaBackupSpec;
+use crate::facts::ClusterMeta;
+use crate::facts::ConfigEntry;
+use crate::facts::PartitionOffsets;
 use crate::format::manifest::{Checkpoint, Gap, RunManifest, SegmentRef};
-use crate::kafka::client::ClusterMeta;
-use crate::kafka::ops::ConfigEntry;
-use crate::observe::PartitionOffsets;
 
 /// Everything `compile_backup` needs, all observed beforehand.
 #[derive(Debug, Clone)]

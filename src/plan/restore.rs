@@ -5,10 +5,10 @@ use serde::Serialize;
 
 use super::{CompileError, issue, matches_any, plan_hash};
 use crate::api::KafkaRestoreSpec;
+use crate::facts::ClusterMeta;
+use crate::facts::ConfigEntry;
+use crate::facts::PartitionOffsets;
 use crate::format::manifest::{RunManifest, SegmentRef};
-use crate::kafka::client::ClusterMeta;
-use crate::kafka::ops::ConfigEntry;
-use crate::observe::PartitionOffsets;
 
 /// The topic config that decides who sets record timestamps (KIP-32).
 pub const TIMESTAMP_TYPE: &str = "message.timestamp.type";

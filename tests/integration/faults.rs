@@ -109,7 +109,7 @@ fn rng() -> (u64, rand::rngs::StdRng) {
     let seed = std::env::var("KBO_CAMPAIGN_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| system_seed());
+        .unwrap_or_else(system_seed);
     (seed, rand::rngs::StdRng::seed_from_u64(seed))
 }
 
@@ -139,7 +139,11 @@ fn run_env(f: &Path, envs: &[(&str, &str)]) -> (bool, String, String) {
 /// Runs `f` until it succeeds, at most `attempts` times; every failed attempt must print its
 /// error with a category. Returns (attempts used, the failed attempts' error lines, the last
 /// stdout and stderr).
-fn run_until_ok(f: &Path, attempts: u32, envs: &[(&str, &str)]) -> (u32, Vec<String>, String, String) {
+fn run_until_ok(
+    f: &Path,
+    attempts: u32,
+    envs: &[(&str, &str)],
+) -> (u32, Vec<String>, String, String) {
     let mut errors = vec![];
     for i in 1..=attempts {
         let (ok, out, err) = run_env(f, envs);
@@ -167,7 +171,10 @@ fn kill_loop(f: &Path, kills: u32, max_ms: u64, rng: &mut rand::rngs::StdRng) ->
     let mut spawned = 0;
     while killed < kills {
         spawned += 1;
-        assert!(spawned <= kills * 5, "too many runs finished before their kill");
+        assert!(
+            spawned <= kills * 5,
+            "too many runs finished before their kill"
+        );
         #[allow(clippy::zombie_processes)] // killed or waited for, and reaped, below
         let mut child = spawn_run(f);
         let at = Duration::from_millis(rng.random_range(30..max_ms));
@@ -231,7 +238,10 @@ async fn kill9_at_random_points_of_a_backup_twenty_times() {
             &format!("{spec}{limit}"),
         )
     };
-    let f = write_docs(dir.path(), &[&kb("  rateLimiting:\n    bytesPerSec: 1000000\n")]);
+    let f = write_docs(
+        dir.path(),
+        &[&kb("  rateLimiting:\n    bytesPerSec: 1000000\n")],
+    );
     let (kills, finished) = kill_loop(&f, 20, 1200, &mut rng);
     let unlimited = kb("");
     let f = write_docs(dir.path(), &[&unlimited]);
@@ -280,7 +290,10 @@ async fn kill9_at_random_points_of_a_restore_twenty_times() {
     };
     // 100 kB/s: a run killed within 0.8 s writes at most about 180 kB (one second of burst
     // and its share), so 20 of them stay short of the 4 MiB.
-    let f = write_docs(dir.path(), &[&kb, &kr("  rateLimiting:\n    bytesPerSec: 100000\n")]);
+    let f = write_docs(
+        dir.path(),
+        &[&kb, &kr("  rateLimiting:\n    bytesPerSec: 100000\n")],
+    );
     let (kills, finished) = kill_loop(&f, 20, 800, &mut rng);
     let f = write_docs(dir.path(), &[&kb, &kr("")]);
     let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
@@ -293,7 +306,11 @@ async fn kill9_at_random_points_of_a_restore_twenty_times() {
         out.contains(&format!("{produced} records")),
         "the whole restore is counted: {out}"
     );
-    assert_same(std::slice::from_ref(&topic), std::slice::from_ref(&target), &[]);
+    assert_same(
+        std::slice::from_ref(&topic),
+        std::slice::from_ref(&target),
+        &[],
+    );
     println!(
         "campaign: kill9-restore seed={seed} kills={kills} finished-before-kill={finished} records={produced}"
     );
@@ -366,7 +383,9 @@ async fn broker_faults_through_a_tcp_proxy() {
             name,
             std::slice::from_ref(&topic),
             &fs_storage(dir.path()),
-            &format!("  stopAtCurrentOffsets: true\n  compression: none\n  segmentMaxBytes: 1048576\n  checkpoint:\n    intervalSecs: 1\n{tuning}"),
+            &format!(
+                "  stopAtCurrentOffsets: true\n  compression: none\n  segmentMaxBytes: 1048576\n  checkpoint:\n    intervalSecs: 1\n{tuning}"
+            ),
         ))
     };
     let backups = [
@@ -391,32 +410,56 @@ async fn broker_faults_through_a_tcp_proxy() {
     for (doc, phase) in &backups {
         let f = write_docs(dir.path(), &[doc]);
         let (n, errors, _) = run_phase(&proxy, phase, &f, 6, &[]);
-        let name = doc.lines().find_map(|l| l.strip_prefix("  name: ")).unwrap();
+        let name = doc
+            .lines()
+            .find_map(|l| l.strip_prefix("  name: "))
+            .unwrap();
         let m = latest_manifest(&dir.path().join(name));
-        assert_eq!(manifest_records(&m), produced, "{}: every record once", phase.name);
+        assert_eq!(
+            manifest_records(&m),
+            produced,
+            "{}: every record once",
+            phase.name
+        );
         report.push(format!("{}: attempts={n} errors={errors:?}", phase.name));
     }
     let restores = [
-        ("fpk-a", "-t", Phase {
-            name: "restore: truncated responses",
-            mode: r#"{"mode": "truncate", "after_bytes": 100, "count": 3}"#,
-            delay_ms: 500,
-        }),
-        ("fpk-b", "-f", Phase {
-            name: "restore: refused connections",
-            mode: r#"{"mode": "refuse", "count": 3}"#,
-            delay_ms: 0,
-        }),
-        ("fpk-a", "-l", Phase {
-            name: "restore: 15 ms latency",
-            mode: r#"{"mode": "latency", "ms": 15}"#,
-            delay_ms: 0,
-        }),
-        ("fpk-b", "-s", Phase {
-            name: "restore: a 2 s stall",
-            mode: r#"{"mode": "stall", "secs": 2}"#,
-            delay_ms: 700,
-        }),
+        (
+            "fpk-a",
+            "-t",
+            Phase {
+                name: "restore: truncated responses",
+                mode: r#"{"mode": "truncate", "after_bytes": 100, "count": 3}"#,
+                delay_ms: 500,
+            },
+        ),
+        (
+            "fpk-b",
+            "-f",
+            Phase {
+                name: "restore: refused connections",
+                mode: r#"{"mode": "refuse", "count": 3}"#,
+                delay_ms: 0,
+            },
+        ),
+        (
+            "fpk-a",
+            "-l",
+            Phase {
+                name: "restore: 15 ms latency",
+                mode: r#"{"mode": "latency", "ms": 15}"#,
+                delay_ms: 0,
+            },
+        ),
+        (
+            "fpk-b",
+            "-s",
+            Phase {
+                name: "restore: a 2 s stall",
+                mode: r#"{"mode": "stall", "secs": 2}"#,
+                delay_ms: 700,
+            },
+        ),
     ];
     let stall_env = [("KBO_STALL_WARNING_SECS", "1")];
     for (backup, suffix, phase) in &restores {
@@ -438,7 +481,11 @@ async fn broker_faults_through_a_tcp_proxy() {
                 phase.name
             );
         }
-        assert_same(std::slice::from_ref(&topic), std::slice::from_ref(&target), &[]);
+        assert_same(
+            std::slice::from_ref(&topic),
+            std::slice::from_ref(&target),
+            &[],
+        );
         report.push(format!("{}: attempts={n} errors={errors:?}", phase.name));
     }
     let faults = proxy.ctl.faults();
@@ -460,8 +507,8 @@ async fn s3_errors_and_stalls_through_a_proxy() {
     let produced = gen_load(&topic, 2, 6);
     let proxy = Proxy::start(e.s3_endpoint.trim_start_matches("http://"), false);
     let prefix = unique("fps");
-    let storage = s3_storage(&prefix, "fps-s3")
-        .replace(&e.s3_endpoint, &format!("http://{}", proxy.addr));
+    let storage =
+        s3_storage(&prefix, "fps-s3").replace(&e.s3_endpoint, &format!("http://{}", proxy.addr));
     let kb = backup_yaml(
         "fps",
         std::slice::from_ref(&topic),
@@ -480,33 +527,47 @@ async fn s3_errors_and_stalls_through_a_proxy() {
     let (n, errors, _) = run_phase(&proxy, &phase, &f, 6, &stall_env);
     report.push(format!("{}: attempts={n} errors={errors:?}", phase.name));
     let restores = [
-        ("-e", Phase {
-            name: "restore: 500 InternalError on every 3rd request",
-            mode: r#"{"mode": "http_error", "status": 500, "every": 3, "count": 5}"#,
-            delay_ms: 0,
-        }),
-        ("-r", Phase {
-            name: "restore: connection resets",
-            mode: r#"{"mode": "reset", "after_bytes": 100000, "count": 3}"#,
-            delay_ms: 0,
-        }),
-        ("-l", Phase {
-            name: "restore: 30 ms latency",
-            mode: r#"{"mode": "latency", "ms": 30}"#,
-            delay_ms: 0,
-        }),
-        ("-s", Phase {
-            name: "restore: a 4 s stall",
-            mode: r#"{"mode": "stall", "secs": 4}"#,
-            delay_ms: 800,
-        }),
+        (
+            "-e",
+            Phase {
+                name: "restore: 500 InternalError on every 3rd request",
+                mode: r#"{"mode": "http_error", "status": 500, "every": 3, "count": 5}"#,
+                delay_ms: 0,
+            },
+        ),
+        (
+            "-r",
+            Phase {
+                name: "restore: connection resets",
+                mode: r#"{"mode": "reset", "after_bytes": 100000, "count": 3}"#,
+                delay_ms: 0,
+            },
+        ),
+        (
+            "-l",
+            Phase {
+                name: "restore: 30 ms latency",
+                mode: r#"{"mode": "latency", "ms": 30}"#,
+                delay_ms: 0,
+            },
+        ),
+        (
+            "-s",
+            Phase {
+                name: "restore: a 4 s stall",
+                mode: r#"{"mode": "stall", "secs": 4}"#,
+                delay_ms: 800,
+            },
+        ),
     ];
     for (suffix, phase) in &restores {
         let target = format!("{topic}{suffix}");
         let kr = restore_yaml(
             &format!("fps{suffix}"),
             "fps",
-            &format!("  createTopics: true\n  topicMapping:\n    {topic}: {target}\n  rateLimiting:\n    bytesPerSec: 2000000\n"),
+            &format!(
+                "  createTopics: true\n  topicMapping:\n    {topic}: {target}\n  rateLimiting:\n    bytesPerSec: 2000000\n"
+            ),
         );
         let f = write_docs(dir.path(), &[&kb, &kr, &secret]);
         let (n, errors, err) = run_phase(&proxy, phase, &f, 8, &stall_env);
@@ -517,7 +578,11 @@ async fn s3_errors_and_stalls_through_a_proxy() {
                 phase.name
             );
         }
-        assert_same(std::slice::from_ref(&topic), std::slice::from_ref(&target), &[]);
+        assert_same(
+            std::slice::from_ref(&topic),
+            std::slice::from_ref(&target),
+            &[],
+        );
         report.push(format!("{}: attempts={n} errors={errors:?}", phase.name));
     }
     let faults = proxy.ctl.faults();
@@ -537,7 +602,10 @@ async fn broker_sigstop_and_sigcont() {
     let venv = Path::new(&e.python).parent().unwrap().parent().unwrap();
     let noida = venv.join("lib/python3.11/site-packages/noida_db/noida-db");
     if !noida.exists() {
-        panic!("noida-db not found at {} (testenv/install.sh)", noida.display());
+        panic!(
+            "noida-db not found at {} (testenv/install.sh)",
+            noida.display()
+        );
     }
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -545,7 +613,14 @@ async fn broker_sigstop_and_sigcont() {
     };
     let data = tempfile::tempdir().unwrap();
     let mut broker = Command::new(&noida)
-        .args(["start", "--only", "kafka", "--host", "127.0.0.1", "--kafka-port"])
+        .args([
+            "start",
+            "--only",
+            "kafka",
+            "--host",
+            "127.0.0.1",
+            "--kafka-port",
+        ])
         .arg(port.to_string())
         .arg("--data-dir")
         .arg(data.path())
@@ -576,8 +651,17 @@ async fn broker_sigstop_and_sigcont() {
     let bootstrap = format!("127.0.0.1:{port}");
     let topic = unique("sig");
     let (ok, out, err) = py(&[
-        "gen-load", "--bootstrap", &bootstrap, "--topic", &topic, "--partitions", "6", "--mib",
-        "3", "--record-bytes", "1024",
+        "gen-load",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        &topic,
+        "--partitions",
+        "6",
+        "--mib",
+        "3",
+        "--record-bytes",
+        "1024",
     ]);
     assert!(ok, "{out}{err}");
     let produced = serde_json::from_str::<serde_json::Value>(out.lines().last().unwrap()).unwrap()
@@ -602,7 +686,10 @@ async fn broker_sigstop_and_sigcont() {
     )
     .replace(&e.bootstrap, &bootstrap);
     let mut stops = 0;
-    for (name, docs) in [("backup", vec![kb.clone()]), ("restore", vec![kb.clone(), kr])] {
+    for (name, docs) in [
+        ("backup", vec![kb.clone()]),
+        ("restore", vec![kb.clone(), kr]),
+    ] {
         let refs: Vec<&str> = docs.iter().map(|s| s.as_str()).collect();
         let f = write_docs(dir.path(), &refs);
         let stopper = std::thread::spawn(move || {
