@@ -217,6 +217,8 @@ pub async fn prepare_restore(
         plan.records_per_sec = spec.rate_limiting.records_limit();
         plan.bytes_per_sec = spec.rate_limiting.bytes_limit();
         plan.produce_timeout_ms = spec.produce_timeout_ms;
+        // The group options are not part of the data: this spec's apply.
+        plan.groups = plan::restore_groups_plan(spec);
         let client = connect_restore_target(spec, secrets).await?;
         if access == Access::ReadWrite && !spec.dry_run {
             op = open(&target, access)?;

@@ -1060,6 +1060,93 @@ def cmd_delete_topics(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# Consumer groups (real librdkafka group members: JoinGroup/SyncGroup/OffsetCommit)
+# --------------------------------------------------------------------------------------------
+
+def group_consumer(bootstrap: str, group: str, extra: dict | None = None) -> Consumer:
+    conf = {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "session.timeout.ms": 10000,
+            "client.id": f"kbo-test-{group}", "isolation.level": "read_committed"}
+    conf.update(extra or {})
+    return Consumer(conf)
+
+
+def cmd_group_commit(args: argparse.Namespace) -> int:
+    """Join GROUP on TOPIC, read N records of every partition (fewer where the partition has
+    fewer), commit "next record to read" with metadata, leave. Prints the commits as JSON."""
+    c = group_consumer(args.bootstrap, args.group)
+    c.subscribe([args.topic])
+    want, seen, last = args.per_partition, {}, {}
+    deadline = time.time() + args.timeout
+    parts = None
+    while time.time() < deadline:
+        if parts is None:
+            md = c.list_topics(args.topic, timeout=10).topics.get(args.topic)
+            parts = sorted(md.partitions) if md and md.partitions else None
+        m = c.poll(0.2)
+        if m is None or m.error():
+            if parts and all(seen.get(p, 0) >= want for p in parts):
+                break
+            continue
+        p = m.partition()
+        if seen.get(p, 0) < want:
+            seen[p] = seen.get(p, 0) + 1
+            last[p] = m.offset()
+        if parts and all(seen.get(p, 0) >= want for p in parts):
+            break
+    offsets = [TopicPartition(args.topic, p, o + 1, f"meta-{args.group}-{p}") for p, o in sorted(last.items())]
+    if offsets:
+        c.commit(offsets=offsets, asynchronous=False)
+    c.close()
+    print(json.dumps({str(t.partition): t.offset for t in offsets}))
+    return 0
+
+
+def cmd_group_next(args: argparse.Namespace) -> int:
+    """Join GROUP on TOPICS and report, for every partition, the first record the group is
+    given (offset, key, value digest) without committing, then leave. Partitions with nothing
+    to read within --timeout are reported as null. Also prints the committed offsets and their
+    metadata before reading. JSON: {"first": {topic: {partition: {...}|null}}, "committed":
+    {topic: {partition: [offset, metadata]}}}."""
+    topics = split_csv(args.topics)
+    c = group_consumer(args.bootstrap, args.group)
+    md = c.list_topics(timeout=10).topics
+    all_parts = [TopicPartition(t, p) for t in topics for p in sorted(md[t].partitions)]
+    committed = {}
+    for tp in c.committed(all_parts, timeout=10):
+        committed.setdefault(tp.topic, {})[str(tp.partition)] = [tp.offset, tp.metadata]
+    c.subscribe(topics)
+    first: dict = {t: {str(p.partition): None for p in all_parts if p.topic == t} for t in topics}
+    deadline = time.time() + args.timeout
+    while time.time() < deadline and any(v is None for t in first.values() for v in t.values()):
+        m = c.poll(0.2)
+        if m is None or m.error():
+            continue
+        slot = first[m.topic()]
+        if slot.get(str(m.partition())) is None:
+            slot[str(m.partition())] = {"offset": m.offset(),
+                                        "key": m.key().decode("utf-8", "replace") if m.key() else None}
+    c.close()
+    print(json.dumps({"first": first, "committed": committed}))
+    return 0
+
+
+def cmd_group_hold(args: argparse.Namespace) -> int:
+    """Join GROUP on TOPIC and stay a member for --secs seconds (polling, committing
+    nothing); prints JOINED once it has an assignment."""
+    c = group_consumer(args.bootstrap, args.group)
+    c.subscribe([args.topic])
+    deadline, joined = time.time() + args.secs, False
+    while time.time() < deadline:
+        c.poll(0.2)
+        if not joined and c.assignment():
+            print("JOINED", flush=True)
+            joined = True
+    c.close()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
 
@@ -1172,6 +1259,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mib", type=int, default=1024)
     p.add_argument("--record-bytes", type=int, default=1024)
     p.set_defaults(func=cmd_gen_load)
+
+    p = sub.add_parser("group-commit", help="a real group member reads N records per partition and commits")
+    common(p)
+    p.add_argument("--group", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--per-partition", type=int, required=True)
+    p.add_argument("--timeout", type=float, default=30)
+    p.set_defaults(func=cmd_group_commit)
+
+    p = sub.add_parser("group-next", help="the first record a group is given on every partition")
+    common(p)
+    p.add_argument("--group", required=True)
+    p.add_argument("--topics", required=True, help="comma-separated")
+    p.add_argument("--timeout", type=float, default=20)
+    p.set_defaults(func=cmd_group_next)
+
+    p = sub.add_parser("group-hold", help="stay a member of a group for a while")
+    common(p)
+    p.add_argument("--group", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--secs", type=float, default=30)
+    p.set_defaults(func=cmd_group_hold)
 
     p = sub.add_parser("delete-topics", help="delete all topics starting with a prefix")
     common(p)

@@ -241,10 +241,53 @@ pub fn restore_table(p: &RestorePlan) -> String {
         i += 1;
     }
     s.push_str(&format!("{i:<5} write offset map {}\n", p.offset_map_path));
+    if let Some(g) = &p.groups {
+        i += 1;
+        let names: Vec<&str> = if g.only.is_empty() {
+            p.source_groups.iter().map(|x| x.group_id.as_str()).collect()
+        } else {
+            g.only.iter().map(|x| x.as_str()).collect()
+        };
+        if g.snapshot_before {
+            s.push_str(&format!(
+                "{i:<5} snapshot the target's offsets of {} group(s) (kept {} h)\n",
+                names.len(),
+                g.snapshot_retention_hours
+            ));
+            i += 1;
+        }
+        s.push_str(&format!(
+            "{i:<5} commit consumer groups ({}{}): {}\n",
+            g.strategy,
+            if g.auto_rollback { ", roll back on failure" } else { "" },
+            if names.is_empty() { "none in the snapshot".to_string() } else { names.join(", ") }
+        ));
+    }
     s.push_str(&format!(
         "\nTotal: ~{} records, {} to read\n",
         p.estimated_records,
         human_bytes(p.estimated_bytes)
     ));
     s
+}
+
+/// The per-group results of a consumer-group step: GROUP, OUTCOME, PARTITIONS, MESSAGE.
+pub fn groups_table(results: &[crate::exec::groups::GroupResult]) -> String {
+    let w = results
+        .iter()
+        .map(|r| r.group.len())
+        .max()
+        .unwrap_or(0)
+        .max("GROUP".len());
+    let mut out = format!("{:<w$}  {:<9}  {:>10}  MESSAGE\n", "GROUP", "OUTCOME", "PARTITIONS");
+    for r in results {
+        out.push_str(&format!(
+            "{:<w$}  {:<9}  {:>10}  {}\n",
+            r.group,
+            format!("{:?}", r.outcome),
+            r.partitions,
+            r.message.as_deref().unwrap_or("")
+        ));
+    }
+    out
 }

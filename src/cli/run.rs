@@ -99,7 +99,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 println!("dryRun: nothing was written");
                 return Ok(());
             }
-            if let crate::exec::RestoreStart::Complete(j) = &prep.start {
+            if let crate::exec::RestoreStart::Complete(j) = &prep.start
+                && (plan.groups.is_none() || j.groups_done)
+            {
                 println!(
                     "restore {} already completed: {} records of backup {} run {} (journal {}); nothing was read or written. To restore again, delete the journal (and purge or rename the targets) or give the restore another name",
                     plan.restore_name,
@@ -122,16 +124,45 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                     run_restore(plan, &prep.start, &prep.client, &prep.op, &ctx).await
                 })
                 .await?;
-            println!(
-                "{}",
-                summary(
-                    &format!("restore {}", plan.restore_name),
-                    out.records,
-                    out.bytes,
-                    secs
-                )
-            );
+            if out.already_complete {
+                println!(
+                    "restore {}: the data was restored before ({} records); consumer groups carried over now",
+                    plan.restore_name, out.records
+                );
+            } else {
+                println!(
+                    "{}",
+                    summary(
+                        &format!("restore {}", plan.restore_name),
+                        out.records,
+                        out.bytes,
+                        secs
+                    )
+                );
+            }
             println!("offset map: {}", out.offset_map_path);
+            if !out.groups.is_empty() {
+                print!("{}", super::report::groups_table(&out.groups));
+            }
+            if let Some(r) = &out.rollback {
+                println!(
+                    "offset snapshot before the commits: {} (id {}){}",
+                    r.snapshot_path,
+                    r.snapshot_id,
+                    if r.rolled_back { "; put back (autoRollbackOnFailure)" } else { "" }
+                );
+            }
+            let failed = out.failed_groups();
+            if !failed.is_empty() {
+                return Err(crate::exec::ExecError::Failed(format!(
+                    "restore {}: the data is restored, but {} of {} consumer groups were not carried over ({}); fix what the table says and run again: only the groups are retried",
+                    plan.restore_name,
+                    failed.len(),
+                    out.groups.len(),
+                    failed.iter().map(|g| g.group.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+                .into());
+            }
         }
     }
     Ok(())

@@ -3,13 +3,16 @@
 //! and restore executors supply the steps. Nothing here runs inside a Kubernetes reconcile.
 pub mod backup;
 pub mod engine;
+pub mod groups;
 pub mod lock;
 pub mod restore;
 pub mod retention;
 
 pub use backup::run_backup;
 pub use engine::{Cancel, Event, ExecContext, Limits, Progress};
-pub use restore::{RestoreJournal, RestoreOutcome, RestoreStart, load_journal, run_restore};
+pub use restore::{
+    RestoreJournal, RestoreOutcome, RestoreStart, RollbackOutcome, load_journal, run_restore,
+};
 pub use retention::run_retention;
 
 use crate::format::FormatError;

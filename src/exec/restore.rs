@@ -57,6 +57,10 @@ pub struct RestoreJournal {
     pub records: u64,
     #[serde(default)]
     pub bytes: u64,
+    /// The consumer-group step (if the plan has one) committed every group: a re-run of a
+    /// complete restore whose groups were not all carried over runs that step again.
+    #[serde(default)]
+    pub groups_done: bool,
 }
 
 /// Where a target partition stood before the restore produced to it.
@@ -103,6 +107,33 @@ pub struct RestoreOutcome {
     pub offset_map_path: String,
     /// The restore had completed before: nothing was read or written this time.
     pub already_complete: bool,
+    /// The consumer-group step, one result per group (empty without `autoConsumerGroups` /
+    /// `offsetReset`).
+    pub groups: Vec<super::groups::GroupResult>,
+    /// The snapshot taken before the groups were committed, and whether it was put back.
+    pub rollback: Option<RollbackOutcome>,
+}
+
+/// The rollback snapshot of a restore's consumer-group step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackOutcome {
+    pub snapshot_id: String,
+    /// Storage key of the snapshot (an [`crate::format::manifest::OffsetSnapshot`]).
+    pub snapshot_path: String,
+    /// Epoch ms.
+    pub snapshot_time: i64,
+    /// Epoch ms (`rollback.snapshotRetentionHours` after it was taken).
+    pub expires_at: i64,
+    /// `autoRollbackOnFailure` put the snapshot back after a group failed.
+    pub rolled_back: bool,
+}
+
+impl RestoreOutcome {
+    /// Groups that were not carried over (refused or failed).
+    pub fn failed_groups(&self) -> Vec<&super::groups::GroupResult> {
+        self.groups.iter().filter(|g| !g.ok()).collect()
+    }
 }
 
 /// Runs a restore plan. A dry-run plan is refused here (callers print it instead).
@@ -124,7 +155,9 @@ pub async fn run_restore(
             "dryRun is set: nothing is executed".into(),
         ));
     }
-    if matches!(start, RestoreStart::Complete(_)) {
+    if let RestoreStart::Complete(j) = start
+        && (plan.groups.is_none() || j.groups_done)
+    {
         return run_restore_locked(plan, start, client, op, ctx).await;
     }
     let lock = super::lock::Lock::acquire(
@@ -156,12 +189,25 @@ async fn run_restore_locked(
             Some(b) => from_json(&b, &plan.offset_map_path)?,
             None => OffsetMap::default(),
         };
+        let (groups, rollback) = if plan.groups.is_some() && !j.groups_done {
+            let r = group_step(plan, client, op, ctx, &offset_map).await?;
+            if r.0.iter().all(|g| g.ok()) {
+                let mut j = (**j).clone();
+                j.groups_done = true;
+                storage::write_all(op, &journal_path, to_json(&j)).await?;
+            }
+            r
+        } else {
+            (vec![], None)
+        };
         return Ok(RestoreOutcome {
             records: j.records,
             bytes: j.bytes,
             offset_map,
             offset_map_path: plan.offset_map_path.clone(),
             already_complete: true,
+            groups,
+            rollback,
         });
     }
     ctx.progress
@@ -222,6 +268,7 @@ async fn run_restore_locked(
                 complete: false,
                 records: 0,
                 bytes: 0,
+                groups_done: false,
             };
             storage::write_all(op, &journal_path, to_json(&journal)).await?;
             journal
@@ -328,13 +375,160 @@ async fn run_restore_locked(
     journal.records = records;
     journal.bytes = bytes;
     storage::write_all(op, &journal_path, to_json(&journal)).await?;
+    let (groups, rollback) = match &plan.groups {
+        Some(_) => {
+            let r = group_step(plan, client, op, ctx, &map).await?;
+            if r.0.iter().all(|g| g.ok()) {
+                journal.groups_done = true;
+                storage::write_all(op, &journal_path, to_json(&journal)).await?;
+            }
+            r
+        }
+        None => (vec![], None),
+    };
     Ok(RestoreOutcome {
         records,
         bytes,
         offset_map: map,
         offset_map_path: plan.offset_map_path.clone(),
         already_complete: false,
+        groups,
+        rollback,
     })
+}
+
+/// The consumer-group step after the data (docs/offsets.md): the target's current offsets
+/// of the groups are saved first (`rollback.snapshotBeforeRestore`), each group's positions
+/// are carried over by the plan's strategy and committed (a group with live members is
+/// refused, the others go on), and with `autoRollbackOnFailure` the snapshot is put back for
+/// the committed groups when any group was not carried over.
+async fn group_step(
+    plan: &RestorePlan,
+    client: &KafkaClient,
+    op: &Operator,
+    ctx: &ExecContext,
+    map: &OffsetMap,
+) -> Result<(Vec<super::groups::GroupResult>, Option<RollbackOutcome>), ExecError> {
+    use super::groups::{self, GroupOutcome, GroupResult};
+    use crate::api::offset_reset::ResetStrategy;
+    let Some(gp) = &plan.groups else {
+        return Ok((vec![], None));
+    };
+    ctx.progress.emit(Event::StepStarted {
+        step: "consumer-groups".into(),
+    });
+    let in_snapshot: Vec<String> = plan
+        .source_groups
+        .iter()
+        .map(|g| g.group_id.clone())
+        .collect();
+    let names: Vec<String> = if gp.only.is_empty() {
+        in_snapshot.clone()
+    } else {
+        gp.only.clone()
+    };
+    let mut results: Vec<GroupResult> = names
+        .iter()
+        .filter(|n| !in_snapshot.contains(n))
+        .map(|n| GroupResult {
+            group: n.clone(),
+            outcome: GroupOutcome::Failed,
+            partitions: 0,
+            message: Some(format!(
+                "group {n} is not in backup run {}'s consumer-group snapshot (it had no committed offsets on the backed-up topics then)",
+                plan.backup_run_id
+            )),
+        })
+        .collect();
+    let names: Vec<String> = names.into_iter().filter(|n| in_snapshot.contains(n)).collect();
+    let current = groups::committed(client, &names).await?;
+    let now = (ctx.now_ms)();
+    let rollback = if gp.snapshot_before {
+        let id = format!("{}-{now}", plan.restore_name);
+        let path = layout::restore_offset_snapshot(&plan.backup_name, &plan.restore_name, &id);
+        let expires_at = now + gp.snapshot_retention_hours as i64 * 3_600_000;
+        let snap = groups::snapshot_of(
+            &id,
+            &format!("KafkaRestore {}", plan.restore_name),
+            now,
+            Some(expires_at),
+            &current,
+        );
+        storage::write_all(op, &path, to_json(&snap)).await?;
+        Some((snap, path, expires_at))
+    } else {
+        None
+    };
+    let offsets_now: BTreeMap<String, BTreeMap<(String, i32), i64>> = current
+        .iter()
+        .map(|(g, p)| (g.clone(), p.iter().map(|(k, (o, _))| (k.clone(), *o)).collect()))
+        .collect();
+    let mut plans = crate::plan::translate_groups(&plan.source_groups, map, &names, &offsets_now);
+    if gp.strategy != ResetStrategy::FromMapping {
+        // to-earliest: the first record this restore wrote; to-latest: where it ended.
+        let by_target: BTreeMap<(String, i32), &crate::format::manifest::PartitionOffsetMap> =
+            map.partitions
+                .iter()
+                .map(|p| ((p.target_topic.clone(), p.target_partition), p))
+                .collect();
+        for p in &mut plans {
+            for c in &mut p.changes {
+                if let Some(pm) = by_target.get(&(c.topic.clone(), c.partition)) {
+                    let first = pm.ranges.first().map(|r| r[2]);
+                    let end = crate::plan::translate_position(pm, i64::MAX);
+                    let v = match gp.strategy {
+                        ResetStrategy::ToEarliest => first.or(end),
+                        _ => end,
+                    };
+                    if let Some(v) = v {
+                        c.new = v;
+                        c.from = gp.strategy.to_string();
+                    }
+                }
+            }
+        }
+    }
+    results.extend(groups::commit_groups(client, &plans, 4, false).await);
+    let mut rolled_back = false;
+    if let Some((snap, _, _)) = &rollback
+        && gp.auto_rollback
+        && results.iter().any(|r| !r.ok())
+    {
+        let committed: Vec<String> = results
+            .iter()
+            .filter(|r| r.outcome == GroupOutcome::Committed)
+            .map(|r| r.group.clone())
+            .collect();
+        let back = groups::rollback_plans(snap, &committed);
+        let undone = groups::commit_groups(client, &back, 4, false).await;
+        for r in results.iter_mut() {
+            if let Some(u) = undone.iter().find(|u| u.group == r.group) {
+                r.message = Some(format!(
+                    "rolled back to snapshot {} ({:?}) after another group failed",
+                    snap.id, u.outcome
+                ));
+            }
+        }
+        rolled_back = true;
+    }
+    for r in &results {
+        match r.outcome {
+            GroupOutcome::Committed | GroupOutcome::Skipped | GroupOutcome::DryRun => {
+                tracing::info!(group = %r.group, outcome = ?r.outcome, partitions = r.partitions, message = r.message.as_deref().unwrap_or(""), "consumer group")
+            }
+            _ => tracing::warn!(group = %r.group, outcome = ?r.outcome, message = r.message.as_deref().unwrap_or(""), "consumer group not carried over"),
+        }
+    }
+    Ok((
+        results,
+        rollback.map(|(snap, path, expires_at)| RollbackOutcome {
+            snapshot_id: snap.id,
+            snapshot_path: path,
+            snapshot_time: snap.created_at,
+            expires_at,
+            rolled_back,
+        }),
+    ))
 }
 
 /// Creates the target topics the plan creates and empties those it purges.
@@ -531,6 +725,7 @@ async fn restore_partition(
             target_topic: step.target_topic.clone(),
             target_partition: step.target_partition,
             ranges: vec![],
+            target_end: None,
         },
         skip: written,
         dst: base,
@@ -653,6 +848,9 @@ async fn restore_partition(
         records,
         bytes,
     });
+    if plan.produce_acks != 0 {
+        sink.map.target_end = Some(sink.dst);
+    }
     Ok((sink.map, records, bytes))
 }
 

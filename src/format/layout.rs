@@ -50,6 +50,11 @@ pub fn backup_lock(backup: &str) -> String {
 pub fn restore_lock(backup: &str, restore: &str) -> String {
     format!("{backup}/restores/{restore}/lock.json")
 }
+/// A snapshot of consumer-group offsets a restore took on its target before committing
+/// translated ones (`rollback.snapshotBeforeRestore`).
+pub fn restore_offset_snapshot(backup: &str, restore: &str, id: &str) -> String {
+    format!("{backup}/restores/{restore}/offset-snapshots/{id}.json")
+}
 /// The journal of a restore (plan and base offsets), read when it is resumed.
 pub fn restore_journal(backup: &str, restore: &str) -> String {
     format!("{backup}/restores/{restore}/journal.json")

@@ -116,6 +116,27 @@ pub struct GroupOffset {
     pub metadata: Option<String>,
 }
 
+/// Committed offsets of consumer groups on one cluster at one time: what a restore
+/// (`rollback.snapshotBeforeRestore`) or a KafkaOffsetReset (`snapshotBeforeReset`) saves
+/// before it commits, and what a KafkaOffsetRollback commits back (docs/offsets.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OffsetSnapshot {
+    pub format: String,
+    /// `<resource name>-<epoch ms>`.
+    pub id: String,
+    /// Epoch ms.
+    pub created_at: i64,
+    /// What took it, e.g. `KafkaRestore orders-restore`.
+    pub taken_by: String,
+    /// Epoch ms after which it may be deleted (`snapshotRetentionHours`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// Groups and their committed offsets; a group with none is listed with no offsets
+    /// (rolling back to it deletes nothing: see docs/offsets.md).
+    pub groups: Vec<GroupSnapshot>,
+}
+
 /// The manifest of a complete run: self-describing, enough to restore and to rebuild the
 /// inventory of backups from storage alone.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -233,6 +254,11 @@ pub struct PartitionOffsetMap {
     /// were restored became targetFirst.. in order. Source offsets not restored (PITR, aborted
     /// transactions, control records, compaction gaps) break ranges.
     pub ranges: Vec<[i64; 3]>,
+    /// The target offset after the last record this restore wrote to the partition (where it
+    /// ended; its start when it wrote nothing): where a position past every restored record
+    /// goes (docs/offsets.md). Absent in maps written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_end: Option<i64>,
 }
 
 impl PartitionOffsetMap {

@@ -659,6 +659,129 @@ impl KafkaClient {
     }
 }
 
+/// A member of a consumer group (DescribeGroups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub client_id: String,
+    /// The member's address as the coordinator saw it, e.g. `/10.0.0.7`.
+    pub client_host: String,
+}
+
+/// A consumer group as its coordinator describes it (DescribeGroups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group: String,
+    /// `Empty`, `Stable`, `PreparingRebalance`, `CompletingRebalance`, `Dead` (a group that
+    /// does not exist is `Dead` with no member).
+    pub state: String,
+    pub members: Vec<GroupMember>,
+}
+
+impl KafkaClient {
+    /// Describes `group` at its coordinator (DescribeGroups v5).
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        self.with_retry("DescribeGroups", || async {
+            let coord = self.group_coordinator(group).await?;
+            let conn = self.conn_to(&coord).await?;
+            let req = DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+            let (resp, _) = conn.call(&req, 5).await?;
+            let g = resp.groups.into_iter().next().ok_or_else(|| {
+                KafkaError::Other(format!("DescribeGroups answered without group {group}"))
+            })?;
+            if g.error_code != 0 {
+                return Err(KafkaError::broker(
+                    "DescribeGroups",
+                    format!("group {group}"),
+                    g.error_code,
+                ));
+            }
+            Ok(GroupDescription {
+                group: group.to_string(),
+                state: g.group_state.to_string(),
+                members: g
+                    .members
+                    .into_iter()
+                    .map(|m| GroupMember {
+                        member_id: m.member_id.to_string(),
+                        client_id: m.client_id.to_string(),
+                        client_host: m.client_host.to_string(),
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    /// Commits `offsets` ((topic, partition) -> (offset, metadata)) for `group` as an admin
+    /// client does (OffsetCommit v8 at the coordinator, generation -1, no member id: accepted
+    /// only while the group has no active member; the leader epoch is left unset, -1, since
+    /// the source's epochs mean nothing on a target). Idempotent, so retried. Returns the
+    /// partitions the coordinator refused, with their error.
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<(String, i32), (i64, Option<String>)>,
+    ) -> Result<BTreeMap<(String, i32), KafkaError>> {
+        let mut by_topic: BTreeMap<&str, Vec<(i32, i64, Option<&str>)>> = BTreeMap::new();
+        for ((t, p), (o, m)) in offsets {
+            by_topic.entry(t).or_default().push((*p, *o, m.as_deref()));
+        }
+        self.with_retry("OffsetCommit", || async {
+            let coord = self.group_coordinator(group).await?;
+            let conn = self.conn_to(&coord).await?;
+            let topics = by_topic
+                .iter()
+                .map(|(t, parts)| {
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(tn(t))
+                        .with_partitions(
+                            parts
+                                .iter()
+                                .map(|(p, o, m)| {
+                                    offset_commit_request::OffsetCommitRequestPartition::default()
+                                        .with_partition_index(*p)
+                                        .with_committed_offset(*o)
+                                        .with_committed_leader_epoch(-1)
+                                        .with_committed_metadata(
+                                            m.map(|m| StrBytes::from_string(m.to_string())),
+                                        )
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            let req = OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+                .with_generation_id_or_member_epoch(-1)
+                .with_member_id(StrBytes::from_static_str(""))
+                .with_retention_time_ms(-1)
+                .with_topics(topics);
+            let (resp, _) = conn.call(&req, 8).await?;
+            let mut refused = BTreeMap::new();
+            for t in resp.topics {
+                for p in t.partitions {
+                    if p.error_code != 0 {
+                        let e = KafkaError::broker(
+                            "OffsetCommit",
+                            format!("group {group}, {}/{}", t.name.as_str(), p.partition_index),
+                            p.error_code,
+                        );
+                        // NOT_COORDINATOR and friends: the whole request again, elsewhere.
+                        if e.is_retriable() {
+                            return Err(e);
+                        }
+                        refused.insert((t.name.to_string(), p.partition_index), e);
+                    }
+                }
+            }
+            Ok(refused)
+        })
+        .await
+    }
+}
+
 /// A Produce request for one record batch set of one partition.
 fn produce_request(
     topic: &str,

@@ -3,6 +3,7 @@
 //! or errors that name the field and the fix. The CLI `plan` command prints these; `run` and
 //! the operator execute them.
 mod backup;
+mod offsets;
 mod restore;
 mod retention;
 mod select;
@@ -11,9 +12,10 @@ pub use backup::{
     BackupFacts, BackupPartitionStep, BackupPlan, BackupTopic, CutMode, compile_backup,
 };
 pub use restore::{
-    RestoreFacts, RestorePartitionStep, RestorePlan, TIMESTAMP_TYPE, TargetState, TopicToCreate,
-    compile_restore, restore_data_hash,
+    RestoreFacts, RestoreGroupsPlan, RestorePartitionStep, RestorePlan, TIMESTAMP_TYPE, TargetState, TopicToCreate,
+    compile_restore, restore_data_hash, restore_groups_plan,
 };
+pub use offsets::{GroupOffsetPlan, OffsetChange, translate_groups, translate_position};
 pub use retention::{RetentionPlan, compile_retention};
 pub use select::{matches_any, select_topics};
 

@@ -5,10 +5,11 @@ use serde::Serialize;
 
 use super::{CompileError, issue, matches_any, plan_hash};
 use crate::api::KafkaRestoreSpec;
+use crate::api::offset_reset::ResetStrategy;
 use crate::facts::ClusterMeta;
 use crate::facts::ConfigEntry;
 use crate::facts::PartitionOffsets;
-use crate::format::manifest::{RunManifest, SegmentRef};
+use crate::format::manifest::{GroupSnapshot, RunManifest, SegmentRef};
 
 /// The topic config that decides who sets record timestamps (KIP-32).
 pub const TIMESTAMP_TYPE: &str = "message.timestamp.type";
@@ -107,7 +108,53 @@ pub struct RestorePlan {
     pub offset_map_path: String,
     pub estimated_records: u64,
     pub estimated_bytes: u64,
+    /// The backup run's consumer-group snapshot (`consumerGroupSnapshot`), what the group
+    /// step translates.
+    #[serde(default)]
+    pub source_groups: Vec<GroupSnapshot>,
+    /// The consumer-group step after the data (`autoConsumerGroups`, `offsetReset`), if any.
+    #[serde(default)]
+    pub groups: Option<RestoreGroupsPlan>,
     pub hash: String,
+}
+
+/// The consumer-group step of a restore: which groups, where they go, and the rollback
+/// snapshot (docs/offsets.md).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreGroupsPlan {
+    /// Groups to carry over; empty = every group of the snapshot (`autoConsumerGroups`).
+    pub only: Vec<String>,
+    /// from-mapping (translate through the offset map), to-earliest (the first restored
+    /// record) or to-latest (the end of the restored range).
+    pub strategy: ResetStrategy,
+    /// Save the target's current offsets of those groups first (`rollback.snapshotBeforeRestore`).
+    pub snapshot_before: bool,
+    /// Put the snapshot back when a group's commit fails (`rollback.autoRollbackOnFailure`).
+    pub auto_rollback: bool,
+    /// `rollback.snapshotRetentionHours`.
+    pub snapshot_retention_hours: u32,
+}
+
+/// The group step of `spec`, if it has one: `autoConsumerGroups` (every group) or
+/// `offsetReset.enabled` (its `consumerGroups`, or every group when empty). Used by compile
+/// and when a journal is resumed (the group options are not part of the data hash).
+pub fn restore_groups_plan(spec: &KafkaRestoreSpec) -> Option<RestoreGroupsPlan> {
+    let reset = spec.offset_reset.as_ref().filter(|o| o.enabled);
+    if !spec.auto_consumer_groups && reset.is_none() {
+        return None;
+    }
+    Some(RestoreGroupsPlan {
+        only: if spec.auto_consumer_groups {
+            vec![]
+        } else {
+            reset.map(|r| r.consumer_groups.clone()).unwrap_or_default()
+        },
+        strategy: reset.map(|r| r.strategy).unwrap_or(ResetStrategy::FromMapping),
+        snapshot_before: spec.rollback.snapshot_before_restore,
+        auto_rollback: spec.rollback.auto_rollback_on_failure,
+        snapshot_retention_hours: spec.rollback.snapshot_retention_hours,
+    })
 }
 
 /// An RFC 3339 rendering of epoch ms for messages (the number itself if out of range).
@@ -217,10 +264,14 @@ pub fn compile_restore(
     if !spec.repartitioning.is_empty() {
         issues.push(issue("spec.repartitioning", "repartitioning is not implemented yet: remove it, or restore partition for partition (partitionMapping)"));
     }
-    if spec.auto_consumer_groups || spec.offset_reset.as_ref().is_some_and(|o| o.enabled) {
+    let groups = restore_groups_plan(spec);
+    if groups.is_some() && m.consumer_groups.is_empty() {
         issues.push(issue(
-            "spec.autoConsumerGroups",
-            "consumer-group translation after a restore is not implemented yet: remove autoConsumerGroups/offsetReset; the offset map is written for a later KafkaOffsetReset",
+            if spec.auto_consumer_groups { "spec.autoConsumerGroups" } else { "spec.offsetReset" },
+            format!(
+                "backup run {} holds no consumer-group snapshot: back up with consumerGroupSnapshot: true (and groups that have committed offsets), or remove it",
+                m.run_id
+            ),
         ));
     }
     let pmap = match spec.partition_mapping_parsed() {
@@ -441,6 +492,8 @@ pub fn compile_restore(
         estimated_records: steps.iter().map(|s| s.estimated_records).sum(),
         estimated_bytes: steps.iter().map(|s| s.estimated_bytes).sum(),
         partitions: steps,
+        source_groups: m.consumer_groups.clone(),
+        groups,
         hash: String::new(),
     };
     plan.hash = plan_hash(&plan);

@@ -1,0 +1,237 @@
+//! Committing consumer-group offsets (after a restore, for a KafkaOffsetReset, for a
+//! KafkaOffsetRollback): a group with live members is refused by name, the others are
+//! committed through their group coordinator and read back (OffsetFetch) before they count
+//! as done. Snapshots of the offsets before the change are taken here too.
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::ExecError;
+use crate::format::layout::FORMAT;
+use crate::format::manifest::{GroupOffset, GroupSnapshot, OffsetSnapshot};
+use crate::kafka::KafkaClient;
+use crate::plan::GroupOffsetPlan;
+
+/// What happened to one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GroupOutcome {
+    /// Committed and read back equal.
+    Committed,
+    /// Not committed: `dryRun`.
+    DryRun,
+    /// Not committed: the group has active members (Kafka refuses an admin commit then).
+    Refused,
+    /// The commit or its read-back failed.
+    Failed,
+    /// Nothing to commit (no position carried over).
+    Skipped,
+}
+
+/// The result for one group, for status and the summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupResult {
+    pub group: String,
+    pub outcome: GroupOutcome,
+    /// Partitions committed (or, dry run, that would be).
+    pub partitions: u32,
+    /// Why it was refused or failed; the skipped positions otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl GroupResult {
+    pub fn ok(&self) -> bool {
+        matches!(
+            self.outcome,
+            GroupOutcome::Committed | GroupOutcome::DryRun | GroupOutcome::Skipped
+        )
+    }
+}
+
+/// The committed offsets of `groups` now: group -> (topic, partition) -> (offset, metadata).
+/// Partitions without a commit are absent; a group without any commit maps to an empty map.
+pub async fn committed(
+    client: &KafkaClient,
+    groups: &[String],
+) -> Result<BTreeMap<String, BTreeMap<(String, i32), (i64, Option<String>)>>, ExecError> {
+    let mut out = BTreeMap::new();
+    for g in groups {
+        let c = client.committed_offsets(g).await?;
+        out.insert(
+            g.clone(),
+            c.into_iter().map(|(k, (o, _, m))| (k, (o, m))).collect(),
+        );
+    }
+    Ok(out)
+}
+
+/// A snapshot document of `committed` (see [`committed`]).
+pub fn snapshot_of(
+    id: &str,
+    taken_by: &str,
+    now_ms: i64,
+    expires_at: Option<i64>,
+    committed: &BTreeMap<String, BTreeMap<(String, i32), (i64, Option<String>)>>,
+) -> OffsetSnapshot {
+    OffsetSnapshot {
+        format: FORMAT.into(),
+        id: id.to_string(),
+        created_at: now_ms,
+        taken_by: taken_by.to_string(),
+        expires_at,
+        groups: committed
+            .iter()
+            .map(|(g, parts)| GroupSnapshot {
+                group_id: g.clone(),
+                offsets: parts
+                    .iter()
+                    .map(|((t, p), (o, m))| GroupOffset {
+                        topic: t.clone(),
+                        partition: *p,
+                        offset: *o,
+                        leader_epoch: -1,
+                        metadata: m.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The refusal message of a group with live members: names them and the fix.
+pub fn live_members_message(d: &crate::kafka::ops::GroupDescription) -> String {
+    let names: Vec<String> = d
+        .members
+        .iter()
+        .map(|m| format!("{} at {} ({})", m.client_id, m.client_host, m.member_id))
+        .collect();
+    format!(
+        "consumer group {} has {} active member(s) (state {}): {}; Kafka accepts offset commits for a group only while no consumer is in it: stop these consumers, then run again",
+        d.group,
+        d.members.len(),
+        d.state,
+        names.join(", ")
+    )
+}
+
+/// Commits every group plan, `parallelism` groups at a time. A group with live members is
+/// refused (DescribeGroups first), the others go on; each commit is read back with
+/// OffsetFetch and compared. With `dry_run` nothing is committed (the live-member check still
+/// runs, so the dry run shows a refusal too). Results are in the order of `plans`.
+pub async fn commit_groups(
+    client: &KafkaClient,
+    plans: &[GroupOffsetPlan],
+    parallelism: usize,
+    dry_run: bool,
+) -> Vec<GroupResult> {
+    // Owned inputs per future: borrowed ones make the stream's futures not provably Send.
+    let futs: Vec<_> = plans
+        .iter()
+        .cloned()
+        .map(|p| {
+            let c = client.clone();
+            async move { commit_group(&c, &p, dry_run).await }
+        })
+        .collect();
+    futures::stream::iter(futs)
+        .buffered(parallelism.max(1))
+        .collect()
+        .await
+}
+
+async fn commit_group(client: &KafkaClient, p: &GroupOffsetPlan, dry_run: bool) -> GroupResult {
+    let skipped = (!p.skipped.is_empty()).then(|| format!("not carried: {}", p.skipped.join("; ")));
+    let result = |outcome, partitions, message| GroupResult {
+        group: p.group.clone(),
+        outcome,
+        partitions,
+        message,
+    };
+    if p.changes.is_empty() {
+        return result(GroupOutcome::Skipped, 0, skipped);
+    }
+    let n = p.changes.len() as u32;
+    match client.describe_group(&p.group).await {
+        Err(e) => return result(GroupOutcome::Failed, 0, Some(format!("DescribeGroups: {e}"))),
+        Ok(d) if !d.members.is_empty() => {
+            return result(GroupOutcome::Refused, 0, Some(live_members_message(&d)));
+        }
+        Ok(_) => {}
+    }
+    if dry_run {
+        return result(GroupOutcome::DryRun, n, skipped);
+    }
+    let offsets: BTreeMap<(String, i32), (i64, Option<String>)> = p
+        .changes
+        .iter()
+        .map(|c| ((c.topic.clone(), c.partition), (c.new, c.metadata.clone())))
+        .collect();
+    match client.commit_offsets(&p.group, &offsets).await {
+        Err(e) => return result(GroupOutcome::Failed, 0, Some(format!("OffsetCommit: {e}"))),
+        Ok(refused) if !refused.is_empty() => {
+            let why: Vec<String> = refused.values().map(|e| e.to_string()).collect();
+            return result(
+                GroupOutcome::Failed,
+                n - refused.len() as u32,
+                Some(why.join("; ")),
+            );
+        }
+        Ok(_) => {}
+    }
+    // Read back: the commit counts only when the coordinator returns it.
+    match client.committed_offsets(&p.group).await {
+        Err(e) => result(
+            GroupOutcome::Failed,
+            0,
+            Some(format!("OffsetFetch after the commit: {e}")),
+        ),
+        Ok(now) => {
+            let wrong: Vec<String> = offsets
+                .iter()
+                .filter(|(k, (o, _))| now.get(*k).map(|x| x.0) != Some(*o))
+                .map(|((t, part), (o, _))| {
+                    format!(
+                        "{t}/{part}: committed {o}, read back {:?}",
+                        now.get(&(t.clone(), *part)).map(|x| x.0)
+                    )
+                })
+                .collect();
+            if wrong.is_empty() {
+                result(GroupOutcome::Committed, n, skipped)
+            } else {
+                result(GroupOutcome::Failed, 0, Some(wrong.join("; ")))
+            }
+        }
+    }
+}
+
+/// The plans that put `snapshot` back (rollback): every snapshotted position of the groups
+/// in `only` (all when empty). A partition committed since the snapshot but absent from it
+/// keeps its offset: Kafka has no "uncommit" short of deleting the group's offsets, which a
+/// rollback does not do (docs/offsets.md).
+pub fn rollback_plans(snapshot: &OffsetSnapshot, only: &[String]) -> Vec<GroupOffsetPlan> {
+    snapshot
+        .groups
+        .iter()
+        .filter(|g| only.is_empty() || only.contains(&g.group_id))
+        .map(|g| GroupOffsetPlan {
+            group: g.group_id.clone(),
+            changes: g
+                .offsets
+                .iter()
+                .map(|o| crate::plan::OffsetChange {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                    current: None,
+                    new: o.offset,
+                    metadata: o.metadata.clone(),
+                    from: format!("snapshot {}", snapshot.id),
+                })
+                .collect(),
+            skipped: vec![],
+        })
+        .collect()
+}
