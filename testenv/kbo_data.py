@@ -1125,7 +1125,7 @@ def cmd_group_next(args: argparse.Namespace) -> int:
         slot = first[m.topic()]
         if slot.get(str(m.partition())) is None:
             slot[str(m.partition())] = {"offset": m.offset(),
-                                        "key": m.key().decode("utf-8", "replace") if m.key() else None}
+                                        "key": base64.b64encode(m.key()).decode() if m.key() is not None else None}
     c.close()
     print(json.dumps({"first": first, "committed": committed}))
     return 0

@@ -5,6 +5,7 @@ mod support;
 mod continuous;
 mod errors;
 mod faults;
+mod groups;
 mod incremental;
 mod integrity;
 mod plan_cmd;
