@@ -52,3 +52,9 @@ pub struct PartitionOffsets {
     pub log_start: i64,
     pub high_watermark: i64,
 }
+
+/// A consumer group's committed offsets: (topic, partition) -> (offset, commit metadata).
+pub type Commits = BTreeMap<(String, i32), (i64, Option<String>)>;
+
+/// Committed offsets of several groups: group id -> [`Commits`].
+pub type GroupCommits = BTreeMap<String, Commits>;

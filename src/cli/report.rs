@@ -244,7 +244,10 @@ pub fn restore_table(p: &RestorePlan) -> String {
     if let Some(g) = &p.groups {
         i += 1;
         let names: Vec<&str> = if g.only.is_empty() {
-            p.source_groups.iter().map(|x| x.group_id.as_str()).collect()
+            p.source_groups
+                .iter()
+                .map(|x| x.group_id.as_str())
+                .collect()
         } else {
             g.only.iter().map(|x| x.as_str()).collect()
         };
@@ -259,8 +262,16 @@ pub fn restore_table(p: &RestorePlan) -> String {
         s.push_str(&format!(
             "{i:<5} commit consumer groups ({}{}): {}\n",
             g.strategy,
-            if g.auto_rollback { ", roll back on failure" } else { "" },
-            if names.is_empty() { "none in the snapshot".to_string() } else { names.join(", ") }
+            if g.auto_rollback {
+                ", roll back on failure"
+            } else {
+                ""
+            },
+            if names.is_empty() {
+                "none in the snapshot".to_string()
+            } else {
+                names.join(", ")
+            }
         ));
     }
     s.push_str(&format!(
@@ -279,7 +290,10 @@ pub fn groups_table(results: &[crate::exec::groups::GroupResult]) -> String {
         .max()
         .unwrap_or(0)
         .max("GROUP".len());
-    let mut out = format!("{:<w$}  {:<9}  {:>10}  MESSAGE\n", "GROUP", "OUTCOME", "PARTITIONS");
+    let mut out = format!(
+        "{:<w$}  {:<9}  {:>10}  MESSAGE\n",
+        "GROUP", "OUTCOME", "PARTITIONS"
+    );
     for r in results {
         out.push_str(&format!(
             "{:<w$}  {:<9}  {:>10}  {}\n",

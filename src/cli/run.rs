@@ -149,7 +149,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                     "offset snapshot before the commits: {} (id {}){}",
                     r.snapshot_path,
                     r.snapshot_id,
-                    if r.rolled_back { "; put back (autoRollbackOnFailure)" } else { "" }
+                    if r.rolled_back {
+                        "; put back (autoRollbackOnFailure)"
+                    } else {
+                        ""
+                    }
                 );
             }
             let failed = out.failed_groups();

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::ExecError;
+use crate::facts::{Commits, GroupCommits};
 use crate::format::layout::FORMAT;
 use crate::format::manifest::{GroupOffset, GroupSnapshot, OffsetSnapshot};
 use crate::kafka::KafkaClient;
@@ -53,10 +54,7 @@ impl GroupResult {
 
 /// The committed offsets of `groups` now: group -> (topic, partition) -> (offset, metadata).
 /// Partitions without a commit are absent; a group without any commit maps to an empty map.
-pub async fn committed(
-    client: &KafkaClient,
-    groups: &[String],
-) -> Result<BTreeMap<String, BTreeMap<(String, i32), (i64, Option<String>)>>, ExecError> {
+pub async fn committed(client: &KafkaClient, groups: &[String]) -> Result<GroupCommits, ExecError> {
     let mut out = BTreeMap::new();
     for g in groups {
         let c = client.committed_offsets(g).await?;
@@ -74,7 +72,7 @@ pub fn snapshot_of(
     taken_by: &str,
     now_ms: i64,
     expires_at: Option<i64>,
-    committed: &BTreeMap<String, BTreeMap<(String, i32), (i64, Option<String>)>>,
+    committed: &GroupCommits,
 ) -> OffsetSnapshot {
     OffsetSnapshot {
         format: FORMAT.into(),
@@ -155,7 +153,13 @@ async fn commit_group(client: &KafkaClient, p: &GroupOffsetPlan, dry_run: bool) 
     }
     let n = p.changes.len() as u32;
     match client.describe_group(&p.group).await {
-        Err(e) => return result(GroupOutcome::Failed, 0, Some(format!("DescribeGroups: {e}"))),
+        Err(e) => {
+            return result(
+                GroupOutcome::Failed,
+                0,
+                Some(format!("DescribeGroups: {e}")),
+            );
+        }
         Ok(d) if !d.members.is_empty() => {
             return result(GroupOutcome::Refused, 0, Some(live_members_message(&d)));
         }
@@ -164,7 +168,7 @@ async fn commit_group(client: &KafkaClient, p: &GroupOffsetPlan, dry_run: bool) 
     if dry_run {
         return result(GroupOutcome::DryRun, n, skipped);
     }
-    let offsets: BTreeMap<(String, i32), (i64, Option<String>)> = p
+    let offsets: Commits = p
         .changes
         .iter()
         .map(|c| ((c.topic.clone(), c.partition), (c.new, c.metadata.clone())))

@@ -440,7 +440,10 @@ async fn group_step(
             )),
         })
         .collect();
-    let names: Vec<String> = names.into_iter().filter(|n| in_snapshot.contains(n)).collect();
+    let names: Vec<String> = names
+        .into_iter()
+        .filter(|n| in_snapshot.contains(n))
+        .collect();
     let current = groups::committed(client, &names).await?;
     let now = (ctx.now_ms)();
     let rollback = if gp.snapshot_before {
@@ -461,16 +464,21 @@ async fn group_step(
     };
     let offsets_now: BTreeMap<String, BTreeMap<(String, i32), i64>> = current
         .iter()
-        .map(|(g, p)| (g.clone(), p.iter().map(|(k, (o, _))| (k.clone(), *o)).collect()))
+        .map(|(g, p)| {
+            (
+                g.clone(),
+                p.iter().map(|(k, (o, _))| (k.clone(), *o)).collect(),
+            )
+        })
         .collect();
     let mut plans = crate::plan::translate_groups(&plan.source_groups, map, &names, &offsets_now);
     if gp.strategy != ResetStrategy::FromMapping {
         // to-earliest: the first record this restore wrote; to-latest: where it ended.
-        let by_target: BTreeMap<(String, i32), &crate::format::manifest::PartitionOffsetMap> =
-            map.partitions
-                .iter()
-                .map(|p| ((p.target_topic.clone(), p.target_partition), p))
-                .collect();
+        let by_target: BTreeMap<(String, i32), &crate::format::manifest::PartitionOffsetMap> = map
+            .partitions
+            .iter()
+            .map(|p| ((p.target_topic.clone(), p.target_partition), p))
+            .collect();
         for p in &mut plans {
             for c in &mut p.changes {
                 if let Some(pm) = by_target.get(&(c.topic.clone(), c.partition)) {
@@ -516,7 +524,9 @@ async fn group_step(
             GroupOutcome::Committed | GroupOutcome::Skipped | GroupOutcome::DryRun => {
                 tracing::info!(group = %r.group, outcome = ?r.outcome, partitions = r.partitions, message = r.message.as_deref().unwrap_or(""), "consumer group")
             }
-            _ => tracing::warn!(group = %r.group, outcome = ?r.outcome, message = r.message.as_deref().unwrap_or(""), "consumer group not carried over"),
+            _ => {
+                tracing::warn!(group = %r.group, outcome = ?r.outcome, message = r.message.as_deref().unwrap_or(""), "consumer group not carried over")
+            }
         }
     }
     Ok((

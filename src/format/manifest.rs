@@ -286,18 +286,6 @@ impl PartitionOffsetMap {
         }
         self.ranges.push([src_first, src_last, dst_first]);
     }
-
-    /// The target offset for a source offset, or for the next restored source offset after it
-    /// (what a consumer group committed at `src` should resume from).
-    pub fn translate(&self, src: i64) -> Option<i64> {
-        let i = self.ranges.partition_point(|r| r[1] < src);
-        let r = self.ranges.get(i)?;
-        Some(if src < r[0] {
-            r[2]
-        } else {
-            r[2] + (src - r[0])
-        })
-    }
 }
 
 /// The key of a document's own checksum (format v2).
@@ -370,7 +358,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn offset_map_is_compact_and_translates() {
+    fn offset_map_is_compact() {
         let mut m = PartitionOffsetMap::default();
         for s in 0..100 {
             m.push(s, 1000 + s);
@@ -379,11 +367,8 @@ mod tests {
         for s in 110..120 {
             m.push(s, 1000 + s - 10);
         }
+        // translation: plan::translate_position (its tests cover the rule)
         assert_eq!(m.ranges, vec![[0, 99, 1000], [110, 119, 1100]]);
-        assert_eq!(m.translate(5), Some(1005));
-        assert_eq!(m.translate(105), Some(1100));
-        assert_eq!(m.translate(119), Some(1109));
-        assert_eq!(m.translate(120), None);
     }
 
     #[test]

@@ -722,9 +722,11 @@ impl KafkaClient {
     pub async fn commit_offsets(
         &self,
         group: &str,
-        offsets: &BTreeMap<(String, i32), (i64, Option<String>)>,
+        offsets: &crate::facts::Commits,
     ) -> Result<BTreeMap<(String, i32), KafkaError>> {
-        let mut by_topic: BTreeMap<&str, Vec<(i32, i64, Option<&str>)>> = BTreeMap::new();
+        /// (partition, offset, metadata) of one topic.
+        type Parts<'a> = Vec<(i32, i64, Option<&'a str>)>;
+        let mut by_topic: BTreeMap<&str, Parts> = BTreeMap::new();
         for ((t, p), (o, m)) in offsets {
             by_topic.entry(t).or_default().push((*p, *o, m.as_deref()));
         }

@@ -232,12 +232,44 @@ async fn run_task(
             match run_restore(&prep.plan, &prep.start, &prep.client, &prep.op, &exec).await {
                 Err(ExecError::Cancelled) => Ok(None),
                 Err(e) => Err(RunFailure::from(e)),
-                Ok(out) => Ok(Some((
-                    run_id,
-                    out.records,
-                    out.bytes,
-                    format!("offset map: {}", out.offset_map_path),
-                ))),
+                Ok(out) => {
+                    if let Some(r) = &out.rollback {
+                        let to_time = |ms: i64| Timestamp::from_millisecond(ms).ok().map(Time);
+                        let status = crate::api::RollbackStatus {
+                            snapshot_id: Some(r.snapshot_id.clone()),
+                            snapshot_time: to_time(r.snapshot_time),
+                            rollback_available: Some(true),
+                            expires_at: to_time(r.expires_at),
+                        };
+                        let _ = update_status_final(&api, &name, |s: &mut KafkaRestoreStatus| {
+                            s.rollback = Some(status.clone());
+                        })
+                        .await;
+                    }
+                    let groups = if out.groups.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\n{}", crate::cli::report::groups_table(&out.groups))
+                    };
+                    let failed = out.failed_groups();
+                    if !failed.is_empty() {
+                        // Transient: members leave; the retry runs only the group step.
+                        return Err(RunFailure {
+                            kind: super::retry::FailureKind::Transient,
+                            message: format!(
+                                "[groups-not-carried] the data is restored, but {} of {} consumer groups were not carried over{groups}",
+                                failed.len(),
+                                out.groups.len()
+                            ),
+                        });
+                    }
+                    Ok(Some((
+                        run_id,
+                        out.records,
+                        out.bytes,
+                        format!("offset map: {}{groups}", out.offset_map_path),
+                    )))
+                }
             }
         }
     };

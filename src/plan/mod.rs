@@ -11,11 +11,11 @@ mod select;
 pub use backup::{
     BackupFacts, BackupPartitionStep, BackupPlan, BackupTopic, CutMode, compile_backup,
 };
-pub use restore::{
-    RestoreFacts, RestoreGroupsPlan, RestorePartitionStep, RestorePlan, TIMESTAMP_TYPE, TargetState, TopicToCreate,
-    compile_restore, restore_data_hash, restore_groups_plan,
-};
 pub use offsets::{GroupOffsetPlan, OffsetChange, translate_groups, translate_position};
+pub use restore::{
+    RestoreFacts, RestoreGroupsPlan, RestorePartitionStep, RestorePlan, TIMESTAMP_TYPE,
+    TargetState, TopicToCreate, compile_restore, restore_data_hash, restore_groups_plan,
+};
 pub use retention::{RetentionPlan, compile_retention};
 pub use select::{matches_any, select_topics};
 

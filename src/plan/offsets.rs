@@ -144,13 +144,33 @@ mod tests {
         // transaction), 210..=249 restored at 100..; the restore ended at target 140
         let m = map(vec![[100, 199, 0], [210, 249, 100]], Some(140));
         assert_eq!(translate_position(&m, 150), Some(50), "inside a range");
-        assert_eq!(translate_position(&m, 100), Some(0), "first restored record");
-        assert_eq!(translate_position(&m, 50), Some(0), "before the window: its first record");
-        assert_eq!(translate_position(&m, 200), Some(100), "in a hole: the next restored record");
+        assert_eq!(
+            translate_position(&m, 100),
+            Some(0),
+            "first restored record"
+        );
+        assert_eq!(
+            translate_position(&m, 50),
+            Some(0),
+            "before the window: its first record"
+        );
+        assert_eq!(
+            translate_position(&m, 200),
+            Some(100),
+            "in a hole: the next restored record"
+        );
         assert_eq!(translate_position(&m, 205), Some(100));
-        assert_eq!(translate_position(&m, 249), Some(139), "the last restored record");
+        assert_eq!(
+            translate_position(&m, 249),
+            Some(139),
+            "the last restored record"
+        );
         assert_eq!(translate_position(&m, 250), Some(140), "caught up: the end");
-        assert_eq!(translate_position(&m, 10_000), Some(140), "past the cut: the end");
+        assert_eq!(
+            translate_position(&m, 10_000),
+            Some(140),
+            "past the cut: the end"
+        );
         // maps without targetEnd: after the last restored record
         let old = map(vec![[100, 199, 0]], None);
         assert_eq!(translate_position(&old, 300), Some(100));

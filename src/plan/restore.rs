@@ -150,7 +150,9 @@ pub fn restore_groups_plan(spec: &KafkaRestoreSpec) -> Option<RestoreGroupsPlan>
         } else {
             reset.map(|r| r.consumer_groups.clone()).unwrap_or_default()
         },
-        strategy: reset.map(|r| r.strategy).unwrap_or(ResetStrategy::FromMapping),
+        strategy: reset
+            .map(|r| r.strategy)
+            .unwrap_or(ResetStrategy::FromMapping),
         snapshot_before: spec.rollback.snapshot_before_restore,
         auto_rollback: spec.rollback.auto_rollback_on_failure,
         snapshot_retention_hours: spec.rollback.snapshot_retention_hours,

@@ -15,12 +15,21 @@ fn group_commit(group: &str, topic: &str, n: u32) -> BTreeMap<i32, i64> {
     let e = env();
     let n = n.to_string();
     let (ok, out, err) = py(&[
-        "group-commit", "--bootstrap", &e.bootstrap, "--group", group, "--topic", topic,
-        "--per-partition", &n,
+        "group-commit",
+        "--bootstrap",
+        &e.bootstrap,
+        "--group",
+        group,
+        "--topic",
+        topic,
+        "--per-partition",
+        &n,
     ]);
     assert!(ok, "group-commit: {out}{err}");
     let v: BTreeMap<String, i64> = serde_json::from_str(out.trim()).unwrap();
-    v.into_iter().map(|(k, o)| (k.parse().unwrap(), o)).collect()
+    v.into_iter()
+        .map(|(k, o)| (k.parse().unwrap(), o))
+        .collect()
 }
 
 /// `group-next`: (topic -> partition -> first record's (offset, key) or None, topic ->
@@ -36,7 +45,13 @@ fn group_next(
     let e = env();
     let t = topics.join(",");
     let (ok, out, err) = py(&[
-        "group-next", "--bootstrap", &e.bootstrap, "--group", group, "--topics", &t,
+        "group-next",
+        "--bootstrap",
+        &e.bootstrap,
+        "--group",
+        group,
+        "--topics",
+        &t,
     ]);
     assert!(ok, "group-next: {out}{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -103,6 +118,13 @@ fn expected_first(
 
 /// Backs up `topic` with its group snapshot, restores it to `<topic>-r` with `extra` (and
 /// `autoConsumerGroups`), and checks the group's first record on every target partition.
+/// What the restore does to the records: the PITR window (inclusive, ms) and the
+/// `partitionMapping` (source -> target partition; unlisted map to themselves).
+struct Expect<'a> {
+    window: (i64, i64),
+    pmap: &'a BTreeMap<i32, i32>,
+}
+
 async fn restore_and_check_group(
     dir: &Path,
     name: &str,
@@ -110,9 +132,9 @@ async fn restore_and_check_group(
     group: &str,
     committed: &BTreeMap<i32, i64>,
     extra: &str,
-    window: (i64, i64),
-    pmap: &BTreeMap<i32, i32>,
+    expect: Expect<'_>,
 ) {
+    let Expect { window, pmap } = expect;
     let kb = backup_yaml(
         name,
         &[topic.to_string()],
@@ -138,7 +160,7 @@ async fn restore_and_check_group(
     let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
     assert!(ok, "restore with autoConsumerGroups failed: {out}{err}");
     assert!(
-        out.contains(&format!("{group}")) && out.contains("Committed"),
+        out.contains(group) && out.contains("Committed"),
         "the group is reported committed: {out}"
     );
     assert!(out.contains("offset snapshot before the commits"), "{out}");
@@ -180,8 +202,10 @@ async fn a_restored_group_resumes_at_its_next_unread_record() {
         &group,
         &committed,
         "  partitionMapping:\n    \"0\": 2\n    \"1\": 0\n    \"2\": 1\n",
-        (i64::MIN, i64::MAX),
-        &pmap,
+        Expect {
+            window: (i64::MIN, i64::MAX),
+            pmap: &pmap,
+        },
     )
     .await;
 }
@@ -215,8 +239,10 @@ async fn groups_follow_a_pitr_window_and_aborted_transactions() {
             &group,
             &committed,
             &extra,
-            window,
-            &BTreeMap::new(),
+            Expect {
+                window,
+                pmap: &BTreeMap::new(),
+            },
         )
         .await;
     }
@@ -254,7 +280,15 @@ async fn a_group_with_a_live_member_is_refused_by_name_and_the_others_commit() {
     #[allow(clippy::zombie_processes)] // waited for below
     let mut hold = std::process::Command::new(&e.python)
         .arg(repo_root().join("testenv/kbo_data.py"))
-        .args(["group-hold", "--bootstrap", &e.bootstrap, "--group", &busy, "--topic", &topic])
+        .args([
+            "group-hold",
+            "--bootstrap",
+            &e.bootstrap,
+            "--group",
+            &busy,
+            "--topic",
+            &topic,
+        ])
         .args(["--secs", "6"])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -282,16 +316,20 @@ async fn a_group_with_a_live_member_is_refused_by_name_and_the_others_commit() {
         .unwrap_or_else(|| panic!("a row for {busy}: {out}"));
     assert!(busy_line.contains("Refused"), "{busy_line}");
     assert!(
-        busy_line.contains(&format!("kbo-test-{busy}")) && busy_line.contains("stop these consumers"),
+        busy_line.contains(&format!("kbo-test-{busy}"))
+            && busy_line.contains("stop these consumers"),
         "the refusal names the member's client id and the fix: {busy_line}"
     );
     assert!(
-        out.lines().any(|l| l.starts_with(&quiet) && l.contains("Committed")),
+        out.lines()
+            .any(|l| l.starts_with(&quiet) && l.contains("Committed")),
         "the other group went on: {out}"
     );
     let (first, _) = group_next(&quiet, &[&target]);
     assert!(
-        first[&target].values().all(|r| r.as_ref().is_some_and(|r| r.0 == 10)),
+        first[&target]
+            .values()
+            .all(|r| r.as_ref().is_some_and(|r| r.0 == 10)),
         "{first:?}"
     );
     // the member is gone: the same restore carries over only the groups
@@ -299,14 +337,21 @@ async fn a_group_with_a_live_member_is_refused_by_name_and_the_others_commit() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("the data was restored before"), "{out}");
     assert!(
-        out.lines().any(|l| l.starts_with(&busy) && l.contains("Committed")),
+        out.lines()
+            .any(|l| l.starts_with(&busy) && l.contains("Committed")),
         "{out}"
     );
     let (first, _) = group_next(&busy, &[&target]);
     assert!(
-        first[&target].values().all(|r| r.as_ref().is_some_and(|r| r.0 == 20)),
+        first[&target]
+            .values()
+            .all(|r| r.as_ref().is_some_and(|r| r.0 == 20)),
         "{first:?}"
     );
-    assert_same(std::slice::from_ref(&topic), std::slice::from_ref(&target), &[]);
+    assert_same(
+        std::slice::from_ref(&topic),
+        std::slice::from_ref(&target),
+        &[],
+    );
     let _ = produced;
 }
