@@ -103,6 +103,325 @@ async fn connect_restore_target(
     Ok(KafkaClient::connect(cfg).await?)
 }
 
+/// The repository a restore reads (`backupRef.storage`, else its KafkaBackup's storage),
+/// opened read-only.
+fn restore_repository(
+    kr: &KafkaRestore,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+) -> Result<(StorageTarget, Operator), FlowError> {
+    let spec = &kr.spec;
+    let storage_spec = match (&spec.backup_ref.storage, backup) {
+        (Some(s), _) => s.clone(),
+        (None, Some(kb)) => kb.spec.storage.clone(),
+        (None, None) => {
+            return Err(ObserveError::Config {
+                field: "spec.backupRef.name".into(),
+                message: format!(
+                    "KafkaBackup {:?} is not among the given files and backupRef.storage is not set: add the KafkaBackup's YAML with -f, or give backupRef.storage",
+                    spec.backup_ref.name
+                ),
+            }
+            .into());
+        }
+    };
+    let field = if spec.backup_ref.storage.is_some() {
+        "spec.backupRef.storage"
+    } else {
+        "KafkaBackup spec.storage"
+    };
+    let target = observe::storage_target(&storage_spec, secrets, pvc_root, field)?;
+    let op = open(&target, Access::ReadOnly)?;
+    Ok((target, op))
+}
+
+/// The complete journal of restore `kr` (its plan names the offset map and carries the
+/// backup's group snapshot). Errors name `field` and the fix.
+async fn completed_restore(
+    kr: &KafkaRestore,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    field: &str,
+) -> Result<(crate::exec::RestoreJournal, Operator), FlowError> {
+    let name = kr.metadata.name.clone().unwrap_or_default();
+    let (_, op) = restore_repository(kr, backup, secrets, pvc_root)?;
+    let cfg = |message: String| -> FlowError {
+        ObserveError::Config {
+            field: field.into(),
+            message,
+        }
+        .into()
+    };
+    match crate::exec::load_journal(&op, &kr.spec.backup_ref.name, &name).await? {
+        None => Err(cfg(format!(
+            "KafkaRestore {name:?} has no journal in its backup's storage: it has not run"
+        ))),
+        Some(j) if !j.complete => Err(cfg(format!(
+            "KafkaRestore {name:?} has not completed: run it to the end first"
+        ))),
+        Some(j) => Ok((j, op)),
+    }
+}
+
+/// A compiled KafkaOffsetReset and the client to run it with.
+pub struct PreparedOffsetReset {
+    pub plan: plan::OffsetResetPlan,
+    pub client: KafkaClient,
+}
+
+/// Observes a KafkaOffsetReset's groups and partitions and compiles it. `restore`: the
+/// KafkaRestore (and its KafkaBackup) `offsetMappingRef.restoreName` names, for from-mapping.
+pub async fn prepare_offset_reset(
+    kor: &crate::api::KafkaOffsetReset,
+    restore: Option<(&KafkaRestore, Option<&KafkaBackup>)>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+) -> Result<PreparedOffsetReset, FlowError> {
+    use crate::api::offset_reset::ResetStrategy;
+    let spec = &kor.spec;
+    let name = kor.metadata.name.clone().unwrap_or_default();
+    let client =
+        KafkaClient::connect(observe::client_config(&spec.kafka_cluster, secrets)?).await?;
+    let committed = observe::committed_groups(&client, &spec.consumer_groups).await?;
+    let (mut mapping, mut snapshot) = (None, None);
+    if spec.reset_strategy == ResetStrategy::FromMapping
+        && let Some(m) = &spec.offset_mapping_ref
+    {
+        if let Some(rn) = &m.restore_name {
+            let Some((kr, kb)) = restore else {
+                return Err(ObserveError::Config {
+                    field: "spec.offsetMappingRef.restoreName".into(),
+                    message: format!(
+                        "KafkaRestore {rn:?} is not among the given files: add it and its KafkaBackup with -f, or give offsetMappingRef.path"
+                    ),
+                }
+                .into());
+            };
+            let (j, op) = completed_restore(
+                kr,
+                kb,
+                secrets,
+                pvc_root,
+                "spec.offsetMappingRef.restoreName",
+            )
+            .await?;
+            let path = &j.plan.offset_map_path;
+            let bytes = crate::storage::read_opt(&op, path).await?.ok_or_else(|| {
+                FlowError::from(ObserveError::Config {
+                    field: "spec.offsetMappingRef.restoreName".into(),
+                    message: format!("the offset map {path} of KafkaRestore {rn:?} is missing"),
+                })
+            })?;
+            mapping =
+                Some(crate::format::manifest::from_json(&bytes, path).map_err(StorageError::from)?);
+            snapshot = (!j.plan.source_groups.is_empty()).then(|| j.plan.source_groups.clone());
+        } else if let Some(p) = &m.path {
+            let file = match &m.pvc_name {
+                Some(pvc) => pvc_root.join(pvc).join(p),
+                None => std::path::PathBuf::from(p),
+            };
+            let bytes = std::fs::read(&file).map_err(|e| {
+                FlowError::from(ObserveError::Config {
+                    field: "spec.offsetMappingRef.path".into(),
+                    message: format!("cannot read the offset map {}: {e}", file.display()),
+                })
+            })?;
+            mapping = Some(
+                crate::format::manifest::from_json(&bytes, &file.display().to_string())
+                    .map_err(StorageError::from)?,
+            );
+        }
+    }
+    let meta = client.metadata();
+    let available: Vec<String> = meta.topics.keys().cloned().collect();
+    let scope = plan::reset_scope_topics(spec, &available, &committed, mapping.as_ref());
+    let facts = observe::observe_cluster(&client, &scope, false).await?;
+    let mut by_timestamp = std::collections::BTreeMap::new();
+    if spec.reset_strategy == ResetStrategy::ToTimestamp {
+        let parts: Vec<(String, i32)> = facts.offsets.keys().cloned().collect();
+        if !parts.is_empty() {
+            by_timestamp = client
+                .list_offsets(
+                    &parts,
+                    crate::kafka::ops::OffsetSpec::Timestamp(spec.reset_timestamp.unwrap_or(0)),
+                )
+                .await?
+                .into_iter()
+                .collect();
+        }
+    }
+    let facts = plan::OffsetResetFacts {
+        partitions: client
+            .metadata()
+            .topics
+            .values()
+            .map(|t| (t.name.clone(), t.partitions.len() as i32))
+            .collect(),
+        offsets: facts.offsets,
+        by_timestamp,
+        committed,
+        mapping,
+        snapshot,
+    };
+    let plan = plan::compile_offset_reset(&name, spec, &facts)?;
+    Ok(PreparedOffsetReset { plan, client })
+}
+
+/// A KafkaOffsetRollback: the snapshot it puts back, as group plans, and the client.
+pub struct PreparedOffsetRollback {
+    pub snapshot_id: String,
+    pub snapshot_path: String,
+    pub plans: Vec<plan::GroupOffsetPlan>,
+    pub client: KafkaClient,
+}
+
+/// Finds the snapshot a KafkaOffsetRollback names (`snapshotRef.path`, `.name` in
+/// `snapshot_dir`, `.offsetResetRef`: the newest snapshot of that reset in `snapshot_dir`,
+/// `.restoreRef`: the newest snapshot of that restore in its backup's storage), and turns it
+/// into group plans, with the current offsets filled in.
+pub async fn prepare_offset_rollback(
+    korb: &crate::api::KafkaOffsetRollback,
+    restore: Option<(&KafkaRestore, Option<&KafkaBackup>)>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    snapshot_dir: &Path,
+) -> Result<PreparedOffsetRollback, FlowError> {
+    let spec = &korb.spec;
+    let r = &spec.snapshot_ref;
+    let cfg = |field: &str, message: String| -> FlowError {
+        ObserveError::Config {
+            field: field.into(),
+            message,
+        }
+        .into()
+    };
+    let newest_in_dir = |prefix: &str| -> Option<std::path::PathBuf> {
+        let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(snapshot_dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.strip_prefix(prefix)
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        .and_then(|rest| rest.strip_suffix(".json"))
+                        .is_some_and(|ms| ms.chars().all(|c| c.is_ascii_digit()))
+                })
+            })
+            .collect();
+        v.sort();
+        v.pop()
+    };
+    let (snap, path) = if let Some(p) = &r.path {
+        let file = match &r.pvc_name {
+            Some(pvc) => pvc_root.join(pvc).join(p),
+            None => std::path::PathBuf::from(p),
+        };
+        (
+            crate::exec::groups::read_snapshot(&file)?,
+            file.display().to_string(),
+        )
+    } else if let Some(n) = &r.name {
+        let file = snapshot_dir.join(format!("{n}.json"));
+        if !file.exists() {
+            return Err(cfg(
+                "spec.snapshotRef.name",
+                format!(
+                    "no snapshot {n:?} in {} (--snapshot-dir)",
+                    snapshot_dir.display()
+                ),
+            ));
+        }
+        (
+            crate::exec::groups::read_snapshot(&file)?,
+            file.display().to_string(),
+        )
+    } else if let Some(k) = &r.offset_reset_ref {
+        let Some(file) = newest_in_dir(k) else {
+            return Err(cfg(
+                "spec.snapshotRef.offsetResetRef",
+                format!(
+                    "KafkaOffsetReset {k:?} left no snapshot in {} (--snapshot-dir): it ran with snapshotBeforeReset: false, or elsewhere",
+                    snapshot_dir.display()
+                ),
+            ));
+        };
+        (
+            crate::exec::groups::read_snapshot(&file)?,
+            file.display().to_string(),
+        )
+    } else if let Some(rn) = &r.restore_ref {
+        let Some((kr, kb)) = restore else {
+            return Err(cfg(
+                "spec.snapshotRef.restoreRef",
+                format!(
+                    "KafkaRestore {rn:?} is not among the given files: add it and its KafkaBackup with -f"
+                ),
+            ));
+        };
+        let (_, op) = restore_repository(kr, kb, secrets, pvc_root)?;
+        let dir = format!(
+            "{}/restores/{rn}/offset-snapshots/",
+            kr.spec.backup_ref.name
+        );
+        let mut names: Vec<String> = op
+            .list(&dir)
+            .await
+            .map_err(|e| crate::storage::backend("list", &dir, e))?
+            .into_iter()
+            .map(|e| e.path().to_string())
+            .filter(|p| p.ends_with(".json"))
+            .collect();
+        names.sort();
+        let Some(path) = names.pop() else {
+            return Err(cfg(
+                "spec.snapshotRef.restoreRef",
+                format!(
+                    "KafkaRestore {rn:?} took no offset snapshot (no consumer-group step, or rollback.snapshotBeforeRestore: false)"
+                ),
+            ));
+        };
+        let bytes = crate::storage::read_opt(&op, &path)
+            .await?
+            .unwrap_or_default();
+        (
+            crate::format::manifest::from_json(&bytes, &path).map_err(StorageError::from)?,
+            path,
+        )
+    } else {
+        return Err(cfg("spec.snapshotRef", "names no snapshot".into()));
+    };
+    let client =
+        KafkaClient::connect(observe::client_config(&spec.kafka_cluster, secrets)?).await?;
+    let mut plans = crate::exec::groups::rollback_plans(&snap, &spec.consumer_groups);
+    for g in &spec.consumer_groups {
+        if !plans.iter().any(|p| &p.group == g) {
+            return Err(cfg(
+                "spec.consumerGroups",
+                format!("group {g:?} is not in snapshot {}", snap.id),
+            ));
+        }
+    }
+    let names: Vec<String> = plans.iter().map(|p| p.group.clone()).collect();
+    let now = observe::committed_groups(&client, &names).await?;
+    for p in &mut plans {
+        for c in &mut p.changes {
+            c.current = now
+                .get(&p.group)
+                .and_then(|m| m.get(&(c.topic.clone(), c.partition)))
+                .map(|x| x.0);
+        }
+    }
+    Ok(PreparedOffsetRollback {
+        snapshot_id: snap.id,
+        snapshot_path: path,
+        plans,
+        client,
+    })
+}
+
 /// Observes the cluster and the repository of `kb` and compiles its next run.
 pub async fn prepare_backup(
     kb: &KafkaBackup,
@@ -181,27 +500,7 @@ pub async fn prepare_restore(
     access: Access,
 ) -> Result<PreparedRestore, FlowError> {
     let spec = &kr.spec;
-    let storage_spec = match (&spec.backup_ref.storage, backup) {
-        (Some(s), _) => s.clone(),
-        (None, Some(kb)) => kb.spec.storage.clone(),
-        (None, None) => {
-            return Err(ObserveError::Config {
-                field: "spec.backupRef.name".into(),
-                message: format!(
-                    "KafkaBackup {:?} is not among the given files and backupRef.storage is not set: add the KafkaBackup's YAML with -f, or give backupRef.storage",
-                    spec.backup_ref.name
-                ),
-            }
-            .into());
-        }
-    };
-    let field = if spec.backup_ref.storage.is_some() {
-        "spec.backupRef.storage"
-    } else {
-        "KafkaBackup spec.storage"
-    };
-    let target = observe::storage_target(&storage_spec, secrets, pvc_root, field)?;
-    let mut op = open(&target, Access::ReadOnly)?;
+    let (target, mut op) = restore_repository(kr, backup, secrets, pvc_root)?;
     let restore_name = kr.metadata.name.clone().unwrap_or_default();
     let spec_hash = plan::restore_data_hash(spec);
     let journal = crate::exec::load_journal(&op, &spec.backup_ref.name, &restore_name)

@@ -44,7 +44,8 @@ fn default_parallelism() -> u32 {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "self.resetStrategy != 'to-timestamp' || has(self.resetTimestamp)", "message": "resetStrategy to-timestamp needs resetTimestamp (epoch ms)"},
-    {"rule": "self.resetStrategy != 'to-offset' || has(self.resetOffset)", "message": "resetStrategy to-offset needs resetOffset"}
+    {"rule": "self.resetStrategy != 'to-offset' || has(self.resetOffset)", "message": "resetStrategy to-offset needs resetOffset"},
+    {"rule": "self.resetStrategy != 'shift-by' || has(self.shiftBy)", "message": "resetStrategy shift-by needs shiftBy"}
 ]))]
 #[garde(allow_unvalidated)]
 pub struct KafkaOffsetResetSpec {
@@ -68,6 +69,11 @@ pub struct KafkaOffsetResetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(inner(range(min = 0)))]
     pub reset_offset: Option<i64>,
+
+    /// For shift-by (ours, like kafka-consumer-groups `--shift-by`): records to move each
+    /// partition's committed offset by, negative to re-read (clamped to the log range).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift_by: Option<i64>,
 
     /// Only these topics (names or globs). Default: every topic the group has offsets for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -113,6 +119,9 @@ pub enum ResetStrategy {
     ToOffset,
     /// Translate the group's offsets through a restore's source->target offset mapping.
     FromMapping,
+    /// Move each committed offset by `shiftBy` records (ours; kafka-consumer-groups
+    /// `--shift-by`).
+    ShiftBy,
 }
 
 impl ResetStrategy {
@@ -124,6 +133,7 @@ impl ResetStrategy {
             ResetStrategy::ToTimestamp => "to-timestamp",
             ResetStrategy::ToOffset => "to-offset",
             ResetStrategy::FromMapping => "from-mapping",
+            ResetStrategy::ShiftBy => "shift-by",
         }
     }
 }

@@ -801,7 +801,7 @@ pub fn validate_restore(kr: &KafkaRestore) -> Result<(), ValidationErrors> {
     if let Some(or) = &spec.offset_reset {
         if matches!(
             or.strategy,
-            ResetStrategy::ToTimestamp | ResetStrategy::ToOffset
+            ResetStrategy::ToTimestamp | ResetStrategy::ToOffset | ResetStrategy::ShiftBy
         ) {
             errs.push(
                 "spec.offsetReset.strategy",
@@ -843,7 +843,22 @@ pub fn validate_offset_reset(kor: &KafkaOffsetReset) -> Result<(), ValidationErr
             "spec.resetOffset",
             "is required for resetStrategy to-offset; set the offset (>= 0)",
         ),
+        ResetStrategy::ShiftBy if spec.shift_by.is_none() => errs.push(
+            "spec.shiftBy",
+            "is required for resetStrategy shift-by; set the number of records (negative to \
+             re-read), e.g. -1000",
+        ),
         _ => {}
+    }
+    if spec.shift_by.is_some() && spec.reset_strategy != ResetStrategy::ShiftBy {
+        errs.push(
+            "spec.shiftBy",
+            format!(
+                "is only used with resetStrategy shift-by (this one is {}); remove it or change \
+                 the strategy",
+                spec.reset_strategy
+            ),
+        );
     }
     if spec.reset_timestamp.is_some() && spec.reset_strategy != ResetStrategy::ToTimestamp {
         errs.push(

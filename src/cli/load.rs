@@ -1,13 +1,24 @@
 //! Reading `-f` files: documents, Secrets, and which resource to act on.
 use std::path::PathBuf;
 
-use crate::api::{ApiError, Document, KafkaBackup, KafkaRestore, Secrets, load_and_validate};
+use crate::api::{
+    ApiError, Document, KafkaBackup, KafkaOffsetReset, KafkaOffsetRollback, KafkaRestore, Secrets,
+    load_and_validate,
+};
+
+/// A KafkaRestore another resource refers to, with the KafkaBackup its backupRef names if it
+/// was among the files.
+pub type RestoreRef = (Box<KafkaRestore>, Option<Box<KafkaBackup>>);
 
 /// The resource a `run` or `plan` acts on.
 pub enum Target {
     Backup(Box<KafkaBackup>),
     /// The restore, and the KafkaBackup its backupRef names if it was among the files.
     Restore(Box<KafkaRestore>, Option<Box<KafkaBackup>>),
+    /// The reset, and the KafkaRestore `offsetMappingRef.restoreName` names, if among the files.
+    OffsetReset(Box<KafkaOffsetReset>, Option<RestoreRef>),
+    /// The rollback, and the KafkaRestore `snapshotRef.restoreRef` names, if among the files.
+    OffsetRollback(Box<KafkaOffsetRollback>, Option<RestoreRef>),
 }
 
 /// Errors of loading inputs.
@@ -22,7 +33,8 @@ pub enum LoadError {
 }
 
 /// Loads and validates every document of `files`, collects Secrets, and picks the target:
-/// `name` if given, else the only KafkaRestore, else the only KafkaBackup.
+/// `name` if given, else the only KafkaOffsetReset or KafkaOffsetRollback, else the only
+/// KafkaRestore, else the only KafkaBackup.
 pub fn load(files: &[PathBuf], name: Option<&str>) -> Result<(Target, Secrets), LoadError> {
     let mut docs = Vec::new();
     for f in files {
@@ -53,6 +65,20 @@ pub fn load(files: &[PathBuf], name: Option<&str>) -> Result<(Target, Secrets), 
             }
         })
         .collect();
+    let resets: Vec<&KafkaOffsetReset> = docs
+        .iter()
+        .filter_map(|d| match d {
+            Document::OffsetReset(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let rollbacks: Vec<&KafkaOffsetRollback> = docs
+        .iter()
+        .filter_map(|d| match d {
+            Document::OffsetRollback(r) => Some(r),
+            _ => None,
+        })
+        .collect();
     let name_of = |m: &kube::api::ObjectMeta| m.name.clone().unwrap_or_default();
     let find_backup = |n: &str| {
         backups
@@ -63,18 +89,51 @@ pub fn load(files: &[PathBuf], name: Option<&str>) -> Result<(Target, Secrets), 
     let pick_restore = |r: &KafkaRestore| {
         Target::Restore(Box::new(r.clone()), find_backup(&r.spec.backup_ref.name))
     };
+    let find_restore = |n: Option<&String>| -> Option<RestoreRef> {
+        let n = n?;
+        restores
+            .iter()
+            .find(|r| &name_of(&r.metadata) == n)
+            .map(|r| (Box::new((*r).clone()), find_backup(&r.spec.backup_ref.name)))
+    };
+    let pick_reset = |r: &KafkaOffsetReset| {
+        let rr = find_restore(
+            r.spec
+                .offset_mapping_ref
+                .as_ref()
+                .and_then(|m| m.restore_name.as_ref()),
+        );
+        Target::OffsetReset(Box::new(r.clone()), rr)
+    };
+    let pick_rollback = |r: &KafkaOffsetRollback| {
+        let rr = find_restore(r.spec.snapshot_ref.restore_ref.as_ref());
+        Target::OffsetRollback(Box::new(r.clone()), rr)
+    };
     let target = match name {
         Some(n) => {
-            if let Some(r) = restores.iter().find(|r| name_of(&r.metadata) == n) {
+            if let Some(r) = resets.iter().find(|r| name_of(&r.metadata) == n) {
+                pick_reset(r)
+            } else if let Some(r) = rollbacks.iter().find(|r| name_of(&r.metadata) == n) {
+                pick_rollback(r)
+            } else if let Some(r) = restores.iter().find(|r| name_of(&r.metadata) == n) {
                 pick_restore(r)
             } else if let Some(b) = find_backup(n) {
                 Target::Backup(b)
             } else {
                 return Err(LoadError::Choose(format!(
-                    "no KafkaBackup or KafkaRestore named {n:?} in the given files"
+                    "no KafkaBackup, KafkaRestore, KafkaOffsetReset or KafkaOffsetRollback named {n:?} in the given files"
                 )));
             }
         }
+        None if resets.len() + rollbacks.len() > 1 => {
+            return Err(LoadError::Choose(format!(
+                "the files hold several resources ({} KafkaOffsetReset, {} KafkaOffsetRollback): choose one with --name",
+                resets.len(),
+                rollbacks.len()
+            )));
+        }
+        None if resets.len() == 1 => pick_reset(resets[0]),
+        None if rollbacks.len() == 1 => pick_rollback(rollbacks[0]),
         None => match (restores.as_slice(), backups.as_slice()) {
             ([r], _) => pick_restore(r),
             ([], [b]) => Target::Backup(Box::new((*b).clone())),

@@ -81,13 +81,19 @@ pub struct Inputs {
     /// KafkaBackup its backupRef names. Repeat -f for several files.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
-    /// Which resource to act on when the files hold several (default: the only KafkaRestore,
-    /// else the only KafkaBackup).
+    /// Which resource to act on when the files hold several (default: the only
+    /// KafkaOffsetReset or KafkaOffsetRollback, else the only KafkaRestore, else the only
+    /// KafkaBackup).
     #[arg(long)]
     pub name: Option<String>,
     /// Directory where storageType pvc claims are mapped: <pvc-root>/<claimName>/<subPath>.
     #[arg(long, default_value = "./kbo-pvc", env = "KBO_PVC_ROOT")]
     pub pvc_root: PathBuf,
+    /// Directory of the offset snapshots a KafkaOffsetReset takes (`snapshotBeforeReset`) and
+    /// a KafkaOffsetRollback reads (`snapshotRef.name`, `offsetResetRef`):
+    /// <snapshot-dir>/<snapshot id>.json.
+    #[arg(long, default_value = "./offset-snapshots", env = "KBO_SNAPSHOT_DIR")]
+    pub snapshot_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,51 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
             }
             out
         }
+        Target::OffsetReset(kor, restore) => {
+            let p = crate::flow::prepare_offset_reset(
+                &kor,
+                restore.as_ref().map(|(r, b)| (&**r, b.as_deref())),
+                &secrets,
+                &args.inputs.pvc_root,
+            )
+            .await?;
+            render(&p.plan, args.output, |p| {
+                format!(
+                    "KafkaOffsetReset {} ({}{}{}), plan {}\n{}",
+                    p.name,
+                    p.strategy,
+                    if p.dry_run { ", dry run" } else { "" },
+                    if p.snapshot_before {
+                        ", snapshot first"
+                    } else {
+                        ""
+                    },
+                    p.hash,
+                    super::report::offsets_table(&p.groups)
+                )
+            })?
+        }
+        Target::OffsetRollback(korb, restore) => {
+            let p = crate::flow::prepare_offset_rollback(
+                &korb,
+                restore.as_ref().map(|(r, b)| (&**r, b.as_deref())),
+                &secrets,
+                &args.inputs.pvc_root,
+                &args.inputs.snapshot_dir,
+            )
+            .await?;
+            let table = format!(
+                "KafkaOffsetRollback to snapshot {} ({})\n{}",
+                p.snapshot_id,
+                p.snapshot_path,
+                super::report::offsets_table(&p.plans)
+            );
+            match args.output {
+                OutputFormat::Table => table,
+                OutputFormat::Json => serde_json::to_string_pretty(&p.plans)? + "\n",
+                OutputFormat::Yaml => serde_yaml_ng::to_string(&p.plans)?,
+            }
+        }
     };
     Ok(out)
 }

@@ -305,3 +305,65 @@ pub fn groups_table(results: &[crate::exec::groups::GroupResult]) -> String {
     }
     out
 }
+
+/// The per-partition table of group commits: GROUP, TOPIC, PARTITION, CURRENT, NEW, LAG
+/// BEFORE and AFTER (high watermark minus offset, records), FROM; then the skipped positions.
+pub fn offsets_table(plans: &[crate::plan::GroupOffsetPlan]) -> String {
+    let mut rows = vec![[
+        "GROUP".to_string(),
+        "TOPIC".into(),
+        "PARTITION".into(),
+        "CURRENT".into(),
+        "NEW".into(),
+        "LAG BEFORE".into(),
+        "LAG AFTER".into(),
+        "FROM".into(),
+    ]];
+    let dash = || "-".to_string();
+    for p in plans {
+        for c in &p.changes {
+            let lag = |o: Option<i64>| match (c.high_watermark, o) {
+                (Some(h), Some(o)) => (h - o).to_string(),
+                _ => dash(),
+            };
+            rows.push([
+                p.group.clone(),
+                c.topic.clone(),
+                c.partition.to_string(),
+                c.current.map(|o| o.to_string()).unwrap_or_else(dash),
+                c.new.to_string(),
+                lag(c.current),
+                lag(Some(c.new)),
+                c.from.clone(),
+            ]);
+        }
+    }
+    let mut w = [0usize; 8];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if (2..7).contains(&i) {
+                    format!("{c:>width$}", width = w[i])
+                } else {
+                    format!("{c:<width$}", width = w[i])
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for p in plans {
+        for s in &p.skipped {
+            out.push_str(&format!("{}: skipped {s}\n", p.group));
+        }
+    }
+    out
+}

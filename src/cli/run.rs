@@ -168,8 +168,105 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 .into());
             }
         }
+        Target::OffsetReset(kor, restore) => {
+            let p = crate::flow::prepare_offset_reset(
+                &kor,
+                restore.as_ref().map(|(r, b)| (&**r, b.as_deref())),
+                &secrets,
+                &args.inputs.pvc_root,
+            )
+            .await?;
+            print!("{}", super::report::offsets_table(&p.plan.groups));
+            let out = crate::exec::groups::run_offset_reset(
+                &p.plan,
+                &p.client,
+                &args.inputs.snapshot_dir,
+                system_now_ms(),
+            )
+            .await?;
+            finish_commits(
+                &format!("KafkaOffsetReset {}", p.plan.name),
+                &out,
+                p.plan.dry_run,
+            )?;
+        }
+        Target::OffsetRollback(korb, restore) => {
+            let p = crate::flow::prepare_offset_rollback(
+                &korb,
+                restore.as_ref().map(|(r, b)| (&**r, b.as_deref())),
+                &secrets,
+                &args.inputs.pvc_root,
+                &args.inputs.snapshot_dir,
+            )
+            .await?;
+            println!(
+                "rolling back to snapshot {} ({})",
+                p.snapshot_id, p.snapshot_path
+            );
+            print!("{}", super::report::offsets_table(&p.plans));
+            let dry = korb.spec.dry_run;
+            let results =
+                crate::exec::groups::commit_in_order(&p.client, &p.plans, 8, true, dry).await;
+            let out = crate::exec::groups::CommitOutcome {
+                results,
+                snapshot: None,
+            };
+            if korb.spec.verify_after_rollback && !dry {
+                let (ok, bad) = crate::exec::groups::verify_commits(&p.client, &p.plans).await?;
+                println!(
+                    "verification: {} of {} groups match the snapshot{}",
+                    ok.len(),
+                    ok.len() + bad.len(),
+                    if bad.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; mismatched: {}", bad.join("; "))
+                    }
+                );
+            }
+            finish_commits(
+                &format!(
+                    "KafkaOffsetRollback {}",
+                    korb.metadata.name.clone().unwrap_or_default()
+                ),
+                &out,
+                dry,
+            )?;
+        }
     }
     Ok(())
+}
+
+/// Prints the per-group results of a reset or rollback; an error when a group is not done.
+fn finish_commits(
+    what: &str,
+    out: &crate::exec::groups::CommitOutcome,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    print!("{}", super::report::groups_table(&out.results));
+    if let Some((id, path)) = &out.snapshot {
+        println!(
+            "offset snapshot before the reset: {path} (id {id}; roll back with a KafkaOffsetRollback snapshotRef.name: {id})"
+        );
+    }
+    if dry_run {
+        println!("dryRun: nothing was committed");
+    }
+    let failed = out.failed();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(crate::exec::ExecError::Failed(format!(
+        "{what}: {} of {} groups were not done ({})",
+        failed.len(),
+        out.results.len(),
+        failed
+            .iter()
+            .map(|g| g.group.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .into())
 }
 
 /// Step 4 on a terminal: progress bar or log lines while a plan executes.

@@ -2,8 +2,6 @@
 //! KafkaOffsetRollback): a group with live members is refused by name, the others are
 //! committed through their group coordinator and read back (OffsetFetch) before they count
 //! as done. Snapshots of the offsets before the change are taken here too.
-use std::collections::BTreeMap;
-
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -13,6 +11,7 @@ use crate::format::layout::FORMAT;
 use crate::format::manifest::{GroupOffset, GroupSnapshot, OffsetSnapshot};
 use crate::kafka::KafkaClient;
 use crate::plan::GroupOffsetPlan;
+use crate::plan::OffsetResetPlan;
 
 /// What happened to one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,21 +51,7 @@ impl GroupResult {
     }
 }
 
-/// The committed offsets of `groups` now: group -> (topic, partition) -> (offset, metadata).
-/// Partitions without a commit are absent; a group without any commit maps to an empty map.
-pub async fn committed(client: &KafkaClient, groups: &[String]) -> Result<GroupCommits, ExecError> {
-    let mut out = BTreeMap::new();
-    for g in groups {
-        let c = client.committed_offsets(g).await?;
-        out.insert(
-            g.clone(),
-            c.into_iter().map(|(k, (o, _, m))| (k, (o, m))).collect(),
-        );
-    }
-    Ok(out)
-}
-
-/// A snapshot document of `committed` (see [`committed`]).
+/// A snapshot document of `committed` (see [`crate::observe::committed_groups`]).
 pub fn snapshot_of(
     id: &str,
     taken_by: &str,
@@ -233,9 +218,152 @@ pub fn rollback_plans(snapshot: &OffsetSnapshot, only: &[String]) -> Vec<GroupOf
                     new: o.offset,
                     metadata: o.metadata.clone(),
                     from: format!("snapshot {}", snapshot.id),
+                    high_watermark: None,
                 })
                 .collect(),
             skipped: vec![],
         })
         .collect()
+}
+
+/// What a KafkaOffsetReset or KafkaOffsetRollback did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitOutcome {
+    pub results: Vec<GroupResult>,
+    /// The snapshot taken before (`snapshotBeforeReset`): (id, file).
+    pub snapshot: Option<(String, String)>,
+}
+
+impl CommitOutcome {
+    /// Groups not done (refused, failed, or not attempted after a failure).
+    pub fn failed(&self) -> Vec<&GroupResult> {
+        self.results.iter().filter(|r| !r.ok()).collect()
+    }
+}
+
+/// Runs a compiled KafkaOffsetReset: the groups' current offsets are saved to
+/// `snapshot_dir/<name>-<epoch ms>.json` first (`snapshotBeforeReset`, not in a dry run), then
+/// every group is committed, `parallelism` at a time with `continueOnError`; without it one
+/// at a time, stopping at the first group that is not done (the rest are reported as not
+/// attempted).
+pub async fn run_offset_reset(
+    plan: &OffsetResetPlan,
+    client: &KafkaClient,
+    snapshot_dir: &std::path::Path,
+    now_ms: i64,
+) -> Result<CommitOutcome, ExecError> {
+    let names: Vec<String> = plan.groups.iter().map(|g| g.group.clone()).collect();
+    let snapshot = if plan.snapshot_before && !plan.dry_run {
+        let current = crate::observe::committed_groups(client, &names)
+            .await
+            .map_err(|e| ExecError::Failed(e.to_string()))?;
+        let id = format!("{}-{now_ms}", plan.name);
+        let doc = snapshot_of(
+            &id,
+            &format!("KafkaOffsetReset {}", plan.name),
+            now_ms,
+            None,
+            &current,
+        );
+        std::fs::create_dir_all(snapshot_dir).map_err(|e| {
+            ExecError::Failed(format!(
+                "cannot create the snapshot directory {} (--snapshot-dir): {e}",
+                snapshot_dir.display()
+            ))
+        })?;
+        let path = snapshot_dir.join(format!("{id}.json"));
+        std::fs::write(&path, crate::format::manifest::to_json(&doc)).map_err(|e| {
+            ExecError::Failed(format!("cannot write the snapshot {}: {e}", path.display()))
+        })?;
+        Some((id, path.display().to_string()))
+    } else {
+        None
+    };
+    let results = commit_in_order(
+        client,
+        &plan.groups,
+        plan.parallelism as usize,
+        plan.continue_on_error,
+        plan.dry_run,
+    )
+    .await;
+    Ok(CommitOutcome { results, snapshot })
+}
+
+/// Commits `plans`: all of them `parallelism` at a time when `continue_on_error`, else one at
+/// a time until the first group that is not done.
+pub async fn commit_in_order(
+    client: &KafkaClient,
+    plans: &[GroupOffsetPlan],
+    parallelism: usize,
+    continue_on_error: bool,
+    dry_run: bool,
+) -> Vec<GroupResult> {
+    if continue_on_error {
+        return commit_groups(client, plans, parallelism, dry_run).await;
+    }
+    let mut out = Vec::with_capacity(plans.len());
+    let mut stopped: Option<String> = None;
+    for p in plans {
+        if let Some(g) = &stopped {
+            out.push(GroupResult {
+                group: p.group.clone(),
+                outcome: GroupOutcome::Failed,
+                partitions: 0,
+                message: Some(format!(
+                    "not attempted: group {g} was not done and continueOnError is false"
+                )),
+            });
+            continue;
+        }
+        let r = commit_group(client, p, dry_run).await;
+        if !r.ok() {
+            stopped = Some(r.group.clone());
+        }
+        out.push(r);
+    }
+    out
+}
+
+/// Reads an offset snapshot document (checksum verified).
+pub fn read_snapshot(path: &std::path::Path) -> Result<OffsetSnapshot, ExecError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        ExecError::Failed(format!(
+            "cannot read offset snapshot {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(crate::format::manifest::from_json(
+        &bytes,
+        &path.display().to_string(),
+    )?)
+}
+
+/// Compares the committed offsets of the groups of `plans` with what the plans commit:
+/// (matched groups, mismatched groups with the first difference).
+pub async fn verify_commits(
+    client: &KafkaClient,
+    plans: &[GroupOffsetPlan],
+) -> Result<(Vec<String>, Vec<String>), ExecError> {
+    let (mut ok, mut bad) = (vec![], vec![]);
+    for p in plans {
+        let now = client.committed_offsets(&p.group).await?;
+        let diff = p
+            .changes
+            .iter()
+            .find(|c| now.get(&(c.topic.clone(), c.partition)).map(|x| x.0) != Some(c.new));
+        match diff {
+            None => ok.push(p.group.clone()),
+            Some(c) => bad.push(format!(
+                "{}: {}/{} is at {:?}, the snapshot has {}",
+                p.group,
+                c.topic,
+                c.partition,
+                now.get(&(c.topic.clone(), c.partition)).map(|x| x.0),
+                c.new
+            )),
+        }
+    }
+    Ok((ok, bad))
 }

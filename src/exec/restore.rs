@@ -444,7 +444,12 @@ async fn group_step(
         .into_iter()
         .filter(|n| in_snapshot.contains(n))
         .collect();
-    let current = groups::committed(client, &names).await?;
+    let current = crate::observe::committed_groups(client, &names)
+        .await
+        .map_err(|e| match e {
+            crate::observe::ObserveError::Kafka(k) => ExecError::Kafka(k),
+            other => ExecError::Failed(other.to_string()),
+        })?;
     let now = (ctx.now_ms)();
     let rollback = if gp.snapshot_before {
         let id = format!("{}-{now}", plan.restore_name);

@@ -170,3 +170,20 @@ pub async fn diverged_partitions(
     }
     Ok(out)
 }
+
+/// The committed offsets of `groups` now (OffsetFetch at each group's coordinator): group ->
+/// (topic, partition) -> (offset, metadata). A group without commits maps to an empty map.
+pub async fn committed_groups(
+    client: &KafkaClient,
+    groups: &[String],
+) -> Result<crate::facts::GroupCommits, ObserveError> {
+    let mut out = crate::facts::GroupCommits::new();
+    for g in groups {
+        let c = client.committed_offsets(g).await?;
+        out.insert(
+            g.clone(),
+            c.into_iter().map(|(k, (o, _, m))| (k, (o, m))).collect(),
+        );
+    }
+    Ok(out)
+}

@@ -11,7 +11,10 @@ mod select;
 pub use backup::{
     BackupFacts, BackupPartitionStep, BackupPlan, BackupTopic, CutMode, compile_backup,
 };
-pub use offsets::{GroupOffsetPlan, OffsetChange, translate_groups, translate_position};
+pub use offsets::{
+    GroupOffsetPlan, OffsetChange, OffsetResetFacts, OffsetResetPlan, compile_offset_reset,
+    reset_scope_topics, translate_groups, translate_position,
+};
 pub use restore::{
     RestoreFacts, RestoreGroupsPlan, RestorePartitionStep, RestorePlan, TIMESTAMP_TYPE,
     TargetState, TopicToCreate, compile_restore, restore_data_hash, restore_groups_plan,

@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::format::manifest::{GroupSnapshot, OffsetMap, PartitionOffsetMap};
+use super::{CompileError, issue, plan_hash, select_topics};
+use crate::api::KafkaOffsetResetSpec;
+use crate::api::offset_reset::ResetStrategy;
+use crate::facts::{GroupCommits, PartitionOffsets};
+use crate::format::manifest::{GroupOffset, GroupSnapshot, OffsetMap, PartitionOffsetMap};
 
 /// The target position of source position `source` on one partition (docs/offsets.md):
 ///
@@ -50,6 +54,9 @@ pub struct OffsetChange {
     pub metadata: Option<String>,
     /// Where `new` comes from, for the plan table: e.g. `source orders/0@1500`.
     pub from: String,
+    /// The partition's high watermark when planned, for the lag columns (None: not observed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub high_watermark: Option<i64>,
 }
 
 /// The commits of one consumer group.
@@ -111,6 +118,7 @@ pub fn translate_groups(
                     new,
                     metadata: o.metadata.clone(),
                     from: format!("source {}/{}@{}", o.topic, o.partition, o.offset),
+                    high_watermark: None,
                 });
             }
             GroupOffsetPlan {
@@ -120,6 +128,256 @@ pub fn translate_groups(
             }
         })
         .collect()
+}
+
+/// Everything `compile_offset_reset` needs, observed beforehand.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetResetFacts {
+    /// Topic -> partition count, for every topic of the cluster.
+    pub partitions: BTreeMap<String, i32>,
+    /// Log start and high watermark of the partitions in scope.
+    pub offsets: BTreeMap<(String, i32), PartitionOffsets>,
+    /// to-timestamp: ListOffsets by `resetTimestamp` (KIP-79); -1 where no record is at or
+    /// after it.
+    pub by_timestamp: BTreeMap<(String, i32), i64>,
+    /// The groups' committed offsets now.
+    pub committed: GroupCommits,
+    /// from-mapping: the offset map.
+    pub mapping: Option<OffsetMap>,
+    /// from-mapping: the positions to translate, when the backup run's group snapshot was
+    /// reachable (`offsetMappingRef.restoreName`); otherwise the groups' committed offsets on
+    /// the map's source topics are translated.
+    pub snapshot: Option<Vec<GroupSnapshot>>,
+}
+
+/// A compiled KafkaOffsetReset.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OffsetResetPlan {
+    pub name: String,
+    pub strategy: ResetStrategy,
+    pub dry_run: bool,
+    pub parallelism: u32,
+    pub continue_on_error: bool,
+    pub snapshot_before: bool,
+    pub groups: Vec<GroupOffsetPlan>,
+    pub hash: String,
+}
+
+/// The topics a reset touches, for the observer: the topics `spec.topics` matches among
+/// `available`, else the topics the groups have committed offsets on (and, from-mapping, the
+/// map's target topics).
+pub fn reset_scope_topics(
+    spec: &KafkaOffsetResetSpec,
+    available: &[String],
+    committed: &GroupCommits,
+    mapping: Option<&OffsetMap>,
+) -> Vec<String> {
+    let avail: Vec<(String, bool)> = available.iter().map(|t| (t.clone(), false)).collect();
+    let mut out: std::collections::BTreeSet<String> = if spec.topics.is_empty() {
+        committed
+            .values()
+            .flat_map(|c| c.keys().map(|(t, _)| t.clone()))
+            .collect()
+    } else {
+        select_topics(&spec.topics, &[], &avail)
+            .0
+            .into_iter()
+            .collect()
+    };
+    if let Some(m) = mapping {
+        out.extend(m.partitions.iter().map(|p| p.target_topic.clone()));
+    }
+    out.into_iter().filter(|t| available.contains(t)).collect()
+}
+
+/// Compiles a KafkaOffsetReset: for each group, the partitions in scope (its committed
+/// partitions, or with `topics` every partition of the matching topics) and their new offset
+/// by the strategy; positions are clamped to [log start, high watermark]. Errors: `topics`
+/// matching no topic, from-mapping without a mapping.
+pub fn compile_offset_reset(
+    name: &str,
+    spec: &KafkaOffsetResetSpec,
+    facts: &OffsetResetFacts,
+) -> Result<OffsetResetPlan, CompileError> {
+    let mut issues = vec![];
+    let available: Vec<(String, bool)> = facts
+        .partitions
+        .keys()
+        .map(|t| (t.clone(), false))
+        .collect();
+    let (selected, missing) = select_topics(&spec.topics, &[], &available);
+    for (i, t) in missing {
+        issues.push(issue(
+            format!("spec.topics[{i}]"),
+            format!("topic {t:?} does not exist on the cluster"),
+        ));
+    }
+    if !spec.topics.is_empty() && selected.is_empty() && issues.is_empty() {
+        issues.push(issue("spec.topics", "matches no topic of the cluster"));
+    }
+    let in_scope = |t: &str| spec.topics.is_empty() || selected.iter().any(|s| s == t);
+    let mut groups = vec![];
+    if spec.reset_strategy == ResetStrategy::FromMapping {
+        match &facts.mapping {
+            None => issues.push(issue(
+                "spec.offsetMappingRef",
+                "from-mapping needs an offset mapping: set offsetMappingRef.restoreName (with the KafkaRestore and its KafkaBackup in the files) or offsetMappingRef.path (an offset-map.json)",
+            )),
+            Some(map) => {
+                // the positions: the backup's snapshot, or the groups' commits on the map's
+                // source topics
+                let snapshot: Vec<GroupSnapshot> = match &facts.snapshot {
+                    Some(s) => s.clone(),
+                    None => spec
+                        .consumer_groups
+                        .iter()
+                        .map(|g| GroupSnapshot {
+                            group_id: g.clone(),
+                            offsets: facts
+                                .committed
+                                .get(g)
+                                .into_iter()
+                                .flatten()
+                                .filter(|((t, _), _)| {
+                                    map.partitions.iter().any(|p| &p.source_topic == t)
+                                })
+                                .map(|((t, p), (o, m))| GroupOffset {
+                                    topic: t.clone(),
+                                    partition: *p,
+                                    offset: *o,
+                                    leader_epoch: -1,
+                                    metadata: m.clone(),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                };
+                let current: BTreeMap<String, BTreeMap<(String, i32), i64>> = facts
+                    .committed
+                    .iter()
+                    .map(|(g, c)| (g.clone(), c.iter().map(|(k, v)| (k.clone(), v.0)).collect()))
+                    .collect();
+                let mut plans = translate_groups(&snapshot, map, &spec.consumer_groups, &current);
+                for g in &spec.consumer_groups {
+                    if !plans.iter().any(|p| &p.group == g) {
+                        plans.push(GroupOffsetPlan {
+                            group: g.clone(),
+                            changes: vec![],
+                            skipped: vec!["no position to translate (not in the backup's group snapshot, no commit on the mapped topics)".into()],
+                        });
+                    }
+                }
+                for p in &mut plans {
+                    p.changes.retain(|c| in_scope(&c.topic));
+                    for c in &mut p.changes {
+                        c.high_watermark = facts
+                            .offsets
+                            .get(&(c.topic.clone(), c.partition))
+                            .map(|o| o.high_watermark);
+                    }
+                }
+                groups = plans;
+            }
+        }
+    } else {
+        for g in &spec.consumer_groups {
+            let committed = facts.committed.get(g).cloned().unwrap_or_default();
+            let mut parts: Vec<(String, i32)> = if spec.topics.is_empty() {
+                committed.keys().cloned().collect()
+            } else {
+                selected
+                    .iter()
+                    .flat_map(|t| {
+                        (0..facts.partitions.get(t).copied().unwrap_or(0)).map(|p| (t.clone(), p))
+                    })
+                    .collect()
+            };
+            parts.sort();
+            let mut plan = GroupOffsetPlan {
+                group: g.clone(),
+                changes: vec![],
+                skipped: vec![],
+            };
+            if parts.is_empty() {
+                plan.skipped.push(format!(
+                    "group {g} has no committed offset; name the topics to reset it on (spec.topics)"
+                ));
+            }
+            for (t, p) in parts {
+                let key = (t.clone(), p);
+                let Some(o) = facts.offsets.get(&key) else {
+                    plan.skipped.push(format!("{t}/{p}: not on the cluster"));
+                    continue;
+                };
+                let cur = committed.get(&key).cloned();
+                let clamp = |v: i64| v.clamp(o.log_start, o.high_watermark);
+                let (new, from) = match spec.reset_strategy {
+                    ResetStrategy::ToEarliest => (o.log_start, "log start".to_string()),
+                    ResetStrategy::ToLatest => (o.high_watermark, "high watermark".to_string()),
+                    ResetStrategy::ToTimestamp => {
+                        let ts = spec.reset_timestamp.unwrap_or(0);
+                        match facts.by_timestamp.get(&key).copied() {
+                            Some(v) if v >= 0 => {
+                                (clamp(v), format!("first record at or after {ts}"))
+                            }
+                            _ => (
+                                o.high_watermark,
+                                format!("no record at or after {ts}: the end"),
+                            ),
+                        }
+                    }
+                    ResetStrategy::ToOffset => {
+                        let want = spec.reset_offset.unwrap_or(0);
+                        let v = clamp(want);
+                        (
+                            v,
+                            if v == want {
+                                format!("offset {want}")
+                            } else {
+                                format!("offset {want}, clamped to the log")
+                            },
+                        )
+                    }
+                    ResetStrategy::ShiftBy => {
+                        let Some((c, _)) = &cur else {
+                            plan.skipped
+                                .push(format!("{t}/{p}: no committed offset to shift"));
+                            continue;
+                        };
+                        let by = spec.shift_by.unwrap_or(0);
+                        (clamp(c.saturating_add(by)), format!("{c} shifted by {by}"))
+                    }
+                    ResetStrategy::FromMapping => unreachable!("handled above"),
+                };
+                plan.changes.push(OffsetChange {
+                    topic: t,
+                    partition: p,
+                    current: cur.as_ref().map(|c| c.0),
+                    new,
+                    metadata: cur.and_then(|c| c.1),
+                    from,
+                    high_watermark: Some(o.high_watermark),
+                });
+            }
+            groups.push(plan);
+        }
+    }
+    if !issues.is_empty() {
+        return Err(CompileError(issues));
+    }
+    let mut plan = OffsetResetPlan {
+        name: name.to_string(),
+        strategy: spec.reset_strategy,
+        dry_run: spec.dry_run,
+        parallelism: spec.parallelism,
+        continue_on_error: spec.continue_on_error,
+        snapshot_before: spec.snapshot_before_reset,
+        groups,
+        hash: String::new(),
+    };
+    plan.hash = plan_hash(&plan);
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -225,6 +483,7 @@ mod tests {
                 new: 104,
                 metadata: Some("m".into()),
                 from: "source s/0@4".into(),
+                high_watermark: None,
             }]
         );
         assert_eq!(p[0].skipped.len(), 1, "{:?}", p[0].skipped);

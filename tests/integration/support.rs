@@ -262,6 +262,9 @@ pub async fn run_docs(dir: &Path, docs: &[&str], name: &str) -> Result<Outcome, 
                 run_restore(&p.plan, &p.start, &p.client, &p.op, &ctx()).await?,
             ))
         }
+        Target::OffsetReset(..) | Target::OffsetRollback(..) => {
+            panic!("{name}: offset resets and rollbacks are run with the CLI in these tests")
+        }
     }
 }
 
