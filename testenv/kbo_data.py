@@ -1131,6 +1131,22 @@ def cmd_group_next(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_group_committed(args: argparse.Namespace) -> int:
+    """The committed offsets of GROUP on TOPICS (OffsetFetch; the group is not joined). JSON:
+    {topic: {partition: offset}}; partitions without a commit are left out."""
+    topics = split_csv(args.topics)
+    c = group_consumer(args.bootstrap, args.group)
+    md = c.list_topics(timeout=10).topics
+    parts = [TopicPartition(t, p) for t in topics if t in md for p in sorted(md[t].partitions)]
+    out: dict = {t: {} for t in topics}
+    for tp in (c.committed(parts, timeout=10) if parts else []):
+        if tp.offset >= 0:
+            out[tp.topic][str(tp.partition)] = tp.offset
+    c.close()
+    print(json.dumps(out))
+    return 0
+
+
 def cmd_group_hold(args: argparse.Namespace) -> int:
     """Join GROUP on TOPIC and stay a member for --secs seconds (polling, committing
     nothing); prints JOINED once it has an assignment."""
@@ -1274,6 +1290,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topics", required=True, help="comma-separated")
     p.add_argument("--timeout", type=float, default=20)
     p.set_defaults(func=cmd_group_next)
+
+    p = sub.add_parser("group-committed", help="a group's committed offsets, without joining it")
+    common(p)
+    p.add_argument("--group", required=True)
+    p.add_argument("--topics", required=True, help="comma-separated")
+    p.set_defaults(func=cmd_group_committed)
 
     p = sub.add_parser("group-hold", help="stay a member of a group for a while")
     common(p)

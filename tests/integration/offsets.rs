@@ -1,0 +1,268 @@
+//! KafkaOffsetReset and KafkaOffsetRollback from `run -f`, against real consumer groups
+//! (librdkafka members commit; OffsetFetch through confluent-kafka reads back): every
+//! strategy, a dry run that changes nothing, a reset then a rollback that puts the group back
+//! exactly, and from-mapping through a restore's offset map.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::support::*;
+
+fn commit(group: &str, topic: &str, n: u32) -> BTreeMap<i32, i64> {
+    let e = env();
+    let n = n.to_string();
+    let (ok, out, err) = py(&[
+        "group-commit",
+        "--bootstrap",
+        &e.bootstrap,
+        "--group",
+        group,
+        "--topic",
+        topic,
+        "--per-partition",
+        &n,
+    ]);
+    assert!(ok, "group-commit: {out}{err}");
+    let v: BTreeMap<String, i64> = serde_json::from_str(out.trim()).unwrap();
+    v.into_iter()
+        .map(|(k, o)| (k.parse().unwrap(), o))
+        .collect()
+}
+
+/// The group's committed offsets on `topic`, read by confluent-kafka.
+fn committed(group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let e = env();
+    let (ok, out, err) = py(&[
+        "group-committed",
+        "--bootstrap",
+        &e.bootstrap,
+        "--group",
+        group,
+        "--topics",
+        topic,
+    ]);
+    assert!(ok, "group-committed: {out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    v[topic]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(p, o)| (p.parse().unwrap(), o.as_i64().unwrap()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn reset_doc(name: &str, group: &str, topic: &str, strategy: &str) -> String {
+    let e = env();
+    format!(
+        "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaOffsetReset\nmetadata:\n  name: {name}\nspec:\n  kafkaCluster:\n    bootstrapServers: [\"{}\"]\n  consumerGroups: [\"{group}\"]\n  topics: [\"{topic}\"]\n{strategy}",
+        e.bootstrap
+    )
+}
+
+fn run_in(dir: &Path, docs: &[&str]) -> (bool, String, String) {
+    let f = write_docs(dir, docs);
+    let snaps = dir.join("snapshots");
+    cli(&[
+        "run",
+        "--no-progress",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+        "-f",
+        f.to_str().unwrap(),
+    ])
+}
+
+/// Every strategy moves the group where it says, a dry run of each changes nothing, and a
+/// rollback to the snapshot the first reset took puts every offset back exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_reset_strategy_then_a_rollback_to_the_first_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("kor");
+    let produced = gen_load(&topic, 2, 1) as i64; // 512 records per partition
+    let group = unique("g");
+    let start = commit(&group, &topic, 100);
+    assert_eq!(start, BTreeMap::from([(0, 100), (1, 100)]));
+    let per = produced / 2;
+    // (spec lines, expected offsets per partition)
+    let cases: Vec<(&str, String, i64)> = vec![
+        ("to-latest", "  resetStrategy: to-latest\n".into(), per),
+        ("to-earliest", "  resetStrategy: to-earliest\n".into(), 0),
+        (
+            "to-offset",
+            "  resetStrategy: to-offset\n  resetOffset: 300\n".into(),
+            300,
+        ),
+        (
+            "shift-by",
+            "  resetStrategy: shift-by\n  shiftBy: -50\n".into(),
+            250,
+        ),
+        (
+            "to-offset-clamped",
+            "  resetStrategy: to-offset\n  resetOffset: 999999\n".into(),
+            per,
+        ),
+        (
+            "to-timestamp-future",
+            "  resetStrategy: to-timestamp\n  resetTimestamp: 4102444800000\n".into(),
+            per,
+        ),
+        (
+            "to-timestamp-past",
+            "  resetStrategy: to-timestamp\n  resetTimestamp: 0\n".into(),
+            0,
+        ),
+    ];
+    let mut first_reset = None;
+    for (i, (what, spec, want)) in cases.iter().enumerate() {
+        let before = committed(&group, &topic);
+        let dry = reset_doc(
+            &format!("d{i}"),
+            &group,
+            &topic,
+            &format!("{spec}  dryRun: true\n"),
+        );
+        let (ok, out, err) = run_in(dir.path(), &[&dry]);
+        assert!(ok, "{what} dry run: {out}{err}");
+        assert!(
+            out.contains("dryRun: nothing was committed") && out.contains("DryRun"),
+            "{out}"
+        );
+        assert_eq!(
+            committed(&group, &topic),
+            before,
+            "{what}: a dry run commits nothing"
+        );
+        let name = format!("r{i}");
+        let doc = reset_doc(&name, &group, &topic, spec);
+        let (ok, out, err) = run_in(dir.path(), &[&doc]);
+        assert!(ok, "{what}: {out}{err}");
+        assert!(out.contains("Committed"), "{out}");
+        assert_eq!(
+            committed(&group, &topic),
+            BTreeMap::from([(0, *want), (1, *want)]),
+            "{what}: {out}"
+        );
+        if first_reset.is_none() {
+            first_reset = Some(name);
+        }
+    }
+    // back to where the group was before the first reset
+    let e = env();
+    let rb = format!(
+        "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaOffsetRollback\nmetadata:\n  name: rb\nspec:\n  kafkaCluster:\n    bootstrapServers: [\"{}\"]\n  snapshotRef:\n    offsetResetRef: {}\n  verifyAfterRollback: true\n",
+        e.bootstrap,
+        first_reset.unwrap()
+    );
+    let (ok, out, err) = run_in(dir.path(), &[&rb]);
+    assert!(ok, "rollback: {out}{err}");
+    assert!(
+        out.contains("verification: 1 of 1 groups match the snapshot"),
+        "{out}"
+    );
+    assert_eq!(committed(&group, &topic), start, "the rollback is exact");
+}
+
+/// A reset whose group has a live member is refused by name and commits nothing; a reset
+/// naming a topic that does not exist fails before anything, naming the field.
+#[tokio::test(flavor = "multi_thread")]
+async fn resets_refuse_live_groups_and_bad_input() {
+    let e = env();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("korl");
+    gen_load(&topic, 1, 1);
+    let group = unique("g");
+    commit(&group, &topic, 10);
+    #[allow(clippy::zombie_processes)] // waited for below
+    let mut hold = std::process::Command::new(&e.python)
+        .arg(repo_root().join("testenv/kbo_data.py"))
+        .args([
+            "group-hold",
+            "--bootstrap",
+            &e.bootstrap,
+            "--group",
+            &group,
+            "--topic",
+            &topic,
+        ])
+        .args(["--secs", "5"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut l = String::new();
+        std::io::BufReader::new(hold.stdout.as_mut().unwrap())
+            .read_line(&mut l)
+            .unwrap();
+        assert_eq!(l.trim(), "JOINED");
+    }
+    let doc = reset_doc("live", &group, &topic, "  resetStrategy: to-earliest\n");
+    let (ok, out, err) = run_in(dir.path(), &[&doc]);
+    let _ = hold.wait();
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("Refused") && out.contains("stop these consumers"),
+        "{out}"
+    );
+    assert!(
+        err.contains("error [failed]") && err.contains(&group),
+        "{err}"
+    );
+    assert_eq!(committed(&group, &topic), BTreeMap::from([(0, 10)]));
+    let bad = reset_doc(
+        "bad",
+        &group,
+        "no-such-topic-x",
+        "  resetStrategy: to-earliest\n",
+    );
+    let (ok, _, err) = run_in(dir.path(), &[&bad]);
+    assert!(!ok);
+    assert!(
+        err.contains("error [plan-refused]") && err.contains("spec.topics[0]"),
+        "{err}"
+    );
+}
+
+/// from-mapping through a completed restore (offsetMappingRef.restoreName): the backup's
+/// group snapshot is translated through that restore's offset map and committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn from_mapping_translates_the_backup_snapshot_through_the_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("korm");
+    gen_load(&topic, 2, 1);
+    let group = unique("g");
+    commit(&group, &topic, 70);
+    let kb = backup_yaml(
+        "korm",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  stopAtCurrentOffsets: true\n  consumerGroupSnapshot: true\n",
+    );
+    backup(dir.path(), &[&kb], "korm").await;
+    let target = format!("{topic}-r");
+    // restored after a PITR-less, remapped restore: the group is not committed by it
+    let kr = restore_yaml(
+        "korm-r",
+        "korm",
+        &format!(
+            "  createTopics: true\n  topicMapping:\n    {topic}: {target}\n  partitionMapping:\n    \"0\": 1\n    \"1\": 0\n"
+        ),
+    );
+    restore(dir.path(), &[&kb, &kr], "korm-r").await;
+    assert!(committed(&group, &target).is_empty());
+    let kor = reset_doc(
+        "fm",
+        &group,
+        &target,
+        "  resetStrategy: from-mapping\n  offsetMappingRef:\n    restoreName: korm-r\n",
+    );
+    let (ok, out, err) = run_in(dir.path(), &[&kb, &kr, &kor]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("source {topic}/0@70")), "{out}");
+    assert_eq!(
+        committed(&group, &target),
+        BTreeMap::from([(0, 70), (1, 70)])
+    );
+}
