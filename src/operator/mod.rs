@@ -315,7 +315,7 @@ pub async fn run(
     tokio::spawn(async move {
         // ready once every watch has listed its resources
         for (bs, rs) in stores {
-            if bs.wait_until_ready().await.is_err() || rs.wait_until_ready().await.is_err() {
+            if !store_synced(&bs).await || !store_synced(&rs).await {
                 return;
             }
         }
@@ -326,6 +326,25 @@ pub async fn run(
     // Stop runs cleanly (checkpoints stay; the next start resumes them).
     pool.cancel_all().await;
     Ok(())
+}
+
+/// Resolves once `store` has listed its resources (true), or false when its writer is gone.
+///
+/// `Store::wait_until_ready` is not enough when another task waits on the same store: its
+/// one-shot receiver keeps only the last waker registered, and the controller's own runner
+/// waits on it too, so a second waiter may never be woken (the operator Pod stayed at `/readyz`
+/// 503 for ever). Polling again every 200 ms re-registers, and sees the value once it is there.
+pub async fn store_synced<K>(store: &kube::runtime::reflector::Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+            Ok(r) => return r.is_ok(),
+            Err(_) => continue,
+        }
+    }
 }
 
 async fn log_result<T, E: std::fmt::Display>(r: Result<T, E>) {

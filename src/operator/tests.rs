@@ -518,3 +518,27 @@ async fn a_run_left_running_by_a_restart_is_started_again_with_a_retried_event()
     );
     ctx.pool.cancel(&key).await;
 }
+
+/// `/readyz` stayed 503 for ever on a real cluster: the controller's runner and the readiness
+/// task both waited on one store, and kube-runtime's one-shot readiness signal wakes only its
+/// last waiter. `store_synced` must resolve however many tasks wait.
+#[tokio::test]
+async fn readiness_resolves_while_the_controller_also_waits_on_the_store() {
+    use kube::runtime::{reflector, watcher};
+    let (reader, mut writer) = reflector::store::<crate::api::KafkaBackup>();
+    // the readiness task starts waiting first, then the controller's runner
+    let r1 = reader.clone();
+    let readiness = tokio::spawn(async move { super::store_synced(&r1).await });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let r2 = reader.clone();
+    let runner = tokio::spawn(async move { r2.wait_until_ready().await.is_ok() });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    let ok = tokio::time::timeout(std::time::Duration::from_secs(3), readiness)
+        .await
+        .expect("readiness resolves after InitDone although another task waits too")
+        .unwrap();
+    assert!(ok);
+    assert!(runner.await.unwrap());
+}
