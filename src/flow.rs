@@ -393,6 +393,25 @@ pub async fn prepare_offset_rollback(
     } else {
         return Err(cfg("spec.snapshotRef", "names no snapshot".into()));
     };
+    rollback_to(korb, snap, path, secrets).await
+}
+
+/// A KafkaOffsetRollback to `snap` (found at `path`): its group plans with the current
+/// offsets filled in. Errors: a `consumerGroups` entry not in the snapshot.
+pub async fn rollback_to(
+    korb: &crate::api::KafkaOffsetRollback,
+    snap: crate::format::manifest::OffsetSnapshot,
+    path: String,
+    secrets: &Secrets,
+) -> Result<PreparedOffsetRollback, FlowError> {
+    let spec = &korb.spec;
+    let cfg = |field: &str, message: String| -> FlowError {
+        ObserveError::Config {
+            field: field.into(),
+            message,
+        }
+        .into()
+    };
     let client =
         KafkaClient::connect(observe::client_config(&spec.kafka_cluster, secrets)?).await?;
     let mut plans = crate::exec::groups::rollback_plans(&snap, &spec.consumer_groups);

@@ -177,11 +177,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             )
             .await?;
             print!("{}", super::report::offsets_table(&p.plan.groups));
+            let dir = args.inputs.snapshot_dir.clone();
             let out = crate::exec::groups::run_offset_reset(
                 &p.plan,
                 &p.client,
-                &args.inputs.snapshot_dir,
                 system_now_ms(),
+                Some(|doc| async move { crate::exec::groups::save_snapshot_file(&dir, &doc) }),
             )
             .await?;
             finish_commits(

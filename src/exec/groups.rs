@@ -242,43 +242,39 @@ impl CommitOutcome {
     }
 }
 
-/// Runs a compiled KafkaOffsetReset: the groups' current offsets are saved to
-/// `snapshot_dir/<name>-<epoch ms>.json` first (`snapshotBeforeReset`, not in a dry run), then
-/// every group is committed, `parallelism` at a time with `continueOnError`; without it one
-/// at a time, stopping at the first group that is not done (the rest are reported as not
-/// attempted).
-pub async fn run_offset_reset(
+/// Runs a compiled KafkaOffsetReset: the groups' current offsets are saved first with
+/// `save` (`snapshotBeforeReset`; not in a dry run, and not when `save` is None: a resumed run
+/// keeps the snapshot its first attempt took), then every group is committed, `parallelism`
+/// at a time with `continueOnError`; without it one at a time, stopping at the first group
+/// that is not done (the rest are reported as not attempted). `save` returns where it stored
+/// the snapshot.
+pub async fn run_offset_reset<F, Fut>(
     plan: &OffsetResetPlan,
     client: &KafkaClient,
-    snapshot_dir: &std::path::Path,
     now_ms: i64,
-) -> Result<CommitOutcome, ExecError> {
+    save: Option<F>,
+) -> Result<CommitOutcome, ExecError>
+where
+    F: FnOnce(OffsetSnapshot) -> Fut,
+    Fut: std::future::Future<Output = Result<String, ExecError>>,
+{
     let names: Vec<String> = plan.groups.iter().map(|g| g.group.clone()).collect();
-    let snapshot = if plan.snapshot_before && !plan.dry_run {
-        let current = crate::observe::committed_groups(client, &names)
-            .await
-            .map_err(|e| ExecError::Failed(e.to_string()))?;
-        let id = format!("{}-{now_ms}", plan.name);
-        let doc = snapshot_of(
-            &id,
-            &format!("KafkaOffsetReset {}", plan.name),
-            now_ms,
-            None,
-            &current,
-        );
-        std::fs::create_dir_all(snapshot_dir).map_err(|e| {
-            ExecError::Failed(format!(
-                "cannot create the snapshot directory {} (--snapshot-dir): {e}",
-                snapshot_dir.display()
-            ))
-        })?;
-        let path = snapshot_dir.join(format!("{id}.json"));
-        std::fs::write(&path, crate::format::manifest::to_json(&doc)).map_err(|e| {
-            ExecError::Failed(format!("cannot write the snapshot {}: {e}", path.display()))
-        })?;
-        Some((id, path.display().to_string()))
-    } else {
-        None
+    let snapshot = match save {
+        Some(save) if plan.snapshot_before && !plan.dry_run => {
+            let current = crate::observe::committed_groups(client, &names)
+                .await
+                .map_err(|e| ExecError::Failed(e.to_string()))?;
+            let id = format!("{}-{now_ms}", plan.name);
+            let doc = snapshot_of(
+                &id,
+                &format!("KafkaOffsetReset {}", plan.name),
+                now_ms,
+                None,
+                &current,
+            );
+            Some((id, save(doc).await?))
+        }
+        _ => None,
     };
     let results = commit_in_order(
         client,
@@ -289,6 +285,24 @@ pub async fn run_offset_reset(
     )
     .await;
     Ok(CommitOutcome { results, snapshot })
+}
+
+/// Saves a snapshot as `<dir>/<id>.json` (the CLI's `--snapshot-dir`); returns the file.
+pub fn save_snapshot_file(
+    dir: &std::path::Path,
+    doc: &OffsetSnapshot,
+) -> Result<String, ExecError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        ExecError::Failed(format!(
+            "cannot create the snapshot directory {} (--snapshot-dir): {e}",
+            dir.display()
+        ))
+    })?;
+    let path = dir.join(format!("{}.json", doc.id));
+    std::fs::write(&path, crate::format::manifest::to_json(doc)).map_err(|e| {
+        ExecError::Failed(format!("cannot write the snapshot {}: {e}", path.display()))
+    })?;
+    Ok(path.display().to_string())
 }
 
 /// Commits `plans`: all of them `parallelism` at a time when `continue_on_error`, else one at

@@ -3,11 +3,14 @@
 //! (server-side apply, [`status`]) and Events; schedules are anchored on
 //! `status.lastScheduleTime` ([`schedule`]); run-level retries and waits ([`retry`]); leader
 //! election on a Lease ([`run`]); `/metrics`, `/healthz`, `/readyz` ([`http`]).
-//! KafkaOffsetReset, KafkaOffsetRollback and KafkaBackupValidation have no controller yet.
+//! KafkaOffsetReset and KafkaOffsetRollback run on the generic one-shot controller
+//! ([`oneshot`], hooks in [`offsets`]). KafkaBackupValidation has no controller yet.
 pub mod backup;
 pub mod decide;
 pub mod http;
 pub mod lease;
+pub mod offsets;
+pub mod oneshot;
 pub mod pool;
 pub mod restore;
 pub mod retry;
@@ -27,7 +30,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::api::{KafkaBackup, KafkaRestore};
+use crate::api::{KafkaBackup, KafkaOffsetReset, KafkaOffsetRollback, KafkaRestore};
 use pool::{ObjectKey, Pool};
 
 /// Finalizer put on every resource: deletion cancels in-flight work first.
@@ -288,6 +291,7 @@ pub async fn run(
         ready.clone(),
     ));
     let mut stores = Vec::new();
+    let mut offset_stores = Vec::new();
     let mut controllers = Vec::new();
     for scope in &scopes {
         let bc = Controller::new(
@@ -297,6 +301,28 @@ pub async fn run(
         let rc = Controller::new(
             scoped::<KafkaRestore>(&client, scope),
             watcher::Config::default(),
+        );
+        let kc = Controller::new(
+            scoped::<KafkaOffsetReset>(&client, scope),
+            watcher::Config::default(),
+        );
+        let lc = Controller::new(
+            scoped::<KafkaOffsetRollback>(&client, scope),
+            watcher::Config::default(),
+        );
+        let (ks, ls) = (kc.store(), lc.store());
+        offset_stores.push((ks, ls));
+        controllers.push(
+            kc.shutdown_on_signal()
+                .run(oneshot::reconcile, error_policy, ctx.clone())
+                .for_each(log_result)
+                .boxed(),
+        );
+        controllers.push(
+            lc.shutdown_on_signal()
+                .run(oneshot::reconcile, error_policy, ctx.clone())
+                .for_each(log_result)
+                .boxed(),
         );
         stores.push((bc.store(), rc.store()));
         controllers.push(
@@ -316,6 +342,11 @@ pub async fn run(
         // ready once every watch has listed its resources
         for (bs, rs) in stores {
             if !store_synced(&bs).await || !store_synced(&rs).await {
+                return;
+            }
+        }
+        for (ks, ls) in offset_stores {
+            if !store_synced(&ks).await || !store_synced(&ls).await {
                 return;
             }
         }

@@ -542,3 +542,120 @@ async fn readiness_resolves_while_the_controller_also_waits_on_the_store() {
     assert!(ok);
     assert!(runner.await.unwrap());
 }
+
+fn kor(spec_extra: Value, status: Value) -> Value {
+    let mut spec = json!({
+        "kafkaCluster": {"bootstrapServers": ["127.0.0.1:1"], "connection": {"connectTimeoutMs": 500}},
+        "consumerGroups": ["orders-app"],
+        "resetStrategy": "to-earliest"
+    });
+    spec.as_object_mut()
+        .unwrap()
+        .extend(spec_extra.as_object().unwrap().clone());
+    json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1",
+        "kind": "KafkaOffsetReset",
+        "metadata": {
+            "name": "r", "namespace": "default", "uid": "u-2", "generation": 3, "resourceVersion": "9",
+            "creationTimestamp": "2026-01-01T00:00:00Z", "finalizers": [FINALIZER]
+        },
+        "spec": spec,
+        "status": status
+    })
+}
+
+const KOR_PATH: &str = "/apis/kafka.oso.sh/v1alpha1/namespaces/default/kafkaoffsetresets/r";
+
+/// The generic one-shot controller: an invalid KafkaOffsetReset fails with the field named,
+/// once, and a Warning Event.
+#[tokio::test]
+async fn an_invalid_offset_reset_fails_with_the_field_named() {
+    let (ctx, mut h) = context();
+    let o = kor(json!({"resetStrategy": "to-offset"}), json!(null));
+    let o2 = o.clone();
+    let server = tokio::spawn(async move {
+        expect_status_patch(
+            &mut h,
+            &format!("{KOR_PATH}/status"),
+            |b| {
+                assert_eq!(b["status"]["phase"], "Failed", "{b}");
+                assert!(
+                    b["status"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("spec.resetOffset"),
+                    "{b}"
+                );
+                assert_eq!(b["status"]["observedGeneration"], 3);
+            },
+            o2,
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::POST,
+            "/events",
+            |b| assert_eq!(b["reason"], "InvalidSpec", "{b}"),
+            json!({}),
+        )
+        .await;
+    });
+    let r: crate::api::KafkaOffsetReset = serde_json::from_value(o).unwrap();
+    super::oneshot::reconcile(Arc::new(r), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
+/// A KafkaOffsetReset that completed for its generation is left alone: no request at all.
+#[tokio::test]
+async fn a_completed_offset_reset_is_not_run_again() {
+    let (ctx, mut h) = context();
+    let o = kor(
+        json!({}),
+        json!({"phase": "Completed", "observedGeneration": 3, "groupsTotal": 1}),
+    );
+    let r: crate::api::KafkaOffsetReset = serde_json::from_value(o).unwrap();
+    super::oneshot::reconcile(Arc::new(r), ctx).await.unwrap();
+    // closed (None) or silent (timeout): either way no request came
+    assert!(
+        !matches!(
+            tokio::time::timeout(Duration::from_millis(200), h.next_request()).await,
+            Ok(Some(_))
+        ),
+        "no request"
+    );
+}
+
+/// A new generation starts a run: the status goes Running with observedGeneration, and a
+/// Started Event is published.
+#[tokio::test]
+async fn a_valid_offset_reset_starts_running_its_generation() {
+    let (ctx, mut h) = context();
+    let o = kor(json!({}), json!(null));
+    let o2 = o.clone();
+    let server = tokio::spawn(async move {
+        expect_status_patch(
+            &mut h,
+            &format!("{KOR_PATH}/status"),
+            |b| {
+                assert_eq!(b["status"]["phase"], "Running", "{b}");
+                assert_eq!(b["status"]["observedGeneration"], 3);
+                assert_eq!(b["status"]["conditions"][0]["type"], "Progressing");
+            },
+            o2,
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::POST,
+            "/events",
+            |b| assert_eq!(b["reason"], "Started", "{b}"),
+            json!({}),
+        )
+        .await;
+    });
+    let r: crate::api::KafkaOffsetReset = serde_json::from_value(o).unwrap();
+    let ctx2 = ctx.clone();
+    super::oneshot::reconcile(Arc::new(r), ctx).await.unwrap();
+    server.await.unwrap();
+    ctx2.pool.cancel_all().await;
+}

@@ -1,0 +1,365 @@
+//! The generic controller of the kinds that run once per generation (KafkaOffsetReset,
+//! KafkaOffsetRollback): validate, start one pool task per generation, report. Each kind
+//! supplies its hooks ([`OneShot`]): validation, the run, and what a finished run writes; the
+//! status transitions (Running -> Completed | PartiallyCompleted | Failed, conditions,
+//! observedGeneration, Events, metrics) live here once.
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use serde::Serialize;
+
+use super::decide::PoolState;
+use super::retry::RunFailure;
+use super::status::{StatusResource, set_condition, update_status, update_status_final};
+use super::{Context, OperatorError, obj_key};
+use crate::api::{ConditionStatus, StatusHeader};
+use crate::exec::{Cancel, Progress};
+
+/// The phases every one-shot kind shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    Completed,
+    /// Some of the work done, some failed (`continueOnError`).
+    PartiallyCompleted,
+    Failed,
+}
+
+impl Phase {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Phase::Running)
+    }
+}
+
+/// A one-shot kind's status: the shared header and its phase enum.
+pub trait OneShotStatus: Default + Clone + Serialize + Send + Sync + 'static {
+    fn header(&self) -> &StatusHeader;
+    fn header_mut(&mut self) -> &mut StatusHeader;
+    fn phase(&self) -> Option<Phase>;
+    fn set_phase(&mut self, p: Phase);
+}
+
+/// What a finished run reports: its phase, a one-line message, and the kind's own status
+/// fields (group results, snapshot, verification).
+pub struct Finished<S> {
+    pub phase: Phase,
+    pub message: String,
+    pub fields: Box<dyn Fn(&mut S) + Send + Sync>,
+}
+
+/// The future of a run.
+pub type RunFuture<S> =
+    Pin<Box<dyn Future<Output = Result<Option<Finished<S>>, RunFailure>> + Send>>;
+
+/// The hooks of a one-shot kind.
+pub trait OneShot: StatusResource + Send + Sync + 'static
+where
+    Self::Status: OneShotStatus,
+{
+    /// The kind, for logs, spans and metrics.
+    const KIND: &'static str;
+    /// Full validation; the message names the fields and the fixes.
+    fn validate(&self) -> Result<(), String>;
+    /// One attempt of the run (retried by [`super::run_attempts`] when transient). `status`
+    /// is the status when the run started (a resumed run reuses what it recorded, e.g. its
+    /// snapshot). `Ok(None)`: cancelled.
+    fn run(
+        ctx: Arc<Context>,
+        obj: Arc<Self>,
+        status: Self::Status,
+        cancel: Cancel,
+        progress: Arc<Progress>,
+    ) -> RunFuture<Self::Status>;
+}
+
+/// What a reconcile does (pure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OneShotAction {
+    /// The spec is invalid: Failed with the message, nothing runs.
+    Invalid(String),
+    /// Start this generation's run; `resumed` when a run of it was left Running (restart).
+    Start { resumed: bool },
+    /// A run is in flight: look again later.
+    Wait,
+    /// This generation is done.
+    Done,
+}
+
+/// Decides a reconcile of a one-shot resource from its generation, status and pool state.
+pub fn decide_oneshot(
+    generation: Option<i64>,
+    header: Option<&StatusHeader>,
+    phase: Option<Phase>,
+    pool: &PoolState,
+    valid: Result<(), String>,
+) -> OneShotAction {
+    let run_key = run_key(generation);
+    match pool {
+        PoolState::Running(_) => return OneShotAction::Wait,
+        PoolState::Finished(k) if *k == run_key => return OneShotAction::Done,
+        _ => {}
+    }
+    let this_generation = header.is_some_and(|h| h.observed_generation == generation);
+    if this_generation && phase.is_some_and(Phase::is_terminal) {
+        return OneShotAction::Done;
+    }
+    if let Err(m) = valid {
+        return if this_generation && phase == Some(Phase::Failed) {
+            OneShotAction::Done
+        } else {
+            OneShotAction::Invalid(m)
+        };
+    }
+    OneShotAction::Start {
+        resumed: this_generation && phase == Some(Phase::Running),
+    }
+}
+
+fn run_key(generation: Option<i64>) -> String {
+    format!("generation-{}", generation.unwrap_or(0))
+}
+
+/// Reconciles one resource of a one-shot kind.
+pub async fn reconcile<K>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, OperatorError>
+where
+    K: OneShot + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::Status: OneShotStatus + serde::de::DeserializeOwned,
+{
+    super::reconcile_guarded(
+        obj,
+        ctx,
+        |o, ctx, api| async move { apply(o, ctx, &api).await },
+    )
+    .await
+}
+
+async fn apply<K>(obj: Arc<K>, ctx: Arc<Context>, api: &Api<K>) -> Result<Action, OperatorError>
+where
+    K: OneShot + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::Status: OneShotStatus + serde::de::DeserializeOwned,
+{
+    let key = obj_key(&*obj);
+    let name = obj.name_any();
+    let generation = obj.meta().generation;
+    let now = Timestamp::now();
+    let status = obj.status().cloned();
+    let action = decide_oneshot(
+        generation,
+        status.as_ref().map(|s| s.header()),
+        status.as_ref().and_then(|s| s.phase()),
+        &ctx.pool.state(&key),
+        obj.validate(),
+    );
+    match action {
+        OneShotAction::Done => Ok(Action::await_change()),
+        OneShotAction::Wait => Ok(Action::requeue(Duration::from_secs(5))),
+        OneShotAction::Invalid(message) => {
+            update_status(api, &name, |s: &mut K::Status| {
+                s.set_phase(Phase::Failed);
+                let h = s.header_mut();
+                h.observed_generation = generation;
+                h.message = Some(message.clone());
+                set_condition(
+                    h,
+                    "Ready",
+                    ConditionStatus::False,
+                    "InvalidSpec",
+                    &message,
+                    generation,
+                    now,
+                );
+            })
+            .await?;
+            ctx.event(&*obj, EventType::Warning, "InvalidSpec", &message)
+                .await;
+            Ok(Action::await_change())
+        }
+        OneShotAction::Start { resumed } => {
+            update_status(api, &name, |s: &mut K::Status| {
+                s.set_phase(Phase::Running);
+                let h = s.header_mut();
+                h.observed_generation = generation;
+                h.message = None;
+                if !resumed {
+                    h.start_time = Some(Time(now));
+                }
+                h.completion_time = None;
+                set_condition(
+                    h,
+                    "Progressing",
+                    ConditionStatus::True,
+                    "Started",
+                    &run_key(generation),
+                    generation,
+                    now,
+                );
+            })
+            .await?;
+            let started = ctx.pool.start(key, run_key(generation), {
+                let (ctx, obj, api, name) = (ctx.clone(), obj.clone(), api.clone(), name.clone());
+                move |cancel, progress| {
+                    let span = tracing::info_span!("run", kind = K::KIND, namespace = %obj.namespace().unwrap_or_default(), resource = %obj.name_any());
+                    tracing::Instrument::instrument(
+                        run_task(ctx, obj, api, name, status.unwrap_or_default(), cancel, progress),
+                        span,
+                    )
+                }
+            });
+            if started {
+                let (reason, note) = if resumed {
+                    (
+                        "Retried",
+                        "interrupted by an operator restart or a leadership change; started again",
+                    )
+                } else {
+                    ("Started", "started")
+                };
+                ctx.event(&*obj, EventType::Normal, reason, note).await;
+            }
+            Ok(Action::requeue(Duration::from_secs(5)))
+        }
+    }
+}
+
+async fn run_task<K>(
+    ctx: Arc<Context>,
+    obj: Arc<K>,
+    api: Api<K>,
+    name: String,
+    status: K::Status,
+    cancel: Cancel,
+    progress: Arc<Progress>,
+) where
+    K: OneShot,
+    K::Status: OneShotStatus,
+{
+    let generation = obj.meta().generation;
+    let ns = obj.namespace().unwrap_or_default();
+    let attempt = || {
+        K::run(
+            ctx.clone(),
+            obj.clone(),
+            status.clone(),
+            cancel.clone(),
+            progress.clone(),
+        )
+    };
+    let result = super::run_attempts(&ctx, &obj, &cancel, attempt, |_| async {}).await;
+    super::record_run(&ctx, K::KIND, &ns, &result, &progress);
+    let now = Timestamp::now();
+    let (phase, message, fields) = match result {
+        Ok(None) => return,
+        Ok(Some(f)) => (f.phase, f.message, Some(f.fields)),
+        Err(message) => (Phase::Failed, message, None),
+    };
+    let (ready, reason, event) = match phase {
+        Phase::Completed => (ConditionStatus::True, "Completed", EventType::Normal),
+        Phase::PartiallyCompleted => (
+            ConditionStatus::False,
+            "PartiallyCompleted",
+            EventType::Warning,
+        ),
+        _ => (ConditionStatus::False, "Failed", EventType::Warning),
+    };
+    let _ = update_status_final(&api, &name, |s: &mut K::Status| {
+        if let Some(f) = &fields {
+            f(s);
+        }
+        s.set_phase(phase);
+        let h = s.header_mut();
+        h.message = Some(message.clone());
+        h.completion_time = Some(Time(now));
+        set_condition(
+            h,
+            "Progressing",
+            ConditionStatus::False,
+            reason,
+            &message,
+            generation,
+            now,
+        );
+        set_condition(h, "Ready", ready, reason, &message, generation, now);
+    })
+    .await;
+    ctx.event(&*obj, event, reason, &message).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(generation: i64) -> StatusHeader {
+        StatusHeader {
+            observed_generation: Some(generation),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_run_per_generation_and_a_left_running_run_resumes() {
+        let idle = PoolState::Idle;
+        assert_eq!(
+            decide_oneshot(Some(1), None, None, &idle, Ok(())),
+            OneShotAction::Start { resumed: false }
+        );
+        let h = header(1);
+        assert_eq!(
+            decide_oneshot(Some(1), Some(&h), Some(Phase::Completed), &idle, Ok(())),
+            OneShotAction::Done
+        );
+        assert_eq!(
+            decide_oneshot(Some(2), Some(&h), Some(Phase::Completed), &idle, Ok(())),
+            OneShotAction::Start { resumed: false },
+            "a new generation runs again"
+        );
+        assert_eq!(
+            decide_oneshot(Some(1), Some(&h), Some(Phase::Running), &idle, Ok(())),
+            OneShotAction::Start { resumed: true },
+            "left Running by a restart"
+        );
+        assert_eq!(
+            decide_oneshot(
+                Some(1),
+                Some(&h),
+                Some(Phase::Running),
+                &PoolState::Running("generation-1".into()),
+                Ok(())
+            ),
+            OneShotAction::Wait
+        );
+        assert_eq!(
+            decide_oneshot(
+                Some(1),
+                Some(&h),
+                Some(Phase::Running),
+                &PoolState::Finished("generation-1".into()),
+                Ok(())
+            ),
+            OneShotAction::Done,
+            "finished here: never started twice"
+        );
+        assert_eq!(
+            decide_oneshot(Some(1), None, None, &idle, Err("spec.x: bad".into())),
+            OneShotAction::Invalid("spec.x: bad".into())
+        );
+        assert_eq!(
+            decide_oneshot(
+                Some(1),
+                Some(&h),
+                Some(Phase::Failed),
+                &idle,
+                Err("spec.x: bad".into())
+            ),
+            OneShotAction::Done,
+            "an invalid spec is reported once"
+        );
+    }
+}
