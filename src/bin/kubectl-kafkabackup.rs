@@ -1,14 +1,20 @@
-//! `kubectl-kafkabackup`: the kubectl plugin (`kubectl kafkabackup plan -f FILE`).
+//! `kubectl-kafkabackup`: the kubectl plugin (`kubectl kafkabackup plan -f FILE`,
+//! `kubectl kafkabackup offsets show|diff GROUP`).
 use clap::Parser;
-use kafka_backup_operator::cli::{LogFormat, PluginCli, PluginCommand, init_logging, plan_cmd};
+use kafka_backup_operator::cli::{
+    LogFormat, PluginCli, PluginCommand, init_logging, offsets_cmd, plan_cmd,
+};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = PluginCli::parse();
     kafka_backup_operator::install_tls_provider();
     init_logging(LogFormat::Text);
-    let PluginCommand::Plan(a) = &cli.command;
-    match plan_cmd::plan(a).await {
+    let r = match &cli.command {
+        PluginCommand::Plan(a) => plan_cmd::plan(a).await,
+        PluginCommand::Offsets(c) => offsets_cmd::offsets(c).await,
+    };
+    match r {
         Ok(s) => {
             print!("{s}");
             std::process::ExitCode::SUCCESS

@@ -2,6 +2,7 @@
 //! plugin `kubectl-kafkabackup plan`. Argument parsing is clap; the work is the shared flow
 //! (observe -> compile -> execute -> report).
 pub mod load;
+pub mod offsets_cmd;
 pub mod plan_cmd;
 pub mod report;
 pub mod run;
@@ -137,6 +138,55 @@ pub struct PluginCli {
 pub enum PluginCommand {
     /// Observe read-only and print the compiled plan. Writes nothing anywhere.
     Plan(PlanArgs),
+    /// Consumer-group offsets: `show` a group, `diff` it against a snapshot or a mapping.
+    /// Read only.
+    #[command(subcommand)]
+    Offsets(OffsetsCommand),
+}
+
+/// Where the plugin's offsets commands find the cluster.
+#[derive(Debug, Args, Clone)]
+pub struct ClusterArgs {
+    /// A broker to bootstrap from (plaintext), like kafka-consumer-groups.
+    #[arg(long = "bootstrap-server", required_unless_present = "files")]
+    pub bootstrap: Option<String>,
+    /// Or YAML files: the kafkaCluster (with TLS/SASL from the Secrets in the files) of the
+    /// resource chosen as `run` chooses it (`--name`).
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<PathBuf>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OffsetsCommand {
+    /// A group's committed offsets per partition, with log start, high watermark, lag and
+    /// metadata, and its state and members.
+    Show {
+        group: String,
+        /// Only these topics.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// A group's committed offsets against an offset snapshot (what a rollback would change)
+    /// or against an offset map (where the rule of docs/offsets.md puts the group's committed
+    /// positions on the map's source topics, against what it has committed on the targets).
+    Diff {
+        group: String,
+        /// An offset snapshot file (KafkaOffsetReset `--snapshot-dir`, a restore's snapshot).
+        #[arg(long, conflicts_with = "mapping", required_unless_present = "mapping")]
+        snapshot: Option<PathBuf>,
+        /// An offset-map.json.
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
 }
 
 /// Crates that handle credentials (S3 keys, SASL passwords, tokens) and print them, or

@@ -162,6 +162,51 @@ async fn every_reset_strategy_then_a_rollback_to_the_first_snapshot() {
         "{out}"
     );
     assert_eq!(committed(&group, &topic), start, "the rollback is exact");
+    // the plugin agrees: the group against that snapshot is the same everywhere
+    let snap = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("r0-"))
+        .expect("the first reset's snapshot");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-kafkabackup"))
+        .args([
+            "offsets",
+            "diff",
+            &group,
+            "--bootstrap-server",
+            &e.bootstrap,
+            "-o",
+            "json",
+            "--snapshot",
+        ])
+        .arg(&snap)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    assert!(rows.iter().all(|r| r["status"] == "same"), "{v}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-kafkabackup"))
+        .args([
+            "offsets",
+            "show",
+            &group,
+            "--bootstrap-server",
+            &e.bootstrap,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("LAG") && text.contains(&topic) && text.contains("412"),
+        "lag 512 - 100: {text}"
+    );
 }
 
 /// A reset whose group has a live member is refused by name and commits nothing; a reset
