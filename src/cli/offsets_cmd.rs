@@ -91,10 +91,9 @@ pub async fn offsets(cmd: &OffsetsCommand) -> anyhow::Result<String> {
                 .filter(|(t, _)| topics.is_empty() || topics.contains(t))
                 .cloned()
                 .collect();
-            let (lo, hi): (
-                std::collections::HashMap<(String, i32), i64>,
-                std::collections::HashMap<(String, i32), i64>,
-            ) = if parts.is_empty() {
+            /// (topic, partition) -> offset.
+            type Offsets = std::collections::HashMap<(String, i32), i64>;
+            let (lo, hi): (Offsets, Offsets) = if parts.is_empty() {
                 (Default::default(), Default::default())
             } else {
                 (
