@@ -10,6 +10,11 @@ use crate::api::{
 /// was among the files.
 pub type RestoreRef = (Box<KafkaRestore>, Option<Box<KafkaBackup>>);
 
+/// A [`RestoreRef`] borrowed, as the flow's `prepare_offset_*` take it.
+pub fn borrow_restore(r: &Option<RestoreRef>) -> Option<(&KafkaRestore, Option<&KafkaBackup>)> {
+    r.as_ref().map(|(kr, kb)| (&**kr, kb.as_deref()))
+}
+
 /// The resource a `run` or `plan` acts on.
 pub enum Target {
     Backup(Box<KafkaBackup>),

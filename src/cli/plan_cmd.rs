@@ -41,7 +41,7 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
         Target::OffsetReset(kor, restore) => {
             let p = crate::flow::prepare_offset_reset(
                 &kor,
-                restore.as_ref().map(|(r, b)| (&**r, b.as_deref())),
+                super::load::borrow_restore(&restore),
                 &secrets,
                 &args.inputs.pvc_root,
             )
@@ -65,7 +65,7 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
         Target::OffsetRollback(korb, restore) => {
             let p = crate::flow::prepare_offset_rollback(
                 &korb,
-                restore.as_ref().map(|(r, b)| (&**r, b.as_deref())),
+                super::load::borrow_restore(&restore),
                 &secrets,
                 &args.inputs.pvc_root,
                 &args.inputs.snapshot_dir,

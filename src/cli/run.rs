@@ -171,7 +171,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         Target::OffsetReset(kor, restore) => {
             let p = crate::flow::prepare_offset_reset(
                 &kor,
-                restore.as_ref().map(|(r, b)| (&**r, b.as_deref())),
+                super::load::borrow_restore(&restore),
                 &secrets,
                 &args.inputs.pvc_root,
             )
@@ -194,7 +194,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         Target::OffsetRollback(korb, restore) => {
             let p = crate::flow::prepare_offset_rollback(
                 &korb,
-                restore.as_ref().map(|(r, b)| (&**r, b.as_deref())),
+                super::load::borrow_restore(&restore),
                 &secrets,
                 &args.inputs.pvc_root,
                 &args.inputs.snapshot_dir,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::ExecError;
 use crate::facts::{Commits, GroupCommits};
 use crate::format::layout::FORMAT;
-use crate::format::manifest::{GroupOffset, GroupSnapshot, OffsetSnapshot};
+use crate::format::manifest::OffsetSnapshot;
 use crate::kafka::KafkaClient;
 use crate::plan::GroupOffsetPlan;
 use crate::plan::OffsetResetPlan;
@@ -65,22 +65,7 @@ pub fn snapshot_of(
         created_at: now_ms,
         taken_by: taken_by.to_string(),
         expires_at,
-        groups: committed
-            .iter()
-            .map(|(g, parts)| GroupSnapshot {
-                group_id: g.clone(),
-                offsets: parts
-                    .iter()
-                    .map(|((t, p), (o, m))| GroupOffset {
-                        topic: t.clone(),
-                        partition: *p,
-                        offset: *o,
-                        leader_epoch: -1,
-                        metadata: m.clone(),
-                    })
-                    .collect(),
-            })
-            .collect(),
+        groups: crate::plan::group_snapshots(committed, |_| true),
     }
 }
 

@@ -13,7 +13,7 @@ pub use backup::{
 };
 pub use offsets::{
     GroupOffsetPlan, OffsetChange, OffsetResetFacts, OffsetResetPlan, compile_offset_reset,
-    reset_scope_topics, translate_groups, translate_position,
+    group_snapshots, reset_scope_topics, translate_groups, translate_position,
 };
 pub use restore::{
     RestoreFacts, RestoreGroupsPlan, RestorePartitionStep, RestorePlan, TIMESTAMP_TYPE,

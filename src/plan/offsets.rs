@@ -130,6 +130,27 @@ pub fn translate_groups(
         .collect()
 }
 
+/// Committed offsets as group snapshots (the shape of a backup's or a snapshot document's
+/// groups), keeping the topics `keep` accepts. The leader epoch is not kept (-1).
+pub fn group_snapshots(c: &GroupCommits, keep: impl Fn(&str) -> bool) -> Vec<GroupSnapshot> {
+    c.iter()
+        .map(|(g, parts)| GroupSnapshot {
+            group_id: g.clone(),
+            offsets: parts
+                .iter()
+                .filter(|((t, _), _)| keep(t))
+                .map(|((t, p), (o, m))| GroupOffset {
+                    topic: t.clone(),
+                    partition: *p,
+                    offset: *o,
+                    leader_epoch: -1,
+                    metadata: m.clone(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 /// Everything `compile_offset_reset` needs, observed beforehand.
 #[derive(Debug, Clone, Default)]
 pub struct OffsetResetFacts {
@@ -229,29 +250,16 @@ pub fn compile_offset_reset(
                 // source topics
                 let snapshot: Vec<GroupSnapshot> = match &facts.snapshot {
                     Some(s) => s.clone(),
-                    None => spec
-                        .consumer_groups
-                        .iter()
-                        .map(|g| GroupSnapshot {
-                            group_id: g.clone(),
-                            offsets: facts
-                                .committed
-                                .get(g)
-                                .into_iter()
-                                .flatten()
-                                .filter(|((t, _), _)| {
-                                    map.partitions.iter().any(|p| &p.source_topic == t)
-                                })
-                                .map(|((t, p), (o, m))| GroupOffset {
-                                    topic: t.clone(),
-                                    partition: *p,
-                                    offset: *o,
-                                    leader_epoch: -1,
-                                    metadata: m.clone(),
-                                })
-                                .collect(),
+                    None => {
+                        let named: GroupCommits = spec
+                            .consumer_groups
+                            .iter()
+                            .map(|g| (g.clone(), facts.committed.get(g).cloned().unwrap_or_default()))
+                            .collect();
+                        group_snapshots(&named, |t| {
+                            map.partitions.iter().any(|p| p.source_topic == t)
                         })
-                        .collect(),
+                    }
                 };
                 let current: BTreeMap<String, BTreeMap<(String, i32), i64>> = facts
                     .committed

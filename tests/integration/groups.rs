@@ -9,29 +9,6 @@ use std::path::Path;
 
 use crate::support::*;
 
-/// `group-commit`: a member of `group` reads `n` records of every partition of `topic`, commits
-/// and leaves; returns partition -> committed offset.
-fn group_commit(group: &str, topic: &str, n: u32) -> BTreeMap<i32, i64> {
-    let e = env();
-    let n = n.to_string();
-    let (ok, out, err) = py(&[
-        "group-commit",
-        "--bootstrap",
-        &e.bootstrap,
-        "--group",
-        group,
-        "--topic",
-        topic,
-        "--per-partition",
-        &n,
-    ]);
-    assert!(ok, "group-commit: {out}{err}");
-    let v: BTreeMap<String, i64> = serde_json::from_str(out.trim()).unwrap();
-    v.into_iter()
-        .map(|(k, o)| (k.parse().unwrap(), o))
-        .collect()
-}
-
 /// `group-next`: (topic -> partition -> first record's (offset, key) or None, topic ->
 /// partition -> (committed offset, metadata)).
 #[allow(clippy::type_complexity)]
@@ -253,7 +230,6 @@ async fn groups_follow_a_pitr_window_and_aborted_transactions() {
 /// same restore again carries over only the groups (the data is not restored twice).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_with_a_live_member_is_refused_by_name_and_the_others_commit() {
-    let e = env();
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("cgl");
     let produced = gen_load(&topic, 2, 1);
@@ -278,29 +254,7 @@ async fn a_group_with_a_live_member_is_refused_by_name_and_the_others_commit() {
     let f = write_docs(dir.path(), &[&kb, &kr]);
     // a member of `busy` stays connected during the restore
     #[allow(clippy::zombie_processes)] // waited for below
-    let mut hold = std::process::Command::new(&e.python)
-        .arg(repo_root().join("testenv/kbo_data.py"))
-        .args([
-            "group-hold",
-            "--bootstrap",
-            &e.bootstrap,
-            "--group",
-            &busy,
-            "--topic",
-            &topic,
-        ])
-        .args(["--secs", "6"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::BufRead;
-        let mut l = String::new();
-        std::io::BufReader::new(hold.stdout.as_mut().unwrap())
-            .read_line(&mut l)
-            .unwrap();
-        assert_eq!(l.trim(), "JOINED", "the holding member joined");
-    }
+    let mut hold = group_hold(&busy, &topic, 6);
     let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
     // the member leaves the group cleanly (LeaveGroup) after its 6 s
     let _ = hold.wait();

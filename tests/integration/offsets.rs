@@ -7,27 +7,6 @@ use std::path::Path;
 
 use crate::support::*;
 
-fn commit(group: &str, topic: &str, n: u32) -> BTreeMap<i32, i64> {
-    let e = env();
-    let n = n.to_string();
-    let (ok, out, err) = py(&[
-        "group-commit",
-        "--bootstrap",
-        &e.bootstrap,
-        "--group",
-        group,
-        "--topic",
-        topic,
-        "--per-partition",
-        &n,
-    ]);
-    assert!(ok, "group-commit: {out}{err}");
-    let v: BTreeMap<String, i64> = serde_json::from_str(out.trim()).unwrap();
-    v.into_iter()
-        .map(|(k, o)| (k.parse().unwrap(), o))
-        .collect()
-}
-
 /// The group's committed offsets on `topic`, read by confluent-kafka.
 fn committed(group: &str, topic: &str) -> BTreeMap<i32, i64> {
     let e = env();
@@ -81,7 +60,7 @@ async fn every_reset_strategy_then_a_rollback_to_the_first_snapshot() {
     let topic = unique("kor");
     let produced = gen_load(&topic, 2, 1) as i64; // 512 records per partition
     let group = unique("g");
-    let start = commit(&group, &topic, 100);
+    let start = group_commit(&group, &topic, 100);
     assert_eq!(start, BTreeMap::from([(0, 100), (1, 100)]));
     let per = produced / 2;
     // (spec lines, expected offsets per partition)
@@ -213,36 +192,13 @@ async fn every_reset_strategy_then_a_rollback_to_the_first_snapshot() {
 /// naming a topic that does not exist fails before anything, naming the field.
 #[tokio::test(flavor = "multi_thread")]
 async fn resets_refuse_live_groups_and_bad_input() {
-    let e = env();
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("korl");
     gen_load(&topic, 1, 1);
     let group = unique("g");
-    commit(&group, &topic, 10);
+    group_commit(&group, &topic, 10);
     #[allow(clippy::zombie_processes)] // waited for below
-    let mut hold = std::process::Command::new(&e.python)
-        .arg(repo_root().join("testenv/kbo_data.py"))
-        .args([
-            "group-hold",
-            "--bootstrap",
-            &e.bootstrap,
-            "--group",
-            &group,
-            "--topic",
-            &topic,
-        ])
-        .args(["--secs", "5"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::BufRead;
-        let mut l = String::new();
-        std::io::BufReader::new(hold.stdout.as_mut().unwrap())
-            .read_line(&mut l)
-            .unwrap();
-        assert_eq!(l.trim(), "JOINED");
-    }
+    let mut hold = group_hold(&group, &topic, 5);
     let doc = reset_doc("live", &group, &topic, "  resetStrategy: to-earliest\n");
     let (ok, out, err) = run_in(dir.path(), &[&doc]);
     let _ = hold.wait();
@@ -278,7 +234,7 @@ async fn from_mapping_translates_the_backup_snapshot_through_the_restore() {
     let topic = unique("korm");
     gen_load(&topic, 2, 1);
     let group = unique("g");
-    commit(&group, &topic, 70);
+    group_commit(&group, &topic, 70);
     let kb = backup_yaml(
         "korm",
         std::slice::from_ref(&topic),

@@ -335,3 +335,55 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// `group-commit` (kbo_data.py): a real member of `group` reads `n` records of every partition
+/// of `topic`, commits "next to read" with metadata `meta-<group>-<partition>` and leaves;
+/// returns partition -> committed offset.
+pub fn group_commit(group: &str, topic: &str, n: u32) -> std::collections::BTreeMap<i32, i64> {
+    let e = env();
+    let n = n.to_string();
+    let (ok, out, err) = py(&[
+        "group-commit",
+        "--bootstrap",
+        &e.bootstrap,
+        "--group",
+        group,
+        "--topic",
+        topic,
+        "--per-partition",
+        &n,
+    ]);
+    assert!(ok, "group-commit: {out}{err}");
+    let v: std::collections::BTreeMap<String, i64> = serde_json::from_str(out.trim()).unwrap();
+    v.into_iter()
+        .map(|(k, o)| (k.parse().unwrap(), o))
+        .collect()
+}
+
+/// Starts a member of `group` on `topic` that stays `secs` seconds and then leaves cleanly;
+/// returns once it has its assignment. The caller waits for (reaps) it.
+pub fn group_hold(group: &str, topic: &str, secs: u32) -> std::process::Child {
+    use std::io::BufRead;
+    let e = env();
+    let mut child = Command::new(&e.python)
+        .arg(repo_root().join("testenv/kbo_data.py"))
+        .args([
+            "group-hold",
+            "--bootstrap",
+            &e.bootstrap,
+            "--group",
+            group,
+            "--topic",
+            topic,
+        ])
+        .args(["--secs", &secs.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut l = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut l)
+        .unwrap();
+    assert_eq!(l.trim(), "JOINED", "the holding member joined");
+    child
+}
