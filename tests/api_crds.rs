@@ -209,7 +209,18 @@ fn defaults_enums_and_required_fields_are_in_the_schema() {
     assert_eq!(default_of(acks), Some(serde_json::json!(-1)));
     let kor = schema("KafkaOffsetReset");
     let strat = prop(&kor, "spec.resetStrategy");
-    assert_eq!(strat.enum_.as_ref().map(Vec::len), Some(5));
+    // the reference's five, and shift-by (ours)
+    assert_eq!(strat.enum_.as_ref().map(Vec::len), Some(6));
+    assert!(
+        strat
+            .enum_
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|v| v.0 == serde_json::json!("shift-by")),
+        "{:?}",
+        strat.enum_
+    );
     // Conditions are a map list keyed by type, for server-side apply.
     let conds = prop(&kb, "status.conditions");
     assert_eq!(conds.x_kubernetes_list_type.as_deref(), Some("map"));
@@ -256,7 +267,7 @@ fn cel_rules_are_emitted() {
             .x_kubernetes_validations
             .as_ref()
             .map(Vec::len),
-        Some(2)
+        Some(3) // to-timestamp, to-offset and shift-by need their value
     );
 }
 
