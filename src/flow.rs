@@ -441,6 +441,52 @@ pub async fn rollback_to(
     })
 }
 
+/// The repository and run a KafkaBackupValidation checks: `backupRef.storage`, else its
+/// KafkaBackup's storage (among the files); `backupRef.backupId`, else the newest complete
+/// run. Returns the repository (read-write: the report is stored there), the run's manifest
+/// and the checksum its document carries.
+pub async fn prepare_validation(
+    kbv: &crate::api::validation::KafkaBackupValidation,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+) -> Result<
+    (
+        Operator,
+        crate::format::manifest::RunManifest,
+        Option<String>,
+    ),
+    FlowError,
+> {
+    let bref = &kbv.spec.backup_ref;
+    let storage_spec = match (&bref.storage, backup) {
+        (Some(s), _) => s.clone(),
+        (None, Some(kb)) => kb.spec.storage.clone(),
+        (None, None) => {
+            return Err(ObserveError::Config {
+                field: "spec.backupRef.name".into(),
+                message: format!(
+                    "KafkaBackup {:?} is not among the given files and backupRef.storage is not set: add the KafkaBackup's YAML with -f, or give backupRef.storage",
+                    bref.name
+                ),
+            }
+            .into());
+        }
+    };
+    let target = observe::storage_target(&storage_spec, secrets, pvc_root, "spec.backupRef")?;
+    let op = open(&target, Access::ReadOnly)?;
+    let manifest = match &bref.backup_id {
+        Some(id) => observe::load_manifest(&op, &bref.name, id).await?,
+        None => observe::latest_complete_run(&op, &bref.name).await?,
+    };
+    let path = crate::format::layout::manifest(&bref.name, &manifest.run_id);
+    let sha = crate::storage::read_opt(&op, &path)
+        .await?
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["checksum"].as_str().map(str::to_string));
+    Ok((open(&target, Access::ReadWrite)?, manifest, sha))
+}
+
 /// Observes the cluster and the repository of `kb` and compiles its next run.
 pub async fn prepare_backup(
     kb: &KafkaBackup,

@@ -1,6 +1,7 @@
 //! Reading `-f` files: documents, Secrets, and which resource to act on.
 use std::path::PathBuf;
 
+use crate::api::validation::KafkaBackupValidation;
 use crate::api::{
     ApiError, Document, KafkaBackup, KafkaOffsetReset, KafkaOffsetRollback, KafkaRestore, Secrets,
     load_and_validate,
@@ -24,6 +25,8 @@ pub enum Target {
     OffsetReset(Box<KafkaOffsetReset>, Option<RestoreRef>),
     /// The rollback, and the KafkaRestore `snapshotRef.restoreRef` names, if among the files.
     OffsetRollback(Box<KafkaOffsetRollback>, Option<RestoreRef>),
+    /// The validation, and the KafkaBackup its backupRef names, if among the files.
+    Validation(Box<KafkaBackupValidation>, Option<Box<KafkaBackup>>),
 }
 
 /// Errors of loading inputs.
@@ -84,6 +87,13 @@ pub fn load(files: &[PathBuf], name: Option<&str>) -> Result<(Target, Secrets), 
             _ => None,
         })
         .collect();
+    let validations: Vec<&KafkaBackupValidation> = docs
+        .iter()
+        .filter_map(|d| match d {
+            Document::Validation(v) => Some(v),
+            _ => None,
+        })
+        .collect();
     let name_of = |m: &kube::api::ObjectMeta| m.name.clone().unwrap_or_default();
     let find_backup = |n: &str| {
         backups
@@ -114,9 +124,14 @@ pub fn load(files: &[PathBuf], name: Option<&str>) -> Result<(Target, Secrets), 
         let rr = find_restore(r.spec.snapshot_ref.restore_ref.as_ref());
         Target::OffsetRollback(Box::new(r.clone()), rr)
     };
+    let pick_validation = |v: &KafkaBackupValidation| {
+        Target::Validation(Box::new(v.clone()), find_backup(&v.spec.backup_ref.name))
+    };
     let target = match name {
         Some(n) => {
-            if let Some(r) = resets.iter().find(|r| name_of(&r.metadata) == n) {
+            if let Some(v) = validations.iter().find(|v| name_of(&v.metadata) == n) {
+                pick_validation(v)
+            } else if let Some(r) = resets.iter().find(|r| name_of(&r.metadata) == n) {
                 pick_reset(r)
             } else if let Some(r) = rollbacks.iter().find(|r| name_of(&r.metadata) == n) {
                 pick_rollback(r)
@@ -126,17 +141,19 @@ pub fn load(files: &[PathBuf], name: Option<&str>) -> Result<(Target, Secrets), 
                 Target::Backup(b)
             } else {
                 return Err(LoadError::Choose(format!(
-                    "no KafkaBackup, KafkaRestore, KafkaOffsetReset or KafkaOffsetRollback named {n:?} in the given files"
+                    "no KafkaBackup, KafkaRestore, KafkaOffsetReset, KafkaOffsetRollback or KafkaBackupValidation named {n:?} in the given files"
                 )));
             }
         }
-        None if resets.len() + rollbacks.len() > 1 => {
+        None if resets.len() + rollbacks.len() + validations.len() > 1 => {
             return Err(LoadError::Choose(format!(
-                "the files hold several resources ({} KafkaOffsetReset, {} KafkaOffsetRollback): choose one with --name",
+                "the files hold several resources ({} KafkaOffsetReset, {} KafkaOffsetRollback, {} KafkaBackupValidation): choose one with --name",
                 resets.len(),
-                rollbacks.len()
+                rollbacks.len(),
+                validations.len()
             )));
         }
+        None if validations.len() == 1 => pick_validation(validations[0]),
         None if resets.len() == 1 => pick_reset(resets[0]),
         None if rollbacks.len() == 1 => pick_rollback(rollbacks[0]),
         None => match (restores.as_slice(), backups.as_slice()) {

@@ -57,6 +57,9 @@ async fn connect(c: &ClusterArgs) -> anyhow::Result<KafkaClient> {
             Target::Restore(kr, _) => &kr.spec.kafka_cluster,
             Target::OffsetReset(k, _) => &k.spec.kafka_cluster,
             Target::OffsetRollback(k, _) => &k.spec.kafka_cluster,
+            Target::Validation(v, _) => v.spec.kafka_cluster.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("the KafkaBackupValidation in the files has no kafkaCluster")
+            })?,
         };
         crate::observe::client_config(cluster, &secrets)?
     };

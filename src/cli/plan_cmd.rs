@@ -83,6 +83,12 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
                 OutputFormat::Yaml => serde_yaml_ng::to_string(&p.plans)?,
             }
         }
+        Target::Validation(kbv, _) => {
+            return Err(anyhow::anyhow!(
+                "plan for a KafkaBackupValidation ({}) is not built yet: `run -f` runs its backup-only checks, read-only except for the report",
+                kbv.metadata.name.clone().unwrap_or_default()
+            ));
+        }
     };
     Ok(out)
 }

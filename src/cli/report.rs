@@ -367,3 +367,29 @@ pub fn offsets_table(plans: &[crate::plan::GroupOffsetPlan]) -> String {
     }
     out
 }
+
+/// A validation report as a table: CHECK, OUTCOME, MS, FIGURES, then each failure.
+pub fn validation_table(r: &crate::exec::validate::ValidationReport) -> String {
+    let mut out = format!(
+        "validation {} of backup {} run {}: {:?}\n",
+        r.validation, r.backup.name, r.backup.run_id, r.result
+    );
+    out.push_str(&format!(
+        "{:<22}  {:<7}  {:>7}  FIGURES\n",
+        "CHECK", "OUTCOME", "MS"
+    ));
+    for c in &r.checks {
+        let figs: Vec<String> = c.figures.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!(
+            "{:<22}  {:<7}  {:>7}  {}\n",
+            c.name,
+            format!("{:?}", c.outcome),
+            c.duration_ms,
+            figs.join(" ")
+        ));
+        for f in &c.failures {
+            out.push_str(&format!("    {f}\n"));
+        }
+    }
+    out
+}

@@ -234,6 +234,37 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 dry,
             )?;
         }
+        Target::Validation(kbv, kb) => {
+            let name = kbv.metadata.name.clone().unwrap_or_default();
+            let (op, manifest, sha) = crate::flow::prepare_validation(
+                &kbv,
+                kb.as_deref(),
+                &secrets,
+                &args.inputs.pvc_root,
+            )
+            .await?;
+            let report = crate::exec::validate::validate_run(
+                &op,
+                &name,
+                &manifest,
+                sha,
+                &kbv.spec.checks,
+                system_now_ms(),
+            )
+            .await?;
+            let path = crate::exec::validate::store_report(&op, &report).await?;
+            print!("{}", super::report::validation_table(&report));
+            println!("evidence report: {path}");
+            if report.result == crate::exec::validate::Outcome::Fail {
+                return Err(crate::exec::ExecError::Failed(format!(
+                    "validation {name}: backup {} run {} failed {} check(s); the report names the objects and offsets",
+                    report.backup.name,
+                    report.backup.run_id,
+                    report.checks.iter().filter(|c| c.outcome == crate::exec::validate::Outcome::Fail).count()
+                ))
+                .into());
+            }
+        }
     }
     Ok(())
 }

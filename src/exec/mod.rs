@@ -7,6 +7,7 @@ pub mod groups;
 pub mod lock;
 pub mod restore;
 pub mod retention;
+pub mod validate;
 
 pub use backup::run_backup;
 pub use engine::{Cancel, Event, ExecContext, Limits, Progress};

@@ -15,3 +15,4 @@ mod resume;
 mod roundtrip;
 mod sasl;
 mod tls;
+mod validation;

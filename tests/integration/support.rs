@@ -262,7 +262,7 @@ pub async fn run_docs(dir: &Path, docs: &[&str], name: &str) -> Result<Outcome, 
                 run_restore(&p.plan, &p.start, &p.client, &p.op, &ctx()).await?,
             ))
         }
-        Target::OffsetReset(..) | Target::OffsetRollback(..) => {
+        Target::OffsetReset(..) | Target::OffsetRollback(..) | Target::Validation(..) => {
             panic!("{name}: offset resets and rollbacks are run with the CLI in these tests")
         }
     }
