@@ -13,6 +13,9 @@ async fn main() -> std::process::ExitCode {
     let r = match &cli.command {
         PluginCommand::Plan(a) => plan_cmd::plan(a).await,
         PluginCommand::Offsets(c) => offsets_cmd::offsets(c).await,
+        PluginCommand::Validate(a) => kafka_backup_operator::cli::run::run(a)
+            .await
+            .map(|()| String::new()),
     };
     match r {
         Ok(s) => {

@@ -127,7 +127,7 @@ pub struct PlanArgs {
 #[command(
     name = "kubectl-kafkabackup",
     version,
-    about = "Show what a KafkaBackup or KafkaRestore will do, before it does it"
+    about = "Show what a resource will do before it does it; consumer-group offsets; validate a backup"
 )]
 pub struct PluginCli {
     #[command(subcommand)]
@@ -142,6 +142,8 @@ pub enum PluginCommand {
     /// Read only.
     #[command(subcommand)]
     Offsets(OffsetsCommand),
+    /// Run a KafkaBackupValidation now (`run -f` for it): the checks, the evidence report.
+    Validate(RunArgs),
 }
 
 /// Where the plugin's offsets commands find the cluster.

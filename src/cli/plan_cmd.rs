@@ -83,11 +83,50 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
                 OutputFormat::Yaml => serde_yaml_ng::to_string(&p.plans)?,
             }
         }
-        Target::Validation(kbv, _) => {
-            return Err(anyhow::anyhow!(
-                "plan for a KafkaBackupValidation ({}) is not built yet: `run -f` runs its backup-only checks, read-only except for the report",
-                kbv.metadata.name.clone().unwrap_or_default()
-            ));
+        Target::Validation(kbv, kb) => {
+            let (_, m, sha) = crate::flow::prepare_validation(
+                &kbv,
+                kb.as_deref(),
+                &secrets,
+                &args.inputs.pvc_root,
+            )
+            .await?;
+            let c = &kbv.spec.checks;
+            let segments: usize = m
+                .topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.segments.len())
+                .sum();
+            let on = |b: bool| if b { "run" } else { "skipped" };
+            let name = kbv.metadata.name.clone().unwrap_or_default();
+            let text = format!(
+                "KafkaBackupValidation {name}: backup {} run {} (manifest {})\n\
+                 objects               run: {segments} segments and their indexes, sizes and checksums\n\
+                 messageCount          {}: every batch CRC-32C, records and timestamps against the manifest (failThreshold {})\n\
+                 offsetRange           {}: offset continuity of {} partitions\n\
+                 consumerGroupOffsets  {}: {} groups in the snapshot\n\
+                 report                {}\n",
+                m.backup_name,
+                m.run_id,
+                sha.as_deref().unwrap_or("v1, no checksum"),
+                on(c.message_count.enabled),
+                c.message_count.fail_threshold,
+                on(c.offset_range.enabled),
+                m.topics.iter().map(|t| t.partitions.len()).sum::<usize>(),
+                on(c.consumer_group_offsets.enabled),
+                m.consumer_groups.len(),
+                crate::exec::validate::report_path(
+                    &m.backup_name,
+                    &name,
+                    &format!("{name}-<epoch ms>")
+                )
+            );
+            match args.output {
+                OutputFormat::Table => text,
+                OutputFormat::Json => serde_json::to_string_pretty(&kbv.spec.checks)? + "\n",
+                OutputFormat::Yaml => serde_yaml_ng::to_string(&kbv.spec.checks)?,
+            }
         }
     };
     Ok(out)

@@ -22,6 +22,16 @@ async fn a_backup_passes_its_checks_and_damage_fails_them_by_name() {
     );
     let m = backup(dir.path(), &[&kb], "vb").await;
     let f = write_docs(dir.path(), &[&kb, &kbv("v1")]);
+    let (ok, out, err) = cli(&["plan", "-f", f.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&m.run_id) && out.contains("2 segments") && out.contains("sha256:"),
+        "the plan names the run, what it reads and the manifest checksum: {out}"
+    );
+    assert!(
+        !dir.path().join("vb/validations").exists(),
+        "plan writes nothing"
+    );
     let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     for c in [
