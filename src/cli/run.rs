@@ -236,6 +236,30 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
         Target::Validation(kbv, kb) => {
             let name = kbv.metadata.name.clone().unwrap_or_default();
+            // Said, not silently skipped: what this build does not run yet.
+            let spec = &kbv.spec;
+            for (set, field) in [
+                (
+                    spec.kafka_cluster.is_some(),
+                    "spec.kafkaCluster (restore checks)",
+                ),
+                (
+                    !spec.checks.custom_webhooks.is_empty(),
+                    "spec.checks.customWebhooks",
+                ),
+                (
+                    spec.evidence.is_some(),
+                    "spec.evidence (PDF, signing, evidence.storage, retentionDays; the JSON report is written to the backup storage)",
+                ),
+                (spec.notifications.is_some(), "spec.notifications"),
+            ] {
+                if set {
+                    tracing::warn!(
+                        field,
+                        "not built yet: ignored; only the checks on the backup alone run"
+                    );
+                }
+            }
             let (op, manifest, sha) = crate::flow::prepare_validation(
                 &kbv,
                 kb.as_deref(),
