@@ -2,8 +2,35 @@
 //! `kubectl kafkabackup offsets show|diff GROUP`).
 use clap::Parser;
 use kafka_backup_operator::cli::{
-    LogFormat, PluginCli, PluginCommand, init_logging, offsets_cmd, plan_cmd,
+    EvidenceCommand, LogFormat, PluginCli, PluginCommand, init_logging, offsets_cmd, plan_cmd,
 };
+
+/// `evidence verify`: the report's bytes, its detached signature and a public key.
+fn verify(
+    report: &std::path::Path,
+    public_key: &std::path::Path,
+    signature: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    use kafka_backup_operator::exec::validate::{ReportSignature, verify_report};
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+    };
+    let bytes = read(report)?;
+    let sig_path = signature
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| std::path::PathBuf::from(format!("{}.sig", report.display())));
+    let sig: ReportSignature = serde_json::from_slice(&read(&sig_path)?)
+        .map_err(|e| anyhow::anyhow!("{} is not a signature document: {e}", sig_path.display()))?;
+    let pem = String::from_utf8_lossy(&read(public_key)?).into_owned();
+    verify_report(&bytes, &sig, &pem)
+        .map_err(|e| anyhow::anyhow!("{}: NOT verified: {e}", report.display()))?;
+    Ok(format!(
+        "{}: verified ({}, key sha256 {})\n",
+        report.display(),
+        sig.algorithm,
+        sig.public_key_sha256
+    ))
+}
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -16,6 +43,11 @@ async fn main() -> std::process::ExitCode {
         PluginCommand::Validate(a) => kafka_backup_operator::cli::run::run(a)
             .await
             .map(|()| String::new()),
+        PluginCommand::Evidence(EvidenceCommand::Verify {
+            report,
+            public_key,
+            signature,
+        }) => verify(report, public_key, signature.as_deref()),
     };
     match r {
         Ok(s) => {

@@ -144,6 +144,25 @@ pub enum PluginCommand {
     Offsets(OffsetsCommand),
     /// Run a KafkaBackupValidation now (`run -f` for it): the checks, the evidence report.
     Validate(RunArgs),
+    /// Evidence reports: `verify` a report file against its detached signature.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Checks a report's detached signature (`<report>.sig`) with a public key (PEM). Fails
+    /// on a changed byte, another key, or a bad signature.
+    Verify {
+        /// The report file (`<backup>/validations/<name>/<id>.json`, copied out of storage).
+        report: PathBuf,
+        /// The ECDSA P-256 public key, PEM ("BEGIN PUBLIC KEY").
+        #[arg(long)]
+        public_key: PathBuf,
+        /// The signature file. Default: `<report>.sig`.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+    },
 }
 
 /// Where the plugin's offsets commands find the cluster.

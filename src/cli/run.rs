@@ -276,9 +276,30 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 system_now_ms(),
             )
             .await?;
-            let path = crate::exec::validate::store_report(&op, &report).await?;
+            let key = match spec.evidence.as_ref().and_then(|e| e.signing.as_ref()) {
+                Some(sg) if sg.enabled => {
+                    let ks = sg.key_secret.as_ref().ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "spec.evidence.signing.keySecret is required when signing is enabled"
+                        )
+                    })?;
+                    let pem = secrets
+                        .get(&ks.name, &ks.private_key_key)
+                        .map_err(|e| anyhow::anyhow!("spec.evidence.signing.keySecret: {e}"))?;
+                    Some(String::from_utf8_lossy(&pem).into_owned())
+                }
+                _ => None,
+            };
+            let (path, sig) =
+                crate::exec::validate::store_signed(&op, &report, key.as_deref()).await?;
             print!("{}", super::report::validation_table(&report));
             println!("evidence report: {path}");
+            if let Some(sig) = sig {
+                println!(
+                    "signature: {sig} ({})",
+                    crate::exec::validate::SIGNATURE_ALGORITHM
+                );
+            }
             if report.result == crate::exec::validate::Outcome::Fail {
                 return Err(crate::exec::ExecError::Failed(format!(
                     "validation {name}: backup {} run {} failed {} check(s); the report names the objects and offsets",

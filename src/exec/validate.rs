@@ -355,9 +355,152 @@ pub async fn validate_run(
     })
 }
 
-/// Stores `report` in the repository; returns its key.
-pub async fn store_report(op: &Operator, report: &ValidationReport) -> Result<String, ExecError> {
+/// A detached signature of a stored report (`<report>.json.sig`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportSignature {
+    /// `ECDSA-P256-SHA256` (FIPS 186-4 ECDSA over P-256 with SHA-256; DER signature).
+    pub algorithm: String,
+    /// SHA-256 of the signed bytes (the report object exactly as stored), hex.
+    pub report_sha256: String,
+    /// SHA-256 of the public key (SPKI DER), hex: which key signed.
+    pub public_key_sha256: String,
+    /// The DER signature, base64.
+    pub signature: String,
+}
+
+/// The signature algorithm name in [`ReportSignature`].
+pub const SIGNATURE_ALGORITHM: &str = "ECDSA-P256-SHA256";
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Signs `report` (the stored bytes) with a P-256 private key in PEM (PKCS#8 or SEC1).
+/// Errors: a key that is not a P-256 private key in PEM (the message says which forms work).
+pub fn sign_report(report: &[u8], private_pem: &str) -> Result<ReportSignature, String> {
+    use p256::ecdsa::signature::Signer;
+    use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    let key = p256::SecretKey::from_pkcs8_pem(private_pem)
+        .or_else(|_| p256::SecretKey::from_sec1_pem(private_pem))
+        .map_err(|_| {
+            "the signing key is not an ECDSA P-256 private key in PEM (PKCS#8 \"BEGIN PRIVATE KEY\" or SEC1 \"BEGIN EC PRIVATE KEY\")".to_string()
+        })?;
+    let spki = key
+        .public_key()
+        .to_public_key_der()
+        .map_err(|e| format!("encoding the public key: {e}"))?;
+    let sk = p256::ecdsa::SigningKey::from(key);
+    let sig: p256::ecdsa::Signature = sk.sign(report);
+    use base64::Engine;
+    Ok(ReportSignature {
+        algorithm: SIGNATURE_ALGORITHM.into(),
+        report_sha256: sha256_hex(report),
+        public_key_sha256: sha256_hex(spki.as_bytes()),
+        signature: base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes()),
+    })
+}
+
+/// Checks `sig` over `report` with a P-256 public key in PEM (SPKI "BEGIN PUBLIC KEY").
+/// Errors say why: another algorithm, another key, changed bytes, a bad signature.
+pub fn verify_report(report: &[u8], sig: &ReportSignature, public_pem: &str) -> Result<(), String> {
+    use p256::ecdsa::signature::Verifier;
+    use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
+    if sig.algorithm != SIGNATURE_ALGORITHM {
+        return Err(format!(
+            "signature algorithm {} is not {SIGNATURE_ALGORITHM}",
+            sig.algorithm
+        ));
+    }
+    let key = p256::PublicKey::from_public_key_pem(public_pem).map_err(|_| {
+        "the public key is not an ECDSA P-256 public key in PEM (\"BEGIN PUBLIC KEY\")".to_string()
+    })?;
+    let spki = key.to_public_key_der().map_err(|e| e.to_string())?;
+    if sha256_hex(spki.as_bytes()) != sig.public_key_sha256 {
+        return Err("the report was signed with another key".into());
+    }
+    if sha256_hex(report) != sig.report_sha256 {
+        return Err("the report's bytes changed after it was signed".into());
+    }
+    use base64::Engine;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(&sig.signature)
+        .map_err(|e| format!("the signature is not base64: {e}"))?;
+    let s = p256::ecdsa::Signature::from_der(&der)
+        .map_err(|e| format!("the signature is not DER: {e}"))?;
+    p256::ecdsa::VerifyingKey::from(key)
+        .verify(report, &s)
+        .map_err(|_| "the signature does not match the report".into())
+}
+
+/// Stores `report` and, with a private key, its detached signature next to it; returns
+/// (report key, signature key).
+pub async fn store_signed(
+    op: &Operator,
+    report: &ValidationReport,
+    private_pem: Option<&str>,
+) -> Result<(String, Option<String>), ExecError> {
     let path = report_path(&report.backup.name, &report.validation, &report.report_id);
-    crate::storage::write_all(op, &path, to_json(report)).await?;
-    Ok(path)
+    let bytes = to_json(report);
+    let sig = match private_pem {
+        Some(pem) => Some(
+            sign_report(&bytes, pem)
+                .map_err(|e| ExecError::Failed(format!("spec.evidence.signing.keySecret: {e}")))?,
+        ),
+        None => None,
+    };
+    crate::storage::write_all(op, &path, bytes).await?;
+    let sig_path = match sig {
+        Some(s) => {
+            let p = format!("{path}.sig");
+            crate::storage::write_all(op, &p, serde_json::to_vec_pretty(&s).expect("serialises"))
+                .await?;
+            Some(p)
+        }
+        None => None,
+    };
+    Ok((path, sig_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (String, String) {
+        let k = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        (k.serialize_pem(), k.public_key_pem())
+    }
+
+    #[test]
+    fn a_signature_verifies_and_fails_on_a_changed_byte_or_another_key() {
+        let (private, public) = pair();
+        let report = br#"{"result":"Pass"}"#;
+        let sig = sign_report(report, &private).unwrap();
+        verify_report(report, &sig, &public).unwrap();
+        let changed = br#"{"result":"Fail"}"#;
+        assert!(
+            verify_report(changed, &sig, &public)
+                .unwrap_err()
+                .contains("changed")
+        );
+        let (_, other) = pair();
+        assert!(
+            verify_report(report, &sig, &other)
+                .unwrap_err()
+                .contains("another key")
+        );
+        let mut forged = sig.clone();
+        forged.report_sha256 = sha256_hex(changed);
+        assert!(
+            verify_report(changed, &forged, &public)
+                .unwrap_err()
+                .contains("does not match")
+        );
+        assert!(
+            sign_report(report, "not a key")
+                .unwrap_err()
+                .contains("P-256")
+        );
+    }
 }

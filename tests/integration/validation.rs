@@ -99,3 +99,82 @@ async fn a_backup_passes_its_checks_and_damage_fails_them_by_name() {
         "names the object, partition and offsets: {out}"
     );
 }
+
+fn indent(pem: &str) -> String {
+    pem.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// A signed report: `kubectl kafkabackup evidence verify` accepts it with the right public key
+/// and refuses it after one changed byte, or with another key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_report_verifies_and_a_changed_byte_or_another_key_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("vbs");
+    gen_load(&topic, 1, 1);
+    let kb = backup_yaml(
+        "vb",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  stopAtCurrentOffsets: true\n",
+    );
+    backup(dir.path(), &[&kb], "vb").await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: evidence-key\nstringData:\n  private.pem: |\n{}  public.pem: |\n{}",
+        indent(&key.serialize_pem()),
+        indent(&key.public_key_pem())
+    );
+    let kbv = "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackupValidation\nmetadata:\n  name: vs\nspec:\n  backupRef:\n    name: vb\n  evidence:\n    signing:\n      enabled: true\n      keySecret:\n        name: evidence-key\n";
+    let f = write_docs(dir.path(), &[&kb, kbv, &secret]);
+    let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let report = dir.path().join(
+        out.lines()
+            .find_map(|l| l.strip_prefix("evidence report: "))
+            .unwrap(),
+    );
+    assert!(
+        out.contains("signature: ") && out.contains("ECDSA-P256-SHA256"),
+        "{out}"
+    );
+    let public = dir.path().join("public.pem");
+    std::fs::write(&public, key.public_key_pem()).unwrap();
+    let verify = |report: &std::path::Path, public: &std::path::Path| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-kafkabackup"))
+            .args(["evidence", "verify"])
+            .arg(report)
+            .arg("--public-key")
+            .arg(public)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    let (ok, text) = verify(&report, &public);
+    assert!(ok && text.contains("verified"), "{text}");
+    // another key
+    let other = dir.path().join("other.pem");
+    let k2 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(&other, k2.public_key_pem()).unwrap();
+    let (ok, text) = verify(&report, &other);
+    assert!(!ok && text.contains("another key"), "{text}");
+    // one changed byte (a copy next to the original signature)
+    let changed = dir.path().join("changed.json");
+    let mut b = std::fs::read(&report).unwrap();
+    let i = b.iter().position(|c| *c == b'P').unwrap();
+    b[i] = b'F';
+    std::fs::write(&changed, &b).unwrap();
+    std::fs::copy(
+        format!("{}.sig", report.display()),
+        format!("{}.sig", changed.display()),
+    )
+    .unwrap();
+    let (ok, text) = verify(&changed, &public);
+    assert!(!ok && text.contains("NOT verified"), "{text}");
+}
