@@ -326,6 +326,24 @@ pub async fn read_opt(op: &Operator, path: &str) -> Result<Option<Vec<u8>>, Stor
 
 /// Writes a whole small object (manifests, indexes, checkpoints).
 pub async fn write_all(op: &Operator, path: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+    // A store that can rename (a filesystem, a PVC) writes in place, so a kill -9 mid-write
+    // would leave a truncated document that every later run refuses: write a temporary
+    // object next to it and rename it over, atomically. Object stores (S3, GCS, Azure) put
+    // whole objects atomically already.
+    if op.info().capability().rename {
+        let tmp = format!(
+            "{path}.tmp-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        op.write(&tmp, bytes)
+            .await
+            .map_err(|e| backend("write", &tmp, e))?;
+        return op
+            .rename(&tmp, path)
+            .await
+            .map_err(|e| backend("rename", path, e));
+    }
     op.write(path, bytes)
         .await
         .map(|_| ())
@@ -346,4 +364,39 @@ pub async fn list_dirs(op: &Operator, dir: &str) -> Result<Vec<String>, StorageE
         .collect();
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod atomic_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_filesystem_write_replaces_the_document_whole_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let op = StorageTarget::Fs {
+            root: dir.path().display().to_string(),
+        }
+        .operator()
+        .unwrap();
+        assert!(
+            op.info().capability().rename,
+            "fs writes go through a rename"
+        );
+        write_all(&op, "b/runs/r/checkpoint.json", b"first".to_vec())
+            .await
+            .unwrap();
+        write_all(&op, "b/runs/r/checkpoint.json", b"second".to_vec())
+            .await
+            .unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("b/runs/r"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, vec!["checkpoint.json".to_string()]);
+        assert_eq!(
+            read_opt(&op, "b/runs/r/checkpoint.json").await.unwrap(),
+            Some(b"second".to_vec())
+        );
+    }
 }
