@@ -138,17 +138,20 @@ fn run_env(f: &Path, envs: &[(&str, &str)]) -> (bool, String, String) {
 
 /// Runs `f` until it succeeds, at most `attempts` times; every failed attempt must print its
 /// error with a category. Returns (attempts used, the failed attempts' error lines, the last
-/// stdout and stderr).
+/// stdout, the stderr of every attempt).
 fn run_until_ok(
     f: &Path,
     attempts: u32,
     envs: &[(&str, &str)],
 ) -> (u32, Vec<String>, String, String) {
     let mut errors = vec![];
+    // every attempt's log: a stall may be reported by an attempt that then timed out
+    let mut logs = String::new();
     for i in 1..=attempts {
         let (ok, out, err) = run_env(f, envs);
+        logs.push_str(&err);
         if ok {
-            return (i, errors, out, err);
+            return (i, errors, out, logs);
         }
         let line = err
             .lines()
