@@ -314,15 +314,12 @@ pub async fn prepare_offset_rollback(
         v.sort();
         v.pop()
     };
-    let (snap, path) = if let Some(p) = &r.path {
-        let file = match &r.pvc_name {
+    // A local file (path, name, offsetResetRef) or an object of the restore's repository.
+    let file = if let Some(p) = &r.path {
+        Some(match &r.pvc_name {
             Some(pvc) => pvc_root.join(pvc).join(p),
             None => std::path::PathBuf::from(p),
-        };
-        (
-            crate::exec::groups::read_snapshot(&file)?,
-            file.display().to_string(),
-        )
+        })
     } else if let Some(n) = &r.name {
         let file = snapshot_dir.join(format!("{n}.json"));
         if !file.exists() {
@@ -334,10 +331,7 @@ pub async fn prepare_offset_rollback(
                 ),
             ));
         }
-        (
-            crate::exec::groups::read_snapshot(&file)?,
-            file.display().to_string(),
-        )
+        Some(file)
     } else if let Some(k) = &r.offset_reset_ref {
         let Some(file) = newest_in_dir(k) else {
             return Err(cfg(
@@ -348,6 +342,11 @@ pub async fn prepare_offset_rollback(
                 ),
             ));
         };
+        Some(file)
+    } else {
+        None
+    };
+    let (snap, path) = if let Some(file) = file {
         (
             crate::exec::groups::read_snapshot(&file)?,
             file.display().to_string(),

@@ -206,14 +206,14 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             );
             print!("{}", super::report::offsets_table(&p.plans));
             let dry = korb.spec.dry_run;
-            let results =
-                crate::exec::groups::commit_in_order(&p.client, &p.plans, 8, true, dry).await;
-            let out = crate::exec::groups::CommitOutcome {
-                results,
-                snapshot: None,
-            };
-            if korb.spec.verify_after_rollback && !dry {
-                let (ok, bad) = crate::exec::groups::verify_commits(&p.client, &p.plans).await?;
+            let (out, verification) = crate::exec::groups::run_offset_rollback(
+                &p.client,
+                &p.plans,
+                dry,
+                korb.spec.verify_after_rollback,
+            )
+            .await?;
+            if let Some((ok, bad)) = verification {
                 println!(
                     "verification: {} of {} groups match the snapshot{}",
                     ok.len(),

@@ -325,6 +325,33 @@ pub async fn commit_in_order(
     out
 }
 
+/// Groups a rollback commits at a time.
+pub const ROLLBACK_PARALLELISM: usize = 8;
+
+/// Runs a KafkaOffsetRollback's plans: every group is committed (a failed group does not
+/// stop the others), then, with `verify` and not a dry run, every group is read back:
+/// (outcome, Some((matched groups, mismatches))).
+pub async fn run_offset_rollback(
+    client: &KafkaClient,
+    plans: &[GroupOffsetPlan],
+    dry_run: bool,
+    verify: bool,
+) -> Result<(CommitOutcome, Option<(Vec<String>, Vec<String>)>), ExecError> {
+    let results = commit_in_order(client, plans, ROLLBACK_PARALLELISM, true, dry_run).await;
+    let verification = if verify && !dry_run {
+        Some(verify_commits(client, plans).await?)
+    } else {
+        None
+    };
+    Ok((
+        CommitOutcome {
+            results,
+            snapshot: None,
+        },
+        verification,
+    ))
+}
+
 /// Reads an offset snapshot document (checksum verified).
 pub fn read_snapshot(path: &std::path::Path) -> Result<OffsetSnapshot, ExecError> {
     let bytes = std::fs::read(path).map_err(|e| {

@@ -379,26 +379,23 @@ impl OneShot for KafkaOffsetRollback {
                 )
                 .await?
             };
-            let dry = korb.spec.dry_run;
-            let results =
-                crate::exec::groups::commit_in_order(&p.client, &p.plans, 8, true, dry).await;
-            let out = CommitOutcome {
-                results,
-                snapshot: None,
-            };
-            let verification = if korb.spec.verify_after_rollback && !dry {
-                let (ok, bad) = crate::exec::groups::verify_commits(&p.client, &p.plans)
-                    .await
-                    .map_err(RunFailure::from)?;
-                Some(crate::api::offset_rollback::RollbackVerification {
-                    all_matched: bad.is_empty(),
-                    total_groups: (ok.len() + bad.len()) as u32,
-                    matched_groups: ok.len() as u32,
-                    mismatched_groups: bad,
-                })
-            } else {
-                None
-            };
+            let (out, verification) = crate::exec::groups::run_offset_rollback(
+                &p.client,
+                &p.plans,
+                korb.spec.dry_run,
+                korb.spec.verify_after_rollback,
+            )
+            .await
+            .map_err(RunFailure::from)?;
+            let verification =
+                verification.map(
+                    |(ok, bad)| crate::api::offset_rollback::RollbackVerification {
+                        all_matched: bad.is_empty(),
+                        total_groups: (ok.len() + bad.len()) as u32,
+                        matched_groups: ok.len() as u32,
+                        mismatched_groups: bad,
+                    },
+                );
             let (mut phase, mut message) =
                 verdict(&format!("rollback to {}", p.snapshot_id), &out, true);
             if let Some(v) = &verification
