@@ -1147,6 +1147,32 @@ def cmd_group_committed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_murmur2_partitions(args: argparse.Namespace) -> int:
+    """Which partition librdkafka's murmur2 partitioner (the Java default partitioner's hash)
+    picks for every distinct key of TOPIC among N partitions: the keys are produced to a new
+    SCRATCH topic of N partitions with partitioner=murmur2_random and the delivery reports
+    say where each landed. JSON: {base64 key: partition}. Keyless records are left out."""
+    parts, by_tp = read_records(args.bootstrap, [args.keys_from], "read_committed", 30.0)
+    keys = sorted({r[5] for recs in by_tp.values() for r in recs if r[5] is not None})
+    create_topics(args.bootstrap, {args.scratch: (args.partitions, {})})
+    where: dict = {}
+
+    def report(err, msg):
+        if err is not None:
+            raise SystemExit(f"murmur2-partitions: delivery failed: {err}")
+        where[b64(msg.key())] = msg.partition()
+
+    p = Producer({"bootstrap.servers": args.bootstrap, "partitioner": "murmur2_random",
+                  "linger.ms": 5, "enable.idempotence": False})
+    for k in keys:
+        p.produce(args.scratch, b"", k, on_delivery=report)
+        p.poll(0)
+    if p.flush(60):
+        raise SystemExit("murmur2-partitions: not all keys delivered")
+    print(json.dumps(where))
+    return 0
+
+
 def cmd_group_hold(args: argparse.Namespace) -> int:
     """Join GROUP on TOPIC and stay a member for --secs seconds (polling, committing
     nothing); prints JOINED once it has an assignment."""
@@ -1303,6 +1329,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", required=True)
     p.add_argument("--secs", type=float, default=30)
     p.set_defaults(func=cmd_group_hold)
+
+    p = sub.add_parser("murmur2-partitions",
+                       help="the partition librdkafka's murmur2 partitioner picks for each key")
+    common(p)
+    p.add_argument("--keys-from", required=True, help="topic whose distinct keys are placed")
+    p.add_argument("--scratch", required=True, help="new topic to produce the keys to")
+    p.add_argument("--partitions", type=int, required=True)
+    p.set_defaults(func=cmd_murmur2_partitions)
 
     p = sub.add_parser("delete-topics", help="delete all topics starting with a prefix")
     common(p)

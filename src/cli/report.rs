@@ -295,8 +295,16 @@ pub fn groups_table(results: &[crate::exec::groups::GroupResult]) -> String {
         "GROUP", "OUTCOME", "PARTITIONS"
     );
     for r in results {
+        let dup = if r.duplicates > 0 {
+            format!(
+                "{} record(s) will be read again (repartitioned topic: docs/offsets.md); ",
+                r.duplicates
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{:<w$}  {:<9}  {:>10}  {}\n",
+            "{:<w$}  {:<9}  {:>10}  {dup}{}\n",
             r.group,
             format!("{:?}", r.outcome),
             r.partitions,

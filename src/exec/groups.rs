@@ -40,6 +40,14 @@ pub struct GroupResult {
     /// Why it was refused or failed; the skipped positions otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Records the group will read a second time after the commit (repartitioned topics:
+    /// docs/offsets.md). 0 elsewhere.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub duplicates: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl GroupResult {
@@ -112,11 +120,13 @@ pub async fn commit_groups(
 
 async fn commit_group(client: &KafkaClient, p: &GroupOffsetPlan, dry_run: bool) -> GroupResult {
     let skipped = (!p.skipped.is_empty()).then(|| format!("not carried: {}", p.skipped.join("; ")));
+    let duplicates = p.changes.iter().map(|c| c.duplicates).sum();
     let result = |outcome, partitions, message| GroupResult {
         group: p.group.clone(),
         outcome,
         partitions,
         message,
+        duplicates,
     };
     if p.changes.is_empty() {
         return result(GroupOutcome::Skipped, 0, skipped);
@@ -204,6 +214,7 @@ pub fn rollback_plans(snapshot: &OffsetSnapshot, only: &[String]) -> Vec<GroupOf
                     metadata: o.metadata.clone(),
                     from: format!("snapshot {}", snapshot.id),
                     high_watermark: None,
+                    duplicates: 0,
                 })
                 .collect(),
             skipped: vec![],
@@ -313,6 +324,7 @@ pub async fn commit_in_order(
                 message: Some(format!(
                     "not attempted: group {g} was not done and continueOnError is false"
                 )),
+                duplicates: 0,
             });
             continue;
         }

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod engine;
 pub mod groups;
 pub mod lock;
+mod repartition;
 pub mod restore;
 pub mod retention;
 pub mod validate;

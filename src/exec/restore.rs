@@ -32,7 +32,7 @@ use crate::plan::{RestorePartitionStep, RestorePlan};
 use crate::storage;
 
 /// Produce requests kept in flight per partition.
-const IN_FLIGHT: usize = 4;
+pub(super) const IN_FLIGHT: usize = 4;
 /// Blocks read per ranged GET (each block is ~1 MiB raw).
 const BLOCKS_PER_READ: usize = 8;
 
@@ -238,10 +238,32 @@ async fn run_restore_locked(
         }
         indexes.push(v);
     }
+    let mut rep_indexes: Vec<Vec<Vec<SegmentIndex>>> = Vec::with_capacity(plan.repartitioned.len());
+    for r in &plan.repartitioned {
+        let mut per_source = Vec::with_capacity(r.sources.len());
+        for src in &r.sources {
+            let mut v = Vec::with_capacity(src.segments.len());
+            for seg in &src.segments {
+                v.push(
+                    segment::read_verified_index(
+                        op,
+                        &plan.backup_name,
+                        &r.source_topic,
+                        src.source_partition,
+                        seg,
+                    )
+                    .await?,
+                );
+            }
+            per_source.push(v);
+        }
+        rep_indexes.push(per_source);
+    }
     let targets: Vec<(String, i32)> = plan
         .partitions
         .iter()
         .map(|s| (s.target_topic.clone(), s.target_partition))
+        .chain(plan.repartitioned.iter().flat_map(|r| r.targets()))
         .collect();
     let mut journal = match start {
         RestoreStart::Resume(j) | RestoreStart::Complete(j) => {
@@ -293,18 +315,43 @@ async fn run_restore_locked(
         resume.insert(key, (b.offset, (end - b.offset) as u64));
     }
     let resume = &resume;
-    let steps: Vec<(RestorePartitionStep, Vec<SegmentIndex>)> =
-        plan.partitions.iter().cloned().zip(indexes).collect();
+    let steps: Vec<Work> = plan
+        .partitions
+        .iter()
+        .cloned()
+        .zip(indexes)
+        .map(|(s, i)| Work::Partition(s, i))
+        .chain(
+            plan.repartitioned
+                .iter()
+                .cloned()
+                .zip(rep_indexes)
+                .map(|(s, i)| Work::Repartition(s, i)),
+        )
+        .collect();
+    let names: Vec<String> = steps.iter().map(Work::name).collect();
     let results = run_steps(
         steps,
         plan.max_concurrent_partitions as usize,
         ctx,
-        |(step, idx)| async move {
-            let (base, written) = resume
-                .get(&(step.target_topic.clone(), step.target_partition))
-                .copied()
-                .unwrap_or((0, 0));
-            restore_partition(plan, client, op, ctx, step, idx, base, written).await
+        |work| async move {
+            match work {
+                Work::Partition(step, idx) => {
+                    let (base, written) = resume
+                        .get(&(step.target_topic.clone(), step.target_partition))
+                        .copied()
+                        .unwrap_or((0, 0));
+                    restore_partition(plan, client, op, ctx, step, idx, base, written)
+                        .await
+                        .map(|(m, r, b)| (vec![m], r, b))
+                }
+                Work::Repartition(step, idx) => {
+                    super::repartition::restore_repartitioned(
+                        plan, client, op, ctx, step, idx, resume,
+                    )
+                    .await
+                }
+            }
         },
     )
     .await;
@@ -318,13 +365,12 @@ async fn run_restore_locked(
     let (mut records, mut bytes) = (0, 0);
     let (mut done, mut failed) = (Vec::new(), Vec::new());
     let mut first_err = None;
-    for (step, r) in plan.partitions.iter().zip(results) {
-        let name = format!("{}/{}", step.source_topic, step.source_partition);
+    for (name, r) in names.into_iter().zip(results) {
         match r {
             Ok((m, rec, b)) => {
                 records += rec;
                 bytes += b;
-                map.partitions.push(m);
+                map.partitions.extend(m);
                 done.push(name);
             }
             Err(e) => {
@@ -346,7 +392,7 @@ async fn run_restore_locked(
                 "restore {} stopped: {} of {} partitions failed:\n  {}\ncomplete: {}\nthe journal {journal_path} lets a re-run continue where this one stopped",
                 plan.restore_name,
                 failed.len(),
-                plan.partitions.len(),
+                plan.partitions.len() + plan.repartitioned.len(),
                 failed.join("\n  "),
                 if done.is_empty() {
                     "none".to_string()
@@ -438,6 +484,7 @@ async fn group_step(
                 "group {n} is not in backup run {}'s consumer-group snapshot (it had no committed offsets on the backed-up topics then)",
                 plan.backup_run_id
             )),
+            duplicates: 0,
         })
         .collect();
     let names: Vec<String> = names
@@ -479,23 +526,18 @@ async fn group_step(
     let mut plans = crate::plan::translate_groups(&plan.source_groups, map, &names, &offsets_now);
     if gp.strategy != ResetStrategy::FromMapping {
         // to-earliest: the first record this restore wrote; to-latest: where it ended.
-        let by_target: BTreeMap<(String, i32), &crate::format::manifest::PartitionOffsetMap> = map
-            .partitions
-            .iter()
-            .map(|p| ((p.target_topic.clone(), p.target_partition), p))
-            .collect();
+        let bounds = crate::plan::target_bounds(map);
         for p in &mut plans {
             for c in &mut p.changes {
-                if let Some(pm) = by_target.get(&(c.topic.clone(), c.partition)) {
-                    let first = pm.ranges.first().map(|r| r[2]);
-                    let end = crate::plan::translate_position(pm, i64::MAX);
+                if let Some((first, end)) = bounds.get(&(c.topic.clone(), c.partition)) {
                     let v = match gp.strategy {
-                        ResetStrategy::ToEarliest => first.or(end),
-                        _ => end,
+                        ResetStrategy::ToEarliest => first.or(*end),
+                        _ => *end,
                     };
                     if let Some(v) = v {
                         c.new = v;
                         c.from = gp.strategy.to_string();
+                        c.duplicates = 0;
                     }
                 }
             }
@@ -589,12 +631,12 @@ async fn prepare_targets(
 /// Decides which transactional batches were committed, from the markers of every segment
 /// of the partition (KIP-98: a producer's transactional batches end with one COMMIT or ABORT
 /// marker; batches with no marker before the cut were still open and are not restored).
-struct TxnOutcomes {
+pub(super) struct TxnOutcomes {
     by_producer: BTreeMap<i64, Vec<(i64, bool)>>,
 }
 
 impl TxnOutcomes {
-    fn new(markers: impl IntoIterator<Item = TxnMarker>) -> Self {
+    pub(super) fn new(markers: impl IntoIterator<Item = TxnMarker>) -> Self {
         let mut by_producer: BTreeMap<i64, Vec<(i64, bool)>> = BTreeMap::new();
         for m in markers {
             by_producer
@@ -607,12 +649,30 @@ impl TxnOutcomes {
         }
         TxnOutcomes { by_producer }
     }
-    fn committed(&self, producer_id: i64, offset: i64) -> bool {
+    pub(super) fn committed(&self, producer_id: i64, offset: i64) -> bool {
         let Some(v) = self.by_producer.get(&producer_id) else {
             return false;
         };
         let i = v.partition_point(|(o, _)| *o < offset);
         v.get(i).is_some_and(|(_, commit)| *commit)
+    }
+}
+
+/// One task of a restore: a source partition into its target partition, or a whole
+/// repartitioned topic.
+enum Work {
+    Partition(RestorePartitionStep, Vec<SegmentIndex>),
+    Repartition(crate::plan::RepartitionStep, Vec<Vec<SegmentIndex>>),
+}
+
+impl Work {
+    fn name(&self) -> String {
+        match self {
+            Work::Partition(s, _) => format!("{}/{}", s.source_topic, s.source_partition),
+            Work::Repartition(r, _) => {
+                format!("{} (repartitioned into {})", r.source_topic, r.target_topic)
+            }
+        }
     }
 }
 
@@ -741,6 +801,7 @@ async fn restore_partition(
             target_partition: step.target_partition,
             ranges: vec![],
             target_end: None,
+            repartition: None,
         },
         skip: written,
         dst: base,
@@ -871,7 +932,7 @@ async fn restore_partition(
 
 /// Splits blocks (in file order) into runs of adjacent blocks, at most [`BLOCKS_PER_READ`]
 /// each, so each run is one ranged read.
-fn contiguous(blocks: &[&BlockIndex]) -> Vec<Vec<BlockIndex>> {
+pub(super) fn contiguous(blocks: &[&BlockIndex]) -> Vec<Vec<BlockIndex>> {
     let mut out: Vec<Vec<BlockIndex>> = Vec::new();
     for b in blocks {
         match out.last_mut() {

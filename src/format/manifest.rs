@@ -259,6 +259,42 @@ pub struct PartitionOffsetMap {
     /// goes (docs/offsets.md). Absent in maps written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_end: Option<i64>,
+    /// Set when the target topic was repartitioned (`repartitioning`): this entry is the part
+    /// of source partition `sourcePartition` that was routed to `targetPartition`, and
+    /// `ranges` is empty (docs/offsets.md, "Repartitioned topics").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repartition: Option<RepartitionRanks>,
+}
+
+/// Where the records of one source partition went in one target partition of a repartitioned
+/// topic. A restore reads the source partitions of a repartitioned topic one after the other,
+/// so the records of one source partition routed to one target partition are contiguous
+/// there: target offsets `targetFirst .. targetFirst + records` (exclusive), in source order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RepartitionRanks {
+    /// Target offset of the first of these records (their end when `records` is 0).
+    pub target_first: i64,
+    /// How many records of the source partition went to this target partition.
+    pub records: u64,
+    /// `[sourceOffset, rank]`, ascending: `rank` of these records have a source offset below
+    /// `sourceOffset`. Exact at every position of the backup's consumer-group snapshot and at
+    /// the first offset of every stored block; a position in between reads the entry before
+    /// it, which is never later than the exact rank (possible duplicates, never a skip).
+    pub ranks: Vec<[i64; 2]>,
+}
+
+impl RepartitionRanks {
+    /// How many of these records have a source offset below `source`: exact at a recorded
+    /// position, a lower bound between two (see `ranks`).
+    pub fn rank_at(&self, source: i64) -> u64 {
+        let i = self.ranks.partition_point(|r| r[0] <= source);
+        if i == 0 {
+            0
+        } else {
+            (self.ranks[i - 1][1].max(0) as u64).min(self.records)
+        }
+    }
 }
 
 impl PartitionOffsetMap {

@@ -4,6 +4,7 @@
 //! the operator execute them.
 mod backup;
 mod offsets;
+mod repartition;
 mod restore;
 mod retention;
 mod select;
@@ -13,8 +14,9 @@ pub use backup::{
 };
 pub use offsets::{
     GroupOffsetPlan, OffsetChange, OffsetResetFacts, OffsetResetPlan, compile_offset_reset,
-    group_snapshots, reset_scope_topics, translate_groups, translate_position,
+    group_snapshots, reset_scope_topics, target_bounds, translate_groups, translate_position,
 };
+pub use repartition::{RepartitionSource, RepartitionStep, Router, murmur2, murmur2_partition};
 pub use restore::{
     RestoreFacts, RestoreGroupsPlan, RestorePartitionStep, RestorePlan, TIMESTAMP_TYPE,
     TargetState, TopicToCreate, compile_restore, restore_data_hash, restore_groups_plan,

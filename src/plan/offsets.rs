@@ -27,7 +27,15 @@ use crate::format::manifest::{GroupOffset, GroupSnapshot, OffsetMap, PartitionOf
 /// Source offsets that hold no restorable record (compacted away, aborted transactional
 /// records, transaction markers, retention gaps) need no special case: the next restored
 /// record is found the same way. No record at or after `source` is ever skipped.
+///
+/// On a repartitioned topic an entry covers the records of one source partition in one target
+/// partition: the answer is the first of them with a source offset >= `source` (or their end),
+/// exact at the snapshot's positions and never later than exact elsewhere. What a group
+/// commits there is decided over all source partitions ([`translate_groups`]).
 pub fn translate_position(map: &PartitionOffsetMap, source: i64) -> Option<i64> {
+    if let Some(r) = &map.repartition {
+        return Some(r.target_first + r.rank_at(source) as i64);
+    }
     let i = map.ranges.partition_point(|r| r[1] < source);
     if let Some(r) = map.ranges.get(i) {
         return Some(if source < r[0] {
@@ -38,6 +46,34 @@ pub fn translate_position(map: &PartitionOffsetMap, source: i64) -> Option<i64> 
     }
     let after_last = map.ranges.last().map(|r| r[2] + (r[1] - r[0]) + 1);
     map.target_end.or(after_last)
+}
+
+/// Per target partition of a restore's offset map: the target offset of the first record the
+/// restore wrote there (None: it wrote none) and where it ended (None: not recorded).
+pub fn target_bounds(map: &OffsetMap) -> BTreeMap<(String, i32), (Option<i64>, Option<i64>)> {
+    let mut out: BTreeMap<(String, i32), (Option<i64>, Option<i64>)> = BTreeMap::new();
+    for pm in &map.partitions {
+        let first = match &pm.repartition {
+            Some(r) => (r.records > 0).then_some(r.target_first),
+            None => pm.ranges.first().map(|r| r[2]),
+        };
+        let end = match &pm.repartition {
+            Some(r) => Some(r.target_first + r.records as i64),
+            None => translate_position(pm, i64::MAX),
+        };
+        let e = out
+            .entry((pm.target_topic.clone(), pm.target_partition))
+            .or_default();
+        e.0 = match (e.0, first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        e.1 = match (e.1, end) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    out
 }
 
 /// One partition's new committed offset for a group.
@@ -57,6 +93,15 @@ pub struct OffsetChange {
     /// The partition's high watermark when planned, for the lag columns (None: not observed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub high_watermark: Option<i64>,
+    /// Records at or after `new` that the group had already read (repartitioned topics
+    /// only: docs/offsets.md, "Repartitioned topics"). A lower bound where the source
+    /// position is not one the offset map records exactly.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub duplicates: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The commits of one consumer group.
@@ -85,8 +130,16 @@ pub fn translate_groups(
     let by_source: BTreeMap<(&str, i32), &PartitionOffsetMap> = map
         .partitions
         .iter()
+        .filter(|p| p.repartition.is_none())
         .map(|p| ((p.source_topic.as_str(), p.source_partition), p))
         .collect();
+    let mut repartitioned: BTreeMap<&str, Vec<&PartitionOffsetMap>> = BTreeMap::new();
+    for p in map.partitions.iter().filter(|p| p.repartition.is_some()) {
+        repartitioned
+            .entry(p.source_topic.as_str())
+            .or_default()
+            .push(p);
+    }
     snapshot
         .iter()
         .filter(|g| only.is_empty() || only.contains(&g.group_id))
@@ -95,6 +148,9 @@ pub fn translate_groups(
             let mut changes = Vec::new();
             let mut skipped = Vec::new();
             for o in &g.offsets {
+                if repartitioned.contains_key(o.topic.as_str()) {
+                    continue;
+                }
                 let Some(pm) = by_source.get(&(o.topic.as_str(), o.partition)) else {
                     skipped.push(format!(
                         "{}/{}: not restored by this restore",
@@ -119,7 +175,11 @@ pub fn translate_groups(
                     metadata: o.metadata.clone(),
                     from: format!("source {}/{}@{}", o.topic, o.partition, o.offset),
                     high_watermark: None,
+                    duplicates: 0,
                 });
+            }
+            for (topic, entries) in &repartitioned {
+                changes.extend(translate_repartitioned(g, topic, entries, current));
             }
             GroupOffsetPlan {
                 group: g.group_id.clone(),
@@ -128,6 +188,77 @@ pub fn translate_groups(
             }
         })
         .collect()
+}
+
+/// The positions of group `g` on the target partitions of repartitioned source topic `topic`
+/// (`entries`: its offset-map entries, one per source and target partition). The rule made
+/// conservative (docs/offsets.md): a target partition starts at the earliest record that
+/// some source position has not consumed yet; a source partition the group has no position
+/// on counts as not consumed at all. The records at or after that start the group had read
+/// are counted as `duplicates`. Nothing for a group with no position on `topic`.
+fn translate_repartitioned(
+    g: &GroupSnapshot,
+    topic: &str,
+    entries: &[&PartitionOffsetMap],
+    current: Option<&BTreeMap<(String, i32), i64>>,
+) -> Vec<OffsetChange> {
+    let positions: BTreeMap<i32, &GroupOffset> = g
+        .offsets
+        .iter()
+        .filter(|o| o.topic == topic)
+        .map(|o| (o.partition, o))
+        .collect();
+    let Some(first) = positions.values().next() else {
+        return vec![];
+    };
+    let mut by_target: BTreeMap<(&str, i32), Vec<&PartitionOffsetMap>> = BTreeMap::new();
+    for e in entries {
+        by_target
+            .entry((e.target_topic.as_str(), e.target_partition))
+            .or_default()
+            .push(e);
+    }
+    let mut out = Vec::new();
+    for ((target, tp), es) in by_target {
+        // (first record of the source part, records it holds, records of it already read)
+        let parts: Vec<(i64, i64, i64)> = es
+            .iter()
+            .filter_map(|e| {
+                let r = e.repartition.as_ref()?;
+                let read = positions
+                    .get(&e.source_partition)
+                    .map_or(0, |o| r.rank_at(o.offset)) as i64;
+                Some((r.target_first, r.records as i64, read))
+            })
+            .collect();
+        let end = parts.iter().map(|(f, n, _)| f + n).max().unwrap_or(0);
+        let new = parts
+            .iter()
+            .filter(|(_, n, read)| read < n)
+            .map(|(f, _, read)| f + read)
+            .min()
+            .unwrap_or(end);
+        let duplicates: i64 = parts
+            .iter()
+            .map(|(f, _, read)| (f + read - new.max(*f)).max(0))
+            .sum();
+        out.push(OffsetChange {
+            topic: target.to_string(),
+            partition: tp,
+            current: current
+                .and_then(|c| c.get(&(target.to_string(), tp)))
+                .copied(),
+            new,
+            metadata: first.metadata.clone(),
+            from: format!(
+                "repartitioned {topic} ({} source position(s))",
+                positions.len()
+            ),
+            high_watermark: None,
+            duplicates: duplicates as u64,
+        });
+    }
+    out
 }
 
 /// Committed offsets as group snapshots (the shape of a backup's or a snapshot document's
@@ -366,6 +497,7 @@ pub fn compile_offset_reset(
                     metadata: cur.and_then(|c| c.1),
                     from,
                     high_watermark: Some(o.high_watermark),
+                    duplicates: 0,
                 });
             }
             groups.push(plan);
@@ -401,7 +533,86 @@ mod tests {
             target_partition: 1,
             ranges,
             target_end: end,
+            repartition: None,
         }
+    }
+
+    /// The worked example of docs/offsets.md, "Repartitioned topics": two source partitions
+    /// into one; the group read 3 of partition 0 and 1 of partition 1.
+    #[test]
+    fn a_repartitioned_topic_starts_at_the_earliest_unread_record() {
+        use crate::format::manifest::RepartitionRanks;
+        let part = |sp: i32, first: i64, records: u64, ranks: Vec<[i64; 2]>| PartitionOffsetMap {
+            source_topic: "orders".into(),
+            source_partition: sp,
+            target_topic: "orders-r".into(),
+            target_partition: 0,
+            ranges: vec![],
+            target_end: Some(first + records as i64),
+            repartition: Some(RepartitionRanks {
+                target_first: first,
+                records,
+                ranks,
+            }),
+        };
+        let om = OffsetMap {
+            partitions: vec![
+                part(0, 0, 5, vec![[0, 0], [3, 3], [5, 5]]),
+                part(1, 5, 3, vec![[0, 0], [1, 1], [3, 3]]),
+            ],
+            ..Default::default()
+        };
+        let snap = |positions: &[(i32, i64)]| {
+            vec![GroupSnapshot {
+                group_id: "g".into(),
+                offsets: positions
+                    .iter()
+                    .map(|(p, o)| GroupOffset {
+                        topic: "orders".into(),
+                        partition: *p,
+                        offset: *o,
+                        leader_epoch: -1,
+                        metadata: Some("m".into()),
+                    })
+                    .collect(),
+            }]
+        };
+        let one = |positions: &[(i32, i64)]| {
+            let p = translate_groups(&snap(positions), &om, &[], &BTreeMap::new());
+            assert_eq!(p[0].changes.len(), 1, "{p:?}");
+            let c = &p[0].changes[0];
+            (c.new, c.duplicates)
+        };
+        assert_eq!(one(&[(0, 3), (1, 1)]), (3, 1), "the worked example");
+        assert_eq!(one(&[(0, 5), (1, 1)]), (6, 0), "partition 0 read entirely");
+        assert_eq!(one(&[(0, 5), (1, 3)]), (8, 0), "caught up: the end");
+        assert_eq!(
+            one(&[(0, 0), (1, 3)]),
+            (0, 3),
+            "partition 1 read entirely, 0 not at all"
+        );
+        // no position on partition 1: counted as not read at all
+        assert_eq!(one(&[(0, 5)]), (5, 0));
+        // a position between recorded pairs reads the pair before it (never later)
+        // (partition 1's three records, already read, follow it: duplicates)
+        assert_eq!(one(&[(0, 4), (1, 3)]), (3, 3));
+        // metadata kept; a group without a position on the topic is untouched
+        let p = translate_groups(&snap(&[(0, 3)]), &om, &[], &BTreeMap::new());
+        assert_eq!(p[0].changes[0].metadata.as_deref(), Some("m"));
+        let none = translate_groups(
+            &[GroupSnapshot {
+                group_id: "h".into(),
+                offsets: vec![],
+            }],
+            &om,
+            &[],
+            &BTreeMap::new(),
+        );
+        assert!(none[0].changes.is_empty());
+        assert_eq!(
+            target_bounds(&om)[&("orders-r".to_string(), 0)],
+            (Some(0), Some(8))
+        );
     }
 
     #[test]
@@ -492,6 +703,7 @@ mod tests {
                 metadata: Some("m".into()),
                 from: "source s/0@4".into(),
                 high_watermark: None,
+                duplicates: 0,
             }]
         );
         assert_eq!(p[0].skipped.len(), 1, "{:?}", p[0].skipped);

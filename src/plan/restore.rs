@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::repartition::{RepartitionSource, RepartitionStep};
 use super::{CompileError, issue, matches_any, plan_hash};
 use crate::api::KafkaRestoreSpec;
 use crate::api::offset_reset::ResetStrategy;
@@ -98,6 +99,9 @@ pub struct RestorePlan {
     /// (topic, partition) of target partitions emptied first with DeleteRecords.
     pub purge: Vec<(String, i32)>,
     pub partitions: Vec<RestorePartitionStep>,
+    /// Target topics restored with `repartitioning`: one step per topic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repartitioned: Vec<RepartitionStep>,
     pub produce_acks: i16,
     pub produce_batch_records: u32,
     pub produce_timeout_ms: u64,
@@ -171,7 +175,7 @@ fn rfc3339(ms: i64) -> String {
 /// timestamps; a window that falls between two records of a partition is not caught here).
 fn empty_window(
     m: &RunManifest,
-    steps: &[RestorePartitionStep],
+    sources: &[(&str, i32)],
     start: Option<i64>,
     end: Option<i64>,
 ) -> Option<String> {
@@ -181,16 +185,12 @@ fn empty_window(
         end.map(rfc3339).unwrap_or_else(|| "(no end)".into())
     );
     let mut span: Option<(i64, i64)> = None;
-    for s in steps {
+    for (topic, partition) in sources {
         let Some(p) = m
             .topics
             .iter()
-            .find(|t| t.name == s.source_topic)
-            .and_then(|t| {
-                t.partitions
-                    .iter()
-                    .find(|p| p.partition == s.source_partition)
-            })
+            .find(|t| t.name == *topic)
+            .and_then(|t| t.partitions.iter().find(|p| p.partition == *partition))
         else {
             continue;
         };
@@ -263,8 +263,26 @@ pub fn compile_restore(
         .map_err(|e| CompileError(vec![issue("spec.pitr", e)]))?
         .flatten();
     // pitr start <= end is a validation rule (api/validate.rs): specs reach compile validated.
-    if !spec.repartitioning.is_empty() {
-        issues.push(issue("spec.repartitioning", "repartitioning is not implemented yet: remove it, or restore partition for partition (partitionMapping)"));
+    for target in spec.repartitioning.keys() {
+        let sources: Vec<&str> = m
+            .topics
+            .iter()
+            .filter(|t| spec.topics.is_empty() || matches_any(&spec.topics, &t.name))
+            .filter(|t| spec.target_topic(&t.name) == target)
+            .map(|t| t.name.as_str())
+            .collect();
+        if sources.is_empty() {
+            let targets: Vec<&str> = m
+                .topics
+                .iter()
+                .filter(|t| spec.topics.is_empty() || matches_any(&spec.topics, &t.name))
+                .map(|t| spec.target_topic(&t.name))
+                .collect();
+            issues.push(issue(
+                format!("spec.repartitioning.{target}"),
+                format!("no topic of this restore is restored into {target:?}: keys of repartitioning are target topic names (after topicMapping); this restore writes {targets:?}"),
+            ));
+        }
     }
     let groups = restore_groups_plan(spec);
     if groups.is_some() && m.consumer_groups.is_empty() {
@@ -311,6 +329,7 @@ pub fn compile_restore(
     let mut create = Vec::new();
     let mut purge = Vec::new();
     let mut steps = Vec::new();
+    let mut repartitioned: Vec<RepartitionStep> = Vec::new();
     for t in m
         .topics
         .iter()
@@ -318,6 +337,21 @@ pub fn compile_restore(
     {
         let target = spec.target_topic(&t.name).to_string();
         let existing = facts.target.topics.get(&target);
+        let repartition = spec.repartitioning.get(&target);
+        if let (Some(r), Some(tt)) = (repartition, existing)
+            && tt.partitions.len() as i32 != r.target_partitions
+        {
+            issues.push(issue(
+                format!("spec.repartitioning.{target}.targetPartitions"),
+                format!(
+                    "is {} but target topic {target:?} exists with {} partitions: set targetPartitions: {}, or restore into a new topic (topicMapping with createTopics: true)",
+                    r.target_partitions,
+                    tt.partitions.len(),
+                    tt.partitions.len()
+                ),
+            ));
+            continue;
+        }
         let target_partitions = match existing {
             Some(tt) => tt.partitions.len() as i32,
             None if spec.create_topics => {
@@ -338,19 +372,20 @@ pub fn compile_restore(
                     after.insert(TIMESTAMP_TYPE.to_string(), "LogAppendTime".to_string());
                 }
                 configs.insert(TIMESTAMP_TYPE.to_string(), "CreateTime".to_string());
+                let partitions = repartition.map_or(t.partition_count, |r| r.target_partitions);
                 create.push(TopicToCreate {
                     name: target.clone(),
-                    partitions: t.partition_count,
+                    partitions,
                     replication_factor: spec.default_replication_factor.unwrap_or(-1),
                     configs,
                     configs_after_data: after,
                 });
-                t.partition_count
+                partitions
             }
             None => {
                 issues.push(issue(
                     "spec.createTopics",
-                    format!("target topic {target:?} does not exist: set createTopics: true or create it ({} partitions)", t.partition_count),
+                    format!("target topic {target:?} does not exist: set createTopics: true or create it ({} partitions)", repartition.map_or(t.partition_count, |r| r.target_partitions)),
                 ));
                 continue;
             }
@@ -371,8 +406,15 @@ pub fn compile_restore(
         let mut non_empty = Vec::new();
         let mut purge_topic = false;
         if existing.is_some() {
-            for p in &t.partitions {
-                let tp = pmap.get(&p.partition).copied().unwrap_or(p.partition);
+            let written: Vec<i32> = match repartition {
+                Some(_) => (0..target_partitions).collect(),
+                None => t
+                    .partitions
+                    .iter()
+                    .map(|p| pmap.get(&p.partition).copied().unwrap_or(p.partition))
+                    .collect(),
+            };
+            for tp in written {
                 if let Some(o) = facts.target_offsets.get(&(target.clone(), tp))
                     && o.high_watermark > o.log_start
                 {
@@ -394,6 +436,58 @@ pub fn compile_restore(
                 ));
                 continue;
             }
+        }
+        if let Some(r) = repartition {
+            if purge_topic {
+                purge.extend((0..target_partitions).map(|p| (target.clone(), p)));
+            }
+            let target_state = match (existing.is_some(), non_empty.is_empty()) {
+                (false, _) => TargetState::Created,
+                (true, true) => TargetState::Empty,
+                (true, false) if purge_topic => TargetState::Purged,
+                (true, false) => TargetState::Appended,
+            };
+            let sources: Vec<RepartitionSource> = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let (segments, estimated_records, estimated_bytes) =
+                        source_segments(p, pitr_start, pitr_end);
+                    RepartitionSource {
+                        source_partition: p.partition,
+                        from: p.covered_from,
+                        to: p.cut,
+                        segments,
+                        estimated_records,
+                        estimated_bytes,
+                    }
+                })
+                .collect();
+            let mut positions: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+            for o in m
+                .consumer_groups
+                .iter()
+                .flat_map(|g| &g.offsets)
+                .filter(|o| o.topic == t.name)
+            {
+                positions.entry(o.partition).or_default().push(o.offset);
+            }
+            for v in positions.values_mut() {
+                v.sort_unstable();
+                v.dedup();
+            }
+            repartitioned.push(RepartitionStep {
+                source_topic: t.name.clone(),
+                target_topic: target.clone(),
+                strategy: r.strategy,
+                target_partitions,
+                estimated_records: sources.iter().map(|s| s.estimated_records).sum(),
+                estimated_bytes: sources.iter().map(|s| s.estimated_bytes).sum(),
+                sources,
+                target_state,
+                positions,
+            });
+            continue;
         }
         for p in &t.partitions {
             let tp = pmap.get(&p.partition).copied().unwrap_or(p.partition);
@@ -417,20 +511,8 @@ pub fn compile_restore(
                 (true, true) if purge_topic => TargetState::Purged,
                 (true, true) => TargetState::Appended,
             };
-            // All segments of the range: their indexes carry the transaction markers that
-            // decide which transactional batches were committed, even outside the window.
-            let segments: Vec<SegmentRef> = p
-                .segments
-                .iter()
-                .filter(|s| s.last_offset >= p.covered_from && s.first_offset < p.cut)
-                .cloned()
-                .collect();
-            let in_window = |s: &&SegmentRef| {
-                s.records > 0
-                    && pitr_end.is_none_or(|e| s.min_timestamp <= e)
-                    && pitr_start.is_none_or(|st| s.max_timestamp >= st)
-            };
-            let est_records: u64 = segments.iter().filter(in_window).map(|s| s.records).sum();
+            let (segments, estimated_records, estimated_bytes) =
+                source_segments(p, pitr_start, pitr_end);
             steps.push(RestorePartitionStep {
                 source_topic: t.name.clone(),
                 source_partition: p.partition,
@@ -438,8 +520,8 @@ pub fn compile_restore(
                 target_partition: tp,
                 from: p.covered_from,
                 to: p.cut,
-                estimated_records: est_records,
-                estimated_bytes: segments.iter().filter(in_window).map(|s| s.raw_bytes).sum(),
+                estimated_records,
+                estimated_bytes,
                 segments,
                 target_state,
             });
@@ -461,10 +543,45 @@ pub fn compile_restore(
             ));
         }
     }
+    // A repartitioned target topic takes the records of one source topic only.
+    for (i, r) in repartitioned.iter().enumerate() {
+        let other = repartitioned[..i]
+            .iter()
+            .find(|o| o.target_topic == r.target_topic)
+            .map(|o| o.source_topic.clone())
+            .or_else(|| {
+                steps
+                    .iter()
+                    .find(|s| s.target_topic == r.target_topic)
+                    .map(|s| s.source_topic.clone())
+            });
+        if let Some(o) = other {
+            issues.push(issue(
+                format!("spec.repartitioning.{}", r.target_topic),
+                format!(
+                    "topics {o:?} and {:?} would both be restored into {:?}: a repartitioned topic takes one source topic; map one of them elsewhere (topicMapping)",
+                    r.source_topic, r.target_topic
+                ),
+            ));
+        }
+    }
     if (pitr_start.is_some() || pitr_end.is_some())
         && !spec.pitr.as_ref().is_some_and(|p| p.allow_empty)
         && issues.is_empty()
-        && let Some(why) = empty_window(m, &steps, pitr_start, pitr_end)
+        && let Some(why) = empty_window(
+            m,
+            &steps
+                .iter()
+                .map(|s| (s.source_topic.as_str(), s.source_partition))
+                .chain(repartitioned.iter().flat_map(|r| {
+                    r.sources
+                        .iter()
+                        .map(|s| (r.source_topic.as_str(), s.source_partition))
+                }))
+                .collect::<Vec<_>>(),
+            pitr_start,
+            pitr_end,
+        )
     {
         issues.push(issue("spec.pitr", why));
     }
@@ -491,13 +608,43 @@ pub fn compile_restore(
             &facts.restore_name,
             &m.run_id,
         ),
-        estimated_records: steps.iter().map(|s| s.estimated_records).sum(),
-        estimated_bytes: steps.iter().map(|s| s.estimated_bytes).sum(),
+        estimated_records: steps.iter().map(|s| s.estimated_records).sum::<u64>()
+            + repartitioned
+                .iter()
+                .map(|r| r.estimated_records)
+                .sum::<u64>(),
+        estimated_bytes: steps.iter().map(|s| s.estimated_bytes).sum::<u64>()
+            + repartitioned.iter().map(|r| r.estimated_bytes).sum::<u64>(),
         partitions: steps,
+        repartitioned,
         source_groups: m.consumer_groups.clone(),
         groups,
         hash: String::new(),
     };
     plan.hash = plan_hash(&plan);
     Ok(plan)
+}
+
+/// The segments a restore of partition `p` reads, with the records and bytes estimated in the
+/// PITR window. All segments of the range: their indexes carry the transaction markers that
+/// decide which transactional batches were committed, even outside the window.
+fn source_segments(
+    p: &crate::format::manifest::PartitionManifest,
+    pitr_start: Option<i64>,
+    pitr_end: Option<i64>,
+) -> (Vec<SegmentRef>, u64, u64) {
+    let segments: Vec<SegmentRef> = p
+        .segments
+        .iter()
+        .filter(|s| s.last_offset >= p.covered_from && s.first_offset < p.cut)
+        .cloned()
+        .collect();
+    let in_window = |s: &&SegmentRef| {
+        s.records > 0
+            && pitr_end.is_none_or(|e| s.min_timestamp <= e)
+            && pitr_start.is_none_or(|st| s.max_timestamp >= st)
+    };
+    let records = segments.iter().filter(in_window).map(|s| s.records).sum();
+    let bytes = segments.iter().filter(in_window).map(|s| s.raw_bytes).sum();
+    (segments, records, bytes)
 }

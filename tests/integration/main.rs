@@ -10,6 +10,7 @@ mod incremental;
 mod integrity;
 mod offsets;
 mod plan_cmd;
+mod repartition;
 mod restore_resume;
 mod resume;
 mod roundtrip;

@@ -1,0 +1,316 @@
+//! Restoring a topic into a different partition count (`repartitioning`): one task per target
+//! topic reads the restored source partitions one after the other, in partition order, and
+//! routes every record with [`crate::plan::Router`] (Kafka's murmur2 partitioner for keyed
+//! records, round robin for keyless ones, round robin for all with `automatic`).
+//!
+//! Records are re-batched per target partition: a batch is produced when it holds
+//! `produceBatchSize` records or [`MAX_BATCH_BYTES`] of record data, or when the next record
+//! comes from a batch of another compression codec. Routing and batching depend only on the
+//! plan and the stored records, so a resumed attempt routes the same records into the same
+//! batches: it skips, per target partition, the records the journal's base offset and the
+//! partition's high watermark say are there, and produces the rest (the invariant of
+//! `exec::restore`). Order is kept per key (one key, one target partition, source order) and
+//! per source partition within each target partition.
+//!
+//! The offset map gets one entry per (source partition, target partition) with the exact rank
+//! of every consumer-group position of the backup's snapshot (docs/offsets.md).
+use std::collections::{BTreeMap, VecDeque};
+
+use opendal::Operator;
+
+use super::ExecError;
+use super::engine::{Event, ExecContext};
+use super::restore::{IN_FLIGHT, TxnOutcomes, contiguous};
+use crate::format::batch::{self, Codec, Record};
+use crate::format::layout;
+use crate::format::manifest::{BlockIndex, PartitionOffsetMap, RepartitionRanks, SegmentIndex};
+use crate::format::segment;
+use crate::kafka::KafkaClient;
+use crate::kafka::conn::Reply;
+use crate::kafka::ops::produce_result;
+use crate::plan::{RepartitionStep, RestorePlan, Router};
+
+/// Record data (keys, values, headers; bytes) after which a re-built batch is produced: well
+/// under the broker's default `max.message.bytes` (1 MiB). A single larger record goes alone.
+pub const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+/// One target partition of a repartitioned topic.
+struct TargetSink<'a> {
+    conn: std::sync::Arc<crate::kafka::conn::Connection>,
+    plan: &'a RestorePlan,
+    topic: String,
+    partition: i32,
+    buf: Vec<Record>,
+    buf_bytes: usize,
+    codec: Codec,
+    /// Produce requests awaiting their reply, with the target offset each must land at.
+    in_flight: VecDeque<(Reply<kafka_protocol::messages::ProduceRequest>, i64)>,
+    /// Records an earlier attempt already wrote here, still to be skipped.
+    skip: u64,
+    /// Log end offset when the restore began (the journal's base offset).
+    base: i64,
+    /// Target offset of the next batch.
+    dst: i64,
+    bytes: u64,
+}
+
+impl TargetSink<'_> {
+    async fn push(&mut self, r: Record, codec: Codec, ctx: &ExecContext) -> Result<(), ExecError> {
+        if !self.buf.is_empty() && codec != self.codec {
+            self.flush_buf(ctx).await?;
+        }
+        self.codec = codec;
+        self.buf_bytes += 32
+            + r.key.as_ref().map_or(0, |k| k.len())
+            + r.value.as_ref().map_or(0, |v| v.len())
+            + r.headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
+                .sum::<usize>();
+        self.buf.push(r);
+        if self.buf.len() >= self.plan.produce_batch_records.max(1) as usize
+            || self.buf_bytes >= MAX_BATCH_BYTES
+        {
+            self.flush_buf(ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// Produces the buffered records as one batch (or skips them: an earlier attempt wrote
+    /// them).
+    async fn flush_buf(&mut self, ctx: &ExecContext) -> Result<(), ExecError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let n = self.buf.len() as u64;
+        if self.skip > 0 {
+            if n > self.skip {
+                return Err(ExecError::Failed(format!(
+                    "target partition {}-{}: the earlier attempt's records end inside a batch of this restore, so something else wrote to the partition meanwhile; purge it and delete the restore journal ({}) to start over",
+                    self.topic,
+                    self.partition,
+                    layout::restore_journal(&self.plan.backup_name, &self.plan.restore_name)
+                )));
+            }
+            self.skip -= n;
+            self.dst += n as i64;
+            self.buf.clear();
+            self.buf_bytes = 0;
+            return Ok(());
+        }
+        let encoded = batch::encode_batch(&self.buf, self.codec)?;
+        self.buf.clear();
+        self.buf_bytes = 0;
+        ctx.limits.take(encoded.len() as u64, n).await;
+        self.bytes += encoded.len() as u64;
+        ctx.progress.add(0, encoded.len() as u64);
+        if self.in_flight.len() >= IN_FLIGHT {
+            self.complete_one().await?;
+        }
+        let timeout = self.plan.produce_timeout_ms as i32;
+        if self.plan.produce_acks == 0 {
+            KafkaClient::produce_no_ack(&self.conn, &self.topic, self.partition, encoded, timeout)
+                .await?;
+        } else {
+            let reply = KafkaClient::produce_enqueue(
+                &self.conn,
+                &self.topic,
+                self.partition,
+                encoded,
+                self.plan.produce_acks,
+                timeout,
+            )
+            .await?;
+            self.in_flight.push_back((reply, self.dst));
+        }
+        self.dst += n as i64;
+        Ok(())
+    }
+
+    async fn complete_one(&mut self) -> Result<(), ExecError> {
+        let Some((reply, want)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let base = produce_result(reply.wait().await?, &self.topic, self.partition)?;
+        if base != want {
+            return Err(ExecError::Failed(format!(
+                "target partition {}-{}: a batch of this restore landed at offset {base}, not {want}: something else writes to the partition; stop it, purge the partition and delete the restore journal ({}) to start over",
+                self.topic,
+                self.partition,
+                layout::restore_journal(&self.plan.backup_name, &self.plan.restore_name)
+            )));
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, ctx: &ExecContext) -> Result<(), ExecError> {
+        self.flush_buf(ctx).await?;
+        while !self.in_flight.is_empty() {
+            self.complete_one().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Restores one repartitioned topic. `resume` holds, per target partition, its log end
+/// offset when the restore began and the records earlier attempts wrote there. Returns the
+/// offset-map entries (one per source and target partition), records and bytes restored.
+pub(super) async fn restore_repartitioned(
+    plan: &RestorePlan,
+    client: &KafkaClient,
+    op: &Operator,
+    ctx: &ExecContext,
+    step: RepartitionStep,
+    indexes: Vec<Vec<SegmentIndex>>,
+    resume: &BTreeMap<(String, i32), (i64, u64)>,
+) -> Result<(Vec<PartitionOffsetMap>, u64, u64), ExecError> {
+    let name = format!(
+        "{} -> {} ({} partitions, {})",
+        step.source_topic,
+        step.target_topic,
+        step.target_partitions,
+        match step.strategy {
+            crate::api::restore::RepartitionStrategy::Murmur2 => "murmur2",
+            crate::api::restore::RepartitionStrategy::Automatic => "round robin",
+        }
+    );
+    ctx.progress.emit(Event::StepStarted { step: name.clone() });
+    let n = step.target_partitions.max(1) as usize;
+    let mut sinks = Vec::with_capacity(n);
+    for p in 0..step.target_partitions {
+        let (base, written) = resume
+            .get(&(step.target_topic.clone(), p))
+            .copied()
+            .unwrap_or((0, 0));
+        sinks.push(TargetSink {
+            conn: client.leader_conn(&step.target_topic, p).await?,
+            plan,
+            topic: step.target_topic.clone(),
+            partition: p,
+            buf: Vec::new(),
+            buf_bytes: 0,
+            codec: Codec::None,
+            in_flight: VecDeque::new(),
+            skip: written,
+            base,
+            dst: base,
+            bytes: 0,
+        });
+    }
+    let mut router = Router::new(step.strategy, step.target_partitions);
+    let (start, end) = (plan.pitr_start, plan.pitr_end);
+    let in_window = |ts: i64| start.is_none_or(|s| ts >= s) && end.is_none_or(|e| ts <= e);
+    // Records routed to each target partition so far, over all source partitions.
+    let mut routed_total = vec![0u64; n];
+    let mut map = Vec::new();
+    let mut records = 0u64;
+    for (src, idx) in step.sources.iter().zip(&indexes) {
+        let txns = TxnOutcomes::new(idx.iter().flat_map(|i| i.markers.iter().cloned()));
+        let first: Vec<u64> = routed_total.clone();
+        let mut counts = vec![0u64; n];
+        // (source offset, records of this source partition per target partition below it)
+        let mut checkpoints: Vec<(i64, Vec<u64>)> = Vec::new();
+        let marks = step
+            .positions
+            .get(&src.source_partition)
+            .cloned()
+            .unwrap_or_default();
+        let mut mark = 0;
+        let mut next = src.from;
+        for (seg, sidx) in src.segments.iter().zip(idx) {
+            let wanted: Vec<&BlockIndex> = sidx
+                .blocks
+                .iter()
+                .filter(|b| b.last_offset >= next && b.first_offset < src.to && b.records > 0)
+                .filter(|b| {
+                    start.is_none_or(|s| b.max_timestamp >= s)
+                        && end.is_none_or(|e| b.min_timestamp <= e)
+                })
+                .collect();
+            for group in contiguous(&wanted) {
+                if ctx.cancel.is_cancelled() {
+                    return Err(ExecError::Cancelled);
+                }
+                for b in segment::read_blocks(op, &seg.path, &group).await? {
+                    let h = b.header;
+                    if h.is_control() || h.last_offset() < next || h.base_offset >= src.to {
+                        continue;
+                    }
+                    if h.is_transactional() && !txns.committed(h.producer_id, h.base_offset) {
+                        next = next.max(h.next_offset());
+                        continue;
+                    }
+                    let at = h.base_offset.max(next);
+                    if checkpoints.last().is_none_or(|(o, _)| *o < at) {
+                        checkpoints.push((at, counts.clone()));
+                    }
+                    let codec = h.codec()?;
+                    for r in batch::decode_records(&b)? {
+                        if r.offset < next || r.offset >= src.to || !in_window(r.timestamp) {
+                            continue;
+                        }
+                        while mark < marks.len() && marks[mark] <= r.offset {
+                            checkpoints.push((marks[mark], counts.clone()));
+                            mark += 1;
+                        }
+                        let t = router.route(r.key.as_deref()) as usize;
+                        counts[t] += 1;
+                        records += 1;
+                        ctx.progress.add(1, 0);
+                        sinks[t].push(r, codec, ctx).await?;
+                    }
+                    next = next.max(h.next_offset());
+                }
+            }
+        }
+        for m in &marks[mark..] {
+            checkpoints.push((*m, counts.clone()));
+        }
+        checkpoints.push((src.to, counts.clone()));
+        for t in 0..n {
+            let target_first = sinks[t].base + first[t] as i64;
+            let mut ranks: Vec<[i64; 2]> = Vec::with_capacity(checkpoints.len());
+            for (o, c) in &checkpoints {
+                match ranks.last_mut() {
+                    Some(last) if last[0] == *o => last[1] = c[t] as i64,
+                    Some(last) if last[1] == c[t] as i64 => {}
+                    _ => ranks.push([*o, c[t] as i64]),
+                }
+            }
+            map.push(PartitionOffsetMap {
+                source_topic: step.source_topic.clone(),
+                source_partition: src.source_partition,
+                target_topic: step.target_topic.clone(),
+                target_partition: t as i32,
+                ranges: vec![],
+                target_end: Some(target_first + counts[t] as i64),
+                repartition: Some(RepartitionRanks {
+                    target_first,
+                    records: counts[t],
+                    ranks,
+                }),
+            });
+            routed_total[t] += counts[t];
+        }
+    }
+    let mut bytes = 0;
+    for s in &mut sinks {
+        s.finish(ctx).await?;
+        if s.skip > 0 {
+            return Err(ExecError::Failed(format!(
+                "target partition {}-{} holds {} more records than this restore writes: something else wrote to it; purge it and delete the restore journal ({}) to start over",
+                s.topic,
+                s.partition,
+                s.skip,
+                layout::restore_journal(&plan.backup_name, &plan.restore_name)
+            )));
+        }
+        bytes += s.bytes;
+    }
+    ctx.progress.emit(Event::StepDone {
+        step: name,
+        records,
+        bytes,
+    });
+    Ok((map, records, bytes))
+}
