@@ -326,6 +326,56 @@ fn restore_with_pitr_mapping_and_topic_creation() {
     golden("restore-pitr-mapping", &plan);
 }
 
+/// `repartitioning`: one step for the topic, created with the new partition count; a wrong
+/// count on an existing topic, a key that names no target, and two topics into one are
+/// refused by field.
+#[test]
+fn restore_with_repartitioning() {
+    let facts = |target: ClusterMeta| RestoreFacts {
+        restore_name: "golden-repartition".into(),
+        manifest: previous_run(),
+        target,
+        target_offsets: BTreeMap::new(),
+        target_configs: BTreeMap::new(),
+    };
+    let kr = restore_doc(
+        "  createTopics: true\n  topicMapping:\n    orders: orders-r\n  repartitioning:\n    orders-r:\n      strategy: murmur2\n      targetPartitions: 6\n",
+    );
+    let plan = compile_restore(&kr.spec, &facts(meta(&[]))).unwrap();
+    assert!(plan.partitions.iter().all(|s| s.source_topic != "orders"));
+    assert_eq!(plan.repartitioned.len(), 1);
+    assert_eq!(plan.repartitioned[0].target_partitions, 6);
+    assert_eq!(
+        plan.create_topics
+            .iter()
+            .find(|t| t.name == "orders-r")
+            .map(|t| t.partitions),
+        Some(6)
+    );
+    golden("restore-repartition", &plan);
+    let e = compile_restore(&kr.spec, &facts(meta(&[("orders-r", 2)])))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("spec.repartitioning.orders-r.targetPartitions")
+            && e.contains("exists with 2 partitions"),
+        "{e}"
+    );
+    let e = compile_restore(
+        &restore_doc(
+            "  createTopics: true\n  repartitioning:\n    nowhere:\n      targetPartitions: 2\n",
+        )
+        .spec,
+        &facts(meta(&[])),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("spec.repartitioning.nowhere") && e.contains("no topic of this restore"),
+        "{e}"
+    );
+}
+
 #[test]
 fn restore_refusals_name_the_field() {
     let facts = |target: ClusterMeta, offs| RestoreFacts {

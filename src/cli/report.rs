@@ -229,6 +229,33 @@ pub fn restore_table(p: &RestorePlan) -> String {
         ));
         i += 1;
     }
+    for r in &p.repartitioned {
+        s.push_str(&format!(
+            "{i:<5} restore {} partitions {} -> {} repartitioned into {} partitions by {} ({})  ~{} records, {}\n",
+            r.source_topic,
+            r.sources
+                .iter()
+                .map(|x| format!("{}[{}..{}]", x.source_partition, x.from, x.to))
+                .collect::<Vec<_>>()
+                .join(","),
+            r.target_topic,
+            r.target_partitions,
+            match r.strategy {
+                crate::api::restore::RepartitionStrategy::Murmur2 =>
+                    "murmur2(key) (keyless: round robin)",
+                crate::api::restore::RepartitionStrategy::Automatic => "round robin",
+            },
+            match r.target_state {
+                crate::plan::TargetState::Created => "new topic",
+                crate::plan::TargetState::Empty => "empty",
+                crate::plan::TargetState::Purged => "purged first",
+                crate::plan::TargetState::Appended => "appended after its records",
+            },
+            r.estimated_records,
+            human_bytes(r.estimated_bytes),
+        ));
+        i += 1;
+    }
     for t in p
         .create_topics
         .iter()

@@ -105,7 +105,7 @@ fn faults_total(f: &serde_json::Value) -> u64 {
         .unwrap_or(0)
 }
 
-fn rng() -> (u64, rand::rngs::StdRng) {
+pub(crate) fn rng() -> (u64, rand::rngs::StdRng) {
     let seed = std::env::var("KBO_CAMPAIGN_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -169,7 +169,12 @@ fn run_until_ok(
 
 /// Spawns `run -f` `kills` times and kills it with SIGKILL at a random point each time (an
 /// attempt that finishes first is not counted as a kill); returns (kills, runs that finished).
-fn kill_loop(f: &Path, kills: u32, max_ms: u64, rng: &mut rand::rngs::StdRng) -> (u32, u32) {
+pub(crate) fn kill_loop(
+    f: &Path,
+    kills: u32,
+    max_ms: u64,
+    rng: &mut rand::rngs::StdRng,
+) -> (u32, u32) {
     let (mut killed, mut finished) = (0, 0);
     let mut spawned = 0;
     while killed < kills {

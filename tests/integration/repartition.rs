@@ -263,6 +263,47 @@ async fn keyless_records_go_round_robin_and_automatic_spreads_all() {
     assert_eq!(dump(&auto).len(), before, "nothing written");
 }
 
+/// kill -9 at random points of a repartitioned restore, each continued from the journal by
+/// the next run; the last run drops the rate limit: every record once, each on its murmur2
+/// partition, in restore order (routing and batching are deterministic).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_repartitioned_restore_resumes_exactly() {
+    let (seed, mut rng) = crate::faults::rng();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("rpk");
+    gen_load(&topic, 3, 2);
+    let kb = backup_yaml(
+        "rpk",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  stopAtCurrentOffsets: true\n  segmentMaxBytes: 1048576\n",
+    );
+    backup(dir.path(), &[&kb], "rpk").await;
+    let target = format!("{topic}-r");
+    let kr = |limit: &str| {
+        restore_yaml(
+            "rpk-r",
+            "rpk",
+            &format!(
+                "  createTopics: true\n  produceBatchSize: 16\n  topicMapping:\n    {topic}: {target}\n  repartitioning:\n    {target}:\n      targetPartitions: 4\n{limit}"
+            ),
+        )
+    };
+    let f = write_docs(
+        dir.path(),
+        &[&kb, &kr("  rateLimiting:\n    bytesPerSec: 150000\n")],
+    );
+    let (kills, finished) = crate::faults::kill_loop(&f, 8, 900, &mut rng);
+    let f = write_docs(dir.path(), &[&kb, &kr("")]);
+    let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
+    assert!(ok, "the run after the kills failed: {out}{err}");
+    assert!(err.contains("resumed=true"), "continued the journal: {err}");
+    check_placement(&dump(&topic), &dump(&target), 4, &topic);
+    println!(
+        "campaign: kill9-repartition seed={seed} kills={kills} finished-before-kill={finished}"
+    );
+}
+
 /// `group-next` on one topic: target partition -> the first record's key (None: caught up).
 fn group_next_keys(group: &str, topic: &str) -> (BTreeMap<i32, Option<Option<String>>>, ()) {
     let e = env();
