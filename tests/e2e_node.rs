@@ -1,0 +1,524 @@
+//! End-to-end on a real one-node cluster, the way a user runs the operator: the image built
+//! offline (`scripts/image.sh`, imported into the node's containerd), the Helm chart installed
+//! with `helm install --wait` (its ServiceAccount, RBAC, probes, read-only root filesystem,
+//! non-root user), the operator a Pod. Start the node (`testenv/kube/node-start.sh`), the
+//! peers (`testenv/start.sh`, `source testenv/env`), build and import the image
+//! (`scripts/image.sh`), then set `KBO_E2E_NODE_KUBECONFIG=testenv/kube/kubeconfig`.
+//! `scripts/test.sh` does all of it.
+//!
+//! Without `KBO_E2E_NODE_KUBECONFIG` the test prints SKIPPED and returns, unless
+//! `KBO_E2E_REQUIRED=1` (CI, scripts/test.sh): then it fails.
+//!
+//! The peers listen on the host's loopback, which Pods on the pod network cannot reach, so the
+//! chart is installed with `hostNetwork: true` and the API server's loopback address in
+//! `KUBERNETES_SERVICE_HOST/PORT` (`extraEnv`): this node has no kube-proxy for the
+//! `kubernetes` Service.
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Runs `bin args` with `stdin`; (success, stdout + stderr).
+fn run(bin: &str, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{bin}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+struct Cluster {
+    kubeconfig: String,
+    kubectl: String,
+    helm: String,
+}
+
+impl Cluster {
+    fn kubectl(&self, args: &[&str], stdin: &str) -> (bool, String) {
+        let mut a = vec!["--kubeconfig", &self.kubeconfig];
+        a.extend_from_slice(args);
+        run(&self.kubectl, &a, stdin)
+    }
+    /// `kubectl args`, which must succeed; its output.
+    fn k(&self, args: &[&str]) -> String {
+        let (ok, out) = self.kubectl(args, "");
+        assert!(ok, "kubectl {}: {out}", args.join(" "));
+        out
+    }
+    fn apply(&self, ns: &str, yaml: &str) {
+        let (ok, out) = self.kubectl(&["apply", "-n", ns, "-f", "-"], yaml);
+        assert!(ok, "kubectl apply: {out}\n{yaml}");
+    }
+    fn helm(&self, args: &[&str]) -> (bool, String, Duration) {
+        let mut a = vec!["--kubeconfig", &self.kubeconfig];
+        a.extend_from_slice(args);
+        let t = Instant::now();
+        let (ok, out) = run(&self.helm, &a, "");
+        (ok, out, t.elapsed())
+    }
+    /// Waits until `kind/name` in `ns` has `.status.phase` `want`; fails on Failed or after
+    /// `secs`, with the status and the operator's log.
+    fn wait_phase(&self, ns: &str, kind: &str, name: &str, want: &str, secs: u64) {
+        let t = Instant::now();
+        loop {
+            let (_, phase) = self.kubectl(
+                &[
+                    "get",
+                    "-n",
+                    ns,
+                    kind,
+                    name,
+                    "-o",
+                    "jsonpath={.status.phase}",
+                ],
+                "",
+            );
+            if phase == want {
+                return;
+            }
+            if phase == "Failed" || t.elapsed() > Duration::from_secs(secs) {
+                let (_, status) = self.kubectl(
+                    &["get", "-n", ns, kind, name, "-o", "jsonpath={.status}"],
+                    "",
+                );
+                let (_, log) = self.kubectl(
+                    &[
+                        "logs",
+                        "-n",
+                        ns,
+                        "-l",
+                        "app.kubernetes.io/name=kafka-backup-operator",
+                        "--tail=40",
+                    ],
+                    "",
+                );
+                panic!(
+                    "{kind}/{name}: phase {phase:?}, wanted {want}: {status}\noperator log:\n{log}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    /// The name of the operator's one Ready Pod in `ns` (waits up to `secs`).
+    fn ready_pod(&self, ns: &str, secs: u64) -> String {
+        let t = Instant::now();
+        loop {
+            let (_, out) = self.kubectl(
+                &[
+                    "get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=kafka-backup-operator",
+                    "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+                ],
+                "",
+            );
+            let ready: Vec<&str> = out
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() == 2 && f[1] == "True").then_some(f[0])
+                })
+                .collect();
+            if ready.len() == 1 && out.lines().count() == 1 {
+                return ready[0].to_string();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(secs),
+                "no single Ready operator Pod after {secs} s:\n{out}\n{}",
+                self.kubectl(&["describe", "pods", "-n", ns], "").1
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn py(args: &[&str]) -> (bool, String) {
+    let python = std::env::var("KBO_PYTHON").expect("source testenv/env");
+    let mut a = vec![concat!(env!("CARGO_MANIFEST_DIR"), "/testenv/kbo_data.py")];
+    a.extend_from_slice(args);
+    run(&python, &a, "")
+}
+
+/// The host process of the operator container listening on `port`: (pid, its /proc status,
+/// its mountinfo).
+fn operator_process(port: u16) -> Option<(u32, String, String)> {
+    let flag = format!("--metrics-addr=0.0.0.0:{port}");
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().map(String::as_str) == Some("/usr/local/bin/kafka-backup-operator")
+            && args.contains(&flag)
+        {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+            return Some((pid, status, mounts));
+        }
+    }
+    None
+}
+
+#[test]
+fn the_chart_installs_and_the_operator_pod_backs_up_restores_upgrades_and_uninstalls() {
+    let required = std::env::var("KBO_E2E_REQUIRED").is_ok_and(|v| v == "1");
+    let Ok(kubeconfig) = std::env::var("KBO_E2E_NODE_KUBECONFIG") else {
+        assert!(
+            !required,
+            "KBO_E2E_REQUIRED=1 but KBO_E2E_NODE_KUBECONFIG is not set: start the node (testenv/kube/node-start.sh) and import the image (scripts/image.sh)"
+        );
+        eprintln!(
+            "e2e_node SKIPPED: KBO_E2E_NODE_KUBECONFIG is not set (testenv/kube/node-start.sh, scripts/image.sh; scripts/test.sh runs it)"
+        );
+        return;
+    };
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k}: source testenv/env"));
+    let c = Cluster {
+        kubeconfig,
+        kubectl: env("KBO_KUBECTL"),
+        helm: env("KBO_HELM"),
+    };
+    let bootstrap = env("KBO_KAFKA_BOOTSTRAP");
+    let image = std::env::var("KBO_E2E_IMAGE").unwrap_or("kafka-backup-operator:local".into());
+    let (repo, tag) = image.rsplit_once(':').unwrap();
+    // the API server the Pod reaches on the node's loopback (hostNetwork)
+    let server = c.k(&[
+        "config",
+        "view",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let api_port = server.rsplit(':').next().unwrap().to_string();
+    let metrics_port: u16 = 18080;
+    let ns = format!("kbo-node-{}", std::process::id());
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/kafka-backup-operator");
+    let sets = [
+        format!("image.repository={repo}"),
+        format!("image.tag={tag}"),
+        "image.pullPolicy=Never".to_string(),
+        "hostNetwork=true".to_string(),
+        format!("metrics.port={metrics_port}"),
+        format!("watchNamespaces[0]={ns}"),
+    ];
+    // environment values are strings (--set would make the port a number)
+    let env_sets = [
+        "extraEnv[0].name=KUBERNETES_SERVICE_HOST".to_string(),
+        "extraEnv[0].value=127.0.0.1".to_string(),
+        "extraEnv[1].name=KUBERNETES_SERVICE_PORT".to_string(),
+        format!("extraEnv[1].value={api_port}"),
+    ];
+    let mut install = vec![
+        "install",
+        "kbo",
+        chart,
+        "-n",
+        &ns,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "180s",
+    ];
+    for s in &sets {
+        install.extend(["--set", s]);
+    }
+    for s in &env_sets {
+        install.extend(["--set-string", s]);
+    }
+    let (ok, out, took) = c.helm(&install);
+    assert!(
+        ok,
+        "helm install: {out}\n{}",
+        c.kubectl(&["describe", "pods", "-n", &ns], "").1
+    );
+    eprintln!("e2e_node: helm install --wait took {took:.1?}");
+    let pod = c.ready_pod(&ns, 60);
+    // the CRDs came from the chart (crds/), the documented way
+    let crds = c.k(&["get", "crd", "-o", "name"]);
+    for kind in [
+        "kafkabackups",
+        "kafkarestores",
+        "kafkaoffsetresets",
+        "kafkaoffsetrollbacks",
+        "kafkabackupvalidations",
+    ] {
+        assert!(crds.contains(&format!("{kind}.kafka.oso.sh")), "{crds}");
+    }
+    // the container as it runs: under the chart's ServiceAccount, uid 65532, root read-only
+    let sa = c.k(&[
+        "get",
+        "pod",
+        "-n",
+        &ns,
+        &pod,
+        "-o",
+        "jsonpath={.spec.serviceAccountName}",
+    ]);
+    assert_eq!(sa, "kbo-kafka-backup-operator");
+    let (pid, status, mounts) =
+        operator_process(metrics_port).expect("the operator's process on the node");
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid.split_whitespace().skip(1).all(|u| u == "65532"),
+        "pid {pid} runs as {uid}"
+    );
+    let root = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/"))
+        .unwrap();
+    assert!(
+        root.split_whitespace()
+            .nth(5)
+            .unwrap()
+            .split(',')
+            .any(|o| o == "ro"),
+        "root filesystem not read-only: {root}"
+    );
+    eprintln!("e2e_node: pod {pid} uid 65532, root read-only, ServiceAccount {sa}");
+
+    // the seed's production-backup (S3, credentials from a Secret) and pitr-restore
+    let prefix = format!("node{}-", std::process::id());
+    let (ok, out) = py(&[
+        "produce-sample",
+        "--bootstrap",
+        &bootstrap,
+        "--prefix",
+        &prefix,
+        "--records",
+        "200",
+    ]);
+    assert!(ok, "{out}");
+    let topics = [
+        "plain", "gzip", "snappy", "lz4", "zstd", "idem", "txn", "large",
+    ]
+    .map(|t| format!("{prefix}{t}"));
+    let mapping: String = topics.iter().map(|t| format!("    {t}: {t}-r\n")).collect();
+    c.apply(
+        &ns,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s3-credentials\nstringData:\n  AWS_ACCESS_KEY_ID: {ak}\n  AWS_SECRET_ACCESS_KEY: {sk}\n---\napiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: production-backup\nspec:\n  stopAtCurrentOffsets: true\n  kafkaCluster:\n    bootstrapServers:\n    - {bootstrap}\n  topics:\n  - \"{prefix}*\"\n  storage:\n    storageType: s3\n    s3:\n      bucket: {bucket}\n      region: us-east-1\n      endpoint: {endpoint}\n      pathStyle: true\n      allowHttp: true\n      prefix: {ns}\n      credentialsSecret:\n        name: s3-credentials\n---\napiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: pitr-restore\nspec:\n  backupRef:\n    name: production-backup\n  pitr:\n    endTime: \"2099-12-01T12:00:00Z\"\n  kafkaCluster:\n    bootstrapServers:\n    - {bootstrap}\n  createTopics: true\n  topicMapping:\n{mapping}",
+            ak = env("KBO_S3_ACCESS_KEY"),
+            sk = env("KBO_S3_SECRET_KEY"),
+            bucket = env("KBO_S3_BUCKET"),
+            endpoint = env("KBO_S3_ENDPOINT"),
+        ),
+    );
+    let t = Instant::now();
+    c.wait_phase(&ns, "kafkabackup", "production-backup", "Completed", 180);
+    c.wait_phase(&ns, "kafkarestore", "pitr-restore", "Completed", 180);
+    eprintln!(
+        "e2e_node: backup and restore Completed {:.1?} after apply",
+        t.elapsed()
+    );
+    eprintln!(
+        "e2e_node: kubectl get kb,kr\n{}",
+        c.k(&["get", "-n", &ns, "kb,kr"])
+    );
+    let targets: Vec<String> = topics.iter().map(|t| format!("{t}-r")).collect();
+    let (ok, out) = py(&[
+        "compare",
+        "--bootstrap",
+        &bootstrap,
+        "--source-topics",
+        &topics.join(","),
+        "--target-topics",
+        &targets.join(","),
+    ]);
+    assert!(ok, "restored data differs:\n{out}");
+    // Events from the Pod, and /metrics through the Service (the API server's service proxy:
+    // this node has no kube-proxy)
+    let events = c.k(&[
+        "get",
+        "events.events.k8s.io",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={range .items[*]}{.regarding.name}/{.reason}/{.reportingInstance}{\"\\n\"}{end}",
+    ]);
+    for want in ["production-backup/Completed", "pitr-restore/Completed"] {
+        assert!(
+            events
+                .lines()
+                .any(|l| l.starts_with(&format!("{want}/")) && l.ends_with(&pod)),
+            "no {want} Event from {pod}:\n{events}"
+        );
+    }
+    let metrics = c.k(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/{ns}/services/http:kbo-kafka-backup-operator:http/proxy/metrics"
+        ),
+    ]);
+    assert!(
+        metrics.contains("# TYPE"),
+        "not Prometheus text:\n{metrics}"
+    );
+    eprintln!(
+        "e2e_node: /metrics through the Service: {} lines",
+        metrics.lines().count()
+    );
+
+    // helm upgrade with a changed value: a PersistentVolumeClaim (bound to a hostPath
+    // PersistentVolume, as a user's would be to theirs) mounted for storageType pvc
+    let pv_dir = format!("/var/lib/kbo-node/pv-{ns}");
+    std::fs::create_dir_all(&pv_dir).unwrap();
+    std::os::unix::fs::chown(&pv_dir, Some(65532), Some(65532)).unwrap();
+    c.apply(
+        &ns,
+        &format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: {ns}-backups\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  storageClassName: kbo-manual\n  hostPath: {{path: {pv_dir}, type: Directory}}\n  claimRef: {{namespace: {ns}, name: backups}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: backups\nspec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: kbo-manual\n  resources: {{requests: {{storage: 1Gi}}}}\n"
+        ),
+    );
+    let t = Instant::now();
+    while c.k(&[
+        "get",
+        "pvc",
+        "-n",
+        &ns,
+        "backups",
+        "-o",
+        "jsonpath={.status.phase}",
+    ]) != "Bound"
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the claim never bound"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut upgrade = vec![
+        "upgrade",
+        "kbo",
+        chart,
+        "-n",
+        &ns,
+        "--wait",
+        "--timeout",
+        "180s",
+        "--reuse-values",
+        "--set",
+        "pvcClaims[0]=backups",
+    ];
+    for s in &sets {
+        upgrade.extend(["--set", s]);
+    }
+    for s in &env_sets {
+        upgrade.extend(["--set-string", s]);
+    }
+    let (ok, out, took) = c.helm(&upgrade);
+    assert!(ok, "helm upgrade: {out}");
+    eprintln!("e2e_node: helm upgrade --wait took {took:.1?}");
+    let pod2 = c.ready_pod(&ns, 120);
+    assert_ne!(pod2, pod, "the upgrade rolled the Pod");
+    c.apply(
+        &ns,
+        &format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: pvc-backup\nspec:\n  stopAtCurrentOffsets: true\n  kafkaCluster:\n    bootstrapServers: [\"{bootstrap}\"]\n  topics: [\"{prefix}plain\", \"{prefix}zstd\"]\n  storage:\n    storageType: pvc\n    pvc: {{claimName: backups}}\n---\napiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: pvc-restore\nspec:\n  backupRef: {{name: pvc-backup}}\n  kafkaCluster:\n    bootstrapServers: [\"{bootstrap}\"]\n  createTopics: true\n  topicMapping:\n    {prefix}plain: {prefix}plain-p\n    {prefix}zstd: {prefix}zstd-p\n"
+        ),
+    );
+    c.wait_phase(&ns, "kafkabackup", "pvc-backup", "Completed", 180);
+    c.wait_phase(&ns, "kafkarestore", "pvc-restore", "Completed", 180);
+    let (ok, out) = py(&[
+        "compare",
+        "--bootstrap",
+        &bootstrap,
+        "--source-topics",
+        &format!("{prefix}plain,{prefix}zstd"),
+        "--target-topics",
+        &format!("{prefix}plain-p,{prefix}zstd-p"),
+    ]);
+    assert!(ok, "restore from the PVC differs:\n{out}");
+    let files = |dir: &str| -> usize { walk(std::path::Path::new(dir)) };
+    let on_pv = files(&pv_dir);
+    assert!(
+        on_pv > 0,
+        "nothing written to the PersistentVolume {pv_dir}"
+    );
+
+    // helm uninstall: the operator goes, the backups (S3 and the volume), the CRDs and the
+    // resources stay
+    let (ok, out, _) = c.helm(&["uninstall", "kbo", "-n", &ns, "--wait", "--timeout", "120s"]);
+    assert!(ok, "helm uninstall: {out}");
+    let t = Instant::now();
+    while operator_process(metrics_port).is_some() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the operator still runs after uninstall"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        files(&pv_dir),
+        on_pv,
+        "the volume's backup changed on uninstall"
+    );
+    let kb = c.k(&[
+        "get",
+        "-n",
+        &ns,
+        "kafkabackup",
+        "production-backup",
+        "-o",
+        "jsonpath={.status.phase}",
+    ]);
+    assert_eq!(
+        kb, "Completed",
+        "the KafkaBackup and its status outlive the operator"
+    );
+    let python = env("KBO_PYTHON");
+    let (ok, out) = run(
+        &python,
+        &[
+            "-c",
+            "import os, sys, boto3\ns3 = boto3.client('s3', endpoint_url=os.environ['KBO_S3_ENDPOINT'], region_name='us-east-1', aws_access_key_id=os.environ['KBO_S3_ACCESS_KEY'], aws_secret_access_key=os.environ['KBO_S3_SECRET_KEY'])\nr = s3.list_objects_v2(Bucket=os.environ['KBO_S3_BUCKET'], Prefix=sys.argv[1] + '/')\nprint(r.get('KeyCount', 0))",
+            &ns,
+        ],
+        "",
+    );
+    assert!(
+        ok && out.trim().parse::<u64>().unwrap_or(0) > 0,
+        "S3 backup gone after uninstall: {out}"
+    );
+    eprintln!(
+        "e2e_node: after uninstall: {} objects in S3 under {ns}/, {on_pv} files on the volume",
+        out.trim()
+    );
+    let _ = c.kubectl(&["delete", "namespace", &ns, "--wait=false"], "");
+    let _ = c.kubectl(
+        &["delete", "pv", &format!("{ns}-backups"), "--wait=false"],
+        "",
+    );
+}
+
+/// Regular files under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { walk(&p) } else { 1 }
+        })
+        .sum()
+}
