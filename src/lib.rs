@@ -2,7 +2,7 @@
 //!
 //! The modules mirror the flow every kind follows (see `docs/architecture.md`):
 //! `api` (the CRs) -> `observe` (read-only I/O) -> `plan` (pure compile) -> `exec` (steps) ->
-//! `report` (progress, summary). `kafka`, `storage` and `format` are the I/O layers the
+//! `report` (tables, summaries; `cli::report` draws progress on a terminal). `kafka`, `storage` and `format` are the I/O layers the
 //! observer and the executor use.
 pub mod api;
 #[cfg(feature = "runtime")]
@@ -20,6 +20,8 @@ pub mod observe;
 #[cfg(feature = "runtime")]
 pub mod operator;
 pub mod plan;
+#[cfg(feature = "runtime")]
+pub mod report;
 #[cfg(feature = "runtime")]
 pub mod storage;
 

@@ -204,7 +204,7 @@ async fn run_task(
             };
             let (hash, run_id) = (prep.plan.hash.clone(), prep.plan.backup_run_id.clone());
             if prep.plan.dry_run {
-                let table = crate::cli::report::restore_table(&prep.plan);
+                let table = crate::report::restore_table(&prep.plan);
                 return Ok(Some((
                     run_id,
                     0,
@@ -249,7 +249,7 @@ async fn run_task(
                     let groups = if out.groups.is_empty() {
                         String::new()
                     } else {
-                        format!("\n{}", crate::cli::report::groups_table(&out.groups))
+                        format!("\n{}", crate::report::groups_table(&out.groups))
                     };
                     let failed = out.failed_groups();
                     if !failed.is_empty() {

@@ -1,0 +1,368 @@
+//! Step 4 of the flow, the words: plan tables, per-group and per-partition result tables,
+//! validation tables and closing summaries, as text. One home for the CLI (`cli::run`,
+//! `cli::plan_cmd`) and the operator (status messages, Events); no I/O.
+use crate::plan::{BackupPlan, CutMode, RestorePlan};
+
+/// `1.5 MiB`-style sizes.
+pub fn human_bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// The closing line: records, bytes, duration and throughput.
+pub fn summary(what: &str, records: u64, bytes: u64, secs: f64) -> String {
+    let secs = secs.max(1e-9);
+    format!(
+        "{what}: {records} records, {} in {secs:.2} s ({:.1} MB/s, {:.0} records/s)",
+        human_bytes(bytes),
+        bytes as f64 / 1e6 / secs,
+        records as f64 / secs
+    )
+}
+
+fn cut_text(c: &CutMode) -> String {
+    match c {
+        CutMode::At(o) => o.to_string(),
+        CutMode::CaughtUp => "caught-up".into(),
+        CutMode::Never => "continuous".into(),
+    }
+}
+
+/// A human-readable rendering of a backup plan.
+pub fn backup_table(p: &BackupPlan) -> String {
+    let mut s = format!(
+        "KafkaBackup {}  run {}{}  plan {}\n  storage compression {} (level {}), segments <= {} / {} ms, checkpoint {}, {} partitions in parallel\n",
+        p.backup_name,
+        p.run_id,
+        if p.resumed { " (resuming)" } else { "" },
+        p.hash,
+        p.compression,
+        p.compression_level,
+        human_bytes(p.segment_max_bytes),
+        p.segment_max_interval_ms,
+        p.checkpoint_interval_ms
+            .map(|m| format!("every {} s", m / 1000))
+            .unwrap_or_else(|| "off".into()),
+        p.max_concurrent_partitions
+    );
+    s.push_str(&format!(
+        "  previous run: {}\n  consumer group snapshot: {}\n\nSTEP  TOPIC/PARTITION                     LOG-START  FROM        TO (CUT)    RECORDS     EST. BYTES\n",
+        p.previous_run_id.as_deref().unwrap_or("none (full backup)"),
+        if p.consumer_group_snapshot { "yes" } else { "no" }
+    ));
+    let mut i = 1;
+    if p.consumer_group_snapshot {
+        s.push_str(&format!("{i:<5} snapshot consumer-group offsets\n"));
+        i += 1;
+    }
+    for st in &p.partitions {
+        s.push_str(&format!(
+            "{i:<5} {:<35} {:<10} {:<11} {:<11} {:<11} {}{}\n",
+            format!("{}/{}", st.topic, st.partition),
+            st.log_start_offset,
+            st.start_offset,
+            cut_text(&st.cut),
+            st.estimated_records,
+            if st.estimated_bytes > 0 {
+                human_bytes(st.estimated_bytes)
+            } else {
+                "unknown".into()
+            },
+            st.gap
+                .as_ref()
+                .map(|g| format!("  GAP {}..{}: {}", g.from, g.to, g.reason))
+                .unwrap_or_default()
+        ));
+        i += 1;
+    }
+    s.push_str(&format!(
+        "{i:<5} write manifest runs/{}/manifest.json\n",
+        p.run_id
+    ));
+    s.push_str(&format!(
+        "\nTotal: {} records, {} estimated\n",
+        p.estimated_records,
+        human_bytes(p.estimated_bytes)
+    ));
+    s
+}
+
+/// A human-readable rendering of a restore plan.
+pub fn restore_table(p: &RestorePlan) -> String {
+    let ms = |v: Option<i64>| {
+        v.map(|m| {
+            jiff::Timestamp::from_millisecond(m)
+                .map(|t| format!("{t} ({m})"))
+                .unwrap_or(m.to_string())
+        })
+        .unwrap_or_else(|| "-".into())
+    };
+    let mut s = format!(
+        "KafkaRestore {}  from backup {} run {}  plan {}{}\n  PITR window: {} .. {} (inclusive)\n  produce acks={} batch<={} records timeout={} ms, {} partitions in parallel\n\nSTEP  ACTION\n",
+        p.restore_name,
+        p.backup_name,
+        p.backup_run_id,
+        p.hash,
+        if p.dry_run {
+            "  [dryRun: nothing will be executed]"
+        } else {
+            ""
+        },
+        ms(p.pitr_start),
+        ms(p.pitr_end),
+        p.produce_acks,
+        p.produce_batch_records,
+        p.produce_timeout_ms,
+        p.max_concurrent_partitions
+    );
+    let mut i = 1;
+    for t in &p.create_topics {
+        s.push_str(&format!(
+            "{i:<5} create topic {} ({} partitions, replication {}, configs {:?})\n",
+            t.name,
+            t.partitions,
+            if t.replication_factor < 0 {
+                "broker default".to_string()
+            } else {
+                t.replication_factor.to_string()
+            },
+            t.configs
+        ));
+        i += 1;
+    }
+    for (t, part) in &p.purge {
+        s.push_str(&format!(
+            "{i:<5} purge {t}/{part} (DeleteRecords up to the high watermark)\n"
+        ));
+        i += 1;
+    }
+    for st in &p.partitions {
+        s.push_str(&format!(
+            "{i:<5} restore {}/{} offsets {}..{} -> {}/{} ({})  ~{} records, {}, {} segment(s)\n",
+            st.source_topic,
+            st.source_partition,
+            st.from,
+            st.to,
+            st.target_topic,
+            st.target_partition,
+            match st.target_state {
+                crate::plan::TargetState::Created => "new topic",
+                crate::plan::TargetState::Empty => "empty",
+                crate::plan::TargetState::Purged => "purged first",
+                crate::plan::TargetState::Appended => "appended after its records",
+            },
+            st.estimated_records,
+            human_bytes(st.estimated_bytes),
+            st.segments.len()
+        ));
+        i += 1;
+    }
+    for r in &p.repartitioned {
+        s.push_str(&format!(
+            "{i:<5} restore {} partitions {} -> {} repartitioned into {} partitions by {} ({})  ~{} records, {}\n",
+            r.source_topic,
+            r.sources
+                .iter()
+                .map(|x| format!("{}[{}..{}]", x.source_partition, x.from, x.to))
+                .collect::<Vec<_>>()
+                .join(","),
+            r.target_topic,
+            r.target_partitions,
+            match r.strategy {
+                crate::api::restore::RepartitionStrategy::Murmur2 =>
+                    "murmur2(key) (keyless: round robin)",
+                crate::api::restore::RepartitionStrategy::Automatic => "round robin",
+            },
+            match r.target_state {
+                crate::plan::TargetState::Created => "new topic",
+                crate::plan::TargetState::Empty => "empty",
+                crate::plan::TargetState::Purged => "purged first",
+                crate::plan::TargetState::Appended => "appended after its records",
+            },
+            r.estimated_records,
+            human_bytes(r.estimated_bytes),
+        ));
+        i += 1;
+    }
+    for t in p
+        .create_topics
+        .iter()
+        .filter(|t| !t.configs_after_data.is_empty())
+    {
+        s.push_str(&format!(
+            "{i:<5} set configs of {} after the data {:?}\n",
+            t.name, t.configs_after_data
+        ));
+        i += 1;
+    }
+    s.push_str(&format!("{i:<5} write offset map {}\n", p.offset_map_path));
+    if let Some(g) = &p.groups {
+        i += 1;
+        let names: Vec<&str> = if g.only.is_empty() {
+            p.source_groups
+                .iter()
+                .map(|x| x.group_id.as_str())
+                .collect()
+        } else {
+            g.only.iter().map(|x| x.as_str()).collect()
+        };
+        if g.snapshot_before {
+            s.push_str(&format!(
+                "{i:<5} snapshot the target's offsets of {} group(s) (kept {} h)\n",
+                names.len(),
+                g.snapshot_retention_hours
+            ));
+            i += 1;
+        }
+        s.push_str(&format!(
+            "{i:<5} commit consumer groups ({}{}): {}\n",
+            g.strategy,
+            if g.auto_rollback {
+                ", roll back on failure"
+            } else {
+                ""
+            },
+            if names.is_empty() {
+                "none in the snapshot".to_string()
+            } else {
+                names.join(", ")
+            }
+        ));
+    }
+    s.push_str(&format!(
+        "\nTotal: ~{} records, {} to read\n",
+        p.estimated_records,
+        human_bytes(p.estimated_bytes)
+    ));
+    s
+}
+
+/// The per-group results of a consumer-group step: GROUP, OUTCOME, PARTITIONS, MESSAGE.
+pub fn groups_table(results: &[crate::exec::groups::GroupResult]) -> String {
+    let w = results
+        .iter()
+        .map(|r| r.group.len())
+        .max()
+        .unwrap_or(0)
+        .max("GROUP".len());
+    let mut out = format!(
+        "{:<w$}  {:<9}  {:>10}  MESSAGE\n",
+        "GROUP", "OUTCOME", "PARTITIONS"
+    );
+    for r in results {
+        let dup = if r.duplicates > 0 {
+            format!(
+                "{} record(s) will be read again (repartitioned topic: docs/offsets.md); ",
+                r.duplicates
+            )
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "{:<w$}  {:<9}  {:>10}  {dup}{}\n",
+            r.group,
+            format!("{:?}", r.outcome),
+            r.partitions,
+            r.message.as_deref().unwrap_or("")
+        ));
+    }
+    out
+}
+
+/// The per-partition table of group commits: GROUP, TOPIC, PARTITION, CURRENT, NEW, LAG
+/// BEFORE and AFTER (high watermark minus offset, records), FROM; then the skipped positions.
+pub fn offsets_table(plans: &[crate::plan::GroupOffsetPlan]) -> String {
+    let mut rows = vec![[
+        "GROUP".to_string(),
+        "TOPIC".into(),
+        "PARTITION".into(),
+        "CURRENT".into(),
+        "NEW".into(),
+        "LAG BEFORE".into(),
+        "LAG AFTER".into(),
+        "FROM".into(),
+    ]];
+    let dash = || "-".to_string();
+    for p in plans {
+        for c in &p.changes {
+            let lag = |o: Option<i64>| match (c.high_watermark, o) {
+                (Some(h), Some(o)) => (h - o).to_string(),
+                _ => dash(),
+            };
+            rows.push([
+                p.group.clone(),
+                c.topic.clone(),
+                c.partition.to_string(),
+                c.current.map(|o| o.to_string()).unwrap_or_else(dash),
+                c.new.to_string(),
+                lag(c.current),
+                lag(Some(c.new)),
+                c.from.clone(),
+            ]);
+        }
+    }
+    let mut w = [0usize; 8];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if (2..7).contains(&i) {
+                    format!("{c:>width$}", width = w[i])
+                } else {
+                    format!("{c:<width$}", width = w[i])
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for p in plans {
+        for s in &p.skipped {
+            out.push_str(&format!("{}: skipped {s}\n", p.group));
+        }
+    }
+    out
+}
+
+/// A validation report as a table: CHECK, OUTCOME, MS, FIGURES, then each failure.
+pub fn validation_table(r: &crate::exec::validate::ValidationReport) -> String {
+    let mut out = format!(
+        "validation {} of backup {} run {}: {:?}\n",
+        r.validation, r.backup.name, r.backup.run_id, r.result
+    );
+    out.push_str(&format!(
+        "{:<22}  {:<7}  {:>7}  FIGURES\n",
+        "CHECK", "OUTCOME", "MS"
+    ));
+    for c in &r.checks {
+        let figs: Vec<String> = c.figures.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!(
+            "{:<22}  {:<7}  {:>7}  {}\n",
+            c.name,
+            format!("{:?}", c.outcome),
+            c.duration_ms,
+            figs.join(" ")
+        ));
+        for f in &c.failures {
+            out.push_str(&format!("    {f}\n"));
+        }
+    }
+    out
+}
