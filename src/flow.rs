@@ -486,6 +486,143 @@ pub async fn prepare_validation(
     Ok((open(&target, Access::ReadWrite)?, manifest, sha))
 }
 
+/// The restore checks of a KafkaBackupValidation with `kafkaCluster` (issue 8, docs in
+/// `exec::verify_restore`): run `run_id` of the backup is restored into scratch topics
+/// `kbv-<validation>-<epoch ms>-<topic>` (the topics of `checks.messageCount.topics`, or all),
+/// read back and compared record by record with the backup, and the consumer-group snapshot's
+/// translated positions are checked. The scratch topics, and the restore's journal, offset map
+/// and lock under `<backup>/restores/`, are deleted afterwards, also when a check or the
+/// restore fails. A restore that fails (a corrupted object: the integrity chain refuses it
+/// before writing) is a failed `restoreRecords` check that names why, not an error.
+///
+/// Errors: the cluster cannot be reached or refuses the scratch topics.
+pub async fn validate_by_restore(
+    kbv: &crate::api::validation::KafkaBackupValidation,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    run_id: &str,
+    now_ms: i64,
+) -> Result<Vec<crate::exec::validate::CheckReport>, FlowError> {
+    use crate::exec::validate::{CheckReport, Outcome};
+    let spec = &kbv.spec;
+    let Some(cluster) = &spec.kafka_cluster else {
+        return Ok(vec![]);
+    };
+    let name = kbv.metadata.name.clone().unwrap_or_default();
+    let restore_name = format!("kbv-{name}-{now_ms}");
+    let prefix = format!("{restore_name}-");
+    let mut bref = spec.backup_ref.clone();
+    bref.backup_id = Some(run_id.to_string());
+    let mut kr_spec = serde_json::json!({
+        "backupRef": bref,
+        "kafkaCluster": cluster,
+        "createTopics": true,
+        "rollback": {"snapshotBeforeRestore": false},
+    });
+    if !spec.checks.message_count.topics.is_empty() {
+        kr_spec["topics"] = serde_json::json!(spec.checks.message_count.topics);
+    }
+    // every topic of the run (or of the filter) under the prefix
+    let (target, op) = {
+        let kr0: KafkaRestore = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaRestore",
+            "metadata": {"name": restore_name}, "spec": kr_spec.clone(),
+        }))
+        .map_err(|e| ObserveError::Config {
+            field: "spec.kafkaCluster".into(),
+            message: format!("cannot build the scratch restore: {e}"),
+        })?;
+        restore_repository(&kr0, backup, secrets, pvc_root)?
+    };
+    let manifest = observe::load_manifest(&op, &spec.backup_ref.name, run_id).await?;
+    let mapping: serde_json::Map<String, serde_json::Value> = manifest
+        .topics
+        .iter()
+        .filter(|t| {
+            spec.checks.message_count.topics.is_empty()
+                || plan::matches_any(&spec.checks.message_count.topics, &t.name)
+        })
+        .map(|t| {
+            (
+                t.name.clone(),
+                serde_json::json!(format!("{prefix}{}", t.name)),
+            )
+        })
+        .collect();
+    let scratch: Vec<String> = mapping
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    kr_spec["topicMapping"] = serde_json::Value::Object(mapping);
+    let kr: KafkaRestore = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaRestore",
+        "metadata": {"name": restore_name}, "spec": kr_spec,
+    }))
+    .map_err(|e| ObserveError::Config {
+        field: "spec.kafkaCluster".into(),
+        message: format!("cannot build the scratch restore: {e}"),
+    })?;
+    drop((target, op));
+    let prep = prepare_restore(&kr, backup, secrets, pvc_root, Access::ReadWrite).await?;
+    let ctx = crate::exec::ExecContext::new(
+        crate::exec::Progress::new(None),
+        crate::exec::Cancel::never(),
+        None,
+        None,
+    );
+    let t = std::time::Instant::now();
+    let restored =
+        crate::exec::run_restore(&prep.plan, &prep.start, &prep.client, &prep.op, &ctx).await;
+    let checks = match restored {
+        Ok(out) => {
+            crate::exec::verify_restore::compare_restored(
+                &prep.plan,
+                &prep.client,
+                &prep.op,
+                &out.offset_map,
+                &manifest.consumer_groups,
+                &spec.checks.consumer_group_offsets.consumer_groups,
+            )
+            .await
+        }
+        Err(e) => Ok(vec![CheckReport {
+            name: "restoreRecords".into(),
+            outcome: Outcome::Fail,
+            figures: Default::default(),
+            duration_ms: t.elapsed().as_millis() as u64,
+            failures: vec![format!(
+                "the restore of run {run_id} into scratch topics failed [{}]: {e}",
+                e.category()
+            )],
+            digests: Default::default(),
+        }]),
+    };
+    // cleanup, whatever happened
+    let existing: Vec<String> = prep
+        .client
+        .refresh_metadata()
+        .await
+        .map(|m| {
+            m.topics
+                .keys()
+                .filter(|t| scratch.contains(t))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_else(|_| scratch.clone());
+    if !existing.is_empty()
+        && let Err(e) = prep.client.delete_topics(&existing).await
+    {
+        tracing::warn!(topics = ?existing, error = %e, "scratch topics of the validation not deleted");
+    }
+    let dir = format!("{}/restores/{restore_name}/", spec.backup_ref.name);
+    if let Err(e) = prep.op.delete_with(&dir).recursive(true).await {
+        tracing::warn!(%dir, error = %e, "scratch restore's journal and offset map not deleted");
+    }
+    Ok(checks?)
+}
+
 /// Observes the cluster and the repository of `kb` and compiles its next run.
 pub async fn prepare_backup(
     kb: &KafkaBackup,

@@ -1042,6 +1042,14 @@ def cmd_gen_load(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def cmd_list_topics(args: argparse.Namespace) -> int:
+    """Topic names starting with PREFIX, one per line (the admin client's metadata)."""
+    admin = admin_client(args.bootstrap)
+    for t in sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith(args.prefix)):
+        print(t)
+    return 0
+
+
 def cmd_delete_topics(args: argparse.Namespace) -> int:
     if len(args.prefix) < 4 or args.prefix.startswith("_"):
         raise SystemExit("refusing: --prefix must have >= 4 characters and not start with '_'")
@@ -1337,6 +1345,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scratch", required=True, help="new topic to produce the keys to")
     p.add_argument("--partitions", type=int, required=True)
     p.set_defaults(func=cmd_murmur2_partitions)
+
+    p = sub.add_parser("list-topics", help="topic names starting with a prefix")
+    common(p)
+    p.add_argument("--prefix", required=True)
+    p.set_defaults(func=cmd_list_topics)
 
     p = sub.add_parser("delete-topics", help="delete all topics starting with a prefix")
     common(p)

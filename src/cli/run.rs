@@ -240,10 +240,6 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             let spec = &kbv.spec;
             for (set, field) in [
                 (
-                    spec.kafka_cluster.is_some(),
-                    "spec.kafkaCluster (restore checks)",
-                ),
-                (
                     !spec.checks.custom_webhooks.is_empty(),
                     "spec.checks.customWebhooks",
                 ),
@@ -254,10 +250,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 (spec.notifications.is_some(), "spec.notifications"),
             ] {
                 if set {
-                    tracing::warn!(
-                        field,
-                        "not built yet: ignored; only the checks on the backup alone run"
-                    );
+                    tracing::warn!(field, "not built yet: ignored");
                 }
             }
             let (op, manifest, sha) = crate::flow::prepare_validation(
@@ -267,15 +260,28 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 &args.inputs.pvc_root,
             )
             .await?;
-            let report = crate::exec::validate::validate_run(
+            let now = system_now_ms();
+            let mut report = crate::exec::validate::validate_run(
                 &op,
                 &name,
                 &manifest,
                 sha,
                 &kbv.spec.checks,
-                system_now_ms(),
+                now,
             )
             .await?;
+            if spec.kafka_cluster.is_some() {
+                let restored = crate::flow::validate_by_restore(
+                    &kbv,
+                    kb.as_deref(),
+                    &secrets,
+                    &args.inputs.pvc_root,
+                    &manifest.run_id,
+                    now,
+                )
+                .await?;
+                report.add_checks(restored);
+            }
             let key = match spec.evidence.as_ref().and_then(|e| e.signing.as_ref()) {
                 Some(sg) if sg.enabled => {
                     let ks = sg.key_secret.as_ref().ok_or_else(|| {

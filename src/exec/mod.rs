@@ -9,6 +9,7 @@ mod repartition;
 pub mod restore;
 pub mod retention;
 pub mod validate;
+pub mod verify_restore;
 
 pub use backup::run_backup;
 pub use engine::{Cancel, Event, ExecContext, Limits, Progress};

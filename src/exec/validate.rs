@@ -35,6 +35,10 @@ pub struct CheckReport {
     pub duration_ms: u64,
     /// Each failure names the object, the partition and the offset range.
     pub failures: Vec<String>,
+    /// SHA-256 (hex) per partition of what was compared (`restoreRecords`: the records read
+    /// back from the cluster, each record's digest in order; see `verify_restore`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub digests: BTreeMap<String, String>,
 }
 
 /// The backup a report is about.
@@ -67,6 +71,19 @@ pub struct ValidationReport {
     pub checks: Vec<CheckReport>,
 }
 
+impl ValidationReport {
+    /// Appends checks (the restore checks) and recomputes the result: Fail when any check
+    /// failed.
+    pub fn add_checks(&mut self, checks: Vec<CheckReport>) {
+        self.checks.extend(checks);
+        self.result = if self.checks.iter().any(|c| c.outcome == Outcome::Fail) {
+            Outcome::Fail
+        } else {
+            Outcome::Pass
+        };
+    }
+}
+
 /// The storage key of a report.
 pub fn report_path(backup: &str, validation: &str, id: &str) -> String {
     format!("{backup}/validations/{validation}/{id}.json")
@@ -88,6 +105,7 @@ fn check(
         figures,
         duration_ms: started.elapsed().as_millis() as u64,
         failures,
+        digests: BTreeMap::new(),
     }
 }
 
@@ -98,6 +116,7 @@ fn skipped(name: &str) -> CheckReport {
         figures: BTreeMap::new(),
         duration_ms: 0,
         failures: vec![],
+        digests: BTreeMap::new(),
     }
 }
 

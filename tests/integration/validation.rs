@@ -100,6 +100,117 @@ async fn a_backup_passes_its_checks_and_damage_fails_them_by_name() {
     );
 }
 
+/// With `kafkaCluster`, the run is restored into scratch topics and compared record by
+/// record, the snapshot's groups are checked at their translated positions, and the scratch
+/// topics are gone afterwards; a flipped byte makes the restore refuse the object (nothing
+/// corrupted reaches Kafka), the restore check fails naming it, and the scratch topics are
+/// deleted all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_check_proves_the_backup_restores_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("vrt");
+    gen_load(&topic, 2, 1);
+    let group = unique("g");
+    group_commit(&group, &topic, 40);
+    let kb = backup_yaml(
+        "vb",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  stopAtCurrentOffsets: true\n  consumerGroupSnapshot: true\n  segmentMaxBytes: 1048576\n",
+    );
+    let m = backup(dir.path(), &[&kb], "vb").await;
+    let e = env();
+    let with_cluster = |name: &str| {
+        format!(
+            "{}  kafkaCluster:\n    bootstrapServers: [\"{}\"]\n  checks:\n    consumerGroupOffsets:\n      enabled: true\n      consumerGroups: [{group}]\n",
+            kbv(name).split("  checks:").next().unwrap(),
+            e.bootstrap
+        )
+    };
+    let scratch = |name: &str| {
+        let (ok, out, err) = py(&[
+            "list-topics",
+            "--bootstrap",
+            &e.bootstrap,
+            "--prefix",
+            &format!("kbv-{name}-"),
+        ]);
+        assert!(ok, "{err}");
+        out.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let f = write_docs(dir.path(), &[&kb, &with_cluster("vr1")]);
+    let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    for c in ["restoreRecords", "restoreConsumerGroupOffsets"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(c) && l.contains("Pass")),
+            "{c} passes: {out}"
+        );
+    }
+    let path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("evidence report: "))
+        .expect("the report is stored");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(path)).unwrap()).unwrap();
+    let rr = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "restoreRecords")
+        .unwrap();
+    assert_eq!(rr["figures"]["records"], 1024, "{rr}");
+    assert_eq!(
+        rr["digests"].as_object().unwrap().len(),
+        2,
+        "a digest per partition: {rr}"
+    );
+    let cg = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "restoreConsumerGroupOffsets")
+        .unwrap();
+    assert_eq!(cg["figures"]["positions"], 2, "{cg}");
+    assert!(
+        scratch("vr1").is_empty(),
+        "scratch topics deleted: {:?}",
+        scratch("vr1")
+    );
+    assert!(
+        !dir.path().join("vb/restores").exists()
+            || std::fs::read_dir(dir.path().join("vb/restores"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "the scratch restore's journal and offset map are deleted"
+    );
+
+    // a flipped byte: the restore refuses the object, the check fails by name, cleanup runs
+    let seg = &m.topics[0].partitions[0].segments[0];
+    let p = dir.path().join(&seg.path);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&p, &bytes).unwrap();
+    let f = write_docs(dir.path(), &[&kb, &with_cluster("vr2")]);
+    let (ok, out, _) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("restoreRecords"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("Fail"), "{out}");
+    assert!(
+        out.contains("integrity") && out.contains(&seg.path),
+        "names the object: {out}"
+    );
+    assert!(
+        scratch("vr2").is_empty(),
+        "scratch topics deleted after a failure too"
+    );
+}
+
 fn indent(pem: &str) -> String {
     pem.lines().map(|l| format!("    {l}\n")).collect()
 }
