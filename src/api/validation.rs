@@ -286,6 +286,10 @@ pub struct KeySecretRef {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[garde(allow_unvalidated)]
 pub struct NotificationsSpec {
+    /// Also notify when the validation passes (Slack: a message; PagerDuty: a `resolve` of
+    /// the incident a failure opened). Default false: failures only. (ours)
+    #[serde(default)]
+    pub on_success: bool,
     /// Slack incoming webhook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(dive)]

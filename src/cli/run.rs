@@ -238,17 +238,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             let name = kbv.metadata.name.clone().unwrap_or_default();
             // Said, not silently skipped: what this build does not run yet.
             let spec = &kbv.spec;
-            for (set, field) in [
-                (
-                    !spec.checks.custom_webhooks.is_empty(),
-                    "spec.checks.customWebhooks",
-                ),
-                (
-                    spec.evidence.is_some(),
-                    "spec.evidence (PDF, signing, evidence.storage, retentionDays; the JSON report is written to the backup storage)",
-                ),
-                (spec.notifications.is_some(), "spec.notifications"),
-            ] {
+            for (set, field) in [(
+                spec.evidence.is_some(),
+                "spec.evidence (PDF, signing, evidence.storage, retentionDays; the JSON report is written to the backup storage)",
+            )] {
                 if set {
                     tracing::warn!(field, "not built yet: ignored");
                 }
@@ -260,6 +253,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 &args.inputs.pvc_root,
             )
             .await?;
+            // Secrets first: a missing one stops the run before any check or write.
+            let targets = notify_targets(spec, &secrets)?;
             let now = system_now_ms();
             let mut report = crate::exec::validate::validate_run(
                 &op,
@@ -282,6 +277,20 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 .await?;
                 report.add_checks(restored);
             }
+            if !spec.checks.custom_webhooks.is_empty() {
+                let bootstrap = spec
+                    .kafka_cluster
+                    .as_ref()
+                    .map(|k| k.bootstrap_servers.clone());
+                let hooks = crate::exec::notify::run_webhooks(
+                    &spec.checks.custom_webhooks,
+                    &report,
+                    bootstrap.as_deref(),
+                )
+                .await;
+                report.add_checks(hooks);
+            }
+
             let key = match spec.evidence.as_ref().and_then(|e| e.signing.as_ref()) {
                 Some(sg) if sg.enabled => {
                     let ks = sg.key_secret.as_ref().ok_or_else(|| {
@@ -306,6 +315,15 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                     crate::exec::validate::SIGNATURE_ALGORITHM
                 );
             }
+            for n in crate::exec::notify::notify(&targets, &report, &path).await {
+                if n.delivered {
+                    println!("notification {}: {}", n.target, n.message);
+                } else {
+                    // reported, and the validation's result stands
+                    tracing::warn!(target_service = %n.target, message = %n.message, "notification failed");
+                    println!("notification {}: {}", n.target, n.message);
+                }
+            }
             if report.result == crate::exec::validate::Outcome::Fail {
                 return Err(crate::exec::ExecError::Failed(format!(
                     "validation {name}: backup {} run {} failed {} check(s); the report names the objects and offsets",
@@ -318,6 +336,49 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The notification targets of a KafkaBackupValidation, secrets resolved. Errors name the
+/// field whose Secret or key is missing.
+pub fn notify_targets(
+    spec: &crate::api::validation::KafkaBackupValidationSpec,
+    secrets: &crate::api::Secrets,
+) -> anyhow::Result<crate::exec::notify::NotifyTargets> {
+    let Some(n) = &spec.notifications else {
+        return Ok(Default::default());
+    };
+    let get = |field: &str, name: &str, key: &str| {
+        secrets
+            .get(name, key)
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .map_err(|e| anyhow::anyhow!("{field}: {e}"))
+    };
+    Ok(crate::exec::notify::NotifyTargets {
+        on_success: n.on_success,
+        slack_url: n
+            .slack
+            .as_ref()
+            .map(|s| {
+                get(
+                    "spec.notifications.slack.webhookSecret",
+                    &s.webhook_secret.name,
+                    &s.webhook_secret.key,
+                )
+            })
+            .transpose()?,
+        pagerduty: n
+            .pagerduty
+            .as_ref()
+            .map(|p| {
+                get(
+                    "spec.notifications.pagerduty.routingKeySecret",
+                    &p.routing_key_secret.name,
+                    &p.routing_key_secret.key,
+                )
+                .map(|k| (k, p.severity))
+            })
+            .transpose()?,
+    })
 }
 
 /// Prints the per-group results of a reset or rollback; an error when a group is not done.

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod engine;
 pub mod groups;
 pub mod lock;
+pub mod notify;
 mod repartition;
 pub mod restore;
 pub mod retention;

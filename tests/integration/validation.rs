@@ -289,3 +289,190 @@ async fn a_signed_report_verifies_and_a_changed_byte_or_another_key_does_not() {
     let (ok, text) = verify(&changed, &public);
     assert!(!ok && text.contains("NOT verified"), "{text}");
 }
+
+/// A local HTTP receiver: records every POST (path, JSON body) and answers by path:
+/// `/ok` 200, `/created` 201, `/slow` after 3 s, `/flaky` 503 the first time then 200,
+/// `/pd` 202.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+async fn receiver() -> Receiver {
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::StatusCode;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+    let seen: Seen = Default::default();
+    async fn hook(
+        State(seen): State<Seen>,
+        UrlPath(p): UrlPath<String>,
+        body: String,
+    ) -> StatusCode {
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+        let n = {
+            let mut s = seen.lock().unwrap();
+            s.push((p.clone(), v));
+            s.iter().filter(|(x, _)| *x == p).count()
+        };
+        match p.as_str() {
+            "ok" => StatusCode::OK,
+            "created" => StatusCode::CREATED,
+            "slow" => {
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                StatusCode::OK
+            }
+            "flaky" if n == 1 => StatusCode::SERVICE_UNAVAILABLE,
+            "flaky" => StatusCode::OK,
+            "pd" => StatusCode::ACCEPTED,
+            _ => StatusCode::NOT_FOUND,
+        }
+    }
+    let app = axum::Router::new()
+        .route("/{p}", axum::routing::post(hook))
+        .with_state(seen.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    Receiver { addr, seen }
+}
+
+/// Custom webhooks are real checks (status code, timeout, documented body), and Slack and
+/// PagerDuty are notified with their documented payloads, retried through a 503; a
+/// notification that cannot be delivered is reported and does not change the result.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_are_checks_and_notifications_are_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("vwh");
+    gen_load(&topic, 1, 1);
+    let kb = backup_yaml(
+        "vb",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  stopAtCurrentOffsets: true\n",
+    );
+    let m = backup(dir.path(), &[&kb], "vb").await;
+    let r = receiver().await;
+    let base = format!("http://{}", r.addr);
+    let secret = |name: &str, key: &str, value: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\nstringData:\n  {key}: \"{value}\"\n"
+        )
+    };
+    let kbv = |name: &str, hooks: &str, on_success: bool| {
+        format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackupValidation\nmetadata:\n  name: {name}\nspec:\n  backupRef:\n    name: vb\n  checks:\n    customWebhooks:\n{hooks}  notifications:\n    onSuccess: {on_success}\n    slack:\n      webhookSecret:\n        name: slack\n    pagerduty:\n      routingKeySecret:\n        name: pd\n      severity: warning\n"
+        )
+    };
+    let hooks = format!(
+        "    - name: ok\n      url: {base}/ok\n    - name: wrongcode\n      url: {base}/created\n    - name: slow\n      url: {base}/slow\n      timeoutSecs: 1\n"
+    );
+    let run = |docs: &[&str]| {
+        let f = write_docs(dir.path(), docs);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator"))
+            .args(["run", "--no-progress", "-f", f.to_str().unwrap()])
+            .env("KBO_PAGERDUTY_EVENTS_URL", format!("{base}/pd"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        &kb,
+        &kbv("vw1", &hooks, false),
+        &secret("slack", "webhook-url", &format!("{base}/flaky")),
+        &secret("pd", "routing-key", "rk-123"),
+    ]);
+    assert!(!ok, "two webhook checks fail: {out}{err}");
+    let line = |c: &str| {
+        out.lines()
+            .find(|l| l.starts_with(c))
+            .unwrap_or_else(|| panic!("{c}: {out}"))
+            .to_string()
+    };
+    assert!(line("webhook:ok").contains("Pass"), "{out}");
+    assert!(line("webhook:wrongcode").contains("Fail"), "{out}");
+    assert!(out.contains("answered 201, expected 200"), "{out}");
+    assert!(line("webhook:slow").contains("Fail"), "{out}");
+    assert!(out.contains("no answer within 1 s"), "{out}");
+    assert!(
+        out.contains("notification slack: delivered")
+            && out.contains("notification pagerduty: delivered"),
+        "{out}"
+    );
+    let seen = r.seen.lock().unwrap().clone();
+    let body = &seen.iter().find(|(p, _)| p == "ok").unwrap().1;
+    assert_eq!(
+        body["format"],
+        "kafka-backup-operator/validation-webhook/v1"
+    );
+    assert_eq!(body["backup"]["name"], "vb");
+    assert_eq!(body["backup"]["runId"], m.run_id.as_str());
+    assert_eq!(body["resultSoFar"], "Pass");
+    assert!(
+        body["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "messageCount")
+    );
+    assert!(body["restoredCluster"].is_null());
+    let slack: Vec<_> = seen.iter().filter(|(p, _)| p == "flaky").collect();
+    assert_eq!(slack.len(), 2, "the 503 was retried once");
+    let text = slack[1].1["text"].as_str().unwrap();
+    assert!(
+        text.contains("Fail") && text.contains("webhook:wrongcode"),
+        "{text}"
+    );
+    let pd = &seen.iter().find(|(p, _)| p == "pd").unwrap().1;
+    assert_eq!(pd["routing_key"], "rk-123");
+    assert_eq!(pd["event_action"], "trigger");
+    assert_eq!(pd["dedup_key"], "kbv/vb/vw1");
+    assert_eq!(pd["payload"]["severity"], "warning");
+    assert!(pd["payload"]["summary"].as_str().unwrap().contains("vb"));
+
+    // everything passes; Slack is unreachable: reported, the validation still passes;
+    // onSuccess resolves the PagerDuty incident
+    let (ok, out, err) = run(&[
+        &kb,
+        &kbv(
+            "vw1",
+            &format!("    - name: ok\n      url: {base}/ok\n"),
+            true,
+        ),
+        &secret("slack", "webhook-url", "http://127.0.0.1:9/closed"),
+        &secret("pd", "routing-key", "rk-123"),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("notification slack: not delivered after 4 attempt(s)"),
+        "{out}"
+    );
+    let seen = r.seen.lock().unwrap().clone();
+    let resolve = seen.iter().filter(|(p, _)| p == "pd").nth(1).unwrap();
+    assert_eq!(resolve.1["event_action"], "resolve");
+    assert_eq!(resolve.1["dedup_key"], "kbv/vb/vw1");
+
+    // a missing Secret names the field, before any check runs or anything is written
+    let hits = r.seen.lock().unwrap().len();
+    let (ok, _, err) = run(&[
+        &kb,
+        &kbv(
+            "vw2",
+            &format!("    - name: ok\n      url: {base}/ok\n"),
+            false,
+        ),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("spec.notifications.slack.webhookSecret"),
+        "{err}"
+    );
+    assert_eq!(r.seen.lock().unwrap().len(), hits, "no webhook was called");
+    assert!(
+        !dir.path().join("vb/validations/vw2").exists(),
+        "no report stored"
+    );
+}
