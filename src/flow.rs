@@ -486,6 +486,23 @@ pub async fn prepare_validation(
     Ok((open(&target, Access::ReadWrite)?, manifest, sha))
 }
 
+/// Where a KafkaBackupValidation stores its evidence: `evidence.storage` when set (opened
+/// read-write), else `backup_repo`, the backup's own repository.
+pub fn evidence_storage(
+    kbv: &crate::api::validation::KafkaBackupValidation,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    backup_repo: &Operator,
+) -> Result<Operator, FlowError> {
+    match kbv.spec.evidence.as_ref().and_then(|e| e.storage.as_ref()) {
+        None => Ok(backup_repo.clone()),
+        Some(s) => {
+            let target = observe::storage_target(s, secrets, pvc_root, "spec.evidence.storage")?;
+            open(&target, Access::ReadWrite)
+        }
+    }
+}
+
 /// The restore checks of a KafkaBackupValidation with `kafkaCluster` (issue 8, docs in
 /// `exec::verify_restore`): run `run_id` of the backup is restored into scratch topics
 /// `kbv-<validation>-<epoch ms>-<topic>` (the topics of `checks.messageCount.topics`, or all),

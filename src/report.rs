@@ -347,14 +347,21 @@ pub fn validation_table(r: &crate::exec::validate::ValidationReport) -> String {
         "validation {} of backup {} run {}: {:?}\n",
         r.validation, r.backup.name, r.backup.run_id, r.result
     );
+    let w = r
+        .checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(22);
     out.push_str(&format!(
-        "{:<22}  {:<7}  {:>7}  FIGURES\n",
+        "{:<w$}  {:<7}  {:>7}  FIGURES\n",
         "CHECK", "OUTCOME", "MS"
     ));
     for c in &r.checks {
         let figs: Vec<String> = c.figures.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!(
-            "{:<22}  {:<7}  {:>7}  {}\n",
+            "{:<w$}  {:<7}  {:>7}  {}\n",
             c.name,
             format!("{:?}", c.outcome),
             c.duration_ms,

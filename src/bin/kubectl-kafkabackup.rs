@@ -1,5 +1,5 @@
 //! `kubectl-kafkabackup`: the kubectl plugin (`kubectl kafkabackup plan -f FILE`,
-//! `kubectl kafkabackup offsets show|diff GROUP`).
+//! `kubectl kafkabackup offsets show|diff GROUP`, `evidence list|get|verify`).
 use clap::Parser;
 use kafka_backup_operator::cli::{
     EvidenceCommand, LogFormat, PluginCli, PluginCommand, init_logging, offsets_cmd, plan_cmd,
@@ -48,6 +48,14 @@ async fn main() -> std::process::ExitCode {
             public_key,
             signature,
         }) => verify(report, public_key, signature.as_deref()),
+        PluginCommand::Evidence(EvidenceCommand::List { inputs, output }) => {
+            kafka_backup_operator::cli::evidence_cmd::list(inputs, *output).await
+        }
+        PluginCommand::Evidence(EvidenceCommand::Get {
+            report_id,
+            inputs,
+            output,
+        }) => kafka_backup_operator::cli::evidence_cmd::get(inputs, report_id, *output).await,
     };
     match r {
         Ok(s) => {

@@ -1,6 +1,7 @@
 //! Command-line entry points: `kafka-backup-operator {run,crd,plan,operator}` and the kubectl
 //! plugin `kubectl-kafkabackup plan`. Argument parsing is clap; the work is the shared flow
 //! (observe -> compile -> execute -> report).
+pub mod evidence_cmd;
 pub mod load;
 pub mod offsets_cmd;
 pub mod plan_cmd;
@@ -151,6 +152,24 @@ pub enum PluginCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
+    /// Lists the stored reports of the KafkaBackupValidation in the files (oldest first).
+    List {
+        #[command(flatten)]
+        inputs: Inputs,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Prints one stored report (its own checksum checked): the checks table, or the JSON.
+    Get {
+        /// The report id (`evidence list`), e.g. `nightly-1764655200000`.
+        report_id: String,
+        #[command(flatten)]
+        inputs: Inputs,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
     /// Checks a report's detached signature (`<report>.sig`) with a public key (PEM). Fails
     /// on a changed byte, another key, or a bad signature.
     Verify {

@@ -236,15 +236,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
         Target::Validation(kbv, kb) => {
             let name = kbv.metadata.name.clone().unwrap_or_default();
-            // Said, not silently skipped: what this build does not run yet.
             let spec = &kbv.spec;
-            for (set, field) in [(
-                spec.evidence.is_some(),
-                "spec.evidence (PDF, signing, evidence.storage, retentionDays; the JSON report is written to the backup storage)",
-            )] {
-                if set {
-                    tracing::warn!(field, "not built yet: ignored");
-                }
+            if spec.schedule.is_some() {
+                tracing::info!(
+                    "spec.schedule is followed by the operator; run executes one validation now"
+                );
             }
             let (op, manifest, sha) = crate::flow::prepare_validation(
                 &kbv,
@@ -305,10 +301,47 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 }
                 _ => None,
             };
+            let ev_op = crate::flow::evidence_storage(&kbv, &secrets, &args.inputs.pvc_root, &op)?;
             let (path, sig) =
-                crate::exec::validate::store_signed(&op, &report, key.as_deref()).await?;
+                crate::exec::validate::store_signed(&ev_op, &report, key.as_deref()).await?;
+            let pdf = if spec.evidence.as_ref().is_some_and(|e| {
+                e.formats
+                    .contains(&crate::api::validation::EvidenceFormat::Pdf)
+            }) {
+                let p = format!("{}.pdf", path.trim_end_matches(".json"));
+                crate::storage::write_all(
+                    &ev_op,
+                    &p,
+                    crate::exec::evidence::render_pdf(&report, &path),
+                )
+                .await?;
+                Some(p)
+            } else {
+                None
+            };
+            if let Some(e) = &spec.evidence {
+                let gone = crate::exec::evidence::prune_reports(
+                    &ev_op,
+                    &report.backup.name,
+                    &name,
+                    e.retention_days,
+                    now,
+                )
+                .await?;
+                if !gone.is_empty() {
+                    println!(
+                        "evidence retention ({} days): deleted {} older report(s): {}",
+                        e.retention_days,
+                        gone.len(),
+                        gone.join(", ")
+                    );
+                }
+            }
             print!("{}", super::report::validation_table(&report));
             println!("evidence report: {path}");
+            if let Some(p) = &pdf {
+                println!("evidence report (PDF): {p}");
+            }
             if let Some(sig) = sig {
                 println!(
                     "signature: {sig} ({})",

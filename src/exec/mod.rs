@@ -3,6 +3,7 @@
 //! and restore executors supply the steps. Nothing here runs inside a Kubernetes reconcile.
 pub mod backup;
 pub mod engine;
+pub mod evidence;
 pub mod groups;
 pub mod lock;
 pub mod notify;

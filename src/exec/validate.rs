@@ -17,7 +17,9 @@ use crate::format::manifest::{RunManifest, to_json};
 use crate::format::segment;
 
 /// The verdict of a check or of the whole validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub enum Outcome {
     Pass,
     Fail,
@@ -25,7 +27,7 @@ pub enum Outcome {
 }
 
 /// One check's result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckReport {
     pub name: String,
@@ -42,7 +44,7 @@ pub struct CheckReport {
 }
 
 /// The backup a report is about.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupIdentity {
     pub name: String,
@@ -56,7 +58,7 @@ pub struct BackupIdentity {
 }
 
 /// The evidence report of one validation (format `kafka-backup-operator/validation-report/v1`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidationReport {
     pub format: String,
@@ -69,6 +71,10 @@ pub struct ValidationReport {
     pub backup: BackupIdentity,
     pub result: Outcome,
     pub checks: Vec<CheckReport>,
+    /// `sha256:<hex>` of the report's canonical form, set when it is stored (docs/format.md,
+    /// "Integrity chain").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 impl ValidationReport {
@@ -371,6 +377,7 @@ pub async fn validate_run(
         },
         result,
         checks: reports,
+        checksum: None,
     })
 }
 

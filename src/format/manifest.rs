@@ -329,7 +329,7 @@ const CHECKSUM: &str = "checksum";
 
 /// `sha256:<hex>` of a document's canonical form: compact JSON of the document with its
 /// `checksum` set to `null` (docs/format.md, "Integrity chain").
-fn document_checksum(v: &Value) -> String {
+pub(crate) fn document_checksum(v: &Value) -> String {
     let canonical = serde_json::to_vec(v).expect("JSON values always serialise");
     format!("sha256:{}", hex::encode(Sha256::digest(&canonical)))
 }

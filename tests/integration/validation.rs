@@ -476,3 +476,132 @@ async fn webhooks_are_checks_and_notifications_are_sent() {
         "no report stored"
     );
 }
+
+/// Evidence as a team keeps it: the JSON report validates against the published schema, the
+/// PDF's text (pdftotext) holds the backup, the run and every check's outcome, reports older
+/// than `retentionDays` are pruned (the newest kept), and `kubectl kafkabackup evidence
+/// list|get` show them; a changed report is refused by `get`.
+#[tokio::test(flavor = "multi_thread")]
+async fn evidence_schema_pdf_retention_and_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("vev");
+    gen_load(&topic, 2, 1);
+    let kb = backup_yaml(
+        "vb",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  stopAtCurrentOffsets: true\n",
+    );
+    let m = backup(dir.path(), &[&kb], "vb").await;
+    // an old report of the same validation, 400 days ago: pruned
+    let old_dir = dir.path().join("vb/validations/ve");
+    std::fs::create_dir_all(&old_dir).unwrap();
+    std::fs::write(old_dir.join("ve-1000.json"), b"{}").unwrap();
+    let kbv = "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackupValidation\nmetadata:\n  name: ve\nspec:\n  backupRef:\n    name: vb\n  evidence:\n    formats: [json, pdf]\n    retentionDays: 30\n";
+    let f = write_docs(dir.path(), &[&kb, kbv]);
+    let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("deleted 1 older report(s): ve-1000"), "{out}");
+    assert!(!old_dir.join("ve-1000.json").exists());
+    let json = out
+        .lines()
+        .find_map(|l| l.strip_prefix("evidence report: "))
+        .unwrap()
+        .to_string();
+    let pdf = out
+        .lines()
+        .find_map(|l| l.strip_prefix("evidence report (PDF): "))
+        .expect("a PDF is stored")
+        .to_string();
+    // the schema, by a validator that is not ours (PyPI jsonschema)
+    let e = env();
+    let schema = repo_root().join("docs/schemas/validation-report-v1.schema.json");
+    let check = |report: &std::path::Path| {
+        std::process::Command::new(&e.python)
+            .args([
+                "-c",
+                "import json,sys,jsonschema; jsonschema.Draft202012Validator(json.load(open(sys.argv[1]))).validate(json.load(open(sys.argv[2]))); print('valid')",
+                schema.to_str().unwrap(),
+                report.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = check(&dir.path().join(&json));
+    assert!(
+        o.status.success(),
+        "the report validates: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // a report missing a required field does not
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(&json)).unwrap()).unwrap();
+    v.as_object_mut().unwrap().remove("backup");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, serde_json::to_vec(&v).unwrap()).unwrap();
+    assert!(!check(&bad).status.success(), "the schema can fail");
+    // the PDF's text
+    let text = std::process::Command::new("pdftotext")
+        .args([dir.path().join(&pdf).to_str().unwrap(), "-"])
+        .output()
+        .expect("pdftotext (poppler-utils, installed by testenv/install.sh)");
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("PASSED") && text.contains("vb") && text.contains(&m.run_id),
+        "{text}"
+    );
+    for c in ["objects", "messageCount", "offsetRange"] {
+        assert!(
+            text.contains(&format!("Pass {c}")),
+            "{c} in the PDF: {text}"
+        );
+    }
+    // the plugin
+    let plugin = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-kafkabackup"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = plugin(&["evidence", "list", "-f", f.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let id = std::path::Path::new(&json)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(out.contains(&id) && out.contains("yes"), "{out}");
+    assert!(!out.contains("ve-1000"), "{out}");
+    let (ok, out, err) = plugin(&["evidence", "get", &id, "-f", f.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("messageCount") && out.contains("Pass"),
+        "{out}"
+    );
+    let (ok, out, _) = plugin(&[
+        "evidence",
+        "get",
+        &id,
+        "-o",
+        "json",
+        "-f",
+        f.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains("\"reportId\""), "{out}");
+    // a changed byte in the stored report: refused by name
+    let p = dir.path().join(&json);
+    let edited = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("\"Pass\"", "\"Fail\"");
+    std::fs::write(&p, edited).unwrap();
+    let (ok, _, err) = plugin(&["evidence", "get", &id, "-f", f.to_str().unwrap()]);
+    assert!(!ok && err.contains("was changed"), "{err}");
+    let (ok, _, err) = plugin(&["evidence", "get", "ve-42", "-f", f.to_str().unwrap()]);
+    assert!(!ok && err.contains("evidence list"), "{err}");
+}
