@@ -486,6 +486,156 @@ pub async fn prepare_validation(
     Ok((open(&target, Access::ReadWrite)?, manifest, sha))
 }
 
+/// What a KafkaBackupValidation run produced.
+pub struct ValidationDone {
+    pub report: crate::exec::validate::ValidationReport,
+    /// Storage key of the JSON report (in the evidence storage).
+    pub path: String,
+    /// Storage key of the detached signature, when signed.
+    pub signature: Option<String>,
+    /// Storage key of the PDF, with `evidence.formats: [.., pdf]`.
+    pub pdf: Option<String>,
+    /// Report ids deleted by `evidence.retentionDays`.
+    pub pruned: Vec<String>,
+    /// One result per notification sent (none when the validation passed and
+    /// `notifications.onSuccess` is false).
+    pub notifications: Vec<crate::exec::notify::NotifyResult>,
+}
+
+/// One validation, the same from `run -f` and from the operator: resolves the Secrets
+/// (notifications, signing key) first, then the checks on the backup alone, the restore checks
+/// (`kafkaCluster`), the custom webhooks, stores the report (signed, with its PDF) in the
+/// evidence storage, prunes old reports, and notifies. A failed validation is `Ok` with
+/// `report.result == Fail`; errors are what kept it from running (a missing Secret, storage
+/// or cluster unreachable).
+pub async fn run_validation(
+    kbv: &crate::api::validation::KafkaBackupValidation,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    now_ms: i64,
+) -> Result<ValidationDone, FlowError> {
+    use crate::exec::{evidence, notify, validate};
+    let spec = &kbv.spec;
+    let name = kbv.metadata.name.clone().unwrap_or_default();
+    let config = |field: &str, message: String| ObserveError::Config {
+        field: field.into(),
+        message,
+    };
+    // Secrets first: a missing one stops the run before any check or write.
+    let targets = notify_targets(spec, secrets)?;
+    let key = match spec.evidence.as_ref().and_then(|e| e.signing.as_ref()) {
+        Some(sg) if sg.enabled => {
+            let ks = sg.key_secret.as_ref().ok_or_else(|| {
+                config(
+                    "spec.evidence.signing.keySecret",
+                    "is required when signing is enabled: name a Secret holding the ECDSA P-256 key pair".into(),
+                )
+            })?;
+            let pem = secrets
+                .get(&ks.name, &ks.private_key_key)
+                .map_err(|e| config("spec.evidence.signing.keySecret", e.to_string()))?;
+            Some(String::from_utf8_lossy(&pem).into_owned())
+        }
+        _ => None,
+    };
+    let (op, manifest, sha) = prepare_validation(kbv, backup, secrets, pvc_root).await?;
+    let ev_op = evidence_storage(kbv, secrets, pvc_root, &op)?;
+    let mut report =
+        validate::validate_run(&op, &name, &manifest, sha, &spec.checks, now_ms).await?;
+    if spec.kafka_cluster.is_some() {
+        let restored =
+            validate_by_restore(kbv, backup, secrets, pvc_root, &manifest.run_id, now_ms).await?;
+        report.add_checks(restored);
+    }
+    if !spec.checks.custom_webhooks.is_empty() {
+        let bootstrap = spec
+            .kafka_cluster
+            .as_ref()
+            .map(|k| k.bootstrap_servers.clone());
+        let hooks =
+            notify::run_webhooks(&spec.checks.custom_webhooks, &report, bootstrap.as_deref()).await;
+        report.add_checks(hooks);
+    }
+    let (path, signature) = validate::store_signed(&ev_op, &report, key.as_deref()).await?;
+    let pdf = if spec.evidence.as_ref().is_some_and(|e| {
+        e.formats
+            .contains(&crate::api::validation::EvidenceFormat::Pdf)
+    }) {
+        let p = format!("{}.pdf", path.trim_end_matches(".json"));
+        crate::storage::write_all(&ev_op, &p, evidence::render_pdf(&report, &path)).await?;
+        Some(p)
+    } else {
+        None
+    };
+    let pruned = match &spec.evidence {
+        Some(e) => {
+            evidence::prune_reports(&ev_op, &report.backup.name, &name, e.retention_days, now_ms)
+                .await?
+        }
+        None => vec![],
+    };
+    let notifications = notify::notify(&targets, &report, &path).await;
+    for n in notifications.iter().filter(|n| !n.delivered) {
+        // reported, and the validation's result stands
+        tracing::warn!(target_service = %n.target, message = %n.message, "notification failed");
+    }
+    Ok(ValidationDone {
+        report,
+        path,
+        signature,
+        pdf,
+        pruned,
+        notifications,
+    })
+}
+
+/// The notification targets of a KafkaBackupValidation, secrets resolved. Errors name the
+/// field whose Secret or key is missing.
+pub fn notify_targets(
+    spec: &crate::api::validation::KafkaBackupValidationSpec,
+    secrets: &Secrets,
+) -> Result<crate::exec::notify::NotifyTargets, FlowError> {
+    let Some(n) = &spec.notifications else {
+        return Ok(Default::default());
+    };
+    let get = |field: &str, name: &str, key: &str| {
+        secrets
+            .get(name, key)
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .map_err(|e| ObserveError::Config {
+                field: field.into(),
+                message: e.to_string(),
+            })
+    };
+    Ok(crate::exec::notify::NotifyTargets {
+        on_success: n.on_success,
+        slack_url: n
+            .slack
+            .as_ref()
+            .map(|s| {
+                get(
+                    "spec.notifications.slack.webhookSecret",
+                    &s.webhook_secret.name,
+                    &s.webhook_secret.key,
+                )
+            })
+            .transpose()?,
+        pagerduty: n
+            .pagerduty
+            .as_ref()
+            .map(|p| {
+                get(
+                    "spec.notifications.pagerduty.routingKeySecret",
+                    &p.routing_key_secret.name,
+                    &p.routing_key_secret.key,
+                )
+                .map(|k| (k, p.severity))
+            })
+            .transpose()?,
+    })
+}
+
 /// Where a KafkaBackupValidation stores its evidence: `evidence.storage` when set (opened
 /// read-write), else `backup_repo`, the backup's own repository.
 pub fn evidence_storage(

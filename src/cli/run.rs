@@ -242,120 +242,35 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                     "spec.schedule is followed by the operator; run executes one validation now"
                 );
             }
-            let (op, manifest, sha) = crate::flow::prepare_validation(
+            let done = crate::flow::run_validation(
                 &kbv,
                 kb.as_deref(),
                 &secrets,
                 &args.inputs.pvc_root,
+                system_now_ms(),
             )
             .await?;
-            // Secrets first: a missing one stops the run before any check or write.
-            let targets = notify_targets(spec, &secrets)?;
-            let now = system_now_ms();
-            let mut report = crate::exec::validate::validate_run(
-                &op,
-                &name,
-                &manifest,
-                sha,
-                &kbv.spec.checks,
-                now,
-            )
-            .await?;
-            if spec.kafka_cluster.is_some() {
-                let restored = crate::flow::validate_by_restore(
-                    &kbv,
-                    kb.as_deref(),
-                    &secrets,
-                    &args.inputs.pvc_root,
-                    &manifest.run_id,
-                    now,
-                )
-                .await?;
-                report.add_checks(restored);
+            let report = &done.report;
+            if !done.pruned.is_empty() {
+                println!(
+                    "evidence retention: deleted {} older report(s): {}",
+                    done.pruned.len(),
+                    done.pruned.join(", ")
+                );
             }
-            if !spec.checks.custom_webhooks.is_empty() {
-                let bootstrap = spec
-                    .kafka_cluster
-                    .as_ref()
-                    .map(|k| k.bootstrap_servers.clone());
-                let hooks = crate::exec::notify::run_webhooks(
-                    &spec.checks.custom_webhooks,
-                    &report,
-                    bootstrap.as_deref(),
-                )
-                .await;
-                report.add_checks(hooks);
-            }
-
-            let key = match spec.evidence.as_ref().and_then(|e| e.signing.as_ref()) {
-                Some(sg) if sg.enabled => {
-                    let ks = sg.key_secret.as_ref().ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "spec.evidence.signing.keySecret is required when signing is enabled"
-                        )
-                    })?;
-                    let pem = secrets
-                        .get(&ks.name, &ks.private_key_key)
-                        .map_err(|e| anyhow::anyhow!("spec.evidence.signing.keySecret: {e}"))?;
-                    Some(String::from_utf8_lossy(&pem).into_owned())
-                }
-                _ => None,
-            };
-            let ev_op = crate::flow::evidence_storage(&kbv, &secrets, &args.inputs.pvc_root, &op)?;
-            let (path, sig) =
-                crate::exec::validate::store_signed(&ev_op, &report, key.as_deref()).await?;
-            let pdf = if spec.evidence.as_ref().is_some_and(|e| {
-                e.formats
-                    .contains(&crate::api::validation::EvidenceFormat::Pdf)
-            }) {
-                let p = format!("{}.pdf", path.trim_end_matches(".json"));
-                crate::storage::write_all(
-                    &ev_op,
-                    &p,
-                    crate::exec::evidence::render_pdf(&report, &path),
-                )
-                .await?;
-                Some(p)
-            } else {
-                None
-            };
-            if let Some(e) = &spec.evidence {
-                let gone = crate::exec::evidence::prune_reports(
-                    &ev_op,
-                    &report.backup.name,
-                    &name,
-                    e.retention_days,
-                    now,
-                )
-                .await?;
-                if !gone.is_empty() {
-                    println!(
-                        "evidence retention ({} days): deleted {} older report(s): {}",
-                        e.retention_days,
-                        gone.len(),
-                        gone.join(", ")
-                    );
-                }
-            }
-            print!("{}", super::report::validation_table(&report));
-            println!("evidence report: {path}");
-            if let Some(p) = &pdf {
+            print!("{}", super::report::validation_table(report));
+            println!("evidence report: {}", done.path);
+            if let Some(p) = &done.pdf {
                 println!("evidence report (PDF): {p}");
             }
-            if let Some(sig) = sig {
+            if let Some(sig) = &done.signature {
                 println!(
                     "signature: {sig} ({})",
                     crate::exec::validate::SIGNATURE_ALGORITHM
                 );
             }
-            for n in crate::exec::notify::notify(&targets, &report, &path).await {
-                if n.delivered {
-                    println!("notification {}: {}", n.target, n.message);
-                } else {
-                    // reported, and the validation's result stands
-                    tracing::warn!(target_service = %n.target, message = %n.message, "notification failed");
-                    println!("notification {}: {}", n.target, n.message);
-                }
+            for n in &done.notifications {
+                println!("notification {}: {}", n.target, n.message);
             }
             if report.result == crate::exec::validate::Outcome::Fail {
                 return Err(crate::exec::ExecError::Failed(format!(
@@ -369,49 +284,6 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The notification targets of a KafkaBackupValidation, secrets resolved. Errors name the
-/// field whose Secret or key is missing.
-pub fn notify_targets(
-    spec: &crate::api::validation::KafkaBackupValidationSpec,
-    secrets: &crate::api::Secrets,
-) -> anyhow::Result<crate::exec::notify::NotifyTargets> {
-    let Some(n) = &spec.notifications else {
-        return Ok(Default::default());
-    };
-    let get = |field: &str, name: &str, key: &str| {
-        secrets
-            .get(name, key)
-            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-            .map_err(|e| anyhow::anyhow!("{field}: {e}"))
-    };
-    Ok(crate::exec::notify::NotifyTargets {
-        on_success: n.on_success,
-        slack_url: n
-            .slack
-            .as_ref()
-            .map(|s| {
-                get(
-                    "spec.notifications.slack.webhookSecret",
-                    &s.webhook_secret.name,
-                    &s.webhook_secret.key,
-                )
-            })
-            .transpose()?,
-        pagerduty: n
-            .pagerduty
-            .as_ref()
-            .map(|p| {
-                get(
-                    "spec.notifications.pagerduty.routingKeySecret",
-                    &p.routing_key_secret.name,
-                    &p.routing_key_secret.key,
-                )
-                .map(|k| (k, p.severity))
-            })
-            .transpose()?,
-    })
 }
 
 /// Prints the per-group results of a reset or rollback; an error when a group is not done.
