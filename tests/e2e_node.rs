@@ -117,6 +117,11 @@ impl Cluster {
     }
     /// The name of the operator's one Ready Pod in `ns` (waits up to `secs`).
     fn ready_pod(&self, ns: &str, secs: u64) -> String {
+        self.ready_pods(ns, 1, secs).remove(0)
+    }
+    /// The names of the operator's `n` Pods in `ns`, once all are Ready and no other exists
+    /// (waits up to `secs`).
+    fn ready_pods(&self, ns: &str, n: usize, secs: u64) -> Vec<String> {
         let t = Instant::now();
         loop {
             let (_, out) = self.kubectl(
@@ -133,12 +138,12 @@ impl Cluster {
                     (f.len() == 2 && f[1] == "True").then_some(f[0])
                 })
                 .collect();
-            if ready.len() == 1 && out.lines().count() == 1 {
-                return ready[0].to_string();
+            if ready.len() == n && out.lines().count() == n {
+                return ready.into_iter().map(String::from).collect();
             }
             assert!(
                 t.elapsed() < Duration::from_secs(secs),
-                "no single Ready operator Pod after {secs} s:\n{out}\n{}",
+                "not {n} Ready operator Pods after {secs} s:\n{out}\n{}",
                 self.kubectl(&["describe", "pods", "-n", ns], "").1
             );
             std::thread::sleep(Duration::from_millis(500));
@@ -449,18 +454,222 @@ fn the_chart_installs_and_the_operator_pod_backs_up_restores_upgrades_and_uninst
     ]);
     assert!(ok, "restore from the PVC differs:\n{out}");
     let files = |dir: &str| -> usize { walk(std::path::Path::new(dir)) };
-    let on_pv = files(&pv_dir);
     assert!(
-        on_pv > 0,
+        files(&pv_dir) > 0,
         "nothing written to the PersistentVolume {pv_dir}"
     );
 
+    // two replicas as Pods (leader election on a Lease), the leader Pod deleted mid-backup:
+    // another replica takes the Lease and resumes the same run, every record once; watched
+    // with `kubectl get kb -w` as a user would. With hostNetwork the two replicas of one
+    // Deployment would both want the metrics port on this one node (the second stays
+    // Pending), so the second replica is a second release on another port: same chart, same
+    // namespace, same Lease.
+    let mut install2: Vec<String> = vec![
+        "install",
+        "kbo2",
+        chart,
+        "-n",
+        &ns,
+        "--wait",
+        "--timeout",
+        "180s",
+        "--set",
+        "pvcClaims[0]=backups",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    for s in &sets {
+        let s = s.replace(
+            &format!("metrics.port={metrics_port}"),
+            &format!("metrics.port={}", metrics_port + 1),
+        );
+        install2.extend(["--set".to_string(), s]);
+    }
+    for s in &env_sets {
+        install2.extend(["--set-string".to_string(), s.clone()]);
+    }
+    let (ok, out, took) = c.helm(&install2.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "helm install of a second replica: {out}");
+    eprintln!("e2e_node: second release (replica) helm install --wait took {took:.1?}");
+    let pods = c.ready_pods(&ns, 2, 120);
+    let lease = |c: &Cluster| {
+        c.kubectl(
+            &[
+                "get",
+                "lease",
+                "-n",
+                &ns,
+                "kafka-backup-operator",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+            "",
+        )
+        .1
+    };
+    let t = Instant::now();
+    let leader = loop {
+        let h = lease(&c);
+        if pods.contains(&h) {
+            break h;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no replica holds the Lease: {h:?} {pods:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let big = format!("{prefix}big");
+    let (ok, out) = py(&[
+        "gen-load",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        &big,
+        "--partitions",
+        "2",
+        "--mib",
+        "16",
+        "--record-bytes",
+        "1024",
+    ]);
+    assert!(ok, "{out}");
+    let watch_log = std::env::temp_dir().join(format!("{ns}-kb-watch.txt"));
+    let mut watch = Command::new(&c.kubectl)
+        .args(["--kubeconfig", &c.kubeconfig, "get", "kb", "-n", &ns, "-w"])
+        .stdout(std::fs::File::create(&watch_log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    c.apply(
+        &ns,
+        &format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: ha-backup\nspec:\n  stopAtCurrentOffsets: true\n  kafkaCluster:\n    bootstrapServers: [\"{bootstrap}\"]\n  topics: [\"{big}\"]\n  compression: none\n  segmentMaxBytes: 1048576\n  checkpoint: {{intervalSecs: 1}}\n  rateLimiting: {{bytesPerSec: 1500000}}\n  storage:\n    storageType: pvc\n    pvc: {{claimName: backups, subPath: ha}}\n"
+        ),
+    );
+    let t = Instant::now();
+    let before = loop {
+        let st = c
+            .kubectl(
+                &[
+                    "get",
+                    "kb",
+                    "-n",
+                    &ns,
+                    "ha-backup",
+                    "-o",
+                    "jsonpath={.status.phase} {.status.recordsProcessed} {.status.backupId}",
+                ],
+                "",
+            )
+            .1;
+        let f: Vec<&str> = st.split_whitespace().collect();
+        if f.len() == 3 && f[0] == "Running" && f[1].parse::<u64>().unwrap_or(0) > 0 {
+            break f[2].to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "ha-backup never made progress: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    c.k(&["delete", "pod", "-n", &ns, &leader, "--wait=false"]);
+    let killed = Instant::now();
+    c.wait_phase(&ns, "kafkabackup", "ha-backup", "Completed", 240);
+    eprintln!(
+        "e2e_node: leader Pod {leader} deleted mid-backup; Completed {:.1?} later",
+        killed.elapsed()
+    );
+    let done = c.k(&[
+        "get",
+        "kb",
+        "-n",
+        &ns,
+        "ha-backup",
+        "-o",
+        "jsonpath={.status.recordsProcessed} {.status.backupId}",
+    ]);
+    assert_eq!(
+        done,
+        format!("16384 {before}"),
+        "the same run, every record once"
+    );
+    let taker = lease(&c);
+    assert!(
+        taker != leader && !taker.is_empty(),
+        "the Lease moved on: {taker:?}"
+    );
+    let events = c.k(&[
+        "get",
+        "events.events.k8s.io",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={range .items[*]}{.regarding.name}/{.reason}/{.reportingInstance}{\"\\n\"}{end}",
+    ]);
+    let by = |reason: &str| -> Vec<&str> {
+        events
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("ha-backup/{reason}/")))
+            .collect()
+    };
+    assert_eq!(by("Started"), vec![leader.as_str()], "{events}");
+    assert_eq!(by("Completed"), vec![taker.as_str()], "{events}");
+    assert!(by("Retried").contains(&taker.as_str()), "{events}");
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let watched = std::fs::read_to_string(&watch_log).unwrap();
+    eprintln!("e2e_node: kubectl get kb -w\n{watched}");
+    let phases: Vec<&str> = watched
+        .lines()
+        .filter(|l| l.starts_with("ha-backup "))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(
+        phases.contains(&"Running") && phases.last() == Some(&"Completed"),
+        "kubectl get kb -w: {watched}"
+    );
+    c.apply(
+        &ns,
+        &format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: ha-restore\nspec:\n  backupRef: {{name: ha-backup}}\n  kafkaCluster:\n    bootstrapServers: [\"{bootstrap}\"]\n  createTopics: true\n  topicMapping:\n    {big}: {big}-r\n"
+        ),
+    );
+    c.wait_phase(&ns, "kafkarestore", "ha-restore", "Completed", 240);
+    let (ok, out) = py(&[
+        "compare",
+        "--bootstrap",
+        &bootstrap,
+        "--source-topics",
+        &big,
+        "--target-topics",
+        &format!("{big}-r"),
+    ]);
+    assert!(
+        ok,
+        "the backup the follower finished differs from the source:\n{out}"
+    );
+    let on_pv = files(&pv_dir);
+
     // helm uninstall: the operator goes, the backups (S3 and the volume), the CRDs and the
     // resources stay
-    let (ok, out, _) = c.helm(&["uninstall", "kbo", "-n", &ns, "--wait", "--timeout", "120s"]);
-    assert!(ok, "helm uninstall: {out}");
+    for release in ["kbo", "kbo2"] {
+        let (ok, out, _) = c.helm(&[
+            "uninstall",
+            release,
+            "-n",
+            &ns,
+            "--wait",
+            "--timeout",
+            "120s",
+        ]);
+        assert!(ok, "helm uninstall {release}: {out}");
+    }
     let t = Instant::now();
-    while operator_process(metrics_port).is_some() {
+    while operator_process(metrics_port).is_some() || operator_process(metrics_port + 1).is_some() {
         assert!(
             t.elapsed() < Duration::from_secs(60),
             "the operator still runs after uninstall"
