@@ -51,6 +51,10 @@ running() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; 
 for p in containerd dockerd kubelet scheduler controller-manager; do
   running "$p" && die "$p already runs (pid $(cat "$run/$p.pid")): testenv/kube/node-stop.sh first"
 done
+# one node per machine (two kubelets delete each other's pods): another work tree's node?
+if [ -S "$rt/containerd.sock" ] && ctr --address "$rt/containerd.sock" version >/dev/null 2>&1; then
+  die "a node already runs on this machine ($rt/containerd.sock answers; another work tree's?): stop it with its node-stop.sh"
+fi
 t0=$(date +%s)
 running apiserver || "$here/start.sh"
 

@@ -18,6 +18,13 @@ stop_pid() { # name [signal]: kill the PID in run/<name>.pid and wait up to 15 s
   fi
   rm -f "$f"
 }
+# a node started from another work tree is not ours to tear down
+if [ ! -f "$run/containerd.pid" ] && [ -S "$rt/containerd.sock" ] \
+   && ctr --address "$rt/containerd.sock" version >/dev/null 2>&1; then
+  echo "kube-node: the running node was not started from this work tree ($here): left alone" >&2
+  "$here/stop.sh"
+  exit 0
+fi
 stop_pid kubelet
 stop_pid scheduler
 stop_pid controller-manager
