@@ -433,6 +433,29 @@ pub struct KafkaBackupValidationStatus {
     /// When the schedule fires next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_scheduled_validation: Option<Time>,
+    /// The schedule tick the last run started for: the schedule's anchor (a tick is never run
+    /// twice). (ours)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// The last validations, newest first (at most 10). (ours)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<ValidationRun>,
+}
+
+/// One past validation in `status.history`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationRun {
+    /// The evidence report id.
+    pub report_id: String,
+    /// The backup run validated.
+    pub backup_id: String,
+    /// Pass or Fail.
+    pub result: ValidationOutcome,
+    /// When it finished.
+    pub finished_at: Time,
+    /// Storage key of the evidence report.
+    pub evidence_report_path: String,
 }
 
 /// Outcome of one check.

@@ -41,6 +41,15 @@ pub struct VolumeLabels {
     pub resource_namespace: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ValidationLabels {
+    pub resource_namespace: String,
+    /// The KafkaBackup validated (`backupRef.name`).
+    pub backup: String,
+    /// The KafkaBackupValidation.
+    pub validation: String,
+}
+
 /// The operator's metrics. Every one is written by the code path it counts (tests check it).
 pub struct Metrics {
     pub registry: Registry,
@@ -55,6 +64,11 @@ pub struct Metrics {
     pub bytes: Family<VolumeLabels, Counter>,
     /// Records still to move before the running run reaches its planned cut (0 when idle).
     pub lag_records: Family<VolumeLabels, Gauge>,
+    /// Unix time (seconds) of the last validation that passed, per backup: alert when
+    /// `time() - kbo_validation_last_pass_timestamp_seconds > 2 * interval`.
+    pub validation_last_pass: Family<ValidationLabels, Gauge>,
+    /// 1 when the last validation of the backup passed, 0 when it failed.
+    pub validation_last_result: Family<ValidationLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -69,6 +83,18 @@ impl Default for Metrics {
         let records = Family::<VolumeLabels, Counter>::default();
         let bytes = Family::<VolumeLabels, Counter>::default();
         let lag_records = Family::<VolumeLabels, Gauge>::default();
+        let validation_last_pass = Family::<ValidationLabels, Gauge>::default();
+        let validation_last_result = Family::<ValidationLabels, Gauge>::default();
+        registry.register(
+            "validation_last_pass_timestamp_seconds",
+            "Unix time of the last KafkaBackupValidation that passed, per backup",
+            validation_last_pass.clone(),
+        );
+        registry.register(
+            "validation_last_result",
+            "1 when the last KafkaBackupValidation of the backup passed, 0 when it failed",
+            validation_last_result.clone(),
+        );
         registry.register("reconciles", "Reconciles by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -105,11 +131,25 @@ impl Default for Metrics {
             records,
             bytes,
             lag_records,
+            validation_last_pass,
+            validation_last_result,
         }
     }
 }
 
 impl Metrics {
+    /// Records a finished validation: its result, and on a pass its time (epoch ms).
+    pub fn validation_finished(&self, labels: ValidationLabels, passed: bool, at_ms: i64) {
+        self.validation_last_result
+            .get_or_create(&labels)
+            .set(passed as i64);
+        if passed {
+            self.validation_last_pass
+                .get_or_create(&labels)
+                .set(at_ms / 1000);
+        }
+    }
+
     /// Counts a finished run.
     pub fn run_finished(
         &self,

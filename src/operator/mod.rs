@@ -19,6 +19,7 @@ pub mod secrets;
 pub mod status;
 #[cfg(test)]
 mod tests;
+pub mod validation;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -292,6 +293,7 @@ pub async fn run(
     ));
     let mut stores = Vec::new();
     let mut offset_stores = Vec::new();
+    let mut validation_stores = Vec::new();
     let mut controllers = Vec::new();
     for scope in &scopes {
         let bc = Controller::new(
@@ -310,8 +312,19 @@ pub async fn run(
             scoped::<KafkaOffsetRollback>(&client, scope),
             watcher::Config::default(),
         );
+        let vc = Controller::new(
+            scoped::<crate::api::validation::KafkaBackupValidation>(&client, scope),
+            watcher::Config::default(),
+        );
         let (ks, ls) = (kc.store(), lc.store());
         offset_stores.push((ks, ls));
+        validation_stores.push(vc.store());
+        controllers.push(
+            vc.shutdown_on_signal()
+                .run(oneshot::reconcile, error_policy, ctx.clone())
+                .for_each(log_result)
+                .boxed(),
+        );
         controllers.push(
             kc.shutdown_on_signal()
                 .run(oneshot::reconcile, error_policy, ctx.clone())
@@ -347,6 +360,11 @@ pub async fn run(
         }
         for (ks, ls) in offset_stores {
             if !store_synced(&ks).await || !store_synced(&ls).await {
+                return;
+            }
+        }
+        for vs in validation_stores {
+            if !store_synced(&vs).await {
                 return;
             }
         }

@@ -1,8 +1,15 @@
 //! The generic controller of the kinds that run once per generation (KafkaOffsetReset,
-//! KafkaOffsetRollback): validate, start one pool task per generation, report. Each kind
-//! supplies its hooks ([`OneShot`]): validation, the run, and what a finished run writes; the
-//! status transitions (Running -> Completed | PartiallyCompleted | Failed, conditions,
+//! KafkaOffsetRollback) or on a schedule (KafkaBackupValidation): validate, start one pool
+//! task per generation or per schedule tick, report. Each kind supplies its hooks
+//! ([`OneShot`]): validation, an optional schedule, the run, and what a finished run writes;
+//! the status transitions (Running -> Completed | PartiallyCompleted | Failed, conditions,
 //! observedGeneration, Events, metrics) live here once.
+//!
+//! A schedule is anchored like KafkaBackup's (`operator::schedule`): the tick a reconcile may
+//! fire is the latest one after the last tick acted on (recorded in status when the run
+//! starts), and the pool key is derived from the tick, so a stale cache, a restart or a second
+//! replica never fires a tick twice; ticks missed while a run was in flight or the operator was
+//! down are skipped (Forbid), not queued.
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,6 +52,20 @@ pub trait OneShotStatus: Default + Clone + Serialize + Send + Sync + 'static {
     fn header_mut(&mut self) -> &mut StatusHeader;
     fn phase(&self) -> Option<Phase>;
     fn set_phase(&mut self, p: Phase);
+    /// Scheduled kinds: the last tick acted on (the schedule's anchor).
+    fn last_tick(&self) -> Option<Timestamp> {
+        None
+    }
+    /// Scheduled kinds: records the tick a run starts for and the next tick.
+    fn set_ticks(&mut self, _last: Option<Timestamp>, _next: Option<Timestamp>) {}
+}
+
+/// A kind's schedule: the cron expression (validated), its IANA time zone, `suspend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub cron: String,
+    pub time_zone: Option<String>,
+    pub suspend: bool,
 }
 
 /// What a finished run reports: its phase, a one-line message, and the kind's own status
@@ -68,6 +89,10 @@ where
     const KIND: &'static str;
     /// Full validation; the message names the fields and the fixes.
     fn validate(&self) -> Result<(), String>;
+    /// A schedule that re-runs the kind; None (the default): once per generation.
+    fn schedule(&self) -> Option<Schedule> {
+        None
+    }
     /// One attempt of the run (retried by [`super::run_attempts`] when transient). `status`
     /// is the status when the run started (a resumed run reuses what it recorded, e.g. its
     /// snapshot). `Ok(None)`: cancelled.
@@ -127,6 +152,78 @@ fn run_key(generation: Option<i64>) -> String {
     format!("generation-{}", generation.unwrap_or(0))
 }
 
+fn tick_key(tick: Timestamp) -> String {
+    format!("tick-{}", tick.as_millisecond())
+}
+
+/// What a reconcile of a scheduled resource does (pure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduledAction {
+    /// The spec is invalid: Failed with the message, nothing runs.
+    Invalid(String),
+    /// Start the run of `tick`; `resumed` when that tick's run was left Running (restart).
+    Start {
+        tick: Timestamp,
+        next: Option<Timestamp>,
+        resumed: bool,
+    },
+    /// A run is in flight: look again later.
+    Wait,
+    /// Nothing due: sleep until `next` (None: suspended, or no next tick).
+    Sleep { next: Option<Timestamp> },
+}
+
+/// Decides a reconcile of a scheduled resource. `anchor` is the last tick acted on (else the
+/// resource's creation time); `state` the schedule evaluated at now from that anchor.
+// Every input is an observed fact the decision needs; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+pub fn decide_scheduled(
+    header: Option<&StatusHeader>,
+    phase: Option<Phase>,
+    last_tick: Option<Timestamp>,
+    pool: &PoolState,
+    valid: Result<(), String>,
+    suspend: bool,
+    state: &super::schedule::ScheduleState,
+    generation: Option<i64>,
+) -> ScheduledAction {
+    if let PoolState::Running(_) = pool {
+        return ScheduledAction::Wait;
+    }
+    if let Err(m) = valid {
+        let this_generation = header.is_some_and(|h| h.observed_generation == generation);
+        return if this_generation && phase == Some(Phase::Failed) {
+            ScheduledAction::Sleep { next: None }
+        } else {
+            ScheduledAction::Invalid(m)
+        };
+    }
+    // a run left Running by a restart: that tick again, same key (never a new tick)
+    if phase == Some(Phase::Running)
+        && let Some(t) = last_tick
+        && !matches!(pool, PoolState::Finished(k) if *k == tick_key(t))
+    {
+        return ScheduledAction::Start {
+            tick: t,
+            next: state.next,
+            resumed: true,
+        };
+    }
+    if suspend {
+        return ScheduledAction::Sleep { next: None };
+    }
+    match state.due {
+        Some(t) if !matches!(pool, PoolState::Finished(k) if *k == tick_key(t)) => {
+            ScheduledAction::Start {
+                tick: t,
+                next: state.next,
+                resumed: false,
+            }
+        }
+        _ => ScheduledAction::Sleep { next: state.next },
+    }
+}
+
 /// Reconciles one resource of a one-shot kind.
 pub async fn reconcile<K>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, OperatorError>
 where
@@ -146,6 +243,9 @@ where
     K: OneShot + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
     K::Status: OneShotStatus + serde::de::DeserializeOwned,
 {
+    if let Some(sched) = obj.schedule() {
+        return apply_scheduled(obj, ctx, api, sched).await;
+    }
     let key = obj_key(&*obj);
     let name = obj.name_any();
     let generation = obj.meta().generation;
@@ -229,6 +329,168 @@ where
     }
 }
 
+/// The reconcile of a scheduled resource (module docs).
+async fn apply_scheduled<K>(
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+    api: &Api<K>,
+    sched: Schedule,
+) -> Result<Action, OperatorError>
+where
+    K: OneShot + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::Status: OneShotStatus + serde::de::DeserializeOwned,
+{
+    let key = obj_key(&*obj);
+    let name = obj.name_any();
+    let generation = obj.meta().generation;
+    let now = Timestamp::now();
+    let status = obj.status().cloned();
+    let last = status.as_ref().and_then(|s| s.last_tick());
+    let created = obj
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
+    let valid = obj.validate();
+    let state = match (&valid, crate::api::validate::parse_schedule(&sched.cron)) {
+        (Ok(()), Ok(cron)) => {
+            let tz = sched
+                .time_zone
+                .as_deref()
+                .map(crate::api::validate::parse_time_zone)
+                .transpose()
+                .ok()
+                .flatten()
+                .unwrap_or(jiff::tz::TimeZone::UTC);
+            super::schedule::evaluate(&cron, &tz, last.unwrap_or(created), now).unwrap_or(
+                super::schedule::ScheduleState {
+                    due: None,
+                    missed: 0,
+                    next: None,
+                },
+            )
+        }
+        _ => super::schedule::ScheduleState {
+            due: None,
+            missed: 0,
+            next: None,
+        },
+    };
+    let action = decide_scheduled(
+        status.as_ref().map(|s| s.header()),
+        status.as_ref().and_then(|s| s.phase()),
+        last,
+        &ctx.pool.state(&key),
+        valid,
+        sched.suspend,
+        &state,
+        generation,
+    );
+    match action {
+        ScheduledAction::Wait => Ok(Action::requeue(Duration::from_secs(5))),
+        ScheduledAction::Invalid(message) => {
+            update_status(api, &name, |s: &mut K::Status| {
+                s.set_phase(Phase::Failed);
+                let h = s.header_mut();
+                h.observed_generation = generation;
+                h.message = Some(message.clone());
+                set_condition(
+                    h,
+                    "Ready",
+                    ConditionStatus::False,
+                    "InvalidSpec",
+                    &message,
+                    generation,
+                    now,
+                );
+            })
+            .await?;
+            ctx.event(&*obj, EventType::Warning, "InvalidSpec", &message)
+                .await;
+            Ok(Action::await_change())
+        }
+        ScheduledAction::Sleep { next } => {
+            let recorded = status.as_ref().map(|s| {
+                let mut probe = s.clone();
+                probe.set_ticks(last, next);
+                serde_json::to_value(&probe).ok() == serde_json::to_value(s).ok()
+            });
+            if recorded != Some(true) {
+                update_status(api, &name, |s: &mut K::Status| {
+                    s.set_ticks(last, next);
+                    s.header_mut().observed_generation = generation;
+                })
+                .await?;
+            }
+            Ok(match next {
+                Some(n) => Action::requeue(
+                    Duration::from_millis((n.as_millisecond() - now.as_millisecond()).max(0) as u64)
+                        + Duration::from_millis(200),
+                ),
+                None => Action::await_change(),
+            })
+        }
+        ScheduledAction::Start {
+            tick,
+            next,
+            resumed,
+        } => {
+            if state.missed > 0 && !resumed {
+                tracing::info!(
+                    missed = state.missed,
+                    "schedule ticks missed (not run: Forbid)"
+                );
+            }
+            update_status(api, &name, |s: &mut K::Status| {
+                s.set_phase(Phase::Running);
+                s.set_ticks(Some(tick), next);
+                let h = s.header_mut();
+                h.observed_generation = generation;
+                h.message = None;
+                if !resumed {
+                    h.start_time = Some(Time(now));
+                }
+                h.completion_time = None;
+                set_condition(
+                    h,
+                    "Progressing",
+                    ConditionStatus::True,
+                    "Started",
+                    &tick_key(tick),
+                    generation,
+                    now,
+                );
+            })
+            .await?;
+            let started = ctx.pool.start(key, tick_key(tick), {
+                let (ctx, obj, api, name) = (ctx.clone(), obj.clone(), api.clone(), name.clone());
+                move |cancel, progress| {
+                    let span = tracing::info_span!("run", kind = K::KIND, namespace = %obj.namespace().unwrap_or_default(), resource = %obj.name_any(), tick = %tick);
+                    tracing::Instrument::instrument(
+                        run_task(ctx, obj, api, name, status.unwrap_or_default(), cancel, progress),
+                        span,
+                    )
+                }
+            });
+            if started {
+                let (reason, note) = if resumed {
+                    (
+                        "Retried",
+                        format!(
+                            "the run of tick {tick} was interrupted by an operator restart or a leadership change; started again"
+                        ),
+                    )
+                } else {
+                    ("Started", format!("scheduled run of tick {tick} started"))
+                };
+                ctx.event(&*obj, EventType::Normal, reason, &note).await;
+            }
+            Ok(Action::requeue(Duration::from_secs(5)))
+        }
+    }
+}
+
 async fn run_task<K>(
     ctx: Arc<Context>,
     obj: Arc<K>,
@@ -301,6 +563,102 @@ mod tests {
             observed_generation: Some(generation),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_schedule_runs_each_tick_once_resumes_after_a_restart_and_honours_suspend() {
+        use crate::operator::schedule::ScheduleState;
+        let t = |s: i64| Timestamp::from_second(s).unwrap();
+        let due = |d: Option<i64>| ScheduleState {
+            due: d.map(t),
+            missed: 0,
+            next: Some(t(1_000_010)),
+        };
+        let idle = PoolState::Idle;
+        let h = header(1);
+        let d = |phase, last: Option<i64>, pool: &PoolState, suspend, state: &ScheduleState| {
+            decide_scheduled(
+                Some(&h),
+                phase,
+                last.map(t),
+                pool,
+                Ok(()),
+                suspend,
+                state,
+                Some(1),
+            )
+        };
+        assert_eq!(
+            d(None, None, &idle, false, &due(Some(1_000_000))),
+            ScheduledAction::Start {
+                tick: t(1_000_000),
+                next: Some(t(1_000_010)),
+                resumed: false
+            }
+        );
+        assert_eq!(
+            d(
+                Some(Phase::Completed),
+                Some(1_000_000),
+                &idle,
+                false,
+                &due(None)
+            ),
+            ScheduledAction::Sleep {
+                next: Some(t(1_000_010))
+            },
+            "nothing due after the tick ran"
+        );
+        assert_eq!(
+            d(
+                Some(Phase::Completed),
+                Some(1_000_000),
+                &PoolState::Finished(tick_key(t(1_000_000))),
+                false,
+                &due(Some(1_000_000))
+            ),
+            ScheduledAction::Sleep {
+                next: Some(t(1_000_010))
+            },
+            "a stale cache that sees the tick due again: not run twice"
+        );
+        assert_eq!(
+            d(
+                Some(Phase::Running),
+                Some(1_000_000),
+                &idle,
+                false,
+                &due(None)
+            ),
+            ScheduledAction::Start {
+                tick: t(1_000_000),
+                next: Some(t(1_000_010)),
+                resumed: true
+            },
+            "left Running by a restart: the same tick again"
+        );
+        assert_eq!(
+            d(
+                Some(Phase::Running),
+                Some(1_000_000),
+                &PoolState::Running(tick_key(t(1_000_000))),
+                false,
+                &due(Some(1_000_010))
+            ),
+            ScheduledAction::Wait,
+            "a tick during a run is not queued (Forbid)"
+        );
+        assert_eq!(
+            d(
+                Some(Phase::Completed),
+                Some(1_000_000),
+                &idle,
+                true,
+                &due(Some(1_000_010))
+            ),
+            ScheduledAction::Sleep { next: None },
+            "suspended"
+        );
     }
 
     #[test]

@@ -659,3 +659,150 @@ async fn a_valid_offset_reset_starts_running_its_generation() {
     server.await.unwrap();
     ctx2.pool.cancel_all().await;
 }
+
+fn kbv(spec_extra: Value, status: Value) -> Value {
+    let mut spec = json!({"backupRef": {"name": "vb"}});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(spec_extra.as_object().unwrap().clone());
+    json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1",
+        "kind": "KafkaBackupValidation",
+        "metadata": {
+            "name": "v", "namespace": "default", "uid": "u-3", "generation": 1, "resourceVersion": "11",
+            "creationTimestamp": "2026-01-01T00:00:00Z", "finalizers": [FINALIZER]
+        },
+        "spec": spec,
+        "status": status
+    })
+}
+
+const KBV_PATH: &str = "/apis/kafka.oso.sh/v1alpha1/namespaces/default/kafkabackupvalidations/v";
+
+/// A 10-second validation schedule: the due tick starts one run (status Running with
+/// lastScheduleTime = the tick and nextScheduledValidation = the tick + 10 s, a Started Event);
+/// the run fails naming backupRef (the KafkaBackup does not exist) and is reported Failed; a
+/// reconcile after it, in the same tick, starts nothing: never twice per tick.
+#[tokio::test]
+async fn a_scheduled_validation_runs_once_per_tick() {
+    let (ctx, mut h) = context();
+    let o = kbv(json!({"schedule": "*/10 * * * * *"}), json!(null));
+    let o2 = o.clone();
+    let server = tokio::spawn(async move {
+        let mut tick = String::new();
+        expect_status_patch(
+            &mut h,
+            &format!("{KBV_PATH}/status"),
+            |b| {
+                assert_eq!(b["status"]["phase"], "Running", "{b}");
+                tick = b["status"]["lastScheduleTime"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let t: jiff::Timestamp = tick.parse().unwrap();
+                let next: jiff::Timestamp = b["status"]["nextScheduledValidation"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(t.as_second() % 10, 0, "a tick of */10: {t}");
+                assert_eq!(next.as_second() - t.as_second(), 10, "{b}");
+            },
+            o2.clone(),
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::POST,
+            "/events",
+            |b| assert_eq!(b["reason"], "Started", "{b}"),
+            json!({}),
+        )
+        .await;
+        // the run: the KafkaBackup is missing
+        expect_code(
+            &mut h,
+            Method::GET,
+            "/kafkabackups/vb",
+            |_| {},
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+        )
+        .await;
+        let mut reported = false;
+        while !reported {
+            let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
+                .await
+                .expect("the failure is reported")
+                .expect("client alive");
+            let (method, path) = (req.method().clone(), req.uri().path().to_string());
+            let bytes = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if method == Method::PATCH && path.ends_with("/status") {
+                assert_eq!(body["status"]["phase"], "Failed", "{body}");
+                assert!(
+                    body["status"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("spec.backupRef.name"),
+                    "{body}"
+                );
+                reported = true;
+            }
+            let reply = if path.ends_with("/events") {
+                json!({})
+            } else {
+                o2.clone()
+            };
+            send.send_response(
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+        }
+        tick
+    });
+    let v: crate::api::validation::KafkaBackupValidation = serde_json::from_value(o).unwrap();
+    super::oneshot::reconcile(Arc::new(v), ctx.clone())
+        .await
+        .unwrap();
+    let tick = server.await.unwrap();
+    // the pool task has finished; the same tick again: nothing starts
+    for _ in 0..50 {
+        if !matches!(
+            ctx.pool
+                .state(&("KafkaBackupValidation".into(), "default".into(), "v".into())),
+            super::decide::PoolState::Running(_)
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = kbv(
+        json!({"schedule": "*/10 * * * * *"}),
+        json!({"phase": "Failed", "observedGeneration": 1, "lastScheduleTime": tick,
+               "nextScheduledValidation": (tick.parse::<jiff::Timestamp>().unwrap() + jiff::SignedDuration::from_secs(10)).to_string()}),
+    );
+    let v: crate::api::validation::KafkaBackupValidation = serde_json::from_value(after).unwrap();
+    let started = ctx
+        .pool
+        .state(&("KafkaBackupValidation".into(), "default".into(), "v".into()));
+    let action = super::oneshot::decide_scheduled(
+        v.status.as_ref().map(|s| &s.common),
+        Some(super::oneshot::Phase::Failed),
+        Some(tick.parse().unwrap()),
+        &started,
+        Ok(()),
+        false,
+        &super::schedule::ScheduleState {
+            due: Some(tick.parse().unwrap()),
+            missed: 0,
+            next: None,
+        },
+        Some(1),
+    );
+    assert!(
+        matches!(action, super::oneshot::ScheduledAction::Sleep { .. }),
+        "the tick that ran is never started again, even when a stale evaluation says it is due: {action:?}"
+    );
+}
