@@ -2,7 +2,7 @@
 # Builds the operator image offline from our own binaries and imports it into the test node's
 # containerd (testenv/kube/node-start.sh: its dockerd and containerd), for `helm install` with
 # image.pullPolicy Never. The public ./Dockerfile stays as users with a registry build it.
-#   scripts/image.sh [--release] [--tag TAG] [--no-import]
+#   scripts/image.sh [--release] [--tag TAG] [--no-import] [--no-build]
 # Default: the dev binaries (target/debug, what `cargo build --bins` already built for the
 # tests; no second cold build in CI). --release: `cargo build --release --bins --locked`.
 # The image: FROM scratch, kafka-backup-operator and kubectl-kafkabackup in /usr/local/bin,
@@ -13,12 +13,13 @@
 # Prints the sizes. Image name: kafka-backup-operator:local (or --tag).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-profile=debug tag=kafka-backup-operator:local import=1
+profile=debug tag=kafka-backup-operator:local import=1 build=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --release) profile=release ;;
     --tag) tag=$2; shift ;;
     --no-import) import=0 ;;
+    --no-build) build=0 ;;   # package the binaries already in target/<profile>
     *) echo "image: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -26,7 +27,8 @@ done
 bins="kafka-backup-operator kubectl-kafkabackup"
 # (a no-op when the binaries are up to date; by hand, beside other builds, wrap this script in
 # `flock /tmp/kbo-build.lock`: it takes no lock itself, so that scripts/test.sh can run under one)
-if [ "$profile" = release ]; then cargo build --release --bins --locked --quiet
+if [ "$build" = 0 ]; then :
+elif [ "$profile" = release ]; then cargo build --release --bins --locked --quiet
 else cargo build --bins --locked --quiet; fi
 src=target/$profile out=target/image root=target/image/rootfs
 rm -rf "$root" && mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/tmp"
