@@ -44,8 +44,14 @@ pub async fn load_manifest(
         Some(b) => Ok(from_json(&b, &path)?),
         None => {
             let runs = storage::list_dirs(op, &layout::runs_dir(backup)).await?;
+            if runs.iter().any(|r| r == run) {
+                // the run's directory is there, its manifest is not
+                return Err(StorageError::NotFound(format!(
+                    "backup {backup:?} run {run:?} has no manifest: {path} is missing (the run did not finish, or its manifest was deleted); it cannot be restored. Choose another run (backupRef.backupId) or back up again"
+                )));
+            }
             Err(StorageError::NotFound(format!(
-                "backup {backup:?} has no complete run {run:?} (runs found: {runs:?}); fix backupRef.backupId"
+                "backup {backup:?} has no complete run {run:?} ({path} not found; runs found: {runs:?}); fix backupRef.backupId"
             )))
         }
     }

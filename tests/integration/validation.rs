@@ -605,3 +605,169 @@ async fn evidence_schema_pdf_retention_and_the_plugin() {
     let (ok, _, err) = plugin(&["evidence", "get", "ve-42", "-f", f.to_str().unwrap()]);
     assert!(!ok && err.contains("evidence list"), "{err}");
 }
+
+/// Where the repository's objects are, for damaging them: a directory, or the testenv S3
+/// bucket under a prefix (through PyPI boto3, not our storage layer).
+enum Repo {
+    Fs(std::path::PathBuf),
+    S3(String),
+}
+
+impl Repo {
+    fn s3(&self, op: &str, key: &str, file: &std::path::Path) {
+        let Repo::S3(prefix) = self else {
+            unreachable!()
+        };
+        let e = env();
+        let o = std::process::Command::new(&e.python)
+            .args([
+                "-c",
+                "import boto3,sys\nop,b,k,f,ep,ak,sk=sys.argv[1:]\ns=boto3.client('s3',endpoint_url=ep,aws_access_key_id=ak,aws_secret_access_key=sk,region_name='us-east-1')\nif op=='get': open(f,'wb').write(s.get_object(Bucket=b,Key=k)['Body'].read())\nelif op=='put': s.put_object(Bucket=b,Key=k,Body=open(f,'rb').read())\nelse: s.delete_object(Bucket=b,Key=k)",
+                op,
+                &e.bucket,
+                &format!("{prefix}/{key}"),
+                file.to_str().unwrap(),
+                &e.s3_endpoint,
+                &e.access_key,
+                &e.secret_key,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "s3 {op} {key}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    fn read(&self, key: &str, tmp: &std::path::Path) -> Vec<u8> {
+        match self {
+            Repo::Fs(d) => std::fs::read(d.join(key)).unwrap(),
+            Repo::S3(_) => {
+                let f = tmp.join("obj");
+                self.s3("get", key, &f);
+                std::fs::read(f).unwrap()
+            }
+        }
+    }
+    fn write(&self, key: &str, bytes: &[u8], tmp: &std::path::Path) {
+        match self {
+            Repo::Fs(d) => std::fs::write(d.join(key), bytes).unwrap(),
+            Repo::S3(_) => {
+                let f = tmp.join("obj");
+                std::fs::write(&f, bytes).unwrap();
+                self.s3("put", key, &f);
+            }
+        }
+    }
+    fn delete(&self, key: &str, tmp: &std::path::Path) {
+        match self {
+            Repo::Fs(d) => std::fs::remove_file(d.join(key)).unwrap(),
+            Repo::S3(_) => self.s3("delete", key, &tmp.join("obj")),
+        }
+    }
+}
+
+/// The corruption table, against a filesystem and an S3 repository: an untouched repository
+/// passes; a flipped byte in a segment, a truncated segment, a deleted segment, a deleted
+/// index, an edited manifest and a deleted manifest each fail, naming the object. Every
+/// object is put back after its case.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_corruption_table_on_a_filesystem_and_on_s3() {
+    let topic = unique("vct");
+    gen_load(&topic, 2, 2);
+    for s3 in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique("vct");
+        let (storage, repo, secret) = if s3 {
+            (
+                s3_storage(&prefix, "s3-creds"),
+                Repo::S3(prefix.clone()),
+                s3_secret("s3-creds", false),
+            )
+        } else {
+            (
+                fs_storage(dir.path()),
+                Repo::Fs(dir.path().to_path_buf()),
+                String::new(),
+            )
+        };
+        let kb = backup_yaml(
+            "vb",
+            std::slice::from_ref(&topic),
+            &storage,
+            "  stopAtCurrentOffsets: true\n  segmentMaxBytes: 1048576\n",
+        );
+        let m = backup(dir.path(), &[&kb, &secret], "vb").await;
+        let kbv = format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackupValidation\nmetadata:\n  name: vt\nspec:\n  backupRef:\n    name: vb\n    backupId: {}\n",
+            m.run_id
+        );
+        let f = write_docs(dir.path(), &[&kb, &kbv, &secret]);
+        let run = || cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
+        let (ok, out, err) = run();
+        assert!(
+            ok,
+            "untouched ({}): {out}{err}",
+            if s3 { "s3" } else { "fs" }
+        );
+        let seg = m.topics[0].partitions[0].segments[0].path.clone();
+        let idx = kafka_backup_operator::format::layout::segment_index(&seg);
+        let manifest = kafka_backup_operator::format::layout::manifest("vb", &m.run_id);
+        let tmp = dir.path();
+        type Damage = Box<dyn Fn(&[u8]) -> Option<Vec<u8>>>;
+        let cases: Vec<(&str, &str, Damage)> = vec![
+            (
+                "flipped byte",
+                seg.as_str(),
+                Box::new(|b: &[u8]| {
+                    let mut b = b.to_vec();
+                    let at = b.len() / 2;
+                    b[at] ^= 0x55;
+                    Some(b)
+                }),
+            ),
+            (
+                "truncated segment",
+                seg.as_str(),
+                Box::new(|b: &[u8]| Some(b[..b.len() / 3].to_vec())),
+            ),
+            ("deleted segment", seg.as_str(), Box::new(|_: &[u8]| None)),
+            ("deleted index", idx.as_str(), Box::new(|_: &[u8]| None)),
+            (
+                "edited manifest",
+                manifest.as_str(),
+                Box::new(|b: &[u8]| {
+                    let t = String::from_utf8(b.to_vec()).unwrap();
+                    let edited = t.replacen("\"records\": ", "\"records\": 1", 1);
+                    assert_ne!(t, edited);
+                    Some(edited.into_bytes())
+                }),
+            ),
+            (
+                "deleted manifest",
+                manifest.as_str(),
+                Box::new(|_: &[u8]| None),
+            ),
+        ];
+        for (case, key, damage) in cases {
+            let original = repo.read(key, tmp);
+            match damage(&original) {
+                Some(b) => repo.write(key, &b, tmp),
+                None => repo.delete(key, tmp),
+            }
+            let (ok, out, err) = run();
+            let all = format!("{out}{err}");
+            assert!(!ok, "{case}: must fail: {all}");
+            assert!(all.contains(key), "{case}: names {key}: {all}");
+            if !case.contains("manifest") {
+                assert!(
+                    out.lines().any(|l| l.contains("Fail")),
+                    "{case}: a check fails in the report: {out}"
+                );
+            }
+            repo.write(key, &original, tmp);
+        }
+        let (ok, out, err) = run();
+        assert!(ok, "repaired: {out}{err}");
+    }
+}
