@@ -5,7 +5,7 @@
 # reachable, so images are built locally and imported into containerd), the kubelet, the
 # scheduler and the controller manager built by build.sh. Everything by PID (stop with
 # node-stop.sh, which also removes the pods' processes, mounts and network devices).
-# No systemd needed. Ready in ~10-20 s once built. Root only.
+# No systemd needed. Ready in ~25-30 s once built (measured here), teardown ~17 s. Root only.
 #   KBO_NODE_NAME (kbo-node)   KBO_NODE_IP (10.250.0.1, on a bridge kbo0 with no ports: the
 #   kubelet refuses a loopback node IP and the machine's own address is not for tests)
 #   Docker: DOCKER_HOST=unix:///run/kbo-node/docker.sock (written to testenv/kube/run/node.env).
