@@ -138,31 +138,50 @@ async fn restore_with_backup(
             ))
         })?;
     let bref = &kr.spec.backup_ref;
-    let kb = if bref.storage.is_some() {
-        None
-    } else {
-        let bns = bref.namespace.clone().unwrap_or_else(|| ns.to_string());
-        if bns != ns && !ctx.allow_cross_namespace {
-            return Err(RunFailure::permanent(format!(
-                "{field}: KafkaRestore {name:?} refers to a KafkaBackup in namespace {bns}; the operator reads only the resource's own namespace unless started with --allow-cross-namespace-refs"
-            )));
-        }
-        let kb = Api::<KafkaBackup>::namespaced(ctx.client.clone(), &bns)
-            .get_opt(&bref.name)
-            .await?
-            .ok_or_else(|| {
-                RunFailure::permanent(format!(
-                    "{field}: the KafkaBackup {:?} of KafkaRestore {name:?} does not exist",
-                    bref.name
-                ))
-            })?;
-        let names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
-        secrets::load_into(&ctx.client, &bns, &names, store).await?;
-        Some(kb)
-    };
+    let kb = referenced_backup(
+        ctx,
+        ns,
+        bref,
+        store,
+        &format!("{field}: KafkaRestore {name:?}"),
+    )
+    .await?;
     let names = secrets::referenced(&kr.spec.kafka_cluster, bref.storage.as_ref());
     secrets::load_into(&ctx.client, ns, &names, store).await?;
     Ok((kr, kb))
+}
+
+/// The KafkaBackup a `backupRef` names (None when its storage is inline), with the Secrets it
+/// needs loaded into `store`. A KafkaBackup in another namespace needs
+/// `--allow-cross-namespace-refs`. `what` starts the messages (the field and resource).
+pub(super) async fn referenced_backup(
+    ctx: &Context,
+    ns: &str,
+    bref: &crate::api::BackupRef,
+    store: &mut crate::api::Secrets,
+    what: &str,
+) -> Result<Option<KafkaBackup>, RunFailure> {
+    if bref.storage.is_some() {
+        return Ok(None);
+    }
+    let bns = bref.namespace.clone().unwrap_or_else(|| ns.to_string());
+    if bns != ns && !ctx.allow_cross_namespace {
+        return Err(RunFailure::permanent(format!(
+            "{what} refers to a KafkaBackup in namespace {bns}; the operator reads only the resource's own namespace unless started with --allow-cross-namespace-refs"
+        )));
+    }
+    let kb = Api::<KafkaBackup>::namespaced(ctx.client.clone(), &bns)
+        .get_opt(&bref.name)
+        .await?
+        .ok_or_else(|| {
+            RunFailure::permanent(format!(
+                "{what}: KafkaBackup {:?} does not exist in namespace {bns}",
+                bref.name
+            ))
+        })?;
+    let names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
+    secrets::load_into(&ctx.client, &bns, &names, store).await?;
+    Ok(Some(kb))
 }
 
 /// Saves `doc` as a ConfigMap (see the module docs); returns `configmap/<ns>/<name>`.

@@ -224,6 +224,102 @@ pub fn decide_scheduled(
     }
 }
 
+/// Reports an invalid spec once: phase Failed, the message, a Ready=False condition and a
+/// Warning Event.
+async fn report_invalid<K>(
+    obj: &Arc<K>,
+    ctx: &Context,
+    api: &Api<K>,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Result<Action, OperatorError>
+where
+    K: OneShot + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::Status: OneShotStatus + serde::de::DeserializeOwned,
+{
+    update_status(api, &obj.name_any(), |s: &mut K::Status| {
+        s.set_phase(Phase::Failed);
+        let h = s.header_mut();
+        h.observed_generation = generation;
+        h.message = Some(message.to_string());
+        set_condition(
+            h,
+            "Ready",
+            ConditionStatus::False,
+            "InvalidSpec",
+            message,
+            generation,
+            now,
+        );
+    })
+    .await?;
+    ctx.event(&**obj, EventType::Warning, "InvalidSpec", message)
+        .await;
+    Ok(Action::await_change())
+}
+
+/// Marks the resource Running for `run` (a generation's or a tick's key; `ticks` records a
+/// scheduled run's tick and the next one), then starts the pool task and publishes Started
+/// (or Retried, `resumed`) with `note`.
+#[allow(clippy::too_many_arguments)]
+async fn start_run<K>(
+    obj: &Arc<K>,
+    ctx: &Arc<Context>,
+    api: &Api<K>,
+    run: String,
+    ticks: Option<(Timestamp, Option<Timestamp>)>,
+    resumed: bool,
+    note: String,
+    now: Timestamp,
+) -> Result<Action, OperatorError>
+where
+    K: OneShot + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::Status: OneShotStatus + serde::de::DeserializeOwned,
+{
+    let name = obj.name_any();
+    let generation = obj.meta().generation;
+    let status = obj.status().cloned();
+    update_status(api, &name, |s: &mut K::Status| {
+        s.set_phase(Phase::Running);
+        if let Some((tick, next)) = ticks {
+            s.set_ticks(Some(tick), next);
+        }
+        let h = s.header_mut();
+        h.observed_generation = generation;
+        h.message = None;
+        if !resumed {
+            h.start_time = Some(Time(now));
+        }
+        h.completion_time = None;
+        set_condition(
+            h,
+            "Progressing",
+            ConditionStatus::True,
+            "Started",
+            &run,
+            generation,
+            now,
+        );
+    })
+    .await?;
+    let started = ctx.pool.start(obj_key(&**obj), run.clone(), {
+        let (ctx, obj, api, name) = (ctx.clone(), obj.clone(), api.clone(), name.clone());
+        move |cancel, progress| {
+            let span = tracing::info_span!("run", kind = K::KIND, namespace = %obj.namespace().unwrap_or_default(), resource = %obj.name_any(), run = %run);
+            tracing::Instrument::instrument(
+                run_task(ctx, obj, api, name, status.unwrap_or_default(), cancel, progress),
+                span,
+            )
+        }
+    });
+    if started {
+        let reason = if resumed { "Retried" } else { "Started" };
+        ctx.event(&**obj, EventType::Normal, reason, &note).await;
+    }
+    Ok(Action::requeue(Duration::from_secs(5)))
+}
+
 /// Reconciles one resource of a one-shot kind.
 pub async fn reconcile<K>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, OperatorError>
 where
@@ -247,7 +343,6 @@ where
         return apply_scheduled(obj, ctx, api, sched).await;
     }
     let key = obj_key(&*obj);
-    let name = obj.name_any();
     let generation = obj.meta().generation;
     let now = Timestamp::now();
     let status = obj.status().cloned();
@@ -262,69 +357,25 @@ where
         OneShotAction::Done => Ok(Action::await_change()),
         OneShotAction::Wait => Ok(Action::requeue(Duration::from_secs(5))),
         OneShotAction::Invalid(message) => {
-            update_status(api, &name, |s: &mut K::Status| {
-                s.set_phase(Phase::Failed);
-                let h = s.header_mut();
-                h.observed_generation = generation;
-                h.message = Some(message.clone());
-                set_condition(
-                    h,
-                    "Ready",
-                    ConditionStatus::False,
-                    "InvalidSpec",
-                    &message,
-                    generation,
-                    now,
-                );
-            })
-            .await?;
-            ctx.event(&*obj, EventType::Warning, "InvalidSpec", &message)
-                .await;
-            Ok(Action::await_change())
+            report_invalid(&obj, &ctx, api, &message, generation, now).await
         }
         OneShotAction::Start { resumed } => {
-            update_status(api, &name, |s: &mut K::Status| {
-                s.set_phase(Phase::Running);
-                let h = s.header_mut();
-                h.observed_generation = generation;
-                h.message = None;
-                if !resumed {
-                    h.start_time = Some(Time(now));
-                }
-                h.completion_time = None;
-                set_condition(
-                    h,
-                    "Progressing",
-                    ConditionStatus::True,
-                    "Started",
-                    &run_key(generation),
-                    generation,
-                    now,
-                );
-            })
-            .await?;
-            let started = ctx.pool.start(key, run_key(generation), {
-                let (ctx, obj, api, name) = (ctx.clone(), obj.clone(), api.clone(), name.clone());
-                move |cancel, progress| {
-                    let span = tracing::info_span!("run", kind = K::KIND, namespace = %obj.namespace().unwrap_or_default(), resource = %obj.name_any());
-                    tracing::Instrument::instrument(
-                        run_task(ctx, obj, api, name, status.unwrap_or_default(), cancel, progress),
-                        span,
-                    )
-                }
-            });
-            if started {
-                let (reason, note) = if resumed {
-                    (
-                        "Retried",
-                        "interrupted by an operator restart or a leadership change; started again",
-                    )
-                } else {
-                    ("Started", "started")
-                };
-                ctx.event(&*obj, EventType::Normal, reason, note).await;
-            }
-            Ok(Action::requeue(Duration::from_secs(5)))
+            let note = if resumed {
+                "interrupted by an operator restart or a leadership change; started again"
+            } else {
+                "started"
+            };
+            start_run(
+                &obj,
+                &ctx,
+                api,
+                run_key(generation),
+                None,
+                resumed,
+                note.to_string(),
+                now,
+            )
+            .await
         }
     }
 }
@@ -390,25 +441,7 @@ where
     match action {
         ScheduledAction::Wait => Ok(Action::requeue(Duration::from_secs(5))),
         ScheduledAction::Invalid(message) => {
-            update_status(api, &name, |s: &mut K::Status| {
-                s.set_phase(Phase::Failed);
-                let h = s.header_mut();
-                h.observed_generation = generation;
-                h.message = Some(message.clone());
-                set_condition(
-                    h,
-                    "Ready",
-                    ConditionStatus::False,
-                    "InvalidSpec",
-                    &message,
-                    generation,
-                    now,
-                );
-            })
-            .await?;
-            ctx.event(&*obj, EventType::Warning, "InvalidSpec", &message)
-                .await;
-            Ok(Action::await_change())
+            report_invalid(&obj, &ctx, api, &message, generation, now).await
         }
         ScheduledAction::Sleep { next } => {
             let recorded = status.as_ref().map(|s| {
@@ -442,51 +475,24 @@ where
                     "schedule ticks missed (not run: Forbid)"
                 );
             }
-            update_status(api, &name, |s: &mut K::Status| {
-                s.set_phase(Phase::Running);
-                s.set_ticks(Some(tick), next);
-                let h = s.header_mut();
-                h.observed_generation = generation;
-                h.message = None;
-                if !resumed {
-                    h.start_time = Some(Time(now));
-                }
-                h.completion_time = None;
-                set_condition(
-                    h,
-                    "Progressing",
-                    ConditionStatus::True,
-                    "Started",
-                    &tick_key(tick),
-                    generation,
-                    now,
-                );
-            })
-            .await?;
-            let started = ctx.pool.start(key, tick_key(tick), {
-                let (ctx, obj, api, name) = (ctx.clone(), obj.clone(), api.clone(), name.clone());
-                move |cancel, progress| {
-                    let span = tracing::info_span!("run", kind = K::KIND, namespace = %obj.namespace().unwrap_or_default(), resource = %obj.name_any(), tick = %tick);
-                    tracing::Instrument::instrument(
-                        run_task(ctx, obj, api, name, status.unwrap_or_default(), cancel, progress),
-                        span,
-                    )
-                }
-            });
-            if started {
-                let (reason, note) = if resumed {
-                    (
-                        "Retried",
-                        format!(
-                            "the run of tick {tick} was interrupted by an operator restart or a leadership change; started again"
-                        ),
-                    )
-                } else {
-                    ("Started", format!("scheduled run of tick {tick} started"))
-                };
-                ctx.event(&*obj, EventType::Normal, reason, &note).await;
-            }
-            Ok(Action::requeue(Duration::from_secs(5)))
+            let note = if resumed {
+                format!(
+                    "the run of tick {tick} was interrupted by an operator restart or a leadership change; started again"
+                )
+            } else {
+                format!("scheduled run of tick {tick} started")
+            };
+            start_run(
+                &obj,
+                &ctx,
+                api,
+                tick_key(tick),
+                Some((tick, next)),
+                resumed,
+                note,
+                now,
+            )
+            .await
         }
     }
 }

@@ -10,16 +10,14 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::Api;
 
 use super::oneshot::{Finished, OneShot, OneShotStatus, Phase, RunFuture, Schedule};
-use super::retry::RunFailure;
 use super::{Context, secrets};
+use crate::api::StatusHeader;
 use crate::api::validation::{
     BackupValidationPhase, CheckResult, KafkaBackupValidation, KafkaBackupValidationStatus,
     ValidationOutcome, ValidationRun,
 };
-use crate::api::{KafkaBackup, StatusHeader};
 use crate::exec::validate::Outcome;
 use crate::exec::{Cancel, Progress};
 
@@ -125,29 +123,14 @@ impl OneShot for KafkaBackupValidation {
             let ns = kbv.namespace().unwrap_or_default();
             let name = kbv.name_any();
             let mut store = secrets::load(&ctx.client, &ns, &secret_names(&kbv)).await?;
-            let bref = &kbv.spec.backup_ref;
-            let kb = if bref.storage.is_some() {
-                None
-            } else {
-                let bns = bref.namespace.clone().unwrap_or_else(|| ns.clone());
-                if bns != ns && !ctx.allow_cross_namespace {
-                    return Err(RunFailure::permanent(format!(
-                        "spec.backupRef.namespace: the KafkaBackup is in namespace {bns}; the operator reads only the resource's own namespace unless started with --allow-cross-namespace-refs"
-                    )));
-                }
-                let kb = Api::<KafkaBackup>::namespaced(ctx.client.clone(), &bns)
-                    .get_opt(&bref.name)
-                    .await?
-                    .ok_or_else(|| {
-                        RunFailure::permanent(format!(
-                            "spec.backupRef.name: KafkaBackup {:?} does not exist in namespace {bns}",
-                            bref.name
-                        ))
-                    })?;
-                let names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
-                secrets::load_into(&ctx.client, &bns, &names, &mut store).await?;
-                Some(kb)
-            };
+            let kb = super::offsets::referenced_backup(
+                &ctx,
+                &ns,
+                &kbv.spec.backup_ref,
+                &mut store,
+                "spec.backupRef.name",
+            )
+            .await?;
             let now = crate::exec::engine::system_now_ms();
             let done =
                 crate::flow::run_validation(&kbv, kb.as_ref(), &store, &ctx.pvc_root, now).await?;
