@@ -769,3 +769,193 @@ async fn a_leader_cut_off_from_the_api_server_stops_its_run_before_the_follower_
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;
 }
+
+/// The committed offsets of `group` on `topic` (OffsetFetch through confluent-kafka), as
+/// partition -> offset.
+fn committed(group: &str, topic: &str, bootstrap: &str) -> std::collections::BTreeMap<String, i64> {
+    let (ok, out) = py(&[
+        "group-committed",
+        "--bootstrap",
+        bootstrap,
+        "--group",
+        group,
+        "--topics",
+        topic,
+    ]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    serde_json::from_value(v[topic].clone()).unwrap()
+}
+
+/// KafkaOffsetReset, KafkaOffsetRollback and a scheduled KafkaBackupValidation through the API
+/// (issues 7 and 8): a real group is reset to-earliest (snapshot first, in a ConfigMap), then
+/// rolled back to that snapshot by `offsetResetRef` with verification; a validation on a
+/// 10-second schedule runs once per tick (distinct ticks 10 s apart in its history, each with
+/// a stored evidence report that passed).
+#[tokio::test(flavor = "multi_thread")]
+async fn offsets_reset_and_roll_back_and_a_validation_runs_once_per_tick() {
+    use kafka_backup_operator::api::validation::KafkaBackupValidation;
+    use kafka_backup_operator::api::{KafkaOffsetReset, KafkaOffsetRollback};
+    let Some((client, kubeconfig, ns, bootstrap)) = setup("e2o").await else {
+        return;
+    };
+    let _op = operator(&kubeconfig, &ns);
+    let topic = format!("e2o-{}", std::process::id());
+    let (ok, out) = py(&[
+        "gen-load",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        &topic,
+        "--partitions",
+        "2",
+        "--mib",
+        "1",
+        "--record-bytes",
+        "1024",
+    ]);
+    assert!(ok, "{out}");
+    let group = format!("e2o-g-{}", std::process::id());
+    let (ok, out) = py(&[
+        "group-commit",
+        "--bootstrap",
+        &bootstrap,
+        "--group",
+        &group,
+        "--topic",
+        &topic,
+        "--per-partition",
+        "50",
+    ]);
+    assert!(ok, "{out}");
+    let before = committed(&group, &topic, &bootstrap);
+    assert_eq!(before.values().copied().collect::<Vec<_>>(), vec![50, 50]);
+    let store = tempfile::tempdir().unwrap();
+
+    // the backup the validation checks
+    let kbs: Api<KafkaBackup> = Api::namespaced(client.clone(), &ns);
+    let kb: KafkaBackup = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup", "metadata": {"name": "ob"},
+        "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]}, "topics": [topic],
+                 "stopAtCurrentOffsets": true, "consumerGroupSnapshot": true,
+                 "storage": {"storageType": "filesystem", "filesystem": {"path": store.path()}}}
+    }))
+    .unwrap();
+    kbs.create(&PostParams::default(), &kb).await.unwrap();
+    wait_phase(&kbs, "ob", "Completed", Duration::from_secs(90)).await;
+
+    // reset to-earliest, snapshot first
+    let kors: Api<KafkaOffsetReset> = Api::namespaced(client.clone(), &ns);
+    let kor: KafkaOffsetReset = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaOffsetReset", "metadata": {"name": "reset"},
+        "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]}, "consumerGroups": [group],
+                 "resetStrategy": "to-earliest", "topics": [topic], "snapshotBeforeReset": true}
+    }))
+    .unwrap();
+    kors.create(&PostParams::default(), &kor).await.unwrap();
+    let o = wait_phase(&kors, "reset", "Completed", Duration::from_secs(60)).await;
+    assert!(o["status"]["snapshotId"].is_string(), "{}", o["status"]);
+    assert_eq!(o["status"]["groupsReset"], 1, "{}", o["status"]);
+    let after = committed(&group, &topic, &bootstrap);
+    assert!(
+        after.values().all(|o| *o == 0),
+        "reset to-earliest: {after:?}"
+    );
+
+    // roll back to the reset's snapshot, verified
+    let korbs: Api<KafkaOffsetRollback> = Api::namespaced(client.clone(), &ns);
+    let korb: KafkaOffsetRollback = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaOffsetRollback", "metadata": {"name": "back"},
+        "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]},
+                 "snapshotRef": {"offsetResetRef": "reset"}, "verifyAfterRollback": true}
+    }))
+    .unwrap();
+    korbs.create(&PostParams::default(), &korb).await.unwrap();
+    let o = wait_phase(&korbs, "back", "Completed", Duration::from_secs(60)).await;
+    assert_eq!(
+        o["status"]["verification"]["allMatched"], true,
+        "{}",
+        o["status"]
+    );
+    assert_eq!(
+        committed(&group, &topic, &bootstrap),
+        before,
+        "the rollback is exact"
+    );
+
+    // a validation every 10 seconds
+    let kbvs: Api<KafkaBackupValidation> = Api::namespaced(client.clone(), &ns);
+    let kbv: KafkaBackupValidation = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackupValidation", "metadata": {"name": "nightly"},
+        "spec": {"backupRef": {"name": "ob"}, "schedule": "*/10 * * * * *",
+                 "evidence": {"formats": ["json", "pdf"]}}
+    }))
+    .unwrap();
+    kbvs.create(&PostParams::default(), &kbv).await.unwrap();
+    let o = wait_for(
+        &kbvs,
+        "nightly",
+        "two scheduled validations",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        |o| {
+            o["status"]["history"]
+                .as_array()
+                .is_some_and(|h| h.len() >= 2)
+                && o["status"]["phase"] == "Completed"
+        },
+    )
+    .await;
+    let st = &o["status"];
+    assert_eq!(st["validationResult"], "Pass", "{st}");
+    let hist = st["history"].as_array().unwrap();
+    let times: Vec<jiff::Timestamp> = hist
+        .iter()
+        .map(|h| h["finishedAt"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(times[0] > times[1], "newest first: {st}");
+    let ids: std::collections::BTreeSet<&str> = hist
+        .iter()
+        .map(|h| h["reportId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), hist.len(), "one report per run: {st}");
+    for h in hist {
+        assert_eq!(h["result"], "Pass", "{h}");
+        let path = store.path().join(h["evidenceReportPath"].as_str().unwrap());
+        assert!(path.exists(), "stored: {}", path.display());
+    }
+    let last: jiff::Timestamp = st["lastScheduleTime"].as_str().unwrap().parse().unwrap();
+    let next: jiff::Timestamp = st["nextScheduledValidation"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(last.as_second() % 10, 0, "{st}");
+    assert_eq!(next.as_second() - last.as_second(), 10, "{st}");
+    // one run per tick: over 12 more seconds at most two more runs, never two for one tick
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let o = serde_json::to_value(kbvs.get_status("nightly").await.unwrap()).unwrap();
+    let hist = o["status"]["history"].as_array().unwrap();
+    let ticks: Vec<i64> = hist
+        .iter()
+        .map(|h| {
+            h["finishedAt"]
+                .as_str()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .as_second()
+                / 10
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<i64> = ticks.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        ticks.len(),
+        "never two runs for one tick: {}",
+        o["status"]
+    );
+    assert!(hist.len() <= 5, "{}", o["status"]);
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let _ = nss.delete(&ns, &Default::default()).await;
+}
