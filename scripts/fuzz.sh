@@ -2,7 +2,7 @@
 # Bounded coverage-guided fuzzing (cargo-fuzz, libFuzzer) of the pure readers: the record-batch
 # codec, segment blocks, segment indexes against their segments, the repository's JSON
 # documents, and YAML -> validated resources -> plan. Each target runs KBO_FUZZ_SECS seconds
-# (default 60) from the corpus in fuzz/corpus/<target> (read only; new inputs go to a
+# (default 30; the CI budget with the cluster stages) from the corpus in fuzz/corpus/<target> (read only; new inputs go to a
 # temporary directory). A crash, an out-of-memory or a timeout fails the run and leaves the
 # input in target/fuzz/artifacts/<target>/.
 #
@@ -13,7 +13,7 @@
 # needs nightly compiler flags; RUSTC_BOOTSTRAP=1 lets the pinned stable toolchain take them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${KBO_FUZZ_SECS:-60}
+secs=${KBO_FUZZ_SECS:-30}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(batch_codec segment_blocks index_verify repo_json yaml_plan)
 if [ "$secs" = 0 ]; then

@@ -51,6 +51,6 @@ if [ "$cluster" = 1 ]; then
   stage "e2e on the node (tests/e2e.rs: local operators against its API server; tests/e2e_node.rs: helm install, the operator as a Pod)"
   cargo nextest run --no-fail-fast --test e2e --test e2e_node
 fi
-stage "fuzzing (bounded: KBO_FUZZ_SECS per target, default 60)"
+stage "fuzzing (bounded: KBO_FUZZ_SECS per target, default 30)"
 scripts/fuzz.sh
 stage "done"

@@ -107,6 +107,7 @@ fn printer_columns() {
             &[
                 ("Phase", "string", ".status.phase"),
                 ("Last Backup", "date", ".status.lastBackupTime"),
+                ("Next Backup", "date", ".status.nextScheduledBackup"),
                 ("Records", "integer", ".status.recordsProcessed"),
                 ("Age", "date", ".metadata.creationTimestamp"),
             ],
@@ -143,6 +144,8 @@ fn printer_columns() {
                 ("Phase", "string", ".status.phase"),
                 ("Result", "string", ".status.validationResult"),
                 ("Checks", "integer", ".status.checksTotal"),
+                ("Last Validation", "date", ".status.lastValidationTime"),
+                ("Next", "date", ".status.nextScheduledValidation"),
                 ("Age", "date", ".metadata.creationTimestamp"),
             ],
         ),

@@ -54,6 +54,11 @@ pub const MIN_SEGMENT_MAX_BYTES: u64 = 1024 * 1024;
     json_path = ".status.lastBackupTime"
 ))]
 #[kube(printcolumn(
+    name = "Next Backup",
+    type_ = "date",
+    json_path = ".status.nextScheduledBackup"
+))]
+#[kube(printcolumn(
     name = "Records",
     type_ = "integer",
     json_path = ".status.recordsProcessed"

@@ -60,6 +60,16 @@ fn default_public_key_key() -> String {
 ))]
 #[kube(printcolumn(name = "Checks", type_ = "integer", json_path = ".status.checksTotal"))]
 #[kube(printcolumn(
+    name = "Last Validation",
+    type_ = "date",
+    json_path = ".status.lastValidationTime"
+))]
+#[kube(printcolumn(
+    name = "Next",
+    type_ = "date",
+    json_path = ".status.nextScheduledValidation"
+))]
+#[kube(printcolumn(
     name = "Age",
     type_ = "date",
     json_path = ".metadata.creationTimestamp"

@@ -155,7 +155,11 @@ async fn apply(
             // Live progress while running: at most one write per PROGRESS_EVERY (each write
             // is a watch event, and so another reconcile).
             let due = ctx.pool.progress_due(&key, super::pool::PROGRESS_EVERY);
-            if due.is_some() || next_changed {
+            // Accepted and waiting for its first tick: said from the first second (phase
+            // Ready, Ready=True/Scheduled, observedGeneration), not an empty PHASE.
+            let waiting_first =
+                next_tick.is_some() && kb.status.as_ref().and_then(|s| s.phase).is_none();
+            if due.is_some() || next_changed || waiting_first {
                 conflict_ok(
                     update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {
                         if let Some(p) = due
@@ -174,6 +178,23 @@ async fn apply(
                             s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
                         }
                         s.next_scheduled_backup = next_tick.map(Time);
+                        if s.phase.is_none()
+                            && let Some(t) = next_tick
+                        {
+                            let now = Timestamp::now();
+                            let generation = kb.metadata.generation;
+                            s.phase = Some(BackupPhase::Ready);
+                            s.common.observed_generation = generation;
+                            set_condition(
+                                &mut s.common,
+                                "Ready",
+                                ConditionStatus::True,
+                                "Scheduled",
+                                &format!("accepted; the first scheduled run is at {t}"),
+                                generation,
+                                now,
+                            );
+                        }
                     })
                     .await,
                 )?;

@@ -58,6 +58,8 @@ pub trait OneShotStatus: Default + Clone + Serialize + Send + Sync + 'static {
     }
     /// Scheduled kinds: records the tick a run starts for and the next tick.
     fn set_ticks(&mut self, _last: Option<Timestamp>, _next: Option<Timestamp>) {}
+    /// Scheduled kinds: the phase of a resource accepted and waiting for its first tick.
+    fn set_waiting(&mut self) {}
 }
 
 /// A kind's schedule: the cron expression (validated), its IANA time zone, `suspend`.
@@ -449,10 +451,36 @@ where
                 probe.set_ticks(last, next);
                 serde_json::to_value(&probe).ok() == serde_json::to_value(s).ok()
             });
-            if recorded != Some(true) {
+            let waiting_first = status.as_ref().is_none_or(|s| s.phase().is_none());
+            if recorded != Some(true) || waiting_first {
                 update_status(api, &name, |s: &mut K::Status| {
                     s.set_ticks(last, next);
-                    s.header_mut().observed_generation = generation;
+                    let first = s.phase().is_none();
+                    let h = s.header_mut();
+                    h.observed_generation = generation;
+                    if first {
+                        // accepted and waiting: said from the first second
+                        let (reason, message) = match next {
+                            Some(t) => (
+                                "Scheduled",
+                                format!("accepted; the first scheduled run is at {t}"),
+                            ),
+                            None => (
+                                "Suspended",
+                                "accepted; suspended: no run starts".to_string(),
+                            ),
+                        };
+                        set_condition(
+                            h,
+                            "Ready",
+                            ConditionStatus::True,
+                            reason,
+                            &message,
+                            generation,
+                            now,
+                        );
+                        s.set_waiting();
+                    }
                 })
                 .await?;
             }

@@ -157,6 +157,51 @@ async fn a_malformed_schedule_fails_with_the_field_named_and_a_warning_event() {
     server.await.unwrap();
 }
 
+/// `kubectl get` tells the truth from the first second (issue 10): a scheduled KafkaBackup
+/// waiting for its first tick is Ready (phase), with a Ready=True/Scheduled condition,
+/// observedGeneration and the next run time.
+#[tokio::test]
+async fn a_scheduled_backup_waiting_for_its_first_tick_says_so() {
+    let (ctx, mut h) = context();
+    let mut o = kb(json!({"schedule": "0 0 0 1 1 *"}), json!(null), true);
+    // created now: the yearly tick is far ahead
+    o["metadata"]["creationTimestamp"] = json!(jiff::Timestamp::now().to_string());
+    let o2 = o.clone();
+    let server = tokio::spawn(async move {
+        expect_status_patch(
+            &mut h,
+            &format!("{KB_PATH}/status"),
+            |b| {
+                let st = &b["status"];
+                assert_eq!(st["phase"], "Ready", "{b}");
+                assert_eq!(st["observedGeneration"], 2, "{b}");
+                assert!(st["nextScheduledBackup"].is_string(), "{b}");
+                let c = &st["conditions"][0];
+                assert_eq!(
+                    (
+                        c["type"].as_str(),
+                        c["status"].as_str(),
+                        c["reason"].as_str()
+                    ),
+                    (Some("Ready"), Some("True"), Some("Scheduled")),
+                    "{b}"
+                );
+                assert!(
+                    c["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("first scheduled run"),
+                    "{b}"
+                );
+            },
+            o2,
+        )
+        .await;
+    });
+    backup::reconcile(obj(&o), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
 /// Paused clock: the run's backoff between attempts (5 s, 15 s) passes at once.
 #[tokio::test(start_paused = true)]
 async fn a_due_tick_starts_one_run_records_the_tick_and_retries_then_reports_the_failure() {

@@ -48,6 +48,9 @@ impl OneShotStatus for KafkaBackupValidationStatus {
     fn last_tick(&self) -> Option<Timestamp> {
         self.last_schedule_time.as_ref().map(|t| t.0)
     }
+    fn set_waiting(&mut self) {
+        self.phase = Some(BackupValidationPhase::Pending);
+    }
     fn set_ticks(&mut self, last: Option<Timestamp>, next: Option<Timestamp>) {
         self.last_schedule_time = last.map(Time);
         self.next_scheduled_validation = next.map(Time);
