@@ -787,11 +787,12 @@ fn committed(group: &str, topic: &str, bootstrap: &str) -> std::collections::BTr
     serde_json::from_value(v[topic].clone()).unwrap()
 }
 
-/// KafkaOffsetReset, KafkaOffsetRollback and a scheduled KafkaBackupValidation through the API
-/// (issues 7 and 8): a real group is reset to-earliest (snapshot first, in a ConfigMap), then
+/// Consumer groups and validation through the API (issues 7 and 8): a restore with
+/// `autoConsumerGroups` hands a real group its next unread record on every partition; the group
+/// is reset to-earliest (snapshot first, in a ConfigMap), then
 /// rolled back to that snapshot by `offsetResetRef` with verification; a validation on a
 /// 10-second schedule runs once per tick (distinct ticks 10 s apart in its history, each with
-/// a stored evidence report that passed).
+/// a stored evidence report that passed, and a restore check into scratch topics).
 #[tokio::test(flavor = "multi_thread")]
 async fn offsets_reset_and_roll_back_and_a_validation_runs_once_per_tick() {
     use kafka_backup_operator::api::validation::KafkaBackupValidation;
@@ -844,6 +845,50 @@ async fn offsets_reset_and_roll_back_and_a_validation_runs_once_per_tick() {
     kbs.create(&PostParams::default(), &kb).await.unwrap();
     wait_phase(&kbs, "ob", "Completed", Duration::from_secs(90)).await;
 
+    // a restore with autoConsumerGroups: the group, started on the restored topic, is given
+    // the record at its committed offset (50) first on every partition
+    let krs: Api<KafkaRestore> = Api::namespaced(client.clone(), &ns);
+    let restored = format!("{topic}-r");
+    let kr: KafkaRestore = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaRestore", "metadata": {"name": "or"},
+        "spec": {"backupRef": {"name": "ob"}, "kafkaCluster": {"bootstrapServers": [bootstrap]},
+                 "createTopics": true, "topicMapping": {topic.clone(): restored.clone()},
+                 "autoConsumerGroups": true}
+    }))
+    .unwrap();
+    krs.create(&PostParams::default(), &kr).await.unwrap();
+    let o = wait_phase(&krs, "or", "Completed", Duration::from_secs(90)).await;
+    assert!(
+        o["status"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&group),
+        "the group's result is in status: {}",
+        o["status"]
+    );
+    assert_eq!(
+        o["status"]["rollback"]["rollbackAvailable"], true,
+        "{}",
+        o["status"]
+    );
+    let (ok, out) = py(&[
+        "group-next",
+        "--bootstrap",
+        &bootstrap,
+        "--group",
+        &group,
+        "--topics",
+        &restored,
+    ]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    for p in ["0", "1"] {
+        assert_eq!(
+            v["first"][&restored][p]["offset"], 50,
+            "partition {p}: the next unread record, no gap, no duplicate: {v}"
+        );
+    }
+
     // reset to-earliest, snapshot first
     let kors: Api<KafkaOffsetReset> = Api::namespaced(client.clone(), &ns);
     let kor: KafkaOffsetReset = serde_json::from_value(serde_json::json!({
@@ -888,6 +933,7 @@ async fn offsets_reset_and_roll_back_and_a_validation_runs_once_per_tick() {
     let kbv: KafkaBackupValidation = serde_json::from_value(serde_json::json!({
         "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackupValidation", "metadata": {"name": "nightly"},
         "spec": {"backupRef": {"name": "ob"}, "schedule": "*/10 * * * * *",
+                 "kafkaCluster": {"bootstrapServers": [bootstrap]},
                  "evidence": {"formats": ["json", "pdf"]}}
     }))
     .unwrap();
@@ -908,6 +954,21 @@ async fn offsets_reset_and_roll_back_and_a_validation_runs_once_per_tick() {
     .await;
     let st = &o["status"];
     assert_eq!(st["validationResult"], "Pass", "{st}");
+    // the backup was restored into scratch topics and compared record by record
+    let restore_check = st["checkResults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["checkName"] == "restoreRecords")
+        .unwrap_or_else(|| panic!("a restore check: {st}"));
+    assert_eq!(restore_check["outcome"], "Pass", "{st}");
+    assert!(
+        restore_check["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("records=1024"),
+        "{st}"
+    );
     let hist = st["history"].as_array().unwrap();
     let times: Vec<jiff::Timestamp> = hist
         .iter()
