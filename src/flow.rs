@@ -545,7 +545,7 @@ pub async fn run_validation(
         validate::validate_run(&op, &name, &manifest, sha, &spec.checks, now_ms).await?;
     if spec.kafka_cluster.is_some() {
         let restored =
-            validate_by_restore(kbv, backup, secrets, pvc_root, &manifest.run_id, now_ms).await?;
+            validate_by_restore(kbv, backup, secrets, pvc_root, &manifest, now_ms).await?;
         report.add_checks(restored);
     }
     if !spec.checks.custom_webhooks.is_empty() {
@@ -654,7 +654,7 @@ pub fn evidence_storage(
 }
 
 /// The restore checks of a KafkaBackupValidation with `kafkaCluster` (issue 8, docs in
-/// `exec::verify_restore`): run `run_id` of the backup is restored into scratch topics
+/// `exec::verify_restore`): the run `manifest` describes is restored into scratch topics
 /// `kbv-<validation>-<epoch ms>-<topic>` (the topics of `checks.messageCount.topics`, or all),
 /// read back and compared record by record with the backup, and the consumer-group snapshot's
 /// translated positions are checked. The scratch topics, and the restore's journal, offset map
@@ -668,9 +668,10 @@ pub async fn validate_by_restore(
     backup: Option<&KafkaBackup>,
     secrets: &Secrets,
     pvc_root: &Path,
-    run_id: &str,
+    manifest: &crate::format::manifest::RunManifest,
     now_ms: i64,
 ) -> Result<Vec<crate::exec::validate::CheckReport>, FlowError> {
+    let run_id = manifest.run_id.as_str();
     use crate::exec::validate::{CheckReport, Outcome};
     let spec = &kbv.spec;
     let Some(cluster) = &spec.kafka_cluster else {
@@ -691,18 +692,6 @@ pub async fn validate_by_restore(
         kr_spec["topics"] = serde_json::json!(spec.checks.message_count.topics);
     }
     // every topic of the run (or of the filter) under the prefix
-    let (target, op) = {
-        let kr0: KafkaRestore = serde_json::from_value(serde_json::json!({
-            "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaRestore",
-            "metadata": {"name": restore_name}, "spec": kr_spec.clone(),
-        }))
-        .map_err(|e| ObserveError::Config {
-            field: "spec.kafkaCluster".into(),
-            message: format!("cannot build the scratch restore: {e}"),
-        })?;
-        restore_repository(&kr0, backup, secrets, pvc_root)?
-    };
-    let manifest = observe::load_manifest(&op, &spec.backup_ref.name, run_id).await?;
     let mapping: serde_json::Map<String, serde_json::Value> = manifest
         .topics
         .iter()
@@ -730,7 +719,6 @@ pub async fn validate_by_restore(
         field: "spec.kafkaCluster".into(),
         message: format!("cannot build the scratch restore: {e}"),
     })?;
-    drop((target, op));
     let prep = prepare_restore(&kr, backup, secrets, pvc_root, Access::ReadWrite).await?;
     let ctx = crate::exec::ExecContext::new(
         crate::exec::Progress::new(None),

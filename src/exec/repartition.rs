@@ -233,11 +233,7 @@ pub(super) async fn restore_repartitioned(
                 }
                 for b in segment::read_blocks(op, &seg.path, &group).await? {
                     let h = b.header;
-                    if h.is_control() || h.last_offset() < next || h.base_offset >= src.to {
-                        continue;
-                    }
-                    if h.is_transactional() && !txns.committed(h.producer_id, h.base_offset) {
-                        next = next.max(h.next_offset());
+                    if !txns.replays(&h, &mut next, src.to) {
                         continue;
                     }
                     let at = h.base_offset.max(next);

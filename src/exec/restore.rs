@@ -649,6 +649,19 @@ impl TxnOutcomes {
         }
         TxnOutcomes { by_producer }
     }
+    /// Whether a restore of source offsets `..to` replays batch `h`, reading from `*next`:
+    /// not a control batch, not wholly before `*next` or at/after `to`, not an aborted or
+    /// unfinished transaction (whose offsets `*next` then moves past).
+    pub(super) fn replays(&self, h: &batch::BatchHeader, next: &mut i64, to: i64) -> bool {
+        if h.is_control() || h.last_offset() < *next || h.base_offset >= to {
+            return false;
+        }
+        if h.is_transactional() && !self.committed(h.producer_id, h.base_offset) {
+            *next = (*next).max(h.next_offset());
+            return false;
+        }
+        true
+    }
     pub(super) fn committed(&self, producer_id: i64, offset: i64) -> bool {
         let Some(v) = self.by_producer.get(&producer_id) else {
             return false;
@@ -856,11 +869,7 @@ async fn restore_partition(
             }
             for b in segment::read_blocks(op, &seg.path, &group).await? {
                 let h = b.header;
-                if h.is_control() || h.last_offset() < next || h.base_offset >= step.to {
-                    continue;
-                }
-                if h.is_transactional() && !txns.committed(h.producer_id, h.base_offset) {
-                    next = next.max(h.next_offset());
+                if !txns.replays(&h, &mut next, step.to) {
                     continue;
                 }
                 let whole = h.base_offset >= next

@@ -14,7 +14,7 @@ use opendal::Operator;
 use sha2::{Digest, Sha256};
 
 use super::ExecError;
-use super::restore::TxnOutcomes;
+use super::restore::{TxnOutcomes, contiguous};
 use super::validate::{CheckReport, Outcome};
 use crate::format::batch::{self, Record};
 use crate::format::manifest::{GroupSnapshot, OffsetMap};
@@ -72,16 +72,11 @@ async fn backup_side(
             .blocks
             .iter()
             .filter(|b| b.last_offset >= next && b.first_offset < step.to && b.records > 0)
-            .cloned()
             .collect();
-        for chunk in blocks.chunks(8) {
-            for b in segment::read_blocks(op, &seg.path, chunk).await? {
+        for group in contiguous(&blocks) {
+            for b in segment::read_blocks(op, &seg.path, &group).await? {
                 let h = b.header;
-                if h.is_control() || h.last_offset() < next || h.base_offset >= step.to {
-                    continue;
-                }
-                if h.is_transactional() && !txns.committed(h.producer_id, h.base_offset) {
-                    next = next.max(h.next_offset());
+                if !txns.replays(&h, &mut next, step.to) {
                     continue;
                 }
                 for r in batch::decode_records(&b)? {
