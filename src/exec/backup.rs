@@ -1,6 +1,8 @@
 //! Executing a [`BackupPlan`]: one task per partition fetching record batches and streaming
-//! them into segments, checkpoints after every segment, group snapshot, then the manifest.
-use std::time::Duration;
+//! them into segments, checkpoint documents gathering what changed (at most one a second, or
+//! one per [`FLUSH_PARTITIONS`] changed partitions), group snapshot, then the manifest.
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use opendal::Operator;
 use tokio::sync::Mutex;
@@ -9,9 +11,10 @@ use super::ExecError;
 use super::engine::{Event, ExecContext, run_steps};
 use crate::format::batch::Codec;
 use crate::format::layout::{self, FORMAT};
+use crate::format::checkpoint::{self, CheckpointWriter, WriteStats};
 use crate::format::manifest::{
-    Checkpoint, Gap, GroupOffset, GroupSnapshot, PartitionManifest, PartitionProgress, RunManifest,
-    SegmentRef, TopicManifest, to_json,
+    Gap, GroupOffset, GroupSnapshot, PartitionManifest, PartitionProgress, ProgressChange,
+    RunManifest, SegmentRef, TopicManifest, to_json,
 };
 use crate::format::segment::{Outer, SegmentWriter};
 use crate::kafka::ops::OffsetSpec;
@@ -22,34 +25,137 @@ use crate::storage;
 /// Fetch size asked for per request (16 MiB). Brokers may send more (noida-db does).
 const FETCH_MAX_BYTES: i32 = 16 << 20;
 
+/// Most often a checkpoint document is written on its own (ms): changes are gathered in
+/// between, and a change waits at most about this long (plus [`FLUSH_TICK_MS`]).
+const FLUSH_INTERVAL_MS: u64 = 1000;
+/// Changed partitions that get a checkpoint document written at once.
+const FLUSH_PARTITIONS: usize = 1000;
+/// How often pending changes are looked at when no partition changes.
+const FLUSH_TICK_MS: u64 = 250;
+
+/// The checkpoint of the run: changes not yet written, and the writer of its documents.
+struct Checkpointing {
+    pending: std::sync::Mutex<BTreeMap<String, ProgressChange>>,
+    writer: Mutex<CheckpointWriter>,
+    last_write: std::sync::Mutex<Instant>,
+}
+
+impl Checkpointing {
+    /// Whether a document is due: enough partitions changed, or the interval has passed.
+    fn due(&self) -> bool {
+        let n = self.pending.lock().unwrap().len();
+        n >= FLUSH_PARTITIONS
+            || (n > 0
+                && self.last_write.lock().unwrap().elapsed()
+                    >= Duration::from_millis(FLUSH_INTERVAL_MS))
+    }
+}
+
 struct Shared<'a> {
     plan: &'a BackupPlan,
     client: &'a KafkaClient,
     op: &'a Operator,
     ctx: &'a ExecContext,
-    checkpoint: Mutex<Checkpoint>,
+    /// None when checkpointing is disabled.
+    checkpoint: Option<Checkpointing>,
 }
 
 impl Shared<'_> {
-    async fn save_progress(
-        &self,
-        key: String,
-        progress: PartitionProgress,
-    ) -> Result<(), ExecError> {
-        if self.plan.checkpoint_interval_ms.is_none() {
+    /// Records a change of partition `key`'s progress; writes the pending changes when a
+    /// document is due. A segment is part of the repository once a written document names it.
+    async fn record(&self, key: String, change: ProgressChange) -> Result<(), ExecError> {
+        let Some(cp) = &self.checkpoint else {
             return Ok(());
+        };
+        add_change(&mut cp.pending.lock().unwrap(), key, change);
+        if cp.due() {
+            self.flush(false).await?;
         }
-        // The lock is held across the write: checkpoint writes of different partitions must
-        // not interleave on the same object.
-        let mut c = self.checkpoint.lock().await;
-        c.partitions.insert(key, progress);
-        c.updated_at = (self.ctx.now_ms)();
-        let path = layout::checkpoint(&self.plan.backup_name, &self.plan.run_id);
-        storage::write_all(self.op, &path, to_json(&*c)).await?;
-        drop(c);
-        self.ctx.progress.emit(Event::CheckpointWritten { path });
         Ok(())
     }
+
+    /// Writes the pending changes as one checkpoint document (`force`: even when none is due).
+    /// On error the changes stay pending, ahead of newer ones.
+    async fn flush(&self, force: bool) -> Result<(), ExecError> {
+        let Some(cp) = &self.checkpoint else {
+            return Ok(());
+        };
+        let mut w = cp.writer.lock().await;
+        if !force && !cp.due() {
+            return Ok(());
+        }
+        let changes = std::mem::take(&mut *cp.pending.lock().unwrap());
+        if changes.is_empty() {
+            return Ok(());
+        }
+        match w.write(self.op, &changes, (self.ctx.now_ms)()).await {
+            Ok(path) => {
+                *cp.last_write.lock().unwrap() = Instant::now();
+                drop(w);
+                self.ctx.progress.emit(Event::CheckpointWritten { path });
+                Ok(())
+            }
+            Err(e) => {
+                let mut p = cp.pending.lock().unwrap();
+                let later = std::mem::replace(&mut *p, changes);
+                for (key, change) in later {
+                    add_change(&mut p, key, change);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Writes pending changes every [`FLUSH_TICK_MS`] when due, so that a change is written
+    /// even when no other follows, until `stop` fires (never in the middle of a write: a
+    /// write cut short could leave a document the writer does not know it wrote). A failed
+    /// write is retried at the next tick (a partition's own writes report their failure).
+    async fn flush_ticker(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(FLUSH_TICK_MS)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            if let Err(e) = self.flush(false).await {
+                tracing::warn!(error = %e, "checkpoint not written; trying again");
+            }
+        }
+    }
+
+    /// What the checkpoint writer has written.
+    async fn checkpoint_stats(&self) -> WriteStats {
+        match &self.checkpoint {
+            Some(cp) => cp.writer.lock().await.stats(),
+            None => WriteStats::default(),
+        }
+    }
+}
+
+/// Adds `change` to the pending changes, after a pending change of the same partition.
+fn add_change(pending: &mut BTreeMap<String, ProgressChange>, key: String, change: ProgressChange) {
+    match pending.entry(key) {
+        std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().then(change),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            e.insert(change);
+        }
+    }
+}
+
+/// The starting progress of the run's checkpoint: the segments a resumed run keeps.
+fn resumed_progress(plan: &BackupPlan) -> BTreeMap<String, PartitionProgress> {
+    plan.partitions
+        .iter()
+        .filter(|s| !s.resumed_segments.is_empty())
+        .map(|s| {
+            let p = PartitionProgress {
+                next_offset: s.start_offset,
+                segments: s.resumed_segments.clone(),
+                gaps: vec![],
+                done: false,
+            };
+            (format!("{}/{}", s.topic, s.partition), p)
+        })
+        .collect()
 }
 
 /// Runs a backup plan to completion and returns the manifest it wrote, holding the
@@ -86,34 +192,31 @@ async fn run_backup_locked(
     ctx.progress
         .bytes_planned
         .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
-    let mut checkpoint = Checkpoint {
-        format: FORMAT.into(),
-        run_id: plan.run_id.clone(),
-        plan_hash: plan.hash.clone(),
-        ..Default::default()
+    let checkpoint = match plan.checkpoint_interval_ms {
+        Some(_) => {
+            let mut w = CheckpointWriter::new(
+                &plan.backup_name,
+                &plan.run_id,
+                &plan.hash,
+                resumed_progress(plan),
+            );
+            let path = w.start(op, (ctx.now_ms)()).await?;
+            ctx.progress.emit(Event::CheckpointWritten { path });
+            Some(Checkpointing {
+                pending: Default::default(),
+                writer: Mutex::new(w),
+                last_write: std::sync::Mutex::new(Instant::now()),
+            })
+        }
+        None => None,
     };
-    if plan.resumed
-        && let Some(b) =
-            storage::read_opt(op, &layout::checkpoint(&plan.backup_name, &plan.run_id)).await?
-    {
-        checkpoint = crate::format::manifest::from_json(&b, "checkpoint")?;
-    }
     let shared = Shared {
         plan,
         client,
         op,
         ctx,
-        checkpoint: Mutex::new(checkpoint),
+        checkpoint,
     };
-    if plan.checkpoint_interval_ms.is_some() {
-        let bytes = to_json(&*shared.checkpoint.lock().await);
-        storage::write_all(
-            op,
-            &layout::checkpoint(&plan.backup_name, &plan.run_id),
-            bytes,
-        )
-        .await?;
-    }
     // Group offsets right after the cut was read, before data is fetched: committed offsets
     // are then <= the cut, so every snapshot offset is restorable.
     let groups = if plan.consumer_group_snapshot {
@@ -122,7 +225,7 @@ async fn run_backup_locked(
         vec![]
     };
 
-    let results = run_steps(
+    let steps = run_steps(
         plan.partitions.clone(),
         plan.max_concurrent_partitions as usize,
         ctx,
@@ -130,8 +233,14 @@ async fn run_backup_locked(
             let shared = &shared;
             async move { backup_partition(shared, step).await }
         },
-    )
-    .await;
+    );
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let steps = async {
+        let r = steps.await;
+        let _ = stop_tx.send(true);
+        r
+    };
+    let (results, ()) = tokio::join!(steps, shared.flush_ticker(stop));
     let mut parts = Vec::with_capacity(results.len());
     let mut first_err = None;
     for r in results {
@@ -145,7 +254,45 @@ async fn run_backup_locked(
         }
     }
     if let Some(e) = first_err {
+        // What the finished partitions did is kept for the next attempt.
+        if let Err(fe) = shared.flush(true).await {
+            tracing::warn!(error = %fe, "the last checkpoint changes were not written");
+        }
         return Err(e);
+    }
+    let stats = shared.checkpoint_stats().await;
+    tracing::debug!(
+        documents = stats.documents,
+        bases = stats.bases,
+        bytes = stats.bytes,
+        "checkpoint documents written"
+    );
+    let manifest = assemble_manifest(plan, parts, groups, start_time, (ctx.now_ms)());
+    storage::write_all(
+        op,
+        &layout::manifest(&plan.backup_name, &plan.run_id),
+        to_json(&manifest),
+    )
+    .await?;
+    // The manifest names everything now: the checkpoint (all its documents) is not needed.
+    if let Err(e) = checkpoint::delete_all(op, &plan.backup_name, &plan.run_id).await {
+        tracing::warn!(error = %e, "the finished run's checkpoint was not deleted");
+    }
+    Ok(manifest)
+}
+
+/// The run's manifest from the partitions' results (in plan order), grouped by topic in one
+/// pass.
+fn assemble_manifest(
+    plan: &BackupPlan,
+    parts: Vec<(String, PartitionManifest)>,
+    groups: Vec<GroupSnapshot>,
+    start_time: i64,
+    completion_time: i64,
+) -> RunManifest {
+    let mut by_topic: HashMap<String, Vec<PartitionManifest>> = HashMap::new();
+    for (topic, p) in parts {
+        by_topic.entry(topic).or_default().push(p);
     }
     let topics = plan
         .topics
@@ -155,59 +302,39 @@ async fn run_backup_locked(
             topic_id: t.topic_id.clone(),
             partition_count: t.partition_count,
             configs: t.configs.clone(),
-            partitions: parts
-                .iter()
-                .filter(|(topic, _)| topic == &t.name)
-                .map(|(_, p)| p.clone())
-                .collect(),
+            partitions: by_topic.remove(&t.name).unwrap_or_default(),
         })
         .collect::<Vec<_>>();
-    let manifest = RunManifest {
+    let all = || topics.iter().flat_map(|t| &t.partitions);
+    RunManifest {
         format: FORMAT.into(),
         backup_name: plan.backup_name.clone(),
         run_id: plan.run_id.clone(),
         previous_run_id: plan.previous_run_id.clone(),
         start_time,
-        completion_time: (ctx.now_ms)(),
+        completion_time,
         plan_hash: plan.hash.clone(),
         cluster_id: plan.cluster_id.clone(),
         compression: plan.compression.clone(),
-        total_records: topics
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .map(|p| p.records)
-            .sum(),
-        total_raw_bytes: topics
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .map(|p| p.raw_bytes)
-            .sum(),
+        total_records: all().map(|p| p.records).sum(),
+        total_raw_bytes: all().map(|p| p.raw_bytes).sum(),
         topics,
         consumer_groups: groups,
-    };
-    storage::write_all(
-        op,
-        &layout::manifest(&plan.backup_name, &plan.run_id),
-        to_json(&manifest),
-    )
-    .await?;
-    let _ = op
-        .delete(&layout::checkpoint(&plan.backup_name, &plan.run_id))
-        .await;
-    Ok(manifest)
+    }
 }
 
 async fn snapshot_groups(
     plan: &BackupPlan,
     client: &KafkaClient,
 ) -> Result<Vec<GroupSnapshot>, ExecError> {
+    let topics: HashSet<&str> = plan.topics.iter().map(|t| t.name.as_str()).collect();
     let mut out = Vec::new();
     for g in client.list_groups().await? {
         let offsets: Vec<GroupOffset> = client
             .committed_offsets(&g)
             .await?
             .into_iter()
-            .filter(|((t, _), _)| plan.topics.iter().any(|pt| &pt.name == t))
+            .filter(|((t, _), _)| topics.contains(t.as_str()))
             .map(
                 |((topic, partition), (offset, leader_epoch, metadata))| GroupOffset {
                     topic,
@@ -424,11 +551,12 @@ async fn backup_partition(
             finish_segment(sh, &name, seg, &mut new_segments, next, &gaps).await?;
         }
     }
-    sh.save_progress(
+    sh.record(
         name.clone(),
-        PartitionProgress {
+        ProgressChange {
             next_offset: next,
-            segments: new_segments.clone(),
+            first_segment: new_segments.len() as u64,
+            segments: vec![],
             gaps: gaps.clone(),
             done: true,
         },
@@ -476,15 +604,13 @@ async fn finish_segment(
         path: seg.path.clone(),
         bytes: seg.stored_bytes,
     });
+    let change = ProgressChange {
+        next_offset: next,
+        first_segment: segments.len() as u64,
+        segments: vec![seg.clone()],
+        gaps: gaps.to_vec(),
+        done: false,
+    };
     segments.push(seg);
-    sh.save_progress(
-        name.to_string(),
-        PartitionProgress {
-            next_offset: next,
-            segments: segments.clone(),
-            gaps: gaps.to_vec(),
-            done: false,
-        },
-    )
-    .await
+    sh.record(name.to_string(), change).await
 }

@@ -3,12 +3,14 @@
 //!
 //! ```text
 //! <backup>/runs/<runId>/manifest.json     complete run (written last: its presence = complete)
-//! <backup>/runs/<runId>/checkpoint.json   progress of a run not yet complete
+//! <backup>/runs/<runId>/checkpoint/<seq:010>.json   progress of a run not yet complete (base
+//!                                          and delta documents, docs/format.md "Checkpoint")
 //! <backup>/data/<topic>/<partition>/<firstOffset:020>-<runId>.seg        segment (blocks of batches)
 //! <backup>/data/<topic>/<partition>/<firstOffset:020>-<runId>.idx.json   its block index
 //! <backup>/restores/<restoreName>/<runId>/offset-map.json        offset map of a restore
 //! <backup>/restores/<restoreName>/journal.json                   a restore's journal (resume)
 //! <backup>/lock.json                                             lock of the backup's writers
+//! <backup>/repository.json                                       owner and legacy runs
 //! <backup>/restores/<restoreName>/lock.json                      lock of one restore
 //! ```
 
@@ -27,8 +29,28 @@ pub fn runs_dir(backup: &str) -> String {
 pub fn manifest(backup: &str, run: &str) -> String {
     format!("{backup}/runs/{run}/manifest.json")
 }
+/// The single-document checkpoint written by builds before the checkpoint became a sequence
+/// of documents: still read on resume, deleted with the run's other checkpoint objects.
 pub fn checkpoint(backup: &str, run: &str) -> String {
     format!("{backup}/runs/{run}/checkpoint.json")
+}
+/// The directory of a run's checkpoint documents (ends with `/`).
+pub fn checkpoint_dir(backup: &str, run: &str) -> String {
+    format!("{backup}/runs/{run}/checkpoint/")
+}
+/// Checkpoint document number `seq` of a run: zero-padded to 10 digits, so names sort by
+/// number.
+pub fn checkpoint_part(backup: &str, run: &str, seq: u64) -> String {
+    format!("{backup}/runs/{run}/checkpoint/{seq:010}.json")
+}
+/// The number of a checkpoint document from its file name (`0000000042.json` -> 42); None
+/// for any other name (e.g. a temporary file a killed write left behind).
+pub fn checkpoint_part_seq(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".json")?;
+    if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 /// Topic names are legal path segments: Kafka allows only `[a-zA-Z0-9._-]`. The run id in the
 /// name keeps a recreated topic's offsets from overwriting an earlier run's segment, and is
@@ -41,6 +63,10 @@ pub fn segment_index(segment_path: &str) -> String {
 }
 pub fn offset_map(backup: &str, restore: &str, run: &str) -> String {
     format!("{backup}/restores/{restore}/{run}/offset-map.json")
+}
+/// The repository record: owner and legacy runs (`format::repository`).
+pub fn repository(backup: &str) -> String {
+    format!("{backup}/repository.json")
 }
 /// The repository lock of a backup's writers (runs and retention; see `exec::lock`).
 pub fn backup_lock(backup: &str) -> String {
@@ -111,6 +137,12 @@ mod tests {
         assert!(a < b);
         let s = super::segment("kb", "r1", "orders", 3, 42);
         assert_eq!(s, "kb/data/orders/3/00000000000000000042-r1.seg");
+        let c = super::checkpoint_part("kb", "r1", 42);
+        assert_eq!(c, "kb/runs/r1/checkpoint/0000000042.json");
+        assert!(c.starts_with(&super::checkpoint_dir("kb", "r1")));
+        assert_eq!(super::checkpoint_part_seq("0000000042.json"), Some(42));
+        assert_eq!(super::checkpoint_part_seq("0000000042.json.tmp-1-2"), None);
+        assert_eq!(super::checkpoint_part_seq("42.json"), None);
         assert_eq!(
             super::segment_index(&s),
             "kb/data/orders/3/00000000000000000042-r1.idx.json"

@@ -209,7 +209,10 @@ pub struct SegmentIndex {
     pub markers: Vec<TxnMarker>,
 }
 
-/// Progress of a run that has not completed, rewritten at every checkpoint.
+/// Progress of a run that has not completed: what its checkpoint documents add up to
+/// ([`CheckpointPart`]: a base and the deltas after it, `crate::format::checkpoint::load`), and
+/// the whole document `checkpoint.json` that builds before them rewrote at every update (still
+/// read on resume).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Checkpoint {
@@ -230,6 +233,81 @@ pub struct PartitionProgress {
     pub segments: Vec<SegmentRef>,
     pub gaps: Vec<Gap>,
     pub done: bool,
+}
+
+/// Whether a checkpoint document holds a run's whole progress or only what changed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PartKind {
+    /// The whole progress: earlier documents are no longer needed.
+    #[default]
+    Base,
+    /// Only the partitions that changed since the document before it (`seq - 1`).
+    Delta,
+}
+
+/// One document of a run's checkpoint, `<backup>/runs/<runId>/checkpoint/<seq:010>.json`
+/// (docs/format.md, "Checkpoint"): a base with every partition's progress, or a delta with
+/// the partitions that changed since the previous document. The progress is the newest base
+/// with the deltas after it applied in `seq` order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointPart {
+    pub format: String,
+    pub run_id: String,
+    /// Plan hash of the attempt that wrote it.
+    pub plan_hash: String,
+    /// Position in the run's sequence of documents (also its object name).
+    pub seq: u64,
+    pub kind: PartKind,
+    /// Epoch ms when it was written.
+    pub updated_at: i64,
+    /// `topic/partition` -> what changed (a base: the whole progress of every partition).
+    pub partitions: BTreeMap<String, ProgressChange>,
+}
+
+/// A change of one partition's progress: segments appended to its list, and its new
+/// `nextOffset`, `gaps` and `done`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressChange {
+    /// Next offset to fetch; everything below is in the partition's segments.
+    pub next_offset: i64,
+    /// Position of `segments[0]` in the partition's segment list: the number of segments the
+    /// documents before this one list for it (0 in a base).
+    pub first_segment: u64,
+    /// Segments finished since the previous document, in offset order.
+    pub segments: Vec<SegmentRef>,
+    /// Every gap recorded so far for the partition (replaces the earlier list).
+    pub gaps: Vec<Gap>,
+    pub done: bool,
+}
+
+impl ProgressChange {
+    /// Folds `later` (a change made after this one) into this change.
+    pub fn then(&mut self, later: ProgressChange) {
+        self.next_offset = later.next_offset;
+        self.segments.extend(later.segments);
+        self.gaps = later.gaps;
+        self.done = later.done;
+    }
+
+    /// Applies the change to `p`. Errors (a message) when it does not continue `p`'s segment
+    /// list: it expects `firstSegment` earlier segments and `p` has another count.
+    pub fn apply(self, p: &mut PartitionProgress) -> Result<(), String> {
+        if self.first_segment != p.segments.len() as u64 {
+            return Err(format!(
+                "continues the segment list at segment {} but the documents before it list {}",
+                self.first_segment,
+                p.segments.len()
+            ));
+        }
+        p.next_offset = self.next_offset;
+        p.segments.extend(self.segments);
+        p.gaps = self.gaps;
+        p.done = self.done;
+        Ok(())
+    }
 }
 
 /// Source offsets -> target offsets of a restore, as ranges (not one entry per record).

@@ -2,6 +2,8 @@
 //! checksummed blocks inside segment files, a per-segment index, and a self-describing
 //! manifest per run.
 pub mod batch;
+#[cfg(feature = "runtime")]
+pub mod checkpoint;
 pub mod layout;
 pub mod manifest;
 pub mod segment;

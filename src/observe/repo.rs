@@ -24,9 +24,15 @@ pub async fn load_repo_state(op: &Operator, backup: &str) -> Result<RepoState, S
             state.latest = Some(from_json(&bytes, &layout::manifest(backup, run))?);
             break;
         }
-        if state.checkpoint.is_none()
-            && let Some(bytes) = storage::read_opt(op, &layout::checkpoint(backup, run)).await?
-        {
+        if state.checkpoint.is_some() {
+            continue;
+        }
+        // The checkpoint documents (a base and deltas), or the single document of earlier builds.
+        if let Some(c) = crate::format::checkpoint::load(op, backup, run).await? {
+            state.checkpoint = Some(c);
+            continue;
+        }
+        if let Some(bytes) = storage::read_opt(op, &layout::checkpoint(backup, run)).await? {
             state.checkpoint = Some(from_json(&bytes, &layout::checkpoint(backup, run))?);
         }
     }

@@ -173,6 +173,13 @@ pub fn compile_backup(
             })
         })
         .collect();
+    // topic -> its id in the previous run (one map, not a search per partition)
+    let prev_topic_ids: BTreeMap<&str, &str> = facts
+        .previous
+        .iter()
+        .flat_map(|m| &m.topics)
+        .map(|t| (t.name.as_str(), t.topic_id.as_str()))
+        .collect();
     let bytes_per_record = facts
         .previous
         .as_ref()
@@ -204,11 +211,9 @@ pub fn compile_backup(
             // segments wholly below today's log start are no longer listed (retention can
             // delete them once no retained run needs them).
             let same_topic = prev.is_some_and(|_| {
-                facts
-                    .previous
-                    .as_ref()
-                    .and_then(|m| m.topics.iter().find(|pt| &pt.name == name))
-                    .is_none_or(|pt| pt.topic_id == t.topic_id)
+                prev_topic_ids
+                    .get(name.as_str())
+                    .is_none_or(|id| *id == t.topic_id)
             });
             let diverged = facts.diverged.get(&(name.clone(), p));
             let same_topic = same_topic && diverged.is_none();
