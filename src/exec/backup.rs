@@ -10,8 +10,8 @@ use tokio::sync::Mutex;
 use super::ExecError;
 use super::engine::{Event, ExecContext, run_steps};
 use crate::format::batch::Codec;
-use crate::format::layout::{self, FORMAT};
 use crate::format::checkpoint::{self, CheckpointWriter, WriteStats};
+use crate::format::layout::{self, FORMAT};
 use crate::format::manifest::{
     Gap, GroupOffset, GroupSnapshot, PartitionManifest, PartitionProgress, ProgressChange,
     RunManifest, SegmentRef, TopicManifest, to_json,

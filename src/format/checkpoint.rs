@@ -407,7 +407,10 @@ mod tests {
         eprintln!("checkpoint bytes per partition step: {a} at 250 partitions, {b} at 2,000");
         // one partition's entry in a document is ~0.6 kB; the whole 2,000-partition progress
         // is ~1.2 MB, which a rewrite per step would cost
-        assert!(b <= 3000, "{b} bytes per step at 2,000 partitions ({large:?})");
+        assert!(
+            b <= 3000,
+            "{b} bytes per step at 2,000 partitions ({large:?})"
+        );
         assert!(
             b * 2 <= a * 3,
             "per-step bytes grew with the partition count: {a} at 250, {b} at 2,000"
@@ -492,7 +495,9 @@ mod tests {
             "{e}"
         );
         // an edited delta fails its checksum
-        let edited = String::from_utf8(saved.clone()).unwrap().replace("40", "41");
+        let edited = String::from_utf8(saved.clone())
+            .unwrap()
+            .replace("40", "41");
         std::fs::write(&five, edited).unwrap();
         let e = load(&op, "kb", "r1").await.unwrap_err().to_string();
         assert!(e.contains("checksum mismatch"), "{e}");
