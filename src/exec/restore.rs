@@ -259,6 +259,18 @@ async fn run_restore_locked(
         }
         rep_indexes.push(per_source);
     }
+    // ... and every segment those indexes describe, against its manifest entry (size,
+    // whole-object CRC-32C, last batch), without reading its payloads twice.
+    let mut segments = vec![];
+    for (s, i) in plan.partitions.iter().zip(&indexes) {
+        segments.extend(s.segments.iter().zip(i));
+    }
+    for (r, i) in plan.repartitioned.iter().zip(&rep_indexes) {
+        for (s, i) in r.sources.iter().zip(i) {
+            segments.extend(s.segments.iter().zip(i));
+        }
+    }
+    segment::verify_objects(op, &segments).await?;
     let targets: Vec<(String, i32)> = plan
         .partitions
         .iter()

@@ -1,6 +1,7 @@
 //! KafkaBackupValidation checks on the backup alone (no cluster): every object the chosen
-//! run needs exists with its size and passes the integrity chain (docs/format.md), every
-//! record batch's CRC-32C, record counts and timestamps against the manifest, offset
+//! run needs is read whole and passes the integrity chain (docs/format.md: every checksum
+//! and size the format records, each record batch's CRC-32C included), record counts and
+//! timestamps against the manifest, offset
 //! continuity, and the consumer-group snapshot. The result is an evidence report (a
 //! repository document with its own SHA-256), stored under
 //! `<backup>/validations/<validation>/<report id>.json`.
@@ -12,7 +13,6 @@ use serde::Serialize;
 
 use super::ExecError;
 use crate::api::validation::ChecksSpec;
-use crate::format::batch;
 use crate::format::manifest::{RunManifest, to_json};
 use crate::format::segment;
 
@@ -126,6 +126,142 @@ fn skipped(name: &str) -> CheckReport {
     }
 }
 
+/// What each segment read whole holds, or why it could not be read, by path.
+type Facts = BTreeMap<String, Result<segment::SegmentFacts, String>>;
+
+/// The `objects` check: every segment of run `m` passes the integrity chain, read whole.
+/// Returns the check and what each segment holds (for `messageCount`). Errors: a failing
+/// store.
+async fn objects_check(op: &Operator, m: &RunManifest) -> Result<(CheckReport, Facts), ExecError> {
+    let backup = &m.backup_name;
+    // 1. objects: every segment passes the integrity chain, read whole: its index, its size
+    // and whole-object CRC-32C, every block and batch checksum, its last batch
+    let t = Instant::now();
+    let (mut failures, mut objects, mut bytes) = (vec![], 0u64, 0u64);
+    // what each segment read whole holds, or why it could not be read (by path)
+    let mut facts = Facts::new();
+    for tm in &m.topics {
+        for pm in &tm.partitions {
+            for seg in &pm.segments {
+                let at = format!(
+                    "{}/{} offsets {}..={}",
+                    tm.name, pm.partition, seg.first_offset, seg.last_offset
+                );
+                objects += 2;
+                bytes += seg.stored_bytes;
+                let mut bad = match op.stat(&seg.path).await {
+                    Ok(meta) if meta.content_length() == seg.stored_bytes => None,
+                    Ok(meta) => Some(format!(
+                        "{}: {} bytes, the manifest records {}",
+                        seg.path,
+                        meta.content_length(),
+                        seg.stored_bytes
+                    )),
+                    Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+                        Some(format!("{}: missing", seg.path))
+                    }
+                    Err(e) => return Err(crate::storage::backend("stat", &seg.path, e).into()),
+                };
+                if let Some(e) = &bad {
+                    failures.push(format!("{e} ({at})"));
+                }
+                let idx = segment::read_verified_index(op, backup, &tm.name, pm.partition, seg)
+                    .await
+                    .map_err(|e| backend_fails(e, &seg.path));
+                let found = match (idx, &bad) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Some(_)) => Ok(None),
+                    (Ok(idx), None) => segment::read_verified_segment(op, seg, &idx)
+                        .await
+                        .map(Some)
+                        .map_err(|e| backend_fails(e, &seg.path)),
+                };
+                match found {
+                    Ok(Some(f)) => {
+                        facts.insert(seg.path.clone(), Ok(f));
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let e = e?;
+                        failures.push(format!("{e} ({at})"));
+                        bad.get_or_insert(e);
+                    }
+                }
+                facts.insert(seg.path.clone(), Err(bad.unwrap_or_default()));
+            }
+        }
+    }
+    let report = check(
+        "objects",
+        t,
+        BTreeMap::from([("objects".into(), objects), ("storedBytes".into(), bytes)]),
+        failures,
+    );
+    Ok((report, facts))
+}
+
+/// The `messageCount` check: records and timestamps of each segment (read whole by the
+/// `objects` check, `facts`) against run `m`'s manifest, within `fail_threshold` records.
+fn message_count_check(m: &RunManifest, facts: &Facts, fail_threshold: u64) -> CheckReport {
+    // 2. counts and timestamps against the manifest, from the full read above
+    let t = Instant::now();
+    let (mut failures, mut batches, mut records) = (vec![], 0u64, 0u64);
+    for tm in &m.topics {
+        for pm in &tm.partitions {
+            for seg in &pm.segments {
+                let at = format!(
+                    "{}/{} offsets {}..={}",
+                    tm.name, pm.partition, seg.first_offset, seg.last_offset
+                );
+                let f = match facts.get(&seg.path) {
+                    Some(Ok(f)) => f,
+                    Some(Err(e)) => {
+                        failures.push(format!("records not counted: {e} ({at})"));
+                        continue;
+                    }
+                    None => continue,
+                };
+                batches += f.batches;
+                records += f.records;
+                let n = f.records;
+                if n.abs_diff(seg.records) > fail_threshold {
+                    failures.push(format!(
+                        "{}: {n} records, the manifest records {} ({at}; failThreshold {})",
+                        seg.path, seg.records, fail_threshold
+                    ));
+                }
+                let (lo, hi) = (f.min_timestamp, f.max_timestamp);
+                if n > 0 && (lo != seg.min_timestamp || hi != seg.max_timestamp) {
+                    failures.push(format!(
+                        "{}: timestamps {lo}..={hi}, the manifest records {}..={} ({at})",
+                        seg.path, seg.min_timestamp, seg.max_timestamp
+                    ));
+                }
+            }
+        }
+    }
+    check(
+        "messageCount",
+        t,
+        BTreeMap::from([("batches".into(), batches), ("records".into(), records)]),
+        failures,
+    )
+}
+
+/// Sorts a storage error met while validating `path`: `Ok(message)` for what the checks report
+/// (a missing or damaged object), `Err` for a failing store (the validation cannot judge).
+fn backend_fails(e: crate::storage::StorageError, path: &str) -> Result<String, ExecError> {
+    match e {
+        crate::storage::StorageError::Backend { source, .. }
+            if source.kind() != opendal::ErrorKind::NotFound =>
+        {
+            Err(ExecError::Failed(format!("validating {path}: {source}")))
+        }
+        e => Ok(e.to_string()),
+    }
+}
+
 /// Runs the backup-only checks on run `m` of the repository `op` and builds the report.
 /// `manifest_sha256`: the checksum the manifest document carries. Storage failures are
 /// errors; what the checks find is in the report.
@@ -140,117 +276,17 @@ pub async fn validate_run(
     let backup = &m.backup_name;
     let mut reports = vec![];
 
-    // 1. objects: every segment exists with its size; every index passes the chain
-    let t = Instant::now();
-    let (mut failures, mut objects, mut bytes) = (vec![], 0u64, 0u64);
-    let mut indexes = BTreeMap::new();
-    for tm in &m.topics {
-        for pm in &tm.partitions {
-            for seg in &pm.segments {
-                let at = format!(
-                    "{}/{} offsets {}..={}",
-                    tm.name, pm.partition, seg.first_offset, seg.last_offset
-                );
-                match op.stat(&seg.path).await {
-                    Ok(meta) if meta.content_length() == seg.stored_bytes => {}
-                    Ok(meta) => failures.push(format!(
-                        "{}: {} bytes, the manifest records {} ({at})",
-                        seg.path,
-                        meta.content_length(),
-                        seg.stored_bytes
-                    )),
-                    Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
-                        failures.push(format!("{}: missing ({at})", seg.path))
-                    }
-                    Err(e) => return Err(crate::storage::backend("stat", &seg.path, e).into()),
-                }
-                match segment::read_verified_index(op, backup, &tm.name, pm.partition, seg).await {
-                    Ok(idx) => {
-                        indexes.insert(seg.path.clone(), idx);
-                    }
-                    Err(crate::storage::StorageError::Backend { source, .. })
-                        if source.kind() != opendal::ErrorKind::NotFound =>
-                    {
-                        return Err(ExecError::Failed(format!(
-                            "reading the index of {}: {source}",
-                            seg.path
-                        )));
-                    }
-                    Err(e) => failures.push(format!("{e} ({at})")),
-                }
-                objects += 2;
-                bytes += seg.stored_bytes;
-            }
-        }
-    }
-    reports.push(check(
-        "objects",
-        t,
-        BTreeMap::from([("objects".into(), objects), ("storedBytes".into(), bytes)]),
-        failures,
-    ));
+    // 1. objects: every segment passes the integrity chain, read whole: its index, its size
+    // and whole-object CRC-32C, every block and batch checksum, its last batch
+    let (objects, facts) = objects_check(op, m).await?;
+    reports.push(objects);
 
-    // 2. batches: every block and batch checksum; counts and timestamps against the manifest
+    // 2. counts and timestamps against the manifest, from the full read above
     if checks.message_count.enabled {
-        let t = Instant::now();
-        let (mut failures, mut batches, mut records) = (vec![], 0u64, 0u64);
-        for tm in &m.topics {
-            for pm in &tm.partitions {
-                for seg in &pm.segments {
-                    let Some(idx) = indexes.get(&seg.path) else {
-                        continue;
-                    };
-                    let at = format!(
-                        "{}/{} offsets {}..={}",
-                        tm.name, pm.partition, seg.first_offset, seg.last_offset
-                    );
-                    let got = match segment::read_blocks(op, &seg.path, &idx.blocks).await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            failures.push(format!("{e} ({at})"));
-                            continue;
-                        }
-                    };
-                    let (mut n, mut lo, mut hi) = (0u64, i64::MAX, i64::MIN);
-                    for b in &got {
-                        batches += 1;
-                        if !batch::crc_ok(b) {
-                            failures.push(format!(
-                                "{}: record batch at offset {} fails its CRC-32C ({at})",
-                                seg.path, b.header.base_offset
-                            ));
-                            continue;
-                        }
-                        if b.header.is_control() {
-                            continue;
-                        }
-                        n += b.header.record_count.max(0) as u64;
-                        if let Ok(ts) = batch::min_timestamp(b) {
-                            lo = lo.min(ts);
-                        }
-                        hi = hi.max(b.header.max_timestamp);
-                    }
-                    records += n;
-                    if n.abs_diff(seg.records) > checks.message_count.fail_threshold {
-                        failures.push(format!(
-                            "{}: {n} records, the manifest records {} ({at}; failThreshold {})",
-                            seg.path, seg.records, checks.message_count.fail_threshold
-                        ));
-                    }
-                    if n > 0 && (lo != seg.min_timestamp || hi != seg.max_timestamp) {
-                        failures.push(format!(
-                            "{}: timestamps {lo}..={hi}, the manifest records {}..={} ({at})",
-                            seg.path, seg.min_timestamp, seg.max_timestamp
-                        ));
-                    }
-                }
-            }
-        }
-        reports.push(check(
-            "messageCount",
-            t,
-            BTreeMap::from([("batches".into(), batches), ("records".into(), records)]),
-            failures,
+        reports.push(message_count_check(
+            m,
+            &facts,
+            checks.message_count.fail_threshold,
         ));
     } else {
         reports.push(skipped("messageCount"));

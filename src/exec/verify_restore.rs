@@ -64,6 +64,9 @@ async fn backup_side(
             .await?,
         );
     }
+    // the segments themselves against their entries, as the restore checks them
+    let pairs: Vec<_> = step.segments.iter().zip(&idx).collect();
+    segment::verify_objects(op, &pairs).await?;
     let txns = TxnOutcomes::new(idx.iter().flat_map(|i| i.markers.iter().cloned()));
     let mut out = Vec::new();
     let mut next = step.from;

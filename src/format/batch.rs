@@ -445,6 +445,9 @@ pub fn can_pass_through(h: &BatchHeader) -> bool {
 /// Turns a stored batch into one a plain (non-idempotent, non-transactional) producer may
 /// send: clears producer id/epoch/sequence, the transactional bit and the leader epoch, and
 /// recomputes the CRC-32C. The records section, compressed or not, is untouched.
+///
+/// The fresh CRC-32C covers whatever the batch holds: the caller must have verified the
+/// stored one first ([`verify_crc`]; the segment decoder does for every batch it returns).
 pub fn rewrite_for_produce(batch: &RawBatch) -> Bytes {
     let mut b = BytesMut::from(&batch.bytes[..]);
     b[0..8].copy_from_slice(&0i64.to_be_bytes());
@@ -462,6 +465,25 @@ pub fn rewrite_for_produce(batch: &RawBatch) -> Bytes {
 /// Checks a batch's CRC-32C (over attributes .. end, per the protocol guide).
 pub fn crc_ok(batch: &RawBatch) -> bool {
     crc32c::crc32c(&batch.bytes[CRC_START..]) == batch.header.crc
+}
+
+/// Verifies a batch's own CRC-32C (bytes 21..end, the Kafka protocol guide's "Record Batch")
+/// against the value in its header. Every reader of stored batches calls it (through the
+/// segment decoder) before a batch is produced again, counted or compared: the header rewrite
+/// of [`rewrite_for_produce`] and the re-encoding of records compute fresh CRCs, so a changed
+/// record under a stale CRC would otherwise reach Kafka as valid data.
+///
+/// Errors: [`FormatError::Corrupt`] naming the batch's base offset, the stored and the computed
+/// CRC-32C.
+pub fn verify_crc(batch: &RawBatch) -> Result<(), FormatError> {
+    let computed = crc32c::crc32c(&batch.bytes[CRC_START..]);
+    if computed != batch.header.crc {
+        return Err(FormatError::Corrupt(format!(
+            "record batch at offset {} fails its CRC-32C (stored {}, computed {computed}): the batch was changed or damaged after it was fetched",
+            batch.header.base_offset, batch.header.crc
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -537,6 +559,24 @@ mod tests {
         assert!(!out.header.is_transactional());
         assert_eq!(out.header.codec().unwrap(), Codec::Lz4);
         assert_eq!(decode_records(&out).unwrap(), decode_records(&b).unwrap());
+    }
+
+    #[test]
+    fn a_changed_record_under_its_old_crc_is_refused() {
+        let bytes =
+            encode_batch(&[rec(7, Some(b"k"), Some(b"value"), vec![])], Codec::None).unwrap();
+        let good = split_batches(&bytes).unwrap().remove(0);
+        verify_crc(&good).unwrap();
+        let mut raw = BytesMut::from(&bytes[..]);
+        let at = raw.len() - 3; // inside the value
+        raw[at] ^= 0x20;
+        let bad = split_batches(&raw.freeze()).unwrap().remove(0);
+        let e = verify_crc(&bad).unwrap_err().to_string();
+        assert!(e.contains("offset 0 fails its CRC-32C"), "{e}");
+        // the header rewrite would have sealed the change with a fresh CRC
+        assert!(crc_ok(
+            &split_batches(&rewrite_for_produce(&bad)).unwrap().remove(0)
+        ));
     }
 
     #[test]

@@ -372,6 +372,16 @@ fn decode_blocks_at(data: Bytes, what: &str, base: u64) -> Result<Vec<RawBatch>,
                 at(pos)
             )));
         }
+        // Each batch's own CRC-32C, before any reader produces, counts or compares it.
+        for b in &batches {
+            batch::verify_crc(b).map_err(|e| {
+                FormatError::Corrupt(format!(
+                    "{what}: block at byte {}: {}",
+                    at(pos),
+                    e.to_string().trim_start_matches("corrupt data: ")
+                ))
+            })?;
+        }
         out.extend(batches);
         pos = start + stored;
     }
@@ -604,4 +614,693 @@ pub fn decode_checked(
         out.extend(batches);
     }
     Ok(out)
+}
+
+/// Blocks read with one ranged read by [`read_verified_segment`] (at most 8 blocks, about
+/// 8 MiB of raw data: the memory bound of a full read).
+const BLOCKS_PER_FULL_READ: usize = 8;
+/// Block headers [`verify_object`] reads at once (20-byte ranged reads).
+#[cfg(feature = "runtime")]
+const HEADER_READS: usize = 16;
+/// Segments [`verify_objects`] checks at once.
+#[cfg(feature = "runtime")]
+const OBJECT_CHECKS: usize = 8;
+
+/// The CRC-32C (docs/format.md conventions) and length of a byte sequence assembled from
+/// parts: bytes in hand, and stretches known only by their CRC-32C and length (a block
+/// payload the index describes), joined with `crc32c_combine`. The result equals the CRC-32C
+/// of the concatenated bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectCrc {
+    crc: u32,
+    len: u64,
+}
+
+impl ObjectCrc {
+    /// Appends bytes in hand.
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.crc = crc32c::crc32c_append(self.crc, b);
+        self.len += b.len() as u64;
+    }
+    /// Appends `len` bytes whose own CRC-32C is `crc`.
+    pub fn part(&mut self, crc: u32, len: u64) {
+        self.crc = crc32c::crc32c_combine(self.crc, crc, len as usize);
+        self.len += len;
+    }
+    /// The CRC-32C of everything appended.
+    pub fn crc(&self) -> u32 {
+        self.crc
+    }
+    /// The number of bytes appended.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    /// True when nothing was appended.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A segment entry's error: the object, what differs, and the entry's offsets.
+fn object_error(seg: &SegmentRef, what: impl std::fmt::Display) -> FormatError {
+    FormatError::Corrupt(format!(
+        "{}: {what} (manifest entry offsets {}..={}); the backup run is damaged: restore the object from a copy or use another run",
+        seg.path, seg.first_offset, seg.last_offset
+    ))
+}
+
+/// Checks what a segment's last batch says against the entry's `lastOffset` and, in v2
+/// entries, `lastBatchOffset` and `lastBatchCrc32c`.
+fn check_last_batch(seg: &SegmentRef, last: Option<&RawBatch>) -> Result<(), FormatError> {
+    let Some(b) = last else {
+        return Err(object_error(seg, "the segment holds no record batch"));
+    };
+    let h = &b.header;
+    if h.last_offset() != seg.last_offset {
+        return Err(object_error(
+            seg,
+            format!(
+                "the last record batch ends at offset {}, the manifest records lastOffset {}",
+                h.last_offset(),
+                seg.last_offset
+            ),
+        ));
+    }
+    if let Some(o) = seg.last_batch_offset
+        && h.base_offset != o
+    {
+        return Err(object_error(
+            seg,
+            format!(
+                "the last record batch starts at offset {}, the manifest records lastBatchOffset {o}",
+                h.base_offset
+            ),
+        ));
+    }
+    if let Some(c) = seg.last_batch_crc32c
+        && h.crc != c
+    {
+        return Err(object_error(
+            seg,
+            format!(
+                "the last record batch's CRC-32C is {}, the manifest records lastBatchCrc32c {c}",
+                h.crc
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the whole-object figures of a segment entry once every byte is accounted for:
+/// the object's length against `storedBytes`, its CRC-32C against `crc32c`, and the sum of
+/// the blocks' raw sizes against `rawBytes`.
+fn check_whole(seg: &SegmentRef, crc: &ObjectCrc, raw: u64) -> Result<(), FormatError> {
+    if crc.len() != seg.stored_bytes {
+        return Err(object_error(
+            seg,
+            format!(
+                "the object is {} bytes, the manifest records storedBytes {}",
+                crc.len(),
+                seg.stored_bytes
+            ),
+        ));
+    }
+    if crc.crc() != seg.crc32c {
+        return Err(object_error(
+            seg,
+            format!(
+                "the CRC-32C of the whole object is {}, the manifest records crc32c {}: the segment was changed after the manifest was written",
+                crc.crc(),
+                seg.crc32c
+            ),
+        ));
+    }
+    if raw != seg.raw_bytes {
+        return Err(object_error(
+            seg,
+            format!(
+                "the blocks hold {raw} raw bytes, the manifest records rawBytes {}",
+                seg.raw_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The magic at the start of `data` (the object's first bytes).
+fn check_magic(seg: &SegmentRef, data: &[u8]) -> Result<(), FormatError> {
+    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+        return Err(object_error(
+            seg,
+            "the object does not start with the segment magic KBOSEG1",
+        ));
+    }
+    Ok(())
+}
+
+/// One block header read on its own: the header's stored and raw payload length and CRC-32C,
+/// checked against the index entry `b` (length; CRC-32C in v2 indexes).
+fn check_header(
+    seg: &SegmentRef,
+    b: &BlockIndex,
+    h: &[u8],
+) -> Result<(u64, u64, u32), FormatError> {
+    let place = format!(
+        "block at byte {} (offsets {}..={})",
+        b.pos, b.first_offset, b.last_offset
+    );
+    if h.len() != BLOCK_HEADER || &h[..4] != b"KBLK" {
+        return Err(object_error(seg, format!("{place}: no block header")));
+    }
+    let mut f = &h[8..];
+    let (stored, raw, crc) = (f.get_u32() as u64, f.get_u32() as u64, f.get_u32());
+    if stored + BLOCK_HEADER as u64 != b.len {
+        return Err(object_error(
+            seg,
+            format!(
+                "{place}: its header says {} bytes, the index {}",
+                stored + BLOCK_HEADER as u64,
+                b.len
+            ),
+        ));
+    }
+    if let Some(c) = b.crc32c
+        && c != crc
+    {
+        return Err(object_error(
+            seg,
+            format!("{place}: its header's CRC-32C {crc} differs from the index's {c}"),
+        ));
+    }
+    Ok((stored, raw, crc))
+}
+
+/// The pure part of [`verify_object`]: `heads` holds, for every block of the verified index
+/// `idx` but the last, the bytes read up to the end of its header (the first from byte 0, so
+/// with the magic; the others exactly the 20 header bytes); `tail` the object from the last
+/// block's position (from byte 0 when there is at most one block) to `storedBytes`.
+///
+/// Checks the magic, every header against the index, the whole object's CRC-32C (the bytes
+/// read, combined with the payload CRC-32Cs the headers and the index record) and length
+/// against the entry's `crc32c` and `storedBytes`, the raw size against `rawBytes`, and
+/// decodes the last block: its payload CRC-32C, its batches' own CRC-32Cs, and the last batch
+/// against `lastOffset`, `lastBatchOffset` and `lastBatchCrc32c`.
+///
+/// Sound because every block a restore later reads is checked against the same CRC-32Cs
+/// ([`decode_checked`]): the bytes it produces are the bytes the manifest's `crc32c` covers.
+pub fn verify_parts(
+    seg: &SegmentRef,
+    idx: &SegmentIndex,
+    heads: &[Bytes],
+    tail: Bytes,
+) -> Result<(), FormatError> {
+    let n = idx.blocks.len();
+    if heads.len() + 1 != n.max(1) {
+        return Err(object_error(seg, "not every block header was read"));
+    }
+    check_magic(seg, heads.first().unwrap_or(&tail))?;
+    let (mut crc, mut raw) = (ObjectCrc::default(), 0u64);
+    for (h, b) in heads.iter().zip(&idx.blocks) {
+        let Some(at) = h.len().checked_sub(BLOCK_HEADER) else {
+            return Err(object_error(
+                seg,
+                format!("block at byte {} is truncated", b.pos),
+            ));
+        };
+        let (stored, r, hcrc) = check_header(seg, b, &h[at..])?;
+        crc.bytes(h);
+        crc.part(b.crc32c.unwrap_or(hcrc), stored);
+        raw += r;
+    }
+    crc.bytes(&tail);
+    let Some(last) = idx.blocks.last() else {
+        check_whole(seg, &crc, raw)?;
+        if seg.records > 0 || seg.last_batch_offset.is_some() {
+            return Err(object_error(seg, "the index lists no block"));
+        }
+        return Ok(());
+    };
+    let from = if n == 1 { MAGIC.len() } else { 0 };
+    let Some(h) = tail.get(from..from + BLOCK_HEADER) else {
+        return Err(object_error(
+            seg,
+            format!("the last block, at byte {}, is truncated", last.pos),
+        ));
+    };
+    raw += check_header(seg, last, h)?.1;
+    check_whole(seg, &crc, raw)?;
+    let batches = decode_checked(tail.slice(from..), &seg.path, std::slice::from_ref(last))?;
+    check_last_batch(seg, batches.last())
+}
+
+#[cfg(feature = "runtime")]
+/// Reads bytes `range` of object `path`; a short read is an error naming the object.
+async fn read_range(
+    op: &Operator,
+    path: &str,
+    range: std::ops::Range<u64>,
+) -> Result<Bytes, StorageError> {
+    let want = range.end - range.start;
+    let b = op
+        .read_with(path)
+        .range(range.clone())
+        .await
+        .map_err(|e| backend("read", path, e))?
+        .to_bytes();
+    if b.len() as u64 != want {
+        return Err(FormatError::Corrupt(format!(
+            "{path}: bytes {}..{} read short ({} bytes): the object is truncated",
+            range.start,
+            range.end,
+            b.len()
+        ))
+        .into());
+    }
+    Ok(b)
+}
+
+#[cfg(feature = "runtime")]
+/// Checks that segment `seg` exists with the size its entry records (a stat).
+async fn check_size(op: &Operator, seg: &SegmentRef) -> Result<(), StorageError> {
+    match op.stat(&seg.path).await {
+        Ok(m) if m.content_length() == seg.stored_bytes => Ok(()),
+        Ok(m) => Err(object_error(
+            seg,
+            format!(
+                "the object is {} bytes, the manifest records storedBytes {}",
+                m.content_length(),
+                seg.stored_bytes
+            ),
+        )
+        .into()),
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Err(StorageError::NotFound(format!(
+            "segment {} is missing (manifest entry offsets {}..={}); the backup run is damaged: restore the object from a copy or use another run",
+            seg.path, seg.first_offset, seg.last_offset
+        ))),
+        Err(e) => Err(backend("stat", &seg.path, e)),
+    }
+}
+
+#[cfg(feature = "runtime")]
+/// Verifies segment `seg` against its manifest entry before a restore writes anything
+/// (docs/format.md, "Integrity chain"), without reading the payloads twice: its size (a stat)
+/// against `storedBytes`; its whole-object CRC-32C against `crc32c`, computed from the magic
+/// and the 20-byte block headers (small ranged reads, [`HEADER_READS`] at once) combined with
+/// the payload CRC-32Cs of the verified index `idx`; its last block read whole and decoded
+/// (its batches' CRC-32Cs, `lastOffset`, `lastBatchOffset`, `lastBatchCrc32c`). See
+/// [`verify_parts`]. Reads about `20 * blocks + one block` bytes in `blocks + 1` requests.
+///
+/// Errors: [`StorageError::NotFound`] for a missing object, [`FormatError::Corrupt`] (inside
+/// [`StorageError::Format`]) naming the object and what differs.
+pub async fn verify_object(
+    op: &Operator,
+    seg: &SegmentRef,
+    idx: &SegmentIndex,
+) -> Result<(), StorageError> {
+    use futures::{StreamExt, TryStreamExt};
+    check_size(op, seg).await?;
+    let n = idx.blocks.len();
+    let path = seg.path.as_str();
+    // The futures are built first: a stream holding no closure keeps the caller's future
+    // `Send` for every lifetime (the operator spawns it).
+    let reads: Vec<_> = (idx.blocks.iter().take(n.saturating_sub(1)).enumerate())
+        .map(|(i, b)| {
+            let start = if i == 0 { 0 } else { b.pos };
+            read_range(op, path, start..b.pos + BLOCK_HEADER as u64)
+        })
+        .collect();
+    let heads: Vec<Bytes> = futures::stream::iter(reads)
+        .buffered(HEADER_READS)
+        .try_collect()
+        .await?;
+    let start = match idx.blocks.last() {
+        Some(b) if n > 1 => b.pos,
+        _ => 0,
+    };
+    if start > seg.stored_bytes {
+        return Err(object_error(seg, "the index describes blocks past the object's end").into());
+    }
+    let tail = read_range(op, path, start..seg.stored_bytes).await?;
+    Ok(verify_parts(seg, idx, &heads, tail)?)
+}
+
+#[cfg(feature = "runtime")]
+/// [`verify_object`] for every (entry, verified index) pair, [`OBJECT_CHECKS`] segments at
+/// once. The first failure is returned.
+pub async fn verify_objects(
+    op: &Operator,
+    segments: &[(&SegmentRef, &SegmentIndex)],
+) -> Result<(), StorageError> {
+    use futures::{StreamExt, TryStreamExt};
+    let checks: Vec<_> = segments
+        .iter()
+        .map(|(s, i)| verify_object(op, s, i))
+        .collect();
+    futures::stream::iter(checks)
+        .buffer_unordered(OBJECT_CHECKS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// What a full read of a segment found ([`read_verified_segment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SegmentFacts {
+    /// Record batches, control batches included.
+    pub batches: u64,
+    /// Records in non-control batches.
+    pub records: u64,
+    /// Smallest record timestamp of the non-control batches (epoch ms); `i64::MAX` if none.
+    pub min_timestamp: i64,
+    /// Largest batch `maxTimestamp` of the non-control batches (epoch ms); `i64::MIN` if none.
+    pub max_timestamp: i64,
+}
+
+#[cfg(feature = "runtime")]
+/// Reads segment `seg` whole, in ranged reads of at most [`BLOCKS_PER_FULL_READ`] blocks of
+/// the verified index `idx`, and checks every checksum and size the format records for it:
+/// `storedBytes` (a stat, then the bytes read), the magic, the whole-object `crc32c`, each
+/// block against the index and its payload CRC-32C, each batch's own CRC-32C, the first and
+/// last offsets, `rawBytes`, `lastBatchOffset` and `lastBatchCrc32c`. Returns the counts the
+/// validation compares with the manifest.
+///
+/// Errors: as [`verify_object`]; every message names the object.
+pub async fn read_verified_segment(
+    op: &Operator,
+    seg: &SegmentRef,
+    idx: &SegmentIndex,
+) -> Result<SegmentFacts, StorageError> {
+    check_size(op, seg).await?;
+    let mut facts = SegmentFacts {
+        min_timestamp: i64::MAX,
+        max_timestamp: i64::MIN,
+        ..Default::default()
+    };
+    let (mut crc, mut raw) = (ObjectCrc::default(), 0u64);
+    let mut last: Option<RawBatch> = None;
+    if idx.blocks.is_empty() {
+        let data = read_range(op, &seg.path, 0..seg.stored_bytes).await?;
+        check_magic(seg, &data)?;
+        crc.bytes(&data);
+    }
+    for group in idx.blocks.chunks(BLOCKS_PER_FULL_READ) {
+        let (first, end) = (
+            &group[0],
+            group[group.len() - 1].pos + group[group.len() - 1].len,
+        );
+        let start = if crc.is_empty() { 0 } else { first.pos };
+        let data = read_range(op, &seg.path, start..end).await?;
+        if start == 0 {
+            check_magic(seg, &data)?;
+        }
+        crc.bytes(&data);
+        let batches = decode_checked(data.slice((first.pos - start) as usize..), &seg.path, group)?;
+        if facts.batches == 0
+            && let Some(b) = batches.first()
+            && b.header.base_offset != seg.first_offset
+        {
+            return Err(object_error(
+                seg,
+                format!(
+                    "the first record batch starts at offset {}, the manifest records firstOffset {}",
+                    b.header.base_offset, seg.first_offset
+                ),
+            )
+            .into());
+        }
+        for b in &batches {
+            facts.batches += 1;
+            raw += b.bytes.len() as u64;
+            if b.header.is_control() {
+                continue;
+            }
+            facts.records += b.header.record_count.max(0) as u64;
+            facts.min_timestamp = facts.min_timestamp.min(batch::min_timestamp(b)?);
+            facts.max_timestamp = facts.max_timestamp.max(b.header.max_timestamp);
+        }
+        last = batches.into_iter().last().or(last);
+    }
+    check_whole(seg, &crc, raw)?;
+    if !idx.blocks.is_empty() {
+        check_last_batch(seg, last.as_ref())?;
+    }
+    Ok(facts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::batch::{Record, encode_batch};
+
+    /// One uncompressed batch of one record at `base`, value `value`.
+    fn batch_at(base: i64, value: &[u8]) -> Bytes {
+        let r = Record {
+            offset: 0,
+            timestamp: 1_000 + base,
+            key: None,
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: vec![],
+        };
+        let mut b = BytesMut::from(&encode_batch(&[r], Codec::None).unwrap()[..]);
+        b[0..8].copy_from_slice(&base.to_be_bytes()); // outside the batch CRC
+        b.freeze()
+    }
+
+    /// A v2 segment object of codec-0 blocks (each a list of batches), its index and entry.
+    fn build(blocks: &[Vec<Bytes>]) -> (Vec<u8>, SegmentIndex, SegmentRef) {
+        let mut obj = MAGIC.to_vec();
+        let mut idx = SegmentIndex {
+            format: FORMAT.into(),
+            topic: "t".into(),
+            partition: 0,
+            first_offset: None,
+            last_offset: None,
+            stored_bytes: None,
+            blocks: vec![],
+            markers: vec![],
+        };
+        let mut raw = 0;
+        let mut last = None;
+        for bl in blocks {
+            let payload: Vec<u8> = bl.iter().flat_map(|b| b.iter().copied()).collect();
+            let crc = crc32c::crc32c(&payload);
+            let hs: Vec<_> = bl
+                .iter()
+                .map(|b| batch::split_batches(b).unwrap().remove(0))
+                .collect();
+            idx.blocks.push(BlockIndex {
+                pos: obj.len() as u64,
+                len: (BLOCK_HEADER + payload.len()) as u64,
+                first_offset: hs[0].header.base_offset,
+                last_offset: hs[hs.len() - 1].header.last_offset(),
+                min_timestamp: 0,
+                max_timestamp: 0,
+                records: hs.len() as u64,
+                batches: hs.len() as u32,
+                transactional: false,
+                crc32c: Some(crc),
+            });
+            obj.extend_from_slice(b"KBLK\0\0\0\0");
+            obj.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            obj.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            obj.extend_from_slice(&crc.to_be_bytes());
+            obj.extend_from_slice(&payload);
+            raw += payload.len() as u64;
+            last = hs.last().map(|b| b.header);
+        }
+        let last = last.unwrap();
+        let seg = SegmentRef {
+            path: "b/data/t/0/00000000000000000000-r.seg".into(),
+            first_offset: idx.blocks[0].first_offset,
+            last_offset: last.last_offset(),
+            records: idx.blocks.iter().map(|b| b.records).sum(),
+            raw_bytes: raw,
+            stored_bytes: obj.len() as u64,
+            min_timestamp: 0,
+            max_timestamp: 0,
+            crc32c: crc32c::crc32c(&obj),
+            index_crc32c: None,
+            index_bytes: None,
+            last_batch_offset: Some(last.base_offset),
+            last_batch_crc32c: Some(last.crc),
+        };
+        (obj, idx, seg)
+    }
+
+    /// What [`verify_object`] reads of `obj`: the headers of all blocks but the last (the
+    /// first with the magic), and the tail.
+    fn parts(obj: &[u8], idx: &SegmentIndex) -> (Vec<Bytes>, Bytes) {
+        let n = idx.blocks.len();
+        let heads = (idx.blocks.iter().take(n - 1).enumerate())
+            .map(|(i, b)| {
+                let start = if i == 0 { 0 } else { b.pos as usize };
+                Bytes::copy_from_slice(&obj[start..b.pos as usize + BLOCK_HEADER])
+            })
+            .collect();
+        let from = if n == 1 {
+            0
+        } else {
+            idx.blocks[n - 1].pos as usize
+        };
+        (heads, Bytes::copy_from_slice(&obj[from..]))
+    }
+
+    fn three_blocks() -> (Vec<u8>, SegmentIndex, SegmentRef) {
+        build(&[
+            vec![batch_at(0, b"zero"), batch_at(1, b"one")],
+            vec![batch_at(2, b"two")],
+            vec![batch_at(3, b"three"), batch_at(4, b"four")],
+        ])
+    }
+
+    /// Changes `value` to `with` (same length) in `obj`'s batch at `base`, then re-seals what
+    /// the test asks: the batch CRC, the block header and index CRC, the entry's whole-object
+    /// CRC and last batch CRC.
+    fn tamper(
+        obj: &mut [u8],
+        idx: &mut SegmentIndex,
+        seg: &mut SegmentRef,
+        (value, with): (&[u8], &[u8]),
+        reseal_batch: bool,
+        reseal_object: bool,
+    ) {
+        let at = obj.windows(value.len()).position(|w| w == value).unwrap();
+        obj[at..at + with.len()].copy_from_slice(with);
+        let b = idx
+            .blocks
+            .iter_mut()
+            .find(|b| b.pos as usize <= at && at < (b.pos + b.len) as usize)
+            .unwrap();
+        let payload = b.pos as usize + BLOCK_HEADER..(b.pos + b.len) as usize;
+        let mut p = payload.start;
+        while p < payload.end {
+            let h = batch::BatchHeader::parse(&obj[p..]).unwrap();
+            let end = p + h.total_len();
+            if reseal_batch && p <= at && at < end {
+                let crc = crc32c::crc32c(&obj[p + 21..end]);
+                obj[p + 17..p + 21].copy_from_slice(&crc.to_be_bytes());
+            }
+            p = end;
+        }
+        let crc = crc32c::crc32c(&obj[payload]);
+        obj[b.pos as usize + 16..b.pos as usize + 20].copy_from_slice(&crc.to_be_bytes());
+        b.crc32c = Some(crc);
+        if reseal_object {
+            seg.crc32c = crc32c::crc32c(obj);
+        }
+    }
+
+    fn verify(obj: &[u8], idx: &SegmentIndex, seg: &SegmentRef) -> Result<(), String> {
+        let (heads, tail) = parts(obj, idx);
+        verify_parts(seg, idx, &heads, tail).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn combined_crc_equals_the_crc_of_the_whole() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for cuts in [vec![], vec![0], vec![8, 28], vec![8, 28, 5000, 5020, 9999]] {
+            let mut c = ObjectCrc::default();
+            let mut from = 0;
+            for (k, &to) in cuts.iter().chain([data.len()].iter()).enumerate() {
+                let part = &data[from..to];
+                if k % 2 == 0 {
+                    c.bytes(part);
+                } else {
+                    c.part(crc32c::crc32c(part), part.len() as u64);
+                }
+                from = to;
+            }
+            assert_eq!(c.crc(), crc32c::crc32c(&data), "cuts {cuts:?}");
+            assert_eq!(c.len(), data.len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_good_segment_passes_with_one_or_many_blocks() {
+        let (obj, idx, seg) = three_blocks();
+        verify(&obj, &idx, &seg).unwrap();
+        let (obj, idx, seg) = build(&[vec![batch_at(7, b"only")]]);
+        verify(&obj, &idx, &seg).unwrap();
+    }
+
+    #[test]
+    fn a_resealed_change_with_a_stale_whole_object_crc_is_refused_in_any_block() {
+        for value in [&b"zero"[..], b"two", b"four"] {
+            let (mut obj, mut idx, mut seg) = three_blocks();
+            let with = vec![b'X'; value.len()];
+            tamper(&mut obj, &mut idx, &mut seg, (value, &with), true, false);
+            let e = verify(&obj, &idx, &seg).unwrap_err();
+            assert!(
+                e.contains(&seg.path) && e.contains("manifest records crc32c"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stale_last_batch_crc_and_a_stale_batch_crc_are_refused() {
+        // the last batch changed and re-sealed everywhere but in lastBatchCrc32c
+        let (mut obj, mut idx, mut seg) = three_blocks();
+        tamper(&mut obj, &mut idx, &mut seg, (b"four", b"FOUR"), true, true);
+        let e = verify(&obj, &idx, &seg).unwrap_err();
+        assert!(
+            e.contains(&seg.path) && e.contains("lastBatchCrc32c"),
+            "{e}"
+        );
+        // a batch of the last block changed under its old CRC, everything else re-sealed
+        let (mut obj, mut idx, mut seg) = three_blocks();
+        tamper(
+            &mut obj,
+            &mut idx,
+            &mut seg,
+            (b"three", b"THREE"),
+            false,
+            true,
+        );
+        let e = verify(&obj, &idx, &seg).unwrap_err();
+        assert!(
+            e.contains(&seg.path) && e.contains("offset 3 fails its CRC-32C"),
+            "{e}"
+        );
+        // the same in another block: refused when that block is decoded
+        let (mut obj, mut idx, mut seg) = three_blocks();
+        tamper(
+            &mut obj,
+            &mut idx,
+            &mut seg,
+            (b"zero", b"ZERO"),
+            false,
+            true,
+        );
+        verify(&obj, &idx, &seg).unwrap();
+        let b = &idx.blocks[0];
+        let data = Bytes::copy_from_slice(&obj[b.pos as usize..(b.pos + b.len) as usize]);
+        let e = decode_checked(data, &seg.path, std::slice::from_ref(b))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("offset 0 fails its CRC-32C"), "{e}");
+    }
+
+    #[test]
+    fn size_raw_bytes_and_last_offset_are_checked() {
+        let (obj, idx, mut seg) = three_blocks();
+        seg.raw_bytes += 1;
+        assert!(verify(&obj, &idx, &seg).unwrap_err().contains("rawBytes"));
+        let (obj, idx, mut seg) = three_blocks();
+        seg.last_batch_offset = Some(99);
+        assert!(
+            verify(&obj, &idx, &seg)
+                .unwrap_err()
+                .contains("lastBatchOffset")
+        );
+        let (obj, idx, seg) = three_blocks();
+        let (heads, tail) = parts(&obj, &idx);
+        let short = tail.slice(..tail.len() - 1);
+        assert!(
+            verify_parts(&seg, &idx, &heads, short)
+                .unwrap_err()
+                .to_string()
+                .contains("storedBytes")
+        );
+    }
 }
