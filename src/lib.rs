@@ -20,6 +20,7 @@ pub mod observe;
 #[cfg(feature = "runtime")]
 pub mod operator;
 pub mod plan;
+pub mod redact;
 #[cfg(feature = "runtime")]
 pub mod report;
 #[cfg(feature = "runtime")]

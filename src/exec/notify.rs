@@ -40,29 +40,31 @@ pub fn webhook_body(report: &ValidationReport, bootstrap: Option<&[String]>) -> 
     })
 }
 
-fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .user_agent(concat!("kafka-backup-operator/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))
-}
-
-/// POSTs `body` once; the status code, or why there is none.
+/// POSTs `body` once; the status code, or why there is none. The URL may be a credential (a
+/// Slack webhook): no message names more of it than [`crate::redact::url_origin`], and an
+/// invalid URL is refused without echoing it.
 async fn post(url: &str, body: &serde_json::Value, timeout: Duration) -> Result<u16, String> {
-    let resp = client(timeout)?
-        .post(url)
+    let shown = crate::redact::url_origin(url);
+    let parsed = reqwest::Url::parse(url.trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| format!("not a valid http(s) URL ({shown})"))?;
+    let tls = parsed.scheme() == "https";
+    let client = crate::storage::http::http_client(&shown, tls, Some(timeout))?;
+    let resp = client
+        .post(parsed)
         .header("content-type", "application/json")
         .body(serde_json::to_vec(body).expect("JSON values serialise"))
         .send()
         .await
         .map_err(|e| {
             if e.is_timeout() {
-                format!("no answer within {} s", timeout.as_secs())
+                format!("{shown}: no answer within {} s", timeout.as_secs())
             } else {
-                format!("{e}")
+                format!("{shown}: {}", crate::storage::http::chain(&e.without_url()))
             }
-        })?;
+        })
+        .map_err(|m| crate::redact::scrub(&m, &[url]))?;
     Ok(resp.status().as_u16())
 }
 
@@ -89,11 +91,12 @@ pub async fn run_webhooks(
                 } else {
                     vec![format!(
                         "{}: answered {code}, expected {}",
-                        h.url, h.expected_status_code
+                        crate::redact::url_origin(&h.url),
+                        h.expected_status_code
                     )]
                 }
             }
-            Err(e) => vec![format!("{}: {e}", h.url)],
+            Err(e) => vec![e],
         };
         out.push(CheckReport {
             name: format!("webhook:{}", h.name),
@@ -105,6 +108,7 @@ pub async fn run_webhooks(
             figures,
             duration_ms: t.elapsed().as_millis() as u64,
             failures,
+            notes: vec![],
             digests: BTreeMap::new(),
         });
     }
@@ -131,8 +135,15 @@ async fn post_retried(url: &str, body: &serde_json::Value) -> (Result<u16, Strin
         attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match post(url, body, Duration::from_secs(10)).await {
             Ok(c) if (200..300).contains(&c) => Ok(Ok(c)),
-            Ok(c) if c == 429 || c >= 500 => Err(format!("answered {c}")),
-            Ok(c) => Ok(Err(format!("answered {c}"))),
+            Ok(c) if c == 429 || c >= 500 => {
+                Err(format!("{} answered {c}", crate::redact::url_origin(url)))
+            }
+            Ok(c) => Ok(Err(format!(
+                "{} answered {c}",
+                crate::redact::url_origin(url)
+            ))),
+            // an invalid URL or client stays so: no retry
+            Err(e) if e.starts_with("not a valid") || e.starts_with("cannot ") => Ok(Err(e)),
             Err(e) => Err(e),
         }
     })

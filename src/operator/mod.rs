@@ -170,6 +170,32 @@ where
     W: FnMut(String) -> WFut,
     WFut: std::future::Future<Output = ()>,
 {
+    // A panic in an attempt (a bug, or a library that panics where it should return an
+    // error) fails the attempt with category `internal` instead of ending the task with the
+    // status left Running for ever.
+    #[cfg(test)]
+    let test_panic = obj.name_any() == tests_hooks::PANICS;
+    let mut attempt = attempt;
+    let attempt = move || {
+        let fut = attempt();
+        async move {
+            #[cfg(test)]
+            let fut = async move {
+                if test_panic {
+                    panic!("No CA certificates were loaded from the system (test)");
+                }
+                fut.await
+            };
+            match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(r) => r,
+                Err(p) => {
+                    let what = panic_message(&*p);
+                    tracing::error!(panic = %what, "a run attempt panicked");
+                    Err(retry::RunFailure::internal(&format!("panicked: {what}")))
+                }
+            }
+        }
+    };
     retry::retry_run(cancel, retry::run_backoff(), attempt, |pause| {
         let wait = match &pause {
             retry::Pause::Wait { message } => Some(on_wait(message.clone())),
@@ -192,6 +218,20 @@ where
         }
     })
     .await
+}
+
+/// The message of a panic payload (`panic!` with a string or a format), else a placeholder.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Test hooks: a resource with this name panics in each run attempt.
+#[cfg(test)]
+pub mod tests_hooks {
+    pub const PANICS: &str = "kbo-test-panics";
 }
 
 /// Counts a finished pool run in the metrics: `Ok(None)` is a cancelled run, `Ok(Some(_))` a

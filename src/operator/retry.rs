@@ -55,6 +55,18 @@ impl RunFailure {
         }
     }
 
+    /// An attempt that panicked or ended without a result (a bug): category `internal`,
+    /// retried like a transient failure (the retry policy decides the next attempt), and the
+    /// run fails with this message when the attempts run out.
+    pub fn internal(what: &str) -> RunFailure {
+        RunFailure {
+            message: format!(
+                "[internal] the run stopped unexpectedly: {what} (a bug: please report it with the operator's log)"
+            ),
+            kind: FailureKind::Transient,
+        }
+    }
+
     fn kind_of(transient: bool) -> FailureKind {
         if transient {
             FailureKind::Transient

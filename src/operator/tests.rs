@@ -851,3 +851,104 @@ async fn a_scheduled_validation_runs_once_per_tick() {
         "the tick that ran is never started again, even when a stale evaluation says it is due: {action:?}"
     );
 }
+
+/// Issue 15, class 12: a run task that panics (here as reqwest did in an image without CA
+/// certificates) must not leave the resource Running for ever. Each attempt's panic is an
+/// `internal` failure retried by the run policy (Retried Events); then the status is Failed
+/// with category `internal` and the panic's message, a Failed Event is sent and the failure
+/// metric counts the run. Paused clock: the backoff passes at once.
+#[tokio::test(start_paused = true)]
+async fn a_run_task_that_panics_ends_failed_internal_with_an_event_and_the_metric() {
+    let (ctx, mut h) = context();
+    let name = super::tests_hooks::PANICS;
+    let mut o = kb(json!({}), json!(null), true);
+    o["metadata"]["name"] = json!(name);
+    let path = format!("/apis/kafka.oso.sh/v1alpha1/namespaces/default/kafkabackups/{name}/status");
+    let o2 = o.clone();
+    let server = tokio::spawn(async move {
+        let mut reasons = Vec::new();
+        let mut phases = Vec::new();
+        let mut failed_message = None;
+        while !reasons.contains(&"Failed".to_string()) {
+            let (req, send) = tokio::time::timeout(Duration::from_secs(120), h.next_request())
+                .await
+                .expect("the run goes on to fail: a panic must not hang it")
+                .expect("the client is gone");
+            let (method, p) = (req.method().clone(), req.uri().path().to_string());
+            let bytes = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let reply = if p.contains("/events") {
+                if method == Method::PATCH {
+                    reasons.push("Retried".into());
+                    json!({"metadata": {"name": p.rsplit('/').next().unwrap()}})
+                } else {
+                    reasons.push(body["reason"].as_str().unwrap().to_string());
+                    if body["reason"] == "Failed" {
+                        let note = body["note"].as_str().unwrap();
+                        assert!(note.starts_with("[internal]"), "{note}");
+                    }
+                    body.clone()
+                }
+            } else {
+                assert!(p.ends_with(&path), "{method} {p}");
+                if method == Method::PATCH
+                    && let Some(ph) = body["status"]["phase"].as_str()
+                {
+                    phases.push(ph.to_string());
+                    if ph == "Failed" {
+                        failed_message = body["status"]["message"].as_str().map(str::to_string);
+                    }
+                }
+                o2.clone()
+            };
+            send.send_response(
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+        }
+        (reasons, phases, failed_message)
+    });
+    backup::reconcile(obj(&o), ctx.clone()).await.unwrap();
+    let (reasons, phases, failed) = server.await.unwrap();
+    assert_eq!(
+        phases.first().map(String::as_str),
+        Some("Running"),
+        "{phases:?}"
+    );
+    assert_eq!(
+        phases.last().map(String::as_str),
+        Some("Failed"),
+        "{phases:?}"
+    );
+    let mut sorted = reasons.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["Failed", "Retried", "Retried", "Started"],
+        "{reasons:?}"
+    );
+    let m = failed.expect("the final status was written");
+    assert!(
+        m.starts_with("[internal]")
+            && m.contains("No CA certificates were loaded")
+            && m.contains("gave up after 3 attempts"),
+        "{m}"
+    );
+    // the failure metric counts the run
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &ctx.metrics.registry).unwrap();
+    assert!(
+        text.lines().any(|l| l.contains("result=\"failed\"")
+            && l.contains("kind=\"KafkaBackup\"")
+            && l.ends_with(" 1")),
+        "{text}"
+    );
+    // the pool holds no running task: the next decision follows the status (Failed)
+    let key = super::obj_key(&*obj(&o));
+    assert!(
+        !matches!(ctx.pool.state(&key), super::decide::PoolState::Running(_)),
+        "{:?}",
+        ctx.pool.state(&key)
+    );
+}

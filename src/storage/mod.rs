@@ -12,30 +12,61 @@ pub const OP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Longest one read or write of a body chunk may take.
 pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Errors of the storage layer.
-#[derive(Debug, thiserror::Error)]
+pub mod http;
+
+/// Errors of the storage layer. Each says itself in one line (no response dump, no backtrace)
+/// and has no `source()`: a printed chain does not repeat the backend's error.
+#[derive(Debug)]
 pub enum StorageError {
-    /// The backend refused or failed an operation. `hint` says what to check.
-    #[error("storage {op} {path:?} failed: {source}{hint}")]
+    /// The backend refused or failed an operation. `detail` is [`one_line`] of `source`;
+    /// `hint` says what to check.
     Backend {
         op: &'static str,
         path: String,
         source: Box<opendal::Error>,
+        detail: String,
         hint: String,
     },
     /// Settings that cannot work (caught before any I/O).
-    #[error("storage settings: {0}")]
     Config(String),
-    #[error(transparent)]
-    Format(#[from] FormatError),
-    #[error("{0}")]
+    Format(FormatError),
     NotFound(String),
     /// The repository holds no complete run of `backup` (none finished yet, or a wrong name or
     /// location). A restore that names the KafkaBackup waits for one (the operator).
-    #[error(
-        "no complete backup named {backup:?} in this storage (check backupRef.name and the storage location)"
-    )]
-    NoCompleteRun { backup: String },
+    NoCompleteRun {
+        backup: String,
+    },
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageError::Backend {
+                op,
+                path,
+                detail,
+                hint,
+                ..
+            } => write!(f, "storage {op} {path:?} failed: {detail}{hint}"),
+            StorageError::Config(m) => write!(f, "storage settings: {m}"),
+            StorageError::Format(e) => write!(f, "{e}"),
+            StorageError::NotFound(m) => f.write_str(m),
+            StorageError::NoCompleteRun { backup } => write!(
+                f,
+                "no complete backup named {backup:?} in this storage (check backupRef.name and the storage location)"
+            ),
+        }
+    }
+}
+
+/// No `source()`: the format error is the whole message already, and the backend's is in
+/// `detail` (its own Display carries the request context).
+impl std::error::Error for StorageError {}
+
+impl From<FormatError> for StorageError {
+    fn from(e: FormatError) -> Self {
+        StorageError::Format(e)
+    }
 }
 
 /// Resolved storage settings (secrets already read), built by `observe` from a CR's
@@ -220,15 +251,22 @@ impl StorageTarget {
         };
         let mut op = Operator::via_iter(scheme, map.into_iter().map(|(k, v)| (k.to_string(), v)))
             .map_err(cfg)?;
-        if scheme == "s3" {
-            let base = op.context().http_transport().clone();
-            let ctx = op
-                .context()
-                .with_http_transport(opendal::HttpTransporter::new(CanonicalQuery(base)));
-            op = op.with_context(ctx);
+        if matches!(scheme, "fs" | "memory") {
+            // A local disk's errors are not worth retrying here (a full disk stays full; the
+            // run-level retry covers the rest): fail at once, in one line.
+            return Ok(op);
         }
+        // HTTP services: a client built here (fallibly: a missing CA bundle is an error, and
+        // only for https), with connect and response deadlines that name the endpoint.
+        let endpoint = self.endpoint_url();
+        let transport = http::Transport::new(&endpoint).map_err(StorageError::Config)?;
+        let ctx = op
+            .context()
+            .with_http_transport(opendal::HttpTransporter::new(transport));
+        op = op.with_context(ctx);
         // Each attempt is bounded in time (a stalled endpoint fails it as a temporary error,
-        // which the retry layer retries); retries back off with jitter.
+        // which the retry layer retries, 3 times from 500 ms: a dead endpoint fails in about
+        // 30 s); a retry is logged in one line.
         Ok(op
             .layer(
                 opendal::layers::TimeoutLayer::new()
@@ -238,50 +276,118 @@ impl StorageTarget {
             .layer(
                 opendal::layers::RetryLayer::new()
                     .with_jitter()
-                    .with_max_times(4),
+                    .with_min_delay(std::time::Duration::from_millis(500))
+                    .with_max_delay(std::time::Duration::from_secs(4))
+                    .with_max_times(3)
+                    .with_notify(RetryLog),
             ))
+    }
+
+    /// The URL of the storage's HTTP endpoint (the configured one, or the service's default).
+    fn endpoint_url(&self) -> String {
+        match self {
+            StorageTarget::S3 {
+                endpoint: Some(e), ..
+            }
+            | StorageTarget::Azure {
+                endpoint: Some(e), ..
+            } => e.clone(),
+            StorageTarget::S3 { region, .. } => format!("https://s3.{region}.amazonaws.com"),
+            StorageTarget::Azure { account_name, .. } => {
+                format!("https://{account_name}.blob.core.windows.net")
+            }
+            _ => "https://storage.googleapis.com".into(),
+        }
     }
 }
 
-/// Sends the query string of S3 requests in its canonical SigV4 form (`/` as `%2F`).
-///
-/// opendal signs the canonical query (AWS SigV4: every byte but unreserved ones
-/// percent-encoded) but sends list queries with `/` unescaped (`prefix=a/b/&delimiter=/`). AWS
-/// accepts both; S3-compatible servers that recompute the signature over the query as received
-/// (moto 5.2, which testenv runs with credential checks) answer 403 SignatureDoesNotMatch.
-/// Sending the canonical form satisfies both; the signature is unchanged.
-struct CanonicalQuery(opendal::HttpTransporter);
+/// Logs a storage retry in one line (opendal's default logs the error's Debug form, with its
+/// context and a backtrace).
+struct RetryLog;
 
-impl opendal::HttpTransport for CanonicalQuery {
-    async fn fetch(
-        &self,
-        mut req: http::Request<opendal::Buffer>,
-    ) -> opendal::Result<http::Response<opendal::HttpBody>> {
-        let uri = req.uri();
-        if let Some(q) = uri.query().filter(|q| q.contains('/')) {
-            let fixed = format!("{}?{}", uri.path(), q.replace('/', "%2F"));
-            let mut parts = uri.clone().into_parts();
-            parts.path_and_query = fixed.parse().ok();
-            if let Ok(u) = http::Uri::from_parts(parts) {
-                *req.uri_mut() = u;
+impl opendal::layers::RetryInterceptor for RetryLog {
+    fn intercept(&self, event: opendal::layers::RetryEvent<'_>) {
+        tracing::warn!(
+            operation = %event.op,
+            attempt = event.attempt,
+            retry_in_ms = event.retry_after.as_millis() as u64,
+            error = %one_line(event.err),
+            "storage request failed; retrying"
+        );
+    }
+}
+
+/// An opendal error in one line, without its context (request URL, response headers) or
+/// backtrace: for an HTTP error answer `HTTP <status> <S3 code>: <message>`, else the message
+/// and its causes. URLs in it lose their query strings ([`crate::redact::scrub`]).
+pub fn one_line(e: &opendal::Error) -> String {
+    static STATUS: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"status: (\d{3})").expect("regex"));
+    static S3: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"code: "([^"]*)", message: "((?:[^"\\]|\\.)*)""#).expect("regex")
+    });
+    let full = e.to_string();
+    let status = STATUS.captures(&full).map(|c| c[1].to_string());
+    let text = match (status, S3.captures(e.message())) {
+        (Some(st), Some(c)) => format!("HTTP {st} {}: {}", &c[1], &c[2]),
+        (Some(st), None) => {
+            let m: String = e.message().chars().take(200).collect();
+            format!(
+                "HTTP {st}: {}",
+                m.split_whitespace().collect::<Vec<_>>().join(" ")
+            )
+        }
+        (None, _) => {
+            let mut m = e.message().to_string();
+            if let Some(s) = std::error::Error::source(e) {
+                let c = http::chain(s);
+                if !m.contains(&c) {
+                    m = if m.is_empty() { c } else { format!("{m}: {c}") };
+                }
+            }
+            m
+        }
+    };
+    crate::redact::scrub(&text, &[])
+}
+
+/// True when `e` (or a cause) is a full disk or quota, or a read-only filesystem: not
+/// temporary, whatever the backend says.
+fn out_of_space(e: &opendal::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            if matches!(
+                io.kind(),
+                K::StorageFull | K::QuotaExceeded | K::ReadOnlyFilesystem | K::FileTooLarge
+            ) || matches!(io.raw_os_error(), Some(28 | 30 | 122))
+            {
+                return true;
             }
         }
-        self.0.fetch(req).await
+        cur = err.source();
     }
+    false
 }
 
 /// Turns an opendal error into a [`StorageError`] with a hint for the common causes.
 pub fn backend(op: &'static str, path: &str, e: opendal::Error) -> StorageError {
-    let msg = e.to_string();
-    let hint = if e.kind() == opendal::ErrorKind::PermissionDenied
-        || msg.contains("InvalidAccessKeyId")
-        || msg.contains("SignatureDoesNotMatch")
-        || msg.contains("403")
+    let detail = one_line(&e);
+    let hint = if out_of_space(&e) {
+        " (no space left: free space on the storage volume or enlarge it; the run resumes from its checkpoint)".to_string()
+    } else if e.kind() == opendal::ErrorKind::PermissionDenied
+        || detail.contains("InvalidAccessKeyId")
+        || detail.contains("SignatureDoesNotMatch")
+        || detail.contains("HTTP 403")
     {
         " (access denied: check storage.s3.credentialsSecret and that the key may write to the bucket)".to_string()
-    } else if msg.contains("NoSuchBucket") {
+    } else if detail.contains("NoSuchBucket") {
         " (the bucket does not exist: create it or fix storage.s3.bucket)".to_string()
-    } else if msg.contains("error sending request") || msg.contains("connect") {
+    } else if detail.contains("no answer from")
+        || detail.contains("error sending request")
+        || detail.contains("connect")
+    {
         " (storage endpoint unreachable: check storage.s3.endpoint and the network)".to_string()
     } else {
         String::new()
@@ -290,15 +396,17 @@ pub fn backend(op: &'static str, path: &str, e: opendal::Error) -> StorageError 
         op,
         path: path.to_string(),
         source: Box::new(e),
+        detail,
         hint,
     }
 }
 
 impl StorageError {
     /// True when a later attempt may succeed: the backend said the failure is temporary
-    /// (opendal's `is_temporary`: throttling, 5xx, connection trouble).
+    /// (opendal's `is_temporary`: throttling, 5xx, connection trouble, no answer in time); a
+    /// full disk or quota is not, whatever the backend says.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StorageError::Backend { source, .. } if source.is_temporary())
+        matches!(self, StorageError::Backend { source, .. } if source.is_temporary() && !out_of_space(source))
     }
 
     /// The failure category: `storage-unavailable` (a temporary backend failure),
