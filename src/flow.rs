@@ -750,6 +750,7 @@ pub async fn validate_by_restore(
                 "the restore of run {run_id} into scratch topics failed [{}]: {e}",
                 e.category()
             )],
+            notes: vec![],
             digests: Default::default(),
         }]),
     };

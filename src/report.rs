@@ -370,6 +370,9 @@ pub fn validation_table(r: &crate::exec::validate::ValidationReport) -> String {
         for f in &c.failures {
             out.push_str(&format!("    {f}\n"));
         }
+        for n in &c.notes {
+            out.push_str(&format!("    note: {n}\n"));
+        }
     }
     out
 }
