@@ -12,6 +12,8 @@ use crate::observe::{self, ObserveError};
 use crate::plan::{self, BackupFacts, BackupPlan, CompileError, RestoreFacts, RestorePlan};
 use crate::storage::{StorageError, StorageTarget};
 
+pub mod owner;
+
 /// Errors of the flow, one variant per layer.
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
@@ -474,6 +476,7 @@ pub async fn prepare_validation(
     };
     let target = observe::storage_target(&storage_spec, secrets, pvc_root, "spec.backupRef")?;
     let op = open(&target, Access::ReadOnly)?;
+    owner::check_reader_repository(&op, &bref.name, backup, bref.storage.is_some()).await?;
     let manifest = match &bref.backup_id {
         Some(id) => observe::load_manifest(&op, &bref.name, id).await?,
         None => observe::latest_complete_run(&op, &bref.name).await?,
@@ -820,7 +823,10 @@ pub async fn prepare_backup(
         checkpoint: repo.checkpoint,
         diverged,
     };
-    let plan = plan::compile_backup(spec, &facts)?;
+    let mut plan = plan::compile_backup(spec, &facts)?;
+    (plan.owner, plan.adopt_from) = owner::backup_owner(&kb.metadata)?;
+    let adopt = plan.adopt_from.as_ref();
+    owner::check_backup_repository(&op, &plan.backup_name, &plan.owner, adopt, now_ms).await?;
     if access == Access::ReadWrite {
         op = open(&target, access)?;
     }
@@ -858,6 +864,8 @@ pub async fn prepare_restore(
 ) -> Result<PreparedRestore, FlowError> {
     let spec = &kr.spec;
     let (target, mut op) = restore_repository(kr, backup, secrets, pvc_root)?;
+    let inline = spec.backup_ref.storage.is_some();
+    owner::check_reader_repository(&op, &spec.backup_ref.name, backup, inline).await?;
     let restore_name = kr.metadata.name.clone().unwrap_or_default();
     let spec_hash = plan::restore_data_hash(spec);
     let journal = crate::exec::load_journal(&op, &spec.backup_ref.name, &restore_name)
@@ -941,9 +949,13 @@ pub async fn apply_retention(
         )
         .await
         .map_err(FlowError::Exec)?;
-        lock.hold(crate::exec::run_retention(&plan, op, &name))
-            .await
-            .map_err(FlowError::Exec)?;
+        let (who, adopt) = owner::backup_owner(&kb.metadata)?;
+        lock.hold(async {
+            crate::exec::repository::claim(op, &name, &who, adopt.as_ref(), now_ms).await?;
+            crate::exec::run_retention(&plan, op, &name).await
+        })
+        .await
+        .map_err(FlowError::Exec)?;
     }
     Ok(plan)
 }

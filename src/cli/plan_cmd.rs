@@ -26,6 +26,10 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
             .await?;
             let mut out = render(&p.plan, args.output, restore_table)?;
             if args.output == OutputFormat::Table {
+                let rec = crate::format::repository::load_record(&p.op, &p.plan.backup_name);
+                if let Some(rec) = rec.await? {
+                    out.push_str(&format!("repository owner: KafkaBackup {}\n", rec.owner));
+                }
                 match &p.start {
                     crate::exec::RestoreStart::Resume(_) => out.push_str("resumes an interrupted attempt of this restore: records its earlier attempts wrote are skipped, not produced again\n"),
                     crate::exec::RestoreStart::Complete(j) => out.push_str(&format!(

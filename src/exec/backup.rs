@@ -186,6 +186,9 @@ async fn run_backup_locked(
     ctx: &ExecContext,
 ) -> Result<RunManifest, ExecError> {
     let start_time = (ctx.now_ms)();
+    // Before anything is written: the repository is this KafkaBackup's (or adopted now).
+    let owner = (&plan.owner, plan.adopt_from.as_ref());
+    super::repository::claim(op, &plan.backup_name, owner.0, owner.1, start_time).await?;
     ctx.progress
         .records_planned
         .store(plan.estimated_records, std::sync::atomic::Ordering::Relaxed);

@@ -8,6 +8,7 @@ pub mod groups;
 pub mod lock;
 pub mod notify;
 mod repartition;
+pub mod repository;
 pub mod restore;
 pub mod retention;
 pub mod validate;

@@ -424,13 +424,34 @@ pub fn to_json<T: Serialize>(doc: &T) -> Vec<u8> {
     serde_json::to_vec_pretty(&v).expect("JSON values always serialise")
 }
 
-/// Parses a repository document named `what` (its path): checks the `format` tag, then the
-/// document's own checksum (required in v2; checked in v1 documents only if present).
+/// Parses a repository document named `what` (its path): checks the `format` tag, which must
+/// be v2, then the document's own checksum (required).
+///
+/// A document claiming v1 (whose checksum was optional) is refused: only the readers that know
+/// the repository's legacy runs accept one, with [`from_json_accepting_v1`] and
+/// `format::repository::Legacy` (docs/format.md, "Repository identity and version").
 ///
 /// Errors: [`FormatError::Version`] for an unknown or missing tag, [`FormatError::Corrupt`]
-/// for bytes that are not JSON, a checksum that does not match (naming both values) or is
-/// missing, and fields of the wrong shape.
+/// for a v1 document, bytes that are not JSON, a checksum that does not match (naming both
+/// values) or is missing, and fields of the wrong shape.
 pub fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, FormatError> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| FormatError::Corrupt(format!("{what}: not JSON: {e}")))?;
+    if v.get("format").and_then(|f| f.as_str()) == Some(FORMAT_V1) {
+        return Err(FormatError::Corrupt(format!(
+            "{what} claims format {FORMAT_V1} (no checksum), which no v1 build wrote for this kind of object or this run: a {FORMAT} document edited to look older is refused; restore the object from a copy"
+        )));
+    }
+    from_json_accepting_v1(bytes, what)
+}
+
+/// [`from_json`], but also accepting v1 documents (their checksum checked only if present).
+/// The caller must then hold the document to the repository's legacy rule
+/// (`format::repository::Legacy`): a v1 document is valid only for a run a v1 build wrote.
+pub fn from_json_accepting_v1<T: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, FormatError> {
     let mut v: Value = serde_json::from_slice(bytes)
         .map_err(|e| FormatError::Corrupt(format!("{what}: not JSON: {e}")))?;
     let v2 = match v.get("format").and_then(|f| f.as_str()) {
@@ -505,10 +526,13 @@ mod tests {
         v.as_object_mut().unwrap().remove("checksum");
         let e = from_json::<Checkpoint>(&serde_json::to_vec(&v).unwrap(), "cp").unwrap_err();
         assert!(e.to_string().contains("no valid checksum"), "{e}");
-        // a v1 document without checksum is still read
+        // a v1 document without checksum is read only where the legacy rule applies
         v["format"] = Value::String(FORMAT_V1.into());
-        let old: Checkpoint = from_json(&serde_json::to_vec(&v).unwrap(), "cp").unwrap();
+        let old: Checkpoint =
+            from_json_accepting_v1(&serde_json::to_vec(&v).unwrap(), "cp").unwrap();
         assert_eq!(old.run_id, "r1");
+        let e = from_json::<Checkpoint>(&serde_json::to_vec(&v).unwrap(), "cp").unwrap_err();
+        assert!(e.to_string().contains("cp claims format"), "{e}");
     }
 
     #[test]

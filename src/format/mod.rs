@@ -6,6 +6,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod layout;
 pub mod manifest;
+pub mod repository;
 pub mod segment;
 
 /// Errors of the format layer.

@@ -395,7 +395,7 @@ pub async fn read_index(op: &Operator, segment_path: &str) -> Result<SegmentInde
     let bytes = storage::read_opt(op, &p)
         .await?
         .ok_or_else(|| StorageError::NotFound(format!("segment index {p} is missing")))?;
-    Ok(super::manifest::from_json(&bytes, &p)?)
+    Ok(super::manifest::from_json_accepting_v1(&bytes, &p)?)
 }
 
 #[cfg(feature = "runtime")]
@@ -463,7 +463,24 @@ pub fn verify_index(
             crc32c::crc32c(bytes)
         )));
     }
-    let idx: SegmentIndex = super::manifest::from_json(bytes, &p)?;
+    // A v2 entry (it names the index's checksum) has a v2 index with every link of the chain;
+    // only a legacy entry, which the manifest's reader held to the repository's legacy runs
+    // (`format::repository::Legacy`), may have a v1 index.
+    let idx: SegmentIndex = if seg.index_crc32c.is_some() {
+        let idx: SegmentIndex = super::manifest::from_json(bytes, &p)?;
+        if idx.first_offset.is_none()
+            || idx.last_offset.is_none()
+            || idx.stored_bytes.is_none()
+            || idx.blocks.iter().any(|b| b.crc32c.is_none())
+        {
+            return Err(bad(
+                "the index lacks its segment's range or size, or a block's CRC-32C, which every v2 index records".into(),
+            ));
+        }
+        idx
+    } else {
+        super::manifest::from_json_accepting_v1(bytes, &p)?
+    };
     if idx.topic != topic || idx.partition != partition {
         return Err(bad(format!(
             "the index describes {}/{}",

@@ -3,7 +3,8 @@
 use opendal::Operator;
 
 use crate::format::layout;
-use crate::format::manifest::{Checkpoint, RunManifest, from_json};
+use crate::format::manifest::{Checkpoint, RunManifest, from_json_accepting_v1};
+use crate::format::repository::{Legacy, legacy_rule};
 use crate::storage::{self, StorageError};
 
 /// The repository state of one KafkaBackup.
@@ -15,13 +16,29 @@ pub struct RepoState {
     pub checkpoint: Option<Checkpoint>,
 }
 
-/// Lists runs of `backup` and loads the newest manifest and any newer checkpoint.
+/// Parses the manifest of run `run` read from `path` and holds it to the repository's legacy
+/// rule (a v1 manifest, or a segment entry without its index checksum, only for v1 runs).
+fn parse_manifest(
+    bytes: &[u8],
+    path: &str,
+    run: &str,
+    legacy: &Legacy,
+) -> Result<RunManifest, StorageError> {
+    let m: RunManifest = from_json_accepting_v1(bytes, path)?;
+    legacy.check_manifest(&m, run, path)?;
+    Ok(m)
+}
+
+/// Lists runs of `backup` and loads the newest manifest and any newer checkpoint. A checkpoint
+/// a v1 build left is not resumed (the next run starts after the newest complete run).
 pub async fn load_repo_state(op: &Operator, backup: &str) -> Result<RepoState, StorageError> {
     let runs = storage::list_dirs(op, &layout::runs_dir(backup)).await?;
+    let legacy = legacy_rule(op, backup).await?;
     let mut state = RepoState::default();
     for run in runs.iter().rev() {
-        if let Some(bytes) = storage::read_opt(op, &layout::manifest(backup, run)).await? {
-            state.latest = Some(from_json(&bytes, &layout::manifest(backup, run))?);
+        let path = layout::manifest(backup, run);
+        if let Some(bytes) = storage::read_opt(op, &path).await? {
+            state.latest = Some(parse_manifest(&bytes, &path, run, &legacy)?);
             break;
         }
         if state.checkpoint.is_some() {
@@ -29,11 +46,17 @@ pub async fn load_repo_state(op: &Operator, backup: &str) -> Result<RepoState, S
         }
         // The checkpoint documents (a base and deltas), or the single document of earlier builds.
         if let Some(c) = crate::format::checkpoint::load(op, backup, run).await? {
+            legacy.check_checkpoint(&c, run, &layout::checkpoint_dir(backup, run))?;
             state.checkpoint = Some(c);
             continue;
         }
-        if let Some(bytes) = storage::read_opt(op, &layout::checkpoint(backup, run)).await? {
-            state.checkpoint = Some(from_json(&bytes, &layout::checkpoint(backup, run))?);
+        let path = layout::checkpoint(backup, run);
+        if let Some(bytes) = storage::read_opt(op, &path).await? {
+            let c: Checkpoint = from_json_accepting_v1(&bytes, &path)?;
+            if c.format == layout::FORMAT {
+                legacy.check_checkpoint(&c, run, &path)?;
+                state.checkpoint = Some(c);
+            }
         }
     }
     Ok(state)
@@ -47,7 +70,7 @@ pub async fn load_manifest(
 ) -> Result<RunManifest, StorageError> {
     let path = layout::manifest(backup, run);
     match storage::read_opt(op, &path).await? {
-        Some(b) => Ok(from_json(&b, &path)?),
+        Some(b) => parse_manifest(&b, &path, run, &legacy_rule(op, backup).await?),
         None => {
             let runs = storage::list_dirs(op, &layout::runs_dir(backup)).await?;
             if runs.iter().any(|r| r == run) {
@@ -78,10 +101,11 @@ pub async fn load_complete_manifests(
     backup: &str,
 ) -> Result<Vec<RunManifest>, StorageError> {
     let mut out = Vec::new();
+    let legacy = legacy_rule(op, backup).await?;
     for run in storage::list_dirs(op, &layout::runs_dir(backup)).await? {
         let path = layout::manifest(backup, &run);
         if let Some(bytes) = storage::read_opt(op, &path).await? {
-            out.push(from_json(&bytes, &path)?);
+            out.push(parse_manifest(&bytes, &path, &run, &legacy)?);
         }
     }
     Ok(out)

@@ -104,6 +104,15 @@ pub struct BackupPlan {
     pub estimated_bytes: u64,
     /// Hash of everything above (run id and clock excluded), for status `planHash`.
     pub hash: String,
+    /// The KafkaBackup writing the run, claimed as the repository's owner before anything is
+    /// written (`exec::repository::claim`). Compiled as `default/<backup name>`; the flow sets
+    /// the resource's namespace. Not part of the hash or the printed plan.
+    #[serde(skip)]
+    pub owner: crate::format::repository::Owner,
+    /// The current owner of a repository this run adopts on purpose (annotation
+    /// `kafka.oso.sh/adopt-repository`), set by the flow.
+    #[serde(skip)]
+    pub adopt_from: Option<crate::format::repository::Owner>,
 }
 
 /// Compiles a backup run. Errors: topics named literally that do not exist
@@ -317,6 +326,8 @@ pub fn compile_backup(
         topics,
         partitions,
         hash: String::new(),
+        owner: crate::format::repository::Owner::new(None, &facts.name),
+        adopt_from: None,
     };
     plan.hash = plan_hash(&plan);
     plan.run_id = run_id;

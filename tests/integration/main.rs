@@ -15,5 +15,6 @@ mod restore_resume;
 mod resume;
 mod roundtrip;
 mod sasl;
+mod tenancy;
 mod tls;
 mod validation;
