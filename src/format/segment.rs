@@ -963,7 +963,8 @@ pub async fn verify_object(
 
 #[cfg(feature = "runtime")]
 /// [`verify_object`] for every (entry, verified index) pair, [`OBJECT_CHECKS`] segments at
-/// once. The first failure is returned.
+/// once. The failure of the first failing segment in `segments` order is returned (the same
+/// error on every attempt).
 pub async fn verify_objects(
     op: &Operator,
     segments: &[(&SegmentRef, &SegmentIndex)],
@@ -974,7 +975,7 @@ pub async fn verify_objects(
         .map(|(s, i)| verify_object(op, s, i))
         .collect();
     futures::stream::iter(checks)
-        .buffer_unordered(OBJECT_CHECKS)
+        .buffered(OBJECT_CHECKS)
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())

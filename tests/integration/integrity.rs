@@ -3,8 +3,10 @@
 //!
 //! Corruption table: one backup of a 2-partition topic, copied once per case, damaged in one
 //! way, then restored into a new topic. Every damage is refused with an error naming the
-//! object; damage to a manifest or an index is found before anything is written (the target
-//! topic is not even created); an untouched copy restores every record.
+//! object; damage to a manifest, an index, or a segment's size, identity or whole-object
+//! CRC-32C is found before anything is written (the target topic is not even created); a
+//! changed payload byte in a block other than a segment's last is found when that block is
+//! read, before its first batch is produced; an untouched copy restores every record.
 use std::path::{Path, PathBuf};
 
 use crate::support::*;
@@ -77,7 +79,7 @@ const CASES: &[(&str, Damage, bool)] = &[
             std::fs::write(seg, &b[..b.len() - 100]).unwrap();
             rel(root, seg)
         },
-        false,
+        true,
     ),
     (
         "deleted segment",
@@ -86,7 +88,7 @@ const CASES: &[(&str, Damage, bool)] = &[
             std::fs::remove_file(seg).unwrap();
             rel(root, seg)
         },
-        false,
+        true,
     ),
     (
         "segments of two partitions swapped",
@@ -100,7 +102,7 @@ const CASES: &[(&str, Damage, bool)] = &[
             std::fs::write(&segs[1], a).unwrap();
             rel(root, &segs[0])
         },
-        false,
+        true,
     ),
     (
         "index timestamp changed",
@@ -554,6 +556,187 @@ async fn secrets_never_reach_the_logs_at_any_level() {
     ] {
         if let Some(line) = logs.lines().find(|l| l.contains(value)) {
             panic!("the {what} appears in the logs: {line}");
+        }
+    }
+}
+
+/// Which recorded checksum a re-sealed change leaves stale (issue 15, class 1).
+#[derive(Debug, Clone, Copy)]
+enum Stale {
+    /// The manifest segment entry's whole-object `crc32c`.
+    ObjectCrc,
+    /// The manifest segment entry's `lastBatchCrc32c`.
+    LastBatchCrc,
+    /// The changed record batch's own Kafka CRC-32C.
+    BatchCrc,
+}
+
+/// Sets a JSON document's own checksum again (docs/format.md, "Integrity chain": SHA-256 of
+/// the compact JSON with `checksum` null) and returns its bytes as written.
+fn reseal_json(v: &mut serde_json::Value) -> Vec<u8> {
+    use sha2::Digest;
+    v["checksum"] = serde_json::Value::Null;
+    let sum = hex::encode(sha2::Sha256::digest(serde_json::to_vec(&*v).unwrap()));
+    v["checksum"] = format!("sha256:{sum}").into();
+    serde_json::to_vec_pretty(&*v).unwrap()
+}
+
+/// The attack of issue 15: one byte of the last record value of the last batch of the last
+/// block of partition 0's first segment is changed, and every checksum the old readers
+/// verified is sealed again: the batch's own CRC-32C, the block header's CRC-32C, the index's
+/// block `crc32c` and own checksum, the manifest's `indexCrc32c`/`indexBytes`,
+/// `lastBatchCrc32c`, `crc32c` and own checksum, except the one `stale` names. The repository
+/// must hold uncompressed blocks (`compression: none`). Returns the segment's path, relative.
+fn reseal_attack(root: &Path, stale: Stale) -> String {
+    let mpath = &files(root, "manifest.json")[0];
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(mpath).unwrap()).unwrap();
+    let entry = &mut m["topics"][0]["partitions"][0]["segments"][0];
+    let rel = entry["path"].as_str().unwrap().to_string();
+    let seg_path = root.join(&rel);
+    let idx_path = root.join(rel.replace(".seg", ".idx.json"));
+    let mut seg = std::fs::read(&seg_path).unwrap();
+    let mut idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&idx_path).unwrap()).unwrap();
+    let n = idx["blocks"].as_array().unwrap().len();
+    let block = &mut idx["blocks"][n - 1];
+    let (pos, len) = (
+        block["pos"].as_u64().unwrap() as usize,
+        block["len"].as_u64().unwrap() as usize,
+    );
+    assert_eq!(&seg[pos..pos + 5], b"KBLK\0", "an uncompressed block");
+    // the last batch of the block
+    let (mut at, end) = (pos + 20, pos + len);
+    loop {
+        let size = 12 + u32::from_be_bytes(seg[at + 8..at + 12].try_into().unwrap()) as usize;
+        if at + size == end {
+            break;
+        }
+        at += size;
+    }
+    // its last record: ..., value, headerCount 0 (gen-load records have no headers)
+    assert_eq!(seg[end - 1], 0, "the last record has no headers");
+    seg[end - 2] ^= 0x01;
+    if !matches!(stale, Stale::BatchCrc) {
+        let crc = crc32c::crc32c(&seg[at + 21..end]);
+        seg[at + 17..at + 21].copy_from_slice(&crc.to_be_bytes());
+    }
+    let batch_crc = u32::from_be_bytes(seg[at + 17..at + 21].try_into().unwrap());
+    let block_crc = crc32c::crc32c(&seg[pos + 20..end]);
+    seg[pos + 16..pos + 20].copy_from_slice(&block_crc.to_be_bytes());
+    block["crc32c"] = block_crc.into();
+    let idx_bytes = reseal_json(&mut idx);
+    entry["indexCrc32c"] = crc32c::crc32c(&idx_bytes).into();
+    entry["indexBytes"] = idx_bytes.len().into();
+    if !matches!(stale, Stale::LastBatchCrc) {
+        entry["lastBatchCrc32c"] = batch_crc.into();
+    }
+    if !matches!(stale, Stale::ObjectCrc) {
+        entry["crc32c"] = crc32c::crc32c(&seg).into();
+    }
+    std::fs::write(&seg_path, &seg).unwrap();
+    std::fs::write(&idx_path, idx_bytes).unwrap();
+    std::fs::write(mpath, reseal_json(&mut m)).unwrap();
+    rel
+}
+
+/// Copies the repository at `from` to the testenv S3 bucket under `prefix`.
+async fn upload(from: &Path, prefix: &str) {
+    let e = env();
+    let op = kafka_backup_operator::storage::StorageTarget::S3 {
+        bucket: e.bucket.clone(),
+        region: "us-east-1".into(),
+        endpoint: Some(e.s3_endpoint.clone()),
+        prefix: Some(prefix.into()),
+        path_style: true,
+        credentials: Some((e.access_key.clone(), e.secret_key.clone())),
+    }
+    .operator()
+    .unwrap();
+    for rel in tree(from) {
+        op.write(&rel, std::fs::read(from.join(&rel)).unwrap())
+            .await
+            .unwrap();
+    }
+}
+
+/// A backup-only KafkaBackupValidation of backup `backup`.
+fn validation_yaml(name: &str, backup: &str) -> String {
+    format!(
+        "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackupValidation\nmetadata:\n  name: {name}\nspec:\n  backupRef:\n    name: {backup}\n"
+    )
+}
+
+/// Issue 15, class 1, on a filesystem and on S3: a segment changed and re-sealed at every
+/// level but one recorded checksum (the manifest's whole-object `crc32c`, its
+/// `lastBatchCrc32c`, or the batch's own CRC-32C) fails the validation's `objects` check
+/// naming the object, and the restore fails naming it before its target topic is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_resealed_at_every_level_but_one_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean");
+    std::fs::create_dir_all(&clean).unwrap();
+    let topic = unique("reseal");
+    gen_load(&topic, 1, 3);
+    let kb = backup_yaml(
+        "rb",
+        std::slice::from_ref(&topic),
+        &fs_storage(&clean),
+        "  stopAtCurrentOffsets: true\n  compression: none\n",
+    );
+    backup(&clean, &[&kb], "rb").await;
+    let secret = s3_secret("s3-creds", false);
+    for (i, stale) in [Stale::ObjectCrc, Stale::LastBatchCrc, Stale::BatchCrc]
+        .into_iter()
+        .enumerate()
+    {
+        let root = dir.path().join(format!("case-{i}"));
+        copy_tree(&clean, &root);
+        let object = reseal_attack(&root, stale);
+        let prefix = unique("reseal");
+        upload(&root, &prefix).await;
+        for (store, storage, extra) in [
+            ("filesystem", fs_storage(&root), None),
+            ("s3", s3_storage(&prefix, "s3-creds"), Some(secret.as_str())),
+        ] {
+            let case = format!("{stale:?} on {store}");
+            let kb = backup_yaml("rb", std::slice::from_ref(&topic), &storage, "");
+            let kbv = validation_yaml("rv", "rb");
+            let mut docs = vec![kb.as_str(), kbv.as_str()];
+            docs.extend(extra);
+            let f = write_docs(dir.path(), &docs);
+            let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
+            assert!(!ok, "{case}: the validation passed: {out}{err}");
+            let objects = out
+                .lines()
+                .find(|l| l.starts_with("objects"))
+                .unwrap_or_default();
+            assert!(objects.contains("Fail"), "{case}: {out}");
+            assert!(out.contains(&object), "{case}: names the object: {out}");
+
+            let target = format!("{topic}-{i}-{store}");
+            let kr = restore_yaml(
+                "rr",
+                "rb",
+                &format!("  createTopics: true\n  topicMapping:\n    {topic}: {target}\n"),
+            );
+            let mut docs = vec![kb.as_str(), kr.as_str()];
+            docs.extend(extra);
+            let err = match run_docs(&root, &docs, "rr").await {
+                Ok(_) => panic!("{case}: the changed value was restored"),
+                Err(e) => e.to_string(),
+            };
+            eprintln!("{case}: {err}");
+            assert!(err.contains(&object), "{case}: names the object: {err}");
+            let what = match stale {
+                Stale::ObjectCrc => "records crc32c",
+                Stale::LastBatchCrc => "lastBatchCrc32c",
+                Stale::BatchCrc => "fails its CRC-32C",
+            };
+            assert!(err.contains(what), "{case}: says what differs: {err}");
+            assert!(
+                !topic_exists(&target).await,
+                "{case}: found only after the target was created: {err}"
+            );
         }
     }
 }
