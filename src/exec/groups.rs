@@ -193,9 +193,9 @@ async fn commit_group(client: &KafkaClient, p: &GroupOffsetPlan, dry_run: bool) 
 }
 
 /// The plans that put `snapshot` back (rollback): every snapshotted position of the groups
-/// in `only` (all when empty). A partition committed since the snapshot but absent from it
-/// keeps its offset: Kafka has no "uncommit" short of deleting the group's offsets, which a
-/// rollback does not do (docs/offsets.md).
+/// in `only` (all when empty). The plans commit only; a partition committed since the
+/// snapshot but absent from it is deleted by [`rollback_group`] (KafkaOffsetRollback, with
+/// OffsetDelete), which reads the group's commits right before (docs/offsets.md).
 pub fn rollback_plans(snapshot: &OffsetSnapshot, only: &[String]) -> Vec<GroupOffsetPlan> {
     snapshot
         .groups
@@ -340,18 +340,49 @@ pub async fn commit_in_order(
 /// Groups a rollback commits at a time.
 pub const ROLLBACK_PARALLELISM: usize = 8;
 
-/// Runs a KafkaOffsetRollback's plans: every group is committed (a failed group does not
-/// stop the others), then, with `verify` and not a dry run, every group is read back:
-/// (outcome, Some((matched groups, mismatches))).
+/// Runs a KafkaOffsetRollback's plans (from [`rollback_plans`]): every group is put back to
+/// the whole state of the snapshot ([`rollback_group`]: the snapshot's offsets committed, the
+/// partitions committed since but absent from the snapshot deleted), `ROLLBACK_PARALLELISM`
+/// groups at a time (a failed group does not stop the others). Then, with `verify` and not a
+/// dry run, every group is read back and compared with the snapshot, whole state (see
+/// [`verify_commits`]): (outcome, Some((matched groups, mismatches))). A group that does not
+/// match is not done: its result is `Failed` with the difference, so the run does not report
+/// success.
 pub async fn run_offset_rollback(
     client: &KafkaClient,
     plans: &[GroupOffsetPlan],
     dry_run: bool,
     verify: bool,
 ) -> Result<(CommitOutcome, Option<(Vec<String>, Vec<String>)>), ExecError> {
-    let results = commit_in_order(client, plans, ROLLBACK_PARALLELISM, true, dry_run).await;
+    let futs: Vec<_> = plans
+        .iter()
+        .cloned()
+        .map(|p| {
+            let c = client.clone();
+            async move { rollback_group(&c, &p, dry_run).await }
+        })
+        .collect();
+    let mut results: Vec<GroupResult> = futures::stream::iter(futs)
+        .buffered(ROLLBACK_PARALLELISM)
+        .collect()
+        .await;
     let verification = if verify && !dry_run {
-        Some(verify_commits(client, plans).await?)
+        let diffs = state_differences(client, plans).await?;
+        for r in &mut results {
+            if let Some(d) = diffs.iter().find(|(g, _)| g == &r.group).map(|(_, d)| d)
+                && r.ok()
+            {
+                r.outcome = GroupOutcome::Failed;
+                r.message = Some(format!("after the rollback {d}"));
+            }
+        }
+        let ok = plans
+            .iter()
+            .filter(|p| !diffs.iter().any(|(g, _)| g == &p.group))
+            .map(|p| p.group.clone())
+            .collect();
+        let bad = diffs.iter().map(|(g, d)| format!("{g}: {d}")).collect();
+        Some((ok, bad))
     } else {
         None
     };
@@ -362,6 +393,107 @@ pub async fn run_offset_rollback(
         },
         verification,
     ))
+}
+
+/// Puts one group back to the snapshot state `p` describes: its offsets are committed
+/// ([`commit_group`]: live members refused, read back), and every partition the group has
+/// committed now that `p` does not name is deleted (OffsetDelete, KIP-496), then read back
+/// gone. A snapshot group with no offsets loses all of its commits. A refused or failed
+/// deletion fails the group, naming the partitions.
+pub async fn rollback_group(
+    client: &KafkaClient,
+    p: &GroupOffsetPlan,
+    dry_run: bool,
+) -> GroupResult {
+    let failed = |message: String| GroupResult {
+        group: p.group.clone(),
+        outcome: GroupOutcome::Failed,
+        partitions: 0,
+        message: Some(message),
+        duplicates: 0,
+    };
+    let now = match client.committed_offsets(&p.group).await {
+        Ok(n) => n,
+        Err(e) => return failed(format!("OffsetFetch before the rollback: {e}")),
+    };
+    let extra: Vec<((String, i32), i64)> = now
+        .iter()
+        .filter(|(k, _)| {
+            !p.changes
+                .iter()
+                .any(|c| c.topic == k.0 && c.partition == k.1)
+        })
+        .map(|(k, v)| (k.clone(), v.0))
+        .collect();
+    if extra.is_empty() {
+        return commit_group(client, p, dry_run).await;
+    }
+    let listed = extra
+        .iter()
+        .map(|((t, q), o)| format!("{t}/{q} (at {o})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut r = if p.changes.is_empty() {
+        match client.describe_group(&p.group).await {
+            Err(e) => return failed(format!("DescribeGroups: {e}")),
+            Ok(d) if !d.members.is_empty() => {
+                return GroupResult {
+                    outcome: GroupOutcome::Refused,
+                    ..failed(live_members_message(&d))
+                };
+            }
+            Ok(_) => GroupResult {
+                outcome: GroupOutcome::Committed,
+                message: None,
+                ..failed(String::new())
+            },
+        }
+    } else {
+        commit_group(client, p, dry_run).await
+    };
+    if !r.ok() {
+        return r;
+    }
+    if dry_run {
+        r.outcome = GroupOutcome::DryRun;
+        r.partitions += extra.len() as u32;
+        r.message = Some(format!(
+            "would delete the offsets the snapshot does not have: {listed}"
+        ));
+        return r;
+    }
+    let parts: Vec<(String, i32)> = extra.iter().map(|(k, _)| k.clone()).collect();
+    match client.delete_committed_offsets(&p.group, &parts).await {
+        Err(e) => return failed(format!("OffsetDelete of {listed}: {e}")),
+        Ok(refused) if !refused.is_empty() => {
+            let why: Vec<String> = refused.values().map(|e| e.to_string()).collect();
+            return failed(format!(
+                "the snapshot has no offset for {listed}, and deleting them was refused: {}",
+                why.join("; ")
+            ));
+        }
+        Ok(_) => {}
+    }
+    match client.committed_offsets(&p.group).await {
+        Err(e) => failed(format!("OffsetFetch after OffsetDelete: {e}")),
+        Ok(after) => {
+            let left: Vec<String> = parts
+                .iter()
+                .filter_map(|k| after.get(k).map(|v| format!("{}/{} at {}", k.0, k.1, v.0)))
+                .collect();
+            if !left.is_empty() {
+                return failed(format!(
+                    "still committed after OffsetDelete (the snapshot has none): {}",
+                    left.join(", ")
+                ));
+            }
+            r.partitions += parts.len() as u32;
+            r.message = Some(format!(
+                "deleted the offsets the snapshot does not have: {listed}"
+            ));
+            r
+        }
+    }
 }
 
 /// Reads an offset snapshot document (checksum verified).
@@ -378,30 +510,62 @@ pub fn read_snapshot(path: &std::path::Path) -> Result<OffsetSnapshot, ExecError
     )?)
 }
 
-/// Compares the committed offsets of the groups of `plans` with what the plans commit:
-/// (matched groups, mismatched groups with the first difference).
+/// Compares the committed offsets of the groups of `plans` with the state the plans put
+/// back, whole: every partition of the plan at its offset, and no committed partition the
+/// plan does not name (matched groups, mismatched groups with their differences).
 pub async fn verify_commits(
     client: &KafkaClient,
     plans: &[GroupOffsetPlan],
 ) -> Result<(Vec<String>, Vec<String>), ExecError> {
-    let (mut ok, mut bad) = (vec![], vec![]);
+    let diffs = state_differences(client, plans).await?;
+    let ok = plans
+        .iter()
+        .filter(|p| !diffs.iter().any(|(g, _)| g == &p.group))
+        .map(|p| p.group.clone())
+        .collect();
+    Ok((ok, diffs.iter().map(|(g, d)| format!("{g}: {d}")).collect()))
+}
+
+/// (group, differences) of every group of `plans` whose committed offsets now are not
+/// exactly the plan's: a partition at another offset or without one, or a partition
+/// committed that the plan (the snapshot) does not have.
+async fn state_differences(
+    client: &KafkaClient,
+    plans: &[GroupOffsetPlan],
+) -> Result<Vec<(String, String)>, ExecError> {
+    let mut out = vec![];
     for p in plans {
         let now = client.committed_offsets(&p.group).await?;
-        let diff = p
+        let mut diffs: Vec<String> = p
             .changes
             .iter()
-            .find(|c| now.get(&(c.topic.clone(), c.partition)).map(|x| x.0) != Some(c.new));
-        match diff {
-            None => ok.push(p.group.clone()),
-            Some(c) => bad.push(format!(
-                "{}: {}/{} is at {:?}, the snapshot has {}",
-                p.group,
-                c.topic,
-                c.partition,
-                now.get(&(c.topic.clone(), c.partition)).map(|x| x.0),
-                c.new
-            )),
+            .filter_map(|c| {
+                let at = now.get(&(c.topic.clone(), c.partition)).map(|x| x.0);
+                (at != Some(c.new)).then(|| {
+                    format!(
+                        "{}/{} is at {}, the snapshot has {}",
+                        c.topic,
+                        c.partition,
+                        at.map_or("no committed offset".into(), |o| o.to_string()),
+                        c.new
+                    )
+                })
+            })
+            .collect();
+        diffs.extend(
+            now.iter()
+                .filter(|(k, _)| {
+                    !p.changes
+                        .iter()
+                        .any(|c| c.topic == k.0 && c.partition == k.1)
+                })
+                .map(|((t, q), v)| {
+                    format!("{t}/{q} is at {}, the snapshot has no offset there", v.0)
+                }),
+        );
+        if !diffs.is_empty() {
+            out.push((p.group.clone(), diffs.join("; ")));
         }
     }
-    Ok((ok, bad))
+    Ok(out)
 }

@@ -784,6 +784,74 @@ impl KafkaClient {
     }
 }
 
+impl KafkaClient {
+    /// Deletes the committed offsets of `group` on `partitions` (OffsetDelete v0 at the group
+    /// coordinator, KIP-496): what a rollback does to a partition the snapshot has no offset
+    /// for. Kafka accepts it only while no member of the group is subscribed to the topic
+    /// (else GROUP_SUBSCRIBED_TO_TOPIC for that partition). Idempotent, so retried. Returns
+    /// the partitions the coordinator refused, with their error; a refusal of the whole
+    /// request (e.g. GROUP_ID_NOT_FOUND, or a broker without the API) is an error.
+    pub async fn delete_committed_offsets(
+        &self,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<BTreeMap<(String, i32), KafkaError>> {
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in partitions {
+            by_topic.entry(t).or_default().push(*p);
+        }
+        self.with_retry("OffsetDelete", || async {
+            let coord = self.group_coordinator(group).await?;
+            let conn = self.conn_to(&coord).await?;
+            let topics = by_topic
+                .iter()
+                .map(|(t, parts)| {
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(tn(t))
+                        .with_partitions(
+                            parts
+                                .iter()
+                                .map(|p| {
+                                    offset_delete_request::OffsetDeleteRequestPartition::default()
+                                        .with_partition_index(*p)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            let req = OffsetDeleteRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+                .with_topics(topics);
+            let (resp, _) = conn.call(&req, 0).await?;
+            if resp.error_code != 0 {
+                return Err(KafkaError::broker(
+                    "OffsetDelete",
+                    format!("group {group}"),
+                    resp.error_code,
+                ));
+            }
+            let mut refused = BTreeMap::new();
+            for t in resp.topics {
+                for p in t.partitions {
+                    if p.error_code != 0 {
+                        let e = KafkaError::broker(
+                            "OffsetDelete",
+                            format!("group {group}, {}/{}", t.name.as_str(), p.partition_index),
+                            p.error_code,
+                        );
+                        if e.is_retriable() {
+                            return Err(e);
+                        }
+                        refused.insert((t.name.to_string(), p.partition_index), e);
+                    }
+                }
+            }
+            Ok(refused)
+        })
+        .await
+    }
+}
+
 /// A Produce request for one record batch set of one partition.
 fn produce_request(
     topic: &str,

@@ -343,10 +343,69 @@ pub fn reset_scope_topics(
     out.into_iter().filter(|t| available.contains(t)).collect()
 }
 
+/// The plan errors of the named groups that would get no offset at all (docs/offsets.md,
+/// "A group that does not exist"): a reset that commits nothing for a group it names is not a
+/// success. A group with no committed offset on the cluster (it does not exist, e.g. a
+/// mistyped name, or never committed) is named with the fix: check the name, or, to give a
+/// new group its first offsets, name the topics (`spec.topics`, the explicit opt-in). Any
+/// other group without a change is named with why each position was left out.
+fn groups_without_change(
+    spec: &KafkaOffsetResetSpec,
+    facts: &OffsetResetFacts,
+    groups: &[GroupOffsetPlan],
+) -> Vec<super::CompileIssue> {
+    let mut out = vec![];
+    for (i, g) in spec.consumer_groups.iter().enumerate() {
+        let Some(p) = groups.iter().find(|p| &p.group == g) else {
+            continue;
+        };
+        if !p.changes.is_empty() {
+            continue;
+        }
+        let exists = facts.committed.get(g).is_some_and(|c| !c.is_empty());
+        let why = p
+            .skipped
+            .iter()
+            .filter(|s| !s.starts_with("group ") && !s.starts_with("no position"))
+            .cloned()
+            .collect::<Vec<_>>();
+        let message = if !exists && spec.reset_strategy == ResetStrategy::FromMapping {
+            format!(
+                "group {g:?} is not in the backup's consumer-group snapshot and has no committed offset on this cluster: it does not exist there (check the name) or never committed on the mapped topics; nothing would be reset"
+            )
+        } else if !exists && spec.topics.is_empty() {
+            format!(
+                "group {g:?} has no committed offset on this cluster: it does not exist (check the name) or never committed; nothing would be reset. To give a new group its first offsets, name the topics in spec.topics"
+            )
+        } else if !exists {
+            format!(
+                "group {g:?} has no committed offset on this cluster (check the name){}; nothing would be reset",
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", why.join("; "))
+                }
+            )
+        } else {
+            format!(
+                "group {g:?} has no position this reset can set{}",
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", why.join("; "))
+                }
+            )
+        };
+        out.push(issue(format!("spec.consumerGroups[{i}]"), message));
+    }
+    out
+}
+
 /// Compiles a KafkaOffsetReset: for each group, the partitions in scope (its committed
 /// partitions, or with `topics` every partition of the matching topics) and their new offset
 /// by the strategy; positions are clamped to [log start, high watermark]. Errors: `topics`
-/// matching no topic, from-mapping without a mapping.
+/// matching no topic, from-mapping without a mapping, a named group that would get no offset
+/// (see `groups_without_change`: a group that does not exist fails by name).
 pub fn compile_offset_reset(
     name: &str,
     spec: &KafkaOffsetResetSpec,
@@ -503,6 +562,7 @@ pub fn compile_offset_reset(
             groups.push(plan);
         }
     }
+    issues.extend(groups_without_change(spec, facts, &groups));
     if !issues.is_empty() {
         return Err(CompileError(issues));
     }
@@ -654,6 +714,59 @@ mod tests {
         // nothing restored on the partition
         assert_eq!(translate_position(&map(vec![], Some(7)), 5), Some(7));
         assert_eq!(translate_position(&map(vec![], None), 5), None);
+    }
+
+    /// A reset naming a group that does not exist is refused by name (it would commit
+    /// nothing and look like success); with `topics` a new group gets its first offsets (the
+    /// opt-in), except by shift-by, which has nothing to shift.
+    #[test]
+    fn a_group_that_does_not_exist_is_a_plan_error_naming_it_and_the_fix() {
+        let mut spec: KafkaOffsetResetSpec = serde_json::from_value(serde_json::json!({
+            "kafkaCluster": {"bootstrapServers": ["k:9092"]},
+            "consumerGroups": ["orders-app", "orders-ap"],
+            "resetStrategy": "to-earliest",
+        }))
+        .unwrap();
+        let facts = OffsetResetFacts {
+            partitions: BTreeMap::from([("t".to_string(), 1)]),
+            offsets: BTreeMap::from([(
+                ("t".to_string(), 0),
+                PartitionOffsets {
+                    log_start: 2,
+                    high_watermark: 10,
+                },
+            )]),
+            committed: BTreeMap::from([(
+                "orders-app".to_string(),
+                BTreeMap::from([(("t".to_string(), 0), (5, None))]),
+            )]),
+            ..Default::default()
+        };
+        let e = compile_offset_reset("r", &spec, &facts).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].field, "spec.consumerGroups[1]");
+        assert!(
+            e.0[0].message.contains("\"orders-ap\"")
+                && e.0[0].message.contains("check the name")
+                && e.0[0].message.contains("spec.topics"),
+            "{e}"
+        );
+        spec.topics = vec!["t".into()];
+        let p = compile_offset_reset("r", &spec, &facts).unwrap();
+        assert_eq!(
+            p.groups[1].changes.len(),
+            1,
+            "the opt-in: {:?}",
+            p.groups[1]
+        );
+        assert_eq!(p.groups[1].changes[0].new, 2);
+        spec.reset_strategy = ResetStrategy::ShiftBy;
+        spec.shift_by = Some(1);
+        let e = compile_offset_reset("r", &spec, &facts).unwrap_err();
+        assert!(
+            e.0.len() == 1 && e.0[0].message.contains("no committed offset to shift"),
+            "{e}"
+        );
     }
 
     #[test]

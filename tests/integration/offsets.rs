@@ -267,3 +267,92 @@ async fn from_mapping_translates_the_backup_snapshot_through_the_restore() {
         BTreeMap::from([(0, 70), (1, 70)])
     );
 }
+
+/// Issue 15 class 9: a reset naming a group that does not exist (a mistyped name) fails
+/// before committing anything, naming the field, the group and the fix; it used to be
+/// `Skipped` with exit code 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reset_of_a_group_that_does_not_exist_fails_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("kort");
+    gen_load(&topic, 1, 1);
+    let group = unique("g");
+    group_commit(&group, &topic, 10);
+    let typo = format!("{group}-typo");
+    let e = env();
+    let doc = format!(
+        "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaOffsetReset\nmetadata:\n  name: typo\nspec:\n  kafkaCluster:\n    bootstrapServers: [\"{}\"]\n  consumerGroups: [\"{group}\", \"{typo}\"]\n  resetStrategy: to-earliest\n",
+        e.bootstrap
+    );
+    let (ok, out, err) = run_in(dir.path(), &[&doc]);
+    assert!(
+        !ok,
+        "a group that does not exist is not a success: {out}{err}"
+    );
+    assert!(
+        err.contains("error [plan-refused]")
+            && err.contains("spec.consumerGroups[1]")
+            && err.contains(&format!("{typo:?}"))
+            && err.contains("check the name")
+            && err.contains("spec.topics"),
+        "{err}"
+    );
+    assert_eq!(
+        committed(&group, &topic),
+        BTreeMap::from([(0, 10)]),
+        "nothing committed for the real group either"
+    );
+    assert!(committed(&typo, &topic).is_empty());
+}
+
+/// Issue 15 class 9: a reset with `topics` gives the group offsets on a topic it had none on;
+/// the rollback to the snapshot that reset took puts back the whole state: the snapshot's
+/// offsets, and the added partitions' commits deleted (OffsetDelete). confluent-kafka's
+/// committed() reads both topics back. It used to leave the added partitions at their reset
+/// offsets while the verification said every group matched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_deletes_the_commits_a_reset_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (unique("kora"), unique("korb"));
+    gen_load(&a, 2, 1);
+    gen_load(&b, 1, 1);
+    let group = unique("g");
+    let start = group_commit(&group, &a, 10);
+    assert_eq!(start, BTreeMap::from([(0, 10), (1, 10)]));
+    assert!(committed(&group, &b).is_empty());
+    let e = env();
+    let reset = format!(
+        "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaOffsetReset\nmetadata:\n  name: add\nspec:\n  kafkaCluster:\n    bootstrapServers: [\"{}\"]\n  consumerGroups: [\"{group}\"]\n  topics: [\"{a}\", \"{b}\"]\n  resetStrategy: to-offset\n  resetOffset: 300\n",
+        e.bootstrap
+    );
+    let (ok, out, err) = run_in(dir.path(), &[&reset]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(committed(&group, &a), BTreeMap::from([(0, 300), (1, 300)]));
+    assert_eq!(committed(&group, &b), BTreeMap::from([(0, 300)]), "added");
+    let rb = |name: &str, dry: bool| {
+        format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaOffsetRollback\nmetadata:\n  name: {name}\nspec:\n  kafkaCluster:\n    bootstrapServers: [\"{}\"]\n  snapshotRef:\n    offsetResetRef: add\n  verifyAfterRollback: true\n  dryRun: {dry}\n",
+            e.bootstrap
+        )
+    };
+    // a dry run names the deletion and changes nothing
+    let (ok, out, err) = run_in(dir.path(), &[&rb("rbd", true)]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("would delete") && out.contains(&format!("{b}/0 (at 300)")),
+        "{out}"
+    );
+    assert_eq!(committed(&group, &b), BTreeMap::from([(0, 300)]));
+    let (ok, out, err) = run_in(dir.path(), &[&rb("rb", false)]);
+    assert!(ok, "rollback: {out}{err}");
+    assert!(
+        out.contains("verification: 1 of 1 groups match the snapshot"),
+        "{out}"
+    );
+    assert_eq!(committed(&group, &a), start, "the snapshot's offsets");
+    assert!(
+        committed(&group, &b).is_empty(),
+        "the partition the reset added has no commit any more: {:?}\n{out}",
+        committed(&group, &b)
+    );
+}
