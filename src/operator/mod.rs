@@ -177,7 +177,8 @@ where
     let test_panic = obj.name_any() == tests_hooks::PANICS;
     let mut attempt = attempt;
     let attempt = move || {
-        let fut = attempt();
+        // boxed: an attempt's future is large (a whole run), and is kept off the stack
+        let fut = Box::pin(attempt());
         async move {
             #[cfg(test)]
             let fut = async move {
