@@ -13,6 +13,7 @@ use crate::plan::{self, BackupFacts, BackupPlan, CompileError, RestoreFacts, Res
 use crate::storage::{StorageError, StorageTarget};
 
 pub mod owner;
+pub mod scratch;
 
 /// Errors of the flow, one variant per layer.
 #[derive(Debug, thiserror::Error)]
@@ -660,10 +661,12 @@ pub fn evidence_storage(
 /// `exec::verify_restore`): the run `manifest` describes is restored into scratch topics
 /// `kbv-<validation>-<epoch ms>-<topic>` (the topics of `checks.messageCount.topics`, or all),
 /// read back and compared record by record with the backup, and the consumer-group snapshot's
-/// translated positions are checked. The scratch topics, and the restore's journal, offset map
-/// and lock under `<backup>/restores/`, are deleted afterwards, also when a check or the
-/// restore fails. A restore that fails (a corrupted object: the integrity chain refuses it
-/// before writing) is a failed `restoreRecords` check that names why, not an error.
+/// translated positions are checked ([`scratch::restore_and_check`]). The scratch topics, and
+/// the restore's journal, offset map and lock, are deleted afterwards, also when a check or the
+/// restore fails; so are the leftovers of earlier attempts of the same validation that are not
+/// running (killed ones: the rule is in [`scratch`]), named in `restoreRecords`' notes. A
+/// restore that fails (a corrupted object: the integrity chain refuses it before writing) is
+/// a failed `restoreRecords` check that names why, not an error.
 ///
 /// Errors: the cluster cannot be reached or refuses the scratch topics.
 pub async fn validate_by_restore(
@@ -675,7 +678,6 @@ pub async fn validate_by_restore(
     now_ms: i64,
 ) -> Result<Vec<crate::exec::validate::CheckReport>, FlowError> {
     let run_id = manifest.run_id.as_str();
-    use crate::exec::validate::{CheckReport, Outcome};
     let spec = &kbv.spec;
     let Some(cluster) = &spec.kafka_cluster else {
         return Ok(vec![]);
@@ -709,7 +711,7 @@ pub async fn validate_by_restore(
             )
         })
         .collect();
-    let scratch: Vec<String> = mapping
+    let scratch_topics: Vec<String> = mapping
         .values()
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
@@ -723,63 +725,8 @@ pub async fn validate_by_restore(
         message: format!("cannot build the scratch restore: {e}"),
     })?;
     let prep = prepare_restore(&kr, backup, secrets, pvc_root, Access::ReadWrite).await?;
-    let ctx = crate::exec::ExecContext::new(
-        crate::exec::Progress::new(None),
-        crate::exec::Cancel::never(),
-        None,
-        None,
-    );
-    let t = std::time::Instant::now();
-    let restored =
-        crate::exec::run_restore(&prep.plan, &prep.start, &prep.client, &prep.op, &ctx).await;
-    let checks = match restored {
-        Ok(out) => {
-            crate::exec::verify_restore::compare_restored(
-                &prep.plan,
-                &prep.client,
-                &prep.op,
-                &out.offset_map,
-                &manifest.consumer_groups,
-                &spec.checks.consumer_group_offsets.consumer_groups,
-            )
-            .await
-        }
-        Err(e) => Ok(vec![CheckReport {
-            name: "restoreRecords".into(),
-            outcome: Outcome::Fail,
-            figures: Default::default(),
-            duration_ms: t.elapsed().as_millis() as u64,
-            failures: vec![format!(
-                "the restore of run {run_id} into scratch topics failed [{}]: {e}",
-                e.category()
-            )],
-            notes: vec![],
-            digests: Default::default(),
-        }]),
-    };
-    // cleanup, whatever happened
-    let existing: Vec<String> = prep
-        .client
-        .refresh_metadata()
-        .await
-        .map(|m| {
-            m.topics
-                .keys()
-                .filter(|t| scratch.contains(t))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_else(|_| scratch.clone());
-    if !existing.is_empty()
-        && let Err(e) = prep.client.delete_topics(&existing).await
-    {
-        tracing::warn!(topics = ?existing, error = %e, "scratch topics of the validation not deleted");
-    }
-    let dir = format!("{}/restores/{restore_name}/", spec.backup_ref.name);
-    if let Err(e) = prep.op.delete_with(&dir).recursive(true).await {
-        tracing::warn!(%dir, error = %e, "scratch restore's journal and offset map not deleted");
-    }
-    Ok(checks?)
+    let only = &spec.checks.consumer_group_offsets.consumer_groups;
+    scratch::restore_and_check(&prep, manifest, only, &name, now_ms, &scratch_topics).await
 }
 
 /// Observes the cluster and the repository of `kb` and compiles its next run.

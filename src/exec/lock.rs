@@ -70,7 +70,7 @@ pub fn holder_id() -> String {
 
 /// True when `holder` names a process of this host that no longer runs (a writer killed with
 /// SIGKILL here): its lock is stale at once, with no need to wait for it to expire.
-fn holder_is_gone(holder: &str) -> bool {
+pub(crate) fn holder_is_gone(holder: &str) -> bool {
     let me = holder_id();
     let (Some((host, pid)), Some((my_host, my_pid))) =
         (holder.rsplit_once("/pid "), me.rsplit_once("/pid "))

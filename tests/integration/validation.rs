@@ -771,3 +771,263 @@ async fn the_corruption_table_on_a_filesystem_and_on_s3() {
         assert!(ok, "repaired: {out}{err}");
     }
 }
+
+/// The check of a report's named check, from the stored report `out` names.
+fn report_check(dir: &std::path::Path, out: &str, name: &str) -> serde_json::Value {
+    let path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("evidence report: "))
+        .unwrap_or_else(|| panic!("the report is stored: {out}"));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(path)).unwrap()).unwrap();
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {report}"))
+        .clone()
+}
+
+/// Issue 15 class 6: a `stopAtCurrentOffsets` backup with `consumerGroupSnapshot` while a
+/// consumer reads at the head: the group commits past the plan's high watermark before the
+/// snapshot (made deterministic: records produced and read after the plan, before the run).
+/// docs/format.md decision (f) calls that normal; the validation passes, with the position
+/// as a note, and the restore check puts it at the end of the restored range. It used to
+/// fail `consumerGroupOffsets` ("past the run's cut").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_ahead_of_the_cut_is_a_note_not_a_failure() {
+    use kafka_backup_operator::cli::load::{Target, load};
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("vct");
+    gen_load(&topic, 1, 1); // 1024 records
+    let group = unique("g");
+    let kb = backup_yaml(
+        "vb",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  stopAtCurrentOffsets: true\n  consumerGroupSnapshot: true\n",
+    );
+    let f = write_docs(dir.path(), &[&kb]);
+    let (target, secrets) = load(&[f], Some("vb")).unwrap();
+    let Target::Backup(kbr) = target else {
+        panic!("a backup")
+    };
+    let p = kafka_backup_operator::flow::prepare_backup(
+        &kbr,
+        &secrets,
+        &dir.path().join("pvc"),
+        kafka_backup_operator::exec::engine::system_now_ms(),
+        kafka_backup_operator::flow::Access::ReadWrite,
+    )
+    .await
+    .unwrap();
+    // after the plan: 10 more records, and a consumer at the head commits 1034
+    let e = env();
+    let script = format!(
+        "from confluent_kafka import Producer\np = Producer({{'bootstrap.servers': '{}'}})\nfor i in range(10):\n    p.produce('{topic}', b'late-%d' % i, partition=0)\nassert p.flush(30) == 0\n",
+        e.bootstrap
+    );
+    let out = std::process::Command::new(&e.python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(group_commit(&group, &topic, 1034), [(0, 1034)].into());
+    let m = kafka_backup_operator::exec::run_backup(&p.plan, &p.client, &p.op, &ctx())
+        .await
+        .unwrap();
+    let cut = m.topics[0].partitions[0].cut;
+    let snap = m
+        .consumer_groups
+        .iter()
+        .find(|g| g.group_id == group)
+        .expect("the group is in the snapshot");
+    assert_eq!(cut, 1024, "the cut is the plan's high watermark");
+    assert_eq!(
+        snap.offsets[0].offset, 1034,
+        "the group is ahead of the cut"
+    );
+
+    let with_cluster = format!(
+        "{}  kafkaCluster:\n    bootstrapServers: [\"{}\"]\n  checks:\n    consumerGroupOffsets:\n      enabled: true\n      consumerGroups: [{group}]\n",
+        kbv("vc1").split("  checks:").next().unwrap(),
+        e.bootstrap
+    );
+    let f = write_docs(dir.path(), &[&kb, &with_cluster]);
+    let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
+    assert!(ok, "a healthy backup passes: {out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("consumerGroupOffsets") && l.contains("Pass")),
+        "{out}"
+    );
+    assert!(
+        out.contains("note: ") && out.contains("past the run's cut 1024"),
+        "{out}"
+    );
+    let cg = report_check(dir.path(), &out, "consumerGroupOffsets");
+    assert_eq!(cg["outcome"], "Pass", "{cg}");
+    assert_eq!(cg["figures"]["aheadOfCut"], 1, "{cg}");
+    assert!(
+        cg["notes"][0].as_str().unwrap().contains(&group)
+            && cg["notes"][0].as_str().unwrap().contains("at 1034"),
+        "{cg}"
+    );
+    let rg = report_check(dir.path(), &out, "restoreConsumerGroupOffsets");
+    assert_eq!(rg["outcome"], "Pass", "{rg}");
+    assert!(
+        rg["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("end of the restored range (1024)"),
+        "translated to the end of the restored range: {rg}"
+    );
+}
+
+/// The scratch topics of validation `name` on the test cluster.
+async fn scratch_topics(name: &str) -> Vec<String> {
+    let c = client().await;
+    let meta = c.refresh_metadata().await.unwrap();
+    let mut v: Vec<String> = meta
+        .topics
+        .keys()
+        .filter(|t| t.starts_with(&format!("kbv-{name}-")))
+        .cloned()
+        .collect();
+    v.sort();
+    v
+}
+
+/// Issue 15 class 7: `run -f` of a validation killed with SIGKILL during its restore check
+/// leaves full-size scratch topics, the restore's journal and lock, and its lease; the next
+/// run of the same validation removes them and says so (note and figure of `restoreRecords`),
+/// while a running attempt of another host (a live lease) and a user's topic
+/// `kbv-<name>-bar` are left alone. It used to pass and remove only its own scratch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_validation_s_scratch_is_removed_by_the_next_attempt() {
+    use kafka_backup_operator::kafka::ops::NewTopic;
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("vkt");
+    gen_load(&topic, 2, 24);
+    let kb = backup_yaml(
+        "vb",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  stopAtCurrentOffsets: true\n",
+    );
+    backup(dir.path(), &[&kb], "vb").await;
+    let e = env();
+    let name = unique("vk").replace('-', "");
+    let doc = format!(
+        "{}  kafkaCluster:\n    bootstrapServers: [\"{}\"]\n",
+        kbv(&name).split("  checks:").next().unwrap(),
+        e.bootstrap
+    );
+    let f = write_docs(dir.path(), &[&kb, &doc]);
+    // kill -9 once the scratch topics exist (the restore check is running)
+    let mut leftovers = vec![];
+    for _ in 0..5 {
+        #[allow(clippy::zombie_processes)] // killed and reaped below
+        let mut child = spawn_run(&f);
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_secs(60) {
+            if !scratch_topics(&name).await.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        leftovers = scratch_topics(&name).await;
+        if !leftovers.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        !leftovers.is_empty(),
+        "a killed attempt left scratch topics"
+    );
+    let restores = dir.path().join("vb/restores");
+    let state = |d: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&format!("kbv-{name}-")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(!state(&restores).is_empty(), "and restore state");
+    // another host's attempt that is still running, and a user's topic
+    let c = client().await;
+    let running_ms = kafka_backup_operator::exec::engine::system_now_ms() - 1000;
+    let running_topic = format!("kbv-{name}-{running_ms}-{topic}");
+    let user_topic = format!("kbv-{name}-bar");
+    let new = |n: &str| NewTopic {
+        name: n.to_string(),
+        partitions: 1,
+        replication_factor: -1,
+        configs: Default::default(),
+    };
+    c.create_topics(&[new(&running_topic), new(&user_topic)], 30_000)
+        .await
+        .unwrap();
+    let lease_dir = restores.join(format!("kbv-{name}-{running_ms}.lease"));
+    std::fs::create_dir_all(&lease_dir).unwrap();
+    let far = running_ms + 3_600_000;
+    let lease = kafka_backup_operator::exec::lock::LockDoc {
+        format: kafka_backup_operator::format::layout::FORMAT.into(),
+        holder: "another-pod/pid 7".into(),
+        token: "t".into(),
+        purpose: "validation attempt".into(),
+        acquired_at: running_ms,
+        renewed_at: running_ms,
+        expires_at: far,
+    };
+    std::fs::write(
+        lease_dir.join("lock.json"),
+        kafka_backup_operator::format::manifest::to_json(&lease),
+    )
+    .unwrap();
+
+    let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let rr = report_check(dir.path(), &out, "restoreRecords");
+    assert_eq!(rr["figures"]["leftoverAttemptsRemoved"], 1, "{rr}");
+    assert_eq!(rr["figures"]["leftoverAttemptsKept"], 1, "{rr}");
+    let notes: Vec<&str> = rr["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.starts_with("removed the leftovers")
+            && leftovers.iter().all(|t| n.contains(t.as_str()))),
+        "the removed topics are named: {notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("kept") && n.contains("another-pod/pid 7")),
+        "{notes:?}"
+    );
+    assert!(out.contains("note: removed the leftovers"), "{out}");
+    assert_eq!(
+        scratch_topics(&name).await,
+        {
+            let mut v = vec![running_topic.clone(), user_topic.clone()];
+            v.sort();
+            v
+        },
+        "the killed attempt's topics are gone, the running attempt's and the user's stay"
+    );
+    assert_eq!(
+        state(&restores),
+        vec![format!("kbv-{name}-{running_ms}.lease")],
+        "the killed attempt's journal, lock and lease are gone"
+    );
+    c.delete_topics(&[running_topic, user_topic]).await.unwrap();
+}
