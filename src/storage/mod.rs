@@ -330,6 +330,21 @@ pub fn one_line(e: &opendal::Error) -> String {
     let status = STATUS.captures(&full).map(|c| c[1].to_string());
     let text = match (status, S3.captures(e.message())) {
         (Some(st), Some(c)) => format!("HTTP {st} {}: {}", &c[1], &c[2]),
+        (Some(st), None) if e.message().trim_start().starts_with('<') => {
+            // an XML error body (Azure, GCS, an S3 clone): its code and message only; other
+            // elements may repeat the access key id, the string to sign or the signature
+            let tag = |t: &str| {
+                let m = e.message();
+                let a = m.find(&format!("<{t}>"))? + t.len() + 2;
+                let b = m[a..].find(&format!("</{t}>"))? + a;
+                Some(m[a..b].trim().to_string())
+            };
+            match (tag("Code"), tag("Message")) {
+                (Some(c), Some(m)) => format!("HTTP {st} {c}: {m}"),
+                (Some(c), None) => format!("HTTP {st} {c}"),
+                _ => format!("HTTP {st}"),
+            }
+        }
         (Some(st), None) => {
             let m: String = e.message().chars().take(200).collect();
             format!(
@@ -505,6 +520,34 @@ mod atomic_tests {
         assert_eq!(
             read_opt(&op, "b/runs/r/checkpoint.json").await.unwrap(),
             Some(b"second".to_vec())
+        );
+    }
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::*;
+
+    #[test]
+    fn an_xml_error_body_gives_its_code_and_message_only() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request.</Message><AWSAccessKeyId>AKIAMARKER15</AWSAccessKeyId><StringToSign>GET\n/x</StringToSign></Error>";
+        let e = opendal::Error::new(opendal::ErrorKind::PermissionDenied, body)
+            .with_context("response", "Parts { status: 403, headers: {} }")
+            .with_context("uri", "https://a.blob.core.windows.net/c/x?sig=SIGMARKER15");
+        let l = one_line(&e);
+        assert_eq!(
+            l,
+            "HTTP 403 AuthenticationFailed: Server failed to authenticate the request."
+        );
+        let e = opendal::Error::new(opendal::ErrorKind::Unexpected, "send http request")
+            .with_context("url", "https://a.blob.core.windows.net/c/x?sig=SIGMARKER15")
+            .set_source(std::io::Error::other(
+                "connection reset for https://h/x?sig=SIGMARKER15",
+            ));
+        let l = one_line(&e);
+        assert!(
+            !l.contains("SIGMARKER15") && l.contains("connection reset"),
+            "{l}"
         );
     }
 }
