@@ -76,7 +76,7 @@ pub async fn claim(
     now_ms: i64,
 ) -> Result<RepositoryRecord, ExecError> {
     let path = layout::repository(backup);
-    let rec = match load_record(op, backup).await? {
+    let rec = match Box::pin(load_record(op, backup)).await? {
         Some(mut rec) => {
             match check_owner(&rec, owner, adopt_from, &location(op, backup), now_ms) {
                 Ok(None) => return Ok(rec),
@@ -93,12 +93,12 @@ pub async fn claim(
             format: FORMAT.into(),
             created_with_format: FORMAT.into(),
             owner: owner.clone(),
-            legacy_runs_up_to: scan_legacy(op, backup).await?.up_to,
+            legacy_runs_up_to: Box::pin(scan_legacy(op, backup)).await?.up_to,
             adoptions: vec![],
             created_at: now_ms,
         },
     };
-    storage::write_all(op, &path, to_json(&rec)).await?;
+    Box::pin(storage::write_all(op, &path, to_json(&rec))).await?;
     Ok(rec)
 }
 

@@ -44,7 +44,7 @@ pub async fn check_backup_repository(
     adopt: Option<&Owner>,
     now_ms: i64,
 ) -> Result<(), FlowError> {
-    if let Some(rec) = load_record(op, backup).await? {
+    if let Some(rec) = Box::pin(load_record(op, backup)).await? {
         check_owner(&rec, owner, adopt, &location(op, backup), now_ms).map_err(|message| {
             ObserveError::Config {
                 field: "spec.storage".into(),
@@ -68,7 +68,7 @@ pub async fn check_reader_repository(
     kb: Option<&KafkaBackup>,
     inline: bool,
 ) -> Result<Option<Owner>, FlowError> {
-    let Some(rec) = load_record(op, backup).await? else {
+    let Some(rec) = Box::pin(load_record(op, backup)).await? else {
         return Ok(None);
     };
     if let (false, Some(kb)) = (inline, kb) {

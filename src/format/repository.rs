@@ -248,7 +248,8 @@ pub async fn load_record(
     backup: &str,
 ) -> Result<Option<RepositoryRecord>, StorageError> {
     let path = layout::repository(backup);
-    match storage::read_opt(op, &path).await? {
+    // boxed: opendal's futures are large, and every reader and writer awaits this one
+    match Box::pin(storage::read_opt(op, &path)).await? {
         Some(b) => Ok(Some(RepositoryRecord::parse(&b, &path)?)),
         None => Ok(None),
     }
@@ -259,8 +260,8 @@ pub async fn load_record(
 #[cfg(feature = "runtime")]
 pub async fn scan_legacy(op: &Operator, backup: &str) -> Result<Legacy, StorageError> {
     let mut manifests = Vec::new();
-    for run in storage::list_dirs(op, &layout::runs_dir(backup)).await? {
-        if let Some(b) = storage::read_opt(op, &layout::manifest(backup, &run)).await?
+    for run in Box::pin(storage::list_dirs(op, &layout::runs_dir(backup))).await? {
+        if let Some(b) = Box::pin(storage::read_opt(op, &layout::manifest(backup, &run))).await?
             && let Ok(v) = serde_json::from_slice::<Value>(&b)
         {
             manifests.push((run, v));
@@ -273,11 +274,11 @@ pub async fn scan_legacy(op: &Operator, backup: &str) -> Result<Legacy, StorageE
 /// record, what its manifests show ([`scan_legacy`]).
 #[cfg(feature = "runtime")]
 pub async fn legacy_rule(op: &Operator, backup: &str) -> Result<Legacy, StorageError> {
-    Ok(match load_record(op, backup).await? {
+    Ok(match Box::pin(load_record(op, backup)).await? {
         Some(r) => Legacy {
             up_to: r.legacy_runs_up_to,
         },
-        None => scan_legacy(op, backup).await?,
+        None => Box::pin(scan_legacy(op, backup)).await?,
     })
 }
 

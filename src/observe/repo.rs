@@ -33,7 +33,7 @@ fn parse_manifest(
 /// a v1 build left is not resumed (the next run starts after the newest complete run).
 pub async fn load_repo_state(op: &Operator, backup: &str) -> Result<RepoState, StorageError> {
     let runs = storage::list_dirs(op, &layout::runs_dir(backup)).await?;
-    let legacy = legacy_rule(op, backup).await?;
+    let legacy = Box::pin(legacy_rule(op, backup)).await?;
     let mut state = RepoState::default();
     for run in runs.iter().rev() {
         let path = layout::manifest(backup, run);
@@ -70,7 +70,7 @@ pub async fn load_manifest(
 ) -> Result<RunManifest, StorageError> {
     let path = layout::manifest(backup, run);
     match storage::read_opt(op, &path).await? {
-        Some(b) => parse_manifest(&b, &path, run, &legacy_rule(op, backup).await?),
+        Some(b) => parse_manifest(&b, &path, run, &Box::pin(legacy_rule(op, backup)).await?),
         None => {
             let runs = storage::list_dirs(op, &layout::runs_dir(backup)).await?;
             if runs.iter().any(|r| r == run) {
@@ -101,7 +101,7 @@ pub async fn load_complete_manifests(
     backup: &str,
 ) -> Result<Vec<RunManifest>, StorageError> {
     let mut out = Vec::new();
-    let legacy = legacy_rule(op, backup).await?;
+    let legacy = Box::pin(legacy_rule(op, backup)).await?;
     for run in storage::list_dirs(op, &layout::runs_dir(backup)).await? {
         let path = layout::manifest(backup, &run);
         if let Some(bytes) = storage::read_opt(op, &path).await? {
