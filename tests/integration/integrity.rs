@@ -564,11 +564,11 @@ async fn secrets_never_reach_the_logs_at_any_level() {
 #[derive(Debug, Clone, Copy)]
 enum Stale {
     /// The manifest segment entry's whole-object `crc32c`.
-    ObjectCrc,
+    Object,
     /// The manifest segment entry's `lastBatchCrc32c`.
-    LastBatchCrc,
+    LastBatch,
     /// The changed record batch's own Kafka CRC-32C.
-    BatchCrc,
+    Batch,
 }
 
 /// Sets a JSON document's own checksum again (docs/format.md, "Integrity chain": SHA-256 of
@@ -616,7 +616,7 @@ fn reseal_attack(root: &Path, stale: Stale) -> String {
     // its last record: ..., value, headerCount 0 (gen-load records have no headers)
     assert_eq!(seg[end - 1], 0, "the last record has no headers");
     seg[end - 2] ^= 0x01;
-    if !matches!(stale, Stale::BatchCrc) {
+    if !matches!(stale, Stale::Batch) {
         let crc = crc32c::crc32c(&seg[at + 21..end]);
         seg[at + 17..at + 21].copy_from_slice(&crc.to_be_bytes());
     }
@@ -627,10 +627,10 @@ fn reseal_attack(root: &Path, stale: Stale) -> String {
     let idx_bytes = reseal_json(&mut idx);
     entry["indexCrc32c"] = crc32c::crc32c(&idx_bytes).into();
     entry["indexBytes"] = idx_bytes.len().into();
-    if !matches!(stale, Stale::LastBatchCrc) {
+    if !matches!(stale, Stale::LastBatch) {
         entry["lastBatchCrc32c"] = batch_crc.into();
     }
-    if !matches!(stale, Stale::ObjectCrc) {
+    if !matches!(stale, Stale::Object) {
         entry["crc32c"] = crc32c::crc32c(&seg).into();
     }
     std::fs::write(&seg_path, &seg).unwrap();
@@ -685,7 +685,7 @@ async fn a_change_resealed_at_every_level_but_one_is_refused_before_anything_is_
     );
     backup(&clean, &[&kb], "rb").await;
     let secret = s3_secret("s3-creds", false);
-    for (i, stale) in [Stale::ObjectCrc, Stale::LastBatchCrc, Stale::BatchCrc]
+    for (i, stale) in [Stale::Object, Stale::LastBatch, Stale::Batch]
         .into_iter()
         .enumerate()
     {
@@ -728,9 +728,9 @@ async fn a_change_resealed_at_every_level_but_one_is_refused_before_anything_is_
             eprintln!("{case}: {err}");
             assert!(err.contains(&object), "{case}: names the object: {err}");
             let what = match stale {
-                Stale::ObjectCrc => "records crc32c",
-                Stale::LastBatchCrc => "lastBatchCrc32c",
-                Stale::BatchCrc => "fails its CRC-32C",
+                Stale::Object => "records crc32c",
+                Stale::LastBatch => "lastBatchCrc32c",
+                Stale::Batch => "fails its CRC-32C",
             };
             assert!(err.contains(what), "{case}: says what differs: {err}");
             assert!(
