@@ -139,6 +139,24 @@ fn restore_repository(
     Ok((target, op))
 }
 
+/// Where restore `kr` keeps its journal, lock, offset map and group snapshots:
+/// `spec.stateStorage`, else the repository (`repo`, already resolved), opened for `access`.
+fn restore_state(
+    kr: &KafkaRestore,
+    repo: &StorageTarget,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    access: Access,
+) -> Result<Operator, FlowError> {
+    match &kr.spec.state_storage {
+        Some(st) => {
+            let target = observe::storage_target(st, secrets, pvc_root, "spec.stateStorage")?;
+            open(&target, access)
+        }
+        None => open(repo, access),
+    }
+}
+
 /// The complete journal of restore `kr` (its plan names the offset map and carries the
 /// backup's group snapshot). Errors name `field` and the fix.
 async fn completed_restore(
@@ -149,7 +167,8 @@ async fn completed_restore(
     field: &str,
 ) -> Result<(crate::exec::RestoreJournal, Operator), FlowError> {
     let name = kr.metadata.name.clone().unwrap_or_default();
-    let (_, op) = restore_repository(kr, backup, secrets, pvc_root)?;
+    let (repo, _) = restore_repository(kr, backup, secrets, pvc_root)?;
+    let op = restore_state(kr, &repo, secrets, pvc_root, Access::ReadOnly)?;
     let cfg = |message: String| -> FlowError {
         ObserveError::Config {
             field: field.into(),
@@ -159,7 +178,7 @@ async fn completed_restore(
     };
     match crate::exec::load_journal(&op, &kr.spec.backup_ref.name, &name).await? {
         None => Err(cfg(format!(
-            "KafkaRestore {name:?} has no journal in its backup's storage: it has not run"
+            "KafkaRestore {name:?} has no journal in its state storage (spec.stateStorage, else its backup's storage): it has not run"
         ))),
         Some(j) if !j.complete => Err(cfg(format!(
             "KafkaRestore {name:?} has not completed: run it to the end first"
@@ -791,8 +810,14 @@ pub struct PreparedRestore {
     /// Fresh, or the resumption of an interrupted attempt (then `plan` is the journal's).
     pub start: RestoreStart,
     pub client: KafkaClient,
+    /// The backup repository, read-only: a restore never writes to it unless it is also
+    /// `state` (the default).
     pub op: Operator,
     pub storage: StorageTarget,
+    /// Where the restore writes its journal, lock, offset map and group snapshots
+    /// (`spec.stateStorage`, default the repository): read-write unless the restore is a plan
+    /// or a dry run.
+    pub state: Operator,
 }
 
 /// Resolves the backup a KafkaRestore refers to (`backup`: the KafkaBackup named by
@@ -810,12 +835,13 @@ pub async fn prepare_restore(
     access: Access,
 ) -> Result<PreparedRestore, FlowError> {
     let spec = &kr.spec;
-    let (target, mut op) = restore_repository(kr, backup, secrets, pvc_root)?;
+    let (target, op) = restore_repository(kr, backup, secrets, pvc_root)?;
     let inline = spec.backup_ref.storage.is_some();
     owner::check_reader_repository(&op, &spec.backup_ref.name, backup, inline).await?;
     let restore_name = kr.metadata.name.clone().unwrap_or_default();
     let spec_hash = plan::restore_data_hash(spec);
-    let journal = crate::exec::load_journal(&op, &spec.backup_ref.name, &restore_name)
+    let mut state = restore_state(kr, &target, secrets, pvc_root, Access::ReadOnly)?;
+    let journal = crate::exec::load_journal(&state, &spec.backup_ref.name, &restore_name)
         .await?
         .filter(|j| j.spec_hash == spec_hash);
     if let Some(j) = journal {
@@ -832,7 +858,7 @@ pub async fn prepare_restore(
         plan.groups = plan::restore_groups_plan(spec);
         let client = connect_restore_target(spec, secrets).await?;
         if access == Access::ReadWrite && !spec.dry_run {
-            op = open(&target, access)?;
+            state = restore_state(kr, &target, secrets, pvc_root, access)?;
         }
         let start = if j.complete {
             RestoreStart::Complete(Box::new(j))
@@ -845,6 +871,7 @@ pub async fn prepare_restore(
             client,
             op,
             storage: target,
+            state,
         });
     }
     let manifest = match &spec.backup_ref.backup_id {
@@ -867,7 +894,7 @@ pub async fn prepare_restore(
     };
     let plan = plan::compile_restore(spec, &facts)?;
     if access == Access::ReadWrite && !plan.dry_run {
-        op = open(&target, access)?;
+        state = restore_state(kr, &target, secrets, pvc_root, access)?;
     }
     Ok(PreparedRestore {
         plan,
@@ -875,6 +902,7 @@ pub async fn prepare_restore(
         client,
         op,
         storage: target,
+        state,
     })
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     BackupRef, CircuitBreaker, DEFAULT_RESTORE_MAX_CONCURRENT_PARTITIONS, KafkaClusterSpec,
-    RateLimiting, StatusHeader, default_true,
+    RateLimiting, StatusHeader, StorageSpec, default_true,
 };
 use super::offset_reset::ResetStrategy;
 
@@ -167,6 +167,15 @@ pub struct KafkaRestoreSpec {
     #[serde(default)]
     #[garde(dive)]
     pub circuit_breaker: CircuitBreaker,
+
+    /// Where the restore keeps its own state (ours): its journal, lock, offset map and
+    /// consumer-group snapshots, under `<backup>/restores/<restore>/` of this storage. Default:
+    /// the backup repository itself. Set it when the restore may only read the repository
+    /// (read-only credentials, object-locked or full storage): the restore then never writes
+    /// to the repository (docs/format.md, "Restore state").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub state_storage: Option<StorageSpec>,
 }
 
 impl KafkaRestoreSpec {
@@ -193,6 +202,7 @@ impl KafkaRestoreSpec {
             rollback: RollbackSpec::default(),
             rate_limiting: RateLimiting::default(),
             circuit_breaker: CircuitBreaker::default(),
+            state_storage: None,
         }
     }
 

@@ -732,6 +732,9 @@ pub fn validate_restore(kr: &KafkaRestore) -> Result<(), ValidationErrors> {
     if let Some(st) = &spec.backup_ref.storage {
         check_storage(&mut errs, "spec.backupRef.storage", st);
     }
+    if let Some(st) = &spec.state_storage {
+        check_storage(&mut errs, "spec.stateStorage", st);
+    }
     if let Some(why) = rfc1123_problem(&spec.backup_ref.name) {
         errs.push(
             "spec.backupRef.name",

@@ -121,7 +121,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             let limits = Limits::new(plan.bytes_per_sec, plan.records_per_sec);
             let (out, (_, _, secs)) = reporting
                 .execute(limits, |ctx| async move {
-                    run_restore(plan, &prep.start, &prep.client, &prep.op, &ctx).await
+                    run_restore(plan, &prep.start, &prep.client, &prep.op, &prep.state, &ctx).await
                 })
                 .await?;
             if out.already_complete {

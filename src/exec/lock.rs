@@ -151,7 +151,7 @@ impl Lock {
             match read_lock(op, path).await {
                 Ok(Some(held)) if held.expires_at > now_ms() && !holder_is_gone(&held.holder) => {
                     return Err(ExecError::Locked(format!(
-                        "{path} is held by {} for {} (renewed {}, expires {}): another writer is using this repository; wait for it to finish, or, if it is gone, for the lock to expire (at most {} s after its last renewal)",
+                        "repository locked: {path} is held by {} for {} (renewed {}, expires {}): another writer is using this repository; wait for it to finish, or, if it is gone, for the lock to expire (at most {} s after its last renewal)",
                         held.holder,
                         held.purpose,
                         rfc3339(held.renewed_at),
@@ -174,7 +174,7 @@ impl Lock {
                 .map_err(|e| backend("delete", path, e))?;
         }
         Err(ExecError::Locked(format!(
-            "{path}: could not take the lock (other writers kept taking it)"
+            "repository locked: {path}: could not take the lock (other writers kept taking it)"
         )))
     }
 
@@ -189,7 +189,7 @@ impl Lock {
                 match read_lock(&hop, &hpath).await {
                     Ok(Some(held)) if held.token != doc.token => {
                         let _ = tx.send(Some(format!(
-                            "the repository lock {hpath} was taken over by {} for {} while this run held it (paused longer than {} s?): stopping",
+                            "repository locked: the repository lock {hpath} was taken over by {} for {} while this run held it (paused longer than {} s?): stopping",
                             held.holder,
                             held.purpose,
                             TTL.as_secs()

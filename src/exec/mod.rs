@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod engine;
 pub mod evidence;
+pub mod fence;
 pub mod groups;
 pub mod lock;
 pub mod notify;
@@ -70,8 +71,9 @@ pub enum ExecError {
     Cancelled,
     #[error("{0}")]
     Failed(String),
-    /// Another writer holds the repository lock (or took it over from this run).
-    #[error("repository locked: {0}")]
+    /// Another writer holds the repository lock or a restore's target fence (or took it over
+    /// from this run); the message says which (`repository locked: ...`, `target locked: ...`).
+    #[error("{0}")]
     Locked(String),
     /// Some steps completed and some failed; `message` lists both, `source` is the first
     /// failure (whose kind decides whether a later attempt may succeed).

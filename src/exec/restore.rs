@@ -139,15 +139,21 @@ impl RestoreOutcome {
 /// Runs a restore plan. A dry-run plan is refused here (callers print it instead).
 /// `start` says whether this is a fresh attempt or resumes an interrupted one (module docs).
 /// `records`/`bytes` of the outcome count the whole restore, earlier attempts included.
+/// `op` is the backup repository, only read; `state` is where the journal, lock, offset map
+/// and group snapshots are written (the repository itself unless `spec.stateStorage` says
+/// otherwise). The restore holds its lock in `state` and the target fence
+/// ([`super::fence::TargetFence`]) on the target cluster while it writes.
 ///
 /// Errors: topic creation or purge failures, the first partition failure (a Produce error is
 /// not retried: its outcome is unknown; the journal makes the next attempt exact), a target
-/// partition holding records this restore did not write.
+/// partition holding records this restore did not write, [`ExecError::Locked`] when another
+/// attempt of this restore holds its lock or another restore holds a target topic.
 pub async fn run_restore(
     plan: &RestorePlan,
     start: &RestoreStart,
     client: &KafkaClient,
     op: &Operator,
+    state: &Operator,
     ctx: &ExecContext,
 ) -> Result<RestoreOutcome, ExecError> {
     if plan.dry_run {
@@ -158,19 +164,51 @@ pub async fn run_restore(
     if let RestoreStart::Complete(j) = start
         && (plan.groups.is_none() || j.groups_done)
     {
-        return run_restore_locked(plan, start, client, op, ctx).await;
+        return run_restore_locked(plan, start, client, op, state, ctx).await;
     }
+    let purpose = format!(
+        "restore {} of run {}",
+        plan.restore_name, plan.backup_run_id
+    );
     let lock = super::lock::Lock::acquire(
-        op,
+        state,
         &layout::restore_lock(&plan.backup_name, &plan.restore_name),
-        &format!(
-            "restore {} of run {}",
-            plan.restore_name, plan.backup_run_id
-        ),
+        &purpose,
     )
-    .await?;
-    lock.hold(run_restore_locked(plan, start, client, op, ctx))
-        .await
+    .await
+    .map_err(|e| match e {
+        ExecError::Storage(e) => unwritable_state(
+            &layout::restore_lock(&plan.backup_name, &plan.restore_name),
+            e,
+        ),
+        other => other,
+    })?;
+    lock.hold(Box::pin(async {
+        let topics = target_topics(plan);
+        let fence =
+            super::fence::TargetFence::acquire(client, &plan.restore_name, &purpose, &topics)
+                .await?;
+        // boxed: the run's future is large and would otherwise sit on the caller's stack
+        fence
+            .hold(Box::pin(run_restore_locked(
+                plan, start, client, op, state, ctx,
+            )))
+            .await
+    }))
+    .await
+}
+
+/// Every topic a restore writes to, sorted.
+fn target_topics(plan: &RestorePlan) -> Vec<String> {
+    let mut v: Vec<String> = plan
+        .partitions
+        .iter()
+        .map(|s| s.target_topic.clone())
+        .chain(plan.repartitioned.iter().map(|r| r.target_topic.clone()))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 async fn run_restore_locked(
@@ -178,6 +216,7 @@ async fn run_restore_locked(
     start: &RestoreStart,
     client: &KafkaClient,
     op: &Operator,
+    state: &Operator,
     ctx: &ExecContext,
 ) -> Result<RestoreOutcome, ExecError> {
     let journal_path = layout::restore_journal(&plan.backup_name, &plan.restore_name);
@@ -185,16 +224,16 @@ async fn run_restore_locked(
         ctx.progress.emit(Event::StepStarted {
             step: "already-complete".into(),
         });
-        let offset_map = match storage::read_opt(op, &plan.offset_map_path).await? {
+        let offset_map = match storage::read_opt(state, &plan.offset_map_path).await? {
             Some(b) => from_json(&b, &plan.offset_map_path)?,
             None => OffsetMap::default(),
         };
         let (groups, rollback) = if plan.groups.is_some() && !j.groups_done {
-            let r = group_step(plan, client, op, ctx, &offset_map).await?;
+            let r = group_step(plan, client, state, ctx, &offset_map).await?;
             if r.0.iter().all(|g| g.ok()) {
                 let mut j = (**j).clone();
                 j.groups_done = true;
-                storage::write_all(op, &journal_path, to_json(&j)).await?;
+                storage::write_all(state, &journal_path, to_json(&j)).await?;
             }
             r
         } else {
@@ -285,29 +324,38 @@ async fn run_restore_locked(
             (**j).clone()
         }
         RestoreStart::Fresh { spec_hash } => {
-            prepare_targets(plan, client, ctx).await?;
-            let leo = client.list_offsets(&targets, OffsetSpec::Latest).await?;
-            let journal = RestoreJournal {
+            // The journal is written before the target is touched: a state storage that
+            // cannot be written (read-only, full, object-locked) fails here, with nothing
+            // created or purged. Its empty base offsets say "targets not prepared yet".
+            let mut journal = RestoreJournal {
                 format: FORMAT.into(),
                 spec_hash: spec_hash.clone(),
                 plan: plan.clone(),
-                base_offsets: targets
-                    .iter()
-                    .map(|(t, p)| BaseOffset {
-                        topic: t.clone(),
-                        partition: *p,
-                        offset: leo.get(&(t.clone(), *p)).copied().unwrap_or(0),
-                    })
-                    .collect(),
+                base_offsets: vec![],
                 complete: false,
                 records: 0,
                 bytes: 0,
                 groups_done: false,
             };
-            storage::write_all(op, &journal_path, to_json(&journal)).await?;
+            storage::write_all(state, &journal_path, to_json(&journal))
+                .await
+                .map_err(|e| unwritable_state(&journal_path, e))?;
+            super::fence::check_targets_unchanged(plan, client).await?;
+            prepare_targets(plan, client, ctx, false).await?;
+            journal.base_offsets = base_offsets(client, &targets).await?;
+            storage::write_all(state, &journal_path, to_json(&journal)).await?;
             journal
         }
     };
+    if journal.base_offsets.is_empty() && !targets.is_empty() {
+        // An earlier attempt stopped after its journal and before it read where the targets
+        // began: nothing was produced, so the targets are prepared again (creating an existing
+        // topic of this restore is accepted) and their ends taken as the base.
+        super::fence::check_targets_unchanged(plan, client).await?;
+        prepare_targets(plan, client, ctx, true).await?;
+        journal.base_offsets = base_offsets(client, &targets).await?;
+        storage::write_all(state, &journal_path, to_json(&journal)).await?;
+    }
     // Records already in each target partition from earlier attempts (none on a fresh start,
     // whose base offsets were just read).
     let now = match start {
@@ -428,17 +476,17 @@ async fn run_restore_locked(
         });
         client.set_topic_configs(&after).await?;
     }
-    storage::write_all(op, &plan.offset_map_path, to_json(&map)).await?;
+    storage::write_all(state, &plan.offset_map_path, to_json(&map)).await?;
     journal.complete = true;
     journal.records = records;
     journal.bytes = bytes;
-    storage::write_all(op, &journal_path, to_json(&journal)).await?;
+    storage::write_all(state, &journal_path, to_json(&journal)).await?;
     let (groups, rollback) = match &plan.groups {
         Some(_) => {
-            let r = group_step(plan, client, op, ctx, &map).await?;
+            let r = group_step(plan, client, state, ctx, &map).await?;
             if r.0.iter().all(|g| g.ok()) {
                 journal.groups_done = true;
-                storage::write_all(op, &journal_path, to_json(&journal)).await?;
+                storage::write_all(state, &journal_path, to_json(&journal)).await?;
             }
             r
         }
@@ -453,6 +501,30 @@ async fn run_restore_locked(
         groups,
         rollback,
     })
+}
+
+/// The log end offset of every target partition, as the journal's base offsets.
+async fn base_offsets(
+    client: &KafkaClient,
+    targets: &[(String, i32)],
+) -> Result<Vec<BaseOffset>, ExecError> {
+    let leo = client.list_offsets(targets, OffsetSpec::Latest).await?;
+    Ok(targets
+        .iter()
+        .map(|(t, p)| BaseOffset {
+            topic: t.clone(),
+            partition: *p,
+            offset: leo.get(&(t.clone(), *p)).copied().unwrap_or(0),
+        })
+        .collect())
+}
+
+/// The error for a state storage the restore cannot write its journal to: nothing was
+/// touched on the target yet, and the fix is `spec.stateStorage`.
+fn unwritable_state(path: &str, e: storage::StorageError) -> ExecError {
+    ExecError::Failed(format!(
+        "the restore cannot write its state object {path} ({e}); nothing was written to the target cluster. A restore needs a place it may write for its journal, lock and offset map: give the credentials write access there, free space, or set spec.stateStorage to a writable storage so that the backup repository is only read"
+    ))
 }
 
 /// The consumer-group step after the data (docs/offsets.md): the target's current offsets
@@ -601,18 +673,28 @@ async fn group_step(
 }
 
 /// Creates the target topics the plan creates and empties those it purges.
+/// Creates and purges the target topics. `resumed`: an earlier attempt of this restore may
+/// have created some of them already; those are left as they are.
 async fn prepare_targets(
     plan: &RestorePlan,
     client: &KafkaClient,
     ctx: &ExecContext,
+    resumed: bool,
 ) -> Result<(), ExecError> {
     if !plan.create_topics.is_empty() {
         ctx.progress.emit(Event::StepStarted {
             step: "create-topics".into(),
         });
+        let existing = if resumed {
+            let names: Vec<String> = plan.create_topics.iter().map(|t| t.name.clone()).collect();
+            client.load_metadata(Some(&names)).await?.topics
+        } else {
+            Default::default()
+        };
         let topics: Vec<NewTopic> = plan
             .create_topics
             .iter()
+            .filter(|t| !existing.contains_key(&t.name))
             .map(|t| NewTopic {
                 name: t.name.clone(),
                 partitions: t.partitions,
@@ -620,9 +702,11 @@ async fn prepare_targets(
                 configs: t.configs.clone(),
             })
             .collect();
-        client
-            .create_topics(&topics, plan.produce_timeout_ms as i32)
-            .await?;
+        if !topics.is_empty() {
+            client
+                .create_topics(&topics, plan.produce_timeout_ms as i32)
+                .await?;
+        }
     }
     if !plan.purge.is_empty() {
         ctx.progress.emit(Event::StepStarted {

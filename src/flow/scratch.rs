@@ -314,10 +314,10 @@ pub async fn restore_and_check(
     use crate::exec::validate::{CheckReport, Outcome};
     let backup = prep.plan.backup_name.as_str();
     let attempt = prep.plan.restore_name.as_str();
-    let lease = Lease::take(&prep.op, backup, attempt).await?;
+    let lease = Lease::take(&prep.state, backup, attempt).await?;
     let leftovers = remove_leftovers(
         &prep.client,
-        &prep.op,
+        &prep.state,
         backup,
         validation,
         now_ms,
@@ -336,6 +336,7 @@ pub async fn restore_and_check(
         &prep.start,
         &prep.client,
         &prep.op,
+        &prep.state,
         &ctx,
     )
     .await;
@@ -383,7 +384,7 @@ pub async fn restore_and_check(
     {
         tracing::warn!(topics = ?existing, error = %e, "scratch topics of the validation not deleted");
     }
-    let (_, errors) = remove_restore_state(&prep.op, backup, attempt).await;
+    let (_, errors) = remove_restore_state(&prep.state, backup, attempt).await;
     if !errors.is_empty() {
         tracing::warn!(errors = ?errors, "scratch restore's journal, lock or offset map not deleted");
     }

@@ -179,6 +179,10 @@ async fn run_task(
                 }
             };
             let mut names = secrets::referenced(&kr.spec.kafka_cluster, bref.storage.as_ref());
+            names.extend(secrets::referenced(
+                &kr.spec.kafka_cluster,
+                kr.spec.state_storage.as_ref(),
+            ));
             let mut store = secrets::load(&ctx.client, &ns, &names).await?;
             if let Some(kb) = &kb {
                 // the backup's storage Secrets live with the KafkaBackup
@@ -229,7 +233,16 @@ async fn run_task(
                 prep.plan.bytes_per_sec,
                 prep.plan.records_per_sec,
             );
-            match run_restore(&prep.plan, &prep.start, &prep.client, &prep.op, &exec).await {
+            match run_restore(
+                &prep.plan,
+                &prep.start,
+                &prep.client,
+                &prep.op,
+                &prep.state,
+                &exec,
+            )
+            .await
+            {
                 Err(ExecError::Cancelled) => Ok(None),
                 Err(e) => Err(RunFailure::from(e)),
                 Ok(out) => {

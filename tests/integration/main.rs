@@ -15,6 +15,7 @@ mod restore_resume;
 mod resume;
 mod roundtrip;
 mod sasl;
+mod target_fence;
 mod tenancy;
 mod tls;
 mod validation;

@@ -259,7 +259,7 @@ pub async fn run_docs(dir: &Path, docs: &[&str], name: &str) -> Result<Outcome, 
         Target::Restore(kr, kb) => {
             let p = prepare_restore(&kr, kb.as_deref(), &secrets, &pvc, Access::ReadWrite).await?;
             Ok(Outcome::Restore(
-                run_restore(&p.plan, &p.start, &p.client, &p.op, &ctx()).await?,
+                run_restore(&p.plan, &p.start, &p.client, &p.op, &p.state, &ctx()).await?,
             ))
         }
         Target::OffsetReset(..) | Target::OffsetRollback(..) | Target::Validation(..) => {
