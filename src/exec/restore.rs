@@ -211,50 +211,54 @@ fn target_topics(plan: &RestorePlan) -> Vec<String> {
     v
 }
 
-async fn run_restore_locked(
+/// A restore whose journal says it completed: nothing is read or written but the
+/// consumer-group step, when it has not carried every group over yet.
+async fn already_complete(
     plan: &RestorePlan,
-    start: &RestoreStart,
+    j: &RestoreJournal,
     client: &KafkaClient,
-    op: &Operator,
     state: &Operator,
     ctx: &ExecContext,
 ) -> Result<RestoreOutcome, ExecError> {
     let journal_path = layout::restore_journal(&plan.backup_name, &plan.restore_name);
-    if let RestoreStart::Complete(j) = start {
-        ctx.progress.emit(Event::StepStarted {
-            step: "already-complete".into(),
-        });
-        let offset_map = match storage::read_opt(state, &plan.offset_map_path).await? {
-            Some(b) => from_json(&b, &plan.offset_map_path)?,
-            None => OffsetMap::default(),
-        };
-        let (groups, rollback) = if plan.groups.is_some() && !j.groups_done {
-            let r = group_step(plan, client, state, ctx, &offset_map).await?;
-            if r.0.iter().all(|g| g.ok()) {
-                let mut j = (**j).clone();
-                j.groups_done = true;
-                storage::write_all(state, &journal_path, to_json(&j)).await?;
-            }
-            r
-        } else {
-            (vec![], None)
-        };
-        return Ok(RestoreOutcome {
-            records: j.records,
-            bytes: j.bytes,
-            offset_map,
-            offset_map_path: plan.offset_map_path.clone(),
-            already_complete: true,
-            groups,
-            rollback,
-        });
-    }
-    ctx.progress
-        .records_planned
-        .store(plan.estimated_records, std::sync::atomic::Ordering::Relaxed);
-    ctx.progress
-        .bytes_planned
-        .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
+    ctx.progress.emit(Event::StepStarted {
+        step: "already-complete".into(),
+    });
+    let offset_map = match storage::read_opt(state, &plan.offset_map_path).await? {
+        Some(b) => from_json(&b, &plan.offset_map_path)?,
+        None => OffsetMap::default(),
+    };
+    let (groups, rollback) = if plan.groups.is_some() && !j.groups_done {
+        let r = group_step(plan, client, state, ctx, &offset_map).await?;
+        if r.0.iter().all(|g| g.ok()) {
+            let mut j = j.clone();
+            j.groups_done = true;
+            storage::write_all(state, &journal_path, to_json(&j)).await?;
+        }
+        r
+    } else {
+        (vec![], None)
+    };
+    Ok(RestoreOutcome {
+        records: j.records,
+        bytes: j.bytes,
+        offset_map,
+        offset_map_path: plan.offset_map_path.clone(),
+        already_complete: true,
+        groups,
+        rollback,
+    })
+}
+
+/// The integrity chain, before anything is written: every index the plan needs and every
+/// segment those indexes describe, checked against the manifest. Returns the indexes of the
+/// plain steps and, per repartitioned step, of each source partition.
+#[allow(clippy::type_complexity)]
+async fn verify_chain(
+    plan: &RestorePlan,
+    op: &Operator,
+    ctx: &ExecContext,
+) -> Result<(Vec<Vec<SegmentIndex>>, Vec<Vec<Vec<SegmentIndex>>>), ExecError> {
     // The integrity chain, before anything is written: every index the plan needs, checked
     // against its manifest entry (the manifest itself was checked when it was read).
     ctx.progress.emit(Event::StepStarted {
@@ -310,111 +314,17 @@ async fn run_restore_locked(
         }
     }
     segment::verify_objects(op, &segments).await?;
-    let targets: Vec<(String, i32)> = plan
-        .partitions
-        .iter()
-        .map(|s| (s.target_topic.clone(), s.target_partition))
-        .chain(plan.repartitioned.iter().flat_map(|r| r.targets()))
-        .collect();
-    let mut journal = match start {
-        RestoreStart::Resume(j) | RestoreStart::Complete(j) => {
-            ctx.progress.emit(Event::StepStarted {
-                step: "resume".into(),
-            });
-            (**j).clone()
-        }
-        RestoreStart::Fresh { spec_hash } => {
-            // The journal is written before the target is touched: a state storage that
-            // cannot be written (read-only, full, object-locked) fails here, with nothing
-            // created or purged. Its empty base offsets say "targets not prepared yet".
-            let mut journal = RestoreJournal {
-                format: FORMAT.into(),
-                spec_hash: spec_hash.clone(),
-                plan: plan.clone(),
-                base_offsets: vec![],
-                complete: false,
-                records: 0,
-                bytes: 0,
-                groups_done: false,
-            };
-            storage::write_all(state, &journal_path, to_json(&journal))
-                .await
-                .map_err(|e| unwritable_state(&journal_path, e))?;
-            super::fence::check_targets_unchanged(plan, client).await?;
-            prepare_targets(plan, client, ctx, false).await?;
-            journal.base_offsets = base_offsets(client, &targets).await?;
-            storage::write_all(state, &journal_path, to_json(&journal)).await?;
-            journal
-        }
-    };
-    if journal.base_offsets.is_empty() && !targets.is_empty() {
-        // An earlier attempt stopped after its journal and before it read where the targets
-        // began: nothing was produced, so the targets are prepared again (creating an existing
-        // topic of this restore is accepted) and their ends taken as the base.
-        super::fence::check_targets_unchanged(plan, client).await?;
-        prepare_targets(plan, client, ctx, true).await?;
-        journal.base_offsets = base_offsets(client, &targets).await?;
-        storage::write_all(state, &journal_path, to_json(&journal)).await?;
-    }
-    // Records already in each target partition from earlier attempts (none on a fresh start,
-    // whose base offsets were just read).
-    let now = match start {
-        RestoreStart::Fresh { .. } => Default::default(),
-        _ => client.list_offsets(&targets, OffsetSpec::Latest).await?,
-    };
-    let mut resume: BTreeMap<(String, i32), (i64, u64)> = BTreeMap::new();
-    for b in &journal.base_offsets {
-        let key = (b.topic.clone(), b.partition);
-        let end = now.get(&key).copied().unwrap_or(b.offset);
-        if end < b.offset {
-            return Err(ExecError::Failed(format!(
-                "target partition {}-{} ends at offset {end}, before where this restore began ({}): it was deleted or purged meanwhile; delete {journal_path} to start over",
-                b.topic, b.partition, b.offset
-            )));
-        }
-        resume.insert(key, (b.offset, (end - b.offset) as u64));
-    }
-    let resume = &resume;
-    let steps: Vec<Work> = plan
-        .partitions
-        .iter()
-        .cloned()
-        .zip(indexes)
-        .map(|(s, i)| Work::Partition(s, i))
-        .chain(
-            plan.repartitioned
-                .iter()
-                .cloned()
-                .zip(rep_indexes)
-                .map(|(s, i)| Work::Repartition(s, i)),
-        )
-        .collect();
-    let names: Vec<String> = steps.iter().map(Work::name).collect();
-    let results = run_steps(
-        steps,
-        plan.max_concurrent_partitions as usize,
-        ctx,
-        |work| async move {
-            match work {
-                Work::Partition(step, idx) => {
-                    let (base, written) = resume
-                        .get(&(step.target_topic.clone(), step.target_partition))
-                        .copied()
-                        .unwrap_or((0, 0));
-                    restore_partition(plan, client, op, ctx, step, idx, base, written)
-                        .await
-                        .map(|(m, r, b)| (vec![m], r, b))
-                }
-                Work::Repartition(step, idx) => {
-                    super::repartition::restore_repartitioned(
-                        plan, client, op, ctx, step, idx, resume,
-                    )
-                    .await
-                }
-            }
-        },
-    )
-    .await;
+    Ok((indexes, rep_indexes))
+}
+
+/// The offset map and the record and byte counts of every step, or, when a step failed, an
+/// error listing the failed and the complete partitions.
+fn fold_results(
+    plan: &RestorePlan,
+    names: Vec<String>,
+    results: Vec<Result<(Vec<PartitionOffsetMap>, u64, u64), ExecError>>,
+    journal_path: &str,
+) -> Result<(OffsetMap, u64, u64), ExecError> {
     let mut map = OffsetMap {
         format: FORMAT.into(),
         backup_name: plan.backup_name.clone(),
@@ -463,6 +373,147 @@ async fn run_restore_locked(
             source: Box::new(e),
         });
     }
+    Ok((map, records, bytes))
+}
+
+/// Per target partition: where the restore began there and how many records earlier attempts
+/// already wrote (none on a fresh start, whose base offsets were just read).
+///
+/// Errors: a target partition that now ends before where the restore began (purged or
+/// deleted meanwhile).
+async fn resume_points(
+    start: &RestoreStart,
+    client: &KafkaClient,
+    journal: &RestoreJournal,
+    targets: &[(String, i32)],
+    journal_path: &str,
+) -> Result<BTreeMap<(String, i32), (i64, u64)>, ExecError> {
+    // Records already in each target partition from earlier attempts (none on a fresh start,
+    // whose base offsets were just read).
+    let now = match start {
+        RestoreStart::Fresh { .. } => Default::default(),
+        _ => client.list_offsets(targets, OffsetSpec::Latest).await?,
+    };
+    let mut resume: BTreeMap<(String, i32), (i64, u64)> = BTreeMap::new();
+    for b in &journal.base_offsets {
+        let key = (b.topic.clone(), b.partition);
+        let end = now.get(&key).copied().unwrap_or(b.offset);
+        if end < b.offset {
+            return Err(ExecError::Failed(format!(
+                "target partition {}-{} ends at offset {end}, before where this restore began ({}): it was deleted or purged meanwhile; delete {journal_path} to start over",
+                b.topic, b.partition, b.offset
+            )));
+        }
+        resume.insert(key, (b.offset, (end - b.offset) as u64));
+    }
+    Ok(resume)
+}
+
+async fn run_restore_locked(
+    plan: &RestorePlan,
+    start: &RestoreStart,
+    client: &KafkaClient,
+    op: &Operator,
+    state: &Operator,
+    ctx: &ExecContext,
+) -> Result<RestoreOutcome, ExecError> {
+    let journal_path = layout::restore_journal(&plan.backup_name, &plan.restore_name);
+    if let RestoreStart::Complete(j) = start {
+        return already_complete(plan, j, client, state, ctx).await;
+    }
+    ctx.progress
+        .records_planned
+        .store(plan.estimated_records, std::sync::atomic::Ordering::Relaxed);
+    ctx.progress
+        .bytes_planned
+        .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
+    let (indexes, rep_indexes) = verify_chain(plan, op, ctx).await?;
+    let targets: Vec<(String, i32)> = plan
+        .partitions
+        .iter()
+        .map(|s| (s.target_topic.clone(), s.target_partition))
+        .chain(plan.repartitioned.iter().flat_map(|r| r.targets()))
+        .collect();
+    let mut journal = match start {
+        RestoreStart::Resume(j) | RestoreStart::Complete(j) => {
+            ctx.progress.emit(Event::StepStarted {
+                step: "resume".into(),
+            });
+            (**j).clone()
+        }
+        RestoreStart::Fresh { spec_hash } => {
+            // The journal is written before the target is touched: a state storage that
+            // cannot be written (read-only, full, object-locked) fails here, with nothing
+            // created or purged. Its empty base offsets say "targets not prepared yet".
+            let journal = RestoreJournal {
+                format: FORMAT.into(),
+                spec_hash: spec_hash.clone(),
+                plan: plan.clone(),
+                base_offsets: vec![],
+                complete: false,
+                records: 0,
+                bytes: 0,
+                groups_done: false,
+            };
+            storage::write_all(state, &journal_path, to_json(&journal))
+                .await
+                .map_err(|e| unwritable_state(&journal_path, e))?;
+            journal
+        }
+    };
+    if journal.base_offsets.is_empty() && !targets.is_empty() {
+        // Targets not prepared yet: a fresh start, or an earlier attempt that stopped after
+        // its journal and before it read where the targets began (nothing was produced; an
+        // existing topic of this restore is accepted). Their ends are taken as the base.
+        super::fence::check_targets_unchanged(plan, client).await?;
+        let resumed = !matches!(start, RestoreStart::Fresh { .. });
+        prepare_targets(plan, client, ctx, resumed).await?;
+        journal.base_offsets = base_offsets(client, &targets).await?;
+        storage::write_all(state, &journal_path, to_json(&journal)).await?;
+    }
+    let resume = resume_points(start, client, &journal, &targets, &journal_path).await?;
+    let resume = &resume;
+    let steps: Vec<Work> = plan
+        .partitions
+        .iter()
+        .cloned()
+        .zip(indexes)
+        .map(|(s, i)| Work::Partition(s, i))
+        .chain(
+            plan.repartitioned
+                .iter()
+                .cloned()
+                .zip(rep_indexes)
+                .map(|(s, i)| Work::Repartition(s, i)),
+        )
+        .collect();
+    let names: Vec<String> = steps.iter().map(Work::name).collect();
+    let results = run_steps(
+        steps,
+        plan.max_concurrent_partitions as usize,
+        ctx,
+        |work| async move {
+            match work {
+                Work::Partition(step, idx) => {
+                    let (base, written) = resume
+                        .get(&(step.target_topic.clone(), step.target_partition))
+                        .copied()
+                        .unwrap_or((0, 0));
+                    restore_partition(plan, client, op, ctx, step, idx, base, written)
+                        .await
+                        .map(|(m, r, b)| (vec![m], r, b))
+                }
+                Work::Repartition(step, idx) => {
+                    super::repartition::restore_repartitioned(
+                        plan, client, op, ctx, step, idx, resume,
+                    )
+                    .await
+                }
+            }
+        },
+    )
+    .await;
+    let (map, records, bytes) = fold_results(plan, names, results, &journal_path)?;
     // Timestamp types that would have re-stamped the records, set now that they are in.
     let after: BTreeMap<String, BTreeMap<String, String>> = plan
         .create_topics

@@ -130,6 +130,26 @@ async fn cluster_side(
     Ok(out)
 }
 
+/// The snapshot's committed source offset of `group` for the source partition that `map`
+/// restored into `topic`/`partition`, if the snapshot has one.
+fn snapshot_position(
+    groups: &[GroupSnapshot],
+    map: &OffsetMap,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let s = groups.iter().find(|s| s.group_id == group)?;
+    let p = map
+        .partitions
+        .iter()
+        .find(|p| p.target_topic == topic && p.target_partition == partition)?;
+    s.offsets
+        .iter()
+        .find(|o| o.topic == p.source_topic && o.partition == p.source_partition)
+        .map(|o| o.offset)
+}
+
 /// Compares what the restore `plan` wrote (read back from `client`) with the backup in `op`,
 /// and checks the translated consumer-group positions (`groups` of the snapshot, only those in
 /// `only` when not empty) through `map`. Returns the checks `restoreRecords` and
@@ -236,20 +256,7 @@ pub async fn compare_restored(
                 continue;
             }
             // the source position this change came from
-            let src: Option<i64> = groups
-                .iter()
-                .find(|s| s.group_id == g.group)
-                .and_then(|s| {
-                    map.partitions
-                        .iter()
-                        .find(|p| p.target_topic == c.topic && p.target_partition == c.partition)
-                        .and_then(|p| {
-                            s.offsets.iter().find(|o| {
-                                o.topic == p.source_topic && o.partition == p.source_partition
-                            })
-                        })
-                })
-                .map(|o| o.offset);
+            let src = snapshot_position(groups, map, &g.group, &c.topic, c.partition);
             let Some(src) = src else { continue };
             let recs = placed.get(&key).map(Vec::as_slice).unwrap_or(&[]);
             let want = recs
