@@ -30,7 +30,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::ExecError;
-use super::lock::{HEARTBEAT, TTL, holder_id, holder_is_gone};
+use super::lock::{HEARTBEAT, TTL, holder_id, holder_is_gone, now_ms, rfc3339};
 use crate::format::batch::{self, Codec, Record};
 use crate::kafka::KafkaClient;
 use crate::kafka::ops::{NewTopic, OffsetSpec};
@@ -125,16 +125,6 @@ pub fn decide(log: &[Seen]) -> BTreeMap<String, Result<(), Seen>> {
     out
 }
 
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
-
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| ms.to_string())
-}
-
 /// The claim log as one reader sees it.
 struct ClaimLog {
     client: KafkaClient,
@@ -193,21 +183,7 @@ impl ClaimLog {
 
     /// Appends one record; returns its offset.
     async fn append(&self, rec: &ClaimRecord) -> Result<i64, ExecError> {
-        let value = serde_json::to_vec(rec).map_err(|e| ExecError::Failed(e.to_string()))?;
-        let batch = batch::encode_batch(
-            &[Record {
-                offset: 0,
-                timestamp: now_ms(),
-                key: Some(Bytes::from(rec.token.clone())),
-                value: Some(Bytes::from(value)),
-                headers: vec![],
-            }],
-            Codec::None,
-        )?;
-        Ok(self
-            .client
-            .produce(CLAIMS_TOPIC, 0, batch, -1, PRODUCE_TIMEOUT_MS)
-            .await?)
+        append(&self.client, rec).await
     }
 
     /// Reads every record up to the high watermark (at least past `until`).
@@ -258,6 +234,24 @@ impl ClaimLog {
             "the restore claim log {CLAIMS_TOPIC} could not be read up to offset {until}"
         )))
     }
+}
+
+/// Appends one record to the claim log (key: the token; value: the JSON); returns its offset.
+async fn append(client: &KafkaClient, rec: &ClaimRecord) -> Result<i64, ExecError> {
+    let value = serde_json::to_vec(rec).map_err(|e| ExecError::Failed(e.to_string()))?;
+    let batch = batch::encode_batch(
+        &[Record {
+            offset: 0,
+            timestamp: now_ms(),
+            key: Some(Bytes::from(rec.token.clone())),
+            value: Some(Bytes::from(value)),
+            headers: vec![],
+        }],
+        Codec::None,
+    )?;
+    Ok(client
+        .produce(CLAIMS_TOPIC, 0, batch, -1, PRODUCE_TIMEOUT_MS)
+        .await?)
 }
 
 /// A granted claim on target topics. Dropping it stops the heartbeat; [`TargetFence::hold`]
@@ -349,12 +343,7 @@ impl TargetFence {
         self.heartbeat.abort();
         let mut release = self.rec.clone();
         release.kind = ClaimKind::Release;
-        let log = ClaimLog {
-            client: self.log_client.clone(),
-            next: 0,
-            records: vec![],
-        };
-        if let Err(e) = log.append(&release).await {
+        if let Err(e) = append(&self.log_client, &release).await {
             tracing::warn!(topic = CLAIMS_TOPIC, error = %e,
                 "the restore's claim was not released; it lapses by itself after {} s", TTL.as_secs());
         }

@@ -84,11 +84,13 @@ pub(crate) fn holder_is_gone(holder: &str) -> bool {
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn now_ms() -> i64 {
+/// Now, epoch ms.
+pub(crate) fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-fn rfc3339(ms: i64) -> String {
+/// `ms` (epoch ms) as RFC 3339, for messages.
+pub(crate) fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| ms.to_string())

@@ -259,61 +259,60 @@ async fn verify_chain(
     op: &Operator,
     ctx: &ExecContext,
 ) -> Result<(Vec<Vec<SegmentIndex>>, Vec<Vec<Vec<SegmentIndex>>>), ExecError> {
-    // The integrity chain, before anything is written: every index the plan needs, checked
-    // against its manifest entry (the manifest itself was checked when it was read).
+    use futures::{StreamExt, TryStreamExt};
+    // Every index the plan needs, checked against its manifest entry (the manifest itself was
+    // checked when it was read), read 16 at a time, in plan order: the plain steps, then the
+    // source partitions of each repartitioned step.
     ctx.progress.emit(Event::StepStarted {
         step: "verify-indexes".into(),
     });
-    let mut indexes: Vec<Vec<SegmentIndex>> = Vec::with_capacity(plan.partitions.len());
-    for step in &plan.partitions {
-        let mut v = Vec::with_capacity(step.segments.len());
-        for seg in &step.segments {
-            v.push(
-                segment::read_verified_index(
-                    op,
-                    &plan.backup_name,
-                    &step.source_topic,
-                    step.source_partition,
-                    seg,
-                )
-                .await?,
-            );
-        }
-        indexes.push(v);
+    let plain = plan
+        .partitions
+        .iter()
+        .map(|s| (s.source_topic.as_str(), s.source_partition, &s.segments));
+    let rep = plan.repartitioned.iter().flat_map(|r| {
+        r.sources
+            .iter()
+            .map(|s| (r.source_topic.as_str(), s.source_partition, &s.segments))
+    });
+    let refs: Vec<(&str, i32, &crate::format::manifest::SegmentRef)> = plain
+        .chain(rep)
+        .flat_map(|(t, p, segs)| segs.iter().map(move |seg| (t, p, seg)))
+        .collect();
+    // boxed and collected first, so that no iterator closure is held across the await (the
+    // run's future must be Send for any lifetime)
+    type Read<'a> = futures::future::BoxFuture<'a, Result<SegmentIndex, storage::StorageError>>;
+    let mut reads: Vec<Read<'_>> = Vec::with_capacity(refs.len());
+    for (t, p, seg) in &refs {
+        reads.push(Box::pin(segment::read_verified_index(
+            op,
+            &plan.backup_name,
+            t,
+            *p,
+            seg,
+        )));
     }
-    let mut rep_indexes: Vec<Vec<Vec<SegmentIndex>>> = Vec::with_capacity(plan.repartitioned.len());
-    for r in &plan.repartitioned {
-        let mut per_source = Vec::with_capacity(r.sources.len());
-        for src in &r.sources {
-            let mut v = Vec::with_capacity(src.segments.len());
-            for seg in &src.segments {
-                v.push(
-                    segment::read_verified_index(
-                        op,
-                        &plan.backup_name,
-                        &r.source_topic,
-                        src.source_partition,
-                        seg,
-                    )
-                    .await?,
-                );
-            }
-            per_source.push(v);
-        }
-        rep_indexes.push(per_source);
-    }
+    let read: Vec<SegmentIndex> = futures::stream::iter(reads)
+        .buffered(16)
+        .try_collect()
+        .await?;
     // ... and every segment those indexes describe, against its manifest entry (size,
     // whole-object CRC-32C, last batch), without reading its payloads twice.
-    let mut segments = vec![];
-    for (s, i) in plan.partitions.iter().zip(&indexes) {
-        segments.extend(s.segments.iter().zip(i));
-    }
-    for (r, i) in plan.repartitioned.iter().zip(&rep_indexes) {
-        for (s, i) in r.sources.iter().zip(i) {
-            segments.extend(s.segments.iter().zip(i));
-        }
-    }
+    let segments: Vec<_> = refs.iter().map(|(_, _, seg)| *seg).zip(&read).collect();
     segment::verify_objects(op, &segments).await?;
+    // back into the plan's shape
+    let mut read = read.into_iter();
+    let mut take = |n: usize| -> Vec<SegmentIndex> { read.by_ref().take(n).collect() };
+    let indexes: Vec<Vec<SegmentIndex>> = plan
+        .partitions
+        .iter()
+        .map(|s| take(s.segments.len()))
+        .collect();
+    let rep_indexes: Vec<Vec<Vec<SegmentIndex>>> = plan
+        .repartitioned
+        .iter()
+        .map(|r| r.sources.iter().map(|s| take(s.segments.len())).collect())
+        .collect();
     Ok((indexes, rep_indexes))
 }
 

@@ -183,6 +183,8 @@ async fn run_task(
                 &kr.spec.kafka_cluster,
                 kr.spec.state_storage.as_ref(),
             ));
+            names.sort();
+            names.dedup();
             let mut store = secrets::load(&ctx.client, &ns, &names).await?;
             if let Some(kb) = &kb {
                 // the backup's storage Secrets live with the KafkaBackup
