@@ -702,7 +702,7 @@ pub async fn validate_by_restore(
         return Ok(vec![]);
     };
     let name = kbv.metadata.name.clone().unwrap_or_default();
-    let restore_name = format!("kbv-{name}-{now_ms}");
+    let restore_name = scratch::attempt_name(&name, now_ms);
     let prefix = format!("{restore_name}-");
     let mut bref = spec.backup_ref.clone();
     bref.backup_id = Some(run_id.to_string());

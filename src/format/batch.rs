@@ -464,7 +464,7 @@ pub fn rewrite_for_produce(batch: &RawBatch) -> Bytes {
 
 /// Checks a batch's CRC-32C (over attributes .. end, per the protocol guide).
 pub fn crc_ok(batch: &RawBatch) -> bool {
-    crc32c::crc32c(&batch.bytes[CRC_START..]) == batch.header.crc
+    verify_crc(batch).is_ok()
 }
 
 /// Verifies a batch's own CRC-32C (bytes 21..end, the Kafka protocol guide's "Record Batch")

@@ -997,7 +997,7 @@ pub struct SegmentFacts {
 #[cfg(feature = "runtime")]
 /// Reads segment `seg` whole, in ranged reads of at most [`BLOCKS_PER_FULL_READ`] blocks of
 /// the verified index `idx`, and checks every checksum and size the format records for it:
-/// `storedBytes` (a stat, then the bytes read), the magic, the whole-object `crc32c`, each
+/// `storedBytes` (the bytes read: the caller stats the object first), the magic, the whole-object `crc32c`, each
 /// block against the index and its payload CRC-32C, each batch's own CRC-32C, the first and
 /// last offsets, `rawBytes`, `lastBatchOffset` and `lastBatchCrc32c`. Returns the counts the
 /// validation compares with the manifest.
@@ -1008,7 +1008,6 @@ pub async fn read_verified_segment(
     seg: &SegmentRef,
     idx: &SegmentIndex,
 ) -> Result<SegmentFacts, StorageError> {
-    check_size(op, seg).await?;
     let mut facts = SegmentFacts {
         min_timestamp: i64::MAX,
         max_timestamp: i64::MIN,
