@@ -316,12 +316,15 @@ async fn verify_chain(
     Ok((indexes, rep_indexes))
 }
 
+/// What one step of a restore did: its partition maps, records and bytes.
+type StepDone = (Vec<PartitionOffsetMap>, u64, u64);
+
 /// The offset map and the record and byte counts of every step, or, when a step failed, an
 /// error listing the failed and the complete partitions.
 fn fold_results(
     plan: &RestorePlan,
     names: Vec<String>,
-    results: Vec<Result<(Vec<PartitionOffsetMap>, u64, u64), ExecError>>,
+    results: Vec<Result<StepDone, ExecError>>,
     journal_path: &str,
 ) -> Result<(OffsetMap, u64, u64), ExecError> {
     let mut map = OffsetMap {
