@@ -115,6 +115,7 @@ fn seg(path: &str, first: i64, last: i64, records: u64) -> SegmentRef {
         index_bytes: Some(500),
         last_batch_offset: Some(last),
         last_batch_crc32c: Some(11),
+        seal: None,
     }
 }
 
@@ -176,6 +177,8 @@ fn previous_run() -> RunManifest {
         consumer_groups: vec![],
         total_records: 180,
         total_raw_bytes: 18_000,
+        object_lock: None,
+        seal: None,
     }
 }
 

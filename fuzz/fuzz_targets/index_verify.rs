@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
         index_bytes: None,
         last_batch_offset: None,
         last_batch_crc32c: None,
+        seal: idx.seal.clone(),
     };
     let topic = idx.topic.clone();
     let partition = idx.partition;

@@ -354,6 +354,71 @@ pub struct StorageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(dive)]
     pub gcs: Option<GcsSpec>,
+    /// Client-side envelope encryption of the repository (ours; docs/security.md): record
+    /// data is encrypted before it leaves the process, with a data key per run wrapped by a
+    /// key-encryption key from a Secret or AWS KMS. Absent: the repository is plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub encryption: Option<EncryptionSpec>,
+}
+
+/// `storage.encryption` (ours): where the key-encryption key (KEK) comes from. Exactly one
+/// of `keySecret` (with `activeKeyId`) or `awsKms`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, garde::Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.keySecret) != has(self.awsKms)", "message": "set exactly one of keySecret (with activeKeyId) or awsKms"},
+    {"rule": "!has(self.keySecret) || has(self.activeKeyId)", "message": "keySecret needs activeKeyId: the key id that encrypts new data"}
+]))]
+#[garde(allow_unvalidated)]
+pub struct EncryptionSpec {
+    /// A Secret whose every data key is a key id and every value 32 random bytes (an
+    /// AES-256 key-encryption key). Every key in it can decrypt; `activeKeyId` encrypts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub key_secret: Option<SecretName>,
+    /// The key id (a data key of `keySecret`) that wraps the data keys of new runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_key_id: Option<String>,
+    /// AWS KMS (or a KMS-compatible endpoint) as the key-encryption key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub aws_kms: Option<AwsKmsSpec>,
+}
+
+/// A reference to a Secret by name (in the resource's namespace).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, garde::Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[garde(allow_unvalidated)]
+pub struct SecretName {
+    /// Secret name.
+    #[garde(length(min = 1))]
+    pub name: String,
+}
+
+/// `storage.encryption.awsKms`: a KMS key that wraps each run's data key (GenerateDataKey,
+/// Decrypt; AWS KMS API reference).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, garde::Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[garde(allow_unvalidated)]
+pub struct AwsKmsSpec {
+    /// Key id, key ARN, alias name (`alias/...`) or alias ARN.
+    #[garde(length(min = 1))]
+    pub key_id: String,
+    /// Region, e.g. `us-east-1`.
+    #[garde(length(min = 1))]
+    pub region: String,
+    /// Endpoint URL (a VPC endpoint or a KMS-compatible service). Default: the region's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Allow a plain `http://` endpoint. Default false.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Static credentials (the same keys as `s3.credentialsSecret`). Without it: the AWS
+    /// credential chain (env, web identity / IRSA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub credentials_secret: Option<S3CredentialsSecret>,
 }
 
 impl StorageSpec {
@@ -366,6 +431,7 @@ impl StorageSpec {
             s3: None,
             azure: None,
             gcs: None,
+            encryption: None,
         }
     }
 
@@ -476,6 +542,36 @@ pub struct S3Spec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(dive)]
     pub credentials_secret: Option<S3CredentialsSecret>,
+    /// S3 Object Lock (ours): every object a run writes carries this retention on its PUT.
+    /// The bucket must have Object Lock enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub object_lock: Option<ObjectLockSpec>,
+}
+
+/// `storage.s3.objectLock`: the retention mode and period of every object a run writes (S3
+/// API reference, "Object Lock"; PutObject `x-amz-object-lock-mode`,
+/// `x-amz-object-lock-retain-until-date`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, garde::Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[garde(allow_unvalidated)]
+pub struct ObjectLockSpec {
+    /// `COMPLIANCE` (nobody, not even the root account, can delete or shorten it) or
+    /// `GOVERNANCE` (users with `s3:BypassGovernanceRetention` can).
+    pub mode: ObjectLockMode,
+    /// Days each object stays locked after the run writes it (at least 1).
+    #[garde(range(min = 1))]
+    pub retain_days: u32,
+}
+
+/// S3 Object Lock retention mode; upper case in YAML, as in the S3 API.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ObjectLockMode {
+    /// Nobody can delete the object or shorten its retention before the date.
+    Compliance,
+    /// Users with `s3:BypassGovernanceRetention` can delete it or shorten its retention.
+    Governance,
 }
 
 /// `storage.s3.credentialsSecret`.

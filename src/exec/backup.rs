@@ -323,6 +323,8 @@ fn assemble_manifest(
         total_raw_bytes: all().map(|p| p.raw_bytes).sum(),
         topics,
         consumer_groups: groups,
+        object_lock: None,
+        seal: None,
     }
 }
 

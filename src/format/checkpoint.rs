@@ -353,6 +353,7 @@ mod tests {
             index_bytes: Some(300),
             last_batch_offset: Some(i as i64 * 10 + 9),
             last_batch_crc32c: Some(555_555_555),
+            seal: None,
         }
     }
 

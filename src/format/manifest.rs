@@ -46,6 +46,49 @@ pub struct SegmentRef {
     pub last_batch_offset: Option<i64>,
     #[serde(default)]
     pub last_batch_crc32c: Option<u32>,
+    /// How the segment's blocks are encrypted (format v3; absent in a plaintext segment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SegmentSeal>,
+}
+
+/// The encryption of one segment (docs/format.md, "Encryption"): its blocks are sealed with
+/// AES-256-GCM under the key HKDF-SHA256(data key of run `run`, `salt`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentSeal {
+    /// The run whose data key (`<backup>/keys/<run>.json`) the segment key derives from.
+    pub run: String,
+    /// 32 random bytes, hex, fresh for every segment object written.
+    pub salt: String,
+}
+
+/// The encryption of a run (format v3): who wraps its data key, and the manifest's
+/// authentication tag.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSeal {
+    /// `AES-256-GCM`.
+    pub cipher: String,
+    /// The key-encryption key that wrapped the run's data key when it was written: `secret:<name>/<keyId>` or `awsKms:<keyId>` (informational; the key document says what unwraps it).
+    pub kek: String,
+    /// The consumer-group snapshot, sealed (base64 of nonce, ciphertext and tag); the
+    /// manifest's `consumerGroups` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_groups: Option<String>,
+    /// HMAC-SHA256 (hex) of the manifest's canonical form with `checksum` null and this
+    /// field empty, under a key derived from the run's data key.
+    pub mac: String,
+}
+
+/// The S3 Object Lock retention a run's objects were written with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectLockRecord {
+    /// `COMPLIANCE` or `GOVERNANCE`.
+    pub mode: String,
+    /// Epoch ms until which the run's objects are locked (the earliest retain-until date of
+    /// its objects).
+    pub retain_until: i64,
 }
 
 /// A range of offsets that was planned but could not be read (retention moved the log start
@@ -157,6 +200,12 @@ pub struct RunManifest {
     pub consumer_groups: Vec<GroupSnapshot>,
     pub total_records: u64,
     pub total_raw_bytes: u64,
+    /// The run's encryption (format v3); absent in a plaintext run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<RunSeal>,
+    /// The S3 Object Lock its objects carry, when `storage.s3.objectLock` was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLockRecord>,
 }
 
 /// One block of a segment.
@@ -207,6 +256,9 @@ pub struct SegmentIndex {
     pub stored_bytes: Option<u64>,
     pub blocks: Vec<BlockIndex>,
     pub markers: Vec<TxnMarker>,
+    /// The segment's encryption, as its manifest entry records it (format v3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SegmentSeal>,
 }
 
 /// Progress of a run that has not completed: what its checkpoint documents add up to

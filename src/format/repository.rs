@@ -302,6 +302,7 @@ mod tests {
             index_bytes: v2.then_some(1),
             last_batch_offset: None,
             last_batch_crc32c: None,
+            seal: None,
         }
     }
 
@@ -338,6 +339,8 @@ mod tests {
             consumer_groups: vec![],
             total_records: 1,
             total_raw_bytes: 1,
+            object_lock: None,
+            seal: None,
         }
     }
 

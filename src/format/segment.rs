@@ -95,6 +95,7 @@ impl SegmentWriter {
                 index_bytes: None,
                 last_batch_offset: None,
                 last_batch_crc32c: None,
+                seal: None,
             },
             path,
             topic: topic.into(),
@@ -115,6 +116,7 @@ impl SegmentWriter {
                 stored_bytes: None,
                 blocks: vec![],
                 markers: vec![],
+                seal: None,
             },
             opened_at: std::time::Instant::now(),
         })
@@ -1095,6 +1097,7 @@ mod tests {
             stored_bytes: None,
             blocks: vec![],
             markers: vec![],
+            seal: None,
         };
         let mut raw = 0;
         let mut last = None;
@@ -1140,6 +1143,7 @@ mod tests {
             index_bytes: None,
             last_batch_offset: Some(last.base_offset),
             last_batch_crc32c: Some(last.crc),
+            seal: None,
         };
         (obj, idx, seg)
     }

@@ -100,6 +100,7 @@ mod tests {
             index_bytes: None,
             last_batch_offset: None,
             last_batch_crc32c: None,
+            seal: None,
         }
     }
 
@@ -136,6 +137,8 @@ mod tests {
             consumer_groups: vec![],
             total_records: 0,
             total_raw_bytes: 0,
+            object_lock: None,
+            seal: None,
         }
     }
 
