@@ -386,11 +386,53 @@ fn out_of_space(e: &opendal::Error) -> bool {
     false
 }
 
+/// The IAM action S3 authorises our storage operation `op` with (AWS Service Authorization
+/// Reference, "Actions defined by Amazon S3"; S3 API Reference, each operation's
+/// "Permissions"): HeadObject and GetObject need `s3:GetObject`, ListObjectsV2 `s3:ListBucket`,
+/// PutObject and every request of a multipart upload `s3:PutObject`, DeleteObject and each key
+/// of a DeleteObjects `s3:DeleteObject`. None for an operation no S3 request carries (`rename`,
+/// a filesystem's).
+pub fn s3_action(op: &str) -> Option<&'static str> {
+    match op {
+        "read" | "stat" => Some("s3:GetObject"),
+        "list" => Some("s3:ListBucket"),
+        "write" | "create" | "close" => Some("s3:PutObject"),
+        "delete" => Some("s3:DeleteObject"),
+        _ => None,
+    }
+}
+
+/// For an S3 `AccessDenied` answer (HTTP 403 with that code: the key pair is valid but its
+/// policy does not allow the request), the hint naming the action `op` needs
+/// ([`s3_action`]); None for any other error or store. The service is the `service: s3`
+/// context opendal adds to every error.
+fn s3_denied_hint(op: &str, e: &opendal::Error, detail: &str) -> Option<String> {
+    let full = e.to_string();
+    let head = full.split(" => ").next().unwrap_or_default();
+    let s3 = head.contains("{ service: s3,")
+        || head.contains(", service: s3,")
+        || head.contains(", service: s3 }");
+    if !s3 || !detail.contains("AccessDenied") {
+        return None;
+    }
+    let action = s3_action(op)?;
+    let missing_key = if action == "s3:GetObject" {
+        "; S3 also answers 403 for a key that does not exist when s3:ListBucket is missing"
+    } else {
+        ""
+    };
+    Some(format!(
+        " (access denied: the credential lacks {action} on this object{missing_key}: grant it to this storage's credentialsSecret (docs/security.md, \"Least privilege (S3)\" lists what each job needs) or give the job the credential meant for it)"
+    ))
+}
+
 /// Turns an opendal error into a [`StorageError`] with a hint for the common causes.
 pub fn backend(op: &'static str, path: &str, e: opendal::Error) -> StorageError {
     let detail = one_line(&e);
     let hint = if out_of_space(&e) {
         " (no space left: free space on the storage volume or enlarge it; the run resumes from its checkpoint)".to_string()
+    } else if let Some(hint) = s3_denied_hint(op, &e, &detail) {
+        hint
     } else if e.kind() == opendal::ErrorKind::PermissionDenied
         || detail.contains("InvalidAccessKeyId")
         || detail.contains("SignatureDoesNotMatch")
@@ -527,6 +569,55 @@ mod atomic_tests {
 #[cfg(test)]
 mod one_line_tests {
     use super::*;
+
+    #[test]
+    fn an_s3_access_denied_names_the_action_and_is_a_refusal() {
+        let denied = |kind| {
+            opendal::Error::new(
+                kind,
+                r#"S3Error { code: "AccessDenied", message: "Access Denied", resource: "", request_id: "" }"#,
+            )
+            .with_context("service", "s3")
+            .with_context("response", "Parts { status: 403, headers: {} }")
+        };
+        for (op, action) in [
+            ("write", "s3:PutObject"),
+            ("close", "s3:PutObject"),
+            ("read", "s3:GetObject"),
+            ("stat", "s3:GetObject"),
+            ("list", "s3:ListBucket"),
+            ("delete", "s3:DeleteObject"),
+        ] {
+            let e = backend(
+                op,
+                "kb/lock.json",
+                denied(opendal::ErrorKind::PermissionDenied),
+            );
+            let m = e.to_string();
+            assert!(
+                m.contains(&format!("lacks {action} on this object"))
+                    && m.contains("HTTP 403 AccessDenied"),
+                "{m}"
+            );
+            assert_eq!(e.category(), "storage-refused", "{m}");
+        }
+        // another store's 403, or a key pair S3 does not know: no action named
+        let az = opendal::Error::new(opendal::ErrorKind::PermissionDenied, "denied")
+            .with_context("service", "azblob")
+            .with_context("response", "Parts { status: 403, headers: {} }");
+        assert!(!backend("write", "x", az).to_string().contains("lacks"));
+        let bad_key = opendal::Error::new(
+            opendal::ErrorKind::PermissionDenied,
+            r#"S3Error { code: "InvalidAccessKeyId", message: "no such key", resource: "", request_id: "" }"#,
+        )
+        .with_context("service", "s3")
+        .with_context("response", "Parts { status: 403, headers: {} }");
+        let m = backend("write", "x", bad_key).to_string();
+        assert!(
+            !m.contains("lacks") && m.contains("credentialsSecret"),
+            "{m}"
+        );
+    }
 
     #[test]
     fn an_xml_error_body_gives_its_code_and_message_only() {
