@@ -39,12 +39,13 @@ pub use backup::{
     KafkaBackupStatus, RetentionSpec, RetentionStatus,
 };
 pub use common::{
-    AzureCredentialsSecret, AzureSasTokenSecret, AzureServicePrincipalSecret, AzureSpec, BackupRef,
-    CaSecretRef, CircuitBreaker, Condition, ConditionStatus, ConnectionSpec,
+    AwsKmsSpec, AzureCredentialsSecret, AzureSasTokenSecret, AzureServicePrincipalSecret,
+    AzureSpec, BackupRef, CaSecretRef, CircuitBreaker, Condition, ConditionStatus, ConnectionSpec,
     DEFAULT_BACKUP_MAX_CONCURRENT_PARTITIONS, DEFAULT_RESTORE_MAX_CONCURRENT_PARTITIONS,
-    FilesystemSpec, GcsCredentialsSecret, GcsSpec, KafkaClusterSpec, PvcSpec, RateLimiting,
-    S3CredentialsSecret, S3Spec, SaslMechanism, SaslSecretRef, SecurityProtocol, StatusHeader,
-    StorageSpec, StorageType, TlsSecretRef,
+    EncryptionSpec, FilesystemSpec, GcsCredentialsSecret, GcsSpec, KafkaClusterSpec,
+    ObjectLockMode, ObjectLockSpec, PvcSpec, RateLimiting, S3CredentialsSecret, S3Spec,
+    SaslMechanism, SaslSecretRef, SecretName, SecurityProtocol, StatusHeader, StorageSpec,
+    StorageType, TlsSecretRef,
 };
 pub use crd::{all_crds, all_crds_yaml};
 pub use docs::{Document, load_and_validate, load_documents};

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod layout;
 pub mod manifest;
 pub mod repository;
+pub mod seal;
 pub mod segment;
 
 /// Errors of the format layer.
