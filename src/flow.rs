@@ -794,6 +794,8 @@ pub async fn prepare_backup(
     let adopt = plan.adopt_from.as_ref();
     owner::check_backup_repository(&op, &plan.backup_name, &plan.owner, adopt, now_ms).await?;
     if access == Access::ReadWrite {
+        // storage.s3.objectLock on a bucket without Object Lock: refused before any write
+        crate::storage::object_lock::require_bucket_lock(&target).await?;
         op = open(&target, access)?;
     }
     Ok(PreparedBackup {
@@ -906,8 +908,49 @@ pub async fn prepare_restore(
     })
 }
 
+/// The storage `kb`'s retention works in: `backup_op` (the backup's own, opened read-write),
+/// or, with `retention.credentialsSecret` (S3 only), the same bucket and prefix opened with
+/// that key pair, so that the backup's own credential needs no delete right on data and
+/// manifests (docs/security.md, "Least privilege (S3)").
+///
+/// Errors (each names `spec.retention.credentialsSecret`): a storage that is not S3; its
+/// Secret or a key of it missing.
+pub fn retention_storage(
+    kb: &KafkaBackup,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    backup_op: &Operator,
+) -> Result<Operator, FlowError> {
+    let Some(c) = &kb.spec.retention.credentials_secret else {
+        return Ok(backup_op.clone());
+    };
+    let cfg = |message: String| -> FlowError {
+        ObserveError::Config {
+            field: "spec.retention.credentialsSecret".into(),
+            message,
+        }
+        .into()
+    };
+    let mut target = observe::storage_target(&kb.spec.storage, secrets, pvc_root, "spec.storage")?;
+    let StorageTarget::S3 { credentials, .. } = &mut target else {
+        return Err(cfg(format!(
+            "is an S3 key pair, but storage.storageType is {}: remove it (retention then uses the storage's own credential)",
+            kb.spec.storage.storage_type.as_str()
+        )));
+    };
+    let key = |k: &str| {
+        secrets
+            .get_string(&c.name, k)
+            .map_err(|e| cfg(e.to_string()))
+    };
+    *credentials = Some((key(&c.access_key_id_key)?, key(&c.secret_access_key_key)?));
+    open(&target, Access::ReadWrite)
+}
+
 /// Applies `kb`'s retention to its repository after a successful run: lists every complete run,
 /// compiles what to prune ([`plan::compile_retention`]) and deletes it (nothing in dry run).
+/// `op` is the storage [`retention_storage`] opens (with `retention.credentialsSecret`, a
+/// credential of its own).
 pub async fn apply_retention(
     kb: &KafkaBackup,
     op: &Operator,

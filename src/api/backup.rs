@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     CircuitBreaker, DEFAULT_BACKUP_MAX_CONCURRENT_PARTITIONS, KafkaClusterSpec, RateLimiting,
-    StatusHeader, StorageSpec, default_true,
+    S3CredentialsSecret, StatusHeader, StorageSpec, default_true,
 };
 
 fn default_compression_level() -> i32 {
@@ -77,6 +77,10 @@ pub const MIN_SEGMENT_MAX_BYTES: u64 = 1024 * 1024;
     {
         "rule": "!(has(self.continuous) && self.continuous && has(self.schedule))",
         "message": "a continuous backup runs until stopped and cannot have a schedule: remove one"
+    },
+    {
+        "rule": "!has(self.retention) || !has(self.retention.credentialsSecret) || (has(self.storage.storageType) && self.storage.storageType == 's3')",
+        "message": "retention.credentialsSecret is an S3 key pair: it needs storage.storageType s3 (remove it for other storage types)"
     }
 ]))]
 #[garde(allow_unvalidated)]
@@ -304,6 +308,16 @@ pub struct RetentionSpec {
     /// Report what would be deleted, delete nothing. Default false.
     #[serde(default)]
     pub dry_run: bool,
+    /// A key pair of its own for retention (ours; S3 only, the shape of
+    /// `storage.s3.credentialsSecret`). Retention then lists and reads the repository, takes
+    /// its lock and deletes the pruned runs' manifests, segments and indexes with this
+    /// credential, so the backup's own `storage.s3.credentialsSecret` needs no delete right on
+    /// data and manifests (docs/security.md, "Least privilege (S3)", gives both policies).
+    /// Without it retention uses the backup's credential. Refused for other storage types
+    /// (`spec.retention.credentialsSecret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub credentials_secret: Option<S3CredentialsSecret>,
 }
 
 /// `status.phase` of a KafkaBackup.

@@ -711,6 +711,15 @@ pub fn check_backup_spec(errs: &mut ValidationErrors, spec: &KafkaBackupSpec) {
             "enabled: true needs a limit; set maxAgeDays (e.g. 30) and/or keepLast (e.g. 7)",
         );
     }
+    if spec.retention.credentials_secret.is_some() && spec.storage.storage_type != StorageType::S3 {
+        errs.push(
+            "spec.retention.credentialsSecret",
+            format!(
+                "is an S3 key pair, but storage.storageType is {}: remove it (retention then uses the storage's own credential)",
+                spec.storage.storage_type.as_str()
+            ),
+        );
+    }
     if let Some(dup) = first_duplicate(&spec.topics) {
         errs.push(
             "spec.topics",

@@ -68,7 +68,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 crate::format::layout::manifest(&m.backup_name, &m.run_id)
             );
             if kb.spec.retention.enabled {
-                let r = crate::flow::apply_retention(&kb, &prep.op, system_now_ms()).await?;
+                let op =
+                    crate::flow::retention_storage(&kb, &secrets, &args.inputs.pvc_root, &prep.op)?;
+                let r = crate::flow::apply_retention(&kb, &op, system_now_ms()).await?;
                 println!(
                     "retention{}: {} runs inspected, {} pruned {:?}, {} segments ({} bytes) {}",
                     if r.dry_run { " (dryRun)" } else { "" },

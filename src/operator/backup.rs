@@ -229,7 +229,15 @@ async fn run_task(
             name.clone(),
         );
         async move {
-            let names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
+            let mut names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
+            // retention's own key pair (retention.credentialsSecret)
+            names.extend(
+                kb.spec
+                    .retention
+                    .credentials_secret
+                    .as_ref()
+                    .map(|c| c.name.clone()),
+            );
             let secrets =
                 secrets::load(&ctx.client, &kb.namespace().unwrap_or_default(), &names).await?;
             let prep = prepare_backup(
@@ -259,15 +267,21 @@ async fn run_task(
                 Ok(m) => {
                     // Retention after a successful run only; its failure does not fail the run.
                     let retention = if kb.spec.retention.enabled {
-                        Some(
+                        let r = async {
+                            let op = crate::flow::retention_storage(
+                                &kb,
+                                &secrets,
+                                &ctx.pvc_root,
+                                &prep.op,
+                            )?;
                             crate::flow::apply_retention(
                                 &kb,
-                                &prep.op,
+                                &op,
                                 Timestamp::now().as_millisecond(),
                             )
                             .await
-                            .map_err(|e| e.to_string()),
-                        )
+                        };
+                        Some(r.await.map_err(|e| e.to_string()))
                     } else {
                         None
                     };

@@ -157,6 +157,7 @@ mod tests {
             keep_last: Some(1),
             max_age_days: None,
             dry_run: false,
+            credentials_secret: None,
         };
         let p = compile_retention(&spec, &runs, 4 * DAY);
         assert_eq!(p.delete_runs, vec!["r2", "r1"]);
@@ -177,6 +178,7 @@ mod tests {
             keep_last: Some(1),
             max_age_days: Some(5),
             dry_run: true,
+            credentials_secret: None,
         };
         // r2 is beyond keepLast but only 1 day old: kept; r1 is both
         assert_eq!(
@@ -189,6 +191,7 @@ mod tests {
             keep_last: None,
             max_age_days: Some(1),
             dry_run: false,
+            credentials_secret: None,
         };
         assert_eq!(
             compile_retention(&age, &runs, 100 * DAY).delete_runs,
@@ -200,6 +203,7 @@ mod tests {
             keep_last: None,
             max_age_days: None,
             dry_run: false,
+            credentials_secret: None,
         };
         assert!(
             compile_retention(&none, &runs, 100 * DAY)
