@@ -309,6 +309,8 @@ fn assemble_manifest(
         })
         .collect::<Vec<_>>();
     let all = || topics.iter().flat_map(|t| &t.partitions);
+    let object_lock = (plan.object_lock.as_ref())
+        .map(|l| crate::storage::object_lock::record(l, &plan.run_id, start_time, &topics));
     RunManifest {
         format: FORMAT.into(),
         backup_name: plan.backup_name.clone(),
@@ -323,7 +325,7 @@ fn assemble_manifest(
         total_raw_bytes: all().map(|p| p.raw_bytes).sum(),
         topics,
         consumer_groups: groups,
-        object_lock: None,
+        object_lock,
         seal: None,
     }
 }

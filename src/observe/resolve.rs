@@ -159,6 +159,7 @@ pub fn storage_target(
                 prefix: s3.prefix.clone(),
                 path_style: s3.path_style,
                 credentials,
+                object_lock: s3.object_lock.clone(),
             }
         }
         StorageType::Azure => {

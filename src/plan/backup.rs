@@ -113,6 +113,10 @@ pub struct BackupPlan {
     /// `kafka.oso.sh/adopt-repository`), set by the flow.
     #[serde(skip)]
     pub adopt_from: Option<crate::format::repository::Owner>,
+    /// `storage.s3.objectLock`: the retention every object the run writes carries (the
+    /// storage adds it on each PUT), recorded in the manifest. Part of the hash when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<crate::api::common::ObjectLockSpec>,
 }
 
 /// Compiles a backup run. Errors: topics named literally that do not exist
@@ -328,6 +332,12 @@ pub fn compile_backup(
         hash: String::new(),
         owner: crate::format::repository::Owner::new(None, &facts.name),
         adopt_from: None,
+        object_lock: match spec.storage.storage_type {
+            crate::api::common::StorageType::S3 => {
+                spec.storage.s3.as_ref().and_then(|s| s.object_lock.clone())
+            }
+            _ => None,
+        },
     };
     plan.hash = plan_hash(&plan);
     plan.run_id = run_id;

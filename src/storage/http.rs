@@ -85,6 +85,9 @@ pub(super) struct Transport {
     inner: opendal_http_transport_reqwest::ReqwestTransport,
     /// `scheme://host:port` of the storage endpoint, for messages.
     endpoint: String,
+    /// `storage.s3.objectLock`: the retention headers added to requests that create a locked
+    /// object (signed again).
+    lock: Option<super::object_lock::LockHeaders>,
 }
 
 impl Transport {
@@ -99,7 +102,15 @@ impl Transport {
         Ok(Transport {
             inner: opendal_http_transport_reqwest::ReqwestTransport::new(client),
             endpoint: origin,
+            lock: None,
         })
+    }
+
+    /// The same transport, adding S3 Object Lock retention to the requests that create a
+    /// locked object ([`super::object_lock::LockHeaders`]).
+    pub(super) fn with_lock(mut self, lock: super::object_lock::LockHeaders) -> Transport {
+        self.lock = Some(lock);
+        self
     }
 }
 
@@ -112,6 +123,9 @@ impl HttpTransport for Transport {
         &self,
         mut req: http::Request<Buffer>,
     ) -> opendal::Result<http::Response<HttpBody>> {
+        if let Some(lock) = self.lock.as_ref().filter(|l| l.wants(&req)) {
+            req = lock.apply(req).await?;
+        }
         let uri = req.uri();
         if let Some(q) = uri.query().filter(|q| q.contains('/')) {
             let fixed = format!("{}?{}", uri.path(), q.replace('/', "%2F"));

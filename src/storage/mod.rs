@@ -13,6 +13,7 @@ pub const OP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub mod http;
+pub mod object_lock;
 
 /// Errors of the storage layer. Each says itself in one line (no response dump, no backtrace)
 /// and has no `source()`: a printed chain does not repeat the backend's error.
@@ -85,6 +86,9 @@ pub enum StorageTarget {
         path_style: bool,
         /// (access key id, secret access key); None = the AWS credential chain.
         credentials: Option<(String, String)>,
+        /// `storage.s3.objectLock`: every object a backup run writes under a locked key
+        /// ([`object_lock::is_locked_key`]) carries this retention on its PUT.
+        object_lock: Option<crate::api::common::ObjectLockSpec>,
     },
     Azure {
         container: String,
@@ -173,9 +177,15 @@ impl StorageTarget {
                 prefix,
                 path_style,
                 credentials,
+                object_lock,
             } => {
                 map.insert("bucket", bucket.clone());
                 map.insert("region", region.clone());
+                if object_lock.is_some() {
+                    // S3 wants a checksum with every locked PUT and part (CRC-32C, as opendal
+                    // computes it: x-amz-checksum-crc32c)
+                    map.insert("checksum_algorithm", "crc32c".into());
+                }
                 if let Some(e) = endpoint {
                     map.insert("endpoint", e.clone());
                 }
@@ -259,7 +269,12 @@ impl StorageTarget {
         // HTTP services: a client built here (fallibly: a missing CA bundle is an error, and
         // only for https), with connect and response deadlines that name the endpoint.
         let endpoint = self.endpoint_url();
-        let transport = http::Transport::new(&endpoint).map_err(StorageError::Config)?;
+        let mut transport = http::Transport::new(&endpoint).map_err(StorageError::Config)?;
+        if let Some(lock) =
+            object_lock::LockHeaders::for_target(self, &endpoint).map_err(StorageError::Config)?
+        {
+            transport = transport.with_lock(lock);
+        }
         let ctx = op
             .context()
             .with_http_transport(opendal::HttpTransporter::new(transport));

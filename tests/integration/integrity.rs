@@ -649,6 +649,7 @@ async fn upload(from: &Path, prefix: &str) {
         prefix: Some(prefix.into()),
         path_style: true,
         credentials: Some((e.access_key.clone(), e.secret_key.clone())),
+        object_lock: None,
     }
     .operator()
     .unwrap();

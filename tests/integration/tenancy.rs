@@ -206,6 +206,7 @@ async fn two_namespaces_one_s3_repository() {
         prefix: Some(prefix.clone()),
         path_style: true,
         credentials: Some((e.access_key.clone(), e.secret_key.clone())),
+        object_lock: None,
     }
     .operator()
     .unwrap();
