@@ -566,6 +566,15 @@ pub async fn run_validation(
     let ev_op = evidence_storage(kbv, secrets, pvc_root, &op)?;
     let mut report =
         validate::validate_run(&op, &name, &manifest, sha, &spec.checks, now_ms).await?;
+    if spec.checks.object_lock.enabled {
+        // the storage prepare_validation read (it refused a missing one already)
+        let storage = (spec.backup_ref.storage.as_ref()).or(backup.map(|kb| &kb.spec.storage));
+        let target = storage
+            .map(|s| observe::storage_target(s, secrets, pvc_root, "spec.backupRef"))
+            .transpose()?;
+        let lock = validate::object_lock_check(target.as_ref(), &manifest).await?;
+        report.add_checks(vec![lock]);
+    }
     if spec.kafka_cluster.is_some() {
         let restored =
             validate_by_restore(kbv, backup, secrets, pvc_root, &manifest, now_ms).await?;
@@ -958,7 +967,15 @@ pub async fn apply_retention(
 ) -> Result<plan::RetentionPlan, FlowError> {
     let name = kb.metadata.name.clone().unwrap_or_default();
     let runs = observe::load_complete_manifests(op, &name).await?;
-    let plan = plan::compile_retention(&kb.spec.retention, &runs, now_ms);
+    // runs still under S3 Object Lock are kept, not deleted (storage.s3.objectLock)
+    let retain_days = (kb.spec.storage.storage_type == crate::api::common::StorageType::S3)
+        .then(|| kb.spec.storage.s3.as_ref()?.object_lock.as_ref())
+        .flatten()
+        .map(|l| l.retain_days);
+    let plan = plan::compile_retention_locked(&kb.spec.retention, &runs, now_ms, retain_days);
+    for k in &plan.kept_locked {
+        tracing::info!(backup = %name, "retention: {k}");
+    }
     if !plan.dry_run {
         let lock = crate::exec::lock::Lock::acquire(
             op,
@@ -970,7 +987,7 @@ pub async fn apply_retention(
         let (who, adopt) = owner::backup_owner(&kb.metadata)?;
         lock.hold(async {
             crate::exec::repository::claim(op, &name, &who, adopt.as_ref(), now_ms).await?;
-            crate::exec::run_retention(&plan, op, &name).await
+            crate::exec::run_retention(&plan, op, &name, &runs).await
         })
         .await
         .map_err(FlowError::Exec)?;

@@ -137,6 +137,21 @@ pub struct ChecksSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[garde(dive)]
     pub custom_webhooks: Vec<WebhookCheck>,
+    /// Every object of the run carries its S3 Object Lock retention (ours; S3 only).
+    #[serde(default)]
+    pub object_lock: ObjectLockCheck,
+}
+
+/// `checks.objectLock` (ours): every object the run needs (manifest, segments, indexes) is
+/// locked (HeadObject) in the mode and until at least the date its manifest records
+/// (`storage.s3.objectLock`; docs/security.md). Needs `s3:GetObjectRetention`. A run written
+/// without `objectLock` fails it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectLockCheck {
+    /// Default false.
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// `checks.messageCount`.

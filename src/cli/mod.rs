@@ -7,6 +7,7 @@ pub mod offsets_cmd;
 pub mod plan_cmd;
 pub mod report;
 pub mod run;
+pub mod runs_cmd;
 
 use std::path::PathBuf;
 
@@ -148,6 +149,9 @@ pub enum PluginCommand {
     /// Evidence reports: `verify` a report file against its detached signature.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// The complete runs of the KafkaBackup in the files: id, completion time, records,
+    /// bytes and S3 Object Lock (mode and retain-until, or "not locked"). Read only.
+    Runs(PlanArgs),
 }
 
 #[derive(Debug, Subcommand)]

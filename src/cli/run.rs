@@ -85,6 +85,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                         "deleted"
                     }
                 );
+                for k in &r.kept_locked {
+                    println!("retention: {k}");
+                }
             }
         }
         Target::Restore(kr, kb) => {

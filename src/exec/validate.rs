@@ -563,6 +563,119 @@ pub async fn store_signed(
     Ok((path, sig_path))
 }
 
+/// The `objectLock` check (`checks.objectLock`, S3 Object Lock; docs/security.md): every
+/// object run `m` needs (its manifest, every segment and its index) carries an S3 Object Lock
+/// retention (HeadObject: `x-amz-object-lock-mode`, `x-amz-object-lock-retain-until-date`)
+/// in the mode the manifest records, until at least the date it records
+/// (`objectLock.retainUntil`, see [`crate::storage::object_lock::record`]). `target`: the
+/// repository's storage (None or not S3: the check fails, Object Lock is S3's). HeadObject
+/// shows the lock only to a key that may `s3:GetObjectRetention`.
+///
+/// Failures name the object: missing, not locked, another mode, locked until an earlier date;
+/// a run whose manifest records no lock fails (its objects are still looked at, so the report
+/// says how many are locked). Figures: `objects`, `locked`, `notLocked`, `tooShort`,
+/// `earliestRetainUntilMs` (epoch ms of the earliest date found). Errors: a failing store.
+pub async fn object_lock_check(
+    target: Option<&crate::storage::StorageTarget>,
+    m: &RunManifest,
+) -> Result<CheckReport, ExecError> {
+    use futures::StreamExt;
+    let t = Instant::now();
+    let name = "objectLock";
+    let client = match target.map(crate::storage::object_lock::LockClient::new) {
+        Some(c) => c?,
+        None => None,
+    };
+    let Some(client) = client else {
+        let f = vec![
+            "the repository is not on S3: Object Lock is an S3 feature (storage.s3.objectLock)"
+                .into(),
+        ];
+        return Ok(check(name, t, BTreeMap::new(), f));
+    };
+    let mut failures = vec![];
+    let expected = m.object_lock.as_ref();
+    if expected.is_none() {
+        failures.push(format!(
+            "run {} records no Object Lock (its manifest has no objectLock): it was written without storage.s3.objectLock",
+            m.run_id
+        ));
+    }
+    let mut keys = vec![crate::format::layout::manifest(&m.backup_name, &m.run_id)];
+    for s in m
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .flat_map(|p| &p.segments)
+    {
+        keys.push(s.path.clone());
+        keys.push(crate::format::layout::segment_index(&s.path));
+    }
+    let client = &client;
+    let found: Vec<_> = futures::stream::iter(keys.clone())
+        .map(|k| async move { client.retention(&k).await })
+        .buffered(16)
+        .collect()
+        .await;
+    let (mut locked, mut not_locked, mut short, mut earliest) = (0u64, 0u64, 0u64, i64::MAX);
+    for (key, r) in keys.iter().zip(found) {
+        let fail = match (r?, expected) {
+            (None, _) => Some(format!("{key}: missing")),
+            (Some(r), _) if r.mode.is_none() || r.until_ms.is_none() => {
+                not_locked += 1;
+                Some(format!(
+                    "{key}: not locked (no retention; or the key may not s3:GetObjectRetention)"
+                ))
+            }
+            (Some(r), exp) => {
+                let (mode, until) = (r.mode.unwrap_or_default(), r.until_ms.unwrap_or(0));
+                locked += 1;
+                earliest = earliest.min(until);
+                match exp {
+                    Some(e) if mode != e.mode => Some(format!(
+                        "{key}: locked in {mode} mode, the run records {}",
+                        e.mode
+                    )),
+                    Some(e) if until < e.retain_until => {
+                        short += 1;
+                        Some(format!(
+                            "{key}: locked until {}, before the {} the run records",
+                            crate::storage::object_lock::iso_date(until),
+                            crate::storage::object_lock::iso_date(e.retain_until)
+                        ))
+                    }
+                    _ => None,
+                }
+            }
+        };
+        failures.extend(fail);
+    }
+    let mut figures = BTreeMap::from([
+        ("objects".to_string(), keys.len() as u64),
+        ("locked".to_string(), locked),
+        ("notLocked".to_string(), not_locked),
+        ("tooShort".to_string(), short),
+    ]);
+    if earliest != i64::MAX {
+        figures.insert("earliestRetainUntilMs".into(), earliest.max(0) as u64);
+    }
+    // a report names the first 20 objects; the figures count them all
+    let more = failures.len().saturating_sub(20);
+    failures.truncate(20);
+    if more > 0 {
+        failures.push(format!("... and {more} more objects"));
+    }
+    let mut report = check(name, t, figures, failures);
+    if let Some(e) = expected {
+        report.notes.push(format!(
+            "expected: every object locked in {} mode until at least {}",
+            e.mode,
+            crate::storage::object_lock::iso_date(e.retain_until)
+        ));
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,9 @@ pub use restore::{
     RestoreFacts, RestoreGroupsPlan, RestorePartitionStep, RestorePlan, TIMESTAMP_TYPE,
     TargetState, TopicToCreate, compile_restore, restore_data_hash, restore_groups_plan,
 };
-pub use retention::{RetentionPlan, compile_retention};
+pub use retention::{
+    KeptLocked, RetentionPlan, compile_retention, compile_retention_locked, locked_until,
+};
 pub use select::{matches_any, select_topics};
 
 use sha2::{Digest, Sha256};
