@@ -677,9 +677,14 @@ pub struct AzureServicePrincipalSecret {
     pub client_secret_key: String,
 }
 
-/// `storage.gcs`: Google Cloud Storage.
+/// `storage.gcs`: Google Cloud Storage (the JSON API). Credentials: `credentialsSecret`, or
+/// `allowAnonymous` (no credentials at all), or neither: workload identity / application
+/// default credentials. `credentialsSecret` and `allowAnonymous` exclude each other.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, garde::Validate)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.credentialsSecret) && has(self.allowAnonymous) && self.allowAnonymous)", "message": "allowAnonymous sends no credentials: remove it or credentialsSecret"}
+]))]
 #[garde(allow_unvalidated)]
 pub struct GcsSpec {
     /// Bucket name. Required.
@@ -688,6 +693,18 @@ pub struct GcsSpec {
     /// Object name prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// Endpoint URL (ours): an emulator such as fake-gcs-server, or a private endpoint
+    /// (Private Service Connect), e.g. `https://storage-myendpoint.p.googleapis.com`. Default
+    /// `https://storage.googleapis.com`. It implies nothing about credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Allow a plain `http://` endpoint (ours). Default false.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Send requests without credentials (ours): only for emulators and public buckets.
+    /// Default false; never implied by `endpoint`. Excludes `credentialsSecret`.
+    #[serde(default)]
+    pub allow_anonymous: bool,
     /// Service account key. Without it: workload identity / application default credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(dive)]

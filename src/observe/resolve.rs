@@ -174,7 +174,21 @@ pub fn storage_target(
                     None => None,
                 },
                 sas_token: match &a.sas_token_secret {
-                    Some(c) => Some(secrets.get_string(&c.name, &c.sas_token_key)?),
+                    Some(c) => {
+                        let token = secrets.get_string(&c.name, &c.sas_token_key)?;
+                        crate::storage::azure::check_sas(&token, jiff::Timestamp::now()).map_err(
+                            |why| {
+                                cfg_err(
+                                    &format!("{field}.azure.sasTokenSecret"),
+                                    format!(
+                                        "the SAS token in key {:?} of Secret {:?} {why}",
+                                        c.sas_token_key, c.name
+                                    ),
+                                )
+                            },
+                        )?;
+                        Some(token)
+                    }
                     None => None,
                 },
                 service_principal: match &a.service_principal_secret {
@@ -189,14 +203,62 @@ pub fn storage_target(
         }
         StorageType::Gcs => {
             let g = spec.gcs.as_ref().ok_or_else(|| missing("gcs"))?;
-            StorageTarget::Gcs {
-                bucket: g.bucket.clone(),
-                prefix: g.prefix.clone(),
-                service_account_json: match &g.credentials_secret {
-                    Some(c) => Some(secrets.get_string(&c.name, &c.service_account_json_key)?),
-                    None => None,
-                },
-            }
+            gcs_target(g, secrets, &format!("{field}.gcs"))?
         }
+    })
+}
+
+/// `storage.gcs` resolved: the endpoint is an http(s) URL (plain http only with `allowHttp`),
+/// `allowAnonymous` and `credentialsSecret` exclude each other, and the key in the Secret is a
+/// GCS credential document ([`crate::storage::gcs::check_key`]). Errors name the field.
+fn gcs_target(
+    g: &crate::api::GcsSpec,
+    secrets: &Secrets,
+    field: &str,
+) -> Result<StorageTarget, ObserveError> {
+    if let Some(e) = &g.endpoint {
+        if !(e.starts_with("https://") || e.starts_with("http://")) {
+            return Err(cfg_err(
+                &format!("{field}.endpoint"),
+                format!(
+                    "{e:?} is not a URL: give https://host[:port] (or http:// with allowHttp: true)"
+                ),
+            ));
+        }
+        if e.starts_with("http://") && !g.allow_http {
+            return Err(cfg_err(
+                &format!("{field}.allowHttp"),
+                format!("endpoint {e} is plain http: set allowHttp: true or use https://"),
+            ));
+        }
+    }
+    if g.allow_anonymous && g.credentials_secret.is_some() {
+        return Err(cfg_err(
+            &format!("{field}.allowAnonymous"),
+            "allowAnonymous sends no credentials, so credentialsSecret would be ignored: remove one of them",
+        ));
+    }
+    let service_account_json = match &g.credentials_secret {
+        Some(c) => {
+            let json = secrets.get_string(&c.name, &c.service_account_json_key)?;
+            crate::storage::gcs::check_key(&json).map_err(|why| {
+                cfg_err(
+                    &format!("{field}.credentialsSecret"),
+                    format!(
+                        "key {:?} of Secret {:?} {why}",
+                        c.service_account_json_key, c.name
+                    ),
+                )
+            })?;
+            Some(json)
+        }
+        None => None,
+    };
+    Ok(StorageTarget::Gcs {
+        bucket: g.bucket.clone(),
+        prefix: g.prefix.clone(),
+        endpoint: g.endpoint.clone(),
+        anonymous: g.allow_anonymous,
+        service_account_json,
     })
 }

@@ -12,6 +12,9 @@ pub const OP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Longest one read or write of a body chunk may take.
 pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+pub mod azure;
+pub mod gcs;
+mod hint;
 pub mod http;
 pub mod object_lock;
 
@@ -103,6 +106,12 @@ pub enum StorageTarget {
     Gcs {
         bucket: String,
         prefix: Option<String>,
+        /// The JSON API endpoint; None = `https://storage.googleapis.com`.
+        endpoint: Option<String>,
+        /// Send no credentials and never ask the metadata server (`gcs.allowAnonymous`).
+        anonymous: bool,
+        /// A service-account (or other credential file) JSON document, already checked by
+        /// [`gcs::check_key`]; None with `anonymous` false = application default credentials.
         service_account_json: Option<String>,
     },
 }
@@ -143,9 +152,19 @@ impl StorageTarget {
                     prefix.as_deref().unwrap_or("")
                 )
             }
-            StorageTarget::Gcs { bucket, prefix, .. } => {
-                format!("gs://{bucket}/{}", prefix.as_deref().unwrap_or(""))
-            }
+            StorageTarget::Gcs {
+                bucket,
+                prefix,
+                endpoint,
+                ..
+            } => format!(
+                "gs://{bucket}/{}{}",
+                prefix.as_deref().unwrap_or(""),
+                endpoint
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ),
         }
     }
 
@@ -241,6 +260,8 @@ impl StorageTarget {
             StorageTarget::Gcs {
                 bucket,
                 prefix,
+                endpoint,
+                anonymous,
                 service_account_json,
             } => {
                 map.insert("bucket", bucket.clone());
@@ -248,6 +269,18 @@ impl StorageTarget {
                     "root",
                     format!("/{}", prefix.as_deref().unwrap_or("").trim_matches('/')),
                 );
+                if let Some(e) = endpoint {
+                    map.insert("endpoint", e.trim_end_matches('/').to_string());
+                }
+                if *anonymous || service_account_json.is_some() {
+                    // the credentials are given: no environment, well-known file or
+                    // metadata server (169.254.169.254) is consulted
+                    map.insert("disable_vm_metadata", "true".into());
+                    map.insert("disable_config_load", "true".into());
+                }
+                if *anonymous {
+                    map.insert("skip_signature", "true".into());
+                }
                 if let Some(j) = service_account_json {
                     // opendal takes the JSON itself, base64 encoded (not a file path).
                     use base64::Engine;
@@ -306,6 +339,9 @@ impl StorageTarget {
             }
             | StorageTarget::Azure {
                 endpoint: Some(e), ..
+            }
+            | StorageTarget::Gcs {
+                endpoint: Some(e), ..
             } => e.clone(),
             StorageTarget::S3 { region, .. } => format!("https://s3.{region}.amazonaws.com"),
             StorageTarget::Azure { account_name, .. } => {
@@ -345,6 +381,13 @@ pub fn one_line(e: &opendal::Error) -> String {
     let status = STATUS.captures(&full).map(|c| c[1].to_string());
     let text = match (status, S3.captures(e.message())) {
         (Some(st), Some(c)) => format!("HTTP {st} {}: {}", &c[1], &c[2]),
+        (Some(st), None) if gcs::error_message(e.message()).is_some() => {
+            // GCS's JSON error answer, which opendal gives in its Debug form
+            format!(
+                "HTTP {st} {}",
+                gcs::error_message(e.message()).unwrap_or_default()
+            )
+        }
         (Some(st), None) if e.message().trim_start().starts_with('<') => {
             // an XML error body (Azure, GCS, an S3 clone): its code and message only; other
             // elements may repeat the access key id, the string to sign or the signature
@@ -447,6 +490,8 @@ pub fn backend(op: &'static str, path: &str, e: opendal::Error) -> StorageError 
     let hint = if out_of_space(&e) {
         " (no space left: free space on the storage volume or enlarge it; the run resumes from its checkpoint)".to_string()
     } else if let Some(hint) = s3_denied_hint(op, &e, &detail) {
+        hint
+    } else if let Some(hint) = hint::azure_gcs(op, &e, &detail) {
         hint
     } else if e.kind() == opendal::ErrorKind::PermissionDenied
         || detail.contains("InvalidAccessKeyId")
