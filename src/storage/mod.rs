@@ -16,6 +16,7 @@ pub mod azure;
 pub mod gcs;
 mod hint;
 pub mod http;
+pub mod kms;
 pub mod object_lock;
 
 /// Errors of the storage layer. Each says itself in one line (no response dump, no backtrace)

@@ -8,6 +8,7 @@ mod faults;
 mod groups;
 mod incremental;
 mod integrity;
+mod kms;
 mod offsets;
 mod plan_cmd;
 mod repartition;
