@@ -12,6 +12,7 @@ use crate::observe::{self, ObserveError};
 use crate::plan::{self, BackupFacts, BackupPlan, CompileError, RestoreFacts, RestorePlan};
 use crate::storage::{StorageError, StorageTarget};
 
+pub mod encryption;
 pub mod owner;
 pub mod scratch;
 
@@ -94,6 +95,8 @@ pub struct PreparedBackup {
     pub client: KafkaClient,
     pub op: Operator,
     pub storage: StorageTarget,
+    /// The repository's key-encryption key (`storage.encryption`), for the run's context.
+    pub keyring: Option<std::sync::Arc<crate::format::keyring::Keyring>>,
 }
 
 /// Connects to a restore's target cluster with its `circuitBreaker`.
@@ -113,7 +116,14 @@ fn restore_repository(
     backup: Option<&KafkaBackup>,
     secrets: &Secrets,
     pvc_root: &Path,
-) -> Result<(StorageTarget, Operator), FlowError> {
+) -> Result<
+    (
+        StorageTarget,
+        Operator,
+        Option<crate::format::keyring::Keyring>,
+    ),
+    FlowError,
+> {
     let spec = &kr.spec;
     let storage_spec = match (&spec.backup_ref.storage, backup) {
         (Some(s), _) => s.clone(),
@@ -135,8 +145,9 @@ fn restore_repository(
         "KafkaBackup spec.storage"
     };
     let target = observe::storage_target(&storage_spec, secrets, pvc_root, field)?;
+    let keyring = observe::keyring(&storage_spec, secrets, field)?;
     let op = open(&target, Access::ReadOnly)?;
-    Ok((target, op))
+    Ok((target, op, keyring))
 }
 
 /// Where restore `kr` keeps its journal, lock, offset map and group snapshots:
@@ -167,7 +178,7 @@ async fn completed_restore(
     field: &str,
 ) -> Result<(crate::exec::RestoreJournal, Operator), FlowError> {
     let name = kr.metadata.name.clone().unwrap_or_default();
-    let (repo, _) = restore_repository(kr, backup, secrets, pvc_root)?;
+    let (repo, _, _) = restore_repository(kr, backup, secrets, pvc_root)?;
     let op = restore_state(kr, &repo, secrets, pvc_root, Access::ReadOnly)?;
     let cfg = |message: String| -> FlowError {
         ObserveError::Config {
@@ -382,7 +393,7 @@ pub async fn prepare_offset_rollback(
                 ),
             ));
         };
-        let (_, op) = restore_repository(kr, kb, secrets, pvc_root)?;
+        let (_, op, _) = restore_repository(kr, kb, secrets, pvc_root)?;
         let dir = format!(
             "{}/restores/{rn}/offset-snapshots/",
             kr.spec.backup_ref.name
@@ -465,7 +476,8 @@ pub async fn rollback_to(
 /// The repository and run a KafkaBackupValidation checks: `backupRef.storage`, else its
 /// KafkaBackup's storage (among the files); `backupRef.backupId`, else the newest complete
 /// run. Returns the repository (read-write: the report is stored there), the run's manifest
-/// and the checksum its document carries.
+/// (authenticated and opened when the repository is encrypted), the checksum its document
+/// carries, and the data keys of its segments' runs.
 pub async fn prepare_validation(
     kbv: &crate::api::validation::KafkaBackupValidation,
     backup: Option<&KafkaBackup>,
@@ -476,6 +488,7 @@ pub async fn prepare_validation(
         Operator,
         crate::format::manifest::RunManifest,
         Option<String>,
+        crate::format::seal::RunKeys,
     ),
     FlowError,
 > {
@@ -495,18 +508,22 @@ pub async fn prepare_validation(
         }
     };
     let target = observe::storage_target(&storage_spec, secrets, pvc_root, "spec.backupRef")?;
+    let keyring = observe::keyring(&storage_spec, secrets, "spec.backupRef.storage")?;
     let op = open(&target, Access::ReadOnly)?;
     owner::check_reader_repository(&op, &bref.name, backup, bref.storage.is_some()).await?;
-    let manifest = match &bref.backup_id {
+    let mut manifest = match &bref.backup_id {
         Some(id) => observe::load_manifest(&op, &bref.name, id).await?,
         None => observe::latest_complete_run(&op, &bref.name).await?,
     };
+    let kr = keyring.as_ref();
+    encryption::open_run(&op, kr, &mut manifest, "spec.backupRef.storage").await?;
+    let keys = encryption::run_keys(&op, kr, &manifest).await?;
     let path = crate::format::layout::manifest(&bref.name, &manifest.run_id);
     let sha = crate::storage::read_opt(&op, &path)
         .await?
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["checksum"].as_str().map(str::to_string));
-    Ok((open(&target, Access::ReadWrite)?, manifest, sha))
+    Ok((open(&target, Access::ReadWrite)?, manifest, sha, keys))
 }
 
 /// What a KafkaBackupValidation run produced.
@@ -562,10 +579,10 @@ pub async fn run_validation(
         }
         _ => None,
     };
-    let (op, manifest, sha) = prepare_validation(kbv, backup, secrets, pvc_root).await?;
+    let (op, manifest, sha, keys) = prepare_validation(kbv, backup, secrets, pvc_root).await?;
     let ev_op = evidence_storage(kbv, secrets, pvc_root, &op)?;
     let mut report =
-        validate::validate_run(&op, &name, &manifest, sha, &spec.checks, now_ms).await?;
+        validate::validate_run(&op, &keys, &name, &manifest, sha, &spec.checks, now_ms).await?;
     if spec.checks.object_lock.enabled {
         // the storage prepare_validation read (it refused a missing one already)
         let storage = (spec.backup_ref.storage.as_ref()).or(backup.map(|kb| &kb.spec.storage));
@@ -768,6 +785,7 @@ pub async fn prepare_backup(
     let spec = &kb.spec;
     let name = kb.metadata.name.clone().unwrap_or_default();
     let target = observe::storage_target(&spec.storage, secrets, pvc_root, "spec.storage")?;
+    let keyring = observe::keyring(&spec.storage, secrets, "spec.storage")?;
     let mut cfg = observe::client_config(&spec.kafka_cluster, secrets)?;
     cfg.breaker = observe::breaker_config(&spec.circuit_breaker);
     // Observe and compile read-only; storage is opened for writing only once the plan stands.
@@ -781,7 +799,14 @@ pub async fn prepare_backup(
         .collect();
     let (selected, _) = plan::select_topics(&spec.topics, &spec.exclude_topics, &available);
     let facts = observe::observe_cluster(&client, &selected, true).await?;
-    let repo = observe::load_repo_state(&op, &name).await?;
+    let mut repo = observe::load_repo_state(&op, &name).await?;
+    // The previous run is authenticated before the new one continues from it.
+    if let Some(prev) = repo.latest.as_mut() {
+        encryption::open_run(&op, keyring.as_ref(), prev, "spec.storage").await?;
+    }
+    if let Some(c) = &repo.checkpoint {
+        encryption::check_checkpoint(keyring.as_ref(), c, "spec.storage")?;
+    }
     let diverged = match &repo.latest {
         Some(prev) => {
             observe::diverged_partitions(&client, prev, &facts.offsets, &facts.configs).await?
@@ -812,6 +837,7 @@ pub async fn prepare_backup(
         client,
         op,
         storage: target,
+        keyring: keyring.map(std::sync::Arc::new),
     })
 }
 
@@ -829,6 +855,8 @@ pub struct PreparedRestore {
     /// (`spec.stateStorage`, default the repository): read-write unless the restore is a plan
     /// or a dry run.
     pub state: Operator,
+    /// The repository's key-encryption key (`storage.encryption`), for the run's context.
+    pub keyring: Option<std::sync::Arc<crate::format::keyring::Keyring>>,
 }
 
 /// Resolves the backup a KafkaRestore refers to (`backup`: the KafkaBackup named by
@@ -846,7 +874,8 @@ pub async fn prepare_restore(
     access: Access,
 ) -> Result<PreparedRestore, FlowError> {
     let spec = &kr.spec;
-    let (target, op) = restore_repository(kr, backup, secrets, pvc_root)?;
+    let (target, op, keyring) = restore_repository(kr, backup, secrets, pvc_root)?;
+    let keyring = keyring.map(std::sync::Arc::new);
     let inline = spec.backup_ref.storage.is_some();
     owner::check_reader_repository(&op, &spec.backup_ref.name, backup, inline).await?;
     let restore_name = kr.metadata.name.clone().unwrap_or_default();
@@ -883,12 +912,19 @@ pub async fn prepare_restore(
             op,
             storage: target,
             state,
+            keyring,
         });
     }
-    let manifest = match &spec.backup_ref.backup_id {
+    let mut manifest = match &spec.backup_ref.backup_id {
         Some(id) => observe::load_manifest(&op, &spec.backup_ref.name, id).await?,
         None => observe::latest_complete_run(&op, &spec.backup_ref.name).await?,
     };
+    let field = if inline {
+        "spec.backupRef.storage"
+    } else {
+        "KafkaBackup spec.storage"
+    };
+    encryption::open_run(&op, keyring.as_deref(), &mut manifest, field).await?;
     let client = connect_restore_target(spec, secrets).await?;
     let targets: Vec<String> = manifest
         .topics
@@ -914,6 +950,7 @@ pub async fn prepare_restore(
         op,
         storage: target,
         state,
+        keyring,
     })
 }
 

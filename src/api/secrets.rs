@@ -122,6 +122,17 @@ impl Secrets {
             })
     }
 
+    /// Every key and value of Secret `name` (any namespace). Error
+    /// [`ApiError::SecretNotFound`] listing the known Secrets.
+    pub fn data(&self, name: &str) -> Result<&BTreeMap<String, Vec<u8>>, ApiError> {
+        self.find(None, name)
+            .ok_or_else(|| ApiError::SecretNotFound {
+                name: name.to_string(),
+                namespace: None,
+                known: self.names(),
+            })
+    }
+
     /// [`Secrets::get`] as UTF-8 text, trailing newline (`\n` or `\r\n`) removed (files made
     /// with `echo` usually have one). Error [`ApiError::SecretNotUtf8`] otherwise.
     pub fn get_string(&self, name: &str, key: &str) -> Result<String, ApiError> {

@@ -57,6 +57,7 @@ async fn main() -> std::process::ExitCode {
             output,
         }) => kafka_backup_operator::cli::evidence_cmd::get(inputs, report_id, *output).await,
         PluginCommand::Runs(a) => kafka_backup_operator::cli::runs_cmd::runs(a).await,
+        PluginCommand::Keys(c) => kafka_backup_operator::cli::keys_cmd::keys(c).await,
     };
     match r {
         Ok(s) => {

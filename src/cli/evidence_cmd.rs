@@ -12,7 +12,7 @@ async fn open(inputs: &super::Inputs) -> anyhow::Result<(opendal::Operator, Stri
             "evidence: the files hold no KafkaBackupValidation (give its YAML, with its KafkaBackup, with -f; --name picks one)"
         );
     };
-    let (op, _, _) =
+    let (op, _, _, _) =
         crate::flow::prepare_validation(&kbv, kb.as_deref(), &secrets, &inputs.pvc_root).await?;
     let ev = crate::flow::evidence_storage(&kbv, &secrets, &inputs.pvc_root, &op)?;
     Ok((

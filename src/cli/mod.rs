@@ -2,6 +2,7 @@
 //! plugin `kubectl-kafkabackup plan`. Argument parsing is clap; the work is the shared flow
 //! (observe -> compile -> execute -> report).
 pub mod evidence_cmd;
+pub mod keys_cmd;
 pub mod load;
 pub mod offsets_cmd;
 pub mod plan_cmd;
@@ -152,6 +153,41 @@ pub enum PluginCommand {
     /// The complete runs of the KafkaBackup in the files: id, completion time, records,
     /// bytes and S3 Object Lock (mode and retain-until, or "not locked"). Read only.
     Runs(PlanArgs),
+    /// The data keys of an encrypted repository: `list`, `rewrap` (rotation), `shred`.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `kubectl kafkabackup keys`: the data keys of an encrypted repository.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Lists every run's key document: the key-encryption key that wraps it. Read only.
+    List {
+        #[command(flatten)]
+        inputs: Inputs,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Re-wraps every run's data key under `activeKeyId` (or the KMS key) of the KafkaBackup
+    /// in the files: key rotation without rewriting any segment. The old key must still be in
+    /// the Secret (or readable in KMS) for this.
+    Rewrap {
+        #[command(flatten)]
+        inputs: Inputs,
+    },
+    /// Crypto-shredding: destroys one run's data key, so the records it stored can never be
+    /// decrypted again (in any run that lists them). Refused while the run is object-locked.
+    Shred {
+        #[command(flatten)]
+        inputs: Inputs,
+        /// The run id (`kubectl kafkabackup runs`).
+        #[arg(long)]
+        run: String,
+        /// Confirm: the data key cannot be recovered.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

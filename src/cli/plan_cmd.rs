@@ -88,7 +88,7 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
             }
         }
         Target::Validation(kbv, kb) => {
-            let (_, m, sha) = crate::flow::prepare_validation(
+            let (_, m, sha, _) = crate::flow::prepare_validation(
                 &kbv,
                 kb.as_deref(),
                 &secrets,

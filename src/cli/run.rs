@@ -48,10 +48,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 partitions = plan.partitions.len(), planned_records = plan.estimated_records, "backup starting"
             );
             let limits = Limits::new(plan.bytes_per_sec, plan.records_per_sec);
-            let (client, op) = (&prep.client, &prep.op);
+            let (client, op, keyring) = (&prep.client, &prep.op, prep.keyring.clone());
             let (m, (records, bytes, secs)) = reporting
                 .execute(limits, |ctx| async move {
-                    run_backup(plan, client, op, &ctx).await
+                    run_backup(plan, client, op, &ctx.with_keyring(keyring)).await
                 })
                 .await?;
             println!(
@@ -126,6 +126,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             let limits = Limits::new(plan.bytes_per_sec, plan.records_per_sec);
             let (out, (_, _, secs)) = reporting
                 .execute(limits, |ctx| async move {
+                    let ctx = ctx.with_keyring(prep.keyring.clone());
                     run_restore(plan, &prep.start, &prep.client, &prep.op, &prep.state, &ctx).await
                 })
                 .await?;
@@ -345,6 +346,8 @@ impl Reporting {
             limits: Arc::new(limits),
             now_ms: system_now_ms,
             stall_after: crate::exec::engine::stall_warning_after(),
+            keyring: None,
+            run_keys: Default::default(),
         };
         let reporter = spawn_reporter(progress.clone(), ev_rx, self.bar);
         let result = f(ctx).await;

@@ -58,6 +58,8 @@ struct Shared<'a> {
     ctx: &'a ExecContext,
     /// None when checkpointing is disabled.
     checkpoint: Option<Checkpointing>,
+    /// The run's data key when the repository is encrypted (`storage.encryption`).
+    data_key: Option<std::sync::Arc<crate::format::seal::DataKey>>,
 }
 
 impl Shared<'_> {
@@ -195,6 +197,15 @@ async fn run_backup_locked(
     ctx.progress
         .bytes_planned
         .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
+    // An encrypted run's data key is wrapped and stored before any data it encrypts (a
+    // resumed run unwraps the one its first attempt stored).
+    let data_key = match &ctx.keyring {
+        Some(k) => Some(
+            k.data_key_for_writing(op, &plan.backup_name, &plan.run_id, start_time)
+                .await?,
+        ),
+        None => None,
+    };
     let checkpoint = match plan.checkpoint_interval_ms {
         Some(_) => {
             let mut w = CheckpointWriter::new(
@@ -219,6 +230,7 @@ async fn run_backup_locked(
         op,
         ctx,
         checkpoint,
+        data_key,
     };
     // Group offsets right after the cut was read, before data is fetched: committed offsets
     // are then <= the cut, so every snapshot offset is restorable.
@@ -270,7 +282,10 @@ async fn run_backup_locked(
         bytes = stats.bytes,
         "checkpoint documents written"
     );
-    let manifest = assemble_manifest(plan, parts, groups, start_time, (ctx.now_ms)());
+    let mut manifest = assemble_manifest(plan, parts, groups, start_time, (ctx.now_ms)());
+    if let (Some(k), Some(dek)) = (&ctx.keyring, &shared.data_key) {
+        crate::format::keyring::seal_manifest(dek, &k.active(), &mut manifest);
+    }
     storage::write_all(
         op,
         &layout::manifest(&plan.backup_name, &plan.run_id),
@@ -495,6 +510,7 @@ async fn backup_partition(
                         step.partition,
                         h.base_offset,
                         outer(plan),
+                        sh.data_key.as_deref(),
                     )
                     .await?,
                 );

@@ -171,6 +171,11 @@ pub struct ExecContext {
     pub now_ms: fn() -> i64,
     /// Time without progress after which the run warns, and warns again ([`Event::Stalled`]).
     pub stall_after: std::time::Duration,
+    /// The repository's key-encryption key (`storage.encryption`); None: plaintext.
+    pub keyring: Option<Arc<crate::format::keyring::Keyring>>,
+    /// The data keys a read of encrypted segments uses, unwrapped before it starts
+    /// ([`crate::exec::keys::load_run_keys`]); empty for a plaintext repository.
+    pub run_keys: Arc<crate::format::seal::RunKeys>,
 }
 
 impl ExecContext {
@@ -188,7 +193,24 @@ impl ExecContext {
             limits: Arc::new(Limits::new(bytes_per_sec, records_per_sec)),
             now_ms: system_now_ms,
             stall_after: stall_warning_after(),
+            keyring: None,
+            run_keys: Default::default(),
         }
+    }
+
+    /// This context with the repository's keyring (`storage.encryption`).
+    pub fn with_keyring(
+        mut self,
+        keyring: Option<Arc<crate::format::keyring::Keyring>>,
+    ) -> ExecContext {
+        self.keyring = keyring;
+        self
+    }
+
+    /// This context with the unwrapped data keys of the runs a read needs.
+    pub fn with_run_keys(mut self, keys: crate::format::seal::RunKeys) -> ExecContext {
+        self.run_keys = Arc::new(keys);
+        self
     }
 }
 
@@ -298,6 +320,8 @@ mod tests {
             limits: Arc::new(Limits::new(None, None)),
             now_ms: system_now_ms,
             stall_after: std::time::Duration::from_millis(200),
+            keyring: None,
+            run_keys: Default::default(),
         };
         let running = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
@@ -329,6 +353,8 @@ mod tests {
             limits: Arc::new(Limits::new(None, None)),
             now_ms: system_now_ms,
             stall_after: std::time::Duration::from_millis(300),
+            keyring: None,
+            run_keys: Default::default(),
         };
         let p = ctx.progress.clone();
         run_steps(vec![()], 1, &ctx, |_| {

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod evidence;
 pub mod fence;
 pub mod groups;
+pub mod keys;
 pub mod lock;
 pub mod notify;
 mod repartition;

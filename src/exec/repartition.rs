@@ -231,7 +231,7 @@ pub(super) async fn restore_repartitioned(
                 if ctx.cancel.is_cancelled() {
                     return Err(ExecError::Cancelled);
                 }
-                for b in segment::read_blocks(op, &seg.path, &group).await? {
+                for b in segment::read_blocks(op, seg, &ctx.run_keys, &group).await? {
                     let h = b.header;
                     if !txns.replays(&h, &mut next, src.to) {
                         continue;

@@ -258,7 +258,14 @@ async fn verify_chain(
     plan: &RestorePlan,
     op: &Operator,
     ctx: &ExecContext,
-) -> Result<(Vec<Vec<SegmentIndex>>, Vec<Vec<Vec<SegmentIndex>>>), ExecError> {
+) -> Result<
+    (
+        Vec<Vec<SegmentIndex>>,
+        Vec<Vec<Vec<SegmentIndex>>>,
+        crate::format::seal::RunKeys,
+    ),
+    ExecError,
+> {
     use futures::{StreamExt, TryStreamExt};
     // Every index the plan needs, checked against its manifest entry (the manifest itself was
     // checked when it was read), read 16 at a time, in plan order: the plain steps, then the
@@ -279,6 +286,9 @@ async fn verify_chain(
         .chain(rep)
         .flat_map(|(t, p, segs)| segs.iter().map(move |seg| (t, p, seg)))
         .collect();
+    // The data keys of an encrypted run, all unwrapped now: a missing key fails here.
+    let runs = super::keys::sealed_runs(refs.iter().map(|(_, _, seg)| *seg));
+    let keys = super::keys::load_run_keys(op, &plan.backup_name, runs, ctx).await?;
     // boxed and collected first, so that no iterator closure is held across the await (the
     // run's future must be Send for any lifetime)
     type Read<'a> = futures::future::BoxFuture<'a, Result<SegmentIndex, storage::StorageError>>;
@@ -299,7 +309,7 @@ async fn verify_chain(
     // ... and every segment those indexes describe, against its manifest entry (size,
     // whole-object CRC-32C, last batch), without reading its payloads twice.
     let segments: Vec<_> = refs.iter().map(|(_, _, seg)| *seg).zip(&read).collect();
-    segment::verify_objects(op, &segments).await?;
+    segment::verify_objects(op, &segments, &keys).await?;
     // back into the plan's shape
     let mut read = read.into_iter();
     let mut take = |n: usize| -> Vec<SegmentIndex> { read.by_ref().take(n).collect() };
@@ -313,7 +323,7 @@ async fn verify_chain(
         .iter()
         .map(|r| r.sources.iter().map(|s| take(s.segments.len())).collect())
         .collect();
-    Ok((indexes, rep_indexes))
+    Ok((indexes, rep_indexes, keys))
 }
 
 /// What one step of a restore did: its partition maps, records and bytes.
@@ -429,7 +439,8 @@ async fn run_restore_locked(
     ctx.progress
         .bytes_planned
         .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
-    let (indexes, rep_indexes) = verify_chain(plan, op, ctx).await?;
+    let (indexes, rep_indexes, keys) = verify_chain(plan, op, ctx).await?;
+    let ctx = &ctx.clone().with_run_keys(keys);
     let targets: Vec<(String, i32)> = plan
         .partitions
         .iter()
@@ -1016,7 +1027,7 @@ async fn restore_partition(
             if ctx.cancel.is_cancelled() {
                 return Err(ExecError::Cancelled);
             }
-            for b in segment::read_blocks(op, &seg.path, &group).await? {
+            for b in segment::read_blocks(op, seg, &ctx.run_keys, &group).await? {
                 let h = b.header;
                 if !txns.replays(&h, &mut next, step.to) {
                     continue;

@@ -138,7 +138,11 @@ type Facts = BTreeMap<String, Result<segment::SegmentFacts, String>>;
 /// The `objects` check: every segment of run `m` passes the integrity chain, read whole.
 /// Returns the check and what each segment holds (for `messageCount`). Errors: a failing
 /// store.
-async fn objects_check(op: &Operator, m: &RunManifest) -> Result<(CheckReport, Facts), ExecError> {
+async fn objects_check(
+    op: &Operator,
+    m: &RunManifest,
+    keys: &crate::format::seal::RunKeys,
+) -> Result<(CheckReport, Facts), ExecError> {
     let backup = &m.backup_name;
     // 1. objects: every segment passes the integrity chain, read whole: its index, its size
     // and whole-object CRC-32C, every block and batch checksum, its last batch
@@ -177,7 +181,7 @@ async fn objects_check(op: &Operator, m: &RunManifest) -> Result<(CheckReport, F
                 let found = match (idx, &bad) {
                     (Err(e), _) => Err(e),
                     (Ok(_), Some(_)) => Ok(None),
-                    (Ok(idx), None) => segment::read_verified_segment(op, seg, &idx)
+                    (Ok(idx), None) => segment::read_verified_segment(op, seg, &idx, keys)
                         .await
                         .map(Some)
                         .map_err(|e| backend_fails(e, &seg.path)),
@@ -269,10 +273,12 @@ fn backend_fails(e: crate::storage::StorageError, path: &str) -> Result<String, 
 }
 
 /// Runs the backup-only checks on run `m` of the repository `op` and builds the report.
+/// `keys`: the data keys of an encrypted run's segments (empty for a plaintext one).
 /// `manifest_sha256`: the checksum the manifest document carries. Storage failures are
 /// errors; what the checks find is in the report.
 pub async fn validate_run(
     op: &Operator,
+    keys: &crate::format::seal::RunKeys,
     validation: &str,
     m: &RunManifest,
     manifest_sha256: Option<String>,
@@ -284,7 +290,7 @@ pub async fn validate_run(
 
     // 1. objects: every segment passes the integrity chain, read whole: its index, its size
     // and whole-object CRC-32C, every block and batch checksum, its last batch
-    let (objects, facts) = objects_check(op, m).await?;
+    let (objects, facts) = objects_check(op, m, keys).await?;
     reports.push(objects);
 
     // 2. counts and timestamps against the manifest, from the full read above

@@ -48,6 +48,7 @@ pub fn record_digest(r: &Record) -> [u8; 32] {
 /// (offset, digest) of every record a restore of `step` writes, in order.
 async fn backup_side(
     op: &Operator,
+    keys: &crate::format::seal::RunKeys,
     backup: &str,
     step: &crate::plan::RestorePartitionStep,
 ) -> Result<Vec<(i64, [u8; 32])>, ExecError> {
@@ -66,7 +67,7 @@ async fn backup_side(
     }
     // the segments themselves against their entries, as the restore checks them
     let pairs: Vec<_> = step.segments.iter().zip(&idx).collect();
-    segment::verify_objects(op, &pairs).await?;
+    segment::verify_objects(op, &pairs, keys).await?;
     let txns = TxnOutcomes::new(idx.iter().flat_map(|i| i.markers.iter().cloned()));
     let mut out = Vec::new();
     let mut next = step.from;
@@ -77,7 +78,7 @@ async fn backup_side(
             .filter(|b| b.last_offset >= next && b.first_offset < step.to && b.records > 0)
             .collect();
         for group in contiguous(&blocks) {
-            for b in segment::read_blocks(op, &seg.path, &group).await? {
+            for b in segment::read_blocks(op, seg, keys, &group).await? {
                 let h = b.header;
                 if !txns.replays(&h, &mut next, step.to) {
                     continue;
@@ -154,11 +155,13 @@ fn snapshot_position(
 /// and checks the translated consumer-group positions (`groups` of the snapshot, only those in
 /// `only` when not empty) through `map`. Returns the checks `restoreRecords` and
 /// `restoreConsumerGroupOffsets` (Skip without groups). Storage and broker failures are
-/// errors; differences are failures in the checks.
+/// errors; differences are failures in the checks. `keys`: the data keys of an encrypted
+/// backup's runs (empty for a plaintext one).
 pub async fn compare_restored(
     plan: &RestorePlan,
     client: &KafkaClient,
     op: &Operator,
+    keys: &crate::format::seal::RunKeys,
     map: &OffsetMap,
     groups: &[GroupSnapshot],
     only: &[String],
@@ -182,7 +185,7 @@ pub async fn compare_restored(
             start.get(&key).copied().unwrap_or(0),
             end.get(&key).copied().unwrap_or(0),
         );
-        let want = backup_side(op, &plan.backup_name, step).await?;
+        let want = backup_side(op, keys, &plan.backup_name, step).await?;
         let got = cluster_side(client, &step.target_topic, step.target_partition, lo, hi).await?;
         let at = format!(
             "{}/{} -> {}/{}",

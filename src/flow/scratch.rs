@@ -329,7 +329,8 @@ pub async fn restore_and_check(
         crate::exec::Cancel::never(),
         None,
         None,
-    );
+    )
+    .with_keyring(prep.keyring.clone());
     let t = std::time::Instant::now();
     let restored = crate::exec::run_restore(
         &prep.plan,
@@ -342,15 +343,26 @@ pub async fn restore_and_check(
     .await;
     let checks = match restored {
         Ok(out) => {
-            crate::exec::verify_restore::compare_restored(
-                &prep.plan,
-                &prep.client,
-                &prep.op,
-                &out.offset_map,
-                &manifest.consumer_groups,
-                only,
-            )
-            .await
+            // the restore unwrapped these keys already: the keyring's cache answers
+            let runs = crate::exec::keys::sealed_runs(
+                (prep.plan.partitions.iter()).flat_map(|s| &s.segments),
+            );
+            let op = &prep.op;
+            match crate::exec::keys::load_run_keys(op, &prep.plan.backup_name, runs, &ctx).await {
+                Ok(keys) => {
+                    crate::exec::verify_restore::compare_restored(
+                        &prep.plan,
+                        &prep.client,
+                        op,
+                        &keys,
+                        &out.offset_map,
+                        &manifest.consumer_groups,
+                        only,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Ok(vec![CheckReport {
             name: "restoreRecords".into(),

@@ -19,6 +19,11 @@
 /// its own SHA-256, a manifest's segment entries carry their index's CRC-32C and size, and an
 /// index carries each block's CRC-32C and its segment's offset range and size.
 pub const FORMAT: &str = "kafka-backup-operator/v2";
+/// v3 is v2 plus envelope encryption (docs/format.md, "Encryption"): written on the
+/// manifests, indexes and key documents of encrypted runs only (a plaintext run stays v2, so
+/// the previous build still reads it, and refuses an encrypted run by its tag instead of
+/// decoding ciphertext).
+pub const FORMAT_V3: &str = "kafka-backup-operator/v3";
 /// The previous tag: still read (documents without checksums; see docs/format.md,
 /// "Compatibility"), never written.
 pub const FORMAT_V1: &str = "kafka-backup-operator/v1";
@@ -63,6 +68,14 @@ pub fn segment_index(segment_path: &str) -> String {
 }
 pub fn offset_map(backup: &str, restore: &str, run: &str) -> String {
     format!("{backup}/restores/{restore}/{run}/offset-map.json")
+}
+/// The key document of run `run` of an encrypted repository (`format::seal::KeyDocument`).
+pub fn run_keys(backup: &str, run: &str) -> String {
+    format!("{backup}/keys/{run}.json")
+}
+/// The directory of a backup's key documents.
+pub fn keys_dir(backup: &str) -> String {
+    format!("{backup}/keys/")
 }
 /// The repository record: owner and legacy runs (`format::repository`).
 pub fn repository(backup: &str) -> String {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::FormatError;
-use super::layout::{FORMAT, FORMAT_V1};
+use super::layout::{FORMAT, FORMAT_V1, FORMAT_V3};
 use crate::facts::ConfigEntry;
 
 /// One segment file as a manifest or checkpoint lists it.
@@ -507,11 +507,11 @@ pub fn from_json_accepting_v1<T: for<'de> Deserialize<'de>>(
     let mut v: Value = serde_json::from_slice(bytes)
         .map_err(|e| FormatError::Corrupt(format!("{what}: not JSON: {e}")))?;
     let v2 = match v.get("format").and_then(|f| f.as_str()) {
-        Some(FORMAT) => true,
+        Some(FORMAT) | Some(FORMAT_V3) => true,
         Some(FORMAT_V1) => false,
         Some(other) => {
             return Err(FormatError::Version(format!(
-                "{what} has format {other:?}; this build reads {FORMAT:?} and {FORMAT_V1:?} (upgrade kafka-backup-operator)"
+                "{what} has format {other:?}; this build reads {FORMAT_V3:?}, {FORMAT:?} and {FORMAT_V1:?} (upgrade kafka-backup-operator)"
             )));
         }
         None => {

@@ -4,6 +4,8 @@
 pub mod batch;
 #[cfg(feature = "runtime")]
 pub mod checkpoint;
+#[cfg(feature = "runtime")]
+pub mod keyring;
 pub mod layout;
 pub mod manifest;
 pub mod repository;
@@ -22,4 +24,7 @@ pub enum FormatError {
     /// A manifest or index from a newer format version, or not ours.
     #[error("{0}")]
     Version(String),
+    /// Encrypted data whose key is not at hand (docs/security.md).
+    #[error("{0}")]
+    Key(String),
 }

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::FormatError;
+use super::manifest::SegmentRef;
 
 /// The cipher name recorded in manifests and key documents.
 pub const CIPHER: &str = "AES-256-GCM";
@@ -34,8 +35,6 @@ pub const TAG_LEN: usize = 16;
 pub const SALT_LEN: usize = 32;
 /// Block header flag (byte 5): the payload is sealed.
 pub const FLAG_SEALED: u8 = 0x01;
-/// Format tag of key documents.
-pub const KEY_DOC_FORMAT: &str = "kafka-backup-operator/v3-keys";
 
 const INFO_SEGMENT: &[u8] = b"kbo segment v1";
 const INFO_MAC: &[u8] = b"kbo manifest mac v1";
@@ -252,6 +251,40 @@ pub fn open_groups(
     Ok(buf)
 }
 
+/// The data keys of the runs a read needs, unwrapped ahead of it (a restore loads them all
+/// before it writes anything). Empty for a plaintext repository.
+#[derive(Default, Clone, Debug)]
+pub struct RunKeys(std::collections::BTreeMap<String, std::sync::Arc<DataKey>>);
+
+impl RunKeys {
+    /// Adds run `run`'s data key.
+    pub fn insert(&mut self, run: &str, key: std::sync::Arc<DataKey>) {
+        self.0.insert(run.to_string(), key);
+    }
+
+    /// Run `run`'s data key, if loaded.
+    pub fn get(&self, run: &str) -> Option<&std::sync::Arc<DataKey>> {
+        self.0.get(run)
+    }
+
+    /// The key of segment `seg`: `None` for a plaintext segment. Errors:
+    /// [`FormatError::Key`] when the segment is encrypted and its run's key is not loaded;
+    /// [`FormatError::Corrupt`] for a salt that is not 32 bytes of hex.
+    pub fn segment_key(&self, seg: &SegmentRef) -> Result<Option<SegmentKey>, FormatError> {
+        let Some(s) = &seg.seal else {
+            return Ok(None);
+        };
+        let salt = parse_salt(&s.salt, &seg.path)?;
+        match self.0.get(&s.run) {
+            Some(k) => Ok(Some(k.segment_key(&salt))),
+            None => Err(FormatError::Key(format!(
+                "{} is encrypted with the data key of run {}, which is not loaded: set storage.encryption to the backup's key (docs/security.md)",
+                seg.path, s.run
+            ))),
+        }
+    }
+}
+
 /// Who wrapped a run's data key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "camelCase")]
@@ -282,7 +315,7 @@ impl std::fmt::Display for KekRef {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyDocument {
-    /// [`KEY_DOC_FORMAT`].
+    /// `kafka-backup-operator/v3`.
     pub format: String,
     pub backup_name: String,
     pub run_id: String,
@@ -404,7 +437,10 @@ mod tests {
     fn sealed_groups_round_trip_and_bind_their_run() {
         let dk = DataKey::generate();
         let s = seal_groups(&dk, "b/r1", b"[{\"groupId\":\"g\"}]");
-        assert_eq!(open_groups(&dk, "b/r1", &s, "m").unwrap(), b"[{\"groupId\":\"g\"}]");
+        assert_eq!(
+            open_groups(&dk, "b/r1", &s, "m").unwrap(),
+            b"[{\"groupId\":\"g\"}]"
+        );
         assert!(open_groups(&dk, "b/r2", &s, "m").is_err());
         assert!(open_groups(&dk, "b/r1", "AAAA", "m").is_err());
     }

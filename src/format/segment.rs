@@ -15,7 +15,8 @@ use opendal::Operator;
 use super::FormatError;
 use super::batch::{self, Codec, RawBatch};
 use super::layout::{self, FORMAT};
-use super::manifest::{BlockIndex, SegmentIndex, SegmentRef, TxnMarker};
+use super::manifest::{BlockIndex, SegmentIndex, SegmentRef, SegmentSeal, TxnMarker};
+use super::seal::{self, DataKey, RunKeys, SegmentKey};
 #[cfg(feature = "runtime")]
 use crate::storage::{self, StorageError, backend};
 
@@ -53,6 +54,8 @@ pub struct SegmentWriter {
     block_meta: Option<BlockIndex>,
     index: SegmentIndex,
     seg: SegmentRef,
+    /// The segment key when the repository is encrypted (blocks are sealed).
+    key: Option<SegmentKey>,
     /// Wall-clock ms when the segment was opened (for `segmentMaxIntervalMs`).
     pub opened_at: std::time::Instant,
 }
@@ -60,6 +63,9 @@ pub struct SegmentWriter {
 #[cfg(feature = "runtime")]
 impl SegmentWriter {
     /// Opens `<backup>/data/<topic>/<partition>/<first_offset>-<run>.seg` for streaming.
+    /// With `data_key` (run `run`'s data key) every block is sealed under a segment key
+    /// derived with a fresh random salt (`seal` of the entry and the index).
+    #[allow(clippy::too_many_arguments)]
     pub async fn create(
         op: &Operator,
         backup: &str,
@@ -68,8 +74,17 @@ impl SegmentWriter {
         partition: i32,
         first_offset: i64,
         outer: Outer,
+        data_key: Option<&DataKey>,
     ) -> Result<Self, StorageError> {
         let path = layout::segment(backup, run, topic, partition, first_offset);
+        let seal_ref = data_key.map(|_| SegmentSeal {
+            run: run.to_string(),
+            salt: seal::new_salt(),
+        });
+        let key = match (data_key, &seal_ref) {
+            (Some(k), Some(s)) => Some(k.segment_key(&seal::parse_salt(&s.salt, &path)?)),
+            _ => None,
+        };
         let mut writer = op
             .writer_with(&path)
             .chunk(UPLOAD_CHUNK)
@@ -95,8 +110,9 @@ impl SegmentWriter {
                 index_bytes: None,
                 last_batch_offset: None,
                 last_batch_crc32c: None,
-                seal: None,
+                seal: seal_ref.clone(),
             },
+            key,
             path,
             topic: topic.into(),
             partition,
@@ -108,7 +124,12 @@ impl SegmentWriter {
             block_compressed: false,
             block_meta: None,
             index: SegmentIndex {
-                format: FORMAT.into(),
+                format: if data_key.is_some() {
+                    layout::FORMAT_V3
+                } else {
+                    FORMAT
+                }
+                .into(),
                 topic: topic.into(),
                 partition,
                 first_offset: None,
@@ -116,7 +137,7 @@ impl SegmentWriter {
                 stored_bytes: None,
                 blocks: vec![],
                 markers: vec![],
-                seal: None,
+                seal: seal_ref,
             },
             opened_at: std::time::Instant::now(),
         })
@@ -198,14 +219,24 @@ impl SegmentWriter {
         } else {
             self.outer.codec
         };
-        let payload = compress_block(codec, self.outer.level, &raw)?;
+        let mut payload = compress_block(codec, self.outer.level, &raw)?;
+        let sealed_len = payload.len() + if self.key.is_some() { seal::TAG_LEN } else { 0 };
         let mut head = BytesMut::with_capacity(BLOCK_HEADER);
         head.put_slice(b"KBLK");
         head.put_u8(codec_byte(codec));
-        head.put_u8(0);
+        head.put_u8(if self.key.is_some() {
+            seal::FLAG_SEALED
+        } else {
+            0
+        });
         head.put_u16(0);
-        head.put_u32(payload.len() as u32);
+        head.put_u32(sealed_len as u32);
         head.put_u32(raw.len() as u32);
+        if let Some(k) = &self.key {
+            let mut buf = Vec::from(payload);
+            k.seal_block(self.pos, &head, &mut buf);
+            payload = Bytes::from(buf);
+        }
         let block_crc = crc32c::crc32c(&payload);
         head.put_u32(block_crc);
         meta.crc32c = Some(block_crc);
@@ -299,11 +330,17 @@ fn compress_block(codec: Codec, level: i32, raw: &[u8]) -> Result<Bytes, FormatE
 /// Decodes blocks from `data`, which starts at a block boundary, and returns the batches of
 /// every block in it. Verifies each block's CRC-32C.
 pub fn decode_blocks(data: Bytes, what: &str) -> Result<Vec<RawBatch>, FormatError> {
-    decode_blocks_at(data, what, 0)
+    decode_blocks_at(data, what, 0, None)
 }
 
-/// [`decode_blocks`] for `data` read from byte `base` of the object (for messages).
-fn decode_blocks_at(data: Bytes, what: &str, base: u64) -> Result<Vec<RawBatch>, FormatError> {
+/// [`decode_blocks`] for `data` read from byte `base` of the object (positions in messages,
+/// and the nonce of sealed blocks), opening sealed blocks with `key` (the segment's key).
+fn decode_blocks_at(
+    data: Bytes,
+    what: &str,
+    base: u64,
+    key: Option<&SegmentKey>,
+) -> Result<Vec<RawBatch>, FormatError> {
     let at = |pos: usize| base + pos as u64;
     let mut out = Vec::new();
     let mut pos = 0usize;
@@ -316,7 +353,8 @@ fn decode_blocks_at(data: Bytes, what: &str, base: u64) -> Result<Vec<RawBatch>,
         }
         let mut h = &data[pos + 4..pos + BLOCK_HEADER];
         let codec = h.get_u8();
-        h.advance(3);
+        let flags = h.get_u8();
+        h.advance(2);
         let stored = h.get_u32() as usize;
         let raw_len = h.get_u32() as usize;
         let crc = h.get_u32();
@@ -334,6 +372,26 @@ fn decode_blocks_at(data: Bytes, what: &str, base: u64) -> Result<Vec<RawBatch>,
                 at(pos)
             )));
         }
+        // The CRC-32C above covers the stored (sealed) bytes: a changed byte is refused by
+        // name before anything is decrypted; the AES-GCM tag then authenticates the rest.
+        let payload = match (flags & seal::FLAG_SEALED != 0, key) {
+            (false, None) => payload,
+            (true, Some(k)) => {
+                Bytes::from(k.open_block(at(pos), &data[pos..pos + 16], &payload, what)?)
+            }
+            (true, None) => {
+                return Err(FormatError::Key(format!(
+                    "{what}: block at byte {} is encrypted and no key was given for it: set storage.encryption (docs/security.md)",
+                    at(pos)
+                )));
+            }
+            (false, Some(_)) => {
+                return Err(FormatError::Corrupt(format!(
+                    "{what}: block at byte {} is plaintext, but its segment is recorded as encrypted: it was replaced",
+                    at(pos)
+                )));
+            }
+        };
         // raw_len is outside the payload's CRC: bound it before it sizes an allocation.
         if codec != 0 && raw_len > MAX_BLOCK_RAW {
             return Err(FormatError::Corrupt(format!(
@@ -489,6 +547,12 @@ pub fn verify_index(
             idx.topic, idx.partition
         )));
     }
+    if idx.seal != seg.seal {
+        return Err(bad(
+            "the index and the manifest entry record different encryption (seal) for the segment"
+                .into(),
+        ));
+    }
     for (name, got, want) in [
         ("first offset", idx.first_offset, seg.first_offset),
         ("last offset", idx.last_offset, seg.last_offset),
@@ -549,31 +613,41 @@ pub fn verify_index(
 #[cfg(feature = "runtime")]
 /// Reads the consecutive blocks `blocks` (in file order, contiguous) with one ranged read and
 /// checks each against its index entry: its header's CRC-32C (v2 indexes), the payload's
-/// CRC-32C, its first and last offset and batch count. A short read (truncated object) is
-/// an error naming the missing block.
+/// CRC-32C, its first and last offset and batch count; an encrypted segment's blocks are
+/// opened with its key from `keys`. A short read (truncated object) is an error naming the
+/// missing block.
 pub async fn read_blocks(
     op: &Operator,
-    segment_path: &str,
+    seg: &SegmentRef,
+    keys: &RunKeys,
     blocks: &[BlockIndex],
 ) -> Result<Vec<RawBatch>, StorageError> {
     let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
         return Ok(vec![]);
     };
+    let key = keys.segment_key(seg)?;
+    let segment_path = seg.path.as_str();
     let range = first.pos..last.pos + last.len;
     let buf = op
         .read_with(segment_path)
         .range(range.clone())
         .await
         .map_err(|e| backend("read", segment_path, e))?;
-    Ok(decode_checked(buf.to_bytes(), segment_path, blocks)?)
+    Ok(decode_checked(
+        buf.to_bytes(),
+        segment_path,
+        blocks,
+        key.as_ref(),
+    )?)
 }
 
 /// Decodes `data`, which holds exactly `blocks` (from `blocks[0].pos`), checking each block
-/// against its index entry.
+/// against its index entry; sealed blocks are opened with `key` (the segment's).
 pub fn decode_checked(
     data: Bytes,
     what: &str,
     blocks: &[BlockIndex],
+    key: Option<&SegmentKey>,
 ) -> Result<Vec<RawBatch>, FormatError> {
     let Some(first) = blocks.first() else {
         return Ok(vec![]);
@@ -608,13 +682,14 @@ pub fn decode_checked(
                 )));
             }
         }
-        let batches = decode_blocks_at(block, what, b.pos).map_err(|e| {
-            FormatError::Corrupt(format!(
+        let batches = decode_blocks_at(block, what, b.pos, key).map_err(|e| match e {
+            FormatError::Key(m) => FormatError::Key(m),
+            e => FormatError::Corrupt(format!(
                 "{} (offsets {}..={})",
                 e.to_string().trim_start_matches("corrupt data: "),
                 b.first_offset,
                 b.last_offset
-            ))
+            )),
         })?;
         let (Some(f), Some(l)) = (batches.first(), batches.last()) else {
             return Err(FormatError::Corrupt(format!("{place} holds no batch")));
@@ -832,6 +907,7 @@ pub fn verify_parts(
     idx: &SegmentIndex,
     heads: &[Bytes],
     tail: Bytes,
+    key: Option<&SegmentKey>,
 ) -> Result<(), FormatError> {
     let n = idx.blocks.len();
     if heads.len() + 1 != n.max(1) {
@@ -868,7 +944,12 @@ pub fn verify_parts(
     };
     raw += check_header(seg, last, h)?.1;
     check_whole(seg, &crc, raw)?;
-    let batches = decode_checked(tail.slice(from..), &seg.path, std::slice::from_ref(last))?;
+    let batches = decode_checked(
+        tail.slice(from..),
+        &seg.path,
+        std::slice::from_ref(last),
+        key,
+    )?;
     check_last_batch(seg, batches.last())
 }
 
@@ -935,8 +1016,10 @@ pub async fn verify_object(
     op: &Operator,
     seg: &SegmentRef,
     idx: &SegmentIndex,
+    keys: &RunKeys,
 ) -> Result<(), StorageError> {
     use futures::{StreamExt, TryStreamExt};
+    let key = keys.segment_key(seg)?;
     check_size(op, seg).await?;
     let n = idx.blocks.len();
     let path = seg.path.as_str();
@@ -960,7 +1043,7 @@ pub async fn verify_object(
         return Err(object_error(seg, "the index describes blocks past the object's end").into());
     }
     let tail = read_range(op, path, start..seg.stored_bytes).await?;
-    Ok(verify_parts(seg, idx, &heads, tail)?)
+    Ok(verify_parts(seg, idx, &heads, tail, key.as_ref())?)
 }
 
 #[cfg(feature = "runtime")]
@@ -970,11 +1053,12 @@ pub async fn verify_object(
 pub async fn verify_objects(
     op: &Operator,
     segments: &[(&SegmentRef, &SegmentIndex)],
+    keys: &RunKeys,
 ) -> Result<(), StorageError> {
     use futures::{StreamExt, TryStreamExt};
     let checks: Vec<_> = segments
         .iter()
-        .map(|(s, i)| verify_object(op, s, i))
+        .map(|(s, i)| verify_object(op, s, i, keys))
         .collect();
     futures::stream::iter(checks)
         .buffered(OBJECT_CHECKS)
@@ -1009,7 +1093,9 @@ pub async fn read_verified_segment(
     op: &Operator,
     seg: &SegmentRef,
     idx: &SegmentIndex,
+    keys: &RunKeys,
 ) -> Result<SegmentFacts, StorageError> {
+    let key = keys.segment_key(seg)?;
     let mut facts = SegmentFacts {
         min_timestamp: i64::MAX,
         max_timestamp: i64::MIN,
@@ -1033,7 +1119,12 @@ pub async fn read_verified_segment(
             check_magic(seg, &data)?;
         }
         crc.bytes(&data);
-        let batches = decode_checked(data.slice((first.pos - start) as usize..), &seg.path, group)?;
+        let batches = decode_checked(
+            data.slice((first.pos - start) as usize..),
+            &seg.path,
+            group,
+            key.as_ref(),
+        )?;
         if facts.batches == 0
             && let Some(b) = batches.first()
             && b.header.base_offset != seg.first_offset
@@ -1213,7 +1304,7 @@ mod tests {
 
     fn verify(obj: &[u8], idx: &SegmentIndex, seg: &SegmentRef) -> Result<(), String> {
         let (heads, tail) = parts(obj, idx);
-        verify_parts(seg, idx, &heads, tail).map_err(|e| e.to_string())
+        verify_parts(seg, idx, &heads, tail, None).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -1296,7 +1387,7 @@ mod tests {
         verify(&obj, &idx, &seg).unwrap();
         let b = &idx.blocks[0];
         let data = Bytes::copy_from_slice(&obj[b.pos as usize..(b.pos + b.len) as usize]);
-        let e = decode_checked(data, &seg.path, std::slice::from_ref(b))
+        let e = decode_checked(data, &seg.path, std::slice::from_ref(b), None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("offset 0 fails its CRC-32C"), "{e}");
@@ -1318,7 +1409,7 @@ mod tests {
         let (heads, tail) = parts(&obj, &idx);
         let short = tail.slice(..tail.len() - 1);
         assert!(
-            verify_parts(&seg, &idx, &heads, short)
+            verify_parts(&seg, &idx, &heads, short, None)
                 .unwrap_err()
                 .to_string()
                 .contains("storedBytes")

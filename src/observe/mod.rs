@@ -7,7 +7,7 @@ mod resolve;
 pub use repo::{
     RepoState, latest_complete_run, load_complete_manifests, load_manifest, load_repo_state,
 };
-pub use resolve::{breaker_config, client_config, storage_target};
+pub use resolve::{breaker_config, client_config, keyring, storage_target};
 
 use std::collections::BTreeMap;
 

@@ -262,3 +262,58 @@ fn gcs_target(
         service_account_json,
     })
 }
+
+/// The keyring of a `storage` block's `encryption` (None without one): the Secret's keys
+/// (`keySecret`, each 32 bytes, `activeKeyId` among them) or a KMS client (`awsKms`, its
+/// credentials from `credentialsSecret`). `field` is the storage block's path, for errors.
+pub fn keyring(
+    spec: &StorageSpec,
+    secrets: &Secrets,
+    field: &str,
+) -> Result<Option<crate::format::keyring::Keyring>, ObserveError> {
+    use crate::format::keyring::Keyring;
+    let Some(e) = &spec.encryption else {
+        return Ok(None);
+    };
+    let field = format!("{field}.encryption");
+    match (&e.key_secret, &e.active_key_id, &e.aws_kms) {
+        (Some(s), Some(active), None) => {
+            let data = secrets.data(&s.name)?;
+            Ok(Some(Keyring::from_secret(&field, &s.name, active, data)?))
+        }
+        (None, None, Some(k)) => {
+            if let Some(ep) = &k.endpoint
+                && ep.starts_with("http://")
+                && !k.allow_http
+            {
+                return Err(cfg_err(
+                    &format!("{field}.awsKms.allowHttp"),
+                    format!("endpoint {ep} is plain http: set allowHttp: true or use https://"),
+                ));
+            }
+            let credentials = match &k.credentials_secret {
+                Some(c) => Some((
+                    secrets.get_string(&c.name, &c.access_key_id_key)?,
+                    secrets.get_string(&c.name, &c.secret_access_key_key)?,
+                )),
+                None => None,
+            };
+            let client = crate::storage::kms::KmsClient::new(crate::storage::kms::KmsSettings {
+                key_id: k.key_id.clone(),
+                region: k.region.clone(),
+                endpoint: k.endpoint.clone(),
+                credentials,
+            })
+            .map_err(|e| cfg_err(&format!("{field}.awsKms"), e.to_string()))?;
+            Ok(Some(Keyring::from_kms(client)))
+        }
+        (Some(_), None, None) => Err(cfg_err(
+            &format!("{field}.activeKeyId"),
+            "keySecret needs activeKeyId: the key id (a key of the Secret) that encrypts new runs",
+        )),
+        _ => Err(cfg_err(
+            &field,
+            "set exactly one of keySecret (with activeKeyId) or awsKms",
+        )),
+    }
+}

@@ -260,7 +260,8 @@ async fn run_task(
                 cancel,
                 prep.plan.bytes_per_sec,
                 prep.plan.records_per_sec,
-            );
+            )
+            .with_keyring(prep.keyring.clone());
             match run_backup(&prep.plan, &prep.client, &prep.op, &exec).await {
                 Err(ExecError::Cancelled) => Ok(None),
                 Err(e) => Err(RunFailure::from(e)),

@@ -234,7 +234,8 @@ async fn run_task(
                 cancel,
                 prep.plan.bytes_per_sec,
                 prep.plan.records_per_sec,
-            );
+            )
+            .with_keyring(prep.keyring.clone());
             match run_restore(
                 &prep.plan,
                 &prep.start,

@@ -2,13 +2,17 @@
 //! S3). Data checks use PyPI confluent-kafka through testenv/kbo_data.py.
 mod support;
 
+mod azure_gcs;
 mod continuous;
+mod encryption;
 mod errors;
 mod faults;
 mod groups;
 mod incremental;
 mod integrity;
 mod kms;
+mod least_privilege;
+mod object_lock;
 mod offsets;
 mod plan_cmd;
 mod repartition;

@@ -253,13 +253,27 @@ pub async fn run_docs(dir: &Path, docs: &[&str], name: &str) -> Result<Outcome, 
         Target::Backup(kb) => {
             let p = prepare_backup(&kb, &secrets, &pvc, system_now_ms(), Access::ReadWrite).await?;
             Ok(Outcome::Backup(
-                run_backup(&p.plan, &p.client, &p.op, &ctx()).await?,
+                run_backup(
+                    &p.plan,
+                    &p.client,
+                    &p.op,
+                    &ctx().with_keyring(p.keyring.clone()),
+                )
+                .await?,
             ))
         }
         Target::Restore(kr, kb) => {
             let p = prepare_restore(&kr, kb.as_deref(), &secrets, &pvc, Access::ReadWrite).await?;
             Ok(Outcome::Restore(
-                run_restore(&p.plan, &p.start, &p.client, &p.op, &p.state, &ctx()).await?,
+                run_restore(
+                    &p.plan,
+                    &p.start,
+                    &p.client,
+                    &p.op,
+                    &p.state,
+                    &ctx().with_keyring(p.keyring.clone()),
+                )
+                .await?,
             ))
         }
         Target::OffsetReset(..) | Target::OffsetRollback(..) | Target::Validation(..) => {
