@@ -197,6 +197,31 @@ struct KmsOut<'a> {
     plaintext: std::borrow::Cow<'a, str>,
     #[serde(rename = "CiphertextBlob", default)]
     blob: Option<String>,
+    /// The ARN of the key that did the work (KMS resolves an alias or key id to it).
+    #[serde(rename = "KeyId", default)]
+    key_id: Option<String>,
+}
+
+/// A fresh data key from [`KmsClient::generate`]. Debug shows the key ARN and the blob's
+/// length only.
+pub struct GeneratedDataKey {
+    /// The 32-byte data key, wiped when dropped.
+    pub plaintext: Zeroizing<[u8; 32]>,
+    /// `CiphertextBlob`: the data key wrapped by the KMS key (opaque; to be stored).
+    pub blob: Vec<u8>,
+    /// The ARN of the KMS key that wrapped it (the answer's `KeyId`; the configured id when a
+    /// KMS-compatible server leaves it out). Recorded with the blob, it still names the right
+    /// key after an alias is pointed at a new key: pass it to [`KmsClient::decrypt_under`].
+    pub key_arn: String,
+}
+
+impl fmt::Debug for GeneratedDataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeneratedDataKey")
+            .field("key_arn", &self.key_arn)
+            .field("blob_len", &self.blob.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A zeroized buffer that `bytes::Bytes` can own: the request body is wiped when the HTTP
@@ -284,6 +309,16 @@ impl KmsClient {
         &self,
         context: &BTreeMap<String, String>,
     ) -> Result<(Zeroizing<[u8; 32]>, Vec<u8>), KmsError> {
+        let g = self.generate(context).await?;
+        Ok((g.plaintext, g.blob))
+    }
+
+    /// [`KmsClient::generate_data_key`], also returning the ARN of the key that wrapped the
+    /// data key (see [`GeneratedDataKey::key_arn`]).
+    pub async fn generate(
+        &self,
+        context: &BTreeMap<String, String>,
+    ) -> Result<GeneratedDataKey, KmsError> {
         let op = Op::GenerateDataKey;
         let req = KmsIn {
             key_id: &self.key_id,
@@ -295,8 +330,33 @@ impl KmsClient {
         let body = self.call(op, &req).await?;
         let out = self.parse(op, &body)?;
         let blob = self.blob(op, out.blob.as_deref())?;
-        let key = self.key(op, out.plaintext)?;
-        Ok((key, blob))
+        let key_arn = out
+            .key_id
+            .clone()
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| self.key_id.clone());
+        let plaintext = self.key(op, out.plaintext)?;
+        Ok(GeneratedDataKey {
+            plaintext,
+            blob,
+            key_arn,
+        })
+    }
+
+    /// [`KmsClient::decrypt`] naming `key_id` (e.g. a recorded [`GeneratedDataKey::key_arn`])
+    /// instead of the configured key; errors name `key_id`. Endpoint, region and credentials
+    /// are this client's.
+    pub async fn decrypt_under(
+        &self,
+        key_id: &str,
+        blob: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<[u8; 32]>, KmsError> {
+        let mut other = self.clone();
+        if !key_id.trim().is_empty() {
+            other.key_id = key_id.trim().to_string();
+        }
+        other.decrypt(blob, context).await
     }
 
     /// `Decrypt` of a `CiphertextBlob` with the same encryption context it was made with.

@@ -147,6 +147,44 @@ async fn a_generated_data_key_decrypts_to_itself_and_rewraps_under_another_key()
     assert_ne!(*other, *key);
 }
 
+/// Rotation by alias: the alias is pointed at a new key; a run wrapped before still unwraps
+/// with the key ARN recorded at GenerateDataKey, not with the alias.
+#[tokio::test]
+async fn a_recorded_key_arn_unwraps_after_the_alias_moves_to_a_new_key() {
+    let (a, b) = (new_key(), new_key());
+    let alias = format!("alias/{}", unique("kbo-rot"));
+    boto(&format!(
+        "kms.create_alias(AliasName={alias:?}, TargetKeyId={a:?}.split('/')[-1])"
+    ));
+    let ctx = context("orders", "r-1");
+    let g = admin(&alias).generate(&ctx).await.unwrap();
+    assert_eq!(g.key_arn, a, "the answer names the key behind the alias");
+    let shown = format!("{g:?}");
+    assert!(
+        shown.contains(&a) && !shown.contains(&B64.encode(*g.plaintext)),
+        "{shown}"
+    );
+    boto(&format!(
+        "kms.update_alias(AliasName={alias:?}, TargetKeyId={b:?}.split('/')[-1])"
+    ));
+    let client = admin(&alias);
+    let again = client
+        .decrypt_under(&g.key_arn, &g.blob, &ctx)
+        .await
+        .unwrap();
+    assert_eq!(*again, *g.plaintext);
+    // through the alias, now naming key B, KMS refuses the blob of key A
+    let e = client.decrypt(&g.blob, &ctx).await.unwrap_err();
+    assert_clear(
+        &e,
+        &alias,
+        &["IncorrectKeyException", "AccessDeniedException"],
+        &[&B64.encode(*g.plaintext)],
+    );
+    // new runs are wrapped by key B
+    assert_eq!(client.generate(&ctx).await.unwrap().key_arn, b);
+}
+
 #[tokio::test]
 async fn decrypt_with_another_encryption_context_is_refused() {
     let a = new_key();
