@@ -527,6 +527,107 @@ mod tests {
         }
     }
 
+    fn lock_headers(path_style: bool) -> LockHeaders {
+        let t = StorageTarget::S3 {
+            bucket: "bk".into(),
+            region: "us-east-1".into(),
+            endpoint: Some("http://127.0.0.1:19000".into()),
+            prefix: Some("/pre/".into()),
+            path_style,
+            credentials: Some(("AKIDMARKER".into(), "SECRETMARKER".into())),
+            object_lock: Some(ObjectLockSpec {
+                mode: ObjectLockMode::Governance,
+                retain_days: 2,
+            }),
+        };
+        LockHeaders::for_target(&t, "http://127.0.0.1:19000")
+            .unwrap()
+            .unwrap()
+    }
+
+    fn req(method: Method, uri: &str) -> Request<Buffer> {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(AUTHORIZATION, "AWS4-HMAC-SHA256 Credential=old")
+            .header("x-amz-date", "20000101T000000Z")
+            .body(Buffer::from(b"hello".to_vec()))
+            .unwrap()
+    }
+
+    #[test]
+    fn only_requests_that_create_a_locked_object_get_the_retention() {
+        let l = lock_headers(true);
+        let base = "http://127.0.0.1:19000/bk/pre/b";
+        let seg = format!("{base}/data/t/0/00000000000000000000-20261121T070113.643Z.seg");
+        assert!(l.wants(&req(Method::PUT, &seg)), "PutObject");
+        assert!(
+            l.wants(&req(Method::POST, &format!("{seg}?uploads"))),
+            "CreateMultipartUpload"
+        );
+        assert!(!l.wants(&req(Method::PUT, &format!("{seg}?partNumber=1&uploadId=u"))));
+        assert!(!l.wants(&req(Method::POST, &format!("{seg}?uploadId=u"))));
+        assert!(!l.wants(&req(Method::GET, &seg)));
+        assert!(!l.wants(&req(Method::PUT, &format!("{base}/lock.json"))));
+        assert!(!l.wants(&req(
+            Method::PUT,
+            &format!("{base}/runs/r/checkpoint/0000000001.json")
+        )));
+        assert!(l.wants(&req(Method::PUT, &format!("{base}/runs/r/manifest.json"))));
+        // another prefix or bucket is not ours
+        assert!(!l.wants(&req(
+            Method::PUT,
+            "http://127.0.0.1:19000/bk/other/b/data/x.seg"
+        )));
+        // virtual-host style: no bucket in the path
+        let v = lock_headers(false);
+        assert!(v.wants(&req(
+            Method::PUT,
+            "http://bk.127.0.0.1:19000/pre/b/keys/k1.json"
+        )));
+    }
+
+    #[tokio::test]
+    async fn the_retention_headers_and_a_checksum_are_added_and_signed_again() {
+        let l = lock_headers(true);
+        let uri = "http://127.0.0.1:19000/bk/pre/b/runs/r/manifest.json";
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let r = l.apply(req(Method::PUT, uri)).await.unwrap();
+        let h = r.headers();
+        assert_eq!(h[MODE], "GOVERNANCE");
+        let until = parse_date(h[UNTIL].to_str().unwrap()).unwrap();
+        assert!(until >= before + 2 * DAY_MS && until <= before + 2 * DAY_MS + 2000);
+        // CRC-32C of "hello", big-endian, base64 (RFC 4960 polynomial, as S3 computes it)
+        use base64::Engine;
+        let want = base64::engine::general_purpose::STANDARD
+            .encode(crc32c::crc32c(b"hello").to_be_bytes());
+        assert_eq!(h["x-amz-checksum-crc32c"], want.as_str());
+        assert_eq!(h["x-amz-sdk-checksum-algorithm"], "CRC32C");
+        let auth = h[AUTHORIZATION].to_str().unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDMARKER/"),
+            "{auth}"
+        );
+        for signed in [
+            MODE,
+            UNTIL,
+            "x-amz-checksum-crc32c",
+            "x-amz-sdk-checksum-algorithm",
+        ] {
+            assert!(auth.contains(signed), "{signed} is not signed: {auth}");
+        }
+        assert_ne!(h["x-amz-date"], "20000101T000000Z");
+        assert!(!h.contains_key(HOST));
+        // CreateMultipartUpload: the retention, no body checksum
+        let post = format!("{uri}?uploads");
+        let r = l.apply(req(Method::POST, &post)).await.unwrap();
+        assert_eq!(r.headers()[MODE], "GOVERNANCE");
+        assert!(!r.headers().contains_key("x-amz-checksum-crc32c"));
+    }
+
     #[test]
     fn the_record_is_the_earliest_date_of_the_run_and_its_carried_segments() {
         use crate::format::manifest::{PartitionManifest, SegmentRef};

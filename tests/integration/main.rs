@@ -13,6 +13,7 @@ mod integrity;
 mod kms;
 mod least_privilege;
 mod object_lock;
+mod object_lock;
 mod offsets;
 mod plan_cmd;
 mod repartition;
