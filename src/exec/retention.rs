@@ -26,8 +26,9 @@ use crate::storage::{StorageError, backend};
 ///
 /// Errors: a store failure that is not a refusal stops at once (what was deleted is reported
 /// by the next retention as usual); refusals (`storage-refused`: locked or denied) do not
-/// stop the others and end in one [`ExecError::Failed`] that lists the runs deleted, the runs
-/// kept whole and why, and any index or segment object no run lists any more that stayed.
+/// stop the others and end in one [`ExecError::Partial`] that lists the runs deleted, the runs
+/// kept whole and why, and any index or segment object no run lists any more that stayed; its
+/// category is the first refusal's (`storage-refused`, whose message names the S3 action).
 pub async fn run_retention(
     plan: &RetentionPlan,
     op: &Operator,
@@ -38,6 +39,7 @@ pub async fn run_retention(
         return Ok(());
     }
     let (mut deleted, mut kept, mut refused) = (vec![], BTreeSet::new(), vec![]);
+    let mut first: Option<StorageError> = None;
     for run in &plan.delete_runs {
         let path = layout::manifest(backup, run);
         match delete_key(op, &path, plan.delete_versions).await {
@@ -45,6 +47,7 @@ pub async fn run_retention(
             Err(e) if e.category() == "storage-refused" => {
                 refused.push(format!("run {run} kept whole: {e}"));
                 kept.insert(run.as_str());
+                first.get_or_insert(e);
             }
             Err(e) => return Err(e.into()),
         }
@@ -67,14 +70,17 @@ pub async fn run_retention(
         for path in [seg.clone(), layout::segment_index(seg)] {
             match delete_key(op, &path, plan.delete_versions).await {
                 Ok(()) => {}
-                Err(e) if e.category() == "storage-refused" => left.push(e.to_string()),
+                Err(e) if e.category() == "storage-refused" => {
+                    left.push(e.to_string());
+                    first.get_or_insert(e);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
     }
-    if refused.is_empty() && left.is_empty() {
+    let Some(first) = first else {
         return Ok(());
-    }
+    };
     let mut msg = format!(
         "retention: the store refused some deletes; runs deleted: {deleted:?}; {}",
         refused.join("; ")
@@ -89,7 +95,10 @@ pub async fn run_retention(
     msg.push_str(
         " (a run is deleted manifest first, so every run that remains is whole and restorable)",
     );
-    Err(ExecError::Failed(msg))
+    Err(ExecError::Partial {
+        message: msg,
+        source: Box::new(first.into()),
+    })
 }
 
 /// Deletes `path`: with `versions`, every version of it (current first, delete markers

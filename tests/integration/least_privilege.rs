@@ -324,6 +324,64 @@ async fn a_backup_without_put_object_is_refused_naming_it() {
     refused_naming(ok, &out, "s3:PutObject");
 }
 
+/// An encrypted backup (`storage.encryption.keySecret`) under backup.json writes its run's
+/// wrapped data key (`keys/<run>.json`) and completes; a restore of it under restore.json (state
+/// under restore-state.json) reads the key document and restores every record.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_backup_and_its_restore_need_no_more_than_their_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "lpe";
+    let topic = unique("lp-enc");
+    gen_load(&topic, 2, 1);
+    let prefix = unique("lp-enc");
+    let state_prefix = unique("lp-enc-state");
+    let bk = iam_user(&policy("backup.json", &prefix, name, ""));
+    let ro = iam_user(&policy("restore.json", &prefix, name, ""));
+    let st = iam_user(&policy("restore-state.json", &state_prefix, name, ""));
+    // 32 bytes, base64
+    let keys = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: lp-keys\ndata:\n  k1: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n";
+    let storage = |secret: &str| {
+        format!(
+            "{}\n    encryption:\n      keySecret: {{name: lp-keys}}\n      activeKeyId: k1",
+            s3_storage(&prefix, secret)
+        )
+    };
+    let kb = backup_yaml(
+        name,
+        std::slice::from_ref(&topic),
+        &storage("bk"),
+        "  stopAtCurrentOffsets: true\n",
+    );
+    let (ok, out) = run(dir.path(), &[&kb, &secret_doc("bk", &bk), keys]);
+    assert!(ok, "an encrypted backup under backup.json:\n{out}");
+    let admin = store(&prefix, None);
+    let key_docs = storage::list_dirs(&admin, &format!("{name}/"))
+        .await
+        .unwrap();
+    assert!(
+        key_docs.contains(&"keys".to_string()),
+        "the run's key document is written: {key_docs:?}"
+    );
+    let target = format!("{topic}-r");
+    let kr = format!(
+        "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: lpe-r\nspec:\n  kafkaCluster:\n    bootstrapServers: [\"{}\"]\n  createTopics: true\n  topicMapping:\n    {topic}: {target}\n  backupRef:\n    name: {name}\n    storage:\n      {}\n  stateStorage:\n    {}\n",
+        env().bootstrap,
+        storage("repo").replace("\n    ", "\n      "),
+        s3_storage(&state_prefix, "state"),
+    );
+    let (ok, out) = run(
+        dir.path(),
+        &[
+            &kr,
+            &secret_doc("repo", &ro),
+            &secret_doc("state", &st),
+            keys,
+        ],
+    );
+    assert!(ok, "its restore under restore.json:\n{out}");
+    assert_same(std::slice::from_ref(&topic), &[target], &[]);
+}
+
 /// A restore under restore.json on the repository (its state in `spec.stateStorage` under
 /// restore-state.json) and a validation with its restore check under validation.json
 /// succeed; without s3:GetObject each is refused naming it, and a validation without
