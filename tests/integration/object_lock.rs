@@ -370,6 +370,49 @@ async fn a_compliance_locked_backup_is_locked_undeletable_restorable_and_kept() 
         table.contains(&mu.run_id) && table.contains("not locked"),
         "{table}"
     );
+
+    // 8. retention in a versioned (Object Lock) bucket deletes every version of what it
+    // prunes, not only the current one (a plain DELETE would leave the bytes behind a delete
+    // marker): the unlocked run, pruned by hand
+    let f = write_docs(dir.path(), &[&ukb, &secret]);
+    let (Target::Backup(ub), secrets) = load(&[f], Some("olu")).unwrap() else {
+        panic!("olu is a backup")
+    };
+    let op = kafka_backup_operator::observe::storage_target(
+        &ub.spec.storage,
+        &secrets,
+        &dir.path().join("pvc"),
+        "spec.storage",
+    )
+    .unwrap()
+    .operator()
+    .unwrap();
+    let plan = kafka_backup_operator::plan::RetentionPlan {
+        inspected: 1,
+        delete_runs: vec![mu.run_id.clone()],
+        delete_segments: mu
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .flat_map(|p| &p.segments)
+            .map(|s| s.path.clone())
+            .collect(),
+        delete_versions: true,
+        ..Default::default()
+    };
+    assert!(!plan.delete_segments.is_empty());
+    kafka_backup_operator::exec::run_retention(&plan, &op, "olu", std::slice::from_ref(&mu))
+        .await
+        .unwrap();
+    let left = inspect(&bucket, &uprefix);
+    let kept: Vec<_> = left
+        .keys()
+        .filter(|k| k.contains("/data/") || k.ends_with("/manifest.json"))
+        .collect();
+    assert!(
+        kept.is_empty(),
+        "versions or delete markers left behind: {kept:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
