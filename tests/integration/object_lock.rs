@@ -246,7 +246,24 @@ async fn a_compliance_locked_backup_is_locked_undeletable_restorable_and_kept() 
         version.as_str()
     );
 
-    // 3. the run restores exactly
+    // 3. the run restores exactly, with every unlocked document lost (each version of
+    // repository.json and whatever else is not under a locked key deleted)
+    let mut lost = 0;
+    for (key, versions) in &objects {
+        if is_locked_key(key.strip_prefix(&format!("{prefix}/")).unwrap()) {
+            continue;
+        }
+        for v in versions.as_array().unwrap() {
+            let r = boto(
+                "delete-version",
+                &bucket,
+                &[key, v["version"].as_str().unwrap()],
+            );
+            assert_eq!(r, "deleted", "{key}");
+            lost += 1;
+        }
+    }
+    assert!(lost > 0, "no unlocked document to lose");
     let kr = restore_yaml(
         "olr",
         "olb",
