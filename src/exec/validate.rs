@@ -570,7 +570,8 @@ pub async fn store_signed(
 }
 
 /// The `objectLock` check (`checks.objectLock`, S3 Object Lock; docs/security.md): every
-/// object run `m` needs (its manifest, every segment and its index) carries an S3 Object Lock
+/// object run `m` needs (its manifest, every segment and its index, an encrypted run's key
+/// document) carries an S3 Object Lock
 /// retention (HeadObject: `x-amz-object-lock-mode`, `x-amz-object-lock-retain-until-date`)
 /// in the mode the manifest records, until at least the date it records
 /// (`objectLock.retainUntil`, see [`crate::storage::object_lock::record`]). `target`: the
@@ -608,6 +609,10 @@ pub async fn object_lock_check(
         ));
     }
     let mut keys = vec![crate::format::layout::manifest(&m.backup_name, &m.run_id)];
+    if m.seal.is_some() {
+        // an encrypted run's key document: locked like the data (keys/)
+        keys.push(crate::format::layout::run_keys(&m.backup_name, &m.run_id));
+    }
     for s in m
         .topics
         .iter()
