@@ -528,3 +528,66 @@ async fn a_multipart_segment_is_locked() {
     }
     assert!(multipart > 0, "no segment above the 8 MiB upload chunk");
 }
+
+/// An encrypted run in an Object Lock bucket: its key document is locked with the data, the
+/// `objectLock` check covers it, and the run restores exactly with its key.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_locked_run_locks_its_key_document_and_restores_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = locked_bucket();
+    let prefix = unique("ole");
+    let summary = produce_sample(&format!("{prefix}-"), 100);
+    let topics = sample_topics(&summary);
+    let secret = s3_secret("ol-s3", false);
+    let keys = crate::encryption::key_secret("ol-keys", &[("k1", &rand::random::<[u8; 32]>())]);
+    let encrypted = format!(
+        "{}\n    encryption:\n      keySecret: {{name: ol-keys}}\n      activeKeyId: k1",
+        storage(&bucket, &prefix, "ol-s3", LOCK)
+    );
+    let kb = backup_yaml(
+        "ole",
+        &[format!("{prefix}-*")],
+        &encrypted,
+        "  stopAtCurrentOffsets: true\n",
+    );
+    let m = backup(dir.path(), &[&kb, &secret, &keys], "ole").await;
+    assert!(m.seal.is_some() && m.object_lock.is_some(), "{m:?}");
+    let objects = inspect(&bucket, &prefix);
+    let key_doc = format!("{prefix}/{}", layout::run_keys("ole", &m.run_id));
+    let v = &objects[&key_doc][0];
+    assert_eq!(v["mode"], "COMPLIANCE", "{key_doc}: {v}");
+    let r = boto(
+        "delete-version",
+        &bucket,
+        &[&key_doc, v["version"].as_str().unwrap()],
+    );
+    assert_eq!(
+        r, "AccessDenied",
+        "the key document's locked version was deleted"
+    );
+    let c = lock_check(
+        dir.path(),
+        &[&kbv("olev", "ole", &m.run_id), &kb, &secret, &keys],
+        "olev",
+    )
+    .await;
+    assert_eq!(c.outcome, Outcome::Pass, "{c:?}");
+    let segments = m
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.segments.len())
+        .sum::<usize>();
+    assert_eq!(
+        c.figures["objects"] as usize,
+        2 + 2 * segments,
+        "manifest, key document, segments and indexes"
+    );
+    let kr = restore_yaml(
+        "oler",
+        "ole",
+        &format!("  createTopics: true\n{}", mapping(&topics, "-r")),
+    );
+    restore(dir.path(), &[&kr, &kb, &secret, &keys], "oler").await;
+    assert_same(&topics, &suffixed(&topics, "-r"), &[]);
+}
