@@ -13,7 +13,6 @@ mod integrity;
 mod kms;
 mod least_privilege;
 mod object_lock;
-mod object_lock;
 mod offsets;
 mod plan_cmd;
 mod repartition;
