@@ -5,8 +5,10 @@
 # producer (testenv/kbo_data.py bench-consume / bench-produce) on the same generated topic,
 # then checks the restored data and prints a table. See bench/README.md.
 #
-# Usage: bench/run.sh [--mib N] [--partitions P] [--storage fs|s3] [--compression none|zstd]
-#                     [--verify full|counts] [--keep]
+# Usage: bench/run.sh [--mib N] [--partitions P] [--storage fs|s3|azure|gcs]
+#                     [--compression none|zstd] [--verify full|counts] [--keep]
+#        azure and gcs go to testenv's Azurite and fake-gcs-server; a storage other than fs
+#        also backs up and restores to the filesystem in the same run, for the ratio.
 # Env:   KBO_BIN=path   use this binary and skip `cargo build` (e.g. target/debug/...)
 #        BENCH_IDLE_PCT (default 5), BENCH_IDLE_SECS (3), BENCH_IDLE_TIMEOUT (300):
 #        the broker counts as idle after IDLE_SECS consecutive seconds below IDLE_PCT % of a core.
@@ -19,7 +21,7 @@ IDLE_SECS=${BENCH_IDLE_SECS:-3}
 IDLE_TIMEOUT=${BENCH_IDLE_TIMEOUT:-300}
 RSS_GOAL_MIB=256
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 
@@ -37,7 +39,7 @@ while [ $# -gt 0 ]; do
 done
 [[ $MIB =~ ^[1-9][0-9]*$ ]] || die "--mib must be a positive integer, got '$MIB'"
 [[ $PARTS =~ ^[1-9][0-9]*$ ]] || die "--partitions must be a positive integer, got '$PARTS'"
-case $STORAGE in fs|s3) ;; *) die "--storage must be fs or s3, got '$STORAGE'" ;; esac
+case $STORAGE in fs|s3|azure|gcs) ;; *) die "--storage must be fs, s3, azure or gcs, got '$STORAGE'" ;; esac
 case $COMPRESSION in none|zstd) ;; *) die "--compression must be none or zstd, got '$COMPRESSION'" ;; esac
 case $VERIFY in full|counts) ;; *) die "--verify must be full or counts, got '$VERIFY'" ;; esac
 
@@ -209,11 +211,13 @@ P_RECORDS=$(json "$WORK/produce.out" records)
 # ---------------------------------------------------------------------------------------------
 # 4) our backup, 5) our restore
 # ---------------------------------------------------------------------------------------------
-if [ "$STORAGE" = fs ]; then
-  STORAGE_YAML="  storage: {storageType: filesystem, filesystem: {path: \"$WORK/repo\"}}"
+# storage_yaml KIND: sets STORAGE_YAML (the spec's storage block) and SECRET_YAML
+storage_yaml() {
   SECRET_YAML=""
-else
-  STORAGE_YAML="  storage:
+  case $1 in
+    fs) STORAGE_YAML="  storage: {storageType: filesystem, filesystem: {path: \"$WORK/repo\"}}" ;;
+    s3)
+      STORAGE_YAML="  storage:
     storageType: s3
     s3:
       bucket: \"$KBO_S3_BUCKET\"
@@ -223,14 +227,43 @@ else
       pathStyle: true
       allowHttp: true
       credentialsSecret: {name: bench-s3}"
-  SECRET_YAML="---
+      SECRET_YAML="---
 apiVersion: v1
 kind: Secret
 metadata: {name: bench-s3}
 stringData:
   AWS_ACCESS_KEY_ID: \"$KBO_S3_ACCESS_KEY\"
-  AWS_SECRET_ACCESS_KEY: \"$KBO_S3_SECRET_KEY\""
-fi
+  AWS_SECRET_ACCESS_KEY: \"$KBO_S3_SECRET_KEY\"" ;;
+    azure)
+      STORAGE_YAML="  storage:
+    storageType: azure
+    azure:
+      container: \"${KBO_AZURE_CONTAINER:?testenv/env has no Azurite}\"
+      accountName: \"$KBO_AZURE_ACCOUNT\"
+      endpoint: \"$KBO_AZURE_ENDPOINT\"
+      prefix: \"bench-$(date +%s)\"
+      credentialsSecret: {name: bench-azure}"
+      SECRET_YAML="---
+apiVersion: v1
+kind: Secret
+metadata: {name: bench-azure}
+stringData:
+  AZURE_STORAGE_KEY: \"$KBO_AZURE_KEY\"" ;;
+    gcs)
+      STORAGE_YAML="  storage:
+    storageType: gcs
+    gcs:
+      bucket: \"${KBO_GCS_BUCKET:?testenv/env has no fake-gcs-server}\"
+      endpoint: \"$KBO_GCS_ENDPOINT\"
+      prefix: \"bench-$(date +%s)\"
+      allowHttp: true
+      allowAnonymous: true"
+      # fake-gcs-server lacks the XML API multipart upload opendal uses for an object written
+      # in more than one 8 MiB chunk: segments stay under it (the fs ratio run uses the same)
+      SEGMENT_YAML="  segmentMaxBytes: 4194304" ;;
+  esac
+}
+storage_yaml "$STORAGE"
 cat >"$WORK/backup.yaml" <<YAML
 apiVersion: kafka.oso.sh/v1alpha1
 kind: KafkaBackup
@@ -240,6 +273,7 @@ spec:
   topics: ["$SRC"]
   stopAtCurrentOffsets: true
   compression: $COMPRESSION
+${SEGMENT_YAML:-}
 $STORAGE_YAML
 $SECRET_YAML
 YAML
@@ -286,6 +320,28 @@ parse_summary restore
 R_RECORDS=$S_RECORDS R_SECS=$S_SECS R_TOOL_MBS=$S_MBS R_RPS=$S_RPS
 [ "$R_RECORDS" = "$GEN_RECORDS" ] || die "our restore reports $R_RECORDS records, the backup holds $GEN_RECORDS"
 rm -rf "$WORK/repo"
+
+# 5b) the same backup and restore to the filesystem, for the ratio (another storage only)
+FS_RATIO=""
+if [ "$STORAGE" != fs ]; then
+  storage_yaml fs
+  sed -e '/^  storage:/,$d' -e 's/{name: bench}/{name: bench-fs}/' "$WORK/backup.yaml" >"$WORK/backup-fs.yaml"
+  echo "$STORAGE_YAML" >>"$WORK/backup-fs.yaml"
+  sed -e 's/{name: bench}/{name: bench-fs}/' -e 's/{name: bench-restore}/{name: bench-restore-fs}/' \
+    -e "s/\"$DST\"}/\"$DST-fs\"}/" "$WORK/restore.yaml" >"$WORK/restore-fs.yaml"
+  wait_idle "our filesystem backup"
+  timed backup_fs "$BIN" run --no-progress -f "$WORK/backup-fs.yaml"
+  parse_summary backup_fs
+  FS_B_SECS=$S_SECS
+  wait_idle "our filesystem restore"
+  timed restore_fs "$BIN" run --no-progress -f "$WORK/restore-fs.yaml" -f "$WORK/backup-fs.yaml"
+  parse_summary restore_fs
+  FS_R_SECS=$S_SECS
+  [ "$S_RECORDS" = "$GEN_RECORDS" ] || die "the filesystem restore reports $S_RECORDS records, expected $GEN_RECORDS"
+  rm -rf "$WORK/repo"
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+  FS_RATIO="$STORAGE vs filesystem in this run (throughput ratio = fs seconds / $STORAGE seconds): backup $B_SECS s vs $FS_B_SECS s ($(ratio "$FS_B_SECS" "$B_SECS")), restore $R_SECS s vs $FS_R_SECS s ($(ratio "$FS_R_SECS" "$R_SECS"))"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 6) verify: per-partition record counts (watermarks) and, with --verify full, a digest of
@@ -394,6 +450,7 @@ goal() { # description, awk condition over a b
   echo "our own summary lines (MB/s over record-batch bytes): backup $B_TOOL_MBS MB/s, restore $R_TOOL_MBS MB/s"
   [ -n "$REPO_BYTES" ] && echo "backup repository size: $REPO_BYTES bytes ($(awk -v r="$REPO_BYTES" -v p="$PAYLOAD" 'BEGIN { printf "%.3f", r / p }') x payload)"
   echo "noida-db RSS at the end: $(noida_rss_mib) MiB; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+  [ -n "$FS_RATIO" ] && echo "$FS_RATIO"
   echo "verification: $VERIFY_RESULT"
   echo
   echo "goals:"

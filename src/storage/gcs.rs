@@ -98,7 +98,9 @@ pub(crate) fn error_message(message: &str) -> Option<String> {
 
 /// The hint for a GCS error answer of operation `op` (`detail` is [`super::one_line`] of
 /// `e`); None when no specific cause is known. A 404 to a write or a list means the bucket
-/// is missing (an object name is never missing for those).
+/// is missing (an object name is never missing for those), or, on an emulator, that it lacks
+/// the XML API multipart upload (`POST /BUCKET/OBJECT?uploads`) opendal uses for an object
+/// written in more than one chunk.
 pub(crate) fn hint(
     op: &str,
     e: &opendal::Error,
@@ -107,7 +109,7 @@ pub(crate) fn hint(
 ) -> Option<String> {
     let h = if e.kind() == opendal::ErrorKind::NotFound && matches!(op, "write" | "list" | "delete")
     {
-        "the bucket does not exist: create it or fix storage.gcs.bucket"
+        "the bucket does not exist: create it or fix storage.gcs.bucket; or the endpoint lacks the XML API multipart upload that objects over 8 MiB use (fake-gcs-server does)"
     } else if e.kind() == opendal::ErrorKind::PermissionDenied
         || detail.contains("HTTP 403")
         || detail.contains("HTTP 401")
