@@ -107,7 +107,8 @@ pub(crate) fn hint(
     detail: &str,
     unreachable: bool,
 ) -> Option<String> {
-    let h = if e.kind() == opendal::ErrorKind::NotFound && matches!(op, "write" | "list" | "delete")
+    let h = if e.kind() == opendal::ErrorKind::NotFound
+        && matches!(op, "write" | "close" | "list" | "delete")
     {
         "the bucket does not exist: create it or fix storage.gcs.bucket; or the endpoint lacks the XML API multipart upload that objects over 8 MiB use (fake-gcs-server does)"
     } else if e.kind() == opendal::ErrorKind::PermissionDenied
