@@ -227,70 +227,251 @@ fn latest_manifest(repo: &Path) -> RunManifest {
     serde_json::from_slice(&std::fs::read(runs.join(last).join("manifest.json")).unwrap()).unwrap()
 }
 
-/// 20 kills at random points of a backup (plan, lock, fetch, segment upload, checkpoint,
-/// manifest), each resumed by the next run; the final run (without the rate limit that keeps
-/// the killed runs short of the end) completes, its manifest counts every record once and
-/// the restore equals the source.
-#[tokio::test(flavor = "multi_thread")]
-async fn kill9_at_random_points_of_a_backup_twenty_times() {
+/// `storage.encryption` of the campaign's encrypted variants (issue 16): a Secret
+/// `<backup>-keys` holding one random 32-byte key, `k1`, which the storage block names.
+struct Encrypted {
+    secret: String,
+    /// The Secret document.
+    doc: String,
+}
+
+impl Encrypted {
+    fn new(backup: &str) -> Encrypted {
+        let secret = format!("{backup}-keys");
+        let doc = crate::encryption::key_secret(&secret, &[("k1", &rand::random::<[u8; 32]>())]);
+        Encrypted { secret, doc }
+    }
+
+    /// `storage` (a storage block as `backup_yaml` takes it) with `encryption` added.
+    fn storage(&self, storage: &str) -> String {
+        format!(
+            "{storage}\n    encryption:\n      keySecret: {{name: {}}}\n      activeKeyId: k1",
+            self.secret
+        )
+    }
+}
+
+/// `docs` without the empty ones (the Secret of a plaintext variant).
+fn some<'a>(docs: &[&'a str]) -> Vec<&'a str> {
+    docs.iter().copied().filter(|d| !d.is_empty()).collect()
+}
+
+/// Every file under `dir` (recursively), as paths relative to `dir`; empty when it is missing.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The key documents of the backup whose repository directory is `backup_dir`
+/// (`keys/<run>.json`): (run id, bytes), sorted.
+fn key_docs(backup_dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let keys = backup_dir.join("keys");
+    files_under(&keys)
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(keys.join(&f)).unwrap();
+            (f.trim_end_matches(".json").to_string(), bytes)
+        })
+        .collect()
+}
+
+/// Spawns `run -f f`, waits until `ready()` holds (polled every 5 ms; at most 60 s), then kills
+/// it with SIGKILL at a random point up to `max_ms` later. Returns false when the run finished
+/// before its kill (it must have succeeded).
+fn kill_once_after(
+    f: &Path,
+    ready: impl Fn() -> bool,
+    max_ms: u64,
+    rng: &mut rand::rngs::StdRng,
+) -> bool {
+    #[allow(clippy::zombie_processes)] // killed or waited for, and reaped, below
+    let mut child = spawn_run(f);
+    let t = Instant::now();
+    let mut armed: Option<(Instant, Duration)> = None;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "an attempt that ran to its end failed");
+            return false;
+        }
+        match armed {
+            Some((since, after)) if since.elapsed() >= after => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                return true;
+            }
+            Some(_) => {}
+            None if ready() => {
+                armed = Some((
+                    Instant::now(),
+                    Duration::from_millis(rng.random_range(0..max_ms)),
+                ));
+            }
+            None => {
+                if t.elapsed() > Duration::from_secs(60) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("the run did not reach its kill point in 60 s");
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The kill -9 backup campaign on backup `name`: `kills` kills at random points of a
+/// rate-limited backup (plan, lock, fetch, segment upload, checkpoint, manifest), each resumed
+/// by the next run; the final run (without the rate limit that keeps the killed runs short of
+/// the end) completes, its manifest counts every record once and the restore equals the
+/// source. With `enc`, the repository is encrypted and one more kill comes after the run's
+/// key document and first checkpoint exist: the resumed runs unwrap that key document, so
+/// the completed run has exactly one, byte for byte the one its first attempt wrote (same
+/// wrapped data key, same `wrappedAt`).
+async fn kill9_backup_campaign(name: &str, kills: u32, mib: u32, enc: Option<Encrypted>) {
     let (seed, mut rng) = rng();
     let dir = tempfile::tempdir().unwrap();
-    let topic = unique("k9b");
-    let produced = gen_load(&topic, 3, 8);
+    let topic = unique(name);
+    let produced = gen_load(&topic, 3, mib);
     let spec = "  stopAtCurrentOffsets: true\n  compression: none\n  segmentMaxBytes: 1048576\n  checkpoint:\n    intervalSecs: 1\n";
+    let storage = fs_storage(dir.path());
+    let storage = enc
+        .as_ref()
+        .map_or(storage.clone(), |e| e.storage(&storage));
+    let secret = enc.as_ref().map_or("", |e| e.doc.as_str());
     let kb = |limit: &str| {
         backup_yaml(
-            "k9b",
+            name,
             std::slice::from_ref(&topic),
-            &fs_storage(dir.path()),
+            &storage,
             &format!("{spec}{limit}"),
         )
     };
-    let f = write_docs(
-        dir.path(),
-        &[&kb("  rateLimiting:\n    bytesPerSec: 1000000\n")],
-    );
-    let (kills, finished) = kill_loop(&f, 20, 1200, &mut rng);
+    let limited = kb("  rateLimiting:\n    bytesPerSec: 1000000\n");
+    let f = write_docs(dir.path(), &some(&[&limited, secret]));
+    let (mut kills, finished) = kill_loop(&f, kills, 1200, &mut rng);
+    let backup_dir = dir.path().join(name);
+    let first_key = if enc.is_some() {
+        let runs = backup_dir.join("runs");
+        let ready = || {
+            !key_docs(&backup_dir).is_empty()
+                && files_under(&runs)
+                    .iter()
+                    .any(|p| p.contains("/checkpoint/"))
+        };
+        assert!(
+            kill_once_after(&f, ready, 600, &mut rng),
+            "the rate-limited run finished before its kill"
+        );
+        kills += 1;
+        let docs = key_docs(&backup_dir);
+        assert_eq!(docs.len(), 1, "one key document after the kills: {docs:?}");
+        docs.into_iter().next()
+    } else {
+        None
+    };
     let unlimited = kb("");
-    let f = write_docs(dir.path(), &[&unlimited]);
+    let f = write_docs(dir.path(), &some(&[&unlimited, secret]));
     let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
     assert!(ok, "the run after the kills failed: {out}{err}");
-    let m = latest_manifest(&dir.path().join("k9b"));
+    let m = latest_manifest(&backup_dir);
     assert_eq!(manifest_records(&m), produced, "every record exactly once");
+    if let Some((run, bytes)) = &first_key {
+        assert!(m.seal.is_some(), "the completed run is encrypted");
+        assert_eq!(run, &m.run_id, "the completed run is the killed one");
+        let docs = key_docs(&backup_dir);
+        assert_eq!(
+            docs.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+            [m.run_id.as_str()],
+            "no second data key"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&docs[0].1),
+            String::from_utf8_lossy(bytes),
+            "the resumed runs kept the first attempt's key document (wrapped key, wrappedAt)"
+        );
+    }
     let kr = restore_yaml(
-        "k9b-r",
-        "k9b",
+        &format!("{name}-r"),
+        name,
         &format!("  createTopics: true\n  topicMapping:\n    {topic}: {topic}-r\n"),
     );
-    restore(dir.path(), &[&unlimited, &kr], "k9b-r").await;
+    restore(
+        dir.path(),
+        &some(&[&unlimited, &kr, secret]),
+        &format!("{name}-r"),
+    )
+    .await;
     assert_same(std::slice::from_ref(&topic), &[format!("{topic}-r")], &[]);
     println!(
-        "campaign: kill9-backup seed={seed} kills={kills} finished-before-kill={finished} records={produced}"
+        "campaign: kill9-backup{} seed={seed} kills={kills} finished-before-kill={finished} records={produced}",
+        if enc.is_some() { "-encrypted" } else { "" }
     );
 }
 
-/// 20 kills at random points of a restore (topic creation, journal, produce, offset map),
-/// each continued by the next run from its journal; the last run, without the rate limit
-/// (a setting that does not change the data), continues the same journal; the target equals
-/// the source.
+/// 20 kills at random points of a backup, each resumed by the next run; exact afterwards.
 #[tokio::test(flavor = "multi_thread")]
-async fn kill9_at_random_points_of_a_restore_twenty_times() {
+async fn kill9_at_random_points_of_a_backup_twenty_times() {
+    kill9_backup_campaign("k9b", 20, 8, None).await;
+}
+
+/// The backup campaign on an encrypted repository (issue 16): one kill at a random point,
+/// one after the run's key document and checkpoint exist; exact afterwards, with the first
+/// attempt's data key.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_an_encrypted_backup_resumes_with_its_first_data_key() {
+    kill9_backup_campaign("k9be", 1, 4, Some(Encrypted::new("k9be"))).await;
+}
+
+/// The kill -9 restore campaign from backup `name`: `kills` kills at random points of a
+/// rate-limited restore (topic creation, journal, produce, offset map), each continued by the
+/// next run from its journal; the last run, without the rate limit (a setting that does not
+/// change the data), continues the same journal; the target equals the source. With `enc`,
+/// the backup is encrypted and the kills come after the restore's journal exists (so the
+/// last run continues it); the key document is left as it was (a restore only reads it).
+async fn kill9_restore_campaign(name: &str, kills: u32, enc: Option<Encrypted>) {
     let (seed, mut rng) = rng();
     let dir = tempfile::tempdir().unwrap();
-    let topic = unique("k9r");
+    let topic = unique(name);
     let produced = gen_load(&topic, 3, 4);
+    let storage = fs_storage(dir.path());
+    let storage = enc
+        .as_ref()
+        .map_or(storage.clone(), |e| e.storage(&storage));
+    let secret = enc.as_ref().map_or("", |e| e.doc.as_str());
     let kb = backup_yaml(
-        "k9r",
+        name,
         std::slice::from_ref(&topic),
-        &fs_storage(dir.path()),
+        &storage,
         "  stopAtCurrentOffsets: true\n  compression: none\n  segmentMaxBytes: 1048576\n",
     );
-    backup(dir.path(), &[&kb], "k9r").await;
+    backup(dir.path(), &some(&[&kb, secret]), name).await;
+    let backup_dir = dir.path().join(name);
+    let keys_before = key_docs(&backup_dir);
+    assert_eq!(
+        keys_before.len(),
+        usize::from(enc.is_some()),
+        "{keys_before:?}"
+    );
     let target = format!("{topic}-r");
+    let restore_name = format!("{name}-r");
     let kr = |limit: &str| {
         restore_yaml(
-            "k9r-r",
-            "k9r",
+            &restore_name,
+            name,
             &format!(
                 "  createTopics: true\n  topicMapping:\n    {topic}: {target}\n  produceBatchSize: 20\n{limit}"
             ),
@@ -300,10 +481,27 @@ async fn kill9_at_random_points_of_a_restore_twenty_times() {
     // and its share), so 20 of them stay short of the 4 MiB.
     let f = write_docs(
         dir.path(),
-        &[&kb, &kr("  rateLimiting:\n    bytesPerSec: 100000\n")],
+        &some(&[
+            &kb,
+            &kr("  rateLimiting:\n    bytesPerSec: 100000\n"),
+            secret,
+        ]),
     );
-    let (kills, finished) = kill_loop(&f, 20, 800, &mut rng);
-    let f = write_docs(dir.path(), &[&kb, &kr("")]);
+    let (kills, finished) = if enc.is_some() {
+        let journal = backup_dir.join(format!("restores/{restore_name}/journal.json"));
+        let mut killed = 0;
+        for _ in 0..kills {
+            killed += u32::from(kill_once_after(&f, || journal.exists(), 800, &mut rng));
+        }
+        assert_eq!(
+            killed, kills,
+            "the rate-limited restore finished before its kill"
+        );
+        (killed, 0)
+    } else {
+        kill_loop(&f, kills, 800, &mut rng)
+    };
+    let f = write_docs(dir.path(), &some(&[&kb, &kr(""), secret]));
     let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
     assert!(ok, "the run after the kills failed: {out}{err}");
     assert!(
@@ -314,14 +512,33 @@ async fn kill9_at_random_points_of_a_restore_twenty_times() {
         out.contains(&format!("{produced} records")),
         "the whole restore is counted: {out}"
     );
+    assert_eq!(
+        key_docs(&backup_dir),
+        keys_before,
+        "the key document is unchanged"
+    );
     assert_same(
         std::slice::from_ref(&topic),
         std::slice::from_ref(&target),
         &[],
     );
     println!(
-        "campaign: kill9-restore seed={seed} kills={kills} finished-before-kill={finished} records={produced}"
+        "campaign: kill9-restore{} seed={seed} kills={kills} finished-before-kill={finished} records={produced}",
+        if enc.is_some() { "-encrypted" } else { "" }
     );
+}
+
+/// 20 kills at random points of a restore, each continued by the next run; exact afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_at_random_points_of_a_restore_twenty_times() {
+    kill9_restore_campaign("k9r", 20, None).await;
+}
+
+/// The restore campaign from an encrypted backup (issue 16): one kill at a random point after
+/// the journal exists; the next run continues it, and the target equals the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_a_restore_of_an_encrypted_backup_continues_exactly() {
+    kill9_restore_campaign("k9re", 1, Some(Encrypted::new("k9re"))).await;
 }
 
 /// One phase of a proxy campaign: a fault mode set before a run (count-limited, so that the
