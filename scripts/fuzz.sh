@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bounded coverage-guided fuzzing (cargo-fuzz, libFuzzer) of the pure readers: the record-batch
 # codec, segment blocks, segment indexes against their segments, the repository's JSON
-# documents, and YAML -> validated resources -> plan. Each target runs KBO_FUZZ_SECS seconds
+# documents, YAML -> validated resources -> plan, and the envelope of an encrypted repository
+# (key documents, wrapped data keys, sealed segment blocks). Each target runs KBO_FUZZ_SECS seconds
 # (default 30; the CI budget with the cluster stages) from the corpus in fuzz/corpus/<target> (read only; new inputs go to a
 # temporary directory). A crash, an out-of-memory or a timeout fails the run and leaves the
 # input in target/fuzz/artifacts/<target>/.
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${KBO_FUZZ_SECS:-30}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(batch_codec segment_blocks index_verify repo_json yaml_plan)
+[ ${#targets[@]} -gt 0 ] || targets=(batch_codec segment_blocks index_verify repo_json yaml_plan envelope)
 if [ "$secs" = 0 ]; then
   echo "== fuzzing SKIPPED (KBO_FUZZ_SECS=0): ${targets[*]}"
   exit 0

@@ -41,9 +41,14 @@ fuzz_target!(|data: &[u8]| {
     let topic = idx.topic.clone();
     let partition = idx.partition;
     // Unverified: the reader must still never panic.
-    let _ = segment::decode_checked(Bytes::copy_from_slice(seg), "fuzz.seg", &idx.blocks);
+    let _ = segment::decode_checked(Bytes::copy_from_slice(seg), "fuzz.seg", &idx.blocks, None);
     let Ok(checked) = segment::verify_index(idx_bytes, "b", &topic, partition, &seg_ref) else {
         return;
     };
-    let _ = segment::decode_checked(Bytes::copy_from_slice(seg), "fuzz.seg", &checked.blocks);
+    let _ = segment::decode_checked(
+        Bytes::copy_from_slice(seg),
+        "fuzz.seg",
+        &checked.blocks,
+        None,
+    );
 });

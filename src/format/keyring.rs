@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::FormatError;
 use super::layout;
-use super::manifest::{GroupSnapshot, RunManifest, RunSeal, from_json, to_json};
+use super::manifest::{GroupSnapshot, RunManifest, RunSeal, to_json};
 use super::seal::{self, DataKey, KekRef, KeyDocument, RunKeys};
 use crate::storage::kms::KmsClient;
 use crate::storage::{self, StorageError};
@@ -215,7 +215,7 @@ impl Keyring {
                 "run {run} of backup {backup:?} has no key document ({path}): its data key was destroyed (crypto-shredded) or lost, so its records cannot be decrypted; restore another run, or restore the key document from a copy"
             ))
         })?;
-        let doc = parse_key_doc(&bytes, &path)?;
+        let doc = seal::parse_key_doc(&bytes, &path)?;
         if doc.backup_name != backup || doc.run_id != run {
             return Err(FormatError::Corrupt(format!(
                 "{path}: the key document names backup {:?} run {}, not this run",
@@ -330,22 +330,6 @@ impl Keyring {
         storage::write_all(op, &layout::run_keys(backup, run), to_json(&new)).await?;
         Ok(true)
     }
-}
-
-/// Parses a key document named `what` (format tag, checksum, cipher). The pure part of
-/// [`Keyring::read_doc`].
-pub fn parse_key_doc(bytes: &[u8], what: &str) -> Result<KeyDocument, FormatError> {
-    let doc: KeyDocument = from_json(bytes, what)?;
-    if doc.format != layout::FORMAT_V3 || doc.cipher != seal::CIPHER {
-        return Err(FormatError::Version(format!(
-            "{what}: a key document of format {:?} with cipher {:?}; this build reads {} with {}",
-            doc.format,
-            doc.cipher,
-            layout::FORMAT_V3,
-            seal::CIPHER
-        )));
-    }
-    Ok(doc)
 }
 
 /// Seals manifest `m` of a run written with data key `dek` under `kek`: its consumer-group

@@ -330,6 +330,24 @@ pub struct KeyDocument {
     pub wrapped_at: i64,
 }
 
+/// Parses a key document named `what` (format tag, checksum, cipher): the pure part of
+/// `keyring::Keyring::read_doc`, which then checks the backup and run it names.
+///
+/// Errors: [`FormatError::Corrupt`] for bytes that are not a key document (bad JSON, checksum
+/// mismatch), [`FormatError::Version`] for another format tag or cipher.
+pub fn parse_key_doc(bytes: &[u8], what: &str) -> Result<KeyDocument, FormatError> {
+    let doc: KeyDocument = super::manifest::from_json(bytes, what)?;
+    if doc.format != super::layout::FORMAT_V3 || doc.cipher != CIPHER {
+        return Err(FormatError::Version(format!(
+            "{what}: a key document of format {:?} with cipher {:?}; this build reads {} with {CIPHER}",
+            doc.format,
+            doc.cipher,
+            super::layout::FORMAT_V3,
+        )));
+    }
+    Ok(doc)
+}
+
 /// Associated data of a Secret-wrapped data key: binds it to its backup, run and key id, so a
 /// key document moved to another run or relabelled does not unwrap.
 pub fn wrap_aad(backup: &str, run: &str, key_id: &str) -> String {

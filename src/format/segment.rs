@@ -670,7 +670,7 @@ pub fn decode_checked(
         if data.len() < end {
             return Err(FormatError::Corrupt(format!(
                 "{place} is missing: the object ends before byte {} (truncated)",
-                b.pos + b.len
+                b.pos.saturating_add(b.len)
             )));
         }
         let block = data.slice(at..end);
