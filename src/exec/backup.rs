@@ -197,15 +197,6 @@ async fn run_backup_locked(
     ctx.progress
         .bytes_planned
         .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
-    // An encrypted run's data key is wrapped and stored before any data it encrypts (a
-    // resumed run unwraps the one its first attempt stored).
-    let data_key = match &ctx.keyring {
-        Some(k) => Some(
-            k.data_key_for_writing(op, &plan.backup_name, &plan.run_id, start_time)
-                .await?,
-        ),
-        None => None,
-    };
     let checkpoint = match plan.checkpoint_interval_ms {
         Some(_) => {
             let mut w = CheckpointWriter::new(
@@ -222,6 +213,24 @@ async fn run_backup_locked(
                 last_write: std::sync::Mutex::new(Instant::now()),
             })
         }
+        None => None,
+    };
+    // An encrypted run's data key is wrapped and stored before any data it encrypts, and after
+    // the run's first checkpoint document, so that a key document always belongs to a run the
+    // next attempt resumes (a resumed run unwraps the one its first attempt stored).
+    let resumed_sealed =
+        (plan.partitions.iter()).any(|p| p.resumed_segments.iter().any(|s| s.seal.is_some()));
+    let data_key = match &ctx.keyring {
+        Some(k) => Some(
+            k.data_key_for_writing(
+                op,
+                &plan.backup_name,
+                &plan.run_id,
+                start_time,
+                resumed_sealed,
+            )
+            .await?,
+        ),
         None => None,
     };
     let shared = Shared {

@@ -104,7 +104,7 @@ pub async fn run_retention(
 /// Deletes `path`: with `versions`, every version of it (current first, delete markers
 /// last), stopping at the first the store refuses; else (or when the store lists no
 /// version: not versioned) a plain DELETE.
-async fn delete_key(op: &Operator, path: &str, versions: bool) -> Result<(), StorageError> {
+pub async fn delete_key(op: &Operator, path: &str, versions: bool) -> Result<(), StorageError> {
     if !versions {
         return op
             .delete(path)

@@ -228,11 +228,11 @@ pub async fn shred(op: &Operator, backup: &str, run: &str, now_ms: i64) -> Resul
             ),
         ));
     }
-    op.delete(&path).await.map_err(|e| {
-        FlowError::from(ObserveError::from(crate::storage::backend(
-            "delete", &path, e,
-        )))
-    })?;
+    // In a versioned bucket a plain DELETE only adds a delete marker: every version goes.
+    let versioned = op.info().capability().list_with_versions;
+    crate::exec::retention::delete_key(op, &path, versioned)
+        .await
+        .map_err(ObserveError::from)?;
     tracing::info!(backup, run, "run data key destroyed (crypto-shredded)");
     Ok(())
 }

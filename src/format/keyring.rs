@@ -49,6 +49,25 @@ fn config(m: String) -> StorageError {
     StorageError::Config(m)
 }
 
+/// A KMS failure as a storage error: a temporary one (throttling, 5xx, a timeout) stays
+/// temporary, so the run is retried; others are configuration errors. `what` prefixes it.
+fn kms_error(what: &str, e: crate::storage::kms::KmsError) -> StorageError {
+    if e.is_transient() {
+        let msg = format!("{what}{e}");
+        StorageError::Backend {
+            op: "kms",
+            path: e.key_id().to_string(),
+            source: Box::new(
+                opendal::Error::new(opendal::ErrorKind::Unexpected, msg.clone()).set_temporary(),
+            ),
+            detail: msg,
+            hint: String::new(),
+        }
+    } else {
+        config(format!("{what}{e}"))
+    }
+}
+
 /// The KMS encryption context of run `run` of backup `backup` (docs/security.md).
 pub fn kms_context(backup: &str, run: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -146,7 +165,7 @@ impl Keyring {
                 let blob = c
                     .encrypt(dek.bytes(), &kms_context(backup, run))
                     .await
-                    .map_err(|e| config(e.to_string()))?;
+                    .map_err(|e| kms_error("", e))?;
                 Ok((
                     self.active(),
                     base64::engine::general_purpose::STANDARD.encode(blob),
@@ -158,15 +177,19 @@ impl Keyring {
     /// The data key of run `run` for writing: the run's key document if an earlier attempt
     /// wrote it (a resumed run), else a fresh key (KMS: GenerateDataKey), wrapped and written
     /// before any data it encrypts.
+    ///
+    /// `resumed_sealed`: the run resumes with segments its earlier attempt encrypted; their
+    /// key document must then exist (a fresh key could not read them).
     pub async fn data_key_for_writing(
         &self,
         op: &Operator,
         backup: &str,
         run: &str,
         now_ms: i64,
+        resumed_sealed: bool,
     ) -> Result<Arc<DataKey>, StorageError> {
         let path = layout::run_keys(backup, run);
-        if storage::read_opt(op, &path).await?.is_some() {
+        if resumed_sealed || storage::read_opt(op, &path).await?.is_some() {
             return self.data_key(op, backup, run).await;
         }
         let (dek, wrapped) = match &self.kek {
@@ -175,7 +198,7 @@ impl Keyring {
                 let (plain, blob) = c
                     .generate_data_key(&kms_context(backup, run))
                     .await
-                    .map_err(|e| config(e.to_string()))?;
+                    .map_err(|e| kms_error("", e))?;
                 (
                     DataKey::from_bytes(plain),
                     (
@@ -276,9 +299,12 @@ impl Keyring {
                     .decrypt(&blob, &kms_context(backup, run))
                     .await
                     .map_err(|e| {
-                        config(format!(
-                            "run {run} of backup {backup:?} (data key wrapped by KMS key {key_id:?}): {e}"
-                        ))
+                        kms_error(
+                            &format!(
+                                "run {run} of backup {backup:?} (data key wrapped by KMS key {key_id:?}): "
+                            ),
+                            e,
+                        )
                     })?;
                 Ok(DataKey::from_bytes(plain))
             }
