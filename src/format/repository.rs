@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::FormatError;
+#[cfg_attr(not(feature = "runtime"), allow(unused_imports))]
 use super::layout::{self, FORMAT, FORMAT_V1};
 use super::manifest::{Checkpoint, RunManifest, SegmentRef, from_json};
 #[cfg(feature = "runtime")]
