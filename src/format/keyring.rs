@@ -189,8 +189,12 @@ impl Keyring {
         resumed_sealed: bool,
     ) -> Result<Arc<DataKey>, StorageError> {
         let path = layout::run_keys(backup, run);
-        if resumed_sealed || storage::read_opt(op, &path).await?.is_some() {
+        if resumed_sealed {
             return self.data_key(op, backup, run).await;
+        }
+        if let Some(doc) = Self::read_doc_opt(op, backup, run).await? {
+            let dek = self.unwrap_doc(&doc).await?;
+            return Ok(self.remember(backup, run, dek));
         }
         let (dek, wrapped) = match &self.kek {
             Kek::Kms(c) => {
@@ -226,18 +230,16 @@ impl Keyring {
         Ok(self.remember(backup, run, dek))
     }
 
-    /// Reads run `run`'s key document (checked: format, checksum, backup and run).
-    pub async fn read_doc(
+    /// Reads run `run`'s key document (checked: format, checksum, backup and run), if any.
+    async fn read_doc_opt(
         op: &Operator,
         backup: &str,
         run: &str,
-    ) -> Result<KeyDocument, StorageError> {
+    ) -> Result<Option<KeyDocument>, StorageError> {
         let path = layout::run_keys(backup, run);
-        let bytes = storage::read_opt(op, &path).await?.ok_or_else(|| {
-            StorageError::NotFound(format!(
-                "run {run} of backup {backup:?} has no key document ({path}): its data key was destroyed (crypto-shredded) or lost, so its records cannot be decrypted; restore another run, or restore the key document from a copy"
-            ))
-        })?;
+        let Some(bytes) = storage::read_opt(op, &path).await? else {
+            return Ok(None);
+        };
         let doc = seal::parse_key_doc(&bytes, &path)?;
         if doc.backup_name != backup || doc.run_id != run {
             return Err(FormatError::Corrupt(format!(
@@ -246,7 +248,21 @@ impl Keyring {
             ))
             .into());
         }
-        Ok(doc)
+        Ok(Some(doc))
+    }
+
+    /// Reads run `run`'s key document (checked: format, checksum, backup and run).
+    pub async fn read_doc(
+        op: &Operator,
+        backup: &str,
+        run: &str,
+    ) -> Result<KeyDocument, StorageError> {
+        Self::read_doc_opt(op, backup, run).await?.ok_or_else(|| {
+            StorageError::NotFound(format!(
+                "run {run} of backup {backup:?} has no key document ({}): its data key was destroyed (crypto-shredded) or lost, so its records cannot be decrypted; restore another run, or restore the key document from a copy",
+                layout::run_keys(backup, run)
+            ))
+        })
     }
 
     /// The data key of run `run` of `backup` (cached after the first unwrap). Errors name

@@ -203,22 +203,47 @@ pub fn verify_manifest_mac(
     })
 }
 
-/// Seals `plain` (a consumer-group snapshot's JSON) under the run's groups key: base64 of
-/// nonce (12 random bytes) ‖ ciphertext ‖ tag; associated data `aad` (backup and run).
-pub fn seal_groups(key: &DataKey, aad: &str, plain: &[u8]) -> String {
-    let k = aead_key(&key.prk(&[]), INFO_GROUPS);
+/// Seals `plain` under `key` with a fresh random nonce: base64 of nonce (12 bytes) ‖
+/// ciphertext ‖ tag, associated data `aad`.
+fn seal_random_nonce(key: &LessSafeKey, aad: &str, plain: &[u8]) -> String {
     let mut nonce = [0u8; 12];
     rng_fill(&mut nonce);
-    let mut buf = plain.to_vec();
-    k.seal_in_place_append_tag(
+    let mut buf = Zeroizing::new(plain.to_vec());
+    key.seal_in_place_append_tag(
         Nonce::assume_unique_for_key(nonce),
         Aad::from(aad.as_bytes()),
-        &mut buf,
+        &mut *buf,
     )
-    .expect("a snapshot is far below AES-GCM's length limit");
+    .expect("far below AES-GCM's length limit");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&buf);
     base64::engine::general_purpose::STANDARD.encode(out)
+}
+
+/// Opens what [`seal_random_nonce`] sealed; `None` when it does not decode or authenticate.
+/// The plaintext is in a buffer wiped when dropped.
+fn open_random_nonce(key: &LessSafeKey, aad: &str, sealed: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(sealed)
+        .ok()?;
+    if raw.len() < 12 + TAG_LEN {
+        return None;
+    }
+    let (nonce, ct) = raw.split_at(12);
+    let mut buf = Zeroizing::new(ct.to_vec());
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let n = key
+        .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf[..])
+        .ok()?
+        .len();
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// Seals `plain` (a consumer-group snapshot's JSON) under the run's groups key: base64 of
+/// nonce (12 random bytes) ‖ ciphertext ‖ tag; associated data `aad` (backup and run).
+pub fn seal_groups(key: &DataKey, aad: &str, plain: &[u8]) -> String {
+    seal_random_nonce(&aead_key(&key.prk(&[]), INFO_GROUPS), aad, plain)
 }
 
 /// Opens what [`seal_groups`] sealed. Errors name `what`.
@@ -228,27 +253,13 @@ pub fn open_groups(
     sealed: &str,
     what: &str,
 ) -> Result<Vec<u8>, FormatError> {
-    let bad = || {
-        FormatError::Corrupt(format!(
-            "{what}: the sealed consumer-group snapshot does not authenticate: it was changed or belongs to another run"
-        ))
-    };
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(sealed)
-        .map_err(|_| bad())?;
-    if raw.len() < 12 + TAG_LEN {
-        return Err(bad());
-    }
-    let (nonce, ct) = raw.split_at(12);
-    let k = aead_key(&key.prk(&[]), INFO_GROUPS);
-    let mut buf = ct.to_vec();
-    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad())?;
-    let n = k
-        .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf)
-        .map_err(|_| bad())?
-        .len();
-    buf.truncate(n);
-    Ok(buf)
+    open_random_nonce(&aead_key(&key.prk(&[]), INFO_GROUPS), aad, sealed)
+        .map(|b| b.to_vec())
+        .ok_or_else(|| {
+            FormatError::Corrupt(format!(
+                "{what}: the sealed consumer-group snapshot does not authenticate: it was changed or belongs to another run"
+            ))
+        })
 }
 
 /// The data keys of the runs a read needs, unwrapped ahead of it (a restore loads them all
@@ -354,45 +365,24 @@ pub fn wrap_aad(backup: &str, run: &str, key_id: &str) -> String {
     format!("kbo data key v1\0{backup}\0{run}\0{key_id}")
 }
 
+fn kek_key(kek: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&aead::AES_256_GCM, kek).expect("32-byte key"))
+}
+
 /// Wraps `dek` under a 32-byte KEK: base64 of nonce ‖ ciphertext ‖ tag.
 pub fn wrap_with_kek(kek: &[u8; 32], dek: &DataKey, aad: &str) -> String {
-    let k = LessSafeKey::new(UnboundKey::new(&aead::AES_256_GCM, kek).expect("32-byte key"));
-    let mut nonce = [0u8; 12];
-    rng_fill(&mut nonce);
-    let mut buf = Zeroizing::new(dek.bytes().to_vec());
-    k.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(aad.as_bytes()),
-        &mut *buf,
-    )
-    .expect("32 bytes");
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&buf);
-    base64::engine::general_purpose::STANDARD.encode(out)
+    seal_random_nonce(&kek_key(kek), aad, dek.bytes())
 }
 
 /// Unwraps what [`wrap_with_kek`] wrapped. `None` when it does not authenticate (another
 /// KEK, another run, or changed bytes).
 pub fn unwrap_with_kek(kek: &[u8; 32], wrapped: &str, aad: &str) -> Option<DataKey> {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(wrapped)
-        .ok()?;
-    if raw.len() != 12 + 32 + TAG_LEN {
-        return None;
-    }
-    let (nonce, ct) = raw.split_at(12);
-    let k = LessSafeKey::new(UnboundKey::new(&aead::AES_256_GCM, kek).ok()?);
-    let mut buf = Zeroizing::new(ct.to_vec());
-    let plain = k
-        .open_in_place(
-            Nonce::try_assume_unique_for_key(nonce).ok()?,
-            Aad::from(aad.as_bytes()),
-            &mut buf[..],
-        )
-        .ok()?;
+    let plain = open_random_nonce(&kek_key(kek), aad, wrapped)?;
     let mut key = Zeroizing::new([0u8; 32]);
-    key.copy_from_slice(plain);
-    Some(DataKey(key))
+    (plain.len() == 32).then(|| {
+        key.copy_from_slice(&plain);
+        DataKey(key)
+    })
 }
 
 #[cfg(test)]
