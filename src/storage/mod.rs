@@ -180,9 +180,8 @@ impl StorageTarget {
         }
     }
 
-    /// Builds the opendal operator (a filesystem root is created if missing).
-    pub fn operator(&self) -> Result<Operator, StorageError> {
-        let cfg = |e: opendal::Error| StorageError::Config(e.to_string());
+    /// The opendal service name and settings of this target.
+    fn service_settings(&self) -> (&'static str, BTreeMap<&'static str, String>) {
         let mut map: BTreeMap<&str, String> = BTreeMap::new();
         let scheme = match self {
             StorageTarget::Fs { root } => {
@@ -293,6 +292,13 @@ impl StorageTarget {
                 "gcs"
             }
         };
+        (scheme, map)
+    }
+
+    /// Builds the opendal operator (a filesystem root is created if missing).
+    pub fn operator(&self) -> Result<Operator, StorageError> {
+        let cfg = |e: opendal::Error| StorageError::Config(e.to_string());
+        let (scheme, map) = self.service_settings();
         let mut op = Operator::via_iter(scheme, map.into_iter().map(|(k, v)| (k.to_string(), v)))
             .map_err(cfg)?;
         if matches!(scheme, "fs" | "memory") {
