@@ -10,11 +10,11 @@ pub mod cli;
 #[cfg(feature = "runtime")]
 pub mod exec;
 pub mod facts;
-#[cfg(feature = "runtime")]
-pub mod flow;
 pub mod format;
 #[cfg(feature = "runtime")]
 pub mod kafka;
+#[cfg(feature = "runtime")]
+pub mod kinds;
 #[cfg(feature = "runtime")]
 pub mod observe;
 #[cfg(feature = "runtime")]

@@ -35,7 +35,7 @@ async fn main() -> std::process::ExitCode {
         Err(e) => {
             // The category is a stable label (docs/architecture.md, "Failure categories").
             let category = e
-                .downcast_ref::<kafka_backup_operator::flow::FlowError>()
+                .downcast_ref::<kafka_backup_operator::kinds::KindError>()
                 .map(|f| f.category())
                 .or_else(|| {
                     e.downcast_ref::<kafka_backup_operator::exec::ExecError>()

@@ -13,8 +13,8 @@ async fn open(inputs: &super::Inputs) -> anyhow::Result<(opendal::Operator, Stri
         );
     };
     let (op, _, _, _) =
-        crate::flow::prepare_validation(&kbv, kb.as_deref(), &secrets, &inputs.pvc_root).await?;
-    let ev = crate::flow::evidence_storage(&kbv, &secrets, &inputs.pvc_root, &op)?;
+        crate::kinds::validation::prepare(&kbv, kb.as_deref(), &secrets, &inputs.pvc_root).await?;
+    let ev = crate::kinds::validation::evidence_storage(&kbv, &secrets, &inputs.pvc_root, &op)?;
     Ok((
         ev,
         kbv.spec.backup_ref.name.clone(),

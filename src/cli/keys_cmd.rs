@@ -3,7 +3,7 @@
 //! rotation); `shred` destroys one run's data key (crypto-shredding) and asks for `--yes`.
 use super::load::{Target, load};
 use super::{KeysCommand, OutputFormat};
-use crate::flow::encryption;
+use crate::kinds::encryption;
 
 fn backup(
     inputs: &super::Inputs,

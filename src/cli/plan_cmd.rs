@@ -2,7 +2,9 @@
 use super::load::{Target, load};
 use super::report::{backup_table, restore_table};
 use super::{OutputFormat, PlanArgs};
-use crate::flow::{Access, prepare_backup, prepare_restore};
+use crate::kinds::{
+    Access, backup::prepare as prepare_backup, restore::prepare as prepare_restore,
+};
 
 /// Runs the `plan` command and returns what to print.
 pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
@@ -43,7 +45,7 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
             out
         }
         Target::OffsetReset(kor, restore) => {
-            let p = crate::flow::prepare_offset_reset(
+            let p = crate::kinds::offset_reset::prepare(
                 &kor,
                 super::load::borrow_restore(&restore),
                 &secrets,
@@ -67,7 +69,7 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
             })?
         }
         Target::OffsetRollback(korb, restore) => {
-            let p = crate::flow::prepare_offset_rollback(
+            let p = crate::kinds::offset_rollback::prepare(
                 &korb,
                 super::load::borrow_restore(&restore),
                 &secrets,
@@ -88,7 +90,7 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
             }
         }
         Target::Validation(kbv, kb) => {
-            let (_, m, sha, _) = crate::flow::prepare_validation(
+            let (_, m, sha, _) = crate::kinds::validation::prepare(
                 &kbv,
                 kb.as_deref(),
                 &secrets,

@@ -8,7 +8,9 @@ use super::load::{Target, load};
 use super::report::{restore_table, spawn_reporter, summary};
 use crate::exec::engine::system_now_ms;
 use crate::exec::{Cancel, Event, ExecContext, Limits, Progress, run_backup, run_restore};
-use crate::flow::{Access, prepare_backup, prepare_restore};
+use crate::kinds::{
+    Access, backup::prepare as prepare_backup, restore::prepare as prepare_restore,
+};
 
 /// Runs the `run` command. Ctrl-C cancels: a backup keeps its checkpoint and resumes when run
 /// again; a continuous backup completes its run with what it has.
@@ -68,9 +70,13 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 crate::format::layout::manifest(&m.backup_name, &m.run_id)
             );
             if kb.spec.retention.enabled {
-                let op =
-                    crate::flow::retention_storage(&kb, &secrets, &args.inputs.pvc_root, &prep.op)?;
-                let r = crate::flow::apply_retention(&kb, &op, system_now_ms()).await?;
+                let op = crate::kinds::retention::storage(
+                    &kb,
+                    &secrets,
+                    &args.inputs.pvc_root,
+                    &prep.op,
+                )?;
+                let r = crate::kinds::retention::apply(&kb, &op, system_now_ms()).await?;
                 println!(
                     "retention{}: {} runs inspected, {} pruned {:?}, {} segments ({} bytes) {}",
                     if r.dry_run { " (dryRun)" } else { "" },
@@ -175,7 +181,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             }
         }
         Target::OffsetReset(kor, restore) => {
-            let p = crate::flow::prepare_offset_reset(
+            let p = crate::kinds::offset_reset::prepare(
                 &kor,
                 super::load::borrow_restore(&restore),
                 &secrets,
@@ -198,7 +204,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             )?;
         }
         Target::OffsetRollback(korb, restore) => {
-            let p = crate::flow::prepare_offset_rollback(
+            let p = crate::kinds::offset_rollback::prepare(
                 &korb,
                 super::load::borrow_restore(&restore),
                 &secrets,
@@ -248,7 +254,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                     "spec.schedule is followed by the operator; run executes one validation now"
                 );
             }
-            let done = crate::flow::run_validation(
+            let done = crate::kinds::validation::run(
                 &kbv,
                 kb.as_deref(),
                 &secrets,

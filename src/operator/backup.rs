@@ -17,7 +17,7 @@ use super::status::{Live, conflict_ok, set_condition, update_status, update_stat
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{BackupPhase, BackupRunRecord, ConditionStatus, KafkaBackup};
 use crate::exec::{Cancel, ExecContext, ExecError, Progress, run_backup};
-use crate::flow::{Access, prepare_backup};
+use crate::kinds::{Access, backup::prepare as prepare_backup};
 
 /// Runs kept in `status.history`.
 pub const HISTORY_LIMIT: usize = 10;
@@ -269,13 +269,13 @@ async fn run_task(
                     // Retention after a successful run only; its failure does not fail the run.
                     let retention = if kb.spec.retention.enabled {
                         let r = async {
-                            let op = crate::flow::retention_storage(
+                            let op = crate::kinds::retention::storage(
                                 &kb,
                                 &secrets,
                                 &ctx.pvc_root,
                                 &prep.op,
                             )?;
-                            crate::flow::apply_retention(
+                            crate::kinds::retention::apply(
                                 &kb,
                                 &op,
                                 Timestamp::now().as_millisecond(),

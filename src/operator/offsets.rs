@@ -282,7 +282,7 @@ impl OneShot for KafkaOffsetReset {
                 ),
                 None => None,
             };
-            let p = crate::flow::prepare_offset_reset(
+            let p = crate::kinds::offset_reset::prepare(
                 &kor,
                 restore.as_ref().map(|(r, b)| (r, b.as_ref())),
                 &store,
@@ -361,7 +361,13 @@ impl OneShot for KafkaOffsetRollback {
             let r = &korb.spec.snapshot_ref;
             let p = if let Some(n) = &r.name {
                 let snap = load_configmap(&ctx, &ns, n, "spec.snapshotRef.name").await?;
-                crate::flow::rollback_to(&korb, snap, format!("configmap/{ns}/{n}"), &store).await?
+                crate::kinds::offset_rollback::rollback_to(
+                    &korb,
+                    snap,
+                    format!("configmap/{ns}/{n}"),
+                    &store,
+                )
+                .await?
             } else if let Some(k) = &r.offset_reset_ref {
                 let kor = Api::<KafkaOffsetReset>::namespaced(ctx.client.clone(), &ns)
                     .get_opt(k)
@@ -374,13 +380,18 @@ impl OneShot for KafkaOffsetRollback {
                 };
                 let snap =
                     load_configmap(&ctx, &ns, &id, "spec.snapshotRef.offsetResetRef").await?;
-                crate::flow::rollback_to(&korb, snap, format!("configmap/{ns}/{id}"), &store)
-                    .await?
+                crate::kinds::offset_rollback::rollback_to(
+                    &korb,
+                    snap,
+                    format!("configmap/{ns}/{id}"),
+                    &store,
+                )
+                .await?
             } else if let Some(rn) = &r.restore_ref {
                 let (kr, kb) =
                     restore_with_backup(&ctx, &ns, rn, &mut store, "spec.snapshotRef.restoreRef")
                         .await?;
-                crate::flow::prepare_offset_rollback(
+                crate::kinds::offset_rollback::prepare(
                     &korb,
                     Some((&kr, kb.as_ref())),
                     &store,
@@ -389,7 +400,7 @@ impl OneShot for KafkaOffsetRollback {
                 )
                 .await?
             } else {
-                crate::flow::prepare_offset_rollback(
+                crate::kinds::offset_rollback::prepare(
                     &korb,
                     None,
                     &store,

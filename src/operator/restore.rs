@@ -16,7 +16,7 @@ use super::status::{Live, conflict_ok, set_condition, update_status, update_stat
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{ConditionStatus, KafkaBackup, KafkaRestore, KafkaRestoreStatus, RestorePhase};
 use crate::exec::{Cancel, ExecContext, ExecError, Progress, run_restore};
-use crate::flow::{Access, prepare_restore};
+use crate::kinds::{Access, restore::prepare as prepare_restore};
 
 /// Reconciles one KafkaRestore.
 pub async fn reconcile(kr: Arc<KafkaRestore>, ctx: Arc<Context>) -> Result<Action, OperatorError> {

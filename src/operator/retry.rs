@@ -11,7 +11,7 @@ use std::time::Duration;
 use backon::BackoffBuilder;
 
 use crate::exec::{Cancel, ExecError};
-use crate::flow::FlowError;
+use crate::kinds::KindError;
 
 /// Attempts per run, the first included.
 pub const RUN_ATTEMPTS: usize = 3;
@@ -85,10 +85,10 @@ pub enum Pause {
     Wait { message: String },
 }
 
-impl From<FlowError> for RunFailure {
-    fn from(e: FlowError) -> Self {
+impl From<KindError> for RunFailure {
+    fn from(e: KindError) -> Self {
         match e {
-            FlowError::Exec(e) => e.into(),
+            KindError::Exec(e) => e.into(),
             e => RunFailure {
                 kind: RunFailure::kind_of(e.is_transient()),
                 message: format!("[{}] {e}", e.category()),

@@ -1,5 +1,5 @@
 //! KafkaBackupValidation on the generic controller ([`super::oneshot`]): once per generation,
-//! or on `schedule` (with `timeZone` and `suspend`). A run is [`crate::flow::run_validation`],
+//! or on `schedule` (with `timeZone` and `suspend`). A run is [`crate::kinds::validation::run`],
 //! the same as `run -f`. Phase `Completed` means the checks ran (the verdict is
 //! `validationResult`); `Failed` means the validation could not run (a missing Secret, storage
 //! or cluster unreachable). Each finished run sets the metrics
@@ -135,8 +135,8 @@ impl OneShot for KafkaBackupValidation {
             )
             .await?;
             let now = crate::exec::engine::system_now_ms();
-            let done =
-                crate::flow::run_validation(&kbv, kb.as_ref(), &store, &ctx.pvc_root, now).await?;
+            let done = crate::kinds::validation::run(&kbv, kb.as_ref(), &store, &ctx.pvc_root, now)
+                .await?;
             let r = &done.report;
             let passed = r.result != Outcome::Fail;
             ctx.metrics.validation_finished(

@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 use kafka_backup_operator::cli::load::{Target, load};
 use kafka_backup_operator::exec::engine::system_now_ms;
 use kafka_backup_operator::exec::{Cancel, ExecContext, Progress, run_backup};
-use kafka_backup_operator::flow::{Access, prepare_backup};
 use kafka_backup_operator::format::batch::{Codec, Record, encode_batch};
+use kafka_backup_operator::kinds::{Access, backup::prepare as prepare_backup};
 
 use crate::support::*;
 

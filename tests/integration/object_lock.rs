@@ -118,7 +118,7 @@ async fn lock_check(
     let Target::Validation(v, kb) = target else {
         panic!("{name} is not a validation")
     };
-    let done = kafka_backup_operator::flow::run_validation(
+    let done = kafka_backup_operator::kinds::validation::run(
         &v,
         kb.as_deref(),
         &secrets,
@@ -156,7 +156,7 @@ async fn retention(
     .unwrap()
     .operator()
     .unwrap();
-    kafka_backup_operator::flow::apply_retention(&kb, &op, now_ms)
+    kafka_backup_operator::kinds::retention::apply(&kb, &op, now_ms)
         .await
         .map_err(|e| e.to_string())
 }

@@ -5,9 +5,9 @@ use crate::support::*;
 use kafka_backup_operator::cli::load::{Target, load};
 use kafka_backup_operator::exec::engine::system_now_ms;
 use kafka_backup_operator::exec::{Cancel, Event, ExecContext, Progress, run_backup};
-use kafka_backup_operator::flow::{Access, prepare_backup};
 use kafka_backup_operator::format::checkpoint;
 use kafka_backup_operator::format::manifest::{Checkpoint, RunManifest};
+use kafka_backup_operator::kinds::{Access, backup::prepare as prepare_backup};
 use kafka_backup_operator::storage::StorageTarget;
 
 /// The checkpoint of the (first) run of backup `name` in the filesystem repository `dir`, as a

@@ -10,9 +10,11 @@ use kafka_backup_operator::exec::engine::system_now_ms;
 use kafka_backup_operator::exec::{
     Cancel, ExecContext, Progress, RestoreOutcome, run_backup, run_restore,
 };
-use kafka_backup_operator::flow::{Access, FlowError, prepare_backup, prepare_restore};
 use kafka_backup_operator::format::manifest::RunManifest;
 use kafka_backup_operator::kafka::{ClientConfig, KafkaClient};
+use kafka_backup_operator::kinds::{
+    Access, KindError, backup::prepare as prepare_backup, restore::prepare as prepare_restore,
+};
 
 /// Endpoints written by testenv/start.sh.
 pub struct Env {
@@ -241,10 +243,10 @@ pub enum Outcome {
 }
 
 /// Runs the resource `name` of `docs` through the library (observe -> compile -> execute).
-pub async fn run_docs(dir: &Path, docs: &[&str], name: &str) -> Result<Outcome, FlowError> {
+pub async fn run_docs(dir: &Path, docs: &[&str], name: &str) -> Result<Outcome, KindError> {
     let f = write_docs(dir, docs);
     let (target, secrets) = load(&[f], Some(name)).map_err(|e| {
-        FlowError::Exec(kafka_backup_operator::exec::ExecError::Failed(
+        KindError::Exec(kafka_backup_operator::exec::ExecError::Failed(
             e.to_string(),
         ))
     })?;

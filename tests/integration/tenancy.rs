@@ -119,7 +119,7 @@ async fn two_namespaces(dir: &Path, storage: &str, extra: &[&str], op: &Operator
     let refs: Vec<&str> = docs_b.iter().map(String::as_str).collect();
     let kb_b = kafka_backup(dir, &refs, "shared");
     let now = kafka_backup_operator::exec::engine::system_now_ms();
-    let e = kafka_backup_operator::flow::apply_retention(&kb_b, op, now)
+    let e = kafka_backup_operator::kinds::retention::apply(&kb_b, op, now)
         .await
         .expect_err("team-b's retention in team-a's repository");
     assert!(e.to_string().contains("team-a/shared"), "{e}");

@@ -813,12 +813,12 @@ async fn a_group_ahead_of_the_cut_is_a_note_not_a_failure() {
     let Target::Backup(kbr) = target else {
         panic!("a backup")
     };
-    let p = kafka_backup_operator::flow::prepare_backup(
+    let p = kafka_backup_operator::kinds::backup::prepare(
         &kbr,
         &secrets,
         &dir.path().join("pvc"),
         kafka_backup_operator::exec::engine::system_now_ms(),
-        kafka_backup_operator::flow::Access::ReadWrite,
+        kafka_backup_operator::kinds::Access::ReadWrite,
     )
     .await
     .unwrap();

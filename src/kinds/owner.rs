@@ -4,7 +4,7 @@
 use kube::api::ObjectMeta;
 use opendal::Operator;
 
-use super::FlowError;
+use super::KindError;
 use crate::api::KafkaBackup;
 use crate::exec::repository::{check_owner, location};
 use crate::format::repository::{ADOPT_ANNOTATION, Owner, load_record};
@@ -15,7 +15,7 @@ use crate::observe::ObserveError;
 /// repository from when annotated `kafka.oso.sh/adopt-repository: <namespace>/<name>`.
 ///
 /// Errors: an annotation value that is not `<namespace>/<name>` (naming the annotation).
-pub fn backup_owner(meta: &ObjectMeta) -> Result<(Owner, Option<Owner>), FlowError> {
+pub fn backup_owner(meta: &ObjectMeta) -> Result<(Owner, Option<Owner>), KindError> {
     let owner = Owner::new(
         meta.namespace.as_deref(),
         meta.name.as_deref().unwrap_or_default(),
@@ -43,7 +43,7 @@ pub async fn check_backup_repository(
     owner: &Owner,
     adopt: Option<&Owner>,
     now_ms: i64,
-) -> Result<(), FlowError> {
+) -> Result<(), KindError> {
     if let Some(rec) = Box::pin(load_record(op, backup)).await? {
         check_owner(&rec, owner, adopt, &location(op, backup), now_ms).map_err(|message| {
             ObserveError::Config {
@@ -67,7 +67,7 @@ pub async fn check_reader_repository(
     backup: &str,
     kb: Option<&KafkaBackup>,
     inline: bool,
-) -> Result<Option<Owner>, FlowError> {
+) -> Result<Option<Owner>, KindError> {
     let Some(rec) = Box::pin(load_record(op, backup)).await? else {
         return Ok(None);
     };

@@ -304,13 +304,13 @@ async fn remove_attempt(
 ///
 /// Errors: the lease cannot be taken (storage); storage or broker failures of the comparison.
 pub async fn restore_and_check(
-    prep: &super::PreparedRestore,
+    prep: &super::restore::PreparedRestore,
     manifest: &crate::format::manifest::RunManifest,
     only: &[String],
     validation: &str,
     now_ms: i64,
     scratch_topics: &[String],
-) -> Result<Vec<crate::exec::validate::CheckReport>, super::FlowError> {
+) -> Result<Vec<crate::exec::validate::CheckReport>, super::KindError> {
     use crate::exec::validate::{CheckReport, Outcome};
     let backup = prep.plan.backup_name.as_str();
     let attempt = prep.plan.restore_name.as_str();

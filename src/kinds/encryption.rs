@@ -4,13 +4,13 @@
 //! only; the cryptography is `format::keyring`'s and `format::seal`'s.
 use opendal::Operator;
 
-use super::FlowError;
+use super::KindError;
 use crate::format::keyring::Keyring;
 use crate::format::manifest::{Checkpoint, RunManifest};
 use crate::format::{layout, seal::RunKeys};
 use crate::observe::ObserveError;
 
-fn config(field: &str, message: String) -> FlowError {
+fn config(field: &str, message: String) -> KindError {
     ObserveError::Config {
         field: field.into(),
         message,
@@ -30,7 +30,7 @@ pub async fn open_run(
     keyring: Option<&Keyring>,
     m: &mut RunManifest,
     field: &str,
-) -> Result<(), FlowError> {
+) -> Result<(), KindError> {
     match (keyring, m.seal.is_some()) {
         (None, false) => Ok(()),
         (None, true) => Err(config(
@@ -68,7 +68,7 @@ pub fn check_checkpoint(
     keyring: Option<&Keyring>,
     c: &Checkpoint,
     field: &str,
-) -> Result<(), FlowError> {
+) -> Result<(), KindError> {
     let segs = || c.partitions.values().flat_map(|p| &p.segments);
     let sealed = segs().any(|s| s.seal.is_some());
     let plain = segs().any(|s| s.seal.is_none());
@@ -97,7 +97,7 @@ pub async fn run_keys(
     op: &Operator,
     keyring: Option<&Keyring>,
     m: &RunManifest,
-) -> Result<RunKeys, FlowError> {
+) -> Result<RunKeys, KindError> {
     let runs = crate::exec::keys::sealed_runs(
         (m.topics.iter().flat_map(|t| &t.partitions)).flat_map(|p| &p.segments),
     );
@@ -127,7 +127,7 @@ pub fn open_encrypted(
     kb: &crate::api::KafkaBackup,
     secrets: &crate::api::Secrets,
     pvc_root: &std::path::Path,
-) -> Result<(Operator, Keyring), FlowError> {
+) -> Result<(Operator, Keyring), KindError> {
     let spec = &kb.spec.storage;
     let target = crate::observe::storage_target(spec, secrets, pvc_root, "spec.storage")?;
     let keyring = crate::observe::keyring(spec, secrets, "spec.storage")?.ok_or_else(|| {
@@ -140,7 +140,7 @@ pub fn open_encrypted(
 }
 
 /// The run ids that have a key document in `backup`'s repository, sorted.
-pub async fn keyed_runs(op: &Operator, backup: &str) -> Result<Vec<String>, FlowError> {
+pub async fn keyed_runs(op: &Operator, backup: &str) -> Result<Vec<String>, KindError> {
     let dir = layout::keys_dir(backup);
     let entries = match op.list(&dir).await {
         Ok(e) => e,
@@ -158,7 +158,7 @@ pub async fn keyed_runs(op: &Operator, backup: &str) -> Result<Vec<String>, Flow
 }
 
 /// Every run's key document of `backup`: which KEK wraps it.
-pub async fn list_keys(op: &Operator, backup: &str) -> Result<Vec<RunKeyInfo>, FlowError> {
+pub async fn list_keys(op: &Operator, backup: &str) -> Result<Vec<RunKeyInfo>, KindError> {
     let mut out = vec![];
     for run in keyed_runs(op, backup).await? {
         let d = Keyring::read_doc(op, backup, &run)
@@ -183,7 +183,7 @@ pub async fn rewrap(
     keyring: &Keyring,
     backup: &str,
     now_ms: i64,
-) -> Result<Vec<String>, FlowError> {
+) -> Result<Vec<String>, KindError> {
     let mut done = vec![];
     for run in keyed_runs(op, backup).await? {
         if keyring
@@ -201,7 +201,7 @@ pub async fn rewrap(
 /// never be decrypted again, in any run that lists them (docs/security.md). Refused while the
 /// run is under S3 Object Lock (`now_ms` before its retain-until: a delete would only hide the
 /// locked version), and for a run without a key document.
-pub async fn shred(op: &Operator, backup: &str, run: &str, now_ms: i64) -> Result<(), FlowError> {
+pub async fn shred(op: &Operator, backup: &str, run: &str, now_ms: i64) -> Result<(), KindError> {
     let path = layout::run_keys(backup, run);
     if crate::storage::read_opt(op, &path)
         .await

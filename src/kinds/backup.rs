@@ -1,0 +1,90 @@
+//! KafkaBackup: `prepare` observes the cluster and the repository and compiles the next run.
+use std::path::Path;
+
+use opendal::Operator;
+
+use super::{Access, KindError, open};
+use super::{encryption, owner};
+use crate::api::{KafkaBackup, Secrets};
+use crate::kafka::KafkaClient;
+use crate::observe::{self};
+use crate::plan;
+use crate::plan::{BackupFacts, BackupPlan};
+use crate::storage::StorageTarget;
+
+/// A compiled backup with its handles.
+pub struct PreparedBackup {
+    pub plan: BackupPlan,
+    pub client: KafkaClient,
+    pub op: Operator,
+    pub storage: StorageTarget,
+    /// The repository's key-encryption key (`storage.encryption`), for the run's context.
+    pub keyring: Option<std::sync::Arc<crate::format::keyring::Keyring>>,
+}
+
+/// Observes the cluster and the repository of `kb` and compiles its next run.
+pub async fn prepare(
+    kb: &KafkaBackup,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    now_ms: i64,
+    access: Access,
+) -> Result<PreparedBackup, KindError> {
+    let spec = &kb.spec;
+    let name = kb.metadata.name.clone().unwrap_or_default();
+    let target = observe::storage_target(&spec.storage, secrets, pvc_root, "spec.storage")?;
+    let keyring = observe::keyring(&spec.storage, secrets, "spec.storage")?;
+    let mut cfg = observe::client_config(&spec.kafka_cluster, secrets)?;
+    cfg.breaker = observe::breaker_config(&spec.circuit_breaker);
+    // Observe and compile read-only; storage is opened for writing only once the plan stands.
+    let mut op = open(&target, Access::ReadOnly)?;
+    let client = KafkaClient::connect(cfg).await?;
+    let meta = client.metadata();
+    let available: Vec<(String, bool)> = meta
+        .topics
+        .values()
+        .map(|t| (t.name.clone(), t.is_internal))
+        .collect();
+    let (selected, _) = plan::select_topics(&spec.topics, &spec.exclude_topics, &available);
+    let facts = observe::observe_cluster(&client, &selected, true).await?;
+    let mut repo = observe::load_repo_state(&op, &name).await?;
+    // The previous run is authenticated before the new one continues from it.
+    if let Some(prev) = repo.latest.as_mut() {
+        encryption::open_run(&op, keyring.as_ref(), prev, "spec.storage").await?;
+    }
+    if let Some(c) = &repo.checkpoint {
+        encryption::check_checkpoint(keyring.as_ref(), c, "spec.storage")?;
+    }
+    let diverged = match &repo.latest {
+        Some(prev) => {
+            observe::diverged_partitions(&client, prev, &facts.offsets, &facts.configs).await?
+        }
+        None => Default::default(),
+    };
+    let facts = BackupFacts {
+        name,
+        now_ms,
+        meta: facts.meta,
+        offsets: facts.offsets,
+        configs: facts.configs,
+        previous: repo.latest,
+        checkpoint: repo.checkpoint,
+        diverged,
+    };
+    let mut plan = plan::compile_backup(spec, &facts)?;
+    (plan.owner, plan.adopt_from) = owner::backup_owner(&kb.metadata)?;
+    let adopt = plan.adopt_from.as_ref();
+    owner::check_backup_repository(&op, &plan.backup_name, &plan.owner, adopt, now_ms).await?;
+    if access == Access::ReadWrite {
+        // storage.s3.objectLock on a bucket without Object Lock: refused before any write
+        crate::storage::object_lock::require_bucket_lock(&target).await?;
+        op = open(&target, access)?;
+    }
+    Ok(PreparedBackup {
+        plan,
+        client,
+        op,
+        storage: target,
+        keyring: keyring.map(std::sync::Arc::new),
+    })
+}

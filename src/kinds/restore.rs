@@ -1,0 +1,227 @@
+//! KafkaRestore: `prepare` resolves the backup, resumes a journal or observes the target and
+//! compiles.
+use std::path::Path;
+
+use opendal::Operator;
+
+use super::{Access, KindError, open};
+use super::{encryption, owner};
+use crate::api::{KafkaBackup, KafkaRestore, Secrets};
+use crate::exec::RestoreStart;
+use crate::kafka::KafkaClient;
+use crate::observe::{self, ObserveError};
+use crate::plan;
+use crate::plan::{RestoreFacts, RestorePlan};
+use crate::storage::StorageTarget;
+
+/// Connects to a restore's target cluster with its `circuitBreaker`.
+async fn connect_restore_target(
+    spec: &crate::api::KafkaRestoreSpec,
+    secrets: &Secrets,
+) -> Result<KafkaClient, KindError> {
+    let mut cfg = observe::client_config(&spec.kafka_cluster, secrets)?;
+    cfg.breaker = observe::breaker_config(&spec.circuit_breaker);
+    Ok(KafkaClient::connect(cfg).await?)
+}
+
+/// The repository a restore reads (`backupRef.storage`, else its KafkaBackup's storage),
+/// opened read-only.
+pub(crate) fn restore_repository(
+    kr: &KafkaRestore,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+) -> Result<
+    (
+        StorageTarget,
+        Operator,
+        Option<crate::format::keyring::Keyring>,
+    ),
+    KindError,
+> {
+    let spec = &kr.spec;
+    let storage_spec = match (&spec.backup_ref.storage, backup) {
+        (Some(s), _) => s.clone(),
+        (None, Some(kb)) => kb.spec.storage.clone(),
+        (None, None) => {
+            return Err(ObserveError::Config {
+                field: "spec.backupRef.name".into(),
+                message: format!(
+                    "KafkaBackup {:?} is not among the given files and backupRef.storage is not set: add the KafkaBackup's YAML with -f, or give backupRef.storage",
+                    spec.backup_ref.name
+                ),
+            }
+            .into());
+        }
+    };
+    let field = if spec.backup_ref.storage.is_some() {
+        "spec.backupRef.storage"
+    } else {
+        "KafkaBackup spec.storage"
+    };
+    let target = observe::storage_target(&storage_spec, secrets, pvc_root, field)?;
+    let keyring = observe::keyring(&storage_spec, secrets, field)?;
+    let op = open(&target, Access::ReadOnly)?;
+    Ok((target, op, keyring))
+}
+
+/// Where restore `kr` keeps its journal, lock, offset map and group snapshots:
+/// `spec.stateStorage`, else the repository (`repo`, already resolved), opened for `access`.
+fn restore_state(
+    kr: &KafkaRestore,
+    repo: &StorageTarget,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    access: Access,
+) -> Result<Operator, KindError> {
+    match &kr.spec.state_storage {
+        Some(st) => {
+            let target = observe::storage_target(st, secrets, pvc_root, "spec.stateStorage")?;
+            open(&target, access)
+        }
+        None => open(repo, access),
+    }
+}
+
+/// The complete journal of restore `kr` (its plan names the offset map and carries the
+/// backup's group snapshot). Errors name `field` and the fix.
+pub(crate) async fn completed_restore(
+    kr: &KafkaRestore,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    field: &str,
+) -> Result<(crate::exec::RestoreJournal, Operator), KindError> {
+    let name = kr.metadata.name.clone().unwrap_or_default();
+    let (repo, _, _) = restore_repository(kr, backup, secrets, pvc_root)?;
+    let op = restore_state(kr, &repo, secrets, pvc_root, Access::ReadOnly)?;
+    let cfg = |message: String| -> KindError {
+        ObserveError::Config {
+            field: field.into(),
+            message,
+        }
+        .into()
+    };
+    match crate::exec::load_journal(&op, &kr.spec.backup_ref.name, &name).await? {
+        None => Err(cfg(format!(
+            "KafkaRestore {name:?} has no journal in its state storage (spec.stateStorage, else its backup's storage): it has not run"
+        ))),
+        Some(j) if !j.complete => Err(cfg(format!(
+            "KafkaRestore {name:?} has not completed: run it to the end first"
+        ))),
+        Some(j) => Ok((j, op)),
+    }
+}
+
+/// A compiled restore with its handles.
+pub struct PreparedRestore {
+    pub plan: RestorePlan,
+    /// Fresh, or the resumption of an interrupted attempt (then `plan` is the journal's).
+    pub start: RestoreStart,
+    pub client: KafkaClient,
+    /// The backup repository, read-only: a restore never writes to it unless it is also
+    /// `state` (the default).
+    pub op: Operator,
+    pub storage: StorageTarget,
+    /// Where the restore writes its journal, lock, offset map and group snapshots
+    /// (`spec.stateStorage`, default the repository): read-write unless the restore is a plan
+    /// or a dry run.
+    pub state: Operator,
+    /// The repository's key-encryption key (`storage.encryption`), for the run's context.
+    pub keyring: Option<std::sync::Arc<crate::format::keyring::Keyring>>,
+}
+
+/// Resolves the backup a KafkaRestore refers to (`backup`: the KafkaBackup named by
+/// `backupRef.name`, needed unless `backupRef.storage` is inline), loads the run manifest,
+/// observes the target cluster and compiles. A journal of this restore with the same data
+/// ([`plan::restore_data_hash`]) is taken instead: incomplete, it is resumed (its plan is kept:
+/// the targets now hold its own records, which a fresh compile would refuse, and the executor
+/// skips what was already written); complete, the restore does nothing
+/// ([`RestoreStart::Complete`]).
+pub async fn prepare(
+    kr: &KafkaRestore,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    access: Access,
+) -> Result<PreparedRestore, KindError> {
+    let spec = &kr.spec;
+    let (target, op, keyring) = restore_repository(kr, backup, secrets, pvc_root)?;
+    let keyring = keyring.map(std::sync::Arc::new);
+    let inline = spec.backup_ref.storage.is_some();
+    owner::check_reader_repository(&op, &spec.backup_ref.name, backup, inline).await?;
+    let restore_name = kr.metadata.name.clone().unwrap_or_default();
+    let spec_hash = plan::restore_data_hash(spec);
+    let mut state = restore_state(kr, &target, secrets, pvc_root, Access::ReadOnly)?;
+    let journal = crate::exec::load_journal(&state, &spec.backup_ref.name, &restore_name)
+        .await?
+        .filter(|j| j.spec_hash == spec_hash);
+    if let Some(j) = journal {
+        // The same data as the journal's attempt: continue it (or, complete, do nothing),
+        // with this spec's rate limits, concurrency and timeout. The batch size stays the
+        // first attempt's, so that the records already written are skipped exactly.
+        let mut plan = j.plan.clone();
+        plan.dry_run = spec.dry_run;
+        plan.max_concurrent_partitions = spec.max_concurrent_partitions();
+        plan.records_per_sec = spec.rate_limiting.records_limit();
+        plan.bytes_per_sec = spec.rate_limiting.bytes_limit();
+        plan.produce_timeout_ms = spec.produce_timeout_ms;
+        // The group options are not part of the data: this spec's apply.
+        plan.groups = plan::restore_groups_plan(spec);
+        let client = connect_restore_target(spec, secrets).await?;
+        if access == Access::ReadWrite && !spec.dry_run {
+            state = restore_state(kr, &target, secrets, pvc_root, access)?;
+        }
+        let start = if j.complete {
+            RestoreStart::Complete(Box::new(j))
+        } else {
+            RestoreStart::Resume(Box::new(j))
+        };
+        return Ok(PreparedRestore {
+            plan,
+            start,
+            client,
+            op,
+            storage: target,
+            state,
+            keyring,
+        });
+    }
+    let mut manifest = match &spec.backup_ref.backup_id {
+        Some(id) => observe::load_manifest(&op, &spec.backup_ref.name, id).await?,
+        None => observe::latest_complete_run(&op, &spec.backup_ref.name).await?,
+    };
+    let field = if inline {
+        "spec.backupRef.storage"
+    } else {
+        "KafkaBackup spec.storage"
+    };
+    encryption::open_run(&op, keyring.as_deref(), &mut manifest, field).await?;
+    let client = connect_restore_target(spec, secrets).await?;
+    let targets: Vec<String> = manifest
+        .topics
+        .iter()
+        .map(|t| spec.target_topic(&t.name).to_string())
+        .collect();
+    let facts = observe::observe_cluster(&client, &targets, true).await?;
+    let facts = RestoreFacts {
+        restore_name,
+        manifest,
+        target: facts.meta,
+        target_offsets: facts.offsets,
+        target_configs: facts.configs,
+    };
+    let plan = plan::compile_restore(spec, &facts)?;
+    if access == Access::ReadWrite && !plan.dry_run {
+        state = restore_state(kr, &target, secrets, pvc_root, access)?;
+    }
+    Ok(PreparedRestore {
+        plan,
+        start: RestoreStart::Fresh { spec_hash },
+        client,
+        op,
+        storage: target,
+        state,
+        keyring,
+    })
+}
