@@ -1,4 +1,6 @@
-//! KafkaBackup: `prepare` observes the cluster and the repository and compiles the next run.
+//! KafkaBackup: `prepare` observes the cluster and the repository and compiles the next run;
+//! `run` executes it and applies the backup's retention after a successful run. The CLI and
+//! the operator call these two and render the [`Outcome`] (`report`, status).
 use std::path::Path;
 
 use opendal::Operator;
@@ -6,6 +8,8 @@ use opendal::Operator;
 use super::{Access, KindError, open};
 use super::{encryption, owner};
 use crate::api::{KafkaBackup, Secrets};
+use crate::exec::ExecContext;
+use crate::format::manifest::RunManifest;
 use crate::kafka::KafkaClient;
 use crate::observe::{self};
 use crate::plan;
@@ -86,5 +90,44 @@ pub async fn prepare(
         op,
         storage: target,
         keyring: keyring.map(std::sync::Arc::new),
+    })
+}
+
+/// What a backup run produced.
+pub struct Outcome {
+    /// The manifest of the completed run.
+    pub manifest: RunManifest,
+    /// `spec.retention.enabled`: what retention pruned after the run (its plan), or why it
+    /// failed. A failed retention does not fail the run: the run's data is complete.
+    pub retention: Option<Result<plan::RetentionPlan, KindError>>,
+}
+
+/// Runs the compiled backup `prep` of `kb` with the progress, cancellation and limits of `ctx`
+/// (the repository's key-encryption key is added from `prep`), then, after a successful run
+/// and with `retention.enabled`, its retention ([`super::retention`]; `secrets` and
+/// `pvc_root` open the retention's own storage credential).
+///
+/// Errors: the run's ([`KindError::Exec`]; a cancelled run is [`KindError::is_cancelled`]).
+pub async fn run(
+    kb: &KafkaBackup,
+    prep: &PreparedBackup,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    ctx: &ExecContext,
+) -> Result<Outcome, KindError> {
+    let ctx = ctx.clone().with_keyring(prep.keyring.clone());
+    let manifest = crate::exec::run_backup(&prep.plan, &prep.client, &prep.op, &ctx).await?;
+    let retention = if kb.spec.retention.enabled {
+        let pruned = async {
+            let op = super::retention::storage(kb, secrets, pvc_root, &prep.op)?;
+            super::retention::apply(kb, &op, (ctx.now_ms)()).await
+        };
+        Some(pruned.await)
+    } else {
+        None
+    };
+    Ok(Outcome {
+        manifest,
+        retention,
     })
 }

@@ -69,6 +69,12 @@ impl KindError {
         }
     }
 
+    /// True when the run was cancelled (Ctrl-C, the resource deleted, the lease lost): not a
+    /// failure; a backup resumes from its checkpoint, a restore from its journal.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, KindError::Exec(ExecError::Cancelled))
+    }
+
     /// True when the backup repository holds no complete run of the restore's backup yet.
     pub fn no_complete_run(&self) -> bool {
         matches!(

@@ -1,4 +1,5 @@
-//! KafkaOffsetReset: `prepare` observes the groups and partitions and compiles the reset.
+//! KafkaOffsetReset: `prepare` observes the groups and partitions and compiles the reset; `run`
+//! takes the snapshot (where the caller keeps snapshots) and commits.
 use std::path::Path;
 
 use super::KindError;
@@ -111,4 +112,23 @@ pub async fn prepare(
     };
     let plan = plan::compile_offset_reset(&name, spec, &facts)?;
     Ok(PreparedOffsetReset { plan, client })
+}
+
+/// Runs the compiled reset `prep` at `now_ms`: with `snapshotBeforeReset` (and not a dry run)
+/// the groups' committed offsets are saved first through `save` (a file for the CLI, a
+/// ConfigMap for the operator; it returns where the snapshot went; None: a resumed run that
+/// took its snapshot already), then every group is committed ([`crate::exec::groups`]).
+///
+/// Errors: the snapshot could not be saved (nothing was committed), or the cluster failed.
+/// Groups not done are in the outcome, not an error.
+pub async fn run<F, Fut>(
+    prep: &PreparedOffsetReset,
+    now_ms: i64,
+    save: Option<F>,
+) -> Result<crate::exec::groups::CommitOutcome, KindError>
+where
+    F: FnOnce(crate::format::manifest::OffsetSnapshot) -> Fut,
+    Fut: std::future::Future<Output = Result<String, crate::exec::ExecError>>,
+{
+    Ok(crate::exec::groups::run_offset_reset(&prep.plan, &prep.client, now_ms, save).await?)
 }

@@ -1,4 +1,5 @@
-//! KafkaOffsetRollback: `prepare` finds the snapshot and turns it into group plans.
+//! KafkaOffsetRollback: `prepare` finds the snapshot and turns it into group plans; `run` puts
+//! them back and verifies.
 use std::path::Path;
 
 use super::KindError;
@@ -15,6 +16,35 @@ pub struct PreparedOffsetRollback {
     pub snapshot_path: String,
     pub plans: Vec<plan::GroupOffsetPlan>,
     pub client: KafkaClient,
+    /// `spec.dryRun`: nothing is committed.
+    pub dry_run: bool,
+    /// `spec.verifyAfterRollback`: every group is read back and compared afterwards.
+    pub verify: bool,
+}
+
+/// What a rollback did: one result per group, and with `verifyAfterRollback` (not a dry run)
+/// the groups that match the snapshot and the mismatches, one line each.
+pub struct Outcome {
+    pub commits: crate::exec::groups::CommitOutcome,
+    pub verification: Option<(Vec<String>, Vec<String>)>,
+}
+
+/// Puts the snapshot of `prep` back ([`crate::exec::groups::run_offset_rollback`]: whole
+/// state, commits added since deleted), then verifies when asked.
+///
+/// Errors: the cluster failed. Groups not done or not matching are in the outcome.
+pub async fn run(prep: &PreparedOffsetRollback) -> Result<Outcome, KindError> {
+    let (commits, verification) = crate::exec::groups::run_offset_rollback(
+        &prep.client,
+        &prep.plans,
+        prep.dry_run,
+        prep.verify,
+    )
+    .await?;
+    Ok(Outcome {
+        commits,
+        verification,
+    })
 }
 
 /// Finds the snapshot a KafkaOffsetRollback names (`snapshotRef.path`, `.name` in
@@ -177,5 +207,7 @@ pub async fn rollback_to(
         snapshot_path: path,
         plans,
         client,
+        dry_run: spec.dry_run,
+        verify: spec.verify_after_rollback,
     })
 }

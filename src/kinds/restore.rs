@@ -1,5 +1,6 @@
 //! KafkaRestore: `prepare` resolves the backup, resumes a journal or observes the target and
-//! compiles.
+//! compiles; `run` executes the plan (or does nothing for a dry run or a restore that is
+//! complete) and returns an [`Outcome`] that the CLI and the operator render.
 use std::path::Path;
 
 use opendal::Operator;
@@ -7,7 +8,7 @@ use opendal::Operator;
 use super::{Access, KindError, open};
 use super::{encryption, owner};
 use crate::api::{KafkaBackup, KafkaRestore, Secrets};
-use crate::exec::RestoreStart;
+use crate::exec::{ExecContext, RestoreJournal, RestoreOutcome, RestoreStart};
 use crate::kafka::KafkaClient;
 use crate::observe::{self, ObserveError};
 use crate::plan;
@@ -224,4 +225,73 @@ pub async fn prepare(
         state,
         keyring,
     })
+}
+
+impl PreparedRestore {
+    /// The outcome when there is nothing to execute: a dry run, or a restore whose journal is
+    /// complete with its consumer-group step done or not asked for. None: [`run`] executes.
+    pub fn nothing_to_run(&self) -> Option<Outcome> {
+        if self.plan.dry_run {
+            return Some(Outcome::DryRun);
+        }
+        match &self.start {
+            RestoreStart::Complete(j) if self.plan.groups.is_none() || j.groups_done => {
+                Some(Outcome::AlreadyComplete(j.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a restore run did.
+pub enum Outcome {
+    /// `dryRun`: nothing was executed; the plan is what there is to show.
+    DryRun,
+    /// This restore wrote its data before and its consumer-group step is done or not asked
+    /// for (its journal): nothing was read or written.
+    AlreadyComplete(Box<RestoreJournal>),
+    /// The data was restored now (or, after an earlier attempt, only the consumer groups were
+    /// carried over now: [`RestoreOutcome::already_complete`]).
+    Ran(Box<RestoreOutcome>),
+}
+
+impl Outcome {
+    /// The one message for a restore whose data is in but some consumer groups were not
+    /// carried over (refused with live members, or failed), for the CLI and for status (the
+    /// operator tags it with the category `groups-not-carried`); None when every group was.
+    /// The run is to be retried: only the group step runs again.
+    pub fn groups_not_carried(&self, restore_name: &str) -> Option<String> {
+        let Outcome::Ran(out) = self else {
+            return None;
+        };
+        let failed = out.failed_groups();
+        (!failed.is_empty()).then(|| {
+            format!(
+                "restore {restore_name}: the data is restored, but {} of {} consumer groups were not carried over ({}); fix what the table says and run again: only the groups are retried",
+                failed.len(),
+                out.groups.len(),
+                failed.iter().map(|g| g.group.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+}
+
+/// Runs the prepared restore `prep` with the progress, cancellation and limits of `ctx` (the
+/// repository's key-encryption key is added from `prep`): nothing for a dry run or for a
+/// restore whose journal is complete with its groups done, else the executor
+/// ([`crate::exec::run_restore`]: resumes from the journal, then the consumer-group step).
+///
+/// Errors: the executor's ([`KindError::Exec`]; a cancelled run is
+/// [`KindError::is_cancelled`]). Groups not carried over are not an error here: see
+/// [`Outcome::groups_not_carried`].
+pub async fn run(prep: &PreparedRestore, ctx: &ExecContext) -> Result<Outcome, KindError> {
+    if let Some(out) = prep.nothing_to_run() {
+        return Ok(out);
+    }
+    let plan = &prep.plan;
+    let ctx = ctx.clone().with_keyring(prep.keyring.clone());
+    let out =
+        crate::exec::run_restore(plan, &prep.start, &prep.client, &prep.op, &prep.state, &ctx)
+            .await?;
+    Ok(Outcome::Ran(Box::new(out)))
 }

@@ -1,7 +1,10 @@
 //! Step 4 of the flow, the words: plan tables, per-group and per-partition result tables,
 //! validation tables and closing summaries, as text. One home for the CLI (`cli::run`,
-//! `cli::plan_cmd`) and the operator (status messages, Events); no I/O.
+//! `cli::plan_cmd`) and the operator (status messages, Events); no I/O. The outcomes of runs
+//! (what `kinds::<kind>::run` returns) are drawn by [`outcome`].
 use crate::plan::{BackupPlan, CutMode, RestorePlan};
+
+pub mod outcome;
 
 /// `1.5 MiB`-style sizes.
 pub fn human_bytes(b: u64) -> String {
