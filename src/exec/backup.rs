@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 
 use super::ExecError;
 use super::engine::{Event, ExecContext, run_steps};
-use crate::format::batch::Codec;
+use crate::format::batch::{Codec, RawBatch};
 use crate::format::checkpoint::{self, CheckpointWriter, WriteStats};
 use crate::format::layout::{self, FORMAT};
 use crate::format::manifest::{
@@ -17,7 +17,7 @@ use crate::format::manifest::{
     RunManifest, SegmentRef, TopicManifest, to_json,
 };
 use crate::format::segment::{Outer, SegmentWriter};
-use crate::kafka::ops::OffsetSpec;
+use crate::kafka::ops::{FetchStream, OffsetSpec};
 use crate::kafka::{KafkaClient, KafkaError};
 use crate::plan::{BackupPartitionStep, BackupPlan, CutMode};
 use crate::storage;
@@ -398,150 +398,60 @@ fn outer(plan: &BackupPlan) -> Outer {
     }
 }
 
+/// Backs up one partition (`step`): fetches from its start offset up to its cut, writes the
+/// batches to segments (a segment is closed at `segmentMaxBytes`, and at `segmentMaxInterval`
+/// or the checkpoint interval), records its progress and returns its manifest. A cancelled
+/// run stops here (a continuous one ends its partition cleanly, keeping what it wrote).
 async fn backup_partition(
     sh: &Shared<'_>,
     step: BackupPartitionStep,
 ) -> Result<(String, PartitionManifest), ExecError> {
-    let (plan, client, op, ctx) = (sh.plan, sh.client, sh.op, sh.ctx);
-    let name = format!("{}/{}", step.topic, step.partition);
-    ctx.progress.emit(Event::StepStarted { step: name.clone() });
-    let mut new_segments: Vec<SegmentRef> = step.resumed_segments.clone();
-    let mut gaps: Vec<Gap> = step.carried_gaps.clone();
-    if let Some(g) = &step.gap {
-        ctx.progress.emit(Event::Gap {
-            step: name.clone(),
-            from: g.from,
-            to: g.to,
-        });
-        gaps.push(g.clone());
-    }
-    let mut next = step.start_offset;
-    let mut writer: Option<SegmentWriter> = None;
+    let (plan, client, ctx) = (sh.plan, sh.client, sh.ctx);
+    let mut run = PartitionRun::start(sh, step);
+    let cut = run.step.cut;
     let rotate_after = Duration::from_millis(
         plan.checkpoint_interval_ms
             .map_or(plan.segment_max_interval_ms, |c| {
                 c.min(plan.segment_max_interval_ms)
             }),
     );
-    let (mut records_done, mut bytes_done) = (0u64, 0u64);
-    let max_wait = if step.cut == CutMode::Never { 500 } else { 100 };
+    let max_wait = if cut == CutMode::Never { 500 } else { 100 };
     let mut empty_fetches = 0u32;
     let mut stream_errors = 0u32;
     let mut max_bytes = FETCH_MAX_BYTES;
     loop {
         if ctx.cancel.is_cancelled() {
-            if step.cut == CutMode::Never {
+            if cut == CutMode::Never {
                 break;
             }
-            if let Some(w) = writer.take() {
+            if let Some(w) = run.writer.take() {
                 w.abort().await;
             }
             return Err(ExecError::Cancelled);
         }
-        if let CutMode::At(c) = step.cut
-            && next >= c
+        if let CutMode::At(c) = cut
+            && run.next >= c
         {
             break;
         }
+        let (topic, partition) = (&run.step.topic, run.step.partition);
         let mut fetched = match client
-            .fetch_stream(&step.topic, step.partition, next, max_bytes, max_wait)
+            .fetch_stream(topic, partition, run.next, max_bytes, max_wait)
             .await
         {
             Err(KafkaError::Broker { code: 1, .. }) => {
-                // OFFSET_OUT_OF_RANGE: retention moved the log start past `next`.
-                let parts = [(step.topic.clone(), step.partition)];
-                let earliest = client
-                    .list_offsets(&parts, OffsetSpec::Earliest)
-                    .await?
-                    .get(&parts[0])
-                    .copied()
-                    .unwrap_or(next);
-                if earliest > next {
-                    ctx.progress.emit(Event::Gap {
-                        step: name.clone(),
-                        from: next,
-                        to: earliest,
-                    });
-                    gaps.push(Gap {
-                        from: next,
-                        to: earliest,
-                        reason: "deleted by retention during the backup".into(),
-                    });
-                    next = earliest;
-                    continue;
-                }
-                return Err(ExecError::Failed(format!(
-                    "{name}: offset {next} is out of range (log start {earliest})"
-                )));
+                run.skip_deleted().await?;
+                continue;
             }
             r => r?,
         };
-        let mut progressed = false;
-        loop {
-            let b = match fetched.next_batch().await {
-                Ok(Some(b)) => b,
-                Ok(None) => break,
-                Err(e) if e.is_retriable() && stream_errors < 5 => {
-                    // The connection broke mid-response: what was pushed stays, fetch again
-                    // from `next` (a fresh connection, leaders refreshed).
-                    stream_errors += 1;
-                    tracing::warn!(step = %name, error = %e, "fetch interrupted, retrying");
-                    let _ = client.refresh_metadata().await;
-                    tokio::time::sleep(Duration::from_millis(200 * stream_errors as u64)).await;
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let h = &b.header;
-            if h.last_offset() < next {
-                continue;
-            }
-            if let CutMode::At(c) = step.cut
-                && h.base_offset >= c
-            {
-                // Offsets next..c hold nothing (compaction): the cut is reached.
-                next = next.max(c);
-                break;
-            }
-            let records = if h.is_control() {
-                0
-            } else {
-                h.record_count.max(0) as u64
-            };
-            ctx.limits.take(b.bytes.len() as u64, records).await;
-            if writer.is_none() {
-                writer = Some(
-                    SegmentWriter::create(
-                        op,
-                        &plan.backup_name,
-                        &plan.run_id,
-                        &step.topic,
-                        step.partition,
-                        h.base_offset,
-                        outer(plan),
-                        sh.data_key.as_deref(),
-                    )
-                    .await?,
-                );
-            }
-            let w = writer.as_mut().unwrap();
-            w.push(&b).await?;
-            next = h.next_offset();
-            progressed = true;
-            records_done += records;
-            bytes_done += b.bytes.len() as u64;
-            ctx.progress.add(records, b.bytes.len() as u64);
-            if w.raw_bytes() >= plan.segment_max_bytes {
-                let seg = writer.take().unwrap().finish(op).await?;
-                finish_segment(sh, &name, seg, &mut new_segments, next, &gaps).await?;
-            }
-        }
-        if writer
+        let progressed = run.drain(&mut fetched, &mut stream_errors).await?;
+        if run
+            .writer
             .as_ref()
             .is_some_and(|w| !w.is_empty() && w.opened_at.elapsed() >= rotate_after)
         {
-            let seg = writer.take().unwrap().finish(op).await?;
-            finish_segment(sh, &name, seg, &mut new_segments, next, &gaps).await?;
+            run.close_segment().await?;
         }
         if progressed {
             stream_errors = 0;
@@ -554,61 +464,234 @@ async fn backup_partition(
             max_bytes = max_bytes.saturating_mul(2);
             continue;
         }
-        match step.cut {
-            CutMode::CaughtUp if next >= fetched.high_watermark => break,
-            CutMode::At(_) if next >= fetched.high_watermark => break,
+        match cut {
+            CutMode::CaughtUp if run.next >= fetched.high_watermark => break,
+            CutMode::At(_) if run.next >= fetched.high_watermark => break,
             CutMode::Never => {}
             _ => {
                 // Below the high watermark yet nothing returned: offsets removed by compaction
                 // or transaction aborts at the end of the log. Give it a few tries.
                 empty_fetches += 1;
                 if empty_fetches > 20 {
-                    gaps.push(Gap {
-                        from: next,
+                    run.gaps.push(Gap {
+                        from: run.next,
                         to: fetched.high_watermark,
                         reason: "broker returned no batches below the high watermark".into(),
                     });
-                    next = fetched.high_watermark;
+                    run.next = fetched.high_watermark;
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
-    if let Some(w) = writer.take() {
-        if w.is_empty() {
-            w.abort().await;
-        } else {
-            let seg = w.finish(op).await?;
-            finish_segment(sh, &name, seg, &mut new_segments, next, &gaps).await?;
+    run.finish().await
+}
+
+/// One partition's backup in progress: where it stands, the segment being written, and what
+/// this run stored.
+struct PartitionRun<'s> {
+    sh: &'s Shared<'s>,
+    step: BackupPartitionStep,
+    /// `<topic>/<partition>`, the step's name in progress events.
+    name: String,
+    /// The next offset to back up.
+    next: i64,
+    writer: Option<SegmentWriter>,
+    /// The segments of this run (a resumed attempt's first).
+    new_segments: Vec<SegmentRef>,
+    gaps: Vec<Gap>,
+    records: u64,
+    bytes: u64,
+}
+
+impl<'s> PartitionRun<'s> {
+    /// Starts the step: its resumed segments and carried gaps, and the gap before its start
+    /// offset (retention deleted records since the last run), announced.
+    fn start(sh: &'s Shared<'s>, step: BackupPartitionStep) -> PartitionRun<'s> {
+        let name = format!("{}/{}", step.topic, step.partition);
+        sh.ctx
+            .progress
+            .emit(Event::StepStarted { step: name.clone() });
+        let mut gaps: Vec<Gap> = step.carried_gaps.clone();
+        if let Some(g) = &step.gap {
+            sh.ctx.progress.emit(Event::Gap {
+                step: name.clone(),
+                from: g.from,
+                to: g.to,
+            });
+            gaps.push(g.clone());
+        }
+        PartitionRun {
+            sh,
+            new_segments: step.resumed_segments.clone(),
+            next: step.start_offset,
+            step,
+            name,
+            writer: None,
+            gaps,
+            records: 0,
+            bytes: 0,
         }
     }
-    sh.record(
-        name.clone(),
-        ProgressChange {
-            next_offset: next,
-            first_segment: new_segments.len() as u64,
-            segments: vec![],
-            gaps: gaps.clone(),
-            done: true,
-        },
-    )
-    .await?;
-    ctx.progress.emit(Event::StepDone {
-        step: name,
-        records: records_done,
-        bytes: bytes_done,
-    });
 
-    let mut segments = step.carried_segments.clone();
-    segments.extend(new_segments);
-    let with_data: Vec<&SegmentRef> = segments
-        .iter()
-        .filter(|s| s.records > 0 && s.min_timestamp >= 0)
-        .collect();
-    Ok((
-        step.topic.clone(),
-        PartitionManifest {
+    /// OFFSET_OUT_OF_RANGE at `next`: retention moved the log start past it during the backup.
+    /// The offsets up to the new log start are a gap, and the backup goes on from there.
+    ///
+    /// Errors: the log start is not past `next` (nothing explains the refusal).
+    async fn skip_deleted(&mut self) -> Result<(), ExecError> {
+        let parts = [(self.step.topic.clone(), self.step.partition)];
+        let earliest = self
+            .sh
+            .client
+            .list_offsets(&parts, OffsetSpec::Earliest)
+            .await?
+            .get(&parts[0])
+            .copied()
+            .unwrap_or(self.next);
+        if earliest > self.next {
+            self.sh.ctx.progress.emit(Event::Gap {
+                step: self.name.clone(),
+                from: self.next,
+                to: earliest,
+            });
+            self.gaps.push(Gap {
+                from: self.next,
+                to: earliest,
+                reason: "deleted by retention during the backup".into(),
+            });
+            self.next = earliest;
+            return Ok(());
+        }
+        Err(ExecError::Failed(format!(
+            "{}: offset {} is out of range (log start {earliest})",
+            self.name, self.next
+        )))
+    }
+
+    /// Stores the batches of one Fetch response from `next` on, up to the cut; true when it
+    /// stored any. A connection that breaks mid-response (a retriable error, at most 5 times
+    /// in a row: `stream_errors`) ends the response early: what was stored stays, and the next
+    /// Fetch starts from `next` on a fresh connection, leaders refreshed.
+    async fn drain(
+        &mut self,
+        fetched: &mut FetchStream,
+        stream_errors: &mut u32,
+    ) -> Result<bool, ExecError> {
+        let mut progressed = false;
+        loop {
+            let b = match fetched.next_batch().await {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(e) if e.is_retriable() && *stream_errors < 5 => {
+                    *stream_errors += 1;
+                    tracing::warn!(step = %self.name, error = %e, "fetch interrupted, retrying");
+                    let _ = self.sh.client.refresh_metadata().await;
+                    tokio::time::sleep(Duration::from_millis(200 * *stream_errors as u64)).await;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let h = &b.header;
+            if h.last_offset() < self.next {
+                continue;
+            }
+            if let CutMode::At(c) = self.step.cut
+                && h.base_offset >= c
+            {
+                // Offsets next..c hold nothing (compaction): the cut is reached.
+                self.next = self.next.max(c);
+                break;
+            }
+            self.store(&b).await?;
+            progressed = true;
+        }
+        Ok(progressed)
+    }
+
+    /// Writes one batch to the open segment (opening one at the batch's offset when none is)
+    /// within the rate limits, counts it, and closes the segment at `segmentMaxBytes`.
+    async fn store(&mut self, b: &RawBatch) -> Result<(), ExecError> {
+        let (plan, ctx) = (self.sh.plan, self.sh.ctx);
+        let h = &b.header;
+        let records = if h.is_control() {
+            0
+        } else {
+            h.record_count.max(0) as u64
+        };
+        ctx.limits.take(b.bytes.len() as u64, records).await;
+        if self.writer.is_none() {
+            self.writer = Some(
+                SegmentWriter::create(
+                    self.sh.op,
+                    &plan.backup_name,
+                    &plan.run_id,
+                    &self.step.topic,
+                    self.step.partition,
+                    h.base_offset,
+                    outer(plan),
+                    self.sh.data_key.as_deref(),
+                )
+                .await?,
+            );
+        }
+        let w = self.writer.as_mut().expect("opened above");
+        w.push(b).await?;
+        self.next = h.next_offset();
+        self.records += records;
+        self.bytes += b.bytes.len() as u64;
+        ctx.progress.add(records, b.bytes.len() as u64);
+        if w.raw_bytes() >= plan.segment_max_bytes {
+            self.close_segment().await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the open segment, if any, and records it ([`finish_segment`]).
+    async fn close_segment(&mut self) -> Result<(), ExecError> {
+        if let Some(w) = self.writer.take() {
+            let seg = w.finish(self.sh.op).await?;
+            let (segments, gaps) = (&mut self.new_segments, &self.gaps);
+            finish_segment(self.sh, &self.name, seg, segments, self.next, gaps).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the step: the open segment closed (dropped when empty), the partition recorded as
+    /// done, and its manifest: the carried segments of earlier runs, then this run's.
+    async fn finish(mut self) -> Result<(String, PartitionManifest), ExecError> {
+        match self.writer.take() {
+            Some(w) if w.is_empty() => w.abort().await,
+            Some(w) => {
+                self.writer = Some(w);
+                self.close_segment().await?;
+            }
+            None => {}
+        }
+        let (sh, step, next, gaps) = (self.sh, self.step, self.next, self.gaps);
+        sh.record(
+            self.name.clone(),
+            ProgressChange {
+                next_offset: next,
+                first_segment: self.new_segments.len() as u64,
+                segments: vec![],
+                gaps: gaps.clone(),
+                done: true,
+            },
+        )
+        .await?;
+        sh.ctx.progress.emit(Event::StepDone {
+            step: self.name,
+            records: self.records,
+            bytes: self.bytes,
+        });
+        let mut segments = step.carried_segments.clone();
+        segments.extend(self.new_segments);
+        let with_data: Vec<&SegmentRef> = segments
+            .iter()
+            .filter(|s| s.records > 0 && s.min_timestamp >= 0)
+            .collect();
+        let manifest = PartitionManifest {
             partition: step.partition,
             log_start_offset: step.log_start_offset,
             covered_from: step.covered_from,
@@ -620,8 +703,9 @@ async fn backup_partition(
             max_timestamp: with_data.iter().map(|s| s.max_timestamp).max(),
             gaps,
             segments,
-        },
-    ))
+        };
+        Ok((step.topic, manifest))
+    }
 }
 
 async fn finish_segment(

@@ -39,9 +39,9 @@ pub fn report_schema() -> serde_json::Value {
 /// Parses a stored report and checks its own checksum. Errors name `what` (its path).
 pub fn read_report(bytes: &[u8], what: &str) -> Result<ValidationReport, ExecError> {
     let mut v: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ExecError::Failed(format!("{what}: not JSON: {e}")))?;
+        .map_err(|e| ExecError::Integrity(format!("{what}: not JSON: {e}")))?;
     if v["format"] != "kafka-backup-operator/validation-report/v1" {
-        return Err(ExecError::Failed(format!(
+        return Err(ExecError::Integrity(format!(
             "{what} is not a validation report v1 (format {})",
             v["format"]
         )));
@@ -50,12 +50,12 @@ pub fn read_report(bytes: &[u8], what: &str) -> Result<ValidationReport, ExecErr
     v["checksum"] = serde_json::Value::Null;
     let computed = crate::format::manifest::document_checksum(&v);
     if stored.as_deref() != Some(computed.as_str()) {
-        return Err(ExecError::Failed(format!(
+        return Err(ExecError::Integrity(format!(
             "{what}: checksum {} does not match its content ({computed}): the report was changed",
             stored.unwrap_or_else(|| "(none)".into())
         )));
     }
-    serde_json::from_value(v).map_err(|e| ExecError::Failed(format!("{what}: {e}")))
+    serde_json::from_value(v).map_err(|e| ExecError::Integrity(format!("{what}: {e}")))
 }
 
 /// One stored report, as `evidence list` shows it.

@@ -403,7 +403,7 @@ async fn beat(
 /// found empty is still empty. A restore that finished (or another writer) in between would
 /// otherwise have its records doubled.
 ///
-/// Errors: [`ExecError::Failed`] naming the topic or partition and the fix (run again: the
+/// Errors: [`ExecError::Conflict`] naming the topic or partition and the fix (run again: the
 /// next plan sees the target as it is).
 pub async fn check_targets_unchanged(
     plan: &RestorePlan,
@@ -451,7 +451,7 @@ pub async fn check_targets_unchanged(
     if changed.is_empty() {
         return Ok(());
     }
-    Err(ExecError::Failed(format!(
+    Err(ExecError::Conflict(format!(
         "target partitions received records after this restore was planned: {}; another restore or producer wrote them. Nothing was written by this restore. Run it again to plan against the target as it is now (purgeTopics or appendToExisting decide what happens to those records)",
         changed.join(", ")
     )))

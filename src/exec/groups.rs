@@ -1,7 +1,9 @@
 //! Committing consumer-group offsets (after a restore, for a KafkaOffsetReset, for a
 //! KafkaOffsetRollback): a group with live members is refused by name, the others are
 //! committed through their group coordinator and read back (OffsetFetch) before they count
-//! as done. Snapshots of the offsets before the change are taken here too.
+//! as done. Snapshots of the offsets before the change are taken here too: one
+//! snapshot-then-commit ([`snapshot_then_commit`]) runs a KafkaOffsetReset and a restore's
+//! consumer-group step alike.
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -59,7 +61,7 @@ impl GroupResult {
     }
 }
 
-/// A snapshot document of `committed` (see [`crate::observe::committed_groups`]).
+/// A snapshot document of `committed` (see [`KafkaClient::committed_groups`]).
 pub fn snapshot_of(
     id: &str,
     taken_by: &str,
@@ -119,6 +121,15 @@ pub async fn commit_groups(
 }
 
 async fn commit_group(client: &KafkaClient, p: &GroupOffsetPlan, dry_run: bool) -> GroupResult {
+    if let Some(why) = &p.failure {
+        return GroupResult {
+            group: p.group.clone(),
+            outcome: GroupOutcome::Failed,
+            partitions: 0,
+            message: Some(why.clone()),
+            duplicates: 0,
+        };
+    }
     let skipped = (!p.skipped.is_empty()).then(|| format!("not carried: {}", p.skipped.join("; ")));
     let duplicates = p.changes.iter().map(|c| c.duplicates).sum();
     let result = |outcome, partitions, message| GroupResult {
@@ -218,6 +229,7 @@ pub fn rollback_plans(snapshot: &OffsetSnapshot, only: &[String]) -> Vec<GroupOf
                 })
                 .collect(),
             skipped: vec![],
+            failure: None,
         })
         .collect()
 }
@@ -243,7 +255,7 @@ impl CommitOutcome {
 /// keeps the snapshot its first attempt took), then every group is committed, `parallelism`
 /// at a time with `continueOnError`; without it one at a time, stopping at the first group
 /// that is not done (the rest are reported as not attempted). `save` returns where it stored
-/// the snapshot.
+/// the snapshot. The same code runs a restore's consumer-group step ([`snapshot_then_commit`]).
 pub async fn run_offset_reset<F, Fut>(
     plan: &OffsetResetPlan,
     client: &KafkaClient,
@@ -254,25 +266,64 @@ where
     F: FnOnce(OffsetSnapshot) -> Fut,
     Fut: std::future::Future<Output = Result<String, ExecError>>,
 {
-    let names: Vec<String> = plan.groups.iter().map(|g| g.group.clone()).collect();
-    let snapshot = match save {
-        Some(save) if plan.snapshot_before && !plan.dry_run => {
-            let current = crate::observe::committed_groups(client, &names)
-                .await
-                .map_err(|e| ExecError::Failed(e.to_string()))?;
+    let snapshot = save.map(|save| Snapshotting {
+        taken_by: format!("KafkaOffsetReset {}", plan.name),
+        expires_at: None,
+        save,
+    });
+    let (out, _) = snapshot_then_commit(plan, client, now_ms, None, snapshot, false).await?;
+    Ok(out)
+}
+
+/// How [`snapshot_then_commit`] keeps the snapshot it takes before the commits.
+pub struct Snapshotting<F> {
+    /// Who took it, e.g. `KafkaOffsetReset <name>`, `KafkaRestore <name>`.
+    pub taken_by: String,
+    /// Epoch ms after which it may be deleted (None: kept).
+    pub expires_at: Option<i64>,
+    /// Stores the document; returns where (a file, a storage key, a ConfigMap).
+    pub save: F,
+}
+
+/// One snapshot-then-commit, for a KafkaOffsetReset and for a restore's consumer-group step
+/// (compiled by [`crate::plan::compile_restore_groups`]). With `snapshot`,
+/// `plan.snapshot_before` and not a dry run, the groups' committed offsets (`current`, else read
+/// now) are saved first as snapshot `<plan.name>-<now_ms>`. Then every group is committed
+/// ([`commit_in_order`] by the plan's `parallelism` and `continueOnError`). With
+/// `auto_rollback` (a restore's `autoRollbackOnFailure`), when a group is not done, the groups
+/// that were committed are put back to the snapshot and their results say so. Returns the
+/// outcome and whether it rolled back.
+///
+/// Errors: reading the current commits, saving the snapshot (nothing is committed then).
+pub async fn snapshot_then_commit<F, Fut>(
+    plan: &OffsetResetPlan,
+    client: &KafkaClient,
+    now_ms: i64,
+    current: Option<GroupCommits>,
+    snapshot: Option<Snapshotting<F>>,
+    auto_rollback: bool,
+) -> Result<(CommitOutcome, bool), ExecError>
+where
+    F: FnOnce(OffsetSnapshot) -> Fut,
+    Fut: std::future::Future<Output = Result<String, ExecError>>,
+{
+    let saved = match snapshot {
+        Some(s) if plan.snapshot_before && !plan.dry_run => {
+            let current = match current {
+                Some(c) => c,
+                None => {
+                    let names: Vec<String> = plan.groups.iter().map(|g| g.group.clone()).collect();
+                    client.committed_groups(&names).await?
+                }
+            };
             let id = format!("{}-{now_ms}", plan.name);
-            let doc = snapshot_of(
-                &id,
-                &format!("KafkaOffsetReset {}", plan.name),
-                now_ms,
-                None,
-                &current,
-            );
-            Some((id, save(doc).await?))
+            let doc = snapshot_of(&id, &s.taken_by, now_ms, s.expires_at, &current);
+            let path = (s.save)(doc.clone()).await?;
+            Some((doc, path))
         }
         _ => None,
     };
-    let results = commit_in_order(
+    let mut results = commit_in_order(
         client,
         &plan.groups,
         plan.parallelism as usize,
@@ -280,7 +331,41 @@ where
         plan.dry_run,
     )
     .await;
-    Ok(CommitOutcome { results, snapshot })
+    let mut rolled_back = false;
+    if let Some((doc, _)) = &saved
+        && auto_rollback
+        && results.iter().any(|r| !r.ok())
+    {
+        roll_back_committed(client, doc, &mut results, plan.parallelism as usize).await;
+        rolled_back = true;
+    }
+    let snapshot = saved.map(|(doc, path)| (doc.id, path));
+    Ok((CommitOutcome { results, snapshot }, rolled_back))
+}
+
+/// Puts the groups of `results` that were committed back to snapshot `doc`, `parallelism`
+/// groups at a time, and says so in their results (`autoRollbackOnFailure`).
+async fn roll_back_committed(
+    client: &KafkaClient,
+    doc: &OffsetSnapshot,
+    results: &mut [GroupResult],
+    parallelism: usize,
+) {
+    let committed: Vec<String> = results
+        .iter()
+        .filter(|r| r.outcome == GroupOutcome::Committed)
+        .map(|r| r.group.clone())
+        .collect();
+    let back = rollback_plans(doc, &committed);
+    let undone = commit_groups(client, &back, parallelism, false).await;
+    for r in results.iter_mut() {
+        if let Some(u) = undone.iter().find(|u| u.group == r.group) {
+            r.message = Some(format!(
+                "rolled back to snapshot {} ({:?}) after another group failed",
+                doc.id, u.outcome
+            ));
+        }
+    }
 }
 
 /// Saves a snapshot as `<dir>/<id>.json` (the CLI's `--snapshot-dir`); returns the file.
@@ -289,14 +374,14 @@ pub fn save_snapshot_file(
     doc: &OffsetSnapshot,
 ) -> Result<String, ExecError> {
     std::fs::create_dir_all(dir).map_err(|e| {
-        ExecError::Failed(format!(
+        ExecError::Input(format!(
             "cannot create the snapshot directory {} (--snapshot-dir): {e}",
             dir.display()
         ))
     })?;
     let path = dir.join(format!("{}.json", doc.id));
     std::fs::write(&path, crate::format::manifest::to_json(doc)).map_err(|e| {
-        ExecError::Failed(format!("cannot write the snapshot {}: {e}", path.display()))
+        ExecError::Input(format!("cannot write the snapshot {}: {e}", path.display()))
     })?;
     Ok(path.display().to_string())
 }
@@ -499,7 +584,7 @@ pub async fn rollback_group(
 /// Reads an offset snapshot document (checksum verified).
 pub fn read_snapshot(path: &std::path::Path) -> Result<OffsetSnapshot, ExecError> {
     let bytes = std::fs::read(path).map_err(|e| {
-        ExecError::Failed(format!(
+        ExecError::Input(format!(
             "cannot read offset snapshot {}: {e}",
             path.display()
         ))

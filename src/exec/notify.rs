@@ -14,7 +14,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::validate::{CheckReport, Outcome, ValidationReport};
-use crate::api::validation::{PagerDutySeverity, WebhookCheck};
+pub use crate::plan::NotifyTargets;
+use crate::plan::WebhookCheck;
 
 /// Default PagerDuty Events API v2 endpoint (PagerDuty's "Send an Alert Event" reference);
 /// `KBO_PAGERDUTY_EVENTS_URL` replaces it (a proxy, or a test receiver).
@@ -180,15 +181,6 @@ pub fn summary_line(report: &ValidationReport) -> String {
     )
 }
 
-/// Where the notifications go, secrets resolved: the Slack webhook URL and the PagerDuty
-/// routing key with its severity.
-#[derive(Debug, Clone, Default)]
-pub struct NotifyTargets {
-    pub on_success: bool,
-    pub slack_url: Option<String>,
-    pub pagerduty: Option<(String, PagerDutySeverity)>,
-}
-
 /// Sends the notifications of `report` (stored at `report_path`): on failure always, on
 /// success only with `on_success`. Slack gets `{text, blocks}` (Slack's incoming-webhook
 /// payload); PagerDuty gets an Events API v2 `trigger` on failure and a `resolve` of the same
@@ -228,12 +220,7 @@ pub async fn notify(
                 "payload": {
                     "summary": text,
                     "source": format!("kafka-backup-operator/{}", report.validation),
-                    "severity": match severity {
-                        PagerDutySeverity::Critical => "critical",
-                        PagerDutySeverity::Error => "error",
-                        PagerDutySeverity::Warning => "warning",
-                        PagerDutySeverity::Info => "info",
-                    },
+                    "severity": severity.as_str(),
                     "timestamp": jiff::Timestamp::from_millisecond(report.generated_at).map(|t| t.to_string()).unwrap_or_default(),
                     "component": report.backup.name,
                     "group": "kafka-backup",

@@ -20,15 +20,15 @@ use opendal::Operator;
 
 use super::ExecError;
 use super::engine::{Event, ExecContext};
-use super::restore::{IN_FLIGHT, TxnOutcomes, contiguous};
+use super::replay::{self, IN_FLIGHT, TxnOutcomes, Window, contiguous, wanted_blocks};
 use crate::format::batch::{self, Codec, Record};
 use crate::format::layout;
-use crate::format::manifest::{BlockIndex, PartitionOffsetMap, RepartitionRanks, SegmentIndex};
+use crate::format::manifest::{PartitionOffsetMap, RepartitionRanks, SegmentIndex};
 use crate::format::segment;
 use crate::kafka::KafkaClient;
 use crate::kafka::conn::Reply;
 use crate::kafka::ops::produce_result;
-use crate::plan::{RepartitionStep, RestorePlan, Router};
+use crate::plan::{RepartitionSource, RepartitionStep, RestorePlan, Router};
 
 /// Record data (keys, values, headers; bytes) after which a re-built batch is produced: well
 /// under the broker's default `max.message.bytes` (1 MiB). A single larger record goes alone.
@@ -85,12 +85,7 @@ impl TargetSink<'_> {
         let n = self.buf.len() as u64;
         if self.skip > 0 {
             if n > self.skip {
-                return Err(ExecError::Failed(format!(
-                    "target partition {}-{}: the earlier attempt's records end inside a batch of this restore, so something else wrote to the partition meanwhile; purge it and delete the restore journal ({}) to start over",
-                    self.topic,
-                    self.partition,
-                    layout::restore_journal(&self.plan.backup_name, &self.plan.restore_name)
-                )));
+                return Err(replay::split_batch(self.plan, &self.topic, self.partition));
             }
             self.skip -= n;
             self.dst += n as i64;
@@ -133,7 +128,7 @@ impl TargetSink<'_> {
         };
         let base = produce_result(reply.wait().await?, &self.topic, self.partition)?;
         if base != want {
-            return Err(ExecError::Failed(format!(
+            return Err(ExecError::Conflict(format!(
                 "target partition {}-{}: a batch of this restore landed at offset {base}, not {want}: something else writes to the partition; stop it, purge the partition and delete the restore journal ({}) to start over",
                 self.topic,
                 self.partition,
@@ -143,40 +138,36 @@ impl TargetSink<'_> {
         Ok(())
     }
 
+    /// Produces what is buffered and waits for every reply; then every record an earlier
+    /// attempt wrote must have been skipped (more records there: something else wrote to the
+    /// partition).
     async fn finish(&mut self, ctx: &ExecContext) -> Result<(), ExecError> {
         self.flush_buf(ctx).await?;
         while !self.in_flight.is_empty() {
             self.complete_one().await?;
         }
+        if self.skip > 0 {
+            return Err(replay::extra_records(
+                self.plan,
+                &self.topic,
+                self.partition,
+                self.skip,
+            ));
+        }
         Ok(())
     }
 }
 
-/// Restores one repartitioned topic. `resume` holds, per target partition, its log end
-/// offset when the restore began and the records earlier attempts wrote there. Returns the
-/// offset-map entries (one per source and target partition), records and bytes restored.
-pub(super) async fn restore_repartitioned(
-    plan: &RestorePlan,
+/// The sinks of the `target_partitions` partitions of `step`'s target topic, each on a
+/// connection to its leader, from where `resume` says the restore began there and with the
+/// records earlier attempts wrote there to skip.
+async fn open_sinks<'a>(
+    plan: &'a RestorePlan,
     client: &KafkaClient,
-    op: &Operator,
-    ctx: &ExecContext,
-    step: RepartitionStep,
-    indexes: Vec<Vec<SegmentIndex>>,
+    step: &RepartitionStep,
     resume: &BTreeMap<(String, i32), (i64, u64)>,
-) -> Result<(Vec<PartitionOffsetMap>, u64, u64), ExecError> {
-    let name = format!(
-        "{} -> {} ({} partitions, {})",
-        step.source_topic,
-        step.target_topic,
-        step.target_partitions,
-        match step.strategy {
-            crate::api::restore::RepartitionStrategy::Murmur2 => "murmur2",
-            crate::api::restore::RepartitionStrategy::Automatic => "round robin",
-        }
-    );
-    ctx.progress.emit(Event::StepStarted { step: name.clone() });
-    let n = step.target_partitions.max(1) as usize;
-    let mut sinks = Vec::with_capacity(n);
+) -> Result<Vec<TargetSink<'a>>, ExecError> {
+    let mut sinks = Vec::with_capacity(step.target_partitions.max(1) as usize);
     for p in 0..step.target_partitions {
         let (base, written) = resume
             .get(&(step.target_topic.clone(), p))
@@ -197,36 +188,113 @@ pub(super) async fn restore_repartitioned(
             bytes: 0,
         });
     }
+    Ok(sinks)
+}
+
+/// Restores one repartitioned topic. `resume` holds, per target partition, its log end
+/// offset when the restore began and the records earlier attempts wrote there. Returns the
+/// offset-map entries (one per source and target partition), records and bytes restored.
+pub(super) async fn restore_repartitioned(
+    plan: &RestorePlan,
+    client: &KafkaClient,
+    op: &Operator,
+    ctx: &ExecContext,
+    step: RepartitionStep,
+    indexes: Vec<Vec<SegmentIndex>>,
+    resume: &BTreeMap<(String, i32), (i64, u64)>,
+) -> Result<(Vec<PartitionOffsetMap>, u64, u64), ExecError> {
     let mut router = Router::new(step.strategy, step.target_partitions);
-    let (start, end) = (plan.pitr_start, plan.pitr_end);
-    let in_window = |ts: i64| start.is_none_or(|s| ts >= s) && end.is_none_or(|e| ts <= e);
+    let name = format!(
+        "{} -> {} ({} partitions, {})",
+        step.source_topic,
+        step.target_topic,
+        step.target_partitions,
+        router.describe()
+    );
+    ctx.progress.emit(Event::StepStarted { step: name.clone() });
+    let n = step.target_partitions.max(1) as usize;
+    let mut sinks = open_sinks(plan, client, &step, resume).await?;
     // Records routed to each target partition so far, over all source partitions.
     let mut routed_total = vec![0u64; n];
     let mut map = Vec::new();
     let mut records = 0u64;
     for (src, idx) in step.sources.iter().zip(&indexes) {
-        let txns = TxnOutcomes::new(idx.iter().flat_map(|i| i.markers.iter().cloned()));
-        let first: Vec<u64> = routed_total.clone();
-        let mut counts = vec![0u64; n];
-        // (source offset, records of this source partition per target partition below it)
-        let mut checkpoints: Vec<(i64, Vec<u64>)> = Vec::new();
         let marks = step
             .positions
             .get(&src.source_partition)
             .cloned()
             .unwrap_or_default();
+        let mut routing = Routing {
+            router: &mut router,
+            sinks: &mut sinks,
+            counts: vec![0u64; n],
+            checkpoints: Vec::new(),
+        };
+        routing
+            .route_source(plan, op, ctx, src, idx, &marks)
+            .await?;
+        let Routing {
+            counts,
+            checkpoints,
+            ..
+        } = routing;
+        for t in 0..n {
+            let target_first = sinks[t].base + routed_total[t] as i64;
+            map.push(rank_entry(
+                &step,
+                src.source_partition,
+                t,
+                target_first,
+                counts[t],
+                &checkpoints,
+            ));
+            routed_total[t] += counts[t];
+            records += counts[t];
+        }
+    }
+    let mut bytes = 0;
+    for s in &mut sinks {
+        s.finish(ctx).await?;
+        bytes += s.bytes;
+    }
+    ctx.progress.emit(Event::StepDone {
+        step: name,
+        records,
+        bytes,
+    });
+    Ok((map, records, bytes))
+}
+
+/// The routing of one source partition's records to the target partitions.
+struct Routing<'r, 'a> {
+    router: &'r mut Router,
+    sinks: &'r mut [TargetSink<'a>],
+    /// Records of this source partition routed to each target partition.
+    counts: Vec<u64>,
+    /// (source offset, `counts` below it): at the first record of every batch, at every
+    /// snapshot position, and at the end of the range.
+    checkpoints: Vec<(i64, Vec<u64>)>,
+}
+
+impl Routing<'_, '_> {
+    /// Reads the restored records of source partition `src` (indexes `idx`) in offset order
+    /// and routes each to its target partition's sink, recording the checkpoints of `marks`
+    /// (the snapshot's committed positions on `src`, sorted).
+    async fn route_source(
+        &mut self,
+        plan: &RestorePlan,
+        op: &Operator,
+        ctx: &ExecContext,
+        src: &RepartitionSource,
+        idx: &[SegmentIndex],
+        marks: &[i64],
+    ) -> Result<(), ExecError> {
+        let txns = TxnOutcomes::new(idx.iter().flat_map(|i| i.markers.iter().cloned()));
+        let window = Window::of(plan);
         let mut mark = 0;
         let mut next = src.from;
         for (seg, sidx) in src.segments.iter().zip(idx) {
-            let wanted: Vec<&BlockIndex> = sidx
-                .blocks
-                .iter()
-                .filter(|b| b.last_offset >= next && b.first_offset < src.to && b.records > 0)
-                .filter(|b| {
-                    start.is_none_or(|s| b.max_timestamp >= s)
-                        && end.is_none_or(|e| b.min_timestamp <= e)
-                })
-                .collect();
+            let wanted = wanted_blocks(&sidx.blocks, next, src.to, window);
             for group in contiguous(&wanted) {
                 if ctx.cancel.is_cancelled() {
                     return Err(ExecError::Cancelled);
@@ -237,76 +305,65 @@ pub(super) async fn restore_repartitioned(
                         continue;
                     }
                     let at = h.base_offset.max(next);
-                    if checkpoints.last().is_none_or(|(o, _)| *o < at) {
-                        checkpoints.push((at, counts.clone()));
+                    if self.checkpoints.last().is_none_or(|(o, _)| *o < at) {
+                        self.checkpoints.push((at, self.counts.clone()));
                     }
                     let codec = h.codec()?;
                     for r in batch::decode_records(&b)? {
-                        if r.offset < next || r.offset >= src.to || !in_window(r.timestamp) {
+                        if r.offset < next || r.offset >= src.to || !window.contains(r.timestamp) {
                             continue;
                         }
                         while mark < marks.len() && marks[mark] <= r.offset {
-                            checkpoints.push((marks[mark], counts.clone()));
+                            self.checkpoints.push((marks[mark], self.counts.clone()));
                             mark += 1;
                         }
-                        let t = router.route(r.key.as_deref()) as usize;
-                        counts[t] += 1;
-                        records += 1;
+                        let t = self.router.route(r.key.as_deref()) as usize;
+                        self.counts[t] += 1;
                         ctx.progress.add(1, 0);
-                        sinks[t].push(r, codec, ctx).await?;
+                        self.sinks[t].push(r, codec, ctx).await?;
                     }
                     next = next.max(h.next_offset());
                 }
             }
         }
         for m in &marks[mark..] {
-            checkpoints.push((*m, counts.clone()));
+            self.checkpoints.push((*m, self.counts.clone()));
         }
-        checkpoints.push((src.to, counts.clone()));
-        for t in 0..n {
-            let target_first = sinks[t].base + first[t] as i64;
-            let mut ranks: Vec<[i64; 2]> = Vec::with_capacity(checkpoints.len());
-            for (o, c) in &checkpoints {
-                match ranks.last_mut() {
-                    Some(last) if last[0] == *o => last[1] = c[t] as i64,
-                    Some(last) if last[1] == c[t] as i64 => {}
-                    _ => ranks.push([*o, c[t] as i64]),
-                }
-            }
-            map.push(PartitionOffsetMap {
-                source_topic: step.source_topic.clone(),
-                source_partition: src.source_partition,
-                target_topic: step.target_topic.clone(),
-                target_partition: t as i32,
-                ranges: vec![],
-                target_end: Some(target_first + counts[t] as i64),
-                repartition: Some(RepartitionRanks {
-                    target_first,
-                    records: counts[t],
-                    ranks,
-                }),
-            });
-            routed_total[t] += counts[t];
+        self.checkpoints.push((src.to, self.counts.clone()));
+        Ok(())
+    }
+}
+
+/// The offset-map entry of source partition `source_partition` in target partition `t`: its
+/// `records` start at `target_first`, and the ranks of `checkpoints` (one pair per source
+/// offset where the count below it changes) say how many of them precede each position.
+fn rank_entry(
+    step: &RepartitionStep,
+    source_partition: i32,
+    t: usize,
+    target_first: i64,
+    records: u64,
+    checkpoints: &[(i64, Vec<u64>)],
+) -> PartitionOffsetMap {
+    let mut ranks: Vec<[i64; 2]> = Vec::with_capacity(checkpoints.len());
+    for (o, c) in checkpoints {
+        match ranks.last_mut() {
+            Some(last) if last[0] == *o => last[1] = c[t] as i64,
+            Some(last) if last[1] == c[t] as i64 => {}
+            _ => ranks.push([*o, c[t] as i64]),
         }
     }
-    let mut bytes = 0;
-    for s in &mut sinks {
-        s.finish(ctx).await?;
-        if s.skip > 0 {
-            return Err(ExecError::Failed(format!(
-                "target partition {}-{} holds {} more records than this restore writes: something else wrote to it; purge it and delete the restore journal ({}) to start over",
-                s.topic,
-                s.partition,
-                s.skip,
-                layout::restore_journal(&plan.backup_name, &plan.restore_name)
-            )));
-        }
-        bytes += s.bytes;
+    PartitionOffsetMap {
+        source_topic: step.source_topic.clone(),
+        source_partition,
+        target_topic: step.target_topic.clone(),
+        target_partition: t as i32,
+        ranges: vec![],
+        target_end: Some(target_first + records as i64),
+        repartition: Some(RepartitionRanks {
+            target_first,
+            records,
+            ranks,
+        }),
     }
-    ctx.progress.emit(Event::StepDone {
-        step: name,
-        records,
-        bytes,
-    });
-    Ok((map, records, bytes))
 }

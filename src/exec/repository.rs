@@ -66,7 +66,7 @@ pub fn check_owner(
 /// already there). Owned by `owner`: nothing. Owned by another: adopts it when `adopt_from`
 /// names that owner (rewrites the owner, appends the adoption), else refuses.
 ///
-/// Errors: [`ExecError::Failed`] naming both owners, the location and the fix; storage
+/// Errors: [`ExecError::Conflict`] naming both owners, the location and the fix; storage
 /// failures; a record that fails its checksum.
 pub async fn claim(
     op: &Operator,
@@ -85,7 +85,7 @@ pub async fn claim(
                     rec.owner = owner.clone();
                     rec.adoptions.push(adoption);
                 }
-                Err(msg) => return Err(ExecError::Failed(msg)),
+                Err(msg) => return Err(ExecError::Conflict(msg)),
             }
             rec
         }

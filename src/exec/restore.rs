@@ -10,6 +10,10 @@
 //! records already written: the resumed attempt skips them and produces the rest, with no
 //! record lost or written twice. This holds while only this restore writes to its target
 //! partitions (the same assumption the offset map makes); anything else is detected and fails.
+//!
+//! After the data, the consumer-group step (`autoConsumerGroups`, `offsetReset`) is compiled
+//! into an offset reset from the offset map ([`crate::plan::compile_restore_groups`]) and run
+//! by the code of a KafkaOffsetReset ([`super::groups::snapshot_then_commit`]).
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
@@ -18,11 +22,13 @@ use serde::{Deserialize, Serialize};
 
 use super::ExecError;
 use super::engine::{Event, ExecContext, run_steps};
+use super::groups;
+use super::replay::{self, IN_FLIGHT, TxnOutcomes, Window, contiguous, wanted_blocks};
 use crate::format::batch::{self, Record};
 use crate::format::layout;
 use crate::format::layout::FORMAT;
 use crate::format::manifest::{
-    BlockIndex, OffsetMap, PartitionOffsetMap, SegmentIndex, TxnMarker, from_json, to_json,
+    BlockIndex, OffsetMap, OffsetSnapshot, PartitionOffsetMap, SegmentIndex, from_json, to_json,
 };
 use crate::format::segment;
 use crate::kafka::KafkaClient;
@@ -30,11 +36,6 @@ use crate::kafka::conn::Reply;
 use crate::kafka::ops::{NewTopic, OffsetSpec, produce_result};
 use crate::plan::{RestorePartitionStep, RestorePlan};
 use crate::storage;
-
-/// Produce requests kept in flight per partition.
-pub(super) const IN_FLIGHT: usize = 4;
-/// Blocks read per ranged GET (each block is ~1 MiB raw).
-const BLOCKS_PER_READ: usize = 8;
 
 /// The restore journal, written before the first record is produced and again, with
 /// `complete`, after the offset map.
@@ -109,7 +110,7 @@ pub struct RestoreOutcome {
     pub already_complete: bool,
     /// The consumer-group step, one result per group (empty without `autoConsumerGroups` /
     /// `offsetReset`).
-    pub groups: Vec<super::groups::GroupResult>,
+    pub groups: Vec<groups::GroupResult>,
     /// The snapshot taken before the groups were committed, and whether it was put back.
     pub rollback: Option<RollbackOutcome>,
 }
@@ -131,7 +132,7 @@ pub struct RollbackOutcome {
 
 impl RestoreOutcome {
     /// Groups that were not carried over (refused or failed).
-    pub fn failed_groups(&self) -> Vec<&super::groups::GroupResult> {
+    pub fn failed_groups(&self) -> Vec<&groups::GroupResult> {
         self.groups.iter().filter(|g| !g.ok()).collect()
     }
 }
@@ -157,7 +158,7 @@ pub async fn run_restore(
     ctx: &ExecContext,
 ) -> Result<RestoreOutcome, ExecError> {
     if plan.dry_run {
-        return Err(ExecError::Failed(
+        return Err(ExecError::Input(
             "dryRun is set: nothing is executed".into(),
         ));
     }
@@ -411,7 +412,7 @@ async fn resume_points(
         let key = (b.topic.clone(), b.partition);
         let end = now.get(&key).copied().unwrap_or(b.offset);
         if end < b.offset {
-            return Err(ExecError::Failed(format!(
+            return Err(ExecError::Conflict(format!(
                 "target partition {}-{} ends at offset {end}, before where this restore began ({}): it was deleted or purged meanwhile; delete {journal_path} to start over",
                 b.topic, b.partition, b.offset
             )));
@@ -447,33 +448,7 @@ async fn run_restore_locked(
         .map(|s| (s.target_topic.clone(), s.target_partition))
         .chain(plan.repartitioned.iter().flat_map(|r| r.targets()))
         .collect();
-    let mut journal = match start {
-        RestoreStart::Resume(j) | RestoreStart::Complete(j) => {
-            ctx.progress.emit(Event::StepStarted {
-                step: "resume".into(),
-            });
-            (**j).clone()
-        }
-        RestoreStart::Fresh { spec_hash } => {
-            // The journal is written before the target is touched: a state storage that
-            // cannot be written (read-only, full, object-locked) fails here, with nothing
-            // created or purged. Its empty base offsets say "targets not prepared yet".
-            let journal = RestoreJournal {
-                format: FORMAT.into(),
-                spec_hash: spec_hash.clone(),
-                plan: plan.clone(),
-                base_offsets: vec![],
-                complete: false,
-                records: 0,
-                bytes: 0,
-                groups_done: false,
-            };
-            storage::write_all(state, &journal_path, to_json(&journal))
-                .await
-                .map_err(|e| unwritable_state(&journal_path, e))?;
-            journal
-        }
-    };
+    let mut journal = open_journal(plan, start, state, ctx, &journal_path).await?;
     if journal.base_offsets.is_empty() && !targets.is_empty() {
         // Targets not prepared yet: a fresh start, or an earlier attempt that stopped after
         // its journal and before it read where the targets began (nothing was produced; an
@@ -567,6 +542,43 @@ async fn run_restore_locked(
     })
 }
 
+/// The journal this attempt continues (a resumed one), or a new one written now (a fresh
+/// start): the journal is written before the target is touched, so a state storage that
+/// cannot be written (read-only, full, object-locked) fails here, with nothing created or
+/// purged. Its empty base offsets say "targets not prepared yet".
+async fn open_journal(
+    plan: &RestorePlan,
+    start: &RestoreStart,
+    state: &Operator,
+    ctx: &ExecContext,
+    journal_path: &str,
+) -> Result<RestoreJournal, ExecError> {
+    match start {
+        RestoreStart::Resume(j) | RestoreStart::Complete(j) => {
+            ctx.progress.emit(Event::StepStarted {
+                step: "resume".into(),
+            });
+            Ok((**j).clone())
+        }
+        RestoreStart::Fresh { spec_hash } => {
+            let journal = RestoreJournal {
+                format: FORMAT.into(),
+                spec_hash: spec_hash.clone(),
+                plan: plan.clone(),
+                base_offsets: vec![],
+                complete: false,
+                records: 0,
+                bytes: 0,
+                groups_done: false,
+            };
+            storage::write_all(state, journal_path, to_json(&journal))
+                .await
+                .map_err(|e| unwritable_state(journal_path, e))?;
+            Ok(journal)
+        }
+    }
+}
+
 /// The log end offset of every target partition, as the journal's base offsets.
 async fn base_offsets(
     client: &KafkaClient,
@@ -586,137 +598,79 @@ async fn base_offsets(
 /// The error for a state storage the restore cannot write its journal to: nothing was
 /// touched on the target yet, and the fix is `spec.stateStorage`.
 fn unwritable_state(path: &str, e: storage::StorageError) -> ExecError {
-    ExecError::Failed(format!(
+    ExecError::Input(format!(
         "the restore cannot write its state object {path} ({e}); nothing was written to the target cluster. A restore needs a place it may write for its journal, lock and offset map: give the credentials write access there, free space, or set spec.stateStorage to a writable storage so that the backup repository is only read"
     ))
 }
 
-/// The consumer-group step after the data (docs/offsets.md): the target's current offsets
-/// of the groups are saved first (`rollback.snapshotBeforeRestore`), each group's positions
-/// are carried over by the plan's strategy and committed (a group with live members is
-/// refused, the others go on), and with `autoRollbackOnFailure` the snapshot is put back for
-/// the committed groups when any group was not carried over.
+/// The consumer-group step after the data (docs/offsets.md): the target's commits of the
+/// groups are read, the step is compiled into an offset reset from the offset map `map`
+/// ([`crate::plan::compile_restore_groups`]) and run by the code that runs a KafkaOffsetReset
+/// ([`groups::snapshot_then_commit`]): the snapshot (`rollback.snapshotBeforeRestore`) is
+/// written to the state storage `op`, every group is committed (a group with live members is
+/// refused, the others go on), and with `autoRollbackOnFailure` the committed groups are put
+/// back to the snapshot when any group was not carried over.
 async fn group_step(
     plan: &RestorePlan,
     client: &KafkaClient,
     op: &Operator,
     ctx: &ExecContext,
     map: &OffsetMap,
-) -> Result<(Vec<super::groups::GroupResult>, Option<RollbackOutcome>), ExecError> {
-    use super::groups::{self, GroupOutcome, GroupResult};
-    use crate::api::offset_reset::ResetStrategy;
+) -> Result<(Vec<groups::GroupResult>, Option<RollbackOutcome>), ExecError> {
     let Some(gp) = &plan.groups else {
         return Ok((vec![], None));
     };
     ctx.progress.emit(Event::StepStarted {
         step: "consumer-groups".into(),
     });
-    let in_snapshot: Vec<String> = plan
-        .source_groups
-        .iter()
-        .map(|g| g.group_id.clone())
-        .collect();
-    let names: Vec<String> = if gp.only.is_empty() {
-        in_snapshot.clone()
-    } else {
-        gp.only.clone()
+    let current = client
+        .committed_groups(&crate::plan::restore_group_names(plan))
+        .await?;
+    let Some(reset) = crate::plan::compile_restore_groups(plan, map, &current) else {
+        return Ok((vec![], None));
     };
-    let mut results: Vec<GroupResult> = names
-        .iter()
-        .filter(|n| !in_snapshot.contains(n))
-        .map(|n| GroupResult {
-            group: n.clone(),
-            outcome: GroupOutcome::Failed,
-            partitions: 0,
-            message: Some(format!(
-                "group {n} is not in backup run {}'s consumer-group snapshot (it had no committed offsets on the backed-up topics then)",
-                plan.backup_run_id
-            )),
-            duplicates: 0,
-        })
-        .collect();
-    let names: Vec<String> = names
-        .into_iter()
-        .filter(|n| in_snapshot.contains(n))
-        .collect();
-    let current = crate::observe::committed_groups(client, &names)
-        .await
-        .map_err(|e| match e {
-            crate::observe::ObserveError::Kafka(k) => ExecError::Kafka(k),
-            other => ExecError::Failed(other.to_string()),
-        })?;
     let now = (ctx.now_ms)();
-    let rollback = if gp.snapshot_before {
-        let id = format!("{}-{now}", plan.restore_name);
-        let path = layout::restore_offset_snapshot(&plan.backup_name, &plan.restore_name, &id);
-        let expires_at = now + gp.snapshot_retention_hours as i64 * 3_600_000;
-        let snap = groups::snapshot_of(
-            &id,
-            &format!("KafkaRestore {}", plan.restore_name),
-            now,
-            Some(expires_at),
-            &current,
-        );
-        storage::write_all(op, &path, to_json(&snap)).await?;
-        Some((snap, path, expires_at))
-    } else {
-        None
+    let expires_at = now + gp.snapshot_retention_hours as i64 * 3_600_000;
+    let save = |doc: OffsetSnapshot| async move {
+        let path = layout::restore_offset_snapshot(&plan.backup_name, &plan.restore_name, &doc.id);
+        storage::write_all(op, &path, to_json(&doc)).await?;
+        Ok(path)
     };
-    let offsets_now: BTreeMap<String, BTreeMap<(String, i32), i64>> = current
-        .iter()
-        .map(|(g, p)| {
-            (
-                g.clone(),
-                p.iter().map(|(k, (o, _))| (k.clone(), *o)).collect(),
-            )
-        })
-        .collect();
-    let mut plans = crate::plan::translate_groups(&plan.source_groups, map, &names, &offsets_now);
-    if gp.strategy != ResetStrategy::FromMapping {
-        // to-earliest: the first record this restore wrote; to-latest: where it ended.
-        let bounds = crate::plan::target_bounds(map);
-        for p in &mut plans {
-            for c in &mut p.changes {
-                if let Some((first, end)) = bounds.get(&(c.topic.clone(), c.partition)) {
-                    let v = match gp.strategy {
-                        ResetStrategy::ToEarliest => first.or(*end),
-                        _ => *end,
-                    };
-                    if let Some(v) = v {
-                        c.new = v;
-                        c.from = gp.strategy.to_string();
-                        c.duplicates = 0;
-                    }
-                }
-            }
-        }
-    }
-    results.extend(groups::commit_groups(client, &plans, 4, false).await);
-    let mut rolled_back = false;
-    if let Some((snap, _, _)) = &rollback
-        && gp.auto_rollback
-        && results.iter().any(|r| !r.ok())
-    {
-        let committed: Vec<String> = results
-            .iter()
-            .filter(|r| r.outcome == GroupOutcome::Committed)
-            .map(|r| r.group.clone())
-            .collect();
-        let back = groups::rollback_plans(snap, &committed);
-        let undone = groups::commit_groups(client, &back, 4, false).await;
-        for r in results.iter_mut() {
-            if let Some(u) = undone.iter().find(|u| u.group == r.group) {
-                r.message = Some(format!(
-                    "rolled back to snapshot {} ({:?}) after another group failed",
-                    snap.id, u.outcome
-                ));
-            }
-        }
-        rolled_back = true;
-    }
-    for r in &results {
+    let snapshot = groups::Snapshotting {
+        taken_by: format!("KafkaRestore {}", plan.restore_name),
+        expires_at: Some(expires_at),
+        save,
+    };
+    let (out, rolled_back) = groups::snapshot_then_commit(
+        &reset,
+        client,
+        now,
+        Some(current),
+        Some(snapshot),
+        gp.auto_rollback,
+    )
+    .await?;
+    log_group_results(&out.results);
+    let rollback = out
+        .snapshot
+        .map(|(snapshot_id, snapshot_path)| RollbackOutcome {
+            snapshot_id,
+            snapshot_path,
+            snapshot_time: now,
+            expires_at,
+            rolled_back,
+        });
+    Ok((out.results, rollback))
+}
+
+/// One log line per group of a restore's consumer-group step: info when carried over, warn
+/// when not.
+fn log_group_results(results: &[groups::GroupResult]) {
+    for r in results {
         match r.outcome {
-            GroupOutcome::Committed | GroupOutcome::Skipped | GroupOutcome::DryRun => {
+            groups::GroupOutcome::Committed
+            | groups::GroupOutcome::Skipped
+            | groups::GroupOutcome::DryRun => {
                 tracing::info!(group = %r.group, outcome = ?r.outcome, partitions = r.partitions, message = r.message.as_deref().unwrap_or(""), "consumer group")
             }
             _ => {
@@ -724,16 +678,6 @@ async fn group_step(
             }
         }
     }
-    Ok((
-        results,
-        rollback.map(|(snap, path, expires_at)| RollbackOutcome {
-            snapshot_id: snap.id,
-            snapshot_path: path,
-            snapshot_time: snap.created_at,
-            expires_at,
-            rolled_back,
-        }),
-    ))
 }
 
 /// Creates the target topics the plan creates and empties those it purges.
@@ -788,49 +732,6 @@ async fn prepare_targets(
     Ok(())
 }
 
-/// Decides which transactional batches were committed, from the markers of every segment
-/// of the partition (KIP-98: a producer's transactional batches end with one COMMIT or ABORT
-/// marker; batches with no marker before the cut were still open and are not restored).
-pub(super) struct TxnOutcomes {
-    by_producer: BTreeMap<i64, Vec<(i64, bool)>>,
-}
-
-impl TxnOutcomes {
-    pub(super) fn new(markers: impl IntoIterator<Item = TxnMarker>) -> Self {
-        let mut by_producer: BTreeMap<i64, Vec<(i64, bool)>> = BTreeMap::new();
-        for m in markers {
-            by_producer
-                .entry(m.producer_id)
-                .or_default()
-                .push((m.offset, m.commit));
-        }
-        for v in by_producer.values_mut() {
-            v.sort();
-        }
-        TxnOutcomes { by_producer }
-    }
-    /// Whether a restore of source offsets `..to` replays batch `h`, reading from `*next`:
-    /// not a control batch, not wholly before `*next` or at/after `to`, not an aborted or
-    /// unfinished transaction (whose offsets `*next` then moves past).
-    pub(super) fn replays(&self, h: &batch::BatchHeader, next: &mut i64, to: i64) -> bool {
-        if h.is_control() || h.last_offset() < *next || h.base_offset >= to {
-            return false;
-        }
-        if h.is_transactional() && !self.committed(h.producer_id, h.base_offset) {
-            *next = (*next).max(h.next_offset());
-            return false;
-        }
-        true
-    }
-    pub(super) fn committed(&self, producer_id: i64, offset: i64) -> bool {
-        let Some(v) = self.by_producer.get(&producer_id) else {
-            return false;
-        };
-        let i = v.partition_point(|(o, _)| *o < offset);
-        v.get(i).is_some_and(|(_, commit)| *commit)
-    }
-}
-
 /// One task of a restore: a source partition into its target partition, or a whole
 /// repartitioned topic.
 enum Work {
@@ -855,6 +756,9 @@ type InFlight = (
     Vec<(i64, i64)>,
 );
 
+/// The target partition of one restore step: produces batches in order (up to [`IN_FLIGHT`]
+/// awaiting their reply), skips the records an earlier attempt wrote, and builds the
+/// partition's offset map from the replies.
 struct Sink<'a> {
     conn: std::sync::Arc<crate::kafka::conn::Connection>,
     plan: &'a RestorePlan,
@@ -868,19 +772,46 @@ struct Sink<'a> {
     dst: i64,
 }
 
-impl Sink<'_> {
+impl<'a> Sink<'a> {
+    /// A sink into the target partition of `step`, on a connection to its leader. `base` is
+    /// the target's log end offset when the restore began and `written` the records earlier
+    /// attempts put there.
+    async fn open(
+        plan: &'a RestorePlan,
+        client: &KafkaClient,
+        step: &RestorePartitionStep,
+        base: i64,
+        written: u64,
+    ) -> Result<Sink<'a>, ExecError> {
+        Ok(Sink {
+            conn: client
+                .leader_conn(&step.target_topic, step.target_partition)
+                .await?,
+            plan,
+            topic: step.target_topic.clone(),
+            partition: step.target_partition,
+            in_flight: VecDeque::new(),
+            map: PartitionOffsetMap {
+                source_topic: step.source_topic.clone(),
+                source_partition: step.source_partition,
+                target_topic: step.target_topic.clone(),
+                target_partition: step.target_partition,
+                ranges: vec![],
+                target_end: None,
+                repartition: None,
+            },
+            skip: written,
+            dst: base,
+        })
+    }
+
     /// Queues one batch; `src` lists the source offset ranges (inclusive) of its records in
     /// order.
     async fn send(&mut self, batch: Bytes, src: Vec<(i64, i64)>) -> Result<(), ExecError> {
         if self.skip > 0 {
             let n: u64 = src.iter().map(|(a, b)| (b - a + 1) as u64).sum();
             if n > self.skip {
-                return Err(ExecError::Failed(format!(
-                    "target partition {}-{}: the earlier attempt's records end inside a batch of this restore, so something else wrote to the partition meanwhile; purge it and delete the restore journal ({}) to start over",
-                    self.topic,
-                    self.partition,
-                    layout::restore_journal(&self.plan.backup_name, &self.plan.restore_name)
-                )));
+                return Err(replay::split_batch(self.plan, &self.topic, self.partition));
             }
             self.skip -= n;
             self.record_written(self.dst, src);
@@ -932,12 +863,32 @@ impl Sink<'_> {
         }
         self.dst = dst;
     }
-    async fn flush(&mut self) -> Result<(), ExecError> {
+    /// Waits for every reply; then every record an earlier attempt wrote must have been
+    /// skipped (more records there: something else wrote to the partition).
+    async fn finish(&mut self) -> Result<(), ExecError> {
         while !self.in_flight.is_empty() {
             self.complete_one().await?;
         }
+        if self.skip > 0 {
+            return Err(replay::extra_records(
+                self.plan,
+                &self.topic,
+                self.partition,
+                self.skip,
+            ));
+        }
         Ok(())
     }
+}
+
+/// Where the replay of one source partition stands.
+struct Replayed {
+    /// The next source offset not yet restored: batches repeated across runs or segments are
+    /// skipped, so nothing is produced twice.
+    next: i64,
+    /// Records and bytes restored so far (earlier attempts' included).
+    records: u64,
+    bytes: u64,
 }
 
 /// Restores one source partition into its target partition. `base` is the target's log end
@@ -959,191 +910,128 @@ async fn restore_partition(
     );
     ctx.progress.emit(Event::StepStarted { step: name.clone() });
     let txns = TxnOutcomes::new(indexes.iter().flat_map(|i| i.markers.iter().cloned()));
-    let mut sink = Sink {
-        conn: client
-            .leader_conn(&step.target_topic, step.target_partition)
-            .await?,
-        plan,
-        topic: step.target_topic.clone(),
-        partition: step.target_partition,
-        in_flight: VecDeque::new(),
-        map: PartitionOffsetMap {
-            source_topic: step.source_topic.clone(),
-            source_partition: step.source_partition,
-            target_topic: step.target_topic.clone(),
-            target_partition: step.target_partition,
-            ranges: vec![],
-            target_end: None,
-            repartition: None,
-        },
-        skip: written,
-        dst: base,
+    let mut sink = Sink::open(plan, client, &step, base, written).await?;
+    let window = Window::of(plan);
+    let mut at = Replayed {
+        next: step.from,
+        records: 0,
+        bytes: 0,
     };
-    let (start, end) = (plan.pitr_start, plan.pitr_end);
-    let in_window = |ts: i64| start.is_none_or(|s| ts >= s) && end.is_none_or(|e| ts <= e);
-    // Next source offset not yet restored: batches repeated across runs or segments are
-    // skipped, so nothing is produced twice.
-    let mut next = step.from;
-    let (mut records, mut bytes) = (0u64, 0u64);
     for (seg, idx) in step.segments.iter().zip(&indexes) {
-        let wanted: Vec<&BlockIndex> = idx
-            .blocks
-            .iter()
-            .filter(|b| b.last_offset >= next && b.first_offset < step.to && b.records > 0)
-            .filter(|b| {
-                start.is_none_or(|s| b.max_timestamp >= s)
-                    && end.is_none_or(|e| b.min_timestamp <= e)
-            })
-            .collect();
-        // A resumed attempt skips blocks an earlier attempt wrote whole without reading them:
-        // a block of offsets first..=last holding exactly last - first + 1 records (no
-        // compaction gap, no control batch), no transaction and no window keeps every record.
-        let mut wanted = wanted.into_iter().peekable();
-        let mut rest = Vec::new();
-        while let Some(b) = wanted.peek() {
-            let span = (b.last_offset - b.first_offset + 1) as u64;
-            if sink.skip >= b.records
-                && b.records == span
-                && !b.transactional
-                && start.is_none()
-                && end.is_none()
-                && b.first_offset >= next
-                && b.last_offset < step.to
-            {
-                sink.skip -= b.records;
-                sink.record_written(sink.dst, vec![(b.first_offset, b.last_offset)]);
-                // counted as restored (an earlier attempt wrote them); bytes as stored
-                records += b.records;
-                bytes += b.len.saturating_sub(20);
-                ctx.progress.add(b.records, 0);
-                next = b.last_offset + 1;
-                wanted.next();
-            } else {
-                break;
-            }
-        }
-        rest.extend(wanted);
-        for group in contiguous(&rest) {
+        let wanted = wanted_blocks(&idx.blocks, at.next, step.to, window);
+        let skipped = skip_written_blocks(&mut sink, &mut at, &wanted, step.to, window, ctx);
+        for group in contiguous(&wanted[skipped..]) {
             if ctx.cancel.is_cancelled() {
                 return Err(ExecError::Cancelled);
             }
             for b in segment::read_blocks(op, seg, &ctx.run_keys, &group).await? {
-                let h = b.header;
-                if !txns.replays(&h, &mut next, step.to) {
-                    continue;
+                if txns.replays(&b.header, &mut at.next, step.to) {
+                    replay_batch(&mut sink, &mut at, &b, step.to, window, ctx).await?;
                 }
-                let whole = h.base_offset >= next
-                    && h.last_offset() < step.to
-                    && batch::can_pass_through(&h)
-                    && (start.is_none() && end.is_none() || {
-                        let min = batch::min_timestamp(&b)?;
-                        in_window(min) && in_window(h.max_timestamp)
-                    });
-                if whole {
-                    let n = h.record_count as u64;
-                    if sink.skip == 0 {
-                        ctx.limits.take(b.bytes.len() as u64, n).await;
-                    }
-                    sink.send(
-                        batch::rewrite_for_produce(&b),
-                        vec![(h.base_offset, h.last_offset())],
-                    )
-                    .await?;
-                    records += n;
-                    bytes += b.bytes.len() as u64;
-                    ctx.progress.add(n, b.bytes.len() as u64);
-                } else {
-                    let keep: Vec<Record> = batch::decode_records(&b)?
-                        .into_iter()
-                        .filter(|r| {
-                            r.offset >= next && r.offset < step.to && in_window(r.timestamp)
-                        })
-                        .collect();
-                    let codec = h.codec()?;
-                    for chunk in keep.chunks(plan.produce_batch_records.max(1) as usize) {
-                        let encoded = batch::encode_batch(chunk, codec)?;
-                        if sink.skip == 0 {
-                            ctx.limits
-                                .take(encoded.len() as u64, chunk.len() as u64)
-                                .await;
-                        }
-                        let src = chunk.iter().map(|r| (r.offset, r.offset)).collect();
-                        bytes += encoded.len() as u64;
-                        sink.send(encoded, src).await?;
-                        records += chunk.len() as u64;
-                        ctx.progress.add(chunk.len() as u64, 0);
-                    }
-                }
-                next = next.max(h.next_offset());
             }
         }
     }
-    sink.flush().await?;
-    if sink.skip > 0 {
-        return Err(ExecError::Failed(format!(
-            "target partition {}-{} holds {} more records than this restore writes: something else wrote to it; purge it and delete the restore journal ({}) to start over",
-            step.target_topic,
-            step.target_partition,
-            sink.skip,
-            layout::restore_journal(&plan.backup_name, &plan.restore_name)
-        )));
-    }
+    sink.finish().await?;
     ctx.progress.emit(Event::StepDone {
         step: name,
-        records,
-        bytes,
+        records: at.records,
+        bytes: at.bytes,
     });
     if plan.produce_acks != 0 {
         sink.map.target_end = Some(sink.dst);
     }
-    Ok((sink.map, records, bytes))
+    Ok((sink.map, at.records, at.bytes))
 }
 
-/// Splits blocks (in file order) into runs of adjacent blocks, at most [`BLOCKS_PER_READ`]
-/// each, so each run is one ranged read.
-pub(super) fn contiguous(blocks: &[&BlockIndex]) -> Vec<Vec<BlockIndex>> {
-    let mut out: Vec<Vec<BlockIndex>> = Vec::new();
-    for b in blocks {
-        match out.last_mut() {
-            Some(g)
-                if g.len() < BLOCKS_PER_READ
-                    && g.last().is_some_and(|l| l.pos + l.len == b.pos) =>
-            {
-                g.push((*b).clone())
+/// A resumed attempt skips the leading blocks of `wanted` that an earlier attempt wrote whole,
+/// without reading them: a block of offsets first..=last holding exactly last - first + 1
+/// records (no compaction gap, no control batch), no transaction and no window keeps every
+/// record. They count as restored (bytes as stored). Returns how many blocks were skipped.
+fn skip_written_blocks(
+    sink: &mut Sink<'_>,
+    at: &mut Replayed,
+    wanted: &[&BlockIndex],
+    to: i64,
+    window: Window,
+    ctx: &ExecContext,
+) -> usize {
+    let mut skipped = 0;
+    for b in wanted {
+        let span = (b.last_offset - b.first_offset + 1) as u64;
+        let whole = sink.skip >= b.records
+            && b.records == span
+            && !b.transactional
+            && window.is_open()
+            && b.first_offset >= at.next
+            && b.last_offset < to;
+        if !whole {
+            break;
+        }
+        sink.skip -= b.records;
+        sink.record_written(sink.dst, vec![(b.first_offset, b.last_offset)]);
+        at.records += b.records;
+        at.bytes += b.len.saturating_sub(20);
+        ctx.progress.add(b.records, 0);
+        at.next = b.last_offset + 1;
+        skipped += 1;
+    }
+    skipped
+}
+
+/// Restores one stored batch `b` that the restore replays (records from `at.next` below `to`,
+/// in `window`): passed through as stored when all of its records are kept and it needs no
+/// rewrite, else its kept records re-encoded in batches of `produceBatchSize`. The rate
+/// limits are taken for what is produced, not for what an earlier attempt wrote.
+async fn replay_batch(
+    sink: &mut Sink<'_>,
+    at: &mut Replayed,
+    b: &batch::RawBatch,
+    to: i64,
+    window: Window,
+    ctx: &ExecContext,
+) -> Result<(), ExecError> {
+    let h = b.header;
+    let whole = h.base_offset >= at.next
+        && h.last_offset() < to
+        && batch::can_pass_through(&h)
+        && (window.is_open() || {
+            let min = batch::min_timestamp(b)?;
+            window.contains(min) && window.contains(h.max_timestamp)
+        });
+    if whole {
+        let n = h.record_count as u64;
+        if sink.skip == 0 {
+            ctx.limits.take(b.bytes.len() as u64, n).await;
+        }
+        sink.send(
+            batch::rewrite_for_produce(b),
+            vec![(h.base_offset, h.last_offset())],
+        )
+        .await?;
+        at.records += n;
+        at.bytes += b.bytes.len() as u64;
+        ctx.progress.add(n, b.bytes.len() as u64);
+    } else {
+        let next = at.next;
+        let keep: Vec<Record> = batch::decode_records(b)?
+            .into_iter()
+            .filter(|r| r.offset >= next && r.offset < to && window.contains(r.timestamp))
+            .collect();
+        let codec = h.codec()?;
+        for chunk in keep.chunks(sink.plan.produce_batch_records.max(1) as usize) {
+            let encoded = batch::encode_batch(chunk, codec)?;
+            if sink.skip == 0 {
+                ctx.limits
+                    .take(encoded.len() as u64, chunk.len() as u64)
+                    .await;
             }
-            _ => out.push(vec![(*b).clone()]),
+            let src = chunk.iter().map(|r| (r.offset, r.offset)).collect();
+            at.bytes += encoded.len() as u64;
+            sink.send(encoded, src).await?;
+            at.records += chunk.len() as u64;
+            ctx.progress.add(chunk.len() as u64, 0);
         }
     }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transaction_fate_follows_the_next_marker_of_the_producer() {
-        let t = TxnOutcomes::new(vec![
-            TxnMarker {
-                offset: 10,
-                producer_id: 1,
-                commit: true,
-            },
-            TxnMarker {
-                offset: 20,
-                producer_id: 1,
-                commit: false,
-            },
-            TxnMarker {
-                offset: 15,
-                producer_id: 2,
-                commit: false,
-            },
-        ]);
-        assert!(t.committed(1, 3));
-        assert!(!t.committed(1, 12));
-        assert!(!t.committed(1, 25)); // open at the cut
-        assert!(!t.committed(2, 0));
-        assert!(!t.committed(3, 0));
-    }
+    at.next = at.next.max(h.next_offset());
+    Ok(())
 }

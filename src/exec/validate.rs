@@ -12,9 +12,9 @@ use opendal::Operator;
 use serde::Serialize;
 
 use super::ExecError;
-use crate::api::validation::ChecksSpec;
 use crate::format::manifest::{RunManifest, to_json};
 use crate::format::segment;
+use crate::plan::ValidationChecks;
 
 /// The verdict of a check or of the whole validation.
 #[derive(
@@ -282,7 +282,7 @@ pub async fn validate_run(
     validation: &str,
     m: &RunManifest,
     manifest_sha256: Option<String>,
-    checks: &ChecksSpec,
+    checks: &ValidationChecks,
     now_ms: i64,
 ) -> Result<ValidationReport, ExecError> {
     let backup = &m.backup_name;
@@ -294,19 +294,15 @@ pub async fn validate_run(
     reports.push(objects);
 
     // 2. counts and timestamps against the manifest, from the full read above
-    if checks.message_count.enabled {
-        reports.push(message_count_check(
-            m,
-            &facts,
-            checks.message_count.fail_threshold,
-        ));
+    if let Some(threshold) = checks.message_count {
+        reports.push(message_count_check(m, &facts, threshold));
     } else {
         reports.push(skipped("messageCount"));
     }
 
     // 3. offset continuity: segments in order, no overlap, a hole only where a gap is recorded
     // (or on a compacted topic, whose logs have holes by design)
-    if checks.offset_range.enabled {
+    if checks.offset_range {
         let t = Instant::now();
         let (mut failures, mut partitions) = (vec![], 0u64);
         for tm in &m.topics {
@@ -353,9 +349,8 @@ pub async fn validate_run(
     }
 
     // 4. the consumer-group snapshot (group_positions)
-    let cg = &checks.consumer_group_offsets;
-    if cg.enabled {
-        reports.push(group_positions(m, &cg.consumer_groups));
+    if let Some(groups) = &checks.consumer_groups {
+        reports.push(group_positions(m, groups));
     } else {
         reports.push(skipped("consumerGroupOffsets"));
     }
@@ -552,7 +547,7 @@ pub async fn store_signed(
     let sig = match private_pem {
         Some(pem) => Some(
             sign_report(&bytes, pem)
-                .map_err(|e| ExecError::Failed(format!("spec.evidence.signing.keySecret: {e}")))?,
+                .map_err(|e| ExecError::Input(format!("spec.evidence.signing.keySecret: {e}")))?,
         ),
         None => None,
     };

@@ -14,7 +14,7 @@ use opendal::Operator;
 use sha2::{Digest, Sha256};
 
 use super::ExecError;
-use super::restore::{TxnOutcomes, contiguous};
+use super::replay::{TxnOutcomes, Window, contiguous, wanted_blocks};
 use super::validate::{CheckReport, Outcome};
 use crate::format::batch::{self, Record};
 use crate::format::manifest::{GroupSnapshot, OffsetMap};
@@ -72,11 +72,11 @@ async fn backup_side(
     let mut out = Vec::new();
     let mut next = step.from;
     for (seg, i) in step.segments.iter().zip(&idx) {
-        let blocks: Vec<_> = i
-            .blocks
-            .iter()
-            .filter(|b| b.last_offset >= next && b.first_offset < step.to && b.records > 0)
-            .collect();
+        let open = Window {
+            start: None,
+            end: None,
+        };
+        let blocks = wanted_blocks(&i.blocks, next, step.to, open);
         for group in contiguous(&blocks) {
             for b in segment::read_blocks(op, seg, keys, &group).await? {
                 let h = b.header;

@@ -657,6 +657,21 @@ impl KafkaClient {
         })
         .await
     }
+
+    /// The committed offsets of `groups` now (OffsetFetch at each group's coordinator, one
+    /// group after the other): group -> (topic, partition) -> (offset, metadata). A group
+    /// without commits maps to an empty map. Errors: the first OffsetFetch that fails.
+    pub async fn committed_groups(&self, groups: &[String]) -> Result<crate::facts::GroupCommits> {
+        let mut out = crate::facts::GroupCommits::new();
+        for g in groups {
+            let c = self.committed_offsets(g).await?;
+            out.insert(
+                g.clone(),
+                c.into_iter().map(|(k, (o, _, m))| (k, (o, m))).collect(),
+            );
+        }
+        Ok(out)
+    }
 }
 
 /// A member of a consumer group (DescribeGroups).

@@ -118,8 +118,9 @@ pub async fn run(
     };
     let (op, manifest, sha, keys) = prepare(kbv, backup, secrets, pvc_root).await?;
     let ev_op = evidence_storage(kbv, secrets, pvc_root, &op)?;
+    let checks = plan::validation_checks(&spec.checks);
     let mut report =
-        validate::validate_run(&op, &keys, &name, &manifest, sha, &spec.checks, now_ms).await?;
+        validate::validate_run(&op, &keys, &name, &manifest, sha, &checks, now_ms).await?;
     if spec.checks.object_lock.enabled {
         // the storage prepare_validation read (it refused a missing one already)
         let storage = (spec.backup_ref.storage.as_ref()).or(backup.map(|kb| &kb.spec.storage));
@@ -134,13 +135,13 @@ pub async fn run(
             validate_by_restore(kbv, backup, secrets, pvc_root, &manifest, now_ms).await?;
         report.add_checks(restored);
     }
-    if !spec.checks.custom_webhooks.is_empty() {
+    if !checks.webhooks.is_empty() {
         let bootstrap = spec
             .kafka_cluster
             .as_ref()
             .map(|k| k.bootstrap_servers.clone());
         let hooks =
-            notify::run_webhooks(&spec.checks.custom_webhooks, &report, bootstrap.as_deref()).await;
+            notify::run_webhooks(&checks.webhooks, &report, bootstrap.as_deref()).await;
         report.add_checks(hooks);
     }
     let (path, signature) = validate::store_signed(&ev_op, &report, key.as_deref()).await?;
@@ -216,7 +217,7 @@ pub fn notify_targets(
                     &p.routing_key_secret.name,
                     &p.routing_key_secret.key,
                 )
-                .map(|k| (k, p.severity))
+                .map(|k| (k, p.severity.into()))
             })
             .transpose()?,
     })

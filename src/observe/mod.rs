@@ -173,17 +173,10 @@ pub async fn diverged_partitions(
 
 /// The committed offsets of `groups` now (OffsetFetch at each group's coordinator): group ->
 /// (topic, partition) -> (offset, metadata). A group without commits maps to an empty map.
+/// The read is [`KafkaClient::committed_groups`] (the executor calls it directly).
 pub async fn committed_groups(
     client: &KafkaClient,
     groups: &[String],
 ) -> Result<crate::facts::GroupCommits, ObserveError> {
-    let mut out = crate::facts::GroupCommits::new();
-    for g in groups {
-        let c = client.committed_offsets(g).await?;
-        out.insert(
-            g.clone(),
-            c.into_iter().map(|(k, (o, _, m))| (k, (o, m))).collect(),
-        );
-    }
-    Ok(out)
+    Ok(client.committed_groups(groups).await?)
 }

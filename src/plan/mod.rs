@@ -8,13 +8,15 @@ mod repartition;
 mod restore;
 mod retention;
 mod select;
+mod validation;
 
 pub use backup::{
     BackupFacts, BackupPartitionStep, BackupPlan, BackupTopic, CutMode, compile_backup,
 };
 pub use offsets::{
-    GroupOffsetPlan, OffsetChange, OffsetResetFacts, OffsetResetPlan, compile_offset_reset,
-    group_snapshots, reset_scope_topics, target_bounds, translate_groups, translate_position,
+    GroupOffsetPlan, OffsetChange, OffsetResetFacts, OffsetResetPlan, RESTORE_GROUP_PARALLELISM,
+    compile_offset_reset, compile_restore_groups, group_snapshots, reset_scope_topics,
+    restore_group_names, target_bounds, translate_groups, translate_position,
 };
 pub use repartition::{RepartitionSource, RepartitionStep, Router, murmur2, murmur2_partition};
 pub use restore::{
@@ -25,6 +27,7 @@ pub use retention::{
     KeptLocked, RetentionPlan, compile_retention, compile_retention_locked, locked_until,
 };
 pub use select::{matches_any, select_topics};
+pub use validation::{NotifyTargets, Severity, ValidationChecks, WebhookCheck, validation_checks};
 
 use sha2::{Digest, Sha256};
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{CompileError, issue, plan_hash, select_topics};
+use super::{CompileError, RestorePlan, issue, plan_hash, select_topics};
 use crate::api::KafkaOffsetResetSpec;
 use crate::api::offset_reset::ResetStrategy;
 use crate::facts::{GroupCommits, PartitionOffsets};
@@ -113,6 +113,10 @@ pub struct GroupOffsetPlan {
     /// Positions that could not be carried over, with why (a topic not restored, a partition
     /// without a map entry).
     pub skipped: Vec<String>,
+    /// Why the group gets no position at all and is not done (a restore's group that is not
+    /// in the backup's snapshot): reported as failed, nothing committed. None elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// Translates the backup's group snapshot through a restore's offset map: every committed
@@ -185,6 +189,7 @@ pub fn translate_groups(
                 group: g.group_id.clone(),
                 changes,
                 skipped,
+                failure: None,
             }
         })
         .collect()
@@ -427,141 +432,23 @@ pub fn compile_offset_reset(
     if !spec.topics.is_empty() && selected.is_empty() && issues.is_empty() {
         issues.push(issue("spec.topics", "matches no topic of the cluster"));
     }
-    let in_scope = |t: &str| spec.topics.is_empty() || selected.iter().any(|s| s == t);
-    let mut groups = vec![];
-    if spec.reset_strategy == ResetStrategy::FromMapping {
+    let groups = if spec.reset_strategy == ResetStrategy::FromMapping {
         match &facts.mapping {
-            None => issues.push(issue(
-                "spec.offsetMappingRef",
-                "from-mapping needs an offset mapping: set offsetMappingRef.restoreName (with the KafkaRestore and its KafkaBackup in the files) or offsetMappingRef.path (an offset-map.json)",
-            )),
-            Some(map) => {
-                // the positions: the backup's snapshot, or the groups' commits on the map's
-                // source topics
-                let snapshot: Vec<GroupSnapshot> = match &facts.snapshot {
-                    Some(s) => s.clone(),
-                    None => {
-                        let named: GroupCommits = spec
-                            .consumer_groups
-                            .iter()
-                            .map(|g| (g.clone(), facts.committed.get(g).cloned().unwrap_or_default()))
-                            .collect();
-                        group_snapshots(&named, |t| {
-                            map.partitions.iter().any(|p| p.source_topic == t)
-                        })
-                    }
-                };
-                let current: BTreeMap<String, BTreeMap<(String, i32), i64>> = facts
-                    .committed
-                    .iter()
-                    .map(|(g, c)| (g.clone(), c.iter().map(|(k, v)| (k.clone(), v.0)).collect()))
-                    .collect();
-                let mut plans = translate_groups(&snapshot, map, &spec.consumer_groups, &current);
-                for g in &spec.consumer_groups {
-                    if !plans.iter().any(|p| &p.group == g) {
-                        plans.push(GroupOffsetPlan {
-                            group: g.clone(),
-                            changes: vec![],
-                            skipped: vec!["no position to translate (not in the backup's group snapshot, no commit on the mapped topics)".into()],
-                        });
-                    }
-                }
-                for p in &mut plans {
-                    p.changes.retain(|c| in_scope(&c.topic));
-                    for c in &mut p.changes {
-                        c.high_watermark = facts
-                            .offsets
-                            .get(&(c.topic.clone(), c.partition))
-                            .map(|o| o.high_watermark);
-                    }
-                }
-                groups = plans;
+            None => {
+                issues.push(issue(
+                    "spec.offsetMappingRef",
+                    "from-mapping needs an offset mapping: set offsetMappingRef.restoreName (with the KafkaRestore and its KafkaBackup in the files) or offsetMappingRef.path (an offset-map.json)",
+                ));
+                vec![]
             }
+            Some(map) => mapped_groups(spec, facts, map, &selected),
         }
     } else {
-        for g in &spec.consumer_groups {
-            let committed = facts.committed.get(g).cloned().unwrap_or_default();
-            let mut parts: Vec<(String, i32)> = if spec.topics.is_empty() {
-                committed.keys().cloned().collect()
-            } else {
-                selected
-                    .iter()
-                    .flat_map(|t| {
-                        (0..facts.partitions.get(t).copied().unwrap_or(0)).map(|p| (t.clone(), p))
-                    })
-                    .collect()
-            };
-            parts.sort();
-            let mut plan = GroupOffsetPlan {
-                group: g.clone(),
-                changes: vec![],
-                skipped: vec![],
-            };
-            if parts.is_empty() {
-                plan.skipped.push(format!(
-                    "group {g} has no committed offset; name the topics to reset it on (spec.topics)"
-                ));
-            }
-            for (t, p) in parts {
-                let key = (t.clone(), p);
-                let Some(o) = facts.offsets.get(&key) else {
-                    plan.skipped.push(format!("{t}/{p}: not on the cluster"));
-                    continue;
-                };
-                let cur = committed.get(&key).cloned();
-                let clamp = |v: i64| v.clamp(o.log_start, o.high_watermark);
-                let (new, from) = match spec.reset_strategy {
-                    ResetStrategy::ToEarliest => (o.log_start, "log start".to_string()),
-                    ResetStrategy::ToLatest => (o.high_watermark, "high watermark".to_string()),
-                    ResetStrategy::ToTimestamp => {
-                        let ts = spec.reset_timestamp.unwrap_or(0);
-                        match facts.by_timestamp.get(&key).copied() {
-                            Some(v) if v >= 0 => {
-                                (clamp(v), format!("first record at or after {ts}"))
-                            }
-                            _ => (
-                                o.high_watermark,
-                                format!("no record at or after {ts}: the end"),
-                            ),
-                        }
-                    }
-                    ResetStrategy::ToOffset => {
-                        let want = spec.reset_offset.unwrap_or(0);
-                        let v = clamp(want);
-                        (
-                            v,
-                            if v == want {
-                                format!("offset {want}")
-                            } else {
-                                format!("offset {want}, clamped to the log")
-                            },
-                        )
-                    }
-                    ResetStrategy::ShiftBy => {
-                        let Some((c, _)) = &cur else {
-                            plan.skipped
-                                .push(format!("{t}/{p}: no committed offset to shift"));
-                            continue;
-                        };
-                        let by = spec.shift_by.unwrap_or(0);
-                        (clamp(c.saturating_add(by)), format!("{c} shifted by {by}"))
-                    }
-                    ResetStrategy::FromMapping => unreachable!("handled above"),
-                };
-                plan.changes.push(OffsetChange {
-                    topic: t,
-                    partition: p,
-                    current: cur.as_ref().map(|c| c.0),
-                    new,
-                    metadata: cur.and_then(|c| c.1),
-                    from,
-                    high_watermark: Some(o.high_watermark),
-                    duplicates: 0,
-                });
-            }
-            groups.push(plan);
-        }
-    }
+        spec.consumer_groups
+            .iter()
+            .map(|g| strategy_group(spec, facts, g, &selected))
+            .collect()
+    };
     issues.extend(groups_without_change(spec, facts, &groups));
     if !issues.is_empty() {
         return Err(CompileError(issues));
@@ -578,6 +465,261 @@ pub fn compile_offset_reset(
     };
     plan.hash = plan_hash(&plan);
     Ok(plan)
+}
+
+/// from-mapping: the groups' positions translated through the offset map `map`
+/// ([`translate_groups`]), on the topics in scope (`selected` when `spec.topics` is set), with
+/// each partition's high watermark for the lag columns. The positions are the backup's group
+/// snapshot when it was reachable, else the groups' commits on the map's source topics. A
+/// named group with no position to translate gets an empty plan (refused by
+/// `groups_without_change`).
+fn mapped_groups(
+    spec: &KafkaOffsetResetSpec,
+    facts: &OffsetResetFacts,
+    map: &OffsetMap,
+    selected: &[String],
+) -> Vec<GroupOffsetPlan> {
+    let in_scope = |t: &str| spec.topics.is_empty() || selected.iter().any(|s| s == t);
+    let snapshot: Vec<GroupSnapshot> = match &facts.snapshot {
+        Some(s) => s.clone(),
+        None => {
+            let named: GroupCommits = spec
+                .consumer_groups
+                .iter()
+                .map(|g| {
+                    (
+                        g.clone(),
+                        facts.committed.get(g).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            group_snapshots(&named, |t| {
+                map.partitions.iter().any(|p| p.source_topic == t)
+            })
+        }
+    };
+    let current = committed_offsets(&facts.committed);
+    let mut plans = translate_groups(&snapshot, map, &spec.consumer_groups, &current);
+    for g in &spec.consumer_groups {
+        if !plans.iter().any(|p| &p.group == g) {
+            plans.push(GroupOffsetPlan {
+                group: g.clone(),
+                changes: vec![],
+                skipped: vec!["no position to translate (not in the backup's group snapshot, no commit on the mapped topics)".into()],
+                failure: None,
+            });
+        }
+    }
+    for p in &mut plans {
+        p.changes.retain(|c| in_scope(&c.topic));
+        for c in &mut p.changes {
+            c.high_watermark = facts
+                .offsets
+                .get(&(c.topic.clone(), c.partition))
+                .map(|o| o.high_watermark);
+        }
+    }
+    plans
+}
+
+/// The committed offsets of `c` without their metadata: group -> (topic, partition) -> offset.
+fn committed_offsets(c: &GroupCommits) -> BTreeMap<String, BTreeMap<(String, i32), i64>> {
+    c.iter()
+        .map(|(g, p)| (g.clone(), p.iter().map(|(k, v)| (k.clone(), v.0)).collect()))
+        .collect()
+}
+
+/// Every strategy but from-mapping, for group `g`: the partitions in scope (its committed
+/// partitions, or every partition of the `selected` topics when `spec.topics` is set), each
+/// with its new offset ([`strategy_position`]); a partition not on the cluster, or with
+/// nothing to shift, is skipped with why.
+fn strategy_group(
+    spec: &KafkaOffsetResetSpec,
+    facts: &OffsetResetFacts,
+    g: &str,
+    selected: &[String],
+) -> GroupOffsetPlan {
+    let committed = facts.committed.get(g).cloned().unwrap_or_default();
+    let mut parts: Vec<(String, i32)> = if spec.topics.is_empty() {
+        committed.keys().cloned().collect()
+    } else {
+        selected
+            .iter()
+            .flat_map(|t| {
+                (0..facts.partitions.get(t).copied().unwrap_or(0)).map(|p| (t.clone(), p))
+            })
+            .collect()
+    };
+    parts.sort();
+    let mut plan = GroupOffsetPlan {
+        group: g.to_string(),
+        changes: vec![],
+        skipped: vec![],
+        failure: None,
+    };
+    if parts.is_empty() {
+        plan.skipped.push(format!(
+            "group {g} has no committed offset; name the topics to reset it on (spec.topics)"
+        ));
+    }
+    for (t, p) in parts {
+        let key = (t.clone(), p);
+        let Some(o) = facts.offsets.get(&key) else {
+            plan.skipped.push(format!("{t}/{p}: not on the cluster"));
+            continue;
+        };
+        let cur = committed.get(&key).cloned();
+        let Some((new, from)) = strategy_position(spec, facts, &key, o, cur.as_ref()) else {
+            plan.skipped
+                .push(format!("{t}/{p}: no committed offset to shift"));
+            continue;
+        };
+        plan.changes.push(OffsetChange {
+            topic: t,
+            partition: p,
+            current: cur.as_ref().map(|c| c.0),
+            new,
+            metadata: cur.and_then(|c| c.1),
+            from,
+            high_watermark: Some(o.high_watermark),
+            duplicates: 0,
+        });
+    }
+    plan
+}
+
+/// The new offset of one partition `key` (log start and high watermark `o`, committed offset
+/// and metadata `cur`) by `spec`'s strategy, clamped to [log start, high watermark], with
+/// where it comes from for the plan table. None for shift-by without a committed offset.
+fn strategy_position(
+    spec: &KafkaOffsetResetSpec,
+    facts: &OffsetResetFacts,
+    key: &(String, i32),
+    o: &PartitionOffsets,
+    cur: Option<&(i64, Option<String>)>,
+) -> Option<(i64, String)> {
+    let clamp = |v: i64| v.clamp(o.log_start, o.high_watermark);
+    Some(match spec.reset_strategy {
+        ResetStrategy::ToEarliest => (o.log_start, "log start".to_string()),
+        ResetStrategy::ToLatest => (o.high_watermark, "high watermark".to_string()),
+        ResetStrategy::ToTimestamp => {
+            let ts = spec.reset_timestamp.unwrap_or(0);
+            match facts.by_timestamp.get(key).copied() {
+                Some(v) if v >= 0 => (clamp(v), format!("first record at or after {ts}")),
+                _ => (
+                    o.high_watermark,
+                    format!("no record at or after {ts}: the end"),
+                ),
+            }
+        }
+        ResetStrategy::ToOffset => {
+            let want = spec.reset_offset.unwrap_or(0);
+            let v = clamp(want);
+            (
+                v,
+                if v == want {
+                    format!("offset {want}")
+                } else {
+                    format!("offset {want}, clamped to the log")
+                },
+            )
+        }
+        ResetStrategy::ShiftBy => {
+            let (c, _) = cur?;
+            let by = spec.shift_by.unwrap_or(0);
+            (clamp(c.saturating_add(by)), format!("{c} shifted by {by}"))
+        }
+        ResetStrategy::FromMapping => unreachable!("compiled by mapped_groups"),
+    })
+}
+
+/// Groups a restore's consumer-group step commits at a time.
+pub const RESTORE_GROUP_PARALLELISM: u32 = 4;
+
+/// The groups whose commits a restore's consumer-group step reads before it compiles
+/// ([`compile_restore_groups`]): the groups it carries over (`offsetReset.consumerGroups`, or
+/// every group of the backup's snapshot) that the snapshot has. Empty without a group step.
+pub fn restore_group_names(plan: &RestorePlan) -> Vec<String> {
+    let Some(gp) = &plan.groups else {
+        return vec![];
+    };
+    let in_snapshot = |n: &String| plan.source_groups.iter().any(|g| &g.group_id == n);
+    if gp.only.is_empty() {
+        plan.source_groups
+            .iter()
+            .map(|g| g.group_id.clone())
+            .collect()
+    } else {
+        gp.only.iter().filter(|n| in_snapshot(n)).cloned().collect()
+    }
+}
+
+/// The consumer-group step of restore `plan` as an offset reset (docs/offsets.md), compiled
+/// from the offset map `map` the restore wrote and the groups' commits on the target now
+/// (`committed`, of [`restore_group_names`]): every group's snapshot positions carried over by
+/// the step's strategy (from-mapping: [`translate_groups`]; to-earliest: the first record
+/// the restore wrote on each partition; to-latest: where it ended). A named group that is not
+/// in the backup's snapshot is a group with a `failure` (reported, nothing committed); those
+/// come first. All groups are committed, [`RESTORE_GROUP_PARALLELISM`] at a time, after a
+/// snapshot when `rollback.snapshotBeforeRestore`. None without a group step.
+pub fn compile_restore_groups(
+    plan: &RestorePlan,
+    map: &OffsetMap,
+    committed: &GroupCommits,
+) -> Option<OffsetResetPlan> {
+    let gp = plan.groups.as_ref()?;
+    let in_snapshot = |n: &String| plan.source_groups.iter().any(|g| &g.group_id == n);
+    let mut groups: Vec<GroupOffsetPlan> = gp
+        .only
+        .iter()
+        .filter(|n| !in_snapshot(n))
+        .map(|n| GroupOffsetPlan {
+            group: n.clone(),
+            changes: vec![],
+            skipped: vec![],
+            failure: Some(format!(
+                "group {n} is not in backup run {}'s consumer-group snapshot (it had no committed offsets on the backed-up topics then)",
+                plan.backup_run_id
+            )),
+        })
+        .collect();
+    let names = restore_group_names(plan);
+    let mut carried = translate_groups(
+        &plan.source_groups,
+        map,
+        &names,
+        &committed_offsets(committed),
+    );
+    if gp.strategy != ResetStrategy::FromMapping {
+        // to-earliest: the first record this restore wrote; to-latest: where it ended.
+        let bounds = target_bounds(map);
+        for c in carried.iter_mut().flat_map(|p| p.changes.iter_mut()) {
+            if let Some((first, end)) = bounds.get(&(c.topic.clone(), c.partition)) {
+                let v = match gp.strategy {
+                    ResetStrategy::ToEarliest => first.or(*end),
+                    _ => *end,
+                };
+                if let Some(v) = v {
+                    c.new = v;
+                    c.from = gp.strategy.to_string();
+                    c.duplicates = 0;
+                }
+            }
+        }
+    }
+    groups.extend(carried);
+    let mut reset = OffsetResetPlan {
+        name: plan.restore_name.clone(),
+        strategy: gp.strategy,
+        dry_run: plan.dry_run,
+        parallelism: RESTORE_GROUP_PARALLELISM,
+        continue_on_error: true,
+        snapshot_before: gp.snapshot_before,
+        groups,
+        hash: String::new(),
+    };
+    reset.hash = plan_hash(&reset);
+    Some(reset)
 }
 
 #[cfg(test)]
@@ -673,6 +815,76 @@ mod tests {
             target_bounds(&om)[&("orders-r".to_string(), 0)],
             (Some(0), Some(8))
         );
+    }
+
+    /// A restore's group step compiles to an offset reset: a named group missing from the
+    /// backup's snapshot first, as a failure; the others translated through the map, or moved
+    /// to the end of what the restore wrote with to-latest.
+    #[test]
+    fn a_restore_group_step_is_an_offset_reset_of_the_offset_map() {
+        let group = |id: &str, offset: i64| GroupSnapshot {
+            group_id: id.into(),
+            offsets: vec![GroupOffset {
+                topic: "s".into(),
+                partition: 0,
+                offset,
+                leader_epoch: -1,
+                metadata: None,
+            }],
+        };
+        let mut plan: RestorePlan = serde_json::from_value(serde_json::json!({
+            "restoreName": "r", "backupName": "b", "backupRunId": "run1", "dryRun": false,
+            "createTopics": [], "purge": [], "partitions": [], "produceAcks": -1,
+            "produceBatchRecords": 1000, "produceTimeoutMs": 30000,
+            "maxConcurrentPartitions": 4, "offsetMapPath": "m.json", "estimatedRecords": 0,
+            "estimatedBytes": 0, "hash": "",
+            "groups": {"only": ["g1", "nope"], "strategy": "from-mapping",
+                       "snapshotBefore": true, "autoRollback": false,
+                       "snapshotRetentionHours": 24},
+        }))
+        .unwrap();
+        plan.source_groups = vec![group("g1", 4), group("g2", 2)];
+        assert_eq!(restore_group_names(&plan), vec!["g1".to_string()]);
+        let om = OffsetMap {
+            partitions: vec![map(vec![[0, 9, 100]], Some(110))],
+            ..Default::default()
+        };
+        let committed = BTreeMap::from([(
+            "g1".to_string(),
+            BTreeMap::from([(("t".to_string(), 1), (7, None))]),
+        )]);
+        let r = compile_restore_groups(&plan, &om, &committed).unwrap();
+        assert_eq!(
+            (
+                r.name.as_str(),
+                r.parallelism,
+                r.continue_on_error,
+                r.snapshot_before
+            ),
+            ("r", RESTORE_GROUP_PARALLELISM, true, true)
+        );
+        let names: Vec<&str> = r.groups.iter().map(|g| g.group.as_str()).collect();
+        assert_eq!(names, ["nope", "g1"]);
+        assert!(
+            r.groups[0]
+                .failure
+                .as_deref()
+                .is_some_and(|f| f.contains("not in backup run run1's consumer-group snapshot")),
+            "{:?}",
+            r.groups[0]
+        );
+        let c = &r.groups[1].changes[0];
+        assert_eq!(
+            (c.new, c.current, c.from.as_str()),
+            (104, Some(7), "source s/0@4")
+        );
+        plan.groups.as_mut().unwrap().strategy = ResetStrategy::ToLatest;
+        let r = compile_restore_groups(&plan, &om, &committed).unwrap();
+        let c = &r.groups[1].changes[0];
+        assert_eq!((c.new, c.from.as_str()), (110, "to-latest"));
+        plan.groups = None;
+        assert!(compile_restore_groups(&plan, &om, &committed).is_none());
+        assert!(restore_group_names(&plan).is_empty());
     }
 
     #[test]

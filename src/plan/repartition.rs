@@ -74,6 +74,14 @@ impl Router {
         }
     }
 
+    /// How records are routed, for progress and messages: `murmur2` or `round robin`.
+    pub fn describe(&self) -> &'static str {
+        match self.strategy {
+            RepartitionStrategy::Murmur2 => "murmur2",
+            RepartitionStrategy::Automatic => "round robin",
+        }
+    }
+
     /// The target partition of the next record: `murmur2` hashes a key (a zero-length key is
     /// a key); keyless records, and every record with `automatic`, go round robin from
     /// partition 0 (deterministic, unlike the Java producer's sticky partitioner).
