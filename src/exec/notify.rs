@@ -14,8 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::validate::{CheckReport, Outcome, ValidationReport};
-pub use crate::plan::NotifyTargets;
-use crate::plan::WebhookCheck;
+use crate::plan::{NotifyTargets, WebhookCheck};
 
 /// Default PagerDuty Events API v2 endpoint (PagerDuty's "Send an Alert Event" reference);
 /// `KBO_PAGERDUTY_EVENTS_URL` replaces it (a proxy, or a test receiver).

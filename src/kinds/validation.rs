@@ -140,8 +140,7 @@ pub async fn run(
             .kafka_cluster
             .as_ref()
             .map(|k| k.bootstrap_servers.clone());
-        let hooks =
-            notify::run_webhooks(&checks.webhooks, &report, bootstrap.as_deref()).await;
+        let hooks = notify::run_webhooks(&checks.webhooks, &report, bootstrap.as_deref()).await;
         report.add_checks(hooks);
     }
     let (path, signature) = validate::store_signed(&ev_op, &report, key.as_deref()).await?;
@@ -182,7 +181,7 @@ pub async fn run(
 pub fn notify_targets(
     spec: &crate::api::validation::KafkaBackupValidationSpec,
     secrets: &Secrets,
-) -> Result<crate::exec::notify::NotifyTargets, KindError> {
+) -> Result<plan::NotifyTargets, KindError> {
     let Some(n) = &spec.notifications else {
         return Ok(Default::default());
     };
@@ -195,7 +194,7 @@ pub fn notify_targets(
                 message: e.to_string(),
             })
     };
-    Ok(crate::exec::notify::NotifyTargets {
+    Ok(plan::NotifyTargets {
         on_success: n.on_success,
         slack_url: n
             .slack
