@@ -12,12 +12,17 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::decide::{BackupAction, decide_backup};
+use super::oneshot::{Phase, Report, finish_run};
 use super::retry::RunFailure;
-use super::status::{Live, conflict_ok, set_condition, update_status, update_status_final};
+use super::status::{Live, Write, set_condition, write_status};
 use super::{Context, OperatorError, obj_key, secrets};
-use crate::api::{BackupPhase, BackupRunRecord, ConditionStatus, KafkaBackup};
+use crate::api::{
+    BackupPhase, BackupRunRecord, ConditionStatus, KafkaBackup, KafkaBackupStatus, RetentionStatus,
+};
 use crate::exec::{Cancel, ExecContext, ExecError, Progress, run_backup};
+use crate::format::manifest::RunManifest;
 use crate::kinds::{Access, backup::prepare as prepare_backup};
+use crate::plan::RetentionPlan;
 
 /// Runs kept in `status.history`.
 pub const HISTORY_LIMIT: usize = 10;
@@ -46,20 +51,26 @@ async fn apply(
         BackupAction::Finalize => Ok(Action::await_change()),
         BackupAction::Invalid { field, message } => {
             tracing::warn!(%field, "invalid KafkaBackup");
-            update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {
-                s.phase = Some(BackupPhase::Failed);
-                s.common.observed_generation = generation;
-                s.common.message = Some(message.clone());
-                set_condition(
-                    &mut s.common,
-                    "Ready",
-                    ConditionStatus::False,
-                    "InvalidSpec",
-                    &message,
-                    generation,
-                    now,
-                );
-            })
+            write_status(
+                &ctx,
+                api,
+                &name,
+                Write::Must,
+                |s: &mut KafkaBackupStatus| {
+                    s.phase = Some(BackupPhase::Failed);
+                    s.common.observed_generation = generation;
+                    s.common.message = Some(message.clone());
+                    set_condition(
+                        &mut s.common,
+                        "Ready",
+                        ConditionStatus::False,
+                        "InvalidSpec",
+                        &message,
+                        generation,
+                        now,
+                    );
+                },
+            )
             .await?;
             ctx.event(&*kb, EventType::Warning, "InvalidSpec", &message)
                 .await;
@@ -73,28 +84,34 @@ async fn apply(
         } => {
             // Record the tick (and trigger) before the run starts: a restart or a second look
             // at the same tick then finds it taken.
-            update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {
-                s.phase = Some(BackupPhase::Running);
-                s.common.observed_generation = generation;
-                s.common.start_time = Some(Time(now));
-                s.common.completion_time = None;
-                s.common.message = None;
-                if let Some(t) = scheduled {
-                    s.last_schedule_time = Some(Time(t));
-                }
-                if trigger.is_some() {
-                    s.last_run_trigger = trigger.clone();
-                }
-                set_condition(
-                    &mut s.common,
-                    "Progressing",
-                    ConditionStatus::True,
-                    "RunStarted",
-                    &format!("run {run_key}"),
-                    generation,
-                    now,
-                );
-            })
+            write_status(
+                &ctx,
+                api,
+                &name,
+                Write::Must,
+                |s: &mut KafkaBackupStatus| {
+                    s.phase = Some(BackupPhase::Running);
+                    s.common.observed_generation = generation;
+                    s.common.start_time = Some(Time(now));
+                    s.common.completion_time = None;
+                    s.common.message = None;
+                    if let Some(t) = scheduled {
+                        s.last_schedule_time = Some(Time(t));
+                    }
+                    if trigger.is_some() {
+                        s.last_run_trigger = trigger.clone();
+                    }
+                    set_condition(
+                        &mut s.common,
+                        "Progressing",
+                        ConditionStatus::True,
+                        "RunStarted",
+                        &format!("run {run_key}"),
+                        generation,
+                        now,
+                    );
+                },
+            )
             .await?;
             let started = ctx.pool.start(key, run_key.clone(), {
                 let (ctx, kb) = (ctx.clone(), kb.clone());
@@ -128,9 +145,13 @@ async fn apply(
             Ok(Action::requeue(Duration::from_secs(5)))
         }
         BackupAction::Skip { tick, missed } => {
-            update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {
-                s.last_schedule_time = Some(Time(tick))
-            })
+            write_status(
+                &ctx,
+                api,
+                &name,
+                Write::Must,
+                |s: &mut KafkaBackupStatus| s.last_schedule_time = Some(Time(tick)),
+            )
             .await?;
             let note = format!(
                 "tick {tick} skipped: the previous run is still going ({missed} earlier ticks missed)"
@@ -160,8 +181,12 @@ async fn apply(
             let waiting_first =
                 next_tick.is_some() && kb.status.as_ref().and_then(|s| s.phase).is_none();
             if due.is_some() || next_changed || waiting_first {
-                conflict_ok(
-                    update_status(api, &name, |s: &mut crate::api::KafkaBackupStatus| {
+                write_status(
+                    &ctx,
+                    api,
+                    &name,
+                    Write::BestEffort,
+                    |s: &mut KafkaBackupStatus| {
                         if let Some(p) = due
                             .as_ref()
                             .filter(|_| s.phase == Some(BackupPhase::Running))
@@ -195,9 +220,9 @@ async fn apply(
                                 now,
                             );
                         }
-                    })
-                    .await,
-                )?;
+                    },
+                )
+                .await?;
             }
             Ok(requeue_after
                 .map(Action::requeue)
@@ -218,7 +243,6 @@ async fn run_task(
     let ns = kb.namespace().unwrap_or_default();
     let name = kb.name_any();
     let api: Api<KafkaBackup> = Api::namespaced(ctx.client.clone(), &ns);
-    let generation = kb.metadata.generation;
     let attempt = || {
         let (ctx, kb, cancel, progress, api, name) = (
             ctx.clone(),
@@ -249,11 +273,17 @@ async fn run_task(
             )
             .await?;
             let (run_id, hash) = (prep.plan.run_id.clone(), prep.plan.hash.clone());
-            let _ = update_status_final(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
-                s.backup_id = Some(run_id.clone());
-                s.common.plan_hash = Some(hash.clone());
-                s.resumable = Some(prep.plan.checkpoint_interval_ms.is_some());
-            })
+            let _ = write_status(
+                &ctx,
+                &api,
+                &name,
+                Write::Must,
+                |s: &mut KafkaBackupStatus| {
+                    s.backup_id = Some(run_id.clone());
+                    s.common.plan_hash = Some(hash.clone());
+                    s.resumable = Some(prep.plan.checkpoint_interval_ms.is_some());
+                },
+            )
             .await;
             let exec = ExecContext::new(
                 progress.clone(),
@@ -292,129 +322,150 @@ async fn run_task(
         }
     };
     let result = super::run_attempts(&ctx, &kb, &cancel, attempt, |_| async {}).await;
-    let now = Timestamp::now();
-    super::record_run(&ctx, "KafkaBackup", &ns, &result, &progress);
-    match result {
-        // Cancelled (deleted, lease lost, shutdown): the checkpoint stays; the next owner resumes.
-        Ok(None) => {}
-        Ok(Some((m, retention))) => {
-            let _ = update_status_final(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
-                s.phase = Some(BackupPhase::Completed);
-                s.common.completion_time = Some(Time(now));
-                s.last_backup_time = Some(Time(now));
-                s.backup_id = Some(m.run_id.clone());
-                s.records_processed = Some(m.total_records);
-                s.bytes_processed = Some(m.total_raw_bytes);
-                s.segments_completed = Some(
-                    m.topics
-                        .iter()
-                        .flat_map(|t| &t.partitions)
-                        .map(|p| p.segments.len() as u64)
-                        .sum(),
-                );
-                let live = Live::of(&progress);
-                s.throughput_records_per_sec = Some(live.records_per_sec);
-                s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
-                s.progress_percent = live.percent.map(|_| 100.0);
-                s.eta_ms = live.eta_ms.map(|_| 0);
-                s.current_topic = None;
-                s.history.insert(
-                    0,
-                    BackupRunRecord {
-                        run_id: m.run_id.clone(),
-                        phase: BackupPhase::Completed,
-                        start_time: Some(Time(
-                            Timestamp::from_millisecond(m.start_time).unwrap_or(now),
-                        )),
-                        completion_time: Some(Time(now)),
-                        records: m.total_records,
-                        bytes: m.total_raw_bytes,
-                    },
-                );
-                s.history.truncate(HISTORY_LIMIT);
-                if let Some(r) = &retention {
-                    let mut rs = crate::api::RetentionStatus {
-                        last_retention_time: Some(Time(now)),
-                        ..Default::default()
-                    };
-                    match r {
-                        Ok(p) => {
-                            rs.inspected_backups = Some(p.inspected);
-                            rs.eligible_backups = Some(p.delete_runs.len() as u64);
-                            rs.deleted_backups = Some(if p.dry_run {
-                                0
-                            } else {
-                                p.delete_runs.len() as u64
-                            });
-                            rs.reclaimed_bytes =
-                                Some(if p.dry_run { 0 } else { p.reclaimed_bytes });
-                            if !p.dry_run {
-                                // pruned runs leave the history too
-                                s.history.retain(|h| !p.delete_runs.contains(&h.run_id));
-                            }
-                        }
-                        Err(e) => rs.error = Some(e.clone()),
-                    }
-                    s.retention = Some(rs);
-                }
-                set_condition(
-                    &mut s.common,
-                    "Progressing",
-                    ConditionStatus::False,
-                    "RunCompleted",
-                    &format!("run {}", m.run_id),
-                    generation,
-                    now,
-                );
-                set_condition(
-                    &mut s.common,
-                    "Ready",
-                    ConditionStatus::True,
-                    "BackupCompleted",
-                    &format!("{} records in run {}", m.total_records, m.run_id),
-                    generation,
-                    now,
-                );
-            })
-            .await;
-            ctx.event(
-                &*kb,
-                EventType::Normal,
-                "Completed",
-                &format!(
-                    "run {}: {} records, {} bytes",
-                    m.run_id, m.total_records, m.total_raw_bytes
-                ),
-            )
-            .await;
+    // Cancelled (deleted, lease lost, shutdown): the checkpoint stays; the next owner resumes.
+    finish_run(
+        &ctx,
+        &*kb,
+        &api,
+        &name,
+        "KafkaBackup",
+        result,
+        &progress,
+        |r| match r {
+            Ok((m, retention)) => completed(m, retention, Live::of(&progress)),
+            Err(message) => Report {
+                message: Some(message.clone()),
+                progressing: ("RunFailed", message.clone()),
+                ready: (ConditionStatus::False, "BackupFailed", message.clone()),
+                event: (EventType::Warning, "Failed", message),
+                fields: Box::new(|s: &mut KafkaBackupStatus, _| {
+                    s.phase = Some(BackupPhase::Failed)
+                }),
+            },
+        },
+    )
+    .await;
+}
+
+/// The report of a completed run `m` (with what retention did, if it ran): phase Completed,
+/// the run's figures (`live`: the counters at its end), its history record, retention's
+/// status; Ready=True/BackupCompleted and a Completed Event.
+fn completed(
+    m: RunManifest,
+    retention: Option<Result<RetentionPlan, String>>,
+    live: Live,
+) -> Report<KafkaBackupStatus> {
+    let ready = format!("{} records in run {}", m.total_records, m.run_id);
+    let note = format!(
+        "run {}: {} records, {} bytes",
+        m.run_id, m.total_records, m.total_raw_bytes
+    );
+    let progressing = format!("run {}", m.run_id);
+    Report {
+        message: None,
+        progressing: ("RunCompleted", progressing),
+        ready: (ConditionStatus::True, "BackupCompleted", ready),
+        event: (EventType::Normal, "Completed", note),
+        fields: Box::new(move |s: &mut KafkaBackupStatus, now| {
+            s.phase = Some(BackupPhase::Completed);
+            s.last_backup_time = Some(Time(now));
+            s.backup_id = Some(m.run_id.clone());
+            s.records_processed = Some(m.total_records);
+            s.bytes_processed = Some(m.total_raw_bytes);
+            s.segments_completed = Some(
+                m.topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| p.segments.len() as u64)
+                    .sum(),
+            );
+            s.throughput_records_per_sec = Some(live.records_per_sec);
+            s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
+            s.progress_percent = live.percent.map(|_| 100.0);
+            s.eta_ms = live.eta_ms.map(|_| 0);
+            s.current_topic = None;
+            s.history.insert(
+                0,
+                BackupRunRecord {
+                    run_id: m.run_id.clone(),
+                    phase: BackupPhase::Completed,
+                    start_time: Some(Time(
+                        Timestamp::from_millisecond(m.start_time).unwrap_or(now),
+                    )),
+                    completion_time: Some(Time(now)),
+                    records: m.total_records,
+                    bytes: m.total_raw_bytes,
+                },
+            );
+            s.history.truncate(HISTORY_LIMIT);
+            if let Some(r) = &retention {
+                s.retention = Some(retention_status(s, r, now));
+            }
+        }),
+    }
+}
+
+/// What retention did after a run, for `status.retention`; runs it pruned leave `s.history`.
+fn retention_status(
+    s: &mut KafkaBackupStatus,
+    r: &Result<RetentionPlan, String>,
+    now: Timestamp,
+) -> RetentionStatus {
+    let mut rs = RetentionStatus {
+        last_retention_time: Some(Time(now)),
+        ..Default::default()
+    };
+    match r {
+        Ok(p) => {
+            rs.inspected_backups = Some(p.inspected);
+            rs.eligible_backups = Some(p.delete_runs.len() as u64);
+            rs.deleted_backups = Some(if p.dry_run {
+                0
+            } else {
+                p.delete_runs.len() as u64
+            });
+            rs.reclaimed_bytes = Some(if p.dry_run { 0 } else { p.reclaimed_bytes });
+            if !p.dry_run {
+                // pruned runs leave the history too
+                s.history.retain(|h| !p.delete_runs.contains(&h.run_id));
+            }
         }
-        Err(message) => {
-            let _ = update_status_final(&api, &name, |s: &mut crate::api::KafkaBackupStatus| {
-                s.phase = Some(BackupPhase::Failed);
-                s.common.completion_time = Some(Time(now));
-                s.common.message = Some(message.clone());
-                set_condition(
-                    &mut s.common,
-                    "Progressing",
-                    ConditionStatus::False,
-                    "RunFailed",
-                    &message,
-                    generation,
-                    now,
-                );
-                set_condition(
-                    &mut s.common,
-                    "Ready",
-                    ConditionStatus::False,
-                    "BackupFailed",
-                    &message,
-                    generation,
-                    now,
-                );
-            })
-            .await;
-            ctx.event(&*kb, EventType::Warning, "Failed", &message)
-                .await;
-        }
+        Err(e) => rs.error = Some(e.clone()),
+    }
+    rs
+}
+
+impl super::oneshot::OneShotStatus for KafkaBackupStatus {
+    fn header(&self) -> &crate::api::StatusHeader {
+        &self.common
+    }
+    fn header_mut(&mut self) -> &mut crate::api::StatusHeader {
+        &mut self.common
+    }
+    /// Ready (accepted, waiting for a tick) is no run's phase.
+    fn phase(&self) -> Option<Phase> {
+        self.phase.and_then(|p| match p {
+            BackupPhase::Ready => None,
+            BackupPhase::Running => Some(Phase::Running),
+            BackupPhase::Completed => Some(Phase::Completed),
+            BackupPhase::Failed => Some(Phase::Failed),
+        })
+    }
+    fn set_phase(&mut self, p: Phase) {
+        self.phase = Some(match p {
+            Phase::Running => BackupPhase::Running,
+            Phase::Completed | Phase::PartiallyCompleted => BackupPhase::Completed,
+            Phase::Failed => BackupPhase::Failed,
+        });
+    }
+    fn last_tick(&self) -> Option<Timestamp> {
+        self.last_schedule_time.as_ref().map(|t| t.0)
+    }
+    fn set_ticks(&mut self, last: Option<Timestamp>, next: Option<Timestamp>) {
+        self.last_schedule_time = last.map(Time);
+        self.next_scheduled_backup = next.map(Time);
+    }
+    fn set_waiting(&mut self) {
+        self.phase = Some(BackupPhase::Ready);
     }
 }

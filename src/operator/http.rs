@@ -23,8 +23,12 @@ pub struct KindLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: String,
-    /// kube (API errors), finalizer.
+    /// kube (API errors), finalizer (as before `error` was added: kept for dashboards).
     pub category: String,
+    /// The category of the error's cause ([`crate::operator::OperatorError::category`]):
+    /// conflict, not-found, forbidden, invalid, unavailable, kube (another API error),
+    /// finalizer (the finalizer's own).
+    pub error: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,6 +37,10 @@ pub struct RunLabels {
     pub resource_namespace: String,
     /// completed, failed, cancelled.
     pub result: String,
+    /// A failed run's category (the `[category]` its message starts with: input,
+    /// plan-refused, kafka, storage, internal, ...; `kube` for a Kubernetes API error);
+    /// empty for a completed or cancelled run.
+    pub category: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +64,8 @@ pub struct Metrics {
     pub reconciles: Family<KindLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub runs: Family<RunLabels, Counter>,
+    /// Status writes that failed after their retries ([`super::status::write_status`]).
+    pub status_write_failures: Family<KindLabels, Counter>,
     /// Run durations, seconds.
     pub run_duration: Family<KindLabels, Histogram>,
     /// Records moved by finished runs.
@@ -77,6 +87,7 @@ impl Default for Metrics {
         let reconciles = Family::<KindLabels, Counter>::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         let runs = Family::<RunLabels, Counter>::default();
+        let status_write_failures = Family::<KindLabels, Counter>::default();
         let run_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.5, 2.0, 14))
         });
@@ -103,8 +114,13 @@ impl Default for Metrics {
         );
         registry.register(
             "runs",
-            "Finished backup and restore runs by result",
+            "Finished runs by kind, result and (failed) category",
             runs.clone(),
+        );
+        registry.register(
+            "status_write_failures",
+            "Status writes that failed after their retries, by kind",
+            status_write_failures.clone(),
         );
         registry.register(
             "run_duration_seconds",
@@ -127,6 +143,7 @@ impl Default for Metrics {
             reconciles,
             reconcile_errors,
             runs,
+            status_write_failures,
             run_duration,
             records,
             bytes,
@@ -150,7 +167,8 @@ impl Metrics {
         }
     }
 
-    /// Counts a finished run.
+    /// Counts a finished run (`result`: completed, failed, cancelled) that took `seconds` and
+    /// moved `records` and `bytes`.
     pub fn run_finished(
         &self,
         kind: &str,
@@ -160,11 +178,28 @@ impl Metrics {
         records: u64,
         bytes: u64,
     ) {
+        self.run_finished_in(kind, ns, result, "", seconds, records, bytes)
+    }
+
+    /// [`Metrics::run_finished`] with the failure `category` of a failed run (empty else).
+    // One label or figure each; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_finished_in(
+        &self,
+        kind: &str,
+        ns: &str,
+        result: &str,
+        category: &str,
+        seconds: f64,
+        records: u64,
+        bytes: u64,
+    ) {
         self.runs
             .get_or_create(&RunLabels {
                 kind: kind.into(),
                 resource_namespace: ns.into(),
                 result: result.into(),
+                category: category.into(),
             })
             .inc();
         self.run_duration

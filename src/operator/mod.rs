@@ -46,6 +46,41 @@ pub enum OperatorError {
     Finalizer(Box<kube::runtime::finalizer::Error<OperatorError>>),
 }
 
+impl OperatorError {
+    /// The category of the error's cause, for the `error` label of
+    /// `kbo_reconcile_errors_total`: the Kubernetes API's answer (`conflict` 409, `not-found`
+    /// 404, `forbidden` 401/403, `invalid` 400/422, `unavailable` 429/5xx or no answer, `kube`
+    /// otherwise), through the finalizer's wrapping; `finalizer` for the finalizer's own errors
+    /// (an unnamed object, an invalid finalizer name).
+    pub fn category(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            OperatorError::Kube(e) => kube_category(e),
+            OperatorError::Finalizer(f) => match &**f {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.category(),
+                F::AddFinalizer(e) | F::RemoveFinalizer(e) => kube_category(e),
+                _ => "finalizer",
+            },
+        }
+    }
+}
+
+/// The category of a Kubernetes API error ([`OperatorError::category`]).
+pub fn kube_category(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) => match s.code {
+            409 => "conflict",
+            404 => "not-found",
+            401 | 403 => "forbidden",
+            400 | 422 => "invalid",
+            429 | 500..=599 => "unavailable",
+            _ => "kube",
+        },
+        e if status::is_transient(e) => "unavailable",
+        _ => "kube",
+    }
+}
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
@@ -236,22 +271,23 @@ pub mod tests_hooks {
 }
 
 /// Counts a finished pool run in the metrics: `Ok(None)` is a cancelled run, `Ok(Some(_))` a
-/// completed one, `Err(_)` a failed one.
-pub fn record_run<T, E>(
+/// completed one, `Err(message)` a failed one, labelled with its category
+/// ([`retry::failure_category`]).
+pub fn record_run<T>(
     ctx: &Context,
     kind: &str,
     ns: &str,
-    result: &Result<Option<T>, E>,
+    result: &Result<Option<T>, String>,
     progress: &crate::exec::Progress,
 ) {
-    let outcome = match result {
-        Ok(None) => "cancelled",
-        Ok(Some(_)) => "completed",
-        Err(_) => "failed",
+    let (outcome, category) = match result {
+        Ok(None) => ("cancelled", ""),
+        Ok(Some(_)) => ("completed", ""),
+        Err(m) => ("failed", retry::failure_category(m)),
     };
     let (records, bytes, secs) = progress.snapshot();
     ctx.metrics
-        .run_finished(kind, ns, outcome, secs, records, bytes);
+        .run_finished_in(kind, ns, outcome, category, secs, records, bytes);
 }
 
 /// The pool key of a resource.
@@ -278,6 +314,7 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
         .get_or_create(&http::ErrorLabels {
             kind: K::kind(&()).into_owned(),
             category: category.into(),
+            error: error.category().into(),
         })
         .inc();
     tracing::warn!(%error, "reconcile failed; retrying in 15 s");

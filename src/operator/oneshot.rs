@@ -3,7 +3,9 @@
 //! task per generation or per schedule tick, report. Each kind supplies its hooks
 //! ([`OneShot`]): validation, an optional schedule, the run, and what a finished run writes;
 //! the status transitions (Running -> Completed | PartiallyCompleted | Failed, conditions,
-//! observedGeneration, Events, metrics) live here once.
+//! observedGeneration, Events, metrics) live here once. The end of every kind's run task,
+//! KafkaBackup's and KafkaRestore's too, is [`finish_run`]: the run metric, the final status
+//! and its Event, from the kind's [`Report`].
 //!
 //! A schedule is anchored like KafkaBackup's (`operator::schedule`): the tick a reconcile may
 //! fire is the latest one after the last tick acted on (recorded in status when the run
@@ -25,7 +27,7 @@ use serde::Serialize;
 
 use super::decide::PoolState;
 use super::retry::RunFailure;
-use super::status::{StatusResource, set_condition, update_status, update_status_final};
+use super::status::{StatusResource, Write, set_condition, write_status};
 use super::{Context, OperatorError, obj_key};
 use crate::api::{ConditionStatus, StatusHeader};
 use crate::exec::{Cancel, Progress};
@@ -240,21 +242,27 @@ where
     K: OneShot + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
     K::Status: OneShotStatus + serde::de::DeserializeOwned,
 {
-    update_status(api, &obj.name_any(), |s: &mut K::Status| {
-        s.set_phase(Phase::Failed);
-        let h = s.header_mut();
-        h.observed_generation = generation;
-        h.message = Some(message.to_string());
-        set_condition(
-            h,
-            "Ready",
-            ConditionStatus::False,
-            "InvalidSpec",
-            message,
-            generation,
-            now,
-        );
-    })
+    write_status(
+        ctx,
+        api,
+        &obj.name_any(),
+        Write::Must,
+        |s: &mut K::Status| {
+            s.set_phase(Phase::Failed);
+            let h = s.header_mut();
+            h.observed_generation = generation;
+            h.message = Some(message.to_string());
+            set_condition(
+                h,
+                "Ready",
+                ConditionStatus::False,
+                "InvalidSpec",
+                message,
+                generation,
+                now,
+            );
+        },
+    )
     .await?;
     ctx.event(&**obj, EventType::Warning, "InvalidSpec", message)
         .await;
@@ -282,7 +290,7 @@ where
     let name = obj.name_any();
     let generation = obj.meta().generation;
     let status = obj.status().cloned();
-    update_status(api, &name, |s: &mut K::Status| {
+    write_status(ctx, api, &name, Write::Must, |s: &mut K::Status| {
         s.set_phase(Phase::Running);
         if let Some((tick, next)) = ticks {
             s.set_ticks(Some(tick), next);
@@ -453,7 +461,7 @@ where
             });
             let waiting_first = status.as_ref().is_none_or(|s| s.phase().is_none());
             if recorded != Some(true) || waiting_first {
-                update_status(api, &name, |s: &mut K::Status| {
+                write_status(&ctx, api, &name, Write::Must, |s: &mut K::Status| {
                     s.set_ticks(last, next);
                     let first = s.phase().is_none();
                     let h = s.header_mut();
@@ -537,8 +545,6 @@ async fn run_task<K>(
     K: OneShot,
     K::Status: OneShotStatus,
 {
-    let generation = obj.meta().generation;
-    let ns = obj.namespace().unwrap_or_default();
     let attempt = || {
         K::run(
             ctx.clone(),
@@ -549,43 +555,115 @@ async fn run_task<K>(
         )
     };
     let result = super::run_attempts(&ctx, &obj, &cancel, attempt, |_| async {}).await;
-    super::record_run(&ctx, K::KIND, &ns, &result, &progress);
-    let now = Timestamp::now();
-    let (phase, message, fields) = match result {
-        Ok(None) => return,
-        Ok(Some(f)) => (f.phase, f.message, Some(f.fields)),
-        Err(message) => (Phase::Failed, message, None),
-    };
-    let (ready, reason, event) = match phase {
-        Phase::Completed => (ConditionStatus::True, "Completed", EventType::Normal),
-        Phase::PartiallyCompleted => (
-            ConditionStatus::False,
-            "PartiallyCompleted",
-            EventType::Warning,
-        ),
-        _ => (ConditionStatus::False, "Failed", EventType::Warning),
-    };
-    let _ = update_status_final(&api, &name, |s: &mut K::Status| {
-        if let Some(f) = &fields {
-            f(s);
+    finish_run(&ctx, &*obj, &api, &name, K::KIND, result, &progress, |r| {
+        let (phase, message, fields) = match r {
+            Ok(f) => (f.phase, f.message, Some(f.fields)),
+            Err(message) => (Phase::Failed, message, None),
+        };
+        let (ready, reason, event) = match phase {
+            Phase::Completed => (ConditionStatus::True, "Completed", EventType::Normal),
+            Phase::PartiallyCompleted => (
+                ConditionStatus::False,
+                "PartiallyCompleted",
+                EventType::Warning,
+            ),
+            _ => (ConditionStatus::False, "Failed", EventType::Warning),
+        };
+        Report {
+            message: Some(message.clone()),
+            progressing: (reason, message.clone()),
+            ready: (ready, reason, message.clone()),
+            event: (event, reason, message),
+            fields: Box::new(move |s: &mut K::Status, _| {
+                if let Some(f) = &fields {
+                    f(s);
+                }
+                s.set_phase(phase);
+            }),
         }
-        s.set_phase(phase);
+    })
+    .await;
+}
+
+/// How a finished run is reported: what [`finish_run`] writes into status and the Event it
+/// publishes. The same shape for every kind; the reasons and messages are the kind's.
+pub struct Report<S> {
+    /// `status.message`; None leaves it as it is (a completed backup has none).
+    pub message: Option<String>,
+    /// Condition Progressing=False: its reason and message.
+    pub progressing: (&'static str, String),
+    /// Condition Ready: its status, reason and message.
+    pub ready: (ConditionStatus, &'static str, String),
+    /// The Event: its type, reason and note.
+    pub event: (EventType, &'static str, String),
+    /// The kind's own fields, its phase included, at the time of the report.
+    pub fields: Fields<S>,
+}
+
+/// A kind's own status fields of a [`Report`], given the time of the report.
+pub type Fields<S> = Box<dyn Fn(&mut S, Timestamp) + Send + Sync>;
+
+/// The one end of every kind's run task: counts the run in the metrics
+/// ([`super::record_run`]: completed, failed with its category, cancelled), then, unless it
+/// was cancelled (its checkpoint or journal stays for the next owner), writes its final
+/// status (`report` of the outcome: phase and fields, `message`, `completionTime`, conditions
+/// Progressing=False and Ready, observedGeneration in them) with [`Write::Must`] and publishes
+/// its Event. A write that fails after its retries has been logged and counted by
+/// [`write_status`]; the Event still tells what happened.
+// Every input is part of the one report; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+pub async fn finish_run<K, T>(
+    ctx: &Context,
+    obj: &K,
+    api: &Api<K>,
+    name: &str,
+    kind: &str,
+    result: Result<Option<T>, String>,
+    progress: &Progress,
+    report: impl FnOnce(Result<T, String>) -> Report<K::Status>,
+) where
+    K: StatusResource,
+    K::Status: OneShotStatus,
+{
+    let ns = obj.namespace().unwrap_or_default();
+    super::record_run(ctx, kind, &ns, &result, progress);
+    let generation = obj.meta().generation;
+    let now = Timestamp::now();
+    let outcome = match result {
+        Ok(None) => return,
+        Ok(Some(v)) => Ok(v),
+        Err(message) => Err(message),
+    };
+    let r = report(outcome);
+    let written = write_status(ctx, api, name, Write::Must, |s: &mut K::Status| {
+        (r.fields)(s, now);
         let h = s.header_mut();
-        h.message = Some(message.clone());
+        if let Some(m) = &r.message {
+            h.message = Some(m.clone());
+        }
         h.completion_time = Some(Time(now));
+        let (reason, message) = &r.progressing;
         set_condition(
             h,
             "Progressing",
             ConditionStatus::False,
             reason,
-            &message,
+            message,
             generation,
             now,
         );
-        set_condition(h, "Ready", ready, reason, &message, generation, now);
+        let (ready, reason, message) = &r.ready;
+        set_condition(h, "Ready", *ready, reason, message, generation, now);
     })
     .await;
-    ctx.event(&*obj, event, reason, &message).await;
+    if written.is_err() {
+        tracing::error!(
+            resource = name,
+            "the run's final status could not be written (logged and counted above)"
+        );
+    }
+    let (type_, reason, note) = r.event;
+    ctx.event(obj, type_, reason, &note).await;
 }
 
 #[cfg(test)]

@@ -11,8 +11,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::decide::{RestoreAction, await_backup, decide_restore};
+use super::oneshot::{Phase, Report, finish_run};
 use super::retry::RunFailure;
-use super::status::{Live, conflict_ok, set_condition, update_status, update_status_final};
+use super::status::{Live, Write, set_condition, write_status};
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{ConditionStatus, KafkaBackup, KafkaRestore, KafkaRestoreStatus, RestorePhase};
 use crate::exec::{Cancel, ExecContext, ExecError, Progress, run_restore};
@@ -40,20 +41,26 @@ async fn apply(
     match decide_restore(&kr, &ctx.pool.state(&key)) {
         RestoreAction::Finalize => Ok(Action::await_change()),
         RestoreAction::Invalid { field, message } => {
-            update_status(api, &name, |s: &mut KafkaRestoreStatus| {
-                s.phase = Some(RestorePhase::Failed);
-                s.common.observed_generation = generation;
-                s.common.message = Some(message.clone());
-                set_condition(
-                    &mut s.common,
-                    "Ready",
-                    ConditionStatus::False,
-                    "InvalidSpec",
-                    &message,
-                    generation,
-                    now,
-                );
-            })
+            write_status(
+                &ctx,
+                api,
+                &name,
+                Write::Must,
+                |s: &mut KafkaRestoreStatus| {
+                    s.phase = Some(RestorePhase::Failed);
+                    s.common.observed_generation = generation;
+                    s.common.message = Some(message.clone());
+                    set_condition(
+                        &mut s.common,
+                        "Ready",
+                        ConditionStatus::False,
+                        "InvalidSpec",
+                        &message,
+                        generation,
+                        now,
+                    );
+                },
+            )
             .await?;
             tracing::warn!(%field, "invalid KafkaRestore");
             ctx.event(&*kr, EventType::Warning, "InvalidSpec", &message)
@@ -64,12 +71,18 @@ async fn apply(
             key: run_key,
             resumed,
         } => {
-            update_status(api, &name, |s: &mut KafkaRestoreStatus| {
-                mark_running(s, &run_key, generation, now);
-                s.common.observed_generation = generation;
-                s.common.start_time = Some(Time(now));
-                s.common.completion_time = None;
-            })
+            write_status(
+                &ctx,
+                api,
+                &name,
+                Write::Must,
+                |s: &mut KafkaRestoreStatus| {
+                    mark_running(s, &run_key, generation, now);
+                    s.common.observed_generation = generation;
+                    s.common.start_time = Some(Time(now));
+                    s.common.completion_time = None;
+                },
+            )
             .await?;
             if ctx.pool.start(key, run_key, {
                 let (ctx, kr) = (ctx.clone(), kr.clone());
@@ -93,8 +106,12 @@ async fn apply(
                     .running("KafkaRestore", &kr.namespace().unwrap_or_default(), &p);
             }
             if let Some(p) = ctx.pool.progress_due(&key, super::pool::PROGRESS_EVERY) {
-                conflict_ok(
-                    update_status(api, &name, |s: &mut KafkaRestoreStatus| {
+                write_status(
+                    &ctx,
+                    api,
+                    &name,
+                    Write::BestEffort,
+                    |s: &mut KafkaRestoreStatus| {
                         if s.phase != Some(RestorePhase::Running) {
                             return; // the run's final status is already there
                         }
@@ -108,9 +125,9 @@ async fn apply(
                         s.progress_percent = live.percent;
                         s.eta_ms = live.eta_ms;
                         s.current_topic = live.current;
-                    })
-                    .await,
-                )?;
+                    },
+                )
+                .await?;
             }
             Ok(requeue_after
                 .map(Action::requeue)
@@ -218,16 +235,22 @@ async fn run_task(
                     format!("dryRun: nothing executed. Plan {hash}:\n{table}"),
                 )));
             }
-            let _ = update_status_final(&api, &name, |s: &mut KafkaRestoreStatus| {
-                if s.phase == Some(RestorePhase::Pending) {
-                    // it waited for its backup: running now
-                    mark_running(s, &run_id, generation, Timestamp::now());
-                    s.common.conditions.retain(|c| c.type_ != "Ready");
-                }
-                s.backup_id = Some(run_id.clone());
-                s.common.plan_hash = Some(hash.clone());
-                s.offset_mapping_path = Some(prep.plan.offset_map_path.clone());
-            })
+            let _ = write_status(
+                &ctx,
+                &api,
+                &name,
+                Write::Must,
+                |s: &mut KafkaRestoreStatus| {
+                    if s.phase == Some(RestorePhase::Pending) {
+                        // it waited for its backup: running now
+                        mark_running(s, &run_id, generation, Timestamp::now());
+                        s.common.conditions.retain(|c| c.type_ != "Ready");
+                    }
+                    s.backup_id = Some(run_id.clone());
+                    s.common.plan_hash = Some(hash.clone());
+                    s.offset_mapping_path = Some(prep.plan.offset_map_path.clone());
+                },
+            )
             .await;
             let exec = ExecContext::new(
                 progress.clone(),
@@ -257,9 +280,15 @@ async fn run_task(
                             rollback_available: Some(true),
                             expires_at: to_time(r.expires_at),
                         };
-                        let _ = update_status_final(&api, &name, |s: &mut KafkaRestoreStatus| {
-                            s.rollback = Some(status.clone());
-                        })
+                        let _ = write_status(
+                            &ctx,
+                            &api,
+                            &name,
+                            Write::Must,
+                            |s: &mut KafkaRestoreStatus| {
+                                s.rollback = Some(status.clone());
+                            },
+                        )
                         .await;
                     }
                     let groups = if out.groups.is_empty() {
@@ -290,98 +319,100 @@ async fn run_task(
         }
     };
     let on_wait = |reason: String| {
-        let (api, name) = (api.clone(), name.clone());
+        let (ctx, api, name) = (ctx.clone(), api.clone(), name.clone());
         async move {
-            let _ = update_status_final(&api, &name, |s: &mut KafkaRestoreStatus| {
-                let now = Timestamp::now();
-                s.phase = Some(RestorePhase::Pending);
-                s.common.message = Some(reason.clone());
-                for t in ["Progressing", "Ready"] {
-                    set_condition(
-                        &mut s.common,
-                        t,
-                        ConditionStatus::False,
-                        "WaitingForBackup",
-                        &reason,
-                        generation,
-                        now,
-                    );
-                }
-            })
+            let _ = write_status(
+                &ctx,
+                &api,
+                &name,
+                Write::Must,
+                |s: &mut KafkaRestoreStatus| {
+                    let now = Timestamp::now();
+                    s.phase = Some(RestorePhase::Pending);
+                    s.common.message = Some(reason.clone());
+                    for t in ["Progressing", "Ready"] {
+                        set_condition(
+                            &mut s.common,
+                            t,
+                            ConditionStatus::False,
+                            "WaitingForBackup",
+                            &reason,
+                            generation,
+                            now,
+                        );
+                    }
+                },
+            )
             .await;
         }
     };
     let result = super::run_attempts(&ctx, &kr, &cancel, attempt, on_wait).await;
-    let now = Timestamp::now();
-    super::record_run(&ctx, "KafkaRestore", &ns, &result, &progress);
-    match result {
-        Ok(None) => {}
-        Ok(Some((run_id, records, bytes, message))) => {
-            let _ = update_status_final(&api, &name, |s: &mut KafkaRestoreStatus| {
-                s.phase = Some(RestorePhase::Completed);
-                s.backup_id = Some(run_id.clone());
-                s.common.completion_time = Some(Time(now));
-                s.common.message = Some(message.clone());
-                s.records_restored = Some(records);
-                s.bytes_restored = Some(bytes);
-                s.progress_percent = Some(100.0);
-                s.eta_ms = Some(0);
-                s.current_topic = None;
-                set_condition(
-                    &mut s.common,
-                    "Progressing",
-                    ConditionStatus::False,
-                    "RestoreCompleted",
-                    &run_id,
-                    generation,
-                    now,
-                );
-                set_condition(
-                    &mut s.common,
-                    "Ready",
+    finish_run(
+        &ctx,
+        &*kr,
+        &api,
+        &name,
+        "KafkaRestore",
+        result,
+        &progress,
+        |r| match r {
+            Ok((run_id, records, bytes, message)) => Report {
+                message: Some(message),
+                progressing: ("RestoreCompleted", run_id.clone()),
+                ready: (
                     ConditionStatus::True,
                     "RestoreCompleted",
-                    &format!("{records} records from run {run_id}"),
-                    generation,
-                    now,
-                );
-            })
-            .await;
-            ctx.event(
-                &*kr,
-                EventType::Normal,
-                "Completed",
-                &format!("{records} records restored from run {run_id}"),
-            )
-            .await;
-        }
-        Err(message) => {
-            let _ = update_status_final(&api, &name, |s: &mut KafkaRestoreStatus| {
-                s.phase = Some(RestorePhase::Failed);
-                s.common.completion_time = Some(Time(now));
-                s.common.message = Some(message.clone());
-                set_condition(
-                    &mut s.common,
-                    "Progressing",
-                    ConditionStatus::False,
-                    "RestoreFailed",
-                    &message,
-                    generation,
-                    now,
-                );
-                set_condition(
-                    &mut s.common,
-                    "Ready",
-                    ConditionStatus::False,
-                    "RestoreFailed",
-                    &message,
-                    generation,
-                    now,
-                );
-            })
-            .await;
-            ctx.event(&*kr, EventType::Warning, "Failed", &message)
-                .await;
-        }
+                    format!("{records} records from run {run_id}"),
+                ),
+                event: (
+                    EventType::Normal,
+                    "Completed",
+                    format!("{records} records restored from run {run_id}"),
+                ),
+                fields: Box::new(move |s: &mut KafkaRestoreStatus, _| {
+                    s.phase = Some(RestorePhase::Completed);
+                    s.backup_id = Some(run_id.clone());
+                    s.records_restored = Some(records);
+                    s.bytes_restored = Some(bytes);
+                    s.progress_percent = Some(100.0);
+                    s.eta_ms = Some(0);
+                    s.current_topic = None;
+                }),
+            },
+            Err(message) => Report {
+                message: Some(message.clone()),
+                progressing: ("RestoreFailed", message.clone()),
+                ready: (ConditionStatus::False, "RestoreFailed", message.clone()),
+                event: (EventType::Warning, "Failed", message),
+                fields: Box::new(|s: &mut KafkaRestoreStatus, _| {
+                    s.phase = Some(RestorePhase::Failed)
+                }),
+            },
+        },
+    )
+    .await;
+}
+
+impl super::oneshot::OneShotStatus for KafkaRestoreStatus {
+    fn header(&self) -> &crate::api::StatusHeader {
+        &self.common
+    }
+    fn header_mut(&mut self) -> &mut crate::api::StatusHeader {
+        &mut self.common
+    }
+    /// Pending (waiting for its backup) is a run in flight; RolledBack a failed one.
+    fn phase(&self) -> Option<Phase> {
+        self.phase.map(|p| match p {
+            RestorePhase::Pending | RestorePhase::Running => Phase::Running,
+            RestorePhase::Completed => Phase::Completed,
+            RestorePhase::Failed | RestorePhase::RolledBack => Phase::Failed,
+        })
+    }
+    fn set_phase(&mut self, p: Phase) {
+        self.phase = Some(match p {
+            Phase::Running => RestorePhase::Running,
+            Phase::Completed | Phase::PartiallyCompleted => RestorePhase::Completed,
+            Phase::Failed => RestorePhase::Failed,
+        });
     }
 }

@@ -76,6 +76,32 @@ impl RunFailure {
     }
 }
 
+/// The category of a failed run from its message, as status shows it: the `[category]` the
+/// message starts with (every failure from [`KindError`] or [`ExecError`] is written so:
+/// input, plan-refused, kafka, storage, internal, groups-not-carried, ...), `kube` for a
+/// Kubernetes API error (reading Secrets or a referenced resource), else `input` (the
+/// operator's own refusals name a field: a cross-namespace reference, a backup that will
+/// never have a complete run).
+pub fn failure_category(message: &str) -> &str {
+    if let Some(rest) = message.strip_prefix('[')
+        && let Some((category, _)) = rest.split_once(']')
+        && !category.is_empty()
+        && category
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return category;
+    }
+    if message.starts_with(KUBE_PREFIX) {
+        "kube"
+    } else {
+        "input"
+    }
+}
+
+/// How a failure to read from the Kubernetes API starts ([`RunFailure`] from `kube::Error`).
+const KUBE_PREFIX: &str = "Kubernetes API: ";
+
 /// Why `retry_run` pauses between attempts (the caller publishes it).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pause {
@@ -118,7 +144,7 @@ impl From<kube::Error> for RunFailure {
             kind: RunFailure::kind_of(
                 !matches!(&e, kube::Error::Api(s) if s.code == 403 || s.code == 404),
             ),
-            message: format!("Kubernetes API: {e}"),
+            message: format!("{KUBE_PREFIX}{e}"),
         }
     }
 }
@@ -317,6 +343,36 @@ mod tests {
         tx.send(true).unwrap();
         let (r, calls, _) = drive(vec![wait("no KafkaBackup yet"), Ok(Some(1))], &cancel).await;
         assert_eq!((r, calls), (Ok(None), 1));
+    }
+
+    #[test]
+    fn a_failure_category_is_the_bracket_its_message_starts_with() {
+        let kube = RunFailure::from(kube::Error::Api(Box::new(kube::core::Status::failure(
+            "forbidden",
+            "Forbidden",
+        ))));
+        for (m, c) in [
+            (
+                "[kafka] broker 127.0.0.1:1 unreachable (gave up after 3 attempts)",
+                "kafka",
+            ),
+            ("[plan-refused] the plan cannot be compiled", "plan-refused"),
+            ("[internal] the run stopped unexpectedly", "internal"),
+            (kube.message.as_str(), "kube"),
+            (
+                "spec.backupRef.namespace: other is another namespace",
+                "input",
+            ),
+            ("[not a category] x", "input"),
+        ] {
+            assert_eq!(failure_category(m), c, "{m}");
+        }
+        let e = ExecError::Cancelled;
+        let f = RunFailure::from(KindError::Exec(e));
+        assert_eq!(
+            failure_category(&f.message),
+            ExecError::Cancelled.category()
+        );
     }
 
     #[test]

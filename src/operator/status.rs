@@ -1,6 +1,9 @@
 //! Status writes: server-side apply with one field manager, always of the whole status (a
 //! field left out of an apply would be dropped), read fresh before each write so a long run
-//! never overwrites what a reconcile recorded meanwhile (e.g. a skipped tick).
+//! never overwrites what a reconcile recorded meanwhile (e.g. a skipped tick). Every write goes
+//! through [`write_status`]: fenced (only the leader writes), retried on a conflict or a
+//! transient API error, and a write that still fails is logged with the resource and counted
+//! (`kbo_status_write_failures_total{kind}`); no caller discards an error unlogged.
 use jiff::Timestamp;
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
@@ -78,12 +81,45 @@ impl Live {
 /// The field manager of every status write.
 pub const MANAGER: &str = "kafka-backup-operator";
 
-/// [`update_status`] for the writes a run task makes (its run id at the start, its outcome at
-/// the end), retried with backoff (5 more attempts, from 0.5 s), each from a fresh read,
-/// unless the resource is gone: a 409 from a concurrent progress write must not lose them.
-pub async fn update_status_final<K>(
+/// How hard a status write tries ([`write_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// A decision or a run's record (its start, run id, waiting, outcome): retried up to
+    /// [`WRITE_RETRIES`] more times, from [`WRITE_BACKOFF`] doubling, each from a fresh read,
+    /// when the API server answers 409 Conflict (a concurrent progress write) or fails
+    /// transiently ([`is_transient`]).
+    Must,
+    /// Live progress and the next tick, which the next reconcile writes again: a 409 Conflict
+    /// (a lost race) is no failure, and nothing is retried.
+    BestEffort,
+}
+
+/// More attempts of a [`Write::Must`] status write after its first.
+pub const WRITE_RETRIES: usize = 5;
+/// The first pause before a retried status write (doubling: 0.5, 1, 2, 4, 8 s).
+pub const WRITE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// True when a status write that failed with `e` may succeed if made again: 409 Conflict,
+/// 429, a 5xx answer, or no answer (connection, transport).
+pub fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 409 | 429 | 500..=599),
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    }
+}
+
+/// The one way the operator writes a status ([`update_status`] with a policy), counted and
+/// fenced: only the leader writes (a replica that lost the Lease skips the write, logged: its
+/// runs are cancelled and the next leader resumes them); a write that still fails after its
+/// retries is logged with the resource and counted in `kbo_status_write_failures_total{kind}`,
+/// and its error returned (a reconcile fails and is retried by the controller; a run task
+/// has logged it and goes on).
+pub async fn write_status<K>(
+    ctx: &super::Context,
     api: &Api<K>,
     name: &str,
+    how: Write,
     f: impl Fn(&mut K::Status),
 ) -> Result<(), kube::Error>
 where
@@ -91,15 +127,37 @@ where
     K::Status: Default + Clone + Serialize,
 {
     use backon::Retryable;
-    (|| update_status(api, name, &f))
-        .retry(
-            backon::ExponentialBuilder::default()
-                .with_min_delay(std::time::Duration::from_millis(500))
-                .with_max_times(5),
-        )
-        .when(|e| !matches!(e, kube::Error::Api(s) if s.code == 404))
-        .notify(|e, d| tracing::warn!(error = %e, delay_ms = d.as_millis() as u64, "final status write failed; retrying"))
-        .await
+    let kind = K::kind(&());
+    if !*ctx.leader.borrow() {
+        tracing::info!(%kind, resource = name, "not the leader: status not written");
+        return Ok(());
+    }
+    let result = match how {
+        Write::Must => {
+            (|| update_status(api, name, &f))
+                .retry(
+                    backon::ExponentialBuilder::default()
+                        .with_min_delay(WRITE_BACKOFF)
+                        .with_max_times(WRITE_RETRIES),
+                )
+                .when(is_transient)
+                .notify(|e, d| {
+                    tracing::warn!(%kind, resource = name, error = %e, delay_ms = d.as_millis() as u64, "status write failed; retrying")
+                })
+                .await
+        }
+        Write::BestEffort => conflict_ok(update_status(api, name, &f).await),
+    };
+    if let Err(e) = &result {
+        tracing::warn!(%kind, namespace = api.namespace().unwrap_or_default(), resource = name, error = %e, "status write failed");
+        ctx.metrics
+            .status_write_failures
+            .get_or_create(&super::http::KindLabels {
+                kind: kind.into_owned(),
+            })
+            .inc();
+    }
+    result
 }
 
 /// Treats a 409 Conflict as done: for writes that the next reconcile makes again anyway

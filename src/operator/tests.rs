@@ -952,3 +952,158 @@ async fn a_run_task_that_panics_ends_failed_internal_with_an_event_and_the_metri
         ctx.pool.state(&key)
     );
 }
+
+/// Answers every request (status reads and writes with `reply`, Events with their body) until
+/// a Failed status and a Failed Event have both gone by; returns the Failed status message.
+async fn serve_until_failed(h: &mut Handle, reply: Value) -> String {
+    let (mut status_failed, mut event_failed) = (None, false);
+    while status_failed.is_none() || !event_failed {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(120), h.next_request())
+            .await
+            .expect("the run goes on to fail")
+            .expect("the client is gone");
+        let (method, p) = (req.method().clone(), req.uri().path().to_string());
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let answer = if p.contains("/events") {
+            event_failed |= body["reason"] == "Failed";
+            if method == Method::PATCH {
+                json!({"metadata": {"name": p.rsplit('/').next().unwrap()}})
+            } else {
+                body.clone()
+            }
+        } else {
+            if method == Method::PATCH && body["status"]["phase"] == "Failed" {
+                status_failed = body["status"]["message"].as_str().map(str::to_string);
+            }
+            reply.clone()
+        };
+        send.send_response(
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                .unwrap(),
+        );
+    }
+    status_failed.unwrap()
+}
+
+fn api_error(code: u16, reason: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": reason})
+}
+
+/// Issue 17: a status write that loses a race (409 Conflict) is made again from a fresh read,
+/// and the reconcile goes on (its Event); nothing is counted as a failed write.
+#[tokio::test(start_paused = true)]
+async fn a_status_write_that_conflicts_is_retried_from_a_fresh_read() {
+    let (ctx, mut h) = context();
+    let o = kor(json!({"resetStrategy": "to-offset"}), json!(null));
+    let o2 = o.clone();
+    let server = tokio::spawn(async move {
+        let path = format!("{KOR_PATH}/status");
+        expect(&mut h, Method::GET, &path, |_| {}, o2.clone()).await;
+        expect_code(
+            &mut h,
+            Method::PATCH,
+            &path,
+            |_| {},
+            409,
+            api_error(409, "Conflict"),
+        )
+        .await;
+        expect_status_patch(
+            &mut h,
+            &path,
+            |b| assert_eq!(b["status"]["phase"], "Failed", "{b}"),
+            o2,
+        )
+        .await;
+        expect(
+            &mut h,
+            Method::POST,
+            "/events",
+            |b| assert_eq!(b["reason"], "InvalidSpec", "{b}"),
+            json!({}),
+        )
+        .await;
+    });
+    let r: crate::api::KafkaOffsetReset = serde_json::from_value(o).unwrap();
+    super::oneshot::reconcile(Arc::new(r), ctx.clone())
+        .await
+        .unwrap();
+    server.await.unwrap();
+    assert!(
+        !ctx.metrics
+            .encode()
+            .contains("kbo_status_write_failures_total{"),
+        "{}",
+        ctx.metrics.encode()
+    );
+}
+
+/// Issue 17: a status write that keeps failing (503) is retried a few times, then logged and
+/// counted in `kbo_status_write_failures_total{kind}`; the reconcile fails, and its error is
+/// counted with its category (`error="unavailable"`, next to the `category` label as before).
+#[tokio::test(start_paused = true)]
+async fn a_status_write_that_keeps_failing_is_counted_and_the_reconcile_error_has_its_category() {
+    let (ctx, mut h) = context();
+    let o = kor(json!({"resetStrategy": "to-offset"}), json!(null));
+    let o2 = o.clone();
+    let server = tokio::spawn(async move {
+        let path = format!("{KOR_PATH}/status");
+        for _ in 0..=super::status::WRITE_RETRIES {
+            expect(&mut h, Method::GET, &path, |_| {}, o2.clone()).await;
+            expect_code(
+                &mut h,
+                Method::PATCH,
+                &path,
+                |_| {},
+                503,
+                api_error(503, "ServiceUnavailable"),
+            )
+            .await;
+        }
+        // no Event for a status that was not written
+        let more = tokio::time::timeout(Duration::from_millis(300), h.next_request()).await;
+        assert!(
+            !matches!(more, Ok(Some(_))),
+            "a request after the last retry"
+        );
+    });
+    let r: Arc<crate::api::KafkaOffsetReset> = Arc::new(serde_json::from_value(o).unwrap());
+    let err = super::oneshot::reconcile(r.clone(), ctx.clone())
+        .await
+        .unwrap_err();
+    server.await.unwrap();
+    assert_eq!(err.category(), "unavailable", "{err}");
+    super::error_policy(r, &err, ctx.clone());
+    let text = ctx.metrics.encode();
+    assert!(
+        text.contains("kbo_status_write_failures_total{kind=\"KafkaOffsetReset\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kbo_reconcile_errors_total{kind=\"KafkaOffsetReset\",category=\"finalizer\",error=\"unavailable\"} 1"),
+        "{text}"
+    );
+}
+
+/// Issue 17: a failed run is counted in `kbo_runs_total` with the category of its failure
+/// (here the broker is unreachable: retried, then failed), as `/metrics` shows it.
+#[tokio::test(start_paused = true)]
+async fn a_failed_run_is_counted_with_its_category_in_metrics() {
+    let (ctx, mut h) = context();
+    let o = kor(json!({}), json!(null));
+    let o2 = o.clone();
+    let server = tokio::spawn(async move { serve_until_failed(&mut h, o2).await });
+    let r: crate::api::KafkaOffsetReset = serde_json::from_value(o).unwrap();
+    super::oneshot::reconcile(Arc::new(r), ctx.clone())
+        .await
+        .unwrap();
+    let message = server.await.unwrap();
+    assert!(message.starts_with("[broker-unreachable]"), "{message}");
+    let text = ctx.metrics.encode();
+    assert!(
+        text.contains("kbo_runs_total{kind=\"KafkaOffsetReset\",resource_namespace=\"default\",result=\"failed\",category=\"broker-unreachable\"} 1"),
+        "{text}"
+    );
+}
