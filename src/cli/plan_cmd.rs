@@ -28,7 +28,7 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<String> {
             .await?;
             let mut out = render(&p.plan, args.output, restore_table)?;
             if args.output == OutputFormat::Table {
-                let rec = crate::format::repository::load_record(&p.op, &p.plan.backup_name);
+                let rec = crate::format::repository_io::load_record(&p.op, &p.plan.backup_name);
                 if let Some(rec) = rec.await? {
                     out.push_str(&format!("repository owner: KafkaBackup {}\n", rec.owner));
                 }

@@ -13,10 +13,11 @@ use crate::format::batch::{Codec, RawBatch};
 use crate::format::checkpoint::{self, CheckpointWriter, WriteStats};
 use crate::format::layout::{self, FORMAT};
 use crate::format::manifest::{
-    Gap, GroupOffset, GroupSnapshot, PartitionManifest, PartitionProgress, ProgressChange,
-    RunManifest, SegmentRef, TopicManifest, to_json,
+    Gap, GroupOffset, GroupSnapshot, ObjectLockRecord, PartitionManifest, PartitionProgress,
+    ProgressChange, RunManifest, SegmentRef, TopicManifest, to_json,
 };
-use crate::format::segment::{Outer, SegmentWriter};
+use crate::format::segment::Outer;
+use crate::format::segment_io::SegmentWriter;
 use crate::kafka::ops::{FetchStream, OffsetSpec};
 use crate::kafka::{KafkaClient, KafkaError};
 use crate::plan::{BackupPartitionStep, BackupPlan, CutMode};
@@ -333,8 +334,10 @@ fn assemble_manifest(
         })
         .collect::<Vec<_>>();
     let all = || topics.iter().flat_map(|t| &t.partitions);
-    let object_lock = (plan.object_lock.as_ref())
-        .map(|l| crate::storage::object_lock::record(l, &plan.run_id, start_time, &topics));
+    let object_lock = (plan.object_lock.as_ref()).map(|l| {
+        let mode = crate::storage::object_lock::mode_name(l.mode);
+        ObjectLockRecord::for_run(mode, l.retain_days, &plan.run_id, start_time, &topics)
+    });
     RunManifest {
         format: FORMAT.into(),
         backup_name: plan.backup_name.clone(),

@@ -24,7 +24,7 @@ use super::replay::{self, IN_FLIGHT, TxnOutcomes, Window, contiguous, wanted_blo
 use crate::format::batch::{self, Codec, Record};
 use crate::format::layout;
 use crate::format::manifest::{PartitionOffsetMap, RepartitionRanks, SegmentIndex};
-use crate::format::segment;
+use crate::format::segment_io;
 use crate::kafka::KafkaClient;
 use crate::kafka::conn::Reply;
 use crate::kafka::ops::produce_result;
@@ -299,7 +299,7 @@ impl Routing<'_, '_> {
                 if ctx.cancel.is_cancelled() {
                     return Err(ExecError::Cancelled);
                 }
-                for b in segment::read_blocks(op, seg, &ctx.run_keys, &group).await? {
+                for b in segment_io::read_blocks(op, seg, &ctx.run_keys, &group).await? {
                     let h = b.header;
                     if !txns.replays(&h, &mut next, src.to) {
                         continue;

@@ -8,9 +8,8 @@ use opendal::Operator;
 use super::ExecError;
 use crate::format::layout::{self, FORMAT};
 use crate::format::manifest::to_json;
-use crate::format::repository::{
-    ADOPT_ANNOTATION, Adoption, Owner, RepositoryRecord, load_record, scan_legacy,
-};
+use crate::format::repository::{ADOPT_ANNOTATION, Adoption, Owner, RepositoryRecord};
+use crate::format::repository_io::{load_record, scan_legacy};
 use crate::storage;
 
 /// Where repository `backup` is, for messages: the store's scheme, bucket or directory, root

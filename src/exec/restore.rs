@@ -30,7 +30,7 @@ use crate::format::layout::FORMAT;
 use crate::format::manifest::{
     BlockIndex, OffsetMap, OffsetSnapshot, PartitionOffsetMap, SegmentIndex, from_json, to_json,
 };
-use crate::format::segment;
+use crate::format::segment_io;
 use crate::kafka::KafkaClient;
 use crate::kafka::conn::Reply;
 use crate::kafka::ops::{NewTopic, OffsetSpec, produce_result};
@@ -295,7 +295,7 @@ async fn verify_chain(
     type Read<'a> = futures::future::BoxFuture<'a, Result<SegmentIndex, storage::StorageError>>;
     let mut reads: Vec<Read<'_>> = Vec::with_capacity(refs.len());
     for (t, p, seg) in &refs {
-        reads.push(Box::pin(segment::read_verified_index(
+        reads.push(Box::pin(segment_io::read_verified_index(
             op,
             &plan.backup_name,
             t,
@@ -310,7 +310,7 @@ async fn verify_chain(
     // ... and every segment those indexes describe, against its manifest entry (size,
     // whole-object CRC-32C, last batch), without reading its payloads twice.
     let segments: Vec<_> = refs.iter().map(|(_, _, seg)| *seg).zip(&read).collect();
-    segment::verify_objects(op, &segments, &keys).await?;
+    segment_io::verify_objects(op, &segments, &keys).await?;
     // back into the plan's shape
     let mut read = read.into_iter();
     let mut take = |n: usize| -> Vec<SegmentIndex> { read.by_ref().take(n).collect() };
@@ -924,7 +924,7 @@ async fn restore_partition(
             if ctx.cancel.is_cancelled() {
                 return Err(ExecError::Cancelled);
             }
-            for b in segment::read_blocks(op, seg, &ctx.run_keys, &group).await? {
+            for b in segment_io::read_blocks(op, seg, &ctx.run_keys, &group).await? {
                 if txns.replays(&b.header, &mut at.next, step.to) {
                     replay_batch(&mut sink, &mut at, &b, step.to, window, ctx).await?;
                 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::ExecError;
 use crate::format::manifest::{RunManifest, to_json};
-use crate::format::segment;
+use crate::format::{segment, segment_io};
 use crate::plan::ValidationChecks;
 
 /// The verdict of a check or of the whole validation.
@@ -175,13 +175,13 @@ async fn objects_check(
                 if let Some(e) = &bad {
                     failures.push(format!("{e} ({at})"));
                 }
-                let idx = segment::read_verified_index(op, backup, &tm.name, pm.partition, seg)
+                let idx = segment_io::read_verified_index(op, backup, &tm.name, pm.partition, seg)
                     .await
                     .map_err(|e| backend_fails(e, &seg.path));
                 let found = match (idx, &bad) {
                     (Err(e), _) => Err(e),
                     (Ok(_), Some(_)) => Ok(None),
-                    (Ok(idx), None) => segment::read_verified_segment(op, seg, &idx, keys)
+                    (Ok(idx), None) => segment_io::read_verified_segment(op, seg, &idx, keys)
                         .await
                         .map(Some)
                         .map_err(|e| backend_fails(e, &seg.path)),
@@ -569,7 +569,7 @@ pub async fn store_signed(
 /// document) carries an S3 Object Lock
 /// retention (HeadObject: `x-amz-object-lock-mode`, `x-amz-object-lock-retain-until-date`)
 /// in the mode the manifest records, until at least the date it records
-/// (`objectLock.retainUntil`, see [`crate::storage::object_lock::record`]). `target`: the
+/// (`objectLock.retainUntil`, see [`crate::format::manifest::ObjectLockRecord::for_run`]). `target`: the
 /// repository's storage (None or not S3: the check fails, Object Lock is S3's). HeadObject
 /// shows the lock only to a key that may `s3:GetObjectRetention`.
 ///

@@ -18,7 +18,7 @@ use super::replay::{TxnOutcomes, Window, contiguous, wanted_blocks};
 use super::validate::{CheckReport, Outcome};
 use crate::format::batch::{self, Record};
 use crate::format::manifest::{GroupSnapshot, OffsetMap};
-use crate::format::segment;
+use crate::format::segment_io;
 use crate::kafka::KafkaClient;
 use crate::kafka::ops::OffsetSpec;
 use crate::plan::RestorePlan;
@@ -55,7 +55,7 @@ async fn backup_side(
     let mut idx = Vec::with_capacity(step.segments.len());
     for seg in &step.segments {
         idx.push(
-            segment::read_verified_index(
+            segment_io::read_verified_index(
                 op,
                 backup,
                 &step.source_topic,
@@ -67,7 +67,7 @@ async fn backup_side(
     }
     // the segments themselves against their entries, as the restore checks them
     let pairs: Vec<_> = step.segments.iter().zip(&idx).collect();
-    segment::verify_objects(op, &pairs, keys).await?;
+    segment_io::verify_objects(op, &pairs, keys).await?;
     let txns = TxnOutcomes::new(idx.iter().flat_map(|i| i.markers.iter().cloned()));
     let mut out = Vec::new();
     let mut next = step.from;
@@ -78,7 +78,7 @@ async fn backup_side(
         };
         let blocks = wanted_blocks(&i.blocks, next, step.to, open);
         for group in contiguous(&blocks) {
-            for b in segment::read_blocks(op, seg, keys, &group).await? {
+            for b in segment_io::read_blocks(op, seg, keys, &group).await? {
                 let h = b.header;
                 if !txns.replays(&h, &mut next, step.to) {
                     continue;

@@ -47,7 +47,7 @@ pub async fn list_parts(op: &Operator, backup: &str, run: &str) -> Result<Vec<u6
 ///
 /// Errors: storage failures; a document that fails its checksum or does not parse, a missing
 /// number between the base and the newest delta, a delta that does not continue a partition's
-/// segment list, or deltas without a base ([`StorageError::Format`], naming the object).
+/// segment list, or deltas without a base ([`StorageError::Content`], naming the object).
 pub async fn load(
     op: &Operator,
     backup: &str,
@@ -57,7 +57,7 @@ pub async fn load(
     if seqs.is_empty() {
         return Ok(None);
     }
-    let corrupt = |m: String| StorageError::Format(FormatError::Corrupt(m));
+    let corrupt = |m: String| StorageError::from(FormatError::Corrupt(m));
     // newest first, down to the newest base, READ_AHEAD documents at a time
     let mut docs: Vec<CheckpointPart> = Vec::new();
     'chunks: for chunk in seqs.rchunks(READ_AHEAD).map(|c| c.iter().rev()) {
@@ -117,7 +117,7 @@ async fn read_part(
     seq: u64,
 ) -> Result<(u64, CheckpointPart), StorageError> {
     let path = layout::checkpoint_part(backup, run, seq);
-    let corrupt = |m: String| StorageError::Format(FormatError::Corrupt(m));
+    let corrupt = |m: String| StorageError::from(FormatError::Corrupt(m));
     let Some(b) = storage::read_opt(op, &path).await? else {
         return Err(corrupt(format!(
             "{path} was listed but cannot be read: is another process deleting the checkpoint of run {run}?"

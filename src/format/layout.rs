@@ -63,6 +63,12 @@ pub fn checkpoint_part_seq(name: &str) -> Option<u64> {
 pub fn segment(backup: &str, run: &str, topic: &str, partition: i32, first_offset: i64) -> String {
     format!("{backup}/data/{topic}/{partition}/{first_offset:020}-{run}.seg")
 }
+/// The run id in a segment's object name (`<firstOffset:020>-<runId>.seg`); None for
+/// another name.
+pub fn segment_run(path: &str) -> Option<&str> {
+    let name = path.rsplit('/').next()?.strip_suffix(".seg")?;
+    Some(name.split_once('-')?.1)
+}
 pub fn segment_index(segment_path: &str) -> String {
     format!("{}.idx.json", segment_path.trim_end_matches(".seg"))
 }
@@ -128,36 +134,38 @@ pub fn next_run_id(now_ms: i64, after: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn new_run_ids_sort_after_the_newest_even_when_the_clock_steps_back() {
-        let prev = super::run_id(1_700_000_000_500);
-        assert_eq!(super::run_id_ms(&prev), Some(1_700_000_000_500));
-        let same = super::next_run_id(1_700_000_000_500, Some(&prev));
-        let back = super::next_run_id(1_600_000_000_000, Some(&prev));
+        let prev = run_id(1_700_000_000_500);
+        assert_eq!(run_id_ms(&prev), Some(1_700_000_000_500));
+        let same = next_run_id(1_700_000_000_500, Some(&prev));
+        let back = next_run_id(1_600_000_000_000, Some(&prev));
         assert!(same > prev && back > prev, "{same} {back} > {prev}");
         assert_eq!(
-            super::next_run_id(1_700_000_001_000, Some(&prev)),
-            super::run_id(1_700_000_001_000)
+            next_run_id(1_700_000_001_000, Some(&prev)),
+            run_id(1_700_000_001_000)
         );
-        assert_eq!(super::next_run_id(5, None), super::run_id(5));
+        assert_eq!(next_run_id(5, None), run_id(5));
     }
 
     #[test]
     fn run_ids_sort_by_time_and_paths_are_stable() {
-        let a = super::run_id(1_700_000_000_000);
-        let b = super::run_id(1_700_000_000_001);
+        let a = run_id(1_700_000_000_000);
+        let b = run_id(1_700_000_000_001);
         assert_eq!(a, "20231114T221320.000Z");
         assert!(a < b);
-        let s = super::segment("kb", "r1", "orders", 3, 42);
+        let s = segment("kb", "r1", "orders", 3, 42);
         assert_eq!(s, "kb/data/orders/3/00000000000000000042-r1.seg");
-        let c = super::checkpoint_part("kb", "r1", 42);
+        let c = checkpoint_part("kb", "r1", 42);
         assert_eq!(c, "kb/runs/r1/checkpoint/0000000042.json");
-        assert!(c.starts_with(&super::checkpoint_dir("kb", "r1")));
-        assert_eq!(super::checkpoint_part_seq("0000000042.json"), Some(42));
-        assert_eq!(super::checkpoint_part_seq("0000000042.json.tmp-1-2"), None);
-        assert_eq!(super::checkpoint_part_seq("42.json"), None);
+        assert!(c.starts_with(&checkpoint_dir("kb", "r1")));
+        assert_eq!(checkpoint_part_seq("0000000042.json"), Some(42));
+        assert_eq!(checkpoint_part_seq("0000000042.json.tmp-1-2"), None);
+        assert_eq!(checkpoint_part_seq("42.json"), None);
         assert_eq!(
-            super::segment_index(&s),
+            segment_index(&s),
             "kb/data/orders/3/00000000000000000042-r1.idx.json"
         );
     }

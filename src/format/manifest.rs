@@ -9,7 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::FormatError;
-use super::layout::{FORMAT, FORMAT_V1, FORMAT_V3};
+use super::layout::{self, FORMAT, FORMAT_V1, FORMAT_V3};
 use crate::facts::ConfigEntry;
 
 /// One segment file as a manifest or checkpoint lists it.
@@ -89,6 +89,41 @@ pub struct ObjectLockRecord {
     /// Epoch ms until which the run's objects are locked (the earliest retain-until date of
     /// its objects).
     pub retain_until: i64,
+}
+
+impl ObjectLockRecord {
+    /// The `objectLock` record of run `run_id`'s manifest: `mode` (`COMPLIANCE` or
+    /// `GOVERNANCE`), and `retainUntil` = the earliest date every object the run lists is
+    /// locked until at least: for each segment of `topics`, the time its writing run was
+    /// planned (the run id in its name, [`layout::segment_run`]) plus `retain_days`, and the
+    /// same for the run's own manifest. Every object is written after its run was planned,
+    /// with `its write time + retain_days`, so this is a lower bound; segments carried from an
+    /// earlier run count with that run's id. `start_time` (epoch ms) stands in for a run id
+    /// that does not parse.
+    pub fn for_run(
+        mode: &str,
+        retain_days: u32,
+        run_id: &str,
+        start_time: i64,
+        topics: &[TopicManifest],
+    ) -> ObjectLockRecord {
+        const DAY_MS: i64 = 86_400_000;
+        let days = retain_days as i64 * DAY_MS;
+        let mut until = layout::run_id_ms(run_id).unwrap_or(start_time) + days;
+        for seg in topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .flat_map(|p| &p.segments)
+        {
+            if let Some(ms) = layout::segment_run(&seg.path).and_then(layout::run_id_ms) {
+                until = until.min(ms + days);
+            }
+        }
+        ObjectLockRecord {
+            mode: mode.into(),
+            retain_until: until,
+        }
+    }
 }
 
 /// A range of offsets that was planned but could not be read (retention moved the log start
@@ -591,5 +626,52 @@ mod tests {
     fn foreign_format_is_refused() {
         let e = from_json::<Checkpoint>(br#"{"format":"other/v9"}"#, "checkpoint").unwrap_err();
         assert!(e.to_string().contains("other/v9"));
+    }
+
+    #[test]
+    fn the_object_lock_record_is_the_earliest_date_of_the_run_and_its_carried_segments() {
+        let seg = |run: &str| SegmentRef {
+            path: format!("b/data/t/0/00000000000000000000-{run}.seg"),
+            first_offset: 0,
+            last_offset: 0,
+            records: 1,
+            raw_bytes: 1,
+            stored_bytes: 1,
+            min_timestamp: 0,
+            max_timestamp: 0,
+            crc32c: 0,
+            index_crc32c: None,
+            index_bytes: None,
+            last_batch_offset: None,
+            last_batch_crc32c: None,
+            seal: None,
+        };
+        let topics = vec![TopicManifest {
+            name: "t".into(),
+            topic_id: String::new(),
+            partition_count: 1,
+            configs: Default::default(),
+            partitions: vec![PartitionManifest {
+                partition: 0,
+                log_start_offset: 0,
+                covered_from: 0,
+                cut: 0,
+                start_offset: 0,
+                records: 0,
+                raw_bytes: 0,
+                min_timestamp: None,
+                max_timestamp: None,
+                gaps: vec![],
+                segments: vec![seg("20261101T000000.000Z"), seg("20261121T000000.000Z")],
+            }],
+        }];
+        let r = ObjectLockRecord::for_run("COMPLIANCE", 30, "20261121T000000.000Z", 0, &topics);
+        assert_eq!(r.mode, "COMPLIANCE");
+        assert_eq!(
+            r.retain_until,
+            layout::run_id_ms("20261101T000000.000Z").unwrap() + 30 * 86_400_000
+        );
+        // 2026-12-01T00:00:00Z
+        assert_eq!(r.retain_until, 1_796_083_200_000);
     }
 }

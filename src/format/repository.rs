@@ -9,17 +9,15 @@
 //!   `legacyRunsUpTo`, the newest run a v1 build wrote before a v2 writer first met the
 //!   repository ([`Legacy`]). Editing a newer document's `format` to v1 and removing its
 //!   checksum does not switch integrity off.
-#[cfg(feature = "runtime")]
-use opendal::Operator;
+//!
+//! Documents and rules only, no I/O; reading the record and the manifests through storage is
+//! `format::repository_io`.
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::FormatError;
-#[cfg_attr(not(feature = "runtime"), allow(unused_imports))]
-use super::layout::{self, FORMAT, FORMAT_V1};
+use super::layout::{FORMAT, FORMAT_V1};
 use super::manifest::{Checkpoint, RunManifest, SegmentRef, from_json};
-#[cfg(feature = "runtime")]
-use crate::storage::{self, StorageError};
 
 /// The annotation on a KafkaBackup that adopts a repository another resource owns; its value
 /// must be the current owner, `<namespace>/<name>`.
@@ -239,48 +237,6 @@ pub fn infer_legacy(manifests: &[(String, Value)]) -> Legacy {
         .last()
         .cloned();
     Legacy { up_to }
-}
-
-/// The record of repository `backup`, if any. Errors: storage failures; a record that does not
-/// parse or fails its checksum (named).
-#[cfg(feature = "runtime")]
-pub async fn load_record(
-    op: &Operator,
-    backup: &str,
-) -> Result<Option<RepositoryRecord>, StorageError> {
-    let path = layout::repository(backup);
-    // boxed: opendal's futures are large, and every reader and writer awaits this one
-    match Box::pin(storage::read_opt(op, &path)).await? {
-        Some(b) => Ok(Some(RepositoryRecord::parse(&b, &path)?)),
-        None => Ok(None),
-    }
-}
-
-/// Scans the manifests of a repository without a record ([`infer_legacy`]). Manifests that
-/// are not JSON are left to the reader that needs them.
-#[cfg(feature = "runtime")]
-pub async fn scan_legacy(op: &Operator, backup: &str) -> Result<Legacy, StorageError> {
-    let mut manifests = Vec::new();
-    for run in Box::pin(storage::list_dirs(op, &layout::runs_dir(backup))).await? {
-        if let Some(b) = Box::pin(storage::read_opt(op, &layout::manifest(backup, &run))).await?
-            && let Ok(v) = serde_json::from_slice::<Value>(&b)
-        {
-            manifests.push((run, v));
-        }
-    }
-    Ok(infer_legacy(&manifests))
-}
-
-/// The legacy rule of repository `backup`: the record's `legacyRunsUpTo`, or, without a
-/// record, what its manifests show ([`scan_legacy`]).
-#[cfg(feature = "runtime")]
-pub async fn legacy_rule(op: &Operator, backup: &str) -> Result<Legacy, StorageError> {
-    Ok(match Box::pin(load_record(op, backup)).await? {
-        Some(r) => Legacy {
-            up_to: r.legacy_runs_up_to,
-        },
-        None => Box::pin(scan_legacy(op, backup)).await?,
-    })
 }
 
 #[cfg(test)]

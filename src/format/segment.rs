@@ -6,19 +6,18 @@
 //! block   := "KBLK" codec:u8 0:u8 0:u16 stored_len:u32 raw_len:u32 crc32c(payload):u32 payload
 //! ```
 //! All integers big-endian. `codec`: 0 none, 3 lz4 (frame), 4 zstd. See docs/format.md.
-// Without `runtime` only the readers and checks are built (the fuzz targets).
-#![cfg_attr(not(feature = "runtime"), allow(unused_imports, dead_code))]
+//!
+//! Bytes and checks only, no I/O (built without the `runtime` feature too, for the fuzz
+//! targets): encoding a segment ([`SegmentEncoder`]), decoding blocks, and checking an index,
+//! a segment and its parts against their manifest entry. Reading and writing segment objects
+//! through storage is `format::segment_io`.
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-#[cfg(feature = "runtime")]
-use opendal::Operator;
 
 use super::FormatError;
 use super::batch::{self, Codec, RawBatch};
 use super::layout::{self, FORMAT};
 use super::manifest::{BlockIndex, SegmentIndex, SegmentRef, SegmentSeal, TxnMarker};
-use super::seal::{self, DataKey, RunKeys, SegmentKey};
-#[cfg(feature = "runtime")]
-use crate::storage::{self, StorageError, backend};
+use super::seal::{self, DataKey, SegmentKey};
 
 /// First bytes of every segment.
 pub const MAGIC: &[u8; 8] = b"KBOSEG1\n";
@@ -29,8 +28,6 @@ pub const BLOCK_HEADER: usize = 20;
 pub const MAX_BLOCK_RAW: usize = 1 << 30;
 /// Raw bytes gathered before a block is written (1 MiB): the unit of ranged reads.
 pub const BLOCK_TARGET: usize = 1 << 20;
-/// Multipart chunk for streaming uploads (8 MiB; S3 needs >= 5 MiB parts).
-pub const UPLOAD_CHUNK: usize = 8 << 20;
 
 /// Outer compression of blocks of uncompressed batches (KafkaBackup `compression`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,16 +36,18 @@ pub struct Outer {
     pub level: i32,
 }
 
-/// Streams batches of one partition into a segment object.
-#[cfg(feature = "runtime")]
-pub struct SegmentWriter {
-    path: String,
-    topic: String,
-    partition: i32,
-    writer: opendal::Writer,
+/// Encodes the batches of one partition into a segment object, block by block, and its index
+/// (docs/format.md, "Segment"). Pure: the caller writes the bytes in order (the writer is
+/// `format::segment_io::SegmentWriter`): [`MAGIC`], then every block [`Self::block_before`]
+/// and [`Self::close_block`] return, then the index [`Self::finish`] returns, at
+/// [`layout::segment_index`] of [`Self::path`].
+pub struct SegmentEncoder {
     outer: Outer,
+    /// Bytes of the object so far (the magic, then the closed blocks).
     pos: u64,
+    /// CRC-32C of the object so far.
     crc: u32,
+    /// Raw batches of the open block.
     block: BytesMut,
     block_compressed: bool,
     block_meta: Option<BlockIndex>,
@@ -56,18 +55,14 @@ pub struct SegmentWriter {
     seg: SegmentRef,
     /// The segment key when the repository is encrypted (blocks are sealed).
     key: Option<SegmentKey>,
-    /// Wall-clock ms when the segment was opened (for `segmentMaxIntervalMs`).
-    pub opened_at: std::time::Instant,
 }
 
-#[cfg(feature = "runtime")]
-impl SegmentWriter {
-    /// Opens `<backup>/data/<topic>/<partition>/<first_offset>-<run>.seg` for streaming.
-    /// With `data_key` (run `run`'s data key) every block is sealed under a segment key
-    /// derived with a fresh random salt (`seal` of the entry and the index).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn create(
-        op: &Operator,
+impl SegmentEncoder {
+    /// The encoder of segment `<backup>/data/<topic>/<partition>/<first_offset>-<run>.seg`
+    /// ([`layout::segment`]). With `data_key` (run `run`'s data key) every block is sealed
+    /// under a segment key derived with a fresh random salt (`seal` of the entry and the
+    /// index).
+    pub fn new(
         backup: &str,
         run: &str,
         topic: &str,
@@ -75,7 +70,7 @@ impl SegmentWriter {
         first_offset: i64,
         outer: Outer,
         data_key: Option<&DataKey>,
-    ) -> Result<Self, StorageError> {
+    ) -> Result<Self, FormatError> {
         let path = layout::segment(backup, run, topic, partition, first_offset);
         let seal_ref = data_key.map(|_| SegmentSeal {
             run: run.to_string(),
@@ -85,19 +80,9 @@ impl SegmentWriter {
             (Some(k), Some(s)) => Some(k.segment_key(&seal::parse_salt(&s.salt, &path)?)),
             _ => None,
         };
-        let mut writer = op
-            .writer_with(&path)
-            .chunk(UPLOAD_CHUNK)
-            .concurrent(2)
-            .await
-            .map_err(|e| backend("create", &path, e))?;
-        writer
-            .write(Bytes::from_static(MAGIC))
-            .await
-            .map_err(|e| backend("write", &path, e))?;
-        Ok(SegmentWriter {
+        Ok(SegmentEncoder {
             seg: SegmentRef {
-                path: path.clone(),
+                path,
                 first_offset: i64::MAX,
                 last_offset: -1,
                 records: 0,
@@ -113,10 +98,6 @@ impl SegmentWriter {
                 seal: seal_ref.clone(),
             },
             key,
-            path,
-            topic: topic.into(),
-            partition,
-            writer,
             outer,
             pos: MAGIC.len() as u64,
             crc: crc32c::crc32c(MAGIC),
@@ -139,11 +120,15 @@ impl SegmentWriter {
                 markers: vec![],
                 seal: seal_ref,
             },
-            opened_at: std::time::Instant::now(),
         })
     }
 
-    /// Raw batch bytes written so far (for `segmentMaxBytes`).
+    /// The segment's object name.
+    pub fn path(&self) -> &str {
+        &self.seg.path
+    }
+
+    /// Raw batch bytes appended so far (for `segmentMaxBytes`).
     pub fn raw_bytes(&self) -> u64 {
         self.seg.raw_bytes
     }
@@ -153,16 +138,24 @@ impl SegmentWriter {
         self.seg.last_offset < 0
     }
 
-    /// Appends one batch (whole, as fetched).
-    pub async fn push(&mut self, b: &RawBatch) -> Result<(), StorageError> {
-        let h = &b.header;
-        let compressed = h.codec()? != Codec::None;
+    /// The block to close before batch `b` is appended ([`Self::close_block`]): the open block
+    /// would pass [`BLOCK_TARGET`] with it, or `b`'s compression differs from the block's.
+    /// None when `b` joins the open block. Errors: `b`'s codec is unknown.
+    pub fn block_before(&mut self, b: &RawBatch) -> Result<Option<(Bytes, Bytes)>, FormatError> {
+        let compressed = b.header.codec()? != Codec::None;
         if !self.block.is_empty()
             && (self.block.len() + b.bytes.len() > BLOCK_TARGET
                 || compressed != self.block_compressed)
         {
-            self.flush_block().await?;
+            return self.close_block();
         }
+        Ok(None)
+    }
+
+    /// Appends one batch (whole, as fetched) to the open block, after [`Self::block_before`].
+    pub fn append(&mut self, b: &RawBatch) -> Result<(), FormatError> {
+        let h = &b.header;
+        let compressed = h.codec()? != Codec::None;
         let min_ts = batch::min_timestamp(b)?;
         let records = if h.is_control() {
             0
@@ -209,9 +202,12 @@ impl SegmentWriter {
         Ok(())
     }
 
-    async fn flush_block(&mut self) -> Result<(), StorageError> {
+    /// Closes the open block: its header and its payload (compressed with the outer codec
+    /// when its batches are not, sealed when the segment is), the next bytes of the object.
+    /// None when no block is open.
+    pub fn close_block(&mut self) -> Result<Option<(Bytes, Bytes)>, FormatError> {
         let Some(mut meta) = self.block_meta.take() else {
-            return Ok(());
+            return Ok(None);
         };
         let raw = std::mem::take(&mut self.block).freeze();
         let codec = if self.block_compressed {
@@ -250,26 +246,12 @@ impl SegmentWriter {
         }
         self.pos += meta.len;
         self.index.blocks.push(meta);
-        self.writer
-            .write(head.freeze())
-            .await
-            .map_err(|e| backend("write", &self.path, e))?;
-        self.writer
-            .write(payload)
-            .await
-            .map_err(|e| backend("write", &self.path, e))?;
-        Ok(())
+        Ok(Some((head.freeze(), payload)))
     }
 
-    /// Writes the last block, completes the upload and writes the index next to it.
-    /// Returns the segment's manifest entry.
-    pub async fn finish(mut self, op: &Operator) -> Result<SegmentRef, StorageError> {
-        self.flush_block().await?;
-        self.writer
-            .close()
-            .await
-            .map_err(|e| backend("close", &self.path, e))?;
-        let idx_path = layout::segment_index(&self.path);
+    /// The segment's manifest entry and its index document (JSON), once the last block was
+    /// closed ([`Self::close_block`]) and every byte written.
+    pub fn finish(mut self) -> (SegmentRef, Vec<u8>) {
         let mut seg = self.seg;
         seg.stored_bytes = self.pos;
         seg.crc32c = self.crc;
@@ -279,19 +261,11 @@ impl SegmentWriter {
         let idx = super::manifest::to_json(&self.index);
         seg.index_crc32c = Some(crc32c::crc32c(&idx));
         seg.index_bytes = Some(idx.len() as u64);
-        storage::write_all(op, &idx_path, idx).await?;
         if seg.min_timestamp == i64::MAX {
             seg.min_timestamp = -1;
             seg.max_timestamp = -1;
         }
-        tracing::debug!(topic = %self.topic, partition = self.partition, path = %seg.path, bytes = seg.stored_bytes, "segment complete");
-        Ok(seg)
-    }
-
-    /// Abandons the upload (a cancelled run); nothing is left behind on S3, and a partial
-    /// file on a filesystem is overwritten by the resumed run.
-    pub async fn abort(mut self) {
-        let _ = self.writer.abort().await;
+        (seg, idx)
     }
 }
 
@@ -448,44 +422,8 @@ fn decode_blocks_at(
     Ok(out)
 }
 
-#[cfg(feature = "runtime")]
-/// Reads a segment's index, unverified (tools that inspect a damaged repository).
-pub async fn read_index(op: &Operator, segment_path: &str) -> Result<SegmentIndex, StorageError> {
-    let p = layout::segment_index(segment_path);
-    let bytes = storage::read_opt(op, &p)
-        .await?
-        .ok_or_else(|| StorageError::NotFound(format!("segment index {p} is missing")))?;
-    Ok(super::manifest::from_json_accepting_v1(&bytes, &p)?)
-}
-
-#[cfg(feature = "runtime")]
-/// Reads the index of segment `seg`, which a manifest lists for `topic`/`partition` of backup
-/// `backup`, and verifies the chain from the manifest entry to the index (docs/format.md,
-/// "Integrity chain"): the segment lies under that partition's directory; the index object has
-/// the size and CRC-32C the entry records and its own checksum; it names the same topic,
-/// partition, offset range and segment size; its blocks are adjacent, in offset order, start
-/// after the magic, end at the segment's end, and add up to the entry's record count.
-///
-/// Errors: [`StorageError::NotFound`] for a missing index, [`FormatError::Corrupt`] (inside
-/// [`StorageError::Format`]) naming the object and what differs.
-pub async fn read_verified_index(
-    op: &Operator,
-    backup: &str,
-    topic: &str,
-    partition: i32,
-    seg: &SegmentRef,
-) -> Result<SegmentIndex, StorageError> {
-    let p = layout::segment_index(&seg.path);
-    let bytes = storage::read_opt(op, &p).await?.ok_or_else(|| {
-        StorageError::NotFound(format!(
-            "segment index {p} is missing (the manifest lists its segment for {topic}/{partition}, offsets {}..={}); the backup run is damaged: restore the object from a copy or use another run",
-            seg.first_offset, seg.last_offset
-        ))
-    })?;
-    Ok(verify_index(&bytes, backup, topic, partition, seg)?)
-}
-
-/// The pure part of [`read_verified_index`]: checks index bytes against their manifest entry.
+/// The pure part of `segment_io::read_verified_index`: checks index bytes against their
+/// manifest entry.
 pub fn verify_index(
     bytes: &[u8],
     backup: &str,
@@ -610,37 +548,6 @@ pub fn verify_index(
     Ok(idx)
 }
 
-#[cfg(feature = "runtime")]
-/// Reads the consecutive blocks `blocks` (in file order, contiguous) with one ranged read and
-/// checks each against its index entry: its header's CRC-32C (v2 indexes), the payload's
-/// CRC-32C, its first and last offset and batch count; an encrypted segment's blocks are
-/// opened with its key from `keys`. A short read (truncated object) is an error naming the
-/// missing block.
-pub async fn read_blocks(
-    op: &Operator,
-    seg: &SegmentRef,
-    keys: &RunKeys,
-    blocks: &[BlockIndex],
-) -> Result<Vec<RawBatch>, StorageError> {
-    let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
-        return Ok(vec![]);
-    };
-    let key = keys.segment_key(seg)?;
-    let segment_path = seg.path.as_str();
-    let range = first.pos..last.pos + last.len;
-    let buf = op
-        .read_with(segment_path)
-        .range(range.clone())
-        .await
-        .map_err(|e| backend("read", segment_path, e))?;
-    Ok(decode_checked(
-        buf.to_bytes(),
-        segment_path,
-        blocks,
-        key.as_ref(),
-    )?)
-}
-
 /// Decodes `data`, which holds exactly `blocks` (from `blocks[0].pos`), checking each block
 /// against its index entry; sealed blocks are opened with `key` (the segment's).
 pub fn decode_checked(
@@ -710,16 +617,6 @@ pub fn decode_checked(
     Ok(out)
 }
 
-/// Blocks read with one ranged read by [`read_verified_segment`] (at most 8 blocks, about
-/// 8 MiB of raw data: the memory bound of a full read).
-const BLOCKS_PER_FULL_READ: usize = 8;
-/// Block headers [`verify_object`] reads at once (20-byte ranged reads).
-#[cfg(feature = "runtime")]
-const HEADER_READS: usize = 16;
-/// Segments [`verify_objects`] checks at once.
-#[cfg(feature = "runtime")]
-const OBJECT_CHECKS: usize = 8;
-
 /// The CRC-32C (docs/format.md conventions) and length of a byte sequence assembled from
 /// parts: bytes in hand, and stretches known only by their CRC-32C and length (a block
 /// payload the index describes), joined with `crc32c_combine`. The result equals the CRC-32C
@@ -756,7 +653,7 @@ impl ObjectCrc {
 }
 
 /// A segment entry's error: the object, what differs, and the entry's offsets.
-fn object_error(seg: &SegmentRef, what: impl std::fmt::Display) -> FormatError {
+pub(super) fn object_error(seg: &SegmentRef, what: impl std::fmt::Display) -> FormatError {
     FormatError::Corrupt(format!(
         "{}: {what} (manifest entry offsets {}..={}); the backup run is damaged: restore the object from a copy or use another run",
         seg.path, seg.first_offset, seg.last_offset
@@ -889,7 +786,7 @@ fn check_header(
     Ok((stored, raw, crc))
 }
 
-/// The pure part of [`verify_object`]: `heads` holds, for every block of the verified index
+/// The pure part of `segment_io::verify_object`: `heads` holds, for every block of the verified index
 /// `idx` but the last, the bytes read up to the end of its header (the first from byte 0, so
 /// with the magic; the others exactly the 20 header bytes); `tail` the object from the last
 /// block's position (from byte 0 when there is at most one block) to `storedBytes`.
@@ -953,121 +850,7 @@ pub fn verify_parts(
     check_last_batch(seg, batches.last())
 }
 
-#[cfg(feature = "runtime")]
-/// Reads bytes `range` of object `path`; a short read is an error naming the object.
-async fn read_range(
-    op: &Operator,
-    path: &str,
-    range: std::ops::Range<u64>,
-) -> Result<Bytes, StorageError> {
-    let want = range.end - range.start;
-    let b = op
-        .read_with(path)
-        .range(range.clone())
-        .await
-        .map_err(|e| backend("read", path, e))?
-        .to_bytes();
-    if b.len() as u64 != want {
-        return Err(FormatError::Corrupt(format!(
-            "{path}: bytes {}..{} read short ({} bytes): the object is truncated",
-            range.start,
-            range.end,
-            b.len()
-        ))
-        .into());
-    }
-    Ok(b)
-}
-
-#[cfg(feature = "runtime")]
-/// Checks that segment `seg` exists with the size its entry records (a stat).
-async fn check_size(op: &Operator, seg: &SegmentRef) -> Result<(), StorageError> {
-    match op.stat(&seg.path).await {
-        Ok(m) if m.content_length() == seg.stored_bytes => Ok(()),
-        Ok(m) => Err(object_error(
-            seg,
-            format!(
-                "the object is {} bytes, the manifest records storedBytes {}",
-                m.content_length(),
-                seg.stored_bytes
-            ),
-        )
-        .into()),
-        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Err(StorageError::NotFound(format!(
-            "segment {} is missing (manifest entry offsets {}..={}); the backup run is damaged: restore the object from a copy or use another run",
-            seg.path, seg.first_offset, seg.last_offset
-        ))),
-        Err(e) => Err(backend("stat", &seg.path, e)),
-    }
-}
-
-#[cfg(feature = "runtime")]
-/// Verifies segment `seg` against its manifest entry before a restore writes anything
-/// (docs/format.md, "Integrity chain"), without reading the payloads twice: its size (a stat)
-/// against `storedBytes`; its whole-object CRC-32C against `crc32c`, computed from the magic
-/// and the 20-byte block headers (small ranged reads, [`HEADER_READS`] at once) combined with
-/// the payload CRC-32Cs of the verified index `idx`; its last block read whole and decoded
-/// (its batches' CRC-32Cs, `lastOffset`, `lastBatchOffset`, `lastBatchCrc32c`). See
-/// [`verify_parts`]. Reads about `20 * blocks + one block` bytes in `blocks + 1` requests.
-///
-/// Errors: [`StorageError::NotFound`] for a missing object, [`FormatError::Corrupt`] (inside
-/// [`StorageError::Format`]) naming the object and what differs.
-pub async fn verify_object(
-    op: &Operator,
-    seg: &SegmentRef,
-    idx: &SegmentIndex,
-    keys: &RunKeys,
-) -> Result<(), StorageError> {
-    use futures::{StreamExt, TryStreamExt};
-    let key = keys.segment_key(seg)?;
-    check_size(op, seg).await?;
-    let n = idx.blocks.len();
-    let path = seg.path.as_str();
-    // The futures are built first: a stream holding no closure keeps the caller's future
-    // `Send` for every lifetime (the operator spawns it).
-    let reads: Vec<_> = (idx.blocks.iter().take(n.saturating_sub(1)).enumerate())
-        .map(|(i, b)| {
-            let start = if i == 0 { 0 } else { b.pos };
-            read_range(op, path, start..b.pos + BLOCK_HEADER as u64)
-        })
-        .collect();
-    let heads: Vec<Bytes> = futures::stream::iter(reads)
-        .buffered(HEADER_READS)
-        .try_collect()
-        .await?;
-    let start = match idx.blocks.last() {
-        Some(b) if n > 1 => b.pos,
-        _ => 0,
-    };
-    if start > seg.stored_bytes {
-        return Err(object_error(seg, "the index describes blocks past the object's end").into());
-    }
-    let tail = read_range(op, path, start..seg.stored_bytes).await?;
-    Ok(verify_parts(seg, idx, &heads, tail, key.as_ref())?)
-}
-
-#[cfg(feature = "runtime")]
-/// [`verify_object`] for every (entry, verified index) pair, [`OBJECT_CHECKS`] segments at
-/// once. The failure of the first failing segment in `segments` order is returned (the same
-/// error on every attempt).
-pub async fn verify_objects(
-    op: &Operator,
-    segments: &[(&SegmentRef, &SegmentIndex)],
-    keys: &RunKeys,
-) -> Result<(), StorageError> {
-    use futures::{StreamExt, TryStreamExt};
-    let checks: Vec<_> = segments
-        .iter()
-        .map(|(s, i)| verify_object(op, s, i, keys))
-        .collect();
-    futures::stream::iter(checks)
-        .buffered(OBJECT_CHECKS)
-        .try_collect::<Vec<()>>()
-        .await?;
-    Ok(())
-}
-
-/// What a full read of a segment found ([`read_verified_segment`]).
+/// What a full read of a segment found ([`FullRead`], `segment_io::read_verified_segment`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SegmentFacts {
     /// Record batches, control batches included.
@@ -1080,52 +863,79 @@ pub struct SegmentFacts {
     pub max_timestamp: i64,
 }
 
-#[cfg(feature = "runtime")]
-/// Reads segment `seg` whole, in ranged reads of at most [`BLOCKS_PER_FULL_READ`] blocks of
-/// the verified index `idx`, and checks every checksum and size the format records for it:
-/// `storedBytes` (the bytes read: the caller stats the object first), the magic, the whole-object `crc32c`, each
-/// block against the index and its payload CRC-32C, each batch's own CRC-32C, the first and
-/// last offsets, `rawBytes`, `lastBatchOffset` and `lastBatchCrc32c`. Returns the counts the
-/// validation compares with the manifest.
-///
-/// Errors: as [`verify_object`]; every message names the object.
-pub async fn read_verified_segment(
-    op: &Operator,
-    seg: &SegmentRef,
-    idx: &SegmentIndex,
-    keys: &RunKeys,
-) -> Result<SegmentFacts, StorageError> {
-    let key = keys.segment_key(seg)?;
-    let mut facts = SegmentFacts {
-        min_timestamp: i64::MAX,
-        max_timestamp: i64::MIN,
-        ..Default::default()
-    };
-    let (mut crc, mut raw) = (ObjectCrc::default(), 0u64);
-    let mut last: Option<RawBatch> = None;
-    if idx.blocks.is_empty() {
-        let data = read_range(op, &seg.path, 0..seg.stored_bytes).await?;
-        check_magic(seg, &data)?;
-        crc.bytes(&data);
+/// The checks of a full read of a segment (the pure part of
+/// `segment_io::read_verified_segment`): fed the object's bytes in order, in reads of whole
+/// blocks of the verified index ([`Self::range`], the first from byte 0), it checks every
+/// checksum and size the format records for the segment: `storedBytes` (the bytes read: the
+/// reader stats the object first), the magic, the whole-object `crc32c`, each block against
+/// the index and its payload CRC-32C, each batch's own CRC-32C, the first and last offsets,
+/// `rawBytes`, `lastBatchOffset` and `lastBatchCrc32c`; and counts the [`SegmentFacts`] the
+/// validation compares with the manifest. Errors name the object.
+pub struct FullRead<'a> {
+    seg: &'a SegmentRef,
+    key: Option<&'a SegmentKey>,
+    facts: SegmentFacts,
+    crc: ObjectCrc,
+    raw: u64,
+    last: Option<RawBatch>,
+}
+
+impl<'a> FullRead<'a> {
+    /// A full read of segment `seg`, whose sealed blocks open with `key`.
+    pub fn new(seg: &'a SegmentRef, key: Option<&'a SegmentKey>) -> Self {
+        FullRead {
+            seg,
+            key,
+            facts: SegmentFacts {
+                min_timestamp: i64::MAX,
+                max_timestamp: i64::MIN,
+                ..Default::default()
+            },
+            crc: ObjectCrc::default(),
+            raw: 0,
+            last: None,
+        }
     }
-    for group in idx.blocks.chunks(BLOCKS_PER_FULL_READ) {
+
+    /// A segment whose index lists no block: the whole object, `data` (its first
+    /// `storedBytes`).
+    pub fn no_blocks(&mut self, data: &[u8]) -> Result<(), FormatError> {
+        check_magic(self.seg, data)?;
+        self.crc.bytes(data);
+        Ok(())
+    }
+
+    /// The bytes to read for `group`, consecutive blocks of the index (not empty): from byte 0
+    /// on the first read (with the magic), else from the group's first block, to its last
+    /// block's end.
+    pub fn range(&self, group: &[BlockIndex]) -> std::ops::Range<u64> {
         let (first, end) = (
             &group[0],
             group[group.len() - 1].pos + group[group.len() - 1].len,
         );
-        let start = if crc.is_empty() { 0 } else { first.pos };
-        let data = read_range(op, &seg.path, start..end).await?;
+        let start = if self.crc.is_empty() { 0 } else { first.pos };
+        start..end
+    }
+
+    /// Checks `data`, read from byte `start` for `group` ([`Self::range`]).
+    pub fn group(
+        &mut self,
+        start: u64,
+        data: Bytes,
+        group: &[BlockIndex],
+    ) -> Result<(), FormatError> {
+        let (seg, first) = (self.seg, &group[0]);
         if start == 0 {
             check_magic(seg, &data)?;
         }
-        crc.bytes(&data);
+        self.crc.bytes(&data);
         let batches = decode_checked(
             data.slice((first.pos - start) as usize..),
             &seg.path,
             group,
-            key.as_ref(),
+            self.key,
         )?;
-        if facts.batches == 0
+        if self.facts.batches == 0
             && let Some(b) = batches.first()
             && b.header.base_offset != seg.first_offset
         {
@@ -1135,12 +945,12 @@ pub async fn read_verified_segment(
                     "the first record batch starts at offset {}, the manifest records firstOffset {}",
                     b.header.base_offset, seg.first_offset
                 ),
-            )
-            .into());
+            ));
         }
+        let facts = &mut self.facts;
         for b in &batches {
             facts.batches += 1;
-            raw += b.bytes.len() as u64;
+            self.raw += b.bytes.len() as u64;
             if b.header.is_control() {
                 continue;
             }
@@ -1148,13 +958,19 @@ pub async fn read_verified_segment(
             facts.min_timestamp = facts.min_timestamp.min(batch::min_timestamp(b)?);
             facts.max_timestamp = facts.max_timestamp.max(b.header.max_timestamp);
         }
-        last = batches.into_iter().last().or(last);
+        self.last = batches.into_iter().last().or(self.last.take());
+        Ok(())
     }
-    check_whole(seg, &crc, raw)?;
-    if !idx.blocks.is_empty() {
-        check_last_batch(seg, last.as_ref())?;
+
+    /// The facts, once every byte of the object was read: the whole-object checks and, when
+    /// the index `idx` lists blocks, the last batch.
+    pub fn finish(self, idx: &SegmentIndex) -> Result<SegmentFacts, FormatError> {
+        check_whole(self.seg, &self.crc, self.raw)?;
+        if !idx.blocks.is_empty() {
+            check_last_batch(self.seg, self.last.as_ref())?;
+        }
+        Ok(self.facts)
     }
-    Ok(facts)
 }
 
 #[cfg(test)]
@@ -1239,7 +1055,7 @@ mod tests {
         (obj, idx, seg)
     }
 
-    /// What [`verify_object`] reads of `obj`: the headers of all blocks but the last (the
+    /// What `segment_io::verify_object` reads of `obj`: the headers of all blocks but the last (the
     /// first with the magic), and the tail.
     fn parts(obj: &[u8], idx: &SegmentIndex) -> (Vec<Bytes>, Bytes) {
         let n = idx.blocks.len();

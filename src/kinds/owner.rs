@@ -7,7 +7,8 @@ use opendal::Operator;
 use super::KindError;
 use crate::api::KafkaBackup;
 use crate::exec::repository::{check_owner, location};
-use crate::format::repository::{ADOPT_ANNOTATION, Owner, load_record};
+use crate::format::repository::{ADOPT_ANNOTATION, Owner};
+use crate::format::repository_io::load_record;
 use crate::observe::ObserveError;
 
 /// The owner a KafkaBackup writes its repository as (`metadata.namespace`, `default` when

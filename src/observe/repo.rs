@@ -4,7 +4,8 @@ use opendal::Operator;
 
 use crate::format::layout;
 use crate::format::manifest::{Checkpoint, RunManifest, from_json_accepting_v1};
-use crate::format::repository::{Legacy, legacy_rule};
+use crate::format::repository::Legacy;
+use crate::format::repository_io::legacy_rule;
 use crate::storage::{self, StorageError};
 
 /// The repository state of one KafkaBackup.

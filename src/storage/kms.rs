@@ -722,8 +722,8 @@ fn signer(region: &str, credentials: Option<(String, String)>) -> Signer<Credent
             // STS (AssumeRoleWithWebIdentity) is https; without CA certificates the
             // env and metadata sources still work over plain http
             let sts = format!("https://sts.{region}.amazonaws.com");
-            let ctx = match super::http::Transport::new(&sts)
-                .or_else(|_| super::http::Transport::new("http://169.254.169.254"))
+            let ctx = match super::transport::Transport::new(&sts)
+                .or_else(|_| super::transport::Transport::new("http://169.254.169.254"))
             {
                 Ok(t) => ctx.with_http_send(opendal::HttpTransporter::new(t)),
                 Err(_) => ctx,

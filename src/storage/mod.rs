@@ -1,10 +1,9 @@
 //! Object storage through opendal: building an operator from resolved settings, and the
-//! small set of repository reads and writes the executor needs.
+//! small set of object reads and writes (by key) the format's readers and the executor need.
+//! Storage knows no document format: what an object holds is `format`'s.
 use std::collections::BTreeMap;
 
 use opendal::Operator;
-
-use crate::format::FormatError;
 
 /// Longest a storage operation (stat, list, delete, the start of a read or write) may take
 /// before the attempt fails and is retried.
@@ -18,6 +17,7 @@ mod hint;
 pub mod http;
 pub mod kms;
 pub mod object_lock;
+mod transport;
 
 /// Errors of the storage layer. Each says itself in one line (no response dump, no backtrace)
 /// and has no `source()`: a printed chain does not repeat the backend's error.
@@ -34,7 +34,11 @@ pub enum StorageError {
     },
     /// Settings that cannot work (caught before any I/O).
     Config(String),
-    Format(FormatError),
+    /// An object was read, but its bytes fail the checks of what it holds (a checksum, a
+    /// parse, a version, a missing key). Storage knows no document format: this is the
+    /// reader's own error (the format layer's, converted by its `From`), and its message is
+    /// the whole message. Category `integrity`, never transient.
+    Content(Box<dyn std::error::Error + Send + Sync>),
     NotFound(String),
     /// The repository holds no complete run of `backup` (none finished yet, or a wrong name or
     /// location). A restore that names the KafkaBackup waits for one (the operator).
@@ -54,7 +58,7 @@ impl std::fmt::Display for StorageError {
                 ..
             } => write!(f, "storage {op} {path:?} failed: {detail}{hint}"),
             StorageError::Config(m) => write!(f, "storage settings: {m}"),
-            StorageError::Format(e) => write!(f, "{e}"),
+            StorageError::Content(e) => write!(f, "{e}"),
             StorageError::NotFound(m) => f.write_str(m),
             StorageError::NoCompleteRun { backup } => write!(
                 f,
@@ -64,15 +68,9 @@ impl std::fmt::Display for StorageError {
     }
 }
 
-/// No `source()`: the format error is the whole message already, and the backend's is in
+/// No `source()`: the content error is the whole message already, and the backend's is in
 /// `detail` (its own Display carries the request context).
 impl std::error::Error for StorageError {}
-
-impl From<FormatError> for StorageError {
-    fn from(e: FormatError) -> Self {
-        StorageError::Format(e)
-    }
-}
 
 /// Resolved storage settings (secrets already read), built by `observe` from a CR's
 /// `storage` block.
@@ -309,7 +307,7 @@ impl StorageTarget {
         // HTTP services: a client built here (fallibly: a missing CA bundle is an error, and
         // only for https), with connect and response deadlines that name the endpoint.
         let endpoint = self.endpoint_url();
-        let mut transport = http::Transport::new(&endpoint).map_err(StorageError::Config)?;
+        let mut transport = transport::Transport::new(&endpoint).map_err(StorageError::Config)?;
         if let Some(lock) =
             object_lock::LockHeaders::for_target(self, &endpoint).map_err(StorageError::Config)?
         {
@@ -541,7 +539,7 @@ impl StorageError {
             StorageError::Backend { .. } if self.is_transient() => "storage-unavailable",
             StorageError::Backend { .. } | StorageError::NotFound(_) => "storage-refused",
             StorageError::Config(_) => "storage-config",
-            StorageError::Format(_) => "integrity",
+            StorageError::Content(_) => "integrity",
             StorageError::NoCompleteRun { .. } => "no-backup",
         }
     }

@@ -1,6 +1,8 @@
 //! S3 Object Lock (`storage.s3.objectLock`, ours): which objects a backup run locks, the
 //! retention headers on their PUT, the bucket check at the start of a run, and the reads of an
-//! object's retention (validation, retention, `kubectl kafkabackup runs`).
+//! object's retention (validation, retention, `kubectl kafkabackup runs`). Keys only: the
+//! `objectLock` record a run's manifest carries is the format's
+//! (`format::manifest::ObjectLockRecord::for_run`).
 //!
 //! Protocol facts (S3 API reference): PutObject and CreateMultipartUpload take
 //! `x-amz-object-lock-mode` (`COMPLIANCE` or `GOVERNANCE`) and
@@ -14,7 +16,7 @@
 //! a delete marker, which Object Lock does not prevent.
 //!
 //! opendal 0.59 has no Object Lock option, so the headers are added in our HTTP transport
-//! ([`super::http`]): a request that writes a locked key gets them and is signed again with
+//! ([`super::transport`]): a request that writes a locked key gets them and is signed again with
 //! `reqsign-aws-v4` (the signer opendal itself uses) under the same credentials.
 use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderValue, Method, Request};
@@ -26,8 +28,6 @@ use reqsign_core::{Context, Signer};
 
 use super::{StorageError, StorageTarget};
 use crate::api::common::{ObjectLockMode, ObjectLockSpec};
-use crate::format::layout;
-use crate::format::manifest::{ObjectLockRecord, TopicManifest};
 
 /// One day in epoch milliseconds.
 pub const DAY_MS: i64 = 86_400_000;
@@ -64,41 +64,6 @@ pub fn is_locked_key(key: &str) -> bool {
         rest.strip_prefix("runs/").and_then(|r| r.split_once('/')),
         Some((id, "manifest.json")) if !id.is_empty()
     )
-}
-
-/// The run id in a segment's object name (`<firstOffset:020>-<runId>.seg`).
-fn segment_run(path: &str) -> Option<&str> {
-    let name = path.rsplit('/').next()?.strip_suffix(".seg")?;
-    Some(name.split_once('-')?.1)
-}
-
-/// The `objectLock` record of a run's manifest: `mode`, and `retainUntil` = the earliest date
-/// every object the run lists is locked until at least: for each segment, the time its writing
-/// run was planned (its run id) plus `retainDays`, and the same for the run's own manifest.
-/// Every object is written after its run was planned, with `its write time + retainDays`, so
-/// this is a lower bound; segments carried from an earlier run count with that run's id.
-/// `start_time` (epoch ms) stands in for a run id that does not parse.
-pub fn record(
-    spec: &ObjectLockSpec,
-    run_id: &str,
-    start_time: i64,
-    topics: &[TopicManifest],
-) -> ObjectLockRecord {
-    let days = spec.retain_days as i64 * DAY_MS;
-    let mut until = layout::run_id_ms(run_id).unwrap_or(start_time) + days;
-    for seg in topics
-        .iter()
-        .flat_map(|t| &t.partitions)
-        .flat_map(|p| &p.segments)
-    {
-        if let Some(ms) = segment_run(&seg.path).and_then(layout::run_id_ms) {
-            until = until.min(ms + days);
-        }
-    }
-    ObjectLockRecord {
-        mode: mode_name(spec.mode).into(),
-        retain_until: until,
-    }
 }
 
 /// `2026-12-05T18:00:00Z` (whole seconds, as S3 and its clones parse it) of epoch ms `ms`.
@@ -629,55 +594,11 @@ mod tests {
     }
 
     #[test]
-    fn the_record_is_the_earliest_date_of_the_run_and_its_carried_segments() {
-        use crate::format::manifest::{PartitionManifest, SegmentRef};
-        let seg = |run: &str| SegmentRef {
-            path: format!("b/data/t/0/00000000000000000000-{run}.seg"),
-            first_offset: 0,
-            last_offset: 0,
-            records: 1,
-            raw_bytes: 1,
-            stored_bytes: 1,
-            min_timestamp: 0,
-            max_timestamp: 0,
-            crc32c: 0,
-            index_crc32c: None,
-            index_bytes: None,
-            last_batch_offset: None,
-            last_batch_crc32c: None,
-            seal: None,
-        };
-        let topics = vec![TopicManifest {
-            name: "t".into(),
-            topic_id: String::new(),
-            partition_count: 1,
-            configs: Default::default(),
-            partitions: vec![PartitionManifest {
-                partition: 0,
-                log_start_offset: 0,
-                covered_from: 0,
-                cut: 0,
-                start_offset: 0,
-                records: 0,
-                raw_bytes: 0,
-                min_timestamp: None,
-                max_timestamp: None,
-                gaps: vec![],
-                segments: vec![seg("20261101T000000.000Z"), seg("20261121T000000.000Z")],
-            }],
-        }];
-        let spec = ObjectLockSpec {
-            mode: ObjectLockMode::Compliance,
-            retain_days: 30,
-        };
-        let r = record(&spec, "20261121T000000.000Z", 0, &topics);
-        assert_eq!(r.mode, "COMPLIANCE");
-        assert_eq!(
-            r.retain_until,
-            layout::run_id_ms("20261101T000000.000Z").unwrap() + 30 * DAY_MS
-        );
-        assert_eq!(iso_date(r.retain_until), "2026-12-01T00:00:00Z");
-        assert_eq!(parse_date("2026-12-01T00:00:00Z"), Some(r.retain_until));
-        assert_eq!(parse_date("2026-12-01T00:00:00.000Z"), Some(r.retain_until));
+    fn dates_are_whole_seconds_and_parse_back() {
+        // 2026-12-01T00:00:00Z (the record of format::manifest's object-lock test)
+        let ms = 1_796_083_200_000;
+        assert_eq!(iso_date(ms), "2026-12-01T00:00:00Z");
+        assert_eq!(parse_date("2026-12-01T00:00:00Z"), Some(ms));
+        assert_eq!(parse_date("2026-12-01T00:00:00.000Z"), Some(ms));
     }
 }
