@@ -3,7 +3,9 @@
 //! them after an intended change (review the diff).
 use std::collections::BTreeMap;
 
-use kafka_backup_operator::api::{Document, KafkaBackup, KafkaRestore, load_and_validate};
+use kafka_backup_operator::api::{
+    Document, KafkaBackup, KafkaRestore, load_and_validate, validate_backup, validate_restore,
+};
 use kafka_backup_operator::format::manifest::{
     Checkpoint, PartitionManifest, PartitionProgress, RunManifest, SegmentRef, TopicManifest,
 };
@@ -207,7 +209,7 @@ fn first_backup_with_globs_excludes_and_a_consistent_cut() {
         checkpoint: None,
         diverged: BTreeMap::new(),
     };
-    let plan = compile_backup(&kb.spec, &facts).unwrap();
+    let plan = compile_backup(&validate_backup(&kb).unwrap(), &facts).unwrap();
     assert_eq!(plan.run_id, "20260101T000000.000Z");
     golden("backup-first", &plan);
 }
@@ -226,7 +228,7 @@ fn incremental_backup_continues_after_the_cut_and_records_a_retention_gap() {
         checkpoint: None,
         diverged: BTreeMap::new(),
     };
-    let plan = compile_backup(&kb.spec, &facts).unwrap();
+    let plan = compile_backup(&validate_backup(&kb).unwrap(), &facts).unwrap();
     assert_eq!(plan.partitions[0].start_offset, 100);
     assert_eq!(plan.partitions[1].start_offset, 90);
     assert!(plan.partitions[1].gap.is_some());
@@ -267,7 +269,7 @@ fn interrupted_run_is_resumed_from_its_checkpoint() {
         checkpoint: Some(cp),
         diverged: BTreeMap::new(),
     };
-    let plan = compile_backup(&kb.spec, &facts).unwrap();
+    let plan = compile_backup(&validate_backup(&kb).unwrap(), &facts).unwrap();
     assert!(plan.resumed);
     assert_eq!(
         plan.run_id, "20260101T000000.000Z",
@@ -290,7 +292,9 @@ fn missing_literal_topic_names_the_field() {
         checkpoint: None,
         diverged: BTreeMap::new(),
     };
-    let e = compile_backup(&kb.spec, &facts).unwrap_err().to_string();
+    let e = compile_backup(&validate_backup(&kb).unwrap(), &facts)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("spec.topics[1]") && e.contains("\"nope\""),
         "{e}"
@@ -313,7 +317,7 @@ fn restore_with_pitr_mapping_and_topic_creation() {
         target_offsets: BTreeMap::new(),
         target_configs: BTreeMap::new(),
     };
-    let plan = compile_restore(&kr.spec, &facts).unwrap();
+    let plan = compile_restore(&validate_restore(&kr).unwrap(), &facts).unwrap();
     assert_eq!(
         plan.create_topics[0].configs,
         BTreeMap::from([
@@ -344,7 +348,7 @@ fn restore_with_repartitioning() {
     let kr = restore_doc(
         "  createTopics: true\n  topicMapping:\n    orders: orders-r\n  repartitioning:\n    orders-r:\n      strategy: murmur2\n      targetPartitions: 6\n",
     );
-    let plan = compile_restore(&kr.spec, &facts(meta(&[]))).unwrap();
+    let plan = compile_restore(&validate_restore(&kr).unwrap(), &facts(meta(&[]))).unwrap();
     assert!(plan.partitions.iter().all(|s| s.source_topic != "orders"));
     assert_eq!(plan.repartitioned.len(), 1);
     assert_eq!(plan.repartitioned[0].target_partitions, 6);
@@ -356,19 +360,22 @@ fn restore_with_repartitioning() {
         Some(6)
     );
     golden("restore-repartition", &plan);
-    let e = compile_restore(&kr.spec, &facts(meta(&[("orders-r", 2)])))
-        .unwrap_err()
-        .to_string();
+    let e = compile_restore(
+        &validate_restore(&kr).unwrap(),
+        &facts(meta(&[("orders-r", 2)])),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("spec.repartitioning.orders-r.targetPartitions")
             && e.contains("exists with 2 partitions"),
         "{e}"
     );
     let e = compile_restore(
-        &restore_doc(
+        &validate_restore(&restore_doc(
             "  createTopics: true\n  repartitioning:\n    nowhere:\n      targetPartitions: 2\n",
-        )
-        .spec,
+        ))
+        .unwrap(),
         &facts(meta(&[])),
     )
     .unwrap_err()
@@ -389,9 +396,12 @@ fn restore_refusals_name_the_field() {
         target_configs: BTreeMap::new(),
     };
     // the target topic is missing and createTopics is off
-    let e = compile_restore(&restore_doc("").spec, &facts(meta(&[]), BTreeMap::new()))
-        .unwrap_err()
-        .to_string();
+    let e = compile_restore(
+        &validate_restore(&restore_doc("")).unwrap(),
+        &facts(meta(&[]), BTreeMap::new()),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("spec.createTopics") && e.contains("\"orders\""),
         "{e}"
@@ -399,7 +409,7 @@ fn restore_refusals_name_the_field() {
     // same name, holding records, no purge and no appendToExisting
     let full = offsets(&[("orders", 0, 0, 5), ("orders", 1, 0, 0)]);
     let e = compile_restore(
-        &restore_doc("").spec,
+        &validate_restore(&restore_doc("")).unwrap(),
         &facts(meta(&[("orders", 2)]), full.clone()),
     )
     .unwrap_err()
@@ -414,7 +424,7 @@ fn restore_refusals_name_the_field() {
     // licence to mix records)
     let mapped = offsets(&[("orders-r", 0, 0, 5), ("orders-r", 1, 0, 0)]);
     let e = compile_restore(
-        &restore_doc("  topicMapping:\n    orders: orders-r\n").spec,
+        &validate_restore(&restore_doc("  topicMapping:\n    orders: orders-r\n")).unwrap(),
         &facts(meta(&[("orders-r", 2)]), mapped.clone()),
     )
     .unwrap_err()
@@ -422,7 +432,10 @@ fn restore_refusals_name_the_field() {
     assert!(e.contains("spec.appendToExisting"), "{e}");
     // appendToExisting says so on purpose: allowed, and the plan says which partition appends
     let p = compile_restore(
-        &restore_doc("  topicMapping:\n    orders: orders-r\n  appendToExisting: true\n").spec,
+        &validate_restore(&restore_doc(
+            "  topicMapping:\n    orders: orders-r\n  appendToExisting: true\n",
+        ))
+        .unwrap(),
         &facts(meta(&[("orders-r", 2)]), mapped),
     )
     .unwrap();
@@ -442,7 +455,7 @@ fn restore_refusals_name_the_field() {
             },
         )]),
     );
-    let e = compile_restore(&restore_doc("").spec, &lat)
+    let e = compile_restore(&validate_restore(&restore_doc("")).unwrap(), &lat)
         .unwrap_err()
         .to_string();
     assert!(
@@ -452,7 +465,10 @@ fn restore_refusals_name_the_field() {
     // a PITR window outside the run's timestamps (1000..=1054 ms) plans nothing: an error
     // that says why, unless pitr.allowEmpty
     let e = compile_restore(
-        &restore_doc("  createTopics: true\n  pitr:\n    startTimestamp: 4000000000000\n").spec,
+        &validate_restore(&restore_doc(
+            "  createTopics: true\n  pitr:\n    startTimestamp: 4000000000000\n",
+        ))
+        .unwrap(),
         &facts(meta(&[]), BTreeMap::new()),
     )
     .unwrap_err()
@@ -463,17 +479,16 @@ fn restore_refusals_name_the_field() {
     );
     assert!(
         compile_restore(
-            &restore_doc(
+            &validate_restore(&restore_doc(
                 "  createTopics: true\n  pitr:\n    startTimestamp: 4000000000000\n    allowEmpty: true\n"
-            )
-            .spec,
+            )).unwrap(),
             &facts(meta(&[]), BTreeMap::new()),
         )
         .is_ok()
     );
     // the same with purgeTopics: allowed, and both partitions are purged
     let p = compile_restore(
-        &restore_doc("  purgeTopics: true\n").spec,
+        &validate_restore(&restore_doc("  purgeTopics: true\n")).unwrap(),
         &facts(meta(&[("orders", 2)]), full),
     )
     .unwrap();
@@ -483,17 +498,23 @@ fn restore_refusals_name_the_field() {
     );
     // an empty same-name topic (the seed's pitr-restore onto a fresh cluster) is fine
     let empty = offsets(&[("orders", 0, 3, 3), ("orders", 1, 0, 0)]);
-    assert!(compile_restore(&restore_doc("").spec, &facts(meta(&[("orders", 2)]), empty)).is_ok());
+    assert!(
+        compile_restore(
+            &validate_restore(&restore_doc("")).unwrap(),
+            &facts(meta(&[("orders", 2)]), empty)
+        )
+        .is_ok()
+    );
     // mapping onto a partition the target lacks, and two sources onto one target
     let e = compile_restore(
-        &restore_doc("  partitionMapping:\n    \"0\": 5\n").spec,
+        &validate_restore(&restore_doc("  partitionMapping:\n    \"0\": 5\n")).unwrap(),
         &facts(meta(&[("orders", 2)]), BTreeMap::new()),
     )
     .unwrap_err()
     .to_string();
     assert!(e.contains("spec.partitionMapping.0"), "{e}");
     let e = compile_restore(
-        &restore_doc("  partitionMapping:\n    \"0\": 1\n").spec,
+        &validate_restore(&restore_doc("  partitionMapping:\n    \"0\": 1\n")).unwrap(),
         &facts(meta(&[("orders", 2)]), BTreeMap::new()),
     )
     .unwrap_err()

@@ -5,7 +5,7 @@
 #![no_main]
 use std::collections::BTreeMap;
 
-use kafka_backup_operator::api::{Document, load_and_validate};
+use kafka_backup_operator::api::{Document, load_and_validate, validate_backup};
 use kafka_backup_operator::facts::{ClusterMeta, PartitionMeta, PartitionOffsets, TopicMeta};
 use kafka_backup_operator::plan::{BackupFacts, compile_backup};
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
     };
     for d in docs {
         let Document::Backup(kb) = d else { continue };
+        let Ok(input) = validate_backup(&kb) else {
+            continue;
+        };
         let mut meta = ClusterMeta::default();
         let mut offsets = BTreeMap::new();
         for t in &kb.spec.topics {
@@ -65,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
             checkpoint: None,
             diverged: BTreeMap::new(),
         };
-        if let Ok(plan) = compile_backup(&kb.spec, &facts) {
+        if let Ok(plan) = compile_backup(&input, &facts) {
             for s in &plan.partitions {
                 assert!(
                     facts.offsets.contains_key(&(s.topic.clone(), s.partition)),

@@ -93,13 +93,13 @@ pub struct KafkaBackupSpec {
     /// not exist on the cluster is an error at run time, not an empty success.
     #[garde(
         length(min = 1),
-        inner(custom(crate::api::validate::check_topic_pattern))
+        inner(custom(crate::api::checks::check_topic_pattern))
     )]
     pub topics: Vec<String>,
 
     /// Names or globs removed from the `topics` selection. Default empty. (ours)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[garde(inner(custom(crate::api::validate::check_topic_pattern)))]
+    #[garde(inner(custom(crate::api::checks::check_topic_pattern)))]
     pub exclude_topics: Vec<String>,
 
     /// Destination. Required.
@@ -109,12 +109,12 @@ pub struct KafkaBackupSpec {
     /// Cron expression; absent = run once. `sec min hour dom month dow [year]` (seed:
     /// `"0 0 * * * * *"` = hourly); 5-field `min hour dom month dow` is also accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(inner(custom(crate::api::validate::check_cron)))]
+    #[garde(inner(custom(crate::api::checks::check_cron)))]
     pub schedule: Option<String>,
 
     /// IANA time zone the schedule is evaluated in, e.g. `Europe/Berlin`. Default UTC. (ours)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(inner(custom(crate::api::validate::check_time_zone)))]
+    #[garde(inner(custom(crate::api::checks::check_time_zone)))]
     pub time_zone: Option<String>,
 
     /// Start no new scheduled runs (a running one finishes). Default false.
@@ -449,4 +449,47 @@ pub struct BackupRunRecord {
     /// Bytes stored.
     #[serde(default)]
     pub bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::common::{Condition, ConditionStatus};
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn status_serializes_flat_camel_case_and_round_trips() {
+        let mut st = KafkaBackupStatus {
+            phase: Some(BackupPhase::Running),
+            records_processed: Some(42),
+            ..Default::default()
+        };
+        st.common.observed_generation = Some(3);
+        st.common.plan_hash = Some("abc".into());
+        st.common.set_condition(
+            Condition::new("Ready", ConditionStatus::Unknown).observed_generation(Some(3)),
+            ts("2024-12-01T12:00:00Z"),
+        );
+        let json = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "phase": "Running",
+                "observedGeneration": 3,
+                "planHash": "abc",
+                "conditions": [{
+                    "type": "Ready",
+                    "status": "Unknown",
+                    "lastTransitionTime": "2024-12-01T12:00:00Z",
+                    "observedGeneration": 3
+                }],
+                "recordsProcessed": 42
+            })
+        );
+        let back: KafkaBackupStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back, st);
+    }
 }

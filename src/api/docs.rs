@@ -87,8 +87,8 @@ impl Document {
     /// Run the kind's validation (see [`validate`]); Secrets are always valid.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         match self {
-            Document::Backup(r) => validate::validate_backup(r),
-            Document::Restore(r) => validate::validate_restore(r),
+            Document::Backup(r) => validate::validate_backup(r).map(|_| ()),
+            Document::Restore(r) => validate::validate_restore(r).map(|_| ()),
             Document::OffsetReset(r) => validate::validate_offset_reset(r),
             Document::OffsetRollback(r) => validate::validate_offset_rollback(r),
             Document::Validation(r) => validate::validate_backup_validation(r),

@@ -89,6 +89,19 @@ pub enum ApiError {
     },
 }
 
+impl ApiError {
+    /// [`ApiError::Invalid`] for a resource that was not read from a file (the operator's, or
+    /// one built in code): `kind` and `name` (`metadata.name`, if any) head the message.
+    pub fn invalid(kind: &str, name: Option<&str>, errors: ValidationErrors) -> ApiError {
+        ApiError::Invalid {
+            source_name: String::new(),
+            kind: kind.to_string(),
+            name: name.unwrap_or_default().to_string(),
+            errors,
+        }
+    }
+}
+
 /// Details of [`ApiError::Parse`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {

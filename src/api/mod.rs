@@ -16,13 +16,18 @@
 //!
 //! Around the types:
 //! - [`load_documents`]: multi-document YAML -> [`Document`]s (the five kinds and `Secret`s).
-//! - [`validate`]: `validate_backup` & co., returning [`ValidationErrors`] that name fields.
+//! - [`validate`]: `validate_backup` & co., returning [`ValidationErrors`] that name fields;
+//!   `validate_backup` and `validate_restore` return the normalised input compile takes
+//!   ([`validated`]: [`ValidatedBackup`], [`ValidatedRestore`]).
+//! - [`checks`]: the leaf checks of single values the types' garde attributes call (a leaf:
+//!   it names no other file of `api`).
 //! - [`Secrets`]: Secret values for runs outside a cluster.
 //! - [`crd::all_crds_yaml`]: the CRDs as installed (`crds/kafka.oso.sh_crds.yaml`).
 
 #![warn(missing_docs)]
 
 pub mod backup;
+pub mod checks;
 pub mod common;
 pub mod crd;
 pub mod docs;
@@ -32,6 +37,7 @@ pub mod offset_rollback;
 pub mod restore;
 pub mod secrets;
 pub mod validate;
+pub mod validated;
 pub mod validation;
 
 pub use backup::{
@@ -67,6 +73,7 @@ pub use validate::{
     FieldError, ValidationErrors, validate_backup, validate_backup_validation,
     validate_offset_reset, validate_offset_rollback, validate_restore,
 };
+pub use validated::{BackupCut, RestoreGroups, ValidatedBackup, ValidatedRestore};
 pub use validation::{
     BackupValidationPhase, CheckResult, ChecksSpec, ConsumerGroupOffsetsCheck, EvidenceFormat,
     EvidenceSpec, KafkaBackupValidation, KafkaBackupValidationSpec, KafkaBackupValidationStatus,

@@ -77,7 +77,7 @@ pub struct KafkaOffsetResetSpec {
 
     /// Only these topics (names or globs). Default: every topic the group has offsets for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[garde(inner(custom(crate::api::validate::check_topic_pattern)))]
+    #[garde(inner(custom(crate::api::checks::check_topic_pattern)))]
     pub topics: Vec<String>,
 
     /// For from-mapping: where the source->target offset mapping is. Default: the mapping of

@@ -80,7 +80,7 @@ pub struct KafkaRestoreSpec {
     /// Filter over the backed-up topics: names, globs (`*`, `?`), or `~regex` (anchored). Default:
     /// all topics of the backup.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[garde(inner(custom(crate::api::validate::check_restore_topic_filter)))]
+    #[garde(inner(custom(crate::api::checks::check_restore_topic_filter)))]
     pub topics: Vec<String>,
 
     /// Point-in-time window (inclusive). Default: everything in the backup.
@@ -135,7 +135,7 @@ pub struct KafkaRestoreSpec {
 
     /// Producer acks: -1 (all in-sync replicas, default), 0 or 1.
     #[serde(default = "default_produce_acks")]
-    #[garde(custom(crate::api::validate::check_acks))]
+    #[garde(custom(crate::api::checks::check_acks))]
     #[schemars(range(min = -1, max = 1))]
     pub produce_acks: i16,
 
@@ -226,17 +226,18 @@ impl KafkaRestoreSpec {
         self.partition_mapping
             .iter()
             .map(|(k, v)| {
-                k.trim()
-                    .parse::<i32>()
-                    .ok()
-                    .filter(|p| *p >= 0)
-                    .map(|p| (p, *v))
-                    .ok_or_else(|| {
-                        format!("partitionMapping key {k:?} is not a non-negative partition number")
-                    })
+                partition_key(k).map(|p| (p, *v)).ok_or_else(|| {
+                    format!("partitionMapping key {k:?} is not a non-negative partition number")
+                })
             })
             .collect()
     }
+}
+
+/// A `partitionMapping` key as a source partition number: a number >= 0 (blanks around it
+/// allowed), else None. The one home of that rule; validation reports a bad key with the fix.
+pub fn partition_key(key: &str) -> Option<i32> {
+    key.trim().parse::<i32>().ok().filter(|p| *p >= 0)
 }
 
 /// `pitr`: inclusive time window of record timestamps to restore.
@@ -255,11 +256,11 @@ impl KafkaRestoreSpec {
 pub struct PitrSpec {
     /// Window start, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(inner(custom(crate::api::validate::check_rfc3339)))]
+    #[garde(inner(custom(crate::api::checks::check_rfc3339)))]
     pub start_time: Option<String>,
     /// Window end, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(inner(custom(crate::api::validate::check_rfc3339)))]
+    #[garde(inner(custom(crate::api::checks::check_rfc3339)))]
     pub end_time: Option<String>,
     /// Window start, epoch milliseconds (wins over `startTime`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -300,7 +301,7 @@ fn resolve_bound(
     }
     match text {
         None => Ok(None),
-        Some(t) => crate::api::validate::parse_rfc3339_ms(t)
+        Some(t) => crate::api::checks::parse_rfc3339_ms(t)
             .map(Some)
             .map_err(|e| format!("pitr.{field}: {e}")),
     }

@@ -9,21 +9,27 @@
 //!
 //! Everything here is pure: no I/O, no clock.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::str::FromStr;
 
 use garde::Validate;
 
 use super::backup::{KafkaBackup, KafkaBackupSpec};
+pub use super::checks::{
+    check_acks, check_cron, check_host_port, check_http_url, check_restore_topic_filter,
+    check_rfc3339, check_time_zone, check_topic_name, check_topic_pattern, parse_rfc3339_ms,
+    parse_schedule, parse_time_zone,
+};
 use super::common::{KafkaClusterSpec, StorageSpec, StorageType};
 use super::offset_reset::{KafkaOffsetReset, ResetStrategy};
 use super::offset_rollback::KafkaOffsetRollback;
-use super::restore::KafkaRestore;
+use super::restore::{KafkaRestore, KafkaRestoreSpec, PitrSpec, RestoreOffsetReset, partition_key};
+use super::validated::{ValidatedBackup, ValidatedRestore};
 use super::validation::KafkaBackupValidation;
 
-/// One validation failure.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One thing wrong with a resource, found by validation or, against the observed facts, by
+/// compile ([`crate::plan::CompileError`]). `Display`: `field: message`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {
     /// Path of the offending field, e.g. `spec.storage.s3.bucket` or
     /// `spec.kafkaCluster.bootstrapServers[0]`.
@@ -224,198 +230,6 @@ fn humanize_garde(field: &str, message: &str) -> String {
     match field_hint(field) {
         Some(h) => format!("{base}: {h}"),
         None => format!("{base}; see the field's description in `kubectl explain`"),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// field validators (referenced from `#[garde(custom(...))]` attributes)
-// ---------------------------------------------------------------------------------------------
-
-/// Parse a cron expression the way schedules are evaluated: 5 fields (`min hour dom month
-/// dow`), 6 fields (with leading seconds) or 7 fields (with trailing year). The error says how
-/// to write one.
-pub fn parse_schedule(expr: &str) -> Result<croner::Cron, String> {
-    let fields = expr.split_whitespace().count();
-    let hint = "write `sec min hour dom month dow [year]` (e.g. \"0 0 * * * * *\" = hourly, \
-                \"0 30 2 * * *\" = daily at 02:30) or 5-field `min hour dom month dow`";
-    if !(5..=7).contains(&fields) && !expr.trim_start().starts_with('@') {
-        return Err(format!(
-            "invalid cron expression {expr:?}: it has {fields} fields, expected 5, 6 or 7; {hint}"
-        ));
-    }
-    croner::Cron::from_str(expr)
-        .map_err(|e| format!("invalid cron expression {expr:?}: {e}; {hint}"))
-}
-
-/// Look up an IANA time zone (e.g. `Europe/Berlin`, `UTC`). Needs the system tz database
-/// (`/usr/share/zoneinfo`) except for `UTC`.
-pub fn parse_time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
-    if name == "UTC" {
-        return Ok(jiff::tz::TimeZone::UTC);
-    }
-    jiff::tz::TimeZone::get(name).map_err(|e| {
-        format!(
-            "unknown time zone {name:?} ({e}); use an IANA name such as \"UTC\", \"Europe/Berlin\" \
-             or \"America/New_York\""
-        )
-    })
-}
-
-/// Parse an RFC 3339 time (`2024-12-01T12:00:00Z`, `2024-12-01T13:00:00+01:00`) to epoch
-/// milliseconds. The error shows the expected format.
-pub fn parse_rfc3339_ms(text: &str) -> Result<i64, String> {
-    jiff::Timestamp::from_str(text.trim())
-        .map(|t| t.as_millisecond())
-        .map_err(|e| {
-            format!(
-                "{text:?} is not an RFC 3339 time ({e}); write it like \"2024-12-01T12:00:00Z\" \
-                 (a UTC offset or Z is required), or use the epoch-milliseconds field instead"
-            )
-        })
-}
-
-/// garde rule: `host:port` with a numeric port (IPv6 as `[::1]:9092`).
-pub fn check_host_port(value: &str, _: &()) -> garde::Result {
-    let v = value.trim();
-    if let Some((scheme, _)) = v.split_once("://") {
-        return Err(garde::Error::new(format!(
-            "{value:?} has a {scheme}:// prefix; write the broker as host:port (e.g. \"kafka:9092\") \
-             and choose the protocol with securityProtocol"
-        )));
-    }
-    let (host, port) = match v.rsplit_once(':') {
-        Some((h, p)) => (h, p),
-        None => {
-            return Err(garde::Error::new(format!(
-                "{value:?} has no port; write it as host:port, e.g. \"{v}:9092\""
-            )));
-        }
-    };
-    let host_ok = if let Some(inner) = host.strip_prefix('[') {
-        inner.strip_suffix(']').is_some_and(|h| !h.is_empty())
-    } else {
-        !host.is_empty() && !host.contains(':') && !host.contains(char::is_whitespace)
-    };
-    if !host_ok {
-        return Err(garde::Error::new(format!(
-            "{value:?} is not host:port; write it like \"kafka:9092\" (IPv6: \"[::1]:9092\")"
-        )));
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(()),
-        _ => Err(garde::Error::new(format!(
-            "{value:?} has port {port:?}, which is not a number between 1 and 65535; write it like \
-             \"{host}:9092\""
-        ))),
-    }
-}
-
-/// Kafka's rule for topic names: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub fn check_topic_name(value: &str, _: &()) -> garde::Result {
-    let bad: BTreeSet<char> = value
-        .chars()
-        .filter(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        .collect();
-    if value.is_empty() || value.len() > 249 || value == "." || value == ".." || !bad.is_empty() {
-        let why = if value.is_empty() {
-            "is empty".to_string()
-        } else if value.len() > 249 {
-            format!("is {} characters long (max 249)", value.len())
-        } else if !bad.is_empty() {
-            format!(
-                "contains {}",
-                bad.iter()
-                    .map(|c| format!("{c:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        } else {
-            "is reserved".to_string()
-        };
-        return Err(garde::Error::new(format!(
-            "topic name {value:?} {why}; Kafka topic names use only letters, digits, '.', '_' and '-' \
-             (1 to 249 characters)"
-        )));
-    }
-    Ok(())
-}
-
-fn is_glob(value: &str) -> bool {
-    value.contains(['*', '?', '[', '{'])
-}
-
-/// garde rule: a topic name or a glob (`*`, `?`, `[...]`, `{a,b}`).
-pub fn check_topic_pattern(value: &str, ctx: &()) -> garde::Result {
-    if value.starts_with('~') {
-        return Err(garde::Error::new(format!(
-            "{value:?}: `~regex` filters are only supported in KafkaRestore.spec.topics; use a glob \
-             here, e.g. \"orders-*\""
-        )));
-    }
-    if is_glob(value) {
-        return globset::Glob::new(value).map(|_| ()).map_err(|e| {
-            garde::Error::new(format!(
-                "{value:?} is not a valid glob ({e}); use `*`, `?` or `[abc]`, e.g. \"orders-*\""
-            ))
-        });
-    }
-    check_topic_name(value, ctx)
-}
-
-/// garde rule for KafkaRestore topic filters: a name, a glob, or `~regex` (anchored).
-pub fn check_restore_topic_filter(value: &str, ctx: &()) -> garde::Result {
-    if let Some(re) = value.strip_prefix('~') {
-        return regex::Regex::new(re).map(|_| ()).map_err(|e| {
-            garde::Error::new(format!(
-                "{value:?} is not a valid regular expression after `~`: {e}; e.g. \"~orders-(eu|us)\""
-            ))
-        });
-    }
-    check_topic_pattern(value, ctx)
-}
-
-/// garde rule: a cron expression (see [`parse_schedule`]).
-pub fn check_cron(value: &str, _: &()) -> garde::Result {
-    parse_schedule(value).map(|_| ()).map_err(garde::Error::new)
-}
-
-/// garde rule: an IANA time zone name (see [`parse_time_zone`]).
-pub fn check_time_zone(value: &str, _: &()) -> garde::Result {
-    parse_time_zone(value)
-        .map(|_| ())
-        .map_err(garde::Error::new)
-}
-
-/// garde rule: an RFC 3339 time (see [`parse_rfc3339_ms`]).
-pub fn check_rfc3339(value: &str, _: &()) -> garde::Result {
-    parse_rfc3339_ms(value)
-        .map(|_| ())
-        .map_err(garde::Error::new)
-}
-
-/// garde rule: producer acks -1, 0 or 1.
-pub fn check_acks(value: &i16, _: &()) -> garde::Result {
-    match value {
-        -1..=1 => Ok(()),
-        v => Err(garde::Error::new(format!(
-            "produceAcks {v} is not allowed; use -1 (all in-sync replicas, the default and the safe \
-             choice for a restore), 1 (leader only) or 0 (no acknowledgement)"
-        ))),
-    }
-}
-
-/// garde rule: an `http://` or `https://` URL with a host.
-pub fn check_http_url(value: &str, _: &()) -> garde::Result {
-    let rest = value
-        .strip_prefix("https://")
-        .or_else(|| value.strip_prefix("http://"));
-    match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && !value.contains(char::is_whitespace) => {
-            Ok(())
-        }
-        _ => Err(garde::Error::new(format!(
-            "{value:?} is not an http(s) URL; write it like \"https://checks.example.com/kafka\""
-        ))),
     }
 }
 
@@ -658,13 +472,15 @@ pub fn check_storage(errs: &mut ValidationErrors, path: &str, st: &StorageSpec) 
 // per kind
 // ---------------------------------------------------------------------------------------------
 
-/// Validate a KafkaBackup (metadata name, every spec rule). Pure.
-pub fn validate_backup(kb: &KafkaBackup) -> Result<(), ValidationErrors> {
+/// Validate a KafkaBackup (metadata name, every spec rule) into the input its runs compile
+/// from ([`ValidatedBackup`]). Pure.
+pub fn validate_backup(kb: &KafkaBackup) -> Result<ValidatedBackup, ValidationErrors> {
     let mut errs = ValidationErrors::new();
     check_metadata_name(&mut errs, kb.metadata.name.as_deref());
     check_metadata_namespace(&mut errs, kb.metadata.namespace.as_deref());
     check_backup_spec(&mut errs, &kb.spec);
-    errs.into_result()
+    errs.into_result()?;
+    Ok(ValidatedBackup::from_valid(&kb.spec))
 }
 
 /// The spec part of [`validate_backup`], appending to `errs` with paths under `spec`.
@@ -728,8 +544,9 @@ pub fn check_backup_spec(errs: &mut ValidationErrors, spec: &KafkaBackupSpec) {
     }
 }
 
-/// Validate a KafkaRestore. Pure.
-pub fn validate_restore(kr: &KafkaRestore) -> Result<(), ValidationErrors> {
+/// Validate a KafkaRestore into the input it compiles from ([`ValidatedRestore`]: the PITR
+/// window in epoch ms, the parsed partition mapping, the group step). Pure.
+pub fn validate_restore(kr: &KafkaRestore) -> Result<ValidatedRestore, ValidationErrors> {
     let mut errs = ValidationErrors::new();
     check_metadata_name(&mut errs, kr.metadata.name.as_deref());
     check_metadata_namespace(&mut errs, kr.metadata.namespace.as_deref());
@@ -750,32 +567,57 @@ pub fn validate_restore(kr: &KafkaRestore) -> Result<(), ValidationErrors> {
             format!("{why}: it is the name of a KafkaBackup"),
         );
     }
-    if let Some(pitr) = &spec.pitr {
-        // Parse errors of startTime/endTime are reported by the garde rule on those fields.
-        if let (Ok(Some(start)), Ok(Some(end))) = (pitr.start_ms(), pitr.end_ms())
-            && start > end
-        {
-            errs.push(
-                "spec.pitr",
-                format!(
-                    "the window starts after it ends (start {} > end {}); swap startTime/endTime (or \
-                     startTimestamp/endTimestamp; the epoch forms win when both are set)",
-                    fmt_ms(start),
-                    fmt_ms(end)
-                ),
-            );
-        }
+    let pitr = check_pitr(&mut errs, spec.pitr.as_ref());
+    let partition_mapping = check_partition_mapping(&mut errs, &spec.partition_mapping);
+    check_restore_topics(&mut errs, spec);
+    check_restore_offset_reset(&mut errs, spec.offset_reset.as_ref());
+    errs.into_result()?;
+    Ok(ValidatedRestore::from_valid(spec, pitr, partition_mapping))
+}
+
+/// `pitr`: the window's bounds in epoch ms (the epoch form wins over the RFC 3339 one), and
+/// start <= end. A bound that does not parse is reported by the garde rule on its field.
+fn check_pitr(errs: &mut ValidationErrors, pitr: Option<&PitrSpec>) -> (Option<i64>, Option<i64>) {
+    let Some(pitr) = pitr else {
+        return (None, None);
+    };
+    let (start, end) = (pitr.start_ms().ok().flatten(), pitr.end_ms().ok().flatten());
+    if let (Some(start), Some(end)) = (start, end)
+        && start > end
+    {
+        errs.push(
+            "spec.pitr",
+            format!(
+                "the window starts after it ends (start {} > end {}); swap startTime/endTime (or \
+                 startTimestamp/endTimestamp; the epoch forms win when both are set)",
+                fmt_ms(start),
+                fmt_ms(end)
+            ),
+        );
     }
-    for (key, target) in &spec.partition_mapping {
+    (start, end)
+}
+
+/// `partitionMapping`: keys are source partition numbers, targets are >= 0. Returns the
+/// entries that parse.
+fn check_partition_mapping(
+    errs: &mut ValidationErrors,
+    mapping: &BTreeMap<String, i32>,
+) -> BTreeMap<i32, i32> {
+    let mut parsed = BTreeMap::new();
+    for (key, target) in mapping {
         let field = format!("spec.partitionMapping.{key}");
-        if key.trim().parse::<i32>().map_or(true, |p| p < 0) {
-            errs.push(
+        match partition_key(key) {
+            Some(p) => {
+                parsed.insert(p, *target);
+            }
+            None => errs.push(
                 field.clone(),
                 format!(
                     "key {key:?} is not a partition number; keys are source partitions (0, 1, ...), \
                      e.g. `partitionMapping: {{\"0\": 1}}`"
                 ),
-            );
+            ),
         }
         if *target < 0 {
             errs.push(
@@ -784,6 +626,12 @@ pub fn validate_restore(kr: &KafkaRestore) -> Result<(), ValidationErrors> {
             );
         }
     }
+    parsed
+}
+
+/// `topicMapping` (source filters to target topic names) and `repartitioning` (keys are
+/// target topic names).
+fn check_restore_topics(errs: &mut ValidationErrors, spec: &KafkaRestoreSpec) {
     for (source, target) in &spec.topic_mapping {
         if let Err(e) = check_topic_name(target, &()) {
             errs.push(
@@ -810,29 +658,34 @@ pub fn validate_restore(kr: &KafkaRestore) -> Result<(), ValidationErrors> {
             errs.extend_garde(&field, report);
         }
     }
-    if let Some(or) = &spec.offset_reset {
-        if matches!(
-            or.strategy,
-            ResetStrategy::ToTimestamp | ResetStrategy::ToOffset | ResetStrategy::ShiftBy
-        ) {
-            errs.push(
-                "spec.offsetReset.strategy",
-                format!(
-                    "{} is not available inside a restore; use from-mapping (translate the groups' \
-                     committed offsets), to-earliest or to-latest, or create a KafkaOffsetReset",
-                    or.strategy
-                ),
-            );
-        }
-        if or.enabled && or.consumer_groups.is_empty() {
-            errs.push(
-                "spec.offsetReset.consumerGroups",
-                "is empty although offsetReset.enabled is true; list the group ids, or use \
-                 autoConsumerGroups: true for every group in the backup",
-            );
-        }
+}
+
+/// `offsetReset` inside a restore: only strategies that need no extra value, and named groups
+/// when enabled.
+fn check_restore_offset_reset(errs: &mut ValidationErrors, or: Option<&RestoreOffsetReset>) {
+    let Some(or) = or else {
+        return;
+    };
+    if matches!(
+        or.strategy,
+        ResetStrategy::ToTimestamp | ResetStrategy::ToOffset | ResetStrategy::ShiftBy
+    ) {
+        errs.push(
+            "spec.offsetReset.strategy",
+            format!(
+                "{} is not available inside a restore; use from-mapping (translate the groups' \
+                 committed offsets), to-earliest or to-latest, or create a KafkaOffsetReset",
+                or.strategy
+            ),
+        );
     }
-    errs.into_result()
+    if or.enabled && or.consumer_groups.is_empty() {
+        errs.push(
+            "spec.offsetReset.consumerGroups",
+            "is empty although offsetReset.enabled is true; list the group ids, or use \
+             autoConsumerGroups: true for every group in the backup",
+        );
+    }
 }
 
 /// Validate a KafkaOffsetReset. Pure.

@@ -104,12 +104,12 @@ pub struct KafkaBackupValidationSpec {
     /// Cron expression to re-run the validation (same syntax as KafkaBackup.schedule). Absent =
     /// run once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(inner(custom(crate::api::validate::check_cron)))]
+    #[garde(inner(custom(crate::api::checks::check_cron)))]
     pub schedule: Option<String>,
 
     /// IANA time zone of `schedule`. Default UTC. (ours)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(inner(custom(crate::api::validate::check_time_zone)))]
+    #[garde(inner(custom(crate::api::checks::check_time_zone)))]
     pub time_zone: Option<String>,
 
     /// Start no new scheduled validations. Default false.
@@ -167,7 +167,7 @@ pub struct MessageCountCheck {
     pub fail_threshold: u64,
     /// Only these topics (names or globs). Default: all in the backup.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[garde(inner(custom(crate::api::validate::check_topic_pattern)))]
+    #[garde(inner(custom(crate::api::checks::check_topic_pattern)))]
     pub topics: Vec<String>,
 }
 
@@ -229,7 +229,7 @@ pub struct WebhookCheck {
     #[garde(length(min = 1))]
     pub name: String,
     /// `http://` or `https://` URL. Required.
-    #[garde(custom(crate::api::validate::check_http_url))]
+    #[garde(custom(crate::api::checks::check_http_url))]
     pub url: String,
     /// Request timeout, seconds. Default 120.
     #[serde(default = "default_webhook_timeout_secs")]

@@ -7,7 +7,7 @@ use opendal::Operator;
 
 use super::{Access, KindError, open};
 use super::{encryption, owner};
-use crate::api::{KafkaBackup, Secrets};
+use crate::api::{ApiError, KafkaBackup, Secrets};
 use crate::exec::ExecContext;
 use crate::format::manifest::RunManifest;
 use crate::kafka::KafkaClient;
@@ -35,6 +35,9 @@ pub async fn prepare(
     access: Access,
 ) -> Result<PreparedBackup, KindError> {
     let spec = &kb.spec;
+    // The normalised input compile takes (the spec's rules have their one home there).
+    let input = crate::api::validate_backup(kb)
+        .map_err(|e| ApiError::invalid("KafkaBackup", kb.metadata.name.as_deref(), e))?;
     let name = kb.metadata.name.clone().unwrap_or_default();
     let target = observe::storage_target(&spec.storage, secrets, pvc_root, "spec.storage")?;
     let keyring = observe::keyring(&spec.storage, secrets, "spec.storage")?;
@@ -49,7 +52,7 @@ pub async fn prepare(
         .values()
         .map(|t| (t.name.clone(), t.is_internal))
         .collect();
-    let (selected, _) = plan::select_topics(&spec.topics, &spec.exclude_topics, &available);
+    let (selected, _) = plan::select_topics(&input.topics, &input.exclude_topics, &available);
     let facts = observe::observe_cluster(&client, &selected, true).await?;
     let mut repo = observe::load_repo_state(&op, &name).await?;
     // The previous run is authenticated before the new one continues from it.
@@ -75,7 +78,7 @@ pub async fn prepare(
         checkpoint: repo.checkpoint,
         diverged,
     };
-    let mut plan = plan::compile_backup(spec, &facts)?;
+    let mut plan = plan::compile_backup(&input, &facts)?;
     (plan.owner, plan.adopt_from) = owner::backup_owner(&kb.metadata)?;
     let adopt = plan.adopt_from.as_ref();
     owner::check_backup_repository(&op, &plan.backup_name, &plan.owner, adopt, now_ms).await?;

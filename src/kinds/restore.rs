@@ -7,7 +7,7 @@ use opendal::Operator;
 
 use super::{Access, KindError, open};
 use super::{encryption, owner};
-use crate::api::{KafkaBackup, KafkaRestore, Secrets};
+use crate::api::{ApiError, KafkaBackup, KafkaRestore, Secrets};
 use crate::exec::{ExecContext, RestoreJournal, RestoreOutcome, RestoreStart};
 use crate::kafka::KafkaClient;
 use crate::observe::{self, ObserveError};
@@ -147,6 +147,9 @@ pub async fn prepare(
     access: Access,
 ) -> Result<PreparedRestore, KindError> {
     let spec = &kr.spec;
+    // The normalised input compile takes (the spec's rules have their one home there).
+    let input = crate::api::validate_restore(kr)
+        .map_err(|e| ApiError::invalid("KafkaRestore", kr.metadata.name.as_deref(), e))?;
     let (target, op, keyring) = restore_repository(kr, backup, secrets, pvc_root)?;
     let keyring = keyring.map(std::sync::Arc::new);
     let inline = spec.backup_ref.storage.is_some();
@@ -159,18 +162,10 @@ pub async fn prepare(
         .filter(|j| j.spec_hash == spec_hash);
     if let Some(j) = journal {
         // The same data as the journal's attempt: continue it (or, complete, do nothing),
-        // with this spec's rate limits, concurrency and timeout. The batch size stays the
-        // first attempt's, so that the records already written are skipped exactly.
-        let mut plan = j.plan.clone();
-        plan.dry_run = spec.dry_run;
-        plan.max_concurrent_partitions = spec.max_concurrent_partitions();
-        plan.records_per_sec = spec.rate_limiting.records_limit();
-        plan.bytes_per_sec = spec.rate_limiting.bytes_limit();
-        plan.produce_timeout_ms = spec.produce_timeout_ms;
-        // The group options are not part of the data: this spec's apply.
-        plan.groups = plan::restore_groups_plan(spec);
+        // with this attempt's rate limits, concurrency, timeout and group options.
+        let plan = plan::resumed_restore(&j.plan, &input);
         let client = connect_restore_target(spec, secrets).await?;
-        if access == Access::ReadWrite && !spec.dry_run {
+        if access == Access::ReadWrite && !input.dry_run {
             state = restore_state(kr, &target, secrets, pvc_root, access)?;
         }
         let start = if j.complete {
@@ -202,7 +197,7 @@ pub async fn prepare(
     let targets: Vec<String> = manifest
         .topics
         .iter()
-        .map(|t| spec.target_topic(&t.name).to_string())
+        .map(|t| input.target_topic(&t.name).to_string())
         .collect();
     let facts = observe::observe_cluster(&client, &targets, true).await?;
     let facts = RestoreFacts {
@@ -212,7 +207,7 @@ pub async fn prepare(
         target_offsets: facts.offsets,
         target_configs: facts.configs,
     };
-    let plan = plan::compile_restore(spec, &facts)?;
+    let plan = plan::compile_restore(&input, &facts)?;
     if access == Access::ReadWrite && !plan.dry_run {
         state = restore_state(kr, &target, secrets, pvc_root, access)?;
     }

@@ -1,14 +1,16 @@
-//! Compiling a KafkaBackup run.
+//! Compiling a KafkaBackup run from its validated input ([`ValidatedBackup`]) and the observed
+//! facts ([`BackupFacts`]).
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::{CompileError, issue, plan_hash, select_topics};
-use crate::api::KafkaBackupSpec;
+use crate::api::{BackupCut, ValidatedBackup};
 use crate::facts::ClusterMeta;
 use crate::facts::ConfigEntry;
 use crate::facts::PartitionOffsets;
-use crate::format::manifest::{Checkpoint, Gap, RunManifest, SegmentRef};
+use crate::facts::TopicMeta;
+use crate::format::manifest::{Checkpoint, Gap, PartitionManifest, RunManifest, SegmentRef};
 
 /// Everything `compile_backup` needs, all observed beforehand.
 #[derive(Debug, Clone)]
@@ -119,45 +121,13 @@ pub struct BackupPlan {
     pub object_lock: Option<crate::api::common::ObjectLockSpec>,
 }
 
-/// Compiles a backup run. Errors: topics named literally that do not exist
-/// (`spec.topics[i]`), a selection that matches nothing, exclusive options.
+/// Compiles a backup run from its validated input. Errors: topics named literally that do not
+/// exist (`spec.topics[i]`), a selection that matches nothing.
 pub fn compile_backup(
-    spec: &KafkaBackupSpec,
+    input: &ValidatedBackup,
     facts: &BackupFacts,
 ) -> Result<BackupPlan, CompileError> {
-    let mut issues = Vec::new();
-    let available: Vec<(String, bool)> = facts
-        .meta
-        .topics
-        .values()
-        .map(|t| (t.name.clone(), t.is_internal))
-        .collect();
-    let (selected, missing) = select_topics(&spec.topics, &spec.exclude_topics, &available);
-    for (i, name) in missing {
-        issues.push(issue(
-            format!("spec.topics[{i}]"),
-            format!("topic {name:?} does not exist on the cluster; fix the name, create the topic, or use a glob pattern if it may be absent"),
-        ));
-    }
-    if selected.is_empty() && issues.is_empty() {
-        issues.push(issue(
-            "spec.topics",
-            format!(
-                "{:?} (minus excludeTopics) matches no topic on the cluster",
-                spec.topics
-            ),
-        ));
-    }
-    if spec.continuous && spec.stop_at_current_offsets {
-        issues.push(issue(
-            "spec.continuous",
-            "continuous and stopAtCurrentOffsets exclude each other: set one",
-        ));
-    }
-    if !issues.is_empty() {
-        return Err(CompileError(issues));
-    }
-
+    let selected = select(input, facts)?;
     let resume = facts
         .checkpoint
         .as_ref()
@@ -175,30 +145,7 @@ pub fn compile_backup(
             .max(),
         ),
     };
-    let prev_parts: BTreeMap<(String, i32), &crate::format::manifest::PartitionManifest> = facts
-        .previous
-        .iter()
-        .flat_map(|m| {
-            m.topics.iter().flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(move |p| ((t.name.clone(), p.partition), p))
-            })
-        })
-        .collect();
-    // topic -> its id in the previous run (one map, not a search per partition)
-    let prev_topic_ids: BTreeMap<&str, &str> = facts
-        .previous
-        .iter()
-        .flat_map(|m| &m.topics)
-        .map(|t| (t.name.as_str(), t.topic_id.as_str()))
-        .collect();
-    let bytes_per_record = facts
-        .previous
-        .as_ref()
-        .filter(|m| m.total_records > 0)
-        .map(|m| m.total_raw_bytes as f64 / m.total_records as f64);
-
+    let previous = Previous::of(facts.previous.as_ref());
     let mut topics = Vec::new();
     let mut partitions = Vec::new();
     for name in &selected {
@@ -210,101 +157,18 @@ pub fn compile_backup(
             configs: facts.configs.get(name).cloned().unwrap_or_default(),
         });
         for &p in t.partitions.keys() {
-            let off = facts
-                .offsets
-                .get(&(name.clone(), p))
-                .copied()
-                .unwrap_or(PartitionOffsets {
-                    log_start: 0,
-                    high_watermark: 0,
-                });
-            let prev = prev_parts.get(&(name.clone(), p));
-            // Continue after the previous cut. The run covers the partition as it is now: from
-            // today's log start (or the first offset backed up, if later) to the new cut, so
-            // segments wholly below today's log start are no longer listed (retention can
-            // delete them once no retained run needs them).
-            let same_topic = prev.is_some_and(|_| {
-                prev_topic_ids
-                    .get(name.as_str())
-                    .is_none_or(|id| *id == t.topic_id)
-            });
-            let diverged = facts.diverged.get(&(name.clone(), p));
-            let same_topic = same_topic && diverged.is_none();
-            let (mut start, mut covered_from, mut carried, carried_gaps) = match prev {
-                Some(pp) if same_topic && pp.cut <= off.high_watermark => {
-                    let from = pp.covered_from.max(off.log_start);
-                    let segs: Vec<SegmentRef> = pp
-                        .segments
-                        .iter()
-                        .filter(|s| s.last_offset >= from)
-                        .cloned()
-                        .collect();
-                    let gaps: Vec<Gap> = pp.gaps.iter().filter(|g| g.to > from).cloned().collect();
-                    (pp.cut, from, segs, gaps)
-                }
-                _ => (off.log_start, off.log_start, vec![], vec![]),
-            };
-            let mut gap = None;
-            if let Some(pp) = prev.filter(|pp| !same_topic || pp.cut > off.high_watermark) {
-                // Recreated (new topic id) or truncated: earlier runs describe another log.
-                gap = Some(Gap {
-                    from: off.log_start,
-                    to: off.log_start,
-                    reason: match diverged {
-                        Some(why) => format!(
-                            "topic recreated since the previous run ({why}): a new incarnation, backed up from its log start; earlier runs keep the old one"
-                        ),
-                        None => format!(
-                            "topic recreated or truncated since the previous run (its cut was {}): starting over",
-                            pp.cut
-                        ),
-                    },
-                });
-            }
-            if start < off.log_start {
-                gap = Some(Gap {
-                    from: start,
-                    to: off.log_start,
-                    reason: "retention deleted these offsets before they were backed up".into(),
-                });
-                start = off.log_start;
-                covered_from = off.log_start;
-                carried.clear();
-            }
             let resumed: Vec<SegmentRef> = resume
                 .and_then(|c| c.partitions.get(&format!("{name}/{p}")))
                 .map(|pp| pp.segments.clone())
                 .unwrap_or_default();
-            let fetch_from = resumed
-                .last()
-                .map(|s| s.last_offset + 1)
-                .unwrap_or(start)
-                .max(start);
-            let cut = if spec.continuous {
-                CutMode::Never
-            } else if spec.stop_at_current_offsets {
-                CutMode::At(off.high_watermark)
-            } else {
-                CutMode::CaughtUp
-            };
-            let est = (off.high_watermark - fetch_from).max(0) as u64;
-            partitions.push(BackupPartitionStep {
-                topic: name.clone(),
-                partition: p,
-                log_start_offset: off.log_start,
-                high_watermark: off.high_watermark,
-                start_offset: fetch_from,
-                cut,
-                covered_from,
-                carried_segments: carried,
-                carried_gaps,
-                resumed_segments: resumed,
-                gap,
-                estimated_records: est,
-                estimated_bytes: bytes_per_record
-                    .map(|b| (b * est as f64) as u64)
-                    .unwrap_or(0),
-            });
+            partitions.push(partition_step(
+                input,
+                facts,
+                &previous,
+                (name, t),
+                p,
+                resumed,
+            ));
         }
     }
     let mut plan = BackupPlan {
@@ -312,18 +176,15 @@ pub fn compile_backup(
         run_id: String::new(),
         resumed: resume.is_some(),
         previous_run_id: facts.previous.as_ref().map(|m| m.run_id.clone()),
-        compression: spec.compression.as_str().to_string(),
-        compression_level: spec.compression_level,
-        segment_max_bytes: spec.segment_max_bytes,
-        segment_max_interval_ms: spec.segment_max_interval_ms,
-        checkpoint_interval_ms: spec
-            .checkpoint
-            .enabled
-            .then_some(spec.checkpoint.interval_secs * 1000),
-        max_concurrent_partitions: spec.max_concurrent_partitions(),
-        records_per_sec: spec.rate_limiting.records_limit(),
-        bytes_per_sec: spec.rate_limiting.bytes_limit(),
-        consumer_group_snapshot: spec.consumer_group_snapshot,
+        compression: input.compression.as_str().to_string(),
+        compression_level: input.compression_level,
+        segment_max_bytes: input.segment_max_bytes,
+        segment_max_interval_ms: input.segment_max_interval_ms,
+        checkpoint_interval_ms: input.checkpoint_interval_ms,
+        max_concurrent_partitions: input.max_concurrent_partitions,
+        records_per_sec: input.records_per_sec,
+        bytes_per_sec: input.bytes_per_sec,
+        consumer_group_snapshot: input.consumer_group_snapshot,
         cluster_id: facts.meta.cluster_id.clone(),
         estimated_records: partitions.iter().map(|p| p.estimated_records).sum(),
         estimated_bytes: partitions.iter().map(|p| p.estimated_bytes).sum(),
@@ -332,14 +193,181 @@ pub fn compile_backup(
         hash: String::new(),
         owner: crate::format::repository::Owner::new(None, &facts.name),
         adopt_from: None,
-        object_lock: match spec.storage.storage_type {
-            crate::api::common::StorageType::S3 => {
-                spec.storage.s3.as_ref().and_then(|s| s.object_lock.clone())
-            }
-            _ => None,
-        },
+        object_lock: input.object_lock.clone(),
     };
     plan.hash = plan_hash(&plan);
     plan.run_id = run_id;
     Ok(plan)
+}
+
+/// The topics of the cluster the run backs up (`topics` minus `excludeTopics`), or why not:
+/// a literal name that does not exist, or a selection that matches nothing.
+fn select(input: &ValidatedBackup, facts: &BackupFacts) -> Result<Vec<String>, CompileError> {
+    let mut issues = Vec::new();
+    let available: Vec<(String, bool)> = facts
+        .meta
+        .topics
+        .values()
+        .map(|t| (t.name.clone(), t.is_internal))
+        .collect();
+    let (selected, missing) = select_topics(&input.topics, &input.exclude_topics, &available);
+    for (i, name) in missing {
+        issues.push(issue(
+            format!("spec.topics[{i}]"),
+            format!("topic {name:?} does not exist on the cluster; fix the name, create the topic, or use a glob pattern if it may be absent"),
+        ));
+    }
+    if selected.is_empty() && issues.is_empty() {
+        issues.push(issue(
+            "spec.topics",
+            format!(
+                "{:?} (minus excludeTopics) matches no topic on the cluster",
+                input.topics
+            ),
+        ));
+    }
+    if issues.is_empty() {
+        Ok(selected)
+    } else {
+        Err(CompileError(issues))
+    }
+}
+
+/// What the previous complete run tells the next one, looked up once.
+struct Previous<'a> {
+    /// (topic, partition) -> the partition in the previous run's manifest.
+    partitions: BTreeMap<(String, i32), &'a PartitionManifest>,
+    /// topic -> its id in the previous run.
+    topic_ids: BTreeMap<&'a str, &'a str>,
+    /// Raw bytes per record of the previous run, for the estimates.
+    bytes_per_record: Option<f64>,
+}
+
+impl<'a> Previous<'a> {
+    fn of(previous: Option<&'a RunManifest>) -> Previous<'a> {
+        Previous {
+            partitions: previous
+                .iter()
+                .flat_map(|m| {
+                    m.topics.iter().flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .map(move |p| ((t.name.clone(), p.partition), p))
+                    })
+                })
+                .collect(),
+            topic_ids: previous
+                .iter()
+                .flat_map(|m| &m.topics)
+                .map(|t| (t.name.as_str(), t.topic_id.as_str()))
+                .collect(),
+            bytes_per_record: previous
+                .filter(|m| m.total_records > 0)
+                .map(|m| m.total_raw_bytes as f64 / m.total_records as f64),
+        }
+    }
+}
+
+/// The step of partition `p` of topic `name` (`t` its metadata): where the fetch starts (after the previous run's
+/// cut, or at today's log start after a recreation or a retention gap, or after the segments
+/// `resumed` from the interrupted attempt) and where it stops (`input.cut`).
+fn partition_step(
+    input: &ValidatedBackup,
+    facts: &BackupFacts,
+    previous: &Previous,
+    (name, t): (&String, &TopicMeta),
+    p: i32,
+    resumed: Vec<SegmentRef>,
+) -> BackupPartitionStep {
+    let off = facts
+        .offsets
+        .get(&(name.clone(), p))
+        .copied()
+        .unwrap_or(PartitionOffsets {
+            log_start: 0,
+            high_watermark: 0,
+        });
+    let prev = previous.partitions.get(&(name.clone(), p));
+    // Continue after the previous cut. The run covers the partition as it is now: from
+    // today's log start (or the first offset backed up, if later) to the new cut, so
+    // segments wholly below today's log start are no longer listed (retention can
+    // delete them once no retained run needs them).
+    let same_topic = prev.is_some_and(|_| {
+        previous
+            .topic_ids
+            .get(name.as_str())
+            .is_none_or(|id| *id == t.topic_id)
+    });
+    let diverged = facts.diverged.get(&(name.clone(), p));
+    let same_topic = same_topic && diverged.is_none();
+    let (mut start, mut covered_from, mut carried, carried_gaps) = match prev {
+        Some(pp) if same_topic && pp.cut <= off.high_watermark => {
+            let from = pp.covered_from.max(off.log_start);
+            let segs: Vec<SegmentRef> = pp
+                .segments
+                .iter()
+                .filter(|s| s.last_offset >= from)
+                .cloned()
+                .collect();
+            let gaps: Vec<Gap> = pp.gaps.iter().filter(|g| g.to > from).cloned().collect();
+            (pp.cut, from, segs, gaps)
+        }
+        _ => (off.log_start, off.log_start, vec![], vec![]),
+    };
+    let mut gap = None;
+    if let Some(pp) = prev.filter(|pp| !same_topic || pp.cut > off.high_watermark) {
+        // Recreated (new topic id) or truncated: earlier runs describe another log.
+        gap = Some(Gap {
+            from: off.log_start,
+            to: off.log_start,
+            reason: match diverged {
+                Some(why) => format!(
+                    "topic recreated since the previous run ({why}): a new incarnation, backed up from its log start; earlier runs keep the old one"
+                ),
+                None => format!(
+                    "topic recreated or truncated since the previous run (its cut was {}): starting over",
+                    pp.cut
+                ),
+            },
+        });
+    }
+    if start < off.log_start {
+        gap = Some(Gap {
+            from: start,
+            to: off.log_start,
+            reason: "retention deleted these offsets before they were backed up".into(),
+        });
+        start = off.log_start;
+        covered_from = off.log_start;
+        carried.clear();
+    }
+    let fetch_from = resumed
+        .last()
+        .map(|s| s.last_offset + 1)
+        .unwrap_or(start)
+        .max(start);
+    let cut = match input.cut {
+        BackupCut::Continuous => CutMode::Never,
+        BackupCut::AtCurrentOffsets => CutMode::At(off.high_watermark),
+        BackupCut::CaughtUp => CutMode::CaughtUp,
+    };
+    let est = (off.high_watermark - fetch_from).max(0) as u64;
+    BackupPartitionStep {
+        topic: name.clone(),
+        partition: p,
+        log_start_offset: off.log_start,
+        high_watermark: off.high_watermark,
+        start_offset: fetch_from,
+        cut,
+        covered_from,
+        carried_segments: carried,
+        carried_gaps,
+        resumed_segments: resumed,
+        gap,
+        estimated_records: est,
+        estimated_bytes: previous
+            .bytes_per_record
+            .map(|b| (b * est as f64) as u64)
+            .unwrap_or(0),
+    }
 }

@@ -1,7 +1,9 @@
-//! Step 2 of the flow: compile. Pure functions (no I/O, no clock, no tokio) from a spec plus
-//! observed facts to a [`BackupPlan`] or [`RestorePlan`]: serialisable, with a stable hash,
-//! or errors that name the field and the fix. The CLI `plan` command prints these; `run` and
-//! the operator execute them.
+//! Step 2 of the flow: compile. Pure functions (no I/O, no clock, no tokio) from a resource's
+//! input plus observed facts to a plan ([`BackupPlan`], [`RestorePlan`], ...): serialisable,
+//! with a stable hash, or errors that name the field and the fix ([`CompileError`]). A backup
+//! and a restore compile from their validated input ([`crate::api::ValidatedBackup`],
+//! [`crate::api::ValidatedRestore`]: the spec's rules are checked there, once), never from the
+//! raw spec. The CLI `plan` command prints these; `run` and the operator execute them.
 mod backup;
 mod offsets;
 mod repartition;
@@ -21,7 +23,7 @@ pub use offsets::{
 pub use repartition::{RepartitionSource, RepartitionStep, Router, murmur2, murmur2_partition};
 pub use restore::{
     RestoreFacts, RestoreGroupsPlan, RestorePartitionStep, RestorePlan, TIMESTAMP_TYPE,
-    TargetState, TopicToCreate, compile_restore, restore_data_hash, restore_groups_plan,
+    TargetState, TopicToCreate, compile_restore, restore_data_hash, resumed_restore,
 };
 pub use retention::{
     KeptLocked, RetentionPlan, compile_retention, compile_retention_locked, locked_until,
@@ -31,22 +33,17 @@ pub use validation::{NotifyTargets, Severity, ValidationChecks, WebhookCheck, va
 
 use sha2::{Digest, Sha256};
 
-/// One thing wrong with a spec against the observed facts.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct CompileIssue {
-    /// Path of the field, e.g. `spec.topics[1]`.
-    pub field: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
+use crate::api::FieldError;
 
-/// Errors of the compile layer: everything wrong at once, not just the first.
+/// Errors of the compile layer: everything wrong with a validated input against the observed
+/// facts at once, not just the first; one [`FieldError`] (the type validation reports with)
+/// per line, `field: message`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{}", .0.iter().map(|i| format!("{}: {}", i.field, i.message)).collect::<Vec<_>>().join("\n"))]
-pub struct CompileError(pub Vec<CompileIssue>);
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct CompileError(pub Vec<FieldError>);
 
-pub(crate) fn issue(field: impl Into<String>, message: impl Into<String>) -> CompileIssue {
-    CompileIssue {
+pub(crate) fn issue(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError {
         field: field.into(),
         message: message.into(),
     }

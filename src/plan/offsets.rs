@@ -358,7 +358,7 @@ fn groups_without_change(
     spec: &KafkaOffsetResetSpec,
     facts: &OffsetResetFacts,
     groups: &[GroupOffsetPlan],
-) -> Vec<super::CompileIssue> {
+) -> Vec<crate::api::FieldError> {
     let mut out = vec![];
     for (i, g) in spec.consumer_groups.iter().enumerate() {
         let Some(p) = groups.iter().find(|p| &p.group == g) else {

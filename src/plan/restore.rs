@@ -1,16 +1,21 @@
-//! Compiling a KafkaRestore.
+//! Compiling a KafkaRestore from its validated input ([`ValidatedRestore`]) and the observed
+//! facts ([`RestoreFacts`]); the data hash that lets a journal be resumed.
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::repartition::{RepartitionSource, RepartitionStep};
 use super::{CompileError, issue, matches_any, plan_hash};
-use crate::api::KafkaRestoreSpec;
 use crate::api::offset_reset::ResetStrategy;
+use crate::api::{
+    FieldError, KafkaRestoreSpec, RepartitionStrategy, Repartitioning, RestoreGroups,
+    ValidatedRestore,
+};
 use crate::facts::ClusterMeta;
 use crate::facts::ConfigEntry;
 use crate::facts::PartitionOffsets;
-use crate::format::manifest::{GroupSnapshot, RunManifest, SegmentRef};
+use crate::facts::TopicMeta;
+use crate::format::manifest::{GroupSnapshot, RunManifest, SegmentRef, TopicManifest};
 
 /// The topic config that decides who sets record timestamps (KIP-32).
 pub const TIMESTAMP_TYPE: &str = "message.timestamp.type";
@@ -140,27 +145,34 @@ pub struct RestoreGroupsPlan {
     pub snapshot_retention_hours: u32,
 }
 
-/// The group step of `spec`, if it has one: `autoConsumerGroups` (every group) or
-/// `offsetReset.enabled` (its `consumerGroups`, or every group when empty). Used by compile
-/// and when a journal is resumed (the group options are not part of the data hash).
-pub fn restore_groups_plan(spec: &KafkaRestoreSpec) -> Option<RestoreGroupsPlan> {
-    let reset = spec.offset_reset.as_ref().filter(|o| o.enabled);
-    if !spec.auto_consumer_groups && reset.is_none() {
-        return None;
+impl From<&RestoreGroups> for RestoreGroupsPlan {
+    /// The group step a validated restore asks for (`autoConsumerGroups`: every group of the
+    /// snapshot; `offsetReset.enabled`: its `consumerGroups`).
+    fn from(g: &RestoreGroups) -> RestoreGroupsPlan {
+        RestoreGroupsPlan {
+            only: g.only.clone(),
+            strategy: g.strategy,
+            snapshot_before: g.snapshot_before,
+            auto_rollback: g.auto_rollback,
+            snapshot_retention_hours: g.snapshot_retention_hours,
+        }
     }
-    Some(RestoreGroupsPlan {
-        only: if spec.auto_consumer_groups {
-            vec![]
-        } else {
-            reset.map(|r| r.consumer_groups.clone()).unwrap_or_default()
-        },
-        strategy: reset
-            .map(|r| r.strategy)
-            .unwrap_or(ResetStrategy::FromMapping),
-        snapshot_before: spec.rollback.snapshot_before_restore,
-        auto_rollback: spec.rollback.auto_rollback_on_failure,
-        snapshot_retention_hours: spec.rollback.snapshot_retention_hours,
-    })
+}
+
+/// The plan of a journal being resumed (`journal_plan`: the data of the first attempt, which
+/// the executor continues exactly) with this attempt's settings that do not change the data:
+/// dry run, concurrency, rate limits, produce timeout and the consumer-group step (not part of
+/// the data hash, [`restore_data_hash`]). The produce batch size stays the first attempt's, so
+/// that the records already written are skipped exactly. The hash is the journal's.
+pub fn resumed_restore(journal_plan: &RestorePlan, input: &ValidatedRestore) -> RestorePlan {
+    let mut plan = journal_plan.clone();
+    plan.dry_run = input.dry_run;
+    plan.max_concurrent_partitions = input.max_concurrent_partitions;
+    plan.records_per_sec = input.records_per_sec;
+    plan.bytes_per_sec = input.bytes_per_sec;
+    plan.produce_timeout_ms = input.produce_timeout_ms;
+    plan.groups = input.groups.as_ref().map(RestoreGroupsPlan::from);
+    plan
 }
 
 /// An RFC 3339 rendering of epoch ms for messages (the number itself if out of range).
@@ -236,72 +248,112 @@ pub fn restore_data_hash(spec: &KafkaRestoreSpec) -> String {
     plan_hash(&s)
 }
 
-/// Compiles a restore. Errors name the field: unknown topics in the filter, a mapping to a
-/// missing partition, a missing target topic without `createTopics`, restoring onto a
-/// target partition holding records without `purgeTopics` or `appendToExisting`, a target
-/// topic with `message.timestamp.type=LogAppendTime`, a PITR window with no record (unless
-/// `pitr.allowEmpty`),
-/// options not supported yet.
+/// Compiles a restore from its validated input and the observed facts. Errors name the
+/// field: unknown topics in the filter, a mapping to a missing partition, a missing target
+/// topic without `createTopics`, restoring onto a target partition holding records without
+/// `purgeTopics` or `appendToExisting`, a target topic with
+/// `message.timestamp.type=LogAppendTime`, a PITR window with no record (unless
+/// `pitr.allowEmpty`).
 pub fn compile_restore(
-    spec: &KafkaRestoreSpec,
+    input: &ValidatedRestore,
     facts: &RestoreFacts,
 ) -> Result<RestorePlan, CompileError> {
     let m = &facts.manifest;
+    let mut work = Work {
+        issues: check_names(input, m),
+        ..Work::default()
+    };
+    for t in m.topics.iter().filter(|t| restored(input, &t.name)) {
+        work.topic(input, facts, t);
+    }
+    work.check_collisions();
+    if work.issues.is_empty()
+        && let Some(why) = work.empty_window(input, m)
+    {
+        work.issues.push(issue("spec.pitr", why));
+    }
+    if !work.issues.is_empty() {
+        return Err(CompileError(work.issues));
+    }
+    let mut plan = RestorePlan {
+        restore_name: facts.restore_name.clone(),
+        backup_name: m.backup_name.clone(),
+        backup_run_id: m.run_id.clone(),
+        dry_run: input.dry_run,
+        pitr_start: input.pitr_start_ms,
+        pitr_end: input.pitr_end_ms,
+        create_topics: work.create,
+        purge: work.purge,
+        produce_acks: input.produce_acks,
+        produce_batch_records: input.produce_batch_records,
+        produce_timeout_ms: input.produce_timeout_ms,
+        max_concurrent_partitions: input.max_concurrent_partitions,
+        records_per_sec: input.records_per_sec,
+        bytes_per_sec: input.bytes_per_sec,
+        offset_map_path: crate::format::layout::offset_map(
+            &m.backup_name,
+            &facts.restore_name,
+            &m.run_id,
+        ),
+        estimated_records: work.steps.iter().map(|s| s.estimated_records).sum::<u64>()
+            + work
+                .repartitioned
+                .iter()
+                .map(|r| r.estimated_records)
+                .sum::<u64>(),
+        estimated_bytes: work.steps.iter().map(|s| s.estimated_bytes).sum::<u64>()
+            + work
+                .repartitioned
+                .iter()
+                .map(|r| r.estimated_bytes)
+                .sum::<u64>(),
+        partitions: work.steps,
+        repartitioned: work.repartitioned,
+        source_groups: m.consumer_groups.clone(),
+        groups: input.groups.as_ref().map(RestoreGroupsPlan::from),
+        hash: String::new(),
+    };
+    plan.hash = plan_hash(&plan);
+    Ok(plan)
+}
+
+/// True when the restore takes source topic `name` (`topics` filter; empty = every topic).
+fn restored(input: &ValidatedRestore, name: &str) -> bool {
+    input.topics.is_empty() || matches_any(&input.topics, name)
+}
+
+/// The names the input gives against the run: `repartitioning` keys that no restored topic is
+/// restored into, a group step without a group snapshot, `topics` filters and `topicMapping`
+/// keys that name no topic of the run.
+fn check_names(input: &ValidatedRestore, m: &RunManifest) -> Vec<FieldError> {
     let mut issues = Vec::new();
-    let pitr_start = spec
-        .pitr
-        .as_ref()
-        .map(|p| p.start_ms())
-        .transpose()
-        .map_err(|e| CompileError(vec![issue("spec.pitr", e)]))?
-        .flatten();
-    let pitr_end = spec
-        .pitr
-        .as_ref()
-        .map(|p| p.end_ms())
-        .transpose()
-        .map_err(|e| CompileError(vec![issue("spec.pitr", e)]))?
-        .flatten();
-    // pitr start <= end is a validation rule (api/validate.rs): specs reach compile validated.
-    for target in spec.repartitioning.keys() {
+    for target in input.repartitioning.keys() {
         let sources: Vec<&str> = m
             .topics
             .iter()
-            .filter(|t| spec.topics.is_empty() || matches_any(&spec.topics, &t.name))
-            .filter(|t| spec.target_topic(&t.name) == target)
+            .filter(|t| restored(input, &t.name))
             .map(|t| t.name.as_str())
             .collect();
-        if sources.is_empty() {
-            let targets: Vec<&str> = m
-                .topics
-                .iter()
-                .filter(|t| spec.topics.is_empty() || matches_any(&spec.topics, &t.name))
-                .map(|t| spec.target_topic(&t.name))
-                .collect();
+        if !sources.iter().any(|t| input.target_topic(t) == target) {
+            let targets: Vec<&str> = sources.iter().map(|t| input.target_topic(t)).collect();
             issues.push(issue(
                 format!("spec.repartitioning.{target}"),
                 format!("no topic of this restore is restored into {target:?}: keys of repartitioning are target topic names (after topicMapping); this restore writes {targets:?}"),
             ));
         }
     }
-    let groups = restore_groups_plan(spec);
-    if groups.is_some() && m.consumer_groups.is_empty() {
+    if let Some(g) = &input.groups
+        && m.consumer_groups.is_empty()
+    {
         issues.push(issue(
-            if spec.auto_consumer_groups { "spec.autoConsumerGroups" } else { "spec.offsetReset" },
+            if g.every_group { "spec.autoConsumerGroups" } else { "spec.offsetReset" },
             format!(
                 "backup run {} holds no consumer-group snapshot: back up with consumerGroupSnapshot: true (and groups that have committed offsets), or remove it",
                 m.run_id
             ),
         ));
     }
-    let pmap = match spec.partition_mapping_parsed() {
-        Ok(p) => p,
-        Err(e) => {
-            issues.push(issue("spec.partitionMapping", e));
-            BTreeMap::new()
-        }
-    };
-    for (i, f) in spec.topics.iter().enumerate() {
+    for (i, f) in input.topics.iter().enumerate() {
         if !m
             .topics
             .iter()
@@ -317,7 +369,7 @@ pub fn compile_restore(
             ));
         }
     }
-    for k in spec.topic_mapping.keys() {
+    for k in input.topic_mapping.keys() {
         if !m.topics.iter().any(|t| &t.name == k) {
             issues.push(issue(
                 format!("spec.topicMapping.{k}"),
@@ -325,23 +377,124 @@ pub fn compile_restore(
             ));
         }
     }
+    issues
+}
 
-    let mut create = Vec::new();
-    let mut purge = Vec::new();
-    let mut steps = Vec::new();
-    let mut repartitioned: Vec<RepartitionStep> = Vec::new();
-    for t in m
-        .topics
-        .iter()
-        .filter(|t| spec.topics.is_empty() || matches_any(&spec.topics, &t.name))
-    {
-        let target = spec.target_topic(&t.name).to_string();
-        let existing = facts.target.topics.get(&target);
-        let repartition = spec.repartitioning.get(&target);
+/// A restore being compiled: what it does so far, and what is wrong.
+#[derive(Default)]
+struct Work {
+    create: Vec<TopicToCreate>,
+    purge: Vec<(String, i32)>,
+    steps: Vec<RestorePartitionStep>,
+    repartitioned: Vec<RepartitionStep>,
+    issues: Vec<FieldError>,
+}
+
+/// What the target of a restored topic holds before the restore.
+struct Target<'a> {
+    /// The target topic's name.
+    name: String,
+    /// Its metadata, when it exists.
+    existing: Option<&'a TopicMeta>,
+    /// Its partition count (existing, or as created).
+    partitions: i32,
+    /// Partitions holding records, as `p (offsets a..b)`.
+    non_empty: Vec<String>,
+    /// `purgeTopics` on an existing topic.
+    purge: bool,
+}
+
+impl Work {
+    /// The steps of source topic `t`: its target topic (created, or checked), then one step
+    /// per partition, or one repartitioned step.
+    fn topic(&mut self, input: &ValidatedRestore, facts: &RestoreFacts, t: &TopicManifest) {
+        let name = input.target_topic(&t.name).to_string();
+        let existing = facts.target.topics.get(&name);
+        let repartition = input.repartitioning.get(&name);
+        let Some(partitions) = self.target_partitions(input, t, &name, existing, repartition)
+        else {
+            return;
+        };
+        if let Some(cfg) = facts.target_configs.get(&name)
+            && cfg
+                .get(TIMESTAMP_TYPE)
+                .and_then(|c| c.value.as_deref())
+                .is_some_and(|v| v.eq_ignore_ascii_case("LogAppendTime"))
+        {
+            self.issues.push(issue(
+                format!("spec.topicMapping.{}", t.name),
+                format!(
+                    "target topic {name:?} has {TIMESTAMP_TYPE}=LogAppendTime: the broker would stamp every restored record with the time of the restore and the backed-up timestamps would be lost. Set {TIMESTAMP_TYPE}=CreateTime on it for the restore (and back afterwards), or restore into a new topic with createTopics: true (the restore then sets LogAppendTime after the data)"
+                ),
+            ));
+        }
+        let mut target = Target {
+            name,
+            existing,
+            partitions,
+            non_empty: vec![],
+            purge: false,
+        };
+        if existing.is_some() {
+            let written: Vec<i32> = match repartition {
+                Some(_) => (0..partitions).collect(),
+                None => t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        input
+                            .partition_mapping
+                            .get(&p.partition)
+                            .copied()
+                            .unwrap_or(p.partition)
+                    })
+                    .collect(),
+            };
+            for tp in written {
+                if let Some(o) = facts.target_offsets.get(&(target.name.clone(), tp))
+                    && o.high_watermark > o.log_start
+                {
+                    target.non_empty.push(format!(
+                        "{tp} (offsets {}..{})",
+                        o.log_start, o.high_watermark
+                    ));
+                }
+            }
+            target.purge = input.purge_topics;
+            if !target.non_empty.is_empty() && !input.purge_topics && !input.append_to_existing {
+                self.issues.push(issue(
+                    "spec.appendToExisting",
+                    format!(
+                        "target topic {:?} already holds records this restore did not write, in partitions {}: restored records would mix with them. Set purgeTopics: true to empty them first, map {2:?} to a new topic (topicMapping: {{{2}: {2}-restored}} with createTopics: true), or set appendToExisting: true to restore after them on purpose",
+                        target.name,
+                        target.non_empty.join(", "),
+                        t.name
+                    ),
+                ));
+                return;
+            }
+        }
+        match repartition {
+            Some(r) => self.repartition_step(input, facts, t, &target, r.strategy),
+            None => self.partition_steps(input, facts, t, &target),
+        }
+    }
+
+    /// The partition count of target topic `target`: the existing topic's (which must match
+    /// `repartitioning.targetPartitions`), or the created topic's with `createTopics` (the
+    /// source's, or `targetPartitions`). None, with the issue, when neither.
+    fn target_partitions(
+        &mut self,
+        input: &ValidatedRestore,
+        t: &TopicManifest,
+        target: &str,
+        existing: Option<&TopicMeta>,
+        repartition: Option<&Repartitioning>,
+    ) -> Option<i32> {
         if let (Some(r), Some(tt)) = (repartition, existing)
             && tt.partitions.len() as i32 != r.target_partitions
         {
-            issues.push(issue(
+            self.issues.push(issue(
                 format!("spec.repartitioning.{target}.targetPartitions"),
                 format!(
                     "is {} but target topic {target:?} exists with {} partitions: set targetPartitions: {}, or restore into a new topic (topicMapping with createTopics: true)",
@@ -350,173 +503,132 @@ pub fn compile_restore(
                     tt.partitions.len()
                 ),
             ));
-            continue;
+            return None;
         }
-        let target_partitions = match existing {
-            Some(tt) => tt.partitions.len() as i32,
-            None if spec.create_topics => {
-                let mut configs: BTreeMap<String, String> = t
-                    .configs
-                    .iter()
-                    .filter(|(_, c)| c.source == 1 && !c.sensitive)
-                    .filter_map(|(k, c)| c.value.clone().map(|v| (k.clone(), v)))
-                    .collect();
-                // The broker must keep the backed-up timestamps while the data goes in; a
-                // LogAppendTime source gets its type back once every record is restored.
-                let mut after = BTreeMap::new();
-                if t.configs
-                    .get(TIMESTAMP_TYPE)
-                    .and_then(|c| c.value.as_deref())
-                    .is_some_and(|v| v.eq_ignore_ascii_case("LogAppendTime"))
-                {
-                    after.insert(TIMESTAMP_TYPE.to_string(), "LogAppendTime".to_string());
-                }
-                configs.insert(TIMESTAMP_TYPE.to_string(), "CreateTime".to_string());
-                let partitions = repartition.map_or(t.partition_count, |r| r.target_partitions);
-                create.push(TopicToCreate {
-                    name: target.clone(),
-                    partitions,
-                    replication_factor: spec.default_replication_factor.unwrap_or(-1),
-                    configs,
-                    configs_after_data: after,
-                });
-                partitions
+        let partitions = repartition.map_or(t.partition_count, |r| r.target_partitions);
+        match existing {
+            Some(tt) => Some(tt.partitions.len() as i32),
+            None if input.create_topics => {
+                self.create
+                    .push(topic_to_create(input, t, target, partitions));
+                Some(partitions)
             }
             None => {
-                issues.push(issue(
+                self.issues.push(issue(
                     "spec.createTopics",
-                    format!("target topic {target:?} does not exist: set createTopics: true or create it ({} partitions)", repartition.map_or(t.partition_count, |r| r.target_partitions)),
+                    format!("target topic {target:?} does not exist: set createTopics: true or create it ({partitions} partitions)"),
                 ));
-                continue;
+                None
             }
-        };
-        if let Some(cfg) = facts.target_configs.get(&target)
-            && cfg
-                .get(TIMESTAMP_TYPE)
-                .and_then(|c| c.value.as_deref())
-                .is_some_and(|v| v.eq_ignore_ascii_case("LogAppendTime"))
-        {
-            issues.push(issue(
-                format!("spec.topicMapping.{}", t.name),
-                format!(
-                    "target topic {target:?} has {TIMESTAMP_TYPE}=LogAppendTime: the broker would stamp every restored record with the time of the restore and the backed-up timestamps would be lost. Set {TIMESTAMP_TYPE}=CreateTime on it for the restore (and back afterwards), or restore into a new topic with createTopics: true (the restore then sets LogAppendTime after the data)"
-                ),
-            ));
         }
-        let mut non_empty = Vec::new();
-        let mut purge_topic = false;
-        if existing.is_some() {
-            let written: Vec<i32> = match repartition {
-                Some(_) => (0..target_partitions).collect(),
-                None => t
-                    .partitions
-                    .iter()
-                    .map(|p| pmap.get(&p.partition).copied().unwrap_or(p.partition))
-                    .collect(),
-            };
-            for tp in written {
-                if let Some(o) = facts.target_offsets.get(&(target.clone(), tp))
-                    && o.high_watermark > o.log_start
-                {
-                    non_empty.push(format!(
-                        "{tp} (offsets {}..{})",
-                        o.log_start, o.high_watermark
-                    ));
+    }
+
+    /// One step for source topic `t` restored into `target` with `repartitioning`: every
+    /// source partition, routed by `strategy`.
+    fn repartition_step(
+        &mut self,
+        input: &ValidatedRestore,
+        facts: &RestoreFacts,
+        t: &TopicManifest,
+        target: &Target,
+        strategy: RepartitionStrategy,
+    ) {
+        if target.purge {
+            self.purge
+                .extend((0..target.partitions).map(|p| (target.name.clone(), p)));
+        }
+        let target_state = match (target.existing.is_some(), target.non_empty.is_empty()) {
+            (false, _) => TargetState::Created,
+            (true, true) => TargetState::Empty,
+            (true, false) if target.purge => TargetState::Purged,
+            (true, false) => TargetState::Appended,
+        };
+        let sources: Vec<RepartitionSource> = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let (segments, estimated_records, estimated_bytes) =
+                    source_segments(p, input.pitr_start_ms, input.pitr_end_ms);
+                RepartitionSource {
+                    source_partition: p.partition,
+                    from: p.covered_from,
+                    to: p.cut,
+                    segments,
+                    estimated_records,
+                    estimated_bytes,
                 }
-            }
-            purge_topic = spec.purge_topics;
-            if !non_empty.is_empty() && !spec.purge_topics && !spec.append_to_existing {
-                issues.push(issue(
-                    "spec.appendToExisting",
+            })
+            .collect();
+        let mut positions: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+        for o in facts
+            .manifest
+            .consumer_groups
+            .iter()
+            .flat_map(|g| &g.offsets)
+            .filter(|o| o.topic == t.name)
+        {
+            positions.entry(o.partition).or_default().push(o.offset);
+        }
+        for v in positions.values_mut() {
+            v.sort_unstable();
+            v.dedup();
+        }
+        self.repartitioned.push(RepartitionStep {
+            source_topic: t.name.clone(),
+            target_topic: target.name.clone(),
+            strategy,
+            target_partitions: target.partitions,
+            estimated_records: sources.iter().map(|s| s.estimated_records).sum(),
+            estimated_bytes: sources.iter().map(|s| s.estimated_bytes).sum(),
+            sources,
+            target_state,
+            positions,
+        });
+    }
+
+    /// One step per partition of source topic `t` into `target` (through `partitionMapping`).
+    fn partition_steps(
+        &mut self,
+        input: &ValidatedRestore,
+        facts: &RestoreFacts,
+        t: &TopicManifest,
+        target: &Target,
+    ) {
+        for p in &t.partitions {
+            let tp = input
+                .partition_mapping
+                .get(&p.partition)
+                .copied()
+                .unwrap_or(p.partition);
+            if tp >= target.partitions || tp < 0 {
+                self.issues.push(issue(
+                    format!("spec.partitionMapping.{}", p.partition),
                     format!(
-                        "target topic {target:?} already holds records this restore did not write, in partitions {}: restored records would mix with them. Set purgeTopics: true to empty them first, map {1:?} to a new topic (topicMapping: {{{1}: {1}-restored}} with createTopics: true), or set appendToExisting: true to restore after them on purpose",
-                        non_empty.join(", "),
-                        t.name
+                        "target topic {:?} has {} partitions; partition {tp} does not exist",
+                        target.name, target.partitions
                     ),
                 ));
                 continue;
             }
-        }
-        if let Some(r) = repartition {
-            if purge_topic {
-                purge.extend((0..target_partitions).map(|p| (target.clone(), p)));
-            }
-            let target_state = match (existing.is_some(), non_empty.is_empty()) {
-                (false, _) => TargetState::Created,
-                (true, true) => TargetState::Empty,
-                (true, false) if purge_topic => TargetState::Purged,
-                (true, false) => TargetState::Appended,
-            };
-            let sources: Vec<RepartitionSource> = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let (segments, estimated_records, estimated_bytes) =
-                        source_segments(p, pitr_start, pitr_end);
-                    RepartitionSource {
-                        source_partition: p.partition,
-                        from: p.covered_from,
-                        to: p.cut,
-                        segments,
-                        estimated_records,
-                        estimated_bytes,
-                    }
-                })
-                .collect();
-            let mut positions: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
-            for o in m
-                .consumer_groups
-                .iter()
-                .flat_map(|g| &g.offsets)
-                .filter(|o| o.topic == t.name)
-            {
-                positions.entry(o.partition).or_default().push(o.offset);
-            }
-            for v in positions.values_mut() {
-                v.sort_unstable();
-                v.dedup();
-            }
-            repartitioned.push(RepartitionStep {
-                source_topic: t.name.clone(),
-                target_topic: target.clone(),
-                strategy: r.strategy,
-                target_partitions,
-                estimated_records: sources.iter().map(|s| s.estimated_records).sum(),
-                estimated_bytes: sources.iter().map(|s| s.estimated_bytes).sum(),
-                sources,
-                target_state,
-                positions,
-            });
-            continue;
-        }
-        for p in &t.partitions {
-            let tp = pmap.get(&p.partition).copied().unwrap_or(p.partition);
-            if tp >= target_partitions || tp < 0 {
-                issues.push(issue(
-                    format!("spec.partitionMapping.{}", p.partition),
-                    format!("target topic {target:?} has {target_partitions} partitions; partition {tp} does not exist"),
-                ));
-                continue;
-            }
-            if purge_topic && !purge.contains(&(target.clone(), tp)) {
-                purge.push((target.clone(), tp));
+            if target.purge && !self.purge.contains(&(target.name.clone(), tp)) {
+                self.purge.push((target.name.clone(), tp));
             }
             let holds_records = facts
                 .target_offsets
-                .get(&(target.clone(), tp))
+                .get(&(target.name.clone(), tp))
                 .is_some_and(|o| o.high_watermark > o.log_start);
-            let target_state = match (existing.is_some(), holds_records) {
+            let target_state = match (target.existing.is_some(), holds_records) {
                 (false, _) => TargetState::Created,
                 (true, false) => TargetState::Empty,
-                (true, true) if purge_topic => TargetState::Purged,
+                (true, true) if target.purge => TargetState::Purged,
                 (true, true) => TargetState::Appended,
             };
             let (segments, estimated_records, estimated_bytes) =
-                source_segments(p, pitr_start, pitr_end);
-            steps.push(RestorePartitionStep {
+                source_segments(p, input.pitr_start_ms, input.pitr_end_ms);
+            self.steps.push(RestorePartitionStep {
                 source_topic: t.name.clone(),
                 source_partition: p.partition,
-                target_topic: target.clone(),
+                target_topic: target.name.clone(),
                 target_partition: tp,
                 from: p.covered_from,
                 to: p.cut,
@@ -527,102 +639,103 @@ pub fn compile_restore(
             });
         }
     }
-    // Two source partitions mapped onto one target partition would interleave.
-    let mut seen = BTreeMap::new();
-    for s in &steps {
-        if let Some(prev) = seen.insert(
-            (s.target_topic.clone(), s.target_partition),
-            (s.source_topic.clone(), s.source_partition),
-        ) {
-            issues.push(issue(
-                "spec.partitionMapping",
-                format!(
-                    "{}-{} and {}-{} would both be restored into {}-{}: map them to different partitions",
-                    prev.0, prev.1, s.source_topic, s.source_partition, s.target_topic, s.target_partition
-                ),
-            ));
+
+    /// Two source partitions mapped onto one target partition would interleave; a
+    /// repartitioned target topic takes the records of one source topic only.
+    fn check_collisions(&mut self) {
+        let mut seen = BTreeMap::new();
+        for s in &self.steps {
+            if let Some(prev) = seen.insert(
+                (s.target_topic.clone(), s.target_partition),
+                (s.source_topic.clone(), s.source_partition),
+            ) {
+                self.issues.push(issue(
+                    "spec.partitionMapping",
+                    format!(
+                        "{}-{} and {}-{} would both be restored into {}-{}: map them to different partitions",
+                        prev.0, prev.1, s.source_topic, s.source_partition, s.target_topic, s.target_partition
+                    ),
+                ));
+            }
         }
-    }
-    // A repartitioned target topic takes the records of one source topic only.
-    for (i, r) in repartitioned.iter().enumerate() {
-        let other = repartitioned[..i]
-            .iter()
-            .find(|o| o.target_topic == r.target_topic)
-            .map(|o| o.source_topic.clone())
-            .or_else(|| {
-                steps
-                    .iter()
-                    .find(|s| s.target_topic == r.target_topic)
-                    .map(|s| s.source_topic.clone())
-            });
-        if let Some(o) = other {
-            issues.push(issue(
-                format!("spec.repartitioning.{}", r.target_topic),
-                format!(
-                    "topics {o:?} and {:?} would both be restored into {:?}: a repartitioned topic takes one source topic; map one of them elsewhere (topicMapping)",
-                    r.source_topic, r.target_topic
-                ),
-            ));
-        }
-    }
-    if (pitr_start.is_some() || pitr_end.is_some())
-        && !spec.pitr.as_ref().is_some_and(|p| p.allow_empty)
-        && issues.is_empty()
-        && let Some(why) = empty_window(
-            m,
-            &steps
+        for (i, r) in self.repartitioned.iter().enumerate() {
+            let other = self.repartitioned[..i]
                 .iter()
-                .map(|s| (s.source_topic.as_str(), s.source_partition))
-                .chain(repartitioned.iter().flat_map(|r| {
-                    r.sources
+                .find(|o| o.target_topic == r.target_topic)
+                .map(|o| o.source_topic.clone())
+                .or_else(|| {
+                    self.steps
                         .iter()
-                        .map(|s| (r.source_topic.as_str(), s.source_partition))
-                }))
-                .collect::<Vec<_>>(),
-            pitr_start,
-            pitr_end,
-        )
+                        .find(|s| s.target_topic == r.target_topic)
+                        .map(|s| s.source_topic.clone())
+                });
+            if let Some(o) = other {
+                self.issues.push(issue(
+                    format!("spec.repartitioning.{}", r.target_topic),
+                    format!(
+                        "topics {o:?} and {:?} would both be restored into {:?}: a repartitioned topic takes one source topic; map one of them elsewhere (topicMapping)",
+                        r.source_topic, r.target_topic
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Why the PITR window selects no record of the restored partitions ([`empty_window`]),
+    /// or None: no window, `pitr.allowEmpty`, or some record in it.
+    fn empty_window(&self, input: &ValidatedRestore, m: &RunManifest) -> Option<String> {
+        if (input.pitr_start_ms.is_none() && input.pitr_end_ms.is_none())
+            || input.allow_empty_window
+        {
+            return None;
+        }
+        let sources: Vec<(&str, i32)> = self
+            .steps
+            .iter()
+            .map(|s| (s.source_topic.as_str(), s.source_partition))
+            .chain(self.repartitioned.iter().flat_map(|r| {
+                r.sources
+                    .iter()
+                    .map(|s| (r.source_topic.as_str(), s.source_partition))
+            }))
+            .collect();
+        empty_window(m, &sources, input.pitr_start_ms, input.pitr_end_ms)
+    }
+}
+
+/// Target topic `name` as the restore creates it from source topic `t`: `partitions`
+/// partitions, the source's topic-level overrides, `message.timestamp.type=CreateTime` while
+/// the data goes in (a LogAppendTime source gets its type back after the data).
+fn topic_to_create(
+    input: &ValidatedRestore,
+    t: &TopicManifest,
+    name: &str,
+    partitions: i32,
+) -> TopicToCreate {
+    let mut configs: BTreeMap<String, String> = t
+        .configs
+        .iter()
+        .filter(|(_, c)| c.source == 1 && !c.sensitive)
+        .filter_map(|(k, c)| c.value.clone().map(|v| (k.clone(), v)))
+        .collect();
+    // The broker must keep the backed-up timestamps while the data goes in; a
+    // LogAppendTime source gets its type back once every record is restored.
+    let mut after = BTreeMap::new();
+    if t.configs
+        .get(TIMESTAMP_TYPE)
+        .and_then(|c| c.value.as_deref())
+        .is_some_and(|v| v.eq_ignore_ascii_case("LogAppendTime"))
     {
-        issues.push(issue("spec.pitr", why));
+        after.insert(TIMESTAMP_TYPE.to_string(), "LogAppendTime".to_string());
     }
-    if !issues.is_empty() {
-        return Err(CompileError(issues));
+    configs.insert(TIMESTAMP_TYPE.to_string(), "CreateTime".to_string());
+    TopicToCreate {
+        name: name.to_string(),
+        partitions,
+        replication_factor: input.replication_factor,
+        configs,
+        configs_after_data: after,
     }
-    let mut plan = RestorePlan {
-        restore_name: facts.restore_name.clone(),
-        backup_name: m.backup_name.clone(),
-        backup_run_id: m.run_id.clone(),
-        dry_run: spec.dry_run,
-        pitr_start,
-        pitr_end,
-        create_topics: create,
-        purge,
-        produce_acks: spec.produce_acks,
-        produce_batch_records: spec.produce_batch_size,
-        produce_timeout_ms: spec.produce_timeout_ms,
-        max_concurrent_partitions: spec.max_concurrent_partitions(),
-        records_per_sec: spec.rate_limiting.records_limit(),
-        bytes_per_sec: spec.rate_limiting.bytes_limit(),
-        offset_map_path: crate::format::layout::offset_map(
-            &m.backup_name,
-            &facts.restore_name,
-            &m.run_id,
-        ),
-        estimated_records: steps.iter().map(|s| s.estimated_records).sum::<u64>()
-            + repartitioned
-                .iter()
-                .map(|r| r.estimated_records)
-                .sum::<u64>(),
-        estimated_bytes: steps.iter().map(|s| s.estimated_bytes).sum::<u64>()
-            + repartitioned.iter().map(|r| r.estimated_bytes).sum::<u64>(),
-        partitions: steps,
-        repartitioned,
-        source_groups: m.consumer_groups.clone(),
-        groups,
-        hash: String::new(),
-    };
-    plan.hash = plan_hash(&plan);
-    Ok(plan)
 }
 
 /// The segments a restore of partition `p` reads, with the records and bytes estimated in the
