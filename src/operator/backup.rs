@@ -19,7 +19,7 @@ use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{
     BackupPhase, BackupRunRecord, ConditionStatus, KafkaBackup, KafkaBackupStatus, RetentionStatus,
 };
-use crate::exec::{Cancel, ExecContext, ExecError, Progress, run_backup};
+use crate::exec::{Cancel, ExecContext, Progress};
 use crate::format::manifest::RunManifest;
 use crate::kinds::{Access, backup::prepare as prepare_backup};
 use crate::plan::RetentionPlan;
@@ -231,8 +231,9 @@ async fn apply(
     }
 }
 
-/// One run in the pool: resolve Secrets, observe and compile, execute, report. A scheduled run
-/// takes its run id from its tick, so a tick and its run are one and the same everywhere.
+/// One run in the pool: attempts of [`attempt`] (retried when transient), then the report
+/// ([`finish_run`]). A scheduled run takes its run id from its tick, so a tick and its run are
+/// one and the same everywhere.
 async fn run_task(
     ctx: Arc<Context>,
     kb: Arc<KafkaBackup>,
@@ -244,82 +245,14 @@ async fn run_task(
     let name = kb.name_any();
     let api: Api<KafkaBackup> = Api::namespaced(ctx.client.clone(), &ns);
     let attempt = || {
-        let (ctx, kb, cancel, progress, api, name) = (
+        let (ctx, kb, cancel, progress, api) = (
             ctx.clone(),
             kb.clone(),
             cancel.clone(),
             progress.clone(),
             api.clone(),
-            name.clone(),
         );
-        async move {
-            let mut names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
-            // retention's own key pair (retention.credentialsSecret)
-            names.extend(
-                kb.spec
-                    .retention
-                    .credentials_secret
-                    .as_ref()
-                    .map(|c| c.name.clone()),
-            );
-            let secrets =
-                secrets::load(&ctx.client, &kb.namespace().unwrap_or_default(), &names).await?;
-            let prep = prepare_backup(
-                &kb,
-                &secrets,
-                &ctx.pvc_root,
-                scheduled.unwrap_or_else(Timestamp::now).as_millisecond(),
-                Access::ReadWrite,
-            )
-            .await?;
-            let (run_id, hash) = (prep.plan.run_id.clone(), prep.plan.hash.clone());
-            let _ = write_status(
-                &ctx,
-                &api,
-                &name,
-                Write::Must,
-                |s: &mut KafkaBackupStatus| {
-                    s.backup_id = Some(run_id.clone());
-                    s.common.plan_hash = Some(hash.clone());
-                    s.resumable = Some(prep.plan.checkpoint_interval_ms.is_some());
-                },
-            )
-            .await;
-            let exec = ExecContext::new(
-                progress.clone(),
-                cancel,
-                prep.plan.bytes_per_sec,
-                prep.plan.records_per_sec,
-            )
-            .with_keyring(prep.keyring.clone());
-            match run_backup(&prep.plan, &prep.client, &prep.op, &exec).await {
-                Err(ExecError::Cancelled) => Ok(None),
-                Err(e) => Err(RunFailure::from(e)),
-                Ok(m) => {
-                    // Retention after a successful run only; its failure does not fail the run.
-                    let retention = if kb.spec.retention.enabled {
-                        let r = async {
-                            let op = crate::kinds::retention::storage(
-                                &kb,
-                                &secrets,
-                                &ctx.pvc_root,
-                                &prep.op,
-                            )?;
-                            crate::kinds::retention::apply(
-                                &kb,
-                                &op,
-                                Timestamp::now().as_millisecond(),
-                            )
-                            .await
-                        };
-                        Some(r.await.map_err(|e| e.to_string()))
-                    } else {
-                        None
-                    };
-                    Ok(Some((m, retention)))
-                }
-            }
-        }
+        async move { attempt(&ctx, &kb, &api, scheduled, cancel, progress).await }
     };
     let result = super::run_attempts(&ctx, &kb, &cancel, attempt, |_| async {}).await;
     // Cancelled (deleted, lease lost, shutdown): the checkpoint stays; the next owner resumes.
@@ -345,6 +278,69 @@ async fn run_task(
         },
     )
     .await;
+}
+
+/// A completed run: its manifest, and what retention did (or why it failed) when enabled.
+type BackedUp = (RunManifest, Option<Result<RetentionPlan, String>>);
+
+/// One attempt of backup `kb`: its Secrets (the retention's own key pair too),
+/// `kinds::backup::prepare`, the run id and plan hash recorded in status,
+/// `kinds::backup::run` (retention after a successful run; its failure does not fail the
+/// run). `Ok(None)`: cancelled.
+async fn attempt(
+    ctx: &Context,
+    kb: &KafkaBackup,
+    api: &Api<KafkaBackup>,
+    scheduled: Option<Timestamp>,
+    cancel: Cancel,
+    progress: Arc<Progress>,
+) -> Result<Option<BackedUp>, RunFailure> {
+    let mut names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
+    // retention's own key pair (retention.credentialsSecret)
+    names.extend(
+        kb.spec
+            .retention
+            .credentials_secret
+            .as_ref()
+            .map(|c| c.name.clone()),
+    );
+    let secrets = secrets::load(&ctx.client, &kb.namespace().unwrap_or_default(), &names).await?;
+    let prep = prepare_backup(
+        kb,
+        &secrets,
+        &ctx.pvc_root,
+        scheduled.unwrap_or_else(Timestamp::now).as_millisecond(),
+        Access::ReadWrite,
+    )
+    .await?;
+    let (run_id, hash) = (prep.plan.run_id.clone(), prep.plan.hash.clone());
+    // a failed write is logged and counted by write_status; the run goes on
+    let _ = write_status(
+        ctx,
+        api,
+        &kb.name_any(),
+        Write::Must,
+        |s: &mut KafkaBackupStatus| {
+            s.backup_id = Some(run_id.clone());
+            s.common.plan_hash = Some(hash.clone());
+            s.resumable = Some(prep.plan.checkpoint_interval_ms.is_some());
+        },
+    )
+    .await;
+    let exec = ExecContext::new(
+        progress,
+        cancel,
+        prep.plan.bytes_per_sec,
+        prep.plan.records_per_sec,
+    );
+    match crate::kinds::backup::run(kb, &prep, &secrets, &ctx.pvc_root, &exec).await {
+        Err(e) if e.is_cancelled() => Ok(None),
+        Err(e) => Err(e.into()),
+        Ok(out) => Ok(Some((
+            out.manifest,
+            out.retention.map(|r| r.map_err(|e| e.to_string())),
+        ))),
+    }
 }
 
 /// The report of a completed run `m` (with what retention did, if it ran): phase Completed,

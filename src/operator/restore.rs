@@ -16,7 +16,7 @@ use super::retry::RunFailure;
 use super::status::{Live, Write, set_condition, write_status};
 use super::{Context, OperatorError, obj_key, secrets};
 use crate::api::{ConditionStatus, KafkaBackup, KafkaRestore, KafkaRestoreStatus, RestorePhase};
-use crate::exec::{Cancel, ExecContext, ExecError, Progress, run_restore};
+use crate::exec::{Cancel, ExecContext, Progress};
 use crate::kinds::{Access, restore::prepare as prepare_restore};
 
 /// Reconciles one KafkaRestore.
@@ -156,6 +156,11 @@ fn wait_or_fail(r: Result<String, String>) -> RunFailure {
     r.map_or_else(RunFailure::permanent, RunFailure::waiting)
 }
 
+/// A completed restore: the backup run id, records and bytes restored, the status message.
+type Restored = (String, u64, u64, String);
+
+/// One run in the pool: attempts of [`attempt`] (retried, waiting in Pending for a backup
+/// that has no complete run yet), then the report ([`finish_run`]).
 async fn run_task(
     ctx: Arc<Context>,
     kr: Arc<KafkaRestore>,
@@ -167,156 +172,14 @@ async fn run_task(
     let api: Api<KafkaRestore> = Api::namespaced(ctx.client.clone(), &ns);
     let generation = kr.metadata.generation;
     let attempt = || {
-        let (ctx, kr, cancel, progress, api, name, ns) = (
+        let (ctx, kr, cancel, progress, api) = (
             ctx.clone(),
             kr.clone(),
             cancel.clone(),
             progress.clone(),
             api.clone(),
-            name.clone(),
-            ns.clone(),
         );
-        async move {
-            let bref = &kr.spec.backup_ref;
-            let backup_ns = bref.namespace.clone().unwrap_or_else(|| ns.clone());
-            if backup_ns != ns && !ctx.allow_cross_namespace {
-                return Err(RunFailure::permanent(format!(
-                    "spec.backupRef.namespace: {backup_ns} is another namespace; the operator reads only the resource's own namespace unless started with --allow-cross-namespace-refs"
-                )));
-            }
-            let kb: Option<KafkaBackup> = if bref.storage.is_some() {
-                None
-            } else {
-                match Api::<KafkaBackup>::namespaced(ctx.client.clone(), &backup_ns)
-                    .get_opt(&bref.name)
-                    .await?
-                {
-                    Some(kb) => Some(kb),
-                    None => return Err(wait_or_fail(await_backup(None, &bref.name, &backup_ns))),
-                }
-            };
-            let mut names = secrets::referenced(&kr.spec.kafka_cluster, bref.storage.as_ref());
-            names.extend(secrets::referenced(
-                &kr.spec.kafka_cluster,
-                kr.spec.state_storage.as_ref(),
-            ));
-            names.sort();
-            names.dedup();
-            let mut store = secrets::load(&ctx.client, &ns, &names).await?;
-            if let Some(kb) = &kb {
-                // the backup's storage Secrets live with the KafkaBackup
-                names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
-                secrets::load_into(&ctx.client, &backup_ns, &names, &mut store).await?;
-            }
-            let access = if kr.spec.dry_run {
-                Access::ReadOnly
-            } else {
-                Access::ReadWrite
-            };
-            let prep = match prepare_restore(&kr, kb.as_ref(), &store, &ctx.pvc_root, access).await
-            {
-                Ok(p) => p,
-                // the KafkaBackup has not finished a run yet: wait for it while one can come
-                Err(e) if e.no_complete_run() && kb.is_some() && bref.backup_id.is_none() => {
-                    return Err(match await_backup(kb.as_ref(), &bref.name, &backup_ns) {
-                        Ok(reason) => RunFailure::waiting(reason),
-                        Err(message) => RunFailure::permanent(format!("{message}: {e}")),
-                    });
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let (hash, run_id) = (prep.plan.hash.clone(), prep.plan.backup_run_id.clone());
-            if prep.plan.dry_run {
-                let table = crate::report::restore_table(&prep.plan);
-                return Ok(Some((
-                    run_id,
-                    0,
-                    0,
-                    format!("dryRun: nothing executed. Plan {hash}:\n{table}"),
-                )));
-            }
-            let _ = write_status(
-                &ctx,
-                &api,
-                &name,
-                Write::Must,
-                |s: &mut KafkaRestoreStatus| {
-                    if s.phase == Some(RestorePhase::Pending) {
-                        // it waited for its backup: running now
-                        mark_running(s, &run_id, generation, Timestamp::now());
-                        s.common.conditions.retain(|c| c.type_ != "Ready");
-                    }
-                    s.backup_id = Some(run_id.clone());
-                    s.common.plan_hash = Some(hash.clone());
-                    s.offset_mapping_path = Some(prep.plan.offset_map_path.clone());
-                },
-            )
-            .await;
-            let exec = ExecContext::new(
-                progress.clone(),
-                cancel,
-                prep.plan.bytes_per_sec,
-                prep.plan.records_per_sec,
-            )
-            .with_keyring(prep.keyring.clone());
-            match run_restore(
-                &prep.plan,
-                &prep.start,
-                &prep.client,
-                &prep.op,
-                &prep.state,
-                &exec,
-            )
-            .await
-            {
-                Err(ExecError::Cancelled) => Ok(None),
-                Err(e) => Err(RunFailure::from(e)),
-                Ok(out) => {
-                    if let Some(r) = &out.rollback {
-                        let to_time = |ms: i64| Timestamp::from_millisecond(ms).ok().map(Time);
-                        let status = crate::api::RollbackStatus {
-                            snapshot_id: Some(r.snapshot_id.clone()),
-                            snapshot_time: to_time(r.snapshot_time),
-                            rollback_available: Some(true),
-                            expires_at: to_time(r.expires_at),
-                        };
-                        let _ = write_status(
-                            &ctx,
-                            &api,
-                            &name,
-                            Write::Must,
-                            |s: &mut KafkaRestoreStatus| {
-                                s.rollback = Some(status.clone());
-                            },
-                        )
-                        .await;
-                    }
-                    let groups = if out.groups.is_empty() {
-                        String::new()
-                    } else {
-                        format!("\n{}", crate::report::groups_table(&out.groups))
-                    };
-                    let failed = out.failed_groups();
-                    if !failed.is_empty() {
-                        // Transient: members leave; the retry runs only the group step.
-                        return Err(RunFailure {
-                            kind: super::retry::FailureKind::Transient,
-                            message: format!(
-                                "[groups-not-carried] the data is restored, but {} of {} consumer groups were not carried over{groups}",
-                                failed.len(),
-                                out.groups.len()
-                            ),
-                        });
-                    }
-                    Ok(Some((
-                        run_id,
-                        out.records,
-                        out.bytes,
-                        format!("offset map: {}{groups}", out.offset_map_path),
-                    )))
-                }
-            }
-        }
+        async move { attempt(&ctx, &kr, &api, cancel, progress).await }
     };
     let on_wait = |reason: String| {
         let (ctx, api, name) = (ctx.clone(), api.clone(), name.clone());
@@ -391,6 +254,186 @@ async fn run_task(
         },
     )
     .await;
+}
+
+/// The KafkaBackup `kr` refers to (None with an inline `backupRef.storage`) and the Secrets
+/// both need: the restore's from its namespace, the backup's storage Secrets from the
+/// KafkaBackup's. A KafkaBackup that does not exist yet is waited for.
+async fn load_inputs(
+    ctx: &Context,
+    kr: &KafkaRestore,
+) -> Result<(Option<KafkaBackup>, crate::api::Secrets), RunFailure> {
+    let ns = kr.namespace().unwrap_or_default();
+    let bref = &kr.spec.backup_ref;
+    let backup_ns = bref.namespace.clone().unwrap_or_else(|| ns.clone());
+    if backup_ns != ns && !ctx.allow_cross_namespace {
+        return Err(RunFailure::permanent(format!(
+            "spec.backupRef.namespace: {backup_ns} is another namespace; the operator reads only the resource's own namespace unless started with --allow-cross-namespace-refs"
+        )));
+    }
+    let kb: Option<KafkaBackup> = if bref.storage.is_some() {
+        None
+    } else {
+        match Api::<KafkaBackup>::namespaced(ctx.client.clone(), &backup_ns)
+            .get_opt(&bref.name)
+            .await?
+        {
+            Some(kb) => Some(kb),
+            None => return Err(wait_or_fail(await_backup(None, &bref.name, &backup_ns))),
+        }
+    };
+    let mut names = secrets::referenced(&kr.spec.kafka_cluster, bref.storage.as_ref());
+    names.extend(secrets::referenced(
+        &kr.spec.kafka_cluster,
+        kr.spec.state_storage.as_ref(),
+    ));
+    names.sort();
+    names.dedup();
+    let mut store = secrets::load(&ctx.client, &ns, &names).await?;
+    if let Some(kb) = &kb {
+        // the backup's storage Secrets live with the KafkaBackup
+        names = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
+        secrets::load_into(&ctx.client, &backup_ns, &names, &mut store).await?;
+    }
+    Ok((kb, store))
+}
+
+/// One attempt of restore `kr`: load its inputs, `kinds::restore::prepare` (a KafkaBackup
+/// without a complete run yet is waited for while one can come), record the run it restores
+/// in status, `kinds::restore::run`, and turn the outcome into what status reports.
+/// `Ok(None)`: cancelled.
+async fn attempt(
+    ctx: &Context,
+    kr: &KafkaRestore,
+    api: &Api<KafkaRestore>,
+    cancel: Cancel,
+    progress: Arc<Progress>,
+) -> Result<Option<Restored>, RunFailure> {
+    let (kb, store) = load_inputs(ctx, kr).await?;
+    let bref = &kr.spec.backup_ref;
+    let access = if kr.spec.dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    let prep = match prepare_restore(kr, kb.as_ref(), &store, &ctx.pvc_root, access).await {
+        Ok(p) => p,
+        // the KafkaBackup has not finished a run yet: wait for it while one can come
+        Err(e) if e.no_complete_run() && kb.is_some() && bref.backup_id.is_none() => {
+            let backup_ns = kb.as_ref().and_then(|b| b.namespace()).unwrap_or_default();
+            return Err(match await_backup(kb.as_ref(), &bref.name, &backup_ns) {
+                Ok(reason) => RunFailure::waiting(reason),
+                Err(message) => RunFailure::permanent(format!("{message}: {e}")),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (hash, run_id) = (prep.plan.hash.clone(), prep.plan.backup_run_id.clone());
+    if prep.plan.dry_run {
+        // nothing runs: reported before anything is recorded of a run
+        return Ok(Some(dry_run(&prep.plan)));
+    }
+    let generation = kr.metadata.generation;
+    let name = kr.name_any();
+    // a failed write is logged and counted by write_status; the run goes on
+    let _ = write_status(
+        ctx,
+        api,
+        &name,
+        Write::Must,
+        |s: &mut KafkaRestoreStatus| {
+            if s.phase == Some(RestorePhase::Pending) {
+                // it waited for its backup: running now
+                mark_running(s, &run_id, generation, Timestamp::now());
+                s.common.conditions.retain(|c| c.type_ != "Ready");
+            }
+            s.backup_id = Some(run_id.clone());
+            s.common.plan_hash = Some(hash.clone());
+            s.offset_mapping_path = Some(prep.plan.offset_map_path.clone());
+        },
+    )
+    .await;
+    let exec = ExecContext::new(
+        progress,
+        cancel,
+        prep.plan.bytes_per_sec,
+        prep.plan.records_per_sec,
+    );
+    let out = match crate::kinds::restore::run(&prep, &exec).await {
+        Err(e) if e.is_cancelled() => return Ok(None),
+        Err(e) => return Err(e.into()),
+        Ok(out) => out,
+    };
+    restored(ctx, api, kr, &prep.plan, out).await.map(Some)
+}
+
+/// What a dry run reports: the plan, nothing restored.
+fn dry_run(plan: &crate::plan::RestorePlan) -> Restored {
+    let table = crate::report::restore_table(plan);
+    (
+        plan.backup_run_id.clone(),
+        0,
+        0,
+        format!("dryRun: nothing executed. Plan {}:\n{table}", plan.hash),
+    )
+}
+
+/// What status reports of a restore's outcome: the rollback snapshot (written at once), the
+/// figures and the message (offset map, consumer-group table). Groups not carried over fail
+/// the attempt as transient (members leave; the retry runs only the group step), with the
+/// kind's one message ([`crate::kinds::restore::Outcome::groups_not_carried`]) and the table.
+async fn restored(
+    ctx: &Context,
+    api: &Api<KafkaRestore>,
+    kr: &KafkaRestore,
+    plan: &crate::plan::RestorePlan,
+    out: crate::kinds::restore::Outcome,
+) -> Result<Restored, RunFailure> {
+    use crate::kinds::restore::Outcome;
+    let run_id = plan.backup_run_id.clone();
+    let ran = match &out {
+        Outcome::DryRun => return Ok(dry_run(plan)),
+        Outcome::AlreadyComplete(j) => {
+            let message = format!("offset map: {}", plan.offset_map_path);
+            return Ok((run_id, j.records, j.bytes, message));
+        }
+        Outcome::Ran(ran) => ran,
+    };
+    if let Some(r) = &ran.rollback {
+        let to_time = |ms: i64| Timestamp::from_millisecond(ms).ok().map(Time);
+        let status = crate::api::RollbackStatus {
+            snapshot_id: Some(r.snapshot_id.clone()),
+            snapshot_time: to_time(r.snapshot_time),
+            rollback_available: Some(true),
+            expires_at: to_time(r.expires_at),
+        };
+        // a failed write is logged and counted by write_status; the run goes on
+        let _ = write_status(
+            ctx,
+            api,
+            &kr.name_any(),
+            Write::Must,
+            |s: &mut KafkaRestoreStatus| s.rollback = Some(status.clone()),
+        )
+        .await;
+    }
+    let groups = if ran.groups.is_empty() {
+        String::new()
+    } else {
+        format!("\n{}", crate::report::groups_table(&ran.groups))
+    };
+    if let Some(m) = out.groups_not_carried(&plan.restore_name) {
+        return Err(RunFailure {
+            kind: super::retry::FailureKind::Transient,
+            message: format!("[groups-not-carried] {m}{groups}"),
+        });
+    }
+    Ok((
+        run_id,
+        ran.records,
+        ran.bytes,
+        format!("offset map: {}{groups}", ran.offset_map_path),
+    ))
 }
 
 impl super::oneshot::OneShotStatus for KafkaRestoreStatus {
