@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::decide::{BackupAction, decide_backup};
-use super::oneshot::{Phase, Report, finish_run};
+use super::oneshot::{Phase, Report, finish_run, report_invalid};
 use super::retry::RunFailure;
 use super::status::{Live, Write, set_condition, write_status};
 use super::{Context, OperatorError, obj_key, secrets};
@@ -51,99 +51,14 @@ async fn apply(
         BackupAction::Finalize => Ok(Action::await_change()),
         BackupAction::Invalid { field, message } => {
             tracing::warn!(%field, "invalid KafkaBackup");
-            write_status(
-                &ctx,
-                api,
-                &name,
-                Write::Must,
-                |s: &mut KafkaBackupStatus| {
-                    s.phase = Some(BackupPhase::Failed);
-                    s.common.observed_generation = generation;
-                    s.common.message = Some(message.clone());
-                    set_condition(
-                        &mut s.common,
-                        "Ready",
-                        ConditionStatus::False,
-                        "InvalidSpec",
-                        &message,
-                        generation,
-                        now,
-                    );
-                },
-            )
-            .await?;
-            ctx.event(&*kb, EventType::Warning, "InvalidSpec", &message)
-                .await;
-            Ok(Action::await_change())
+            report_invalid(&kb, &ctx, api, &message, generation, now).await
         }
         BackupAction::Start {
             key: run_key,
             scheduled,
             trigger,
             resumed,
-        } => {
-            // Record the tick (and trigger) before the run starts: a restart or a second look
-            // at the same tick then finds it taken.
-            write_status(
-                &ctx,
-                api,
-                &name,
-                Write::Must,
-                |s: &mut KafkaBackupStatus| {
-                    s.phase = Some(BackupPhase::Running);
-                    s.common.observed_generation = generation;
-                    s.common.start_time = Some(Time(now));
-                    s.common.completion_time = None;
-                    s.common.message = None;
-                    if let Some(t) = scheduled {
-                        s.last_schedule_time = Some(Time(t));
-                    }
-                    if trigger.is_some() {
-                        s.last_run_trigger = trigger.clone();
-                    }
-                    set_condition(
-                        &mut s.common,
-                        "Progressing",
-                        ConditionStatus::True,
-                        "RunStarted",
-                        &format!("run {run_key}"),
-                        generation,
-                        now,
-                    );
-                },
-            )
-            .await?;
-            let started = ctx.pool.start(key, run_key.clone(), {
-                let (ctx, kb) = (ctx.clone(), kb.clone());
-                move |cancel, progress| {
-                    let span = tracing::info_span!("run", kind = "KafkaBackup", namespace = %kb.namespace().unwrap_or_default(), resource = %kb.name_any());
-                    tracing::Instrument::instrument(run_task(ctx, kb, scheduled, cancel, progress), span)
-                }
-            });
-            if started && resumed {
-                ctx.event(
-                    &*kb,
-                    EventType::Normal,
-                    "Retried",
-                    &format!("backup run {run_key}: interrupted by an operator restart or a leadership change; started again, it resumes from its checkpoint"),
-                )
-                .await;
-            } else if started {
-                let reason = if scheduled.is_some() {
-                    "Scheduled"
-                } else {
-                    "Started"
-                };
-                ctx.event(
-                    &*kb,
-                    EventType::Normal,
-                    reason,
-                    &format!("backup run {run_key} started"),
-                )
-                .await;
-            }
-            Ok(Action::requeue(Duration::from_secs(5)))
-        }
+        } => start(&kb, &ctx, api, run_key, scheduled, trigger, resumed, now).await,
         BackupAction::Skip { tick, missed } => {
             write_status(
                 &ctx,
@@ -162,73 +77,160 @@ async fn apply(
         BackupAction::Wait {
             requeue_after,
             next_tick,
-        } => {
-            let progress = ctx.pool.progress(&key);
-            let next_changed = next_tick.map(Time)
-                != kb
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.next_scheduled_backup.clone());
-            if let Some(p) = &progress {
-                ctx.metrics
-                    .running("KafkaBackup", &kb.namespace().unwrap_or_default(), p);
-            }
-            // Live progress while running: at most one write per PROGRESS_EVERY (each write
-            // is a watch event, and so another reconcile).
-            let due = ctx.pool.progress_due(&key, super::pool::PROGRESS_EVERY);
-            // Accepted and waiting for its first tick: said from the first second (phase
-            // Ready, Ready=True/Scheduled, observedGeneration), not an empty PHASE.
-            let waiting_first =
-                next_tick.is_some() && kb.status.as_ref().and_then(|s| s.phase).is_none();
-            if due.is_some() || next_changed || waiting_first {
-                write_status(
-                    &ctx,
-                    api,
-                    &name,
-                    Write::BestEffort,
-                    |s: &mut KafkaBackupStatus| {
-                        if let Some(p) = due
-                            .as_ref()
-                            .filter(|_| s.phase == Some(BackupPhase::Running))
-                        {
-                            let live = Live::of(p);
-                            s.records_processed = Some(live.records);
-                            s.bytes_processed = Some(live.bytes);
-                            s.records_planned = live.records_planned;
-                            s.bytes_planned = live.bytes_planned;
-                            s.progress_percent = live.percent;
-                            s.eta_ms = live.eta_ms;
-                            s.current_topic = live.current;
-                            s.throughput_records_per_sec = Some(live.records_per_sec);
-                            s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
-                        }
-                        s.next_scheduled_backup = next_tick.map(Time);
-                        if s.phase.is_none()
-                            && let Some(t) = next_tick
-                        {
-                            let now = Timestamp::now();
-                            let generation = kb.metadata.generation;
-                            s.phase = Some(BackupPhase::Ready);
-                            s.common.observed_generation = generation;
-                            set_condition(
-                                &mut s.common,
-                                "Ready",
-                                ConditionStatus::True,
-                                "Scheduled",
-                                &format!("accepted; the first scheduled run is at {t}"),
-                                generation,
-                                now,
-                            );
-                        }
-                    },
-                )
-                .await?;
-            }
-            Ok(requeue_after
-                .map(Action::requeue)
-                .unwrap_or_else(Action::await_change))
-        }
+        } => wait(&kb, &ctx, api, requeue_after, next_tick).await,
     }
+}
+
+/// Starts run `run_key` (of tick `scheduled`, or of run-now `trigger`): status Running with
+/// the tick and trigger recorded before the run starts (a restart or a second look at the same
+/// tick then finds it taken), the pool task, and a Started, Scheduled or (`resumed`) Retried
+/// Event.
+#[allow(clippy::too_many_arguments)]
+async fn start(
+    kb: &Arc<KafkaBackup>,
+    ctx: &Arc<Context>,
+    api: &Api<KafkaBackup>,
+    run_key: String,
+    scheduled: Option<Timestamp>,
+    trigger: Option<String>,
+    resumed: bool,
+    now: Timestamp,
+) -> Result<Action, OperatorError> {
+    let key = obj_key(&**kb);
+    let generation = kb.metadata.generation;
+    let name = kb.name_any();
+    // Record the tick (and trigger) before the run starts: a restart or a second look
+    // at the same tick then finds it taken.
+    write_status(ctx, api, &name, Write::Must, |s: &mut KafkaBackupStatus| {
+        s.phase = Some(BackupPhase::Running);
+        s.common.observed_generation = generation;
+        s.common.start_time = Some(Time(now));
+        s.common.completion_time = None;
+        s.common.message = None;
+        if let Some(t) = scheduled {
+            s.last_schedule_time = Some(Time(t));
+        }
+        if trigger.is_some() {
+            s.last_run_trigger = trigger.clone();
+        }
+        set_condition(
+            &mut s.common,
+            "Progressing",
+            ConditionStatus::True,
+            "RunStarted",
+            &format!("run {run_key}"),
+            generation,
+            now,
+        );
+    })
+    .await?;
+    let started = ctx.pool.start(key, run_key.clone(), {
+        let (ctx, kb) = (ctx.clone(), kb.clone());
+        move |cancel, progress| {
+            let span = tracing::info_span!("run", kind = "KafkaBackup", namespace = %kb.namespace().unwrap_or_default(), resource = %kb.name_any());
+            tracing::Instrument::instrument(run_task(ctx, kb, scheduled, cancel, progress), span)
+        }
+    });
+    if started && resumed {
+        ctx.event(
+            &**kb,
+            EventType::Normal,
+            "Retried",
+            &format!("backup run {run_key}: interrupted by an operator restart or a leadership change; started again, it resumes from its checkpoint"),
+        )
+        .await;
+    } else if started {
+        let reason = if scheduled.is_some() {
+            "Scheduled"
+        } else {
+            "Started"
+        };
+        ctx.event(
+            &**kb,
+            EventType::Normal,
+            reason,
+            &format!("backup run {run_key} started"),
+        )
+        .await;
+    }
+    Ok(Action::requeue(Duration::from_secs(5)))
+}
+
+/// Nothing to start: live progress of the running run (at most one write per
+/// `PROGRESS_EVERY`), the next tick, and a scheduled backup's first "accepted, waiting" status;
+/// then look again after `requeue_after` (None: on change only).
+async fn wait(
+    kb: &Arc<KafkaBackup>,
+    ctx: &Arc<Context>,
+    api: &Api<KafkaBackup>,
+    requeue_after: Option<Duration>,
+    next_tick: Option<Timestamp>,
+) -> Result<Action, OperatorError> {
+    let key = obj_key(&**kb);
+    let name = kb.name_any();
+    let progress = ctx.pool.progress(&key);
+    let next_changed = next_tick.map(Time)
+        != kb
+            .status
+            .as_ref()
+            .and_then(|s| s.next_scheduled_backup.clone());
+    if let Some(p) = &progress {
+        ctx.metrics
+            .running("KafkaBackup", &kb.namespace().unwrap_or_default(), p);
+    }
+    // Live progress while running: at most one write per PROGRESS_EVERY (each write
+    // is a watch event, and so another reconcile).
+    let due = ctx.pool.progress_due(&key, super::pool::PROGRESS_EVERY);
+    // Accepted and waiting for its first tick: said from the first second (phase
+    // Ready, Ready=True/Scheduled, observedGeneration), not an empty PHASE.
+    let waiting_first = next_tick.is_some() && kb.status.as_ref().and_then(|s| s.phase).is_none();
+    if due.is_some() || next_changed || waiting_first {
+        write_status(
+            ctx,
+            api,
+            &name,
+            Write::BestEffort,
+            |s: &mut KafkaBackupStatus| {
+                if let Some(p) = due
+                    .as_ref()
+                    .filter(|_| s.phase == Some(BackupPhase::Running))
+                {
+                    let live = Live::of(p);
+                    s.records_processed = Some(live.records);
+                    s.bytes_processed = Some(live.bytes);
+                    s.records_planned = live.records_planned;
+                    s.bytes_planned = live.bytes_planned;
+                    s.progress_percent = live.percent;
+                    s.eta_ms = live.eta_ms;
+                    s.current_topic = live.current;
+                    s.throughput_records_per_sec = Some(live.records_per_sec);
+                    s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
+                }
+                s.next_scheduled_backup = next_tick.map(Time);
+                if s.phase.is_none()
+                    && let Some(t) = next_tick
+                {
+                    let now = Timestamp::now();
+                    let generation = kb.metadata.generation;
+                    s.phase = Some(BackupPhase::Ready);
+                    s.common.observed_generation = generation;
+                    set_condition(
+                        &mut s.common,
+                        "Ready",
+                        ConditionStatus::True,
+                        "Scheduled",
+                        &format!("accepted; the first scheduled run is at {t}"),
+                        generation,
+                        now,
+                    );
+                }
+            },
+        )
+        .await?;
+    }
+    Ok(requeue_after
+        .map(Action::requeue)
+        .unwrap_or_else(Action::await_change))
 }
 
 /// One run in the pool: attempts of [`attempt`] (retried when transient), then the report

@@ -95,40 +95,7 @@ pub fn decide_backup(
     let stranded = running && *pool == PoolState::Idle;
 
     let Some(expr) = kb.spec.schedule.as_deref() else {
-        // One-shot (or continuous): one run per generation, plus run-now triggers.
-        if let PoolState::Running(_) = pool {
-            return BackupAction::Wait {
-                requeue_after: poll,
-                next_tick: None,
-            };
-        }
-        if let Some(t) = new_trigger {
-            return BackupAction::Start {
-                key: format!("trigger-{t}"),
-                scheduled: None,
-                trigger: Some(t),
-                resumed: false,
-            };
-        }
-        let done = status.is_some_and(|s| {
-            s.common.observed_generation == Some(generation)
-                && matches!(s.phase, Some(BackupPhase::Completed | BackupPhase::Failed))
-        });
-        return if done {
-            BackupAction::Wait {
-                requeue_after: None,
-                next_tick: None,
-            }
-        } else {
-            // Also the path after an operator restart that left phase Running: the run is
-            // started again and resumes from its checkpoint.
-            BackupAction::Start {
-                key: format!("generation-{generation}"),
-                scheduled: None,
-                trigger: None,
-                resumed: stranded,
-            }
-        };
+        return decide_one_off(pool, status, generation, new_trigger, stranded);
     };
 
     let cron = match parse_schedule(expr) {
@@ -219,6 +186,53 @@ pub fn decide_backup(
             requeue_after: until_next,
             next_tick: state.next,
         },
+    }
+}
+
+/// [`decide_backup`] without a schedule (one-off or continuous): one run per generation, plus
+/// run-now triggers (`new_trigger`, not acted on yet); `stranded`: left Running with nothing
+/// executing here.
+fn decide_one_off(
+    pool: &PoolState,
+    status: Option<&crate::api::KafkaBackupStatus>,
+    generation: i64,
+    new_trigger: Option<String>,
+    stranded: bool,
+) -> BackupAction {
+    let poll = Some(Duration::from_secs(5));
+    // One-shot (or continuous): one run per generation, plus run-now triggers.
+    if let PoolState::Running(_) = pool {
+        return BackupAction::Wait {
+            requeue_after: poll,
+            next_tick: None,
+        };
+    }
+    if let Some(t) = new_trigger {
+        return BackupAction::Start {
+            key: format!("trigger-{t}"),
+            scheduled: None,
+            trigger: Some(t),
+            resumed: false,
+        };
+    }
+    let done = status.is_some_and(|s| {
+        s.common.observed_generation == Some(generation)
+            && matches!(s.phase, Some(BackupPhase::Completed | BackupPhase::Failed))
+    });
+    if done {
+        BackupAction::Wait {
+            requeue_after: None,
+            next_tick: None,
+        }
+    } else {
+        // Also the path after an operator restart that left phase Running: the run is
+        // started again and resumes from its checkpoint.
+        BackupAction::Start {
+            key: format!("generation-{generation}"),
+            scheduled: None,
+            trigger: None,
+            resumed: stranded,
+        }
     }
 }
 

@@ -228,9 +228,9 @@ pub fn decide_scheduled(
     }
 }
 
-/// Reports an invalid spec once: phase Failed, the message, a Ready=False condition and a
-/// Warning Event.
-async fn report_invalid<K>(
+/// Reports an invalid spec once, for every kind: phase Failed, the message, observedGeneration,
+/// a Ready=False/InvalidSpec condition and a Warning InvalidSpec Event.
+pub async fn report_invalid<K>(
     obj: &Arc<K>,
     ctx: &Context,
     api: &Api<K>,
@@ -239,8 +239,8 @@ async fn report_invalid<K>(
     now: Timestamp,
 ) -> Result<Action, OperatorError>
 where
-    K: OneShot + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
-    K::Status: OneShotStatus + serde::de::DeserializeOwned,
+    K: StatusResource,
+    K::Status: OneShotStatus,
 {
     write_status(
         ctx,

@@ -11,7 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::decide::{RestoreAction, await_backup, decide_restore};
-use super::oneshot::{Phase, Report, finish_run};
+use super::oneshot::{Phase, Report, finish_run, report_invalid};
 use super::retry::RunFailure;
 use super::status::{Live, Write, set_condition, write_status};
 use super::{Context, OperatorError, obj_key, secrets};
@@ -41,31 +41,9 @@ async fn apply(
     match decide_restore(&kr, &ctx.pool.state(&key)) {
         RestoreAction::Finalize => Ok(Action::await_change()),
         RestoreAction::Invalid { field, message } => {
-            write_status(
-                &ctx,
-                api,
-                &name,
-                Write::Must,
-                |s: &mut KafkaRestoreStatus| {
-                    s.phase = Some(RestorePhase::Failed);
-                    s.common.observed_generation = generation;
-                    s.common.message = Some(message.clone());
-                    set_condition(
-                        &mut s.common,
-                        "Ready",
-                        ConditionStatus::False,
-                        "InvalidSpec",
-                        &message,
-                        generation,
-                        now,
-                    );
-                },
-            )
-            .await?;
+            let action = report_invalid(&kr, &ctx, api, &message, generation, now).await;
             tracing::warn!(%field, "invalid KafkaRestore");
-            ctx.event(&*kr, EventType::Warning, "InvalidSpec", &message)
-                .await;
-            Ok(Action::await_change())
+            action
         }
         RestoreAction::Start {
             key: run_key,
