@@ -3,8 +3,11 @@
 //! (server-side apply, [`status`]) and Events; schedules are anchored on
 //! `status.lastScheduleTime` ([`schedule`]); run-level retries and waits ([`retry`]); leader
 //! election on a Lease ([`run`]); `/metrics`, `/healthz`, `/readyz` ([`http`]).
-//! KafkaOffsetReset and KafkaOffsetRollback run on the generic one-shot controller
-//! ([`oneshot`], hooks in [`offsets`]). KafkaBackupValidation has no controller yet.
+//! KafkaOffsetReset, KafkaOffsetRollback and KafkaBackupValidation run on the generic one-shot
+//! controller ([`oneshot`], hooks in [`offsets`] and [`validation`]); every kind's run task ends
+//! in [`oneshot::finish_run`] (run metric, final status, Event), every invalid spec is
+//! reported by [`oneshot::report_invalid`], and every status write goes through
+//! [`status::write_status`] (retried, counted).
 pub mod backup;
 pub mod decide;
 pub mod http;
