@@ -4,6 +4,11 @@ src/ may name which. Run by scripts/test.sh (CI); exit status 1 on a broken rule
 
     python3 scripts/check_layers.py [SRC_DIR]          # check, print the arrows that break a rule
     python3 scripts/check_layers.py --report [SRC_DIR] # also print the module graph and circles
+    python3 scripts/check_layers.py --write-table      # rewrite docs/architecture.md's file table
+
+The check also compares the file table of docs/architecture.md (between the markers
+`<!-- files:begin -->` and `<!-- files:end -->`) with the files of src/ and the first
+sentence of each file's head comment (`//!`), so the table names every file and its role.
 
 A file's references are the `crate::<module>` paths in its code (comments, doc comments and
 string literals are left out; `#[cfg(test)]` modules count like any other code), and for
@@ -182,10 +187,54 @@ def sccs(edges):
     return out
 
 
+BEGIN, END = "<!-- files:begin -->", "<!-- files:end -->"
+
+
+def file_table(src: str) -> str:
+    """Markdown table: every file of src/ and the first sentence of its head comment."""
+    rows = ["| file | role (its head comment's first sentence) |", "|---|---|"]
+    paths = []
+    for root, _, names in os.walk(src):
+        paths += [os.path.join(root, f) for f in names if f.endswith(".rs")]
+    for p in sorted(paths, key=lambda p: os.path.relpath(p, src)):
+        head = []
+        for line in open(p, encoding="utf-8"):
+            if line.startswith("//!"):
+                head.append(line[3:].strip())
+            elif head or line.strip():
+                break
+        text = " ".join(h for h in head if h)
+        m = re.match(r"(.+?\.)(\s|$)", text)
+        first = (m.group(1) if m else text).replace("|", "\\|")
+        rows.append(f"| `src/{os.path.relpath(p, src)}` | {first} |")
+    return "\n".join(rows) + "\n"
+
+
+def doc_path(src: str) -> str:
+    return os.path.join(src, "..", "docs", "architecture.md")
+
+
+def table_in_doc(src: str):
+    doc = open(doc_path(src), encoding="utf-8").read()
+    if BEGIN not in doc or END not in doc:
+        return doc, None
+    return doc, doc.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     report = "--report" in sys.argv
     src = args[0] if args else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+    if "--write-table" in sys.argv:
+        doc, old = table_in_doc(src)
+        if old is None:
+            print(f"docs/architecture.md has no {BEGIN} ... {END} markers")
+            return 1
+        head, rest = doc.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        open(doc_path(src), "w", encoding="utf-8").write(head + BEGIN + "\n" + file_table(src) + END + tail)
+        print("docs/architecture.md: file table written")
+        return 0
     files, arrows, file_edges = scan(src)
     bad = []
     for a, tos in sorted(arrows.items()):
@@ -198,6 +247,10 @@ def main():
     # module-level circles are already broken floor rules; file-level circles are listed here
     for c in circles:
         bad.append("file circle: " + " <-> ".join(sorted(c)))
+    if "--no-doc" not in sys.argv:
+        _, table = table_in_doc(src)
+        if table != file_table(src):
+            bad.append("docs/architecture.md's file table is not the files of src/ and their head comments: run python3 scripts/check_layers.py --write-table (and make each head comment's first sentence say the file's role)")
     if report:
         print("module arrows (from -> to: files):")
         for a, tos in sorted(arrows.items()):

@@ -20,6 +20,8 @@ echo "== free disk: $(df -h . | awk 'NR==2 {print $4}') available on $(df -h . |
 stage "checking formatting"
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+stage "import rules (scripts/check_layers.py: docs/architecture.md, 'Layering')"
+python3 scripts/check_layers.py
 stage "lint (clippy, warnings are errors)"
 cargo clippy --all-targets --quiet -- -D warnings
 stage "building"

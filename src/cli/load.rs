@@ -41,8 +41,11 @@ pub enum LoadError {
 }
 
 /// Loads and validates every document of `files`, collects Secrets, and picks the target:
-/// `name` if given, else the only KafkaOffsetReset or KafkaOffsetRollback, else the only
-/// KafkaRestore, else the only KafkaBackup.
+/// `name` if given, else the one resource that no other resource in the files refers to (a
+/// KafkaRestore refers to its KafkaBackup, a KafkaOffsetReset to the KafkaRestore of its
+/// `offsetMappingRef.restoreName`, a KafkaOffsetRollback to its `snapshotRef.restoreRef` or
+/// `offsetResetRef`, a KafkaBackupValidation to its KafkaBackup). Errors: no resource, or
+/// several that nothing refers to (`--name` then chooses; the error lists them).
 pub fn load(files: &[PathBuf], name: Option<&str>) -> Result<(Target, Secrets), LoadError> {
     let mut docs = Vec::new();
     for f in files {
@@ -53,125 +56,212 @@ pub fn load(files: &[PathBuf], name: Option<&str>) -> Result<(Target, Secrets), 
         docs.extend(load_and_validate(&text, &f.display().to_string())?);
     }
     let secrets = Secrets::from_documents(&docs);
-    let backups: Vec<&KafkaBackup> = docs
-        .iter()
-        .filter_map(|d| {
-            if let Document::Backup(b) = d {
-                Some(b)
-            } else {
-                None
+    let target = Resources::of(&docs).pick(name)?;
+    Ok((target, secrets))
+}
+
+/// The resources among the documents, by kind.
+struct Resources<'a> {
+    backups: Vec<&'a KafkaBackup>,
+    restores: Vec<&'a KafkaRestore>,
+    resets: Vec<&'a KafkaOffsetReset>,
+    rollbacks: Vec<&'a KafkaOffsetRollback>,
+    validations: Vec<&'a KafkaBackupValidation>,
+}
+
+fn name_of(m: &kube::api::ObjectMeta) -> String {
+    m.name.clone().unwrap_or_default()
+}
+
+impl<'a> Resources<'a> {
+    fn of(docs: &'a [Document]) -> Self {
+        let mut r = Resources {
+            backups: vec![],
+            restores: vec![],
+            resets: vec![],
+            rollbacks: vec![],
+            validations: vec![],
+        };
+        for d in docs {
+            match d {
+                Document::Backup(b) => r.backups.push(b),
+                Document::Restore(x) => r.restores.push(x),
+                Document::OffsetReset(x) => r.resets.push(x),
+                Document::OffsetRollback(x) => r.rollbacks.push(x),
+                Document::Validation(x) => r.validations.push(x),
+                _ => {}
             }
-        })
-        .collect();
-    let restores: Vec<&KafkaRestore> = docs
-        .iter()
-        .filter_map(|d| {
-            if let Document::Restore(r) = d {
-                Some(r)
-            } else {
-                None
-            }
-        })
-        .collect();
-    let resets: Vec<&KafkaOffsetReset> = docs
-        .iter()
-        .filter_map(|d| match d {
-            Document::OffsetReset(r) => Some(r),
-            _ => None,
-        })
-        .collect();
-    let rollbacks: Vec<&KafkaOffsetRollback> = docs
-        .iter()
-        .filter_map(|d| match d {
-            Document::OffsetRollback(r) => Some(r),
-            _ => None,
-        })
-        .collect();
-    let validations: Vec<&KafkaBackupValidation> = docs
-        .iter()
-        .filter_map(|d| match d {
-            Document::Validation(v) => Some(v),
-            _ => None,
-        })
-        .collect();
-    let name_of = |m: &kube::api::ObjectMeta| m.name.clone().unwrap_or_default();
-    let find_backup = |n: &str| {
-        backups
-            .iter()
+        }
+        r
+    }
+
+    fn find_backup(&self, n: &str) -> Option<Box<KafkaBackup>> {
+        (self.backups.iter())
             .find(|b| name_of(&b.metadata) == n)
             .map(|b| Box::new((*b).clone()))
-    };
-    let pick_restore = |r: &KafkaRestore| {
-        Target::Restore(Box::new(r.clone()), find_backup(&r.spec.backup_ref.name))
-    };
-    let find_restore = |n: Option<&String>| -> Option<RestoreRef> {
+    }
+
+    fn find_restore(&self, n: Option<&String>) -> Option<RestoreRef> {
         let n = n?;
-        restores
-            .iter()
+        (self.restores.iter())
             .find(|r| &name_of(&r.metadata) == n)
-            .map(|r| (Box::new((*r).clone()), find_backup(&r.spec.backup_ref.name)))
-    };
-    let pick_reset = |r: &KafkaOffsetReset| {
-        let rr = find_restore(
-            r.spec
-                .offset_mapping_ref
-                .as_ref()
-                .and_then(|m| m.restore_name.as_ref()),
-        );
-        Target::OffsetReset(Box::new(r.clone()), rr)
-    };
-    let pick_rollback = |r: &KafkaOffsetRollback| {
-        let rr = find_restore(r.spec.snapshot_ref.restore_ref.as_ref());
-        Target::OffsetRollback(Box::new(r.clone()), rr)
-    };
-    let pick_validation = |v: &KafkaBackupValidation| {
-        Target::Validation(Box::new(v.clone()), find_backup(&v.spec.backup_ref.name))
-    };
-    let target = match name {
-        Some(n) => {
-            if let Some(v) = validations.iter().find(|v| name_of(&v.metadata) == n) {
-                pick_validation(v)
-            } else if let Some(r) = resets.iter().find(|r| name_of(&r.metadata) == n) {
-                pick_reset(r)
-            } else if let Some(r) = rollbacks.iter().find(|r| name_of(&r.metadata) == n) {
-                pick_rollback(r)
-            } else if let Some(r) = restores.iter().find(|r| name_of(&r.metadata) == n) {
-                pick_restore(r)
-            } else if let Some(b) = find_backup(n) {
-                Target::Backup(b)
-            } else {
-                return Err(LoadError::Choose(format!(
+            .map(|r| {
+                let kb = self.find_backup(&r.spec.backup_ref.name);
+                (Box::new((*r).clone()), kb)
+            })
+    }
+
+    /// Every resource as (kind, name, the resources it refers to as (kind, name), target).
+    #[allow(clippy::type_complexity)]
+    fn all(&self) -> Vec<(&'static str, String, Vec<(&'static str, String)>, Target)> {
+        let mut v = Vec::new();
+        for b in &self.backups {
+            let t = Target::Backup(Box::new((*b).clone()));
+            v.push(("KafkaBackup", name_of(&b.metadata), vec![], t));
+        }
+        for r in &self.restores {
+            let refs = vec![("KafkaBackup", r.spec.backup_ref.name.clone())];
+            let t = Target::Restore(
+                Box::new((*r).clone()),
+                self.find_backup(&r.spec.backup_ref.name),
+            );
+            v.push(("KafkaRestore", name_of(&r.metadata), refs, t));
+        }
+        for r in &self.resets {
+            let rn = (r.spec.offset_mapping_ref.as_ref()).and_then(|m| m.restore_name.as_ref());
+            let refs = rn
+                .map(|n| ("KafkaRestore", n.clone()))
+                .into_iter()
+                .collect();
+            let t = Target::OffsetReset(Box::new((*r).clone()), self.find_restore(rn));
+            v.push(("KafkaOffsetReset", name_of(&r.metadata), refs, t));
+        }
+        for r in &self.rollbacks {
+            let sr = &r.spec.snapshot_ref;
+            let mut refs: Vec<(&'static str, String)> = vec![];
+            refs.extend(sr.restore_ref.iter().map(|n| ("KafkaRestore", n.clone())));
+            refs.extend(
+                sr.offset_reset_ref
+                    .iter()
+                    .map(|n| ("KafkaOffsetReset", n.clone())),
+            );
+            let t = Target::OffsetRollback(
+                Box::new((*r).clone()),
+                self.find_restore(sr.restore_ref.as_ref()),
+            );
+            v.push(("KafkaOffsetRollback", name_of(&r.metadata), refs, t));
+        }
+        for x in &self.validations {
+            let refs = vec![("KafkaBackup", x.spec.backup_ref.name.clone())];
+            let kb = self.find_backup(&x.spec.backup_ref.name);
+            let t = Target::Validation(Box::new((*x).clone()), kb);
+            v.push(("KafkaBackupValidation", name_of(&x.metadata), refs, t));
+        }
+        v
+    }
+
+    /// The resource named `name`, else the only one nothing else refers to.
+    fn pick(&self, name: Option<&str>) -> Result<Target, LoadError> {
+        let all = self.all();
+        if let Some(n) = name {
+            // one name in several kinds: the one that refers to the others wins
+            return (all.into_iter().rev())
+                .find(|(_, m, _, _)| m == n)
+                .map(|(.., t)| t)
+                .ok_or_else(|| LoadError::Choose(format!(
                     "no KafkaBackup, KafkaRestore, KafkaOffsetReset, KafkaOffsetRollback or KafkaBackupValidation named {n:?} in the given files"
                 )));
-            }
         }
-        None if resets.len() + rollbacks.len() + validations.len() > 1 => {
-            return Err(LoadError::Choose(format!(
-                "the files hold several resources ({} KafkaOffsetReset, {} KafkaOffsetRollback, {} KafkaBackupValidation): choose one with --name",
-                resets.len(),
-                rollbacks.len(),
-                validations.len()
-            )));
+        let referenced: Vec<(&str, String)> = all
+            .iter()
+            .flat_map(|(_, _, refs, _)| refs.clone())
+            .collect();
+        let mut roots: Vec<_> = all
+            .into_iter()
+            .filter(|(k, m, _, _)| !referenced.iter().any(|(rk, rn)| rk == k && rn == m))
+            .collect();
+        match roots.len() {
+            0 => Err(LoadError::Choose(
+                "the files hold no KafkaBackup, KafkaRestore, KafkaOffsetReset, KafkaOffsetRollback or KafkaBackupValidation".into(),
+            )),
+            1 => Ok(roots.remove(0).3),
+            _ => Err(LoadError::Choose(format!(
+                "the files hold several resources that no other one refers to ({}): choose one with --name",
+                roots
+                    .iter()
+                    .map(|(k, m, _, _)| format!("{k} {m}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
         }
-        None if validations.len() == 1 => pick_validation(validations[0]),
-        None if resets.len() == 1 => pick_reset(resets[0]),
-        None if rollbacks.len() == 1 => pick_rollback(rollbacks[0]),
-        None => match (restores.as_slice(), backups.as_slice()) {
-            ([r], _) => pick_restore(r),
-            ([], [b]) => Target::Backup(Box::new((*b).clone())),
-            ([], []) => {
-                return Err(LoadError::Choose(
-                    "the files hold no KafkaBackup or KafkaRestore (only KafkaBackup and KafkaRestore run outside a cluster)".into(),
-                ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures(names: &[&str]) -> Vec<PathBuf> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/full");
+        names.iter().map(|n| dir.join(n)).collect()
+    }
+
+    fn picked(names: &[&str], name: Option<&str>) -> Result<String, String> {
+        match load(&fixtures(names), name) {
+            Ok((Target::Backup(_), _)) => Ok("KafkaBackup".into()),
+            Ok((Target::Restore(_, kb), _)) => Ok(format!("KafkaRestore with={}", kb.is_some())),
+            Ok((Target::OffsetReset(_, r), _)) => {
+                Ok(format!("KafkaOffsetReset with={}", r.is_some()))
             }
-            _ => {
-                return Err(LoadError::Choose(format!(
-                    "the files hold several resources ({} KafkaRestore, {} KafkaBackup): choose one with --name",
-                    restores.len(),
-                    backups.len()
-                )));
+            Ok((Target::OffsetRollback(_, r), _)) => {
+                Ok(format!("KafkaOffsetRollback with={}", r.is_some()))
             }
-        },
-    };
-    Ok((target, secrets))
+            Ok((Target::Validation(_, kb), _)) => {
+                Ok(format!("KafkaBackupValidation with={}", kb.is_some()))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_resource_that_refers_to_the_others_is_picked_for_every_kind() {
+        let p = |files: &[&str]| picked(files, None).unwrap();
+        assert_eq!(p(&["backup.yaml"]), "KafkaBackup");
+        assert_eq!(
+            p(&["restore.yaml", "backup.yaml"]),
+            "KafkaRestore with=true"
+        );
+        assert_eq!(
+            p(&["validation.yaml", "backup.yaml"]),
+            "KafkaBackupValidation with=true"
+        );
+        // the rollback refers to the reset and the restore, which refers to the backup
+        assert_eq!(
+            p(&["offsets.yaml", "restore.yaml", "backup.yaml"]),
+            "KafkaOffsetRollback with=true"
+        );
+    }
+
+    #[test]
+    fn name_is_needed_only_when_truly_ambiguous_and_the_error_lists_the_candidates() {
+        let files = ["restore.yaml", "validation.yaml", "backup.yaml"];
+        let e = picked(&files, None).unwrap_err();
+        assert!(
+            e.contains("KafkaRestore full-restore")
+                && e.contains("KafkaBackupValidation full-validation")
+                && e.contains("--name")
+                && !e.contains("KafkaBackup full-backup"),
+            "{e}"
+        );
+        assert_eq!(
+            picked(&files, Some("full-validation")).unwrap(),
+            "KafkaBackupValidation with=true"
+        );
+        assert_eq!(
+            picked(&["offsets.yaml", "restore.yaml"], Some("full-reset")).unwrap(),
+            "KafkaOffsetReset with=true"
+        );
+        let e = picked(&files, Some("nope")).unwrap_err();
+        assert!(e.contains("named \"nope\""), "{e}");
+    }
 }

@@ -39,9 +39,12 @@ pub enum LogFormat {
 pub enum Command {
     /// Print the five CustomResourceDefinitions as YAML.
     Crd,
-    /// Execute one KafkaBackup or KafkaRestore without Kubernetes.
+    /// Execute one resource without Kubernetes: a KafkaBackup, KafkaRestore, KafkaOffsetReset,
+    /// KafkaOffsetRollback or KafkaBackupValidation (the one no other resource in the files
+    /// refers to, or --name).
     Run(RunArgs),
-    /// Observe read-only and print what a KafkaBackup or KafkaRestore would do.
+    /// Observe read-only and print what a KafkaBackup, KafkaRestore, KafkaOffsetReset,
+    /// KafkaOffsetRollback or KafkaBackupValidation would do; nothing is written.
     Plan(PlanArgs),
     /// Run the Kubernetes controllers (in-cluster config, else KUBECONFIG / ~/.kube/config).
     Operator(OperatorArgs),
@@ -85,8 +88,9 @@ pub struct Inputs {
     /// KafkaBackup its backupRef names. Repeat -f for several files.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
-    /// Which resource to act on when the files hold several (default: the only
-    /// KafkaOffsetReset or KafkaOffsetRollback, else the only KafkaRestore, else the only
+    /// Which resource to act on when the files hold several (default: the one that no other
+    /// resource in the files refers to: a KafkaRestore given with its KafkaBackup, a
+    /// KafkaOffsetRollback with its KafkaOffsetReset, a KafkaBackupValidation with its
     /// KafkaBackup).
     #[arg(long)]
     pub name: Option<String>,
@@ -95,7 +99,8 @@ pub struct Inputs {
     pub pvc_root: PathBuf,
     /// Directory of the offset snapshots a KafkaOffsetReset takes (`snapshotBeforeReset`) and
     /// a KafkaOffsetRollback reads (`snapshotRef.name`, `offsetResetRef`):
-    /// <snapshot-dir>/<snapshot id>.json.
+    /// <snapshot-dir>/<snapshot id>.json. The default is relative to the current directory;
+    /// keep the snapshots where a later rollback will find them.
     #[arg(long, default_value = "./offset-snapshots", env = "KBO_SNAPSHOT_DIR")]
     pub snapshot_dir: PathBuf,
 }
