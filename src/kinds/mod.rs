@@ -108,3 +108,24 @@ pub(crate) fn open(target: &StorageTarget, access: Access) -> Result<Operator, K
         Access::ReadWrite => target.operator()?,
     })
 }
+
+/// The repository a reader of backup `name` (a KafkaRestore, a KafkaBackupValidation) opens:
+/// its inline `backupRef.storage`, else the storage of the KafkaBackup, which must then be
+/// among the inputs. Errors name `spec.backupRef.name` and both fixes.
+pub(crate) fn backup_storage(
+    inline: Option<&crate::api::common::StorageSpec>,
+    name: &str,
+    backup: Option<&crate::api::KafkaBackup>,
+) -> Result<crate::api::common::StorageSpec, KindError> {
+    match (inline, backup) {
+        (Some(s), _) => Ok(s.clone()),
+        (None, Some(kb)) => Ok(kb.spec.storage.clone()),
+        (None, None) => Err(ObserveError::Config {
+            field: "spec.backupRef.name".into(),
+            message: format!(
+                "KafkaBackup {name:?} is not among the given files and backupRef.storage is not set: add the KafkaBackup's YAML with -f, or give backupRef.storage"
+            ),
+        }
+        .into()),
+    }
+}

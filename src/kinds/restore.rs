@@ -41,20 +41,11 @@ pub(crate) fn restore_repository(
     KindError,
 > {
     let spec = &kr.spec;
-    let storage_spec = match (&spec.backup_ref.storage, backup) {
-        (Some(s), _) => s.clone(),
-        (None, Some(kb)) => kb.spec.storage.clone(),
-        (None, None) => {
-            return Err(ObserveError::Config {
-                field: "spec.backupRef.name".into(),
-                message: format!(
-                    "KafkaBackup {:?} is not among the given files and backupRef.storage is not set: add the KafkaBackup's YAML with -f, or give backupRef.storage",
-                    spec.backup_ref.name
-                ),
-            }
-            .into());
-        }
-    };
+    let storage_spec = super::backup_storage(
+        spec.backup_ref.storage.as_ref(),
+        &spec.backup_ref.name,
+        backup,
+    )?;
     let field = if spec.backup_ref.storage.is_some() {
         "spec.backupRef.storage"
     } else {

@@ -30,20 +30,7 @@ pub async fn prepare(
     KindError,
 > {
     let bref = &kbv.spec.backup_ref;
-    let storage_spec = match (&bref.storage, backup) {
-        (Some(s), _) => s.clone(),
-        (None, Some(kb)) => kb.spec.storage.clone(),
-        (None, None) => {
-            return Err(ObserveError::Config {
-                field: "spec.backupRef.name".into(),
-                message: format!(
-                    "KafkaBackup {:?} is not among the given files and backupRef.storage is not set: add the KafkaBackup's YAML with -f, or give backupRef.storage",
-                    bref.name
-                ),
-            }
-            .into());
-        }
-    };
+    let storage_spec = super::backup_storage(bref.storage.as_ref(), &bref.name, backup)?;
     let target = observe::storage_target(&storage_spec, secrets, pvc_root, "spec.backupRef")?;
     let keyring = observe::keyring(&storage_spec, secrets, "spec.backupRef.storage")?;
     let op = open(&target, Access::ReadOnly)?;

@@ -268,15 +268,12 @@ async fn run_task(
         &progress,
         |r| match r {
             Ok((m, retention)) => completed(m, retention, Live::of(&progress)),
-            Err(message) => Report {
-                message: Some(message.clone()),
-                progressing: ("RunFailed", message.clone()),
-                ready: (ConditionStatus::False, "BackupFailed", message.clone()),
-                event: (EventType::Warning, "Failed", message),
-                fields: Box::new(|s: &mut KafkaBackupStatus, _| {
-                    s.phase = Some(BackupPhase::Failed)
-                }),
-            },
+            Err(message) => Report::failed(
+                message,
+                "RunFailed",
+                "BackupFailed",
+                Box::new(|s: &mut KafkaBackupStatus, _| s.phase = Some(BackupPhase::Failed)),
+            ),
         },
     )
     .await;

@@ -600,6 +600,26 @@ pub struct Report<S> {
     pub fields: Fields<S>,
 }
 
+impl<S> Report<S> {
+    /// A failed run: `message` in `status.message`, Progressing=False with reason
+    /// `progressing`, Ready=False with reason `ready`, a Warning Event `Failed`, and the
+    /// kind's `fields` (its Failed phase).
+    pub fn failed(
+        message: String,
+        progressing: &'static str,
+        ready: &'static str,
+        fields: Fields<S>,
+    ) -> Self {
+        Report {
+            message: Some(message.clone()),
+            progressing: (progressing, message.clone()),
+            ready: (ConditionStatus::False, ready, message.clone()),
+            event: (EventType::Warning, "Failed", message),
+            fields,
+        }
+    }
+}
+
 /// A kind's own status fields of a [`Report`], given the time of the report.
 pub type Fields<S> = Box<dyn Fn(&mut S, Timestamp) + Send + Sync>;
 

@@ -220,15 +220,12 @@ async fn run_task(
                     s.current_topic = None;
                 }),
             },
-            Err(message) => Report {
-                message: Some(message.clone()),
-                progressing: ("RestoreFailed", message.clone()),
-                ready: (ConditionStatus::False, "RestoreFailed", message.clone()),
-                event: (EventType::Warning, "Failed", message),
-                fields: Box::new(|s: &mut KafkaRestoreStatus, _| {
-                    s.phase = Some(RestorePhase::Failed)
-                }),
-            },
+            Err(message) => Report::failed(
+                message,
+                "RestoreFailed",
+                "RestoreFailed",
+                Box::new(|s: &mut KafkaRestoreStatus, _| s.phase = Some(RestorePhase::Failed)),
+            ),
         },
     )
     .await;
