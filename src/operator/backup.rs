@@ -1,6 +1,7 @@
-//! The KafkaBackup controller: reconcile = decide (pure, [`super::decide`]) + hand work to the
-//! pool + report status (server-side apply, one field manager) and Events. The run itself
-//! (observe -> compile -> execute) happens in a pool task, never inside `reconcile()`.
+//! KafkaBackup on the generic controller ([`super::oneshot`]): its decision (pure,
+//! [`super::decide::decide_backup`]: schedule, continuous, one-off, run-now), its run (observe
+//! -> compile -> execute, then retention, in a pool task, never inside `reconcile()`) and what
+//! status shows of it (live progress, the run's figures, history, retention).
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,11 +12,11 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use super::decide::{BackupAction, decide_backup};
-use super::oneshot::{Phase, Report, finish_run, report_invalid};
+use super::decide::{BackupAction, PoolState, decide_backup};
+use super::oneshot::{Idle, IdleWrite, OneShot, Phase, Report, Run, RunFuture, Start, Step};
 use super::retry::RunFailure;
 use super::status::{Live, Write, set_condition, write_status};
-use super::{Context, OperatorError, obj_key, secrets};
+use super::{Context, OperatorError, secrets};
 use crate::api::{
     BackupPhase, BackupRunRecord, ConditionStatus, KafkaBackup, KafkaBackupStatus, RetentionStatus,
 };
@@ -27,191 +28,166 @@ use crate::plan::RetentionPlan;
 /// Runs kept in `status.history`.
 pub const HISTORY_LIMIT: usize = 10;
 
-/// Reconciles one KafkaBackup.
+/// Reconciles one KafkaBackup (the generic controller, [`super::oneshot::reconcile`]).
 pub async fn reconcile(kb: Arc<KafkaBackup>, ctx: Arc<Context>) -> Result<Action, OperatorError> {
-    super::reconcile_guarded(
-        kb,
-        ctx,
-        |kb, ctx, api| async move { apply(kb, ctx, &api).await },
-    )
-    .await
+    super::oneshot::reconcile(kb, ctx).await
 }
 
-async fn apply(
-    kb: Arc<KafkaBackup>,
-    ctx: Arc<Context>,
-    api: &Api<KafkaBackup>,
-) -> Result<Action, OperatorError> {
-    let key = obj_key(&*kb);
-    let now = Timestamp::now();
-    let generation = kb.metadata.generation;
-    let last_trigger = kb.status.as_ref().and_then(|s| s.last_run_trigger.clone());
-    let name = kb.name_any();
-    match decide_backup(&kb, &ctx.pool.state(&key), now, last_trigger.as_deref()) {
-        BackupAction::Finalize => Ok(Action::await_change()),
-        BackupAction::Invalid { field, message } => {
-            tracing::warn!(%field, "invalid KafkaBackup");
-            report_invalid(&kb, &ctx, api, &message, generation, now).await
+impl OneShot for KafkaBackup {
+    const KIND: &'static str = "KafkaBackup";
+    const STARTED: &'static str = "RunStarted";
+    const RESUME_KEEPS_START_TIME: bool = false;
+
+    fn validate(&self) -> Result<(), String> {
+        crate::api::validate_backup(self)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// [`decide_backup`]: the schedule (anchored ticks, a tick during a run skipped),
+    /// `continuous` and one-off runs, run-now triggers, a run left Running resumed.
+    fn decide(&self, pool: &PoolState, now: Timestamp) -> Step<KafkaBackupStatus> {
+        let status = self.status.as_ref();
+        let last_trigger = status.and_then(|s| s.last_run_trigger.as_deref());
+        match decide_backup(self, pool, now, last_trigger) {
+            BackupAction::Finalize => Step::Idle(Idle::after(None)),
+            BackupAction::Invalid { field, message } => {
+                tracing::warn!(%field, "invalid KafkaBackup");
+                Step::Invalid(message)
+            }
+            BackupAction::Start {
+                key,
+                scheduled,
+                trigger,
+                resumed,
+            } => Step::Start(start(key, scheduled, trigger, resumed)),
+            BackupAction::Skip { tick, missed } => Step::Idle(Idle {
+                write: Some(IdleWrite {
+                    how: Write::Must,
+                    always: true,
+                    fields: Box::new(move |s: &mut KafkaBackupStatus| {
+                        s.last_schedule_time = Some(Time(tick))
+                    }),
+                }),
+                event: Some((
+                    "Skipped",
+                    format!(
+                        "tick {tick} skipped: the previous run is still going ({missed} earlier ticks missed)"
+                    ),
+                )),
+                live: false,
+                requeue: Some(Duration::from_secs(5)),
+            }),
+            BackupAction::Wait {
+                requeue_after,
+                next_tick,
+            } => Step::Idle(wait(self, requeue_after, next_tick)),
         }
-        BackupAction::Start {
-            key: run_key,
-            scheduled,
-            trigger,
-            resumed,
-        } => start(&kb, &ctx, api, run_key, scheduled, trigger, resumed, now).await,
-        BackupAction::Skip { tick, missed } => {
-            write_status(
-                &ctx,
-                api,
-                &name,
-                Write::Must,
-                |s: &mut KafkaBackupStatus| s.last_schedule_time = Some(Time(tick)),
-            )
-            .await?;
-            let note = format!(
-                "tick {tick} skipped: the previous run is still going ({missed} earlier ticks missed)"
-            );
-            ctx.event(&*kb, EventType::Normal, "Skipped", &note).await;
-            Ok(Action::requeue(Duration::from_secs(5)))
+    }
+
+    /// [`attempt`], and the report of a completed run ([`completed`]).
+    fn run(
+        ctx: Arc<Context>,
+        kb: Arc<Self>,
+        run: Run<KafkaBackupStatus>,
+    ) -> RunFuture<KafkaBackupStatus> {
+        Box::pin(async move {
+            let api: Api<KafkaBackup> =
+                Api::namespaced(ctx.client.clone(), &kb.namespace().unwrap_or_default());
+            let done = attempt(&ctx, &kb, &api, run.tick, run.cancel, run.progress.clone()).await?;
+            Ok(done.map(|(m, retention)| completed(m, retention, Live::of(&run.progress))))
+        })
+    }
+
+    fn failed(message: String) -> Report<KafkaBackupStatus> {
+        Report::failed(
+            message,
+            "RunFailed",
+            "BackupFailed",
+            Box::new(|s: &mut KafkaBackupStatus, _| s.phase = Some(BackupPhase::Failed)),
+        )
+    }
+
+    /// Records, bytes, planned figures, percent, ETA, the current partition and throughput,
+    /// while Running.
+    fn live(s: &mut KafkaBackupStatus, live: Live) {
+        if s.phase != Some(BackupPhase::Running) {
+            return;
         }
-        BackupAction::Wait {
-            requeue_after,
-            next_tick,
-        } => wait(&kb, &ctx, api, requeue_after, next_tick).await,
+        s.records_processed = Some(live.records);
+        s.bytes_processed = Some(live.bytes);
+        s.records_planned = live.records_planned;
+        s.bytes_planned = live.bytes_planned;
+        s.progress_percent = live.percent;
+        s.eta_ms = live.eta_ms;
+        s.current_topic = live.current;
+        s.throughput_records_per_sec = Some(live.records_per_sec);
+        s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
     }
 }
 
-/// Starts run `run_key` (of tick `scheduled`, or of run-now `trigger`): status Running with
-/// the tick and trigger recorded before the run starts (a restart or a second look at the same
-/// tick then finds it taken), the pool task, and a Started, Scheduled or (`resumed`) Retried
-/// Event.
-#[allow(clippy::too_many_arguments)]
-async fn start(
-    kb: &Arc<KafkaBackup>,
-    ctx: &Arc<Context>,
-    api: &Api<KafkaBackup>,
-    run_key: String,
+/// The start of run `key` (of tick `scheduled`, or of run-now `trigger`): the tick and the
+/// trigger are recorded with the start transition, before the run starts (a restart or a
+/// second look at the same tick then finds it taken); a Started, Scheduled or (`resumed`)
+/// Retried Event. A scheduled run takes its run id from its tick, so a tick and its run are
+/// one and the same everywhere.
+fn start(
+    key: String,
     scheduled: Option<Timestamp>,
     trigger: Option<String>,
     resumed: bool,
-    now: Timestamp,
-) -> Result<Action, OperatorError> {
-    let key = obj_key(&**kb);
-    let generation = kb.metadata.generation;
-    let name = kb.name_any();
-    // Record the tick (and trigger) before the run starts: a restart or a second look
-    // at the same tick then finds it taken.
-    write_status(ctx, api, &name, Write::Must, |s: &mut KafkaBackupStatus| {
-        s.phase = Some(BackupPhase::Running);
-        s.common.observed_generation = generation;
-        s.common.start_time = Some(Time(now));
-        s.common.completion_time = None;
-        s.common.message = None;
-        if let Some(t) = scheduled {
-            s.last_schedule_time = Some(Time(t));
-        }
-        if trigger.is_some() {
-            s.last_run_trigger = trigger.clone();
-        }
-        set_condition(
-            &mut s.common,
-            "Progressing",
-            ConditionStatus::True,
-            "RunStarted",
-            &format!("run {run_key}"),
-            generation,
-            now,
-        );
-    })
-    .await?;
-    let started = ctx.pool.start(key, run_key.clone(), {
-        let (ctx, kb) = (ctx.clone(), kb.clone());
-        move |cancel, progress| {
-            let span = tracing::info_span!("run", kind = "KafkaBackup", namespace = %kb.namespace().unwrap_or_default(), resource = %kb.name_any());
-            tracing::Instrument::instrument(run_task(ctx, kb, scheduled, cancel, progress), span)
-        }
-    });
-    if started && resumed {
-        ctx.event(
-            &**kb,
-            EventType::Normal,
-            "Retried",
-            &format!("backup run {run_key}: interrupted by an operator restart or a leadership change; started again, it resumes from its checkpoint"),
+) -> Start<KafkaBackupStatus> {
+    let note = if resumed {
+        format!(
+            "backup run {key}: interrupted by an operator restart or a leadership change; started again, it resumes from its checkpoint"
         )
-        .await;
-    } else if started {
-        let reason = if scheduled.is_some() {
+    } else {
+        format!("backup run {key} started")
+    };
+    Start {
+        message: format!("run {key}"),
+        run: key,
+        resumed,
+        tick: scheduled,
+        reason: if scheduled.is_some() {
             "Scheduled"
         } else {
             "Started"
-        };
-        ctx.event(
-            &**kb,
-            EventType::Normal,
-            reason,
-            &format!("backup run {run_key} started"),
-        )
-        .await;
+        },
+        note,
+        fields: Some(Box::new(move |s: &mut KafkaBackupStatus| {
+            if let Some(t) = scheduled {
+                s.last_schedule_time = Some(Time(t));
+            }
+            if trigger.is_some() {
+                s.last_run_trigger = trigger.clone();
+            }
+        })),
     }
-    Ok(Action::requeue(Duration::from_secs(5)))
 }
 
-/// Nothing to start: live progress of the running run (at most one write per
-/// `PROGRESS_EVERY`), the next tick, and a scheduled backup's first "accepted, waiting" status;
-/// then look again after `requeue_after` (None: on change only).
-async fn wait(
-    kb: &Arc<KafkaBackup>,
-    ctx: &Arc<Context>,
-    api: &Api<KafkaBackup>,
+/// Nothing to start: live progress of the running run, the next tick (when status does not
+/// show it yet, else with the live progress), and a scheduled backup's first "accepted,
+/// waiting" status (phase Ready, Ready=True/Scheduled, observedGeneration, said from the first
+/// second, not an empty PHASE); then look again after `requeue_after` (None: on change only).
+fn wait(
+    kb: &KafkaBackup,
     requeue_after: Option<Duration>,
     next_tick: Option<Timestamp>,
-) -> Result<Action, OperatorError> {
-    let key = obj_key(&**kb);
-    let name = kb.name_any();
-    let progress = ctx.pool.progress(&key);
-    let next_changed = next_tick.map(Time)
-        != kb
-            .status
-            .as_ref()
-            .and_then(|s| s.next_scheduled_backup.clone());
-    if let Some(p) = &progress {
-        ctx.metrics
-            .running("KafkaBackup", &kb.namespace().unwrap_or_default(), p);
-    }
-    // Live progress while running: at most one write per PROGRESS_EVERY (each write
-    // is a watch event, and so another reconcile).
-    let due = ctx.pool.progress_due(&key, super::pool::PROGRESS_EVERY);
-    // Accepted and waiting for its first tick: said from the first second (phase
-    // Ready, Ready=True/Scheduled, observedGeneration), not an empty PHASE.
-    let waiting_first = next_tick.is_some() && kb.status.as_ref().and_then(|s| s.phase).is_none();
-    if due.is_some() || next_changed || waiting_first {
-        write_status(
-            ctx,
-            api,
-            &name,
-            Write::BestEffort,
-            |s: &mut KafkaBackupStatus| {
-                if let Some(p) = due
-                    .as_ref()
-                    .filter(|_| s.phase == Some(BackupPhase::Running))
-                {
-                    let live = Live::of(p);
-                    s.records_processed = Some(live.records);
-                    s.bytes_processed = Some(live.bytes);
-                    s.records_planned = live.records_planned;
-                    s.bytes_planned = live.bytes_planned;
-                    s.progress_percent = live.percent;
-                    s.eta_ms = live.eta_ms;
-                    s.current_topic = live.current;
-                    s.throughput_records_per_sec = Some(live.records_per_sec);
-                    s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
-                }
+) -> Idle<KafkaBackupStatus> {
+    let status = kb.status.as_ref();
+    let next_changed = next_tick.map(Time) != status.and_then(|s| s.next_scheduled_backup.clone());
+    let waiting_first = next_tick.is_some() && status.and_then(|s| s.phase).is_none();
+    let generation = kb.metadata.generation;
+    Idle {
+        write: Some(IdleWrite {
+            how: Write::BestEffort,
+            always: next_changed || waiting_first,
+            fields: Box::new(move |s: &mut KafkaBackupStatus| {
                 s.next_scheduled_backup = next_tick.map(Time);
                 if s.phase.is_none()
                     && let Some(t) = next_tick
                 {
-                    let now = Timestamp::now();
-                    let generation = kb.metadata.generation;
                     s.phase = Some(BackupPhase::Ready);
                     s.common.observed_generation = generation;
                     set_condition(
@@ -221,62 +197,15 @@ async fn wait(
                         "Scheduled",
                         &format!("accepted; the first scheduled run is at {t}"),
                         generation,
-                        now,
+                        Timestamp::now(),
                     );
                 }
-            },
-        )
-        .await?;
+            }),
+        }),
+        event: None,
+        live: true,
+        requeue: requeue_after,
     }
-    Ok(requeue_after
-        .map(Action::requeue)
-        .unwrap_or_else(Action::await_change))
-}
-
-/// One run in the pool: attempts of [`attempt`] (retried when transient), then the report
-/// ([`finish_run`]). A scheduled run takes its run id from its tick, so a tick and its run are
-/// one and the same everywhere.
-async fn run_task(
-    ctx: Arc<Context>,
-    kb: Arc<KafkaBackup>,
-    scheduled: Option<Timestamp>,
-    cancel: Cancel,
-    progress: Arc<Progress>,
-) {
-    let ns = kb.namespace().unwrap_or_default();
-    let name = kb.name_any();
-    let api: Api<KafkaBackup> = Api::namespaced(ctx.client.clone(), &ns);
-    let attempt = || {
-        let (ctx, kb, cancel, progress, api) = (
-            ctx.clone(),
-            kb.clone(),
-            cancel.clone(),
-            progress.clone(),
-            api.clone(),
-        );
-        async move { attempt(&ctx, &kb, &api, scheduled, cancel, progress).await }
-    };
-    let result = super::run_attempts(&ctx, &kb, &cancel, attempt, |_| async {}).await;
-    // Cancelled (deleted, lease lost, shutdown): the checkpoint stays; the next owner resumes.
-    finish_run(
-        &ctx,
-        &*kb,
-        &api,
-        &name,
-        "KafkaBackup",
-        result,
-        &progress,
-        |r| match r {
-            Ok((m, retention)) => completed(m, retention, Live::of(&progress)),
-            Err(message) => Report::failed(
-                message,
-                "RunFailed",
-                "BackupFailed",
-                Box::new(|s: &mut KafkaBackupStatus, _| s.phase = Some(BackupPhase::Failed)),
-            ),
-        },
-    )
-    .await;
 }
 
 /// A completed run: its manifest, and what retention did (or why it failed) when enabled.

@@ -1,13 +1,14 @@
-//! The Kubernetes operator. KafkaBackup and KafkaRestore controllers: reconcile = pure
-//! decision ([`decide`]) + executor pool ([`pool`], never inside reconcile) + status
-//! (server-side apply, [`status`]) and Events; schedules are anchored on
-//! `status.lastScheduleTime` ([`schedule`]); run-level retries and waits ([`retry`]); leader
-//! election on a Lease ([`run`]); `/metrics`, `/healthz`, `/readyz` ([`http`]).
-//! KafkaOffsetReset, KafkaOffsetRollback and KafkaBackupValidation run on the generic one-shot
-//! controller ([`oneshot`], hooks in [`offsets`] and [`validation`]); every kind's run task ends
-//! in [`oneshot::finish_run`] (run metric, final status, Event), every invalid spec is
-//! reported by [`oneshot::report_invalid`], and every status write goes through
-//! [`status::write_status`] (retried, counted).
+//! The Kubernetes operator. One controller for the five kinds ([`oneshot`]): each kind is a
+//! set of hooks (KafkaBackup in [`backup`], KafkaRestore in [`restore`], KafkaOffsetReset and
+//! KafkaOffsetRollback in [`offsets`], KafkaBackupValidation in [`validation`]); reconcile =
+//! the kind's pure decision (KafkaBackup's and KafkaRestore's in [`decide`]) + the executor
+//! pool ([`pool`], never inside reconcile) + status (server-side apply, [`status`]) and
+//! Events, the start and the end of every run written by [`oneshot`] once; schedules are
+//! anchored on `status.lastScheduleTime` ([`schedule`]); run-level retries and waits
+//! ([`retry`]); leader election on a Lease ([`run`]); `/metrics`, `/healthz`, `/readyz`
+//! ([`http`]). Every invalid spec is reported by [`oneshot::report_invalid`], every run task
+//! ends in [`oneshot::finish_run`] (run metric, final status, Event), and every status write
+//! goes through [`status::write_status`] (retried, counted).
 pub mod backup;
 pub mod decide;
 pub mod http;
@@ -421,13 +422,13 @@ pub async fn run(
         stores.push((bc.store(), rc.store()));
         controllers.push(
             bc.shutdown_on_signal()
-                .run(backup::reconcile, error_policy, ctx.clone())
+                .run(oneshot::reconcile, error_policy, ctx.clone())
                 .for_each(log_result)
                 .boxed(),
         );
         controllers.push(
             rc.shutdown_on_signal()
-                .run(restore::reconcile, error_policy, ctx.clone())
+                .run(oneshot::reconcile, error_policy, ctx.clone())
                 .for_each(log_result)
                 .boxed(),
         );

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use super::oneshot::{Finished, OneShot, OneShotStatus, Phase, RunFuture};
+use super::oneshot::{Finished, OneShot, OneShotStatus, Phase, Run, RunFuture};
 use super::retry::RunFailure;
 use super::{Context, secrets};
 use crate::api::offset_reset::GroupResult as StatusGroupResult;
@@ -19,8 +19,8 @@ use crate::api::{
     KafkaBackup, KafkaOffsetReset, KafkaOffsetResetStatus, KafkaOffsetRollback,
     KafkaOffsetRollbackStatus, KafkaRestore, OffsetResetPhase, OffsetRollbackPhase, StatusHeader,
 };
+use crate::exec::ExecError;
 use crate::exec::groups::{CommitOutcome, GroupResult};
-use crate::exec::{Cancel, ExecError, Progress};
 use crate::format::manifest::OffsetSnapshot;
 
 /// The ConfigMap key of a snapshot document.
@@ -251,10 +251,9 @@ impl OneShot for KafkaOffsetReset {
     fn run(
         ctx: Arc<Context>,
         kor: Arc<Self>,
-        status: KafkaOffsetResetStatus,
-        _cancel: Cancel,
-        _progress: Arc<Progress>,
+        run: Run<KafkaOffsetResetStatus>,
     ) -> RunFuture<KafkaOffsetResetStatus> {
+        let status = run.status;
         Box::pin(async move {
             let ns = kor.namespace().unwrap_or_default();
             let name = kor.name_any();
@@ -314,24 +313,27 @@ impl OneShot for KafkaOffsetReset {
                 .as_ref()
                 .and_then(|_| jiff::Timestamp::from_millisecond(now).ok())
                 .map(Time);
-            Ok(Some(Finished {
-                phase,
-                message,
-                fields: Box::new(move |s: &mut KafkaOffsetResetStatus| {
-                    s.common.plan_hash = Some(hash.clone());
-                    s.groups_total = Some(total);
-                    s.groups_reset = Some(total - failed);
-                    s.groups_failed = Some(failed);
-                    s.group_results = results.clone();
-                    if let Some((id, path)) = &snapshot {
-                        if s.snapshot_id.as_deref() != Some(id) {
-                            s.snapshot_time = snap_time.clone();
+            Ok(Some(
+                Finished {
+                    phase,
+                    message,
+                    fields: Box::new(move |s: &mut KafkaOffsetResetStatus| {
+                        s.common.plan_hash = Some(hash.clone());
+                        s.groups_total = Some(total);
+                        s.groups_reset = Some(total - failed);
+                        s.groups_failed = Some(failed);
+                        s.group_results = results.clone();
+                        if let Some((id, path)) = &snapshot {
+                            if s.snapshot_id.as_deref() != Some(id) {
+                                s.snapshot_time = snap_time.clone();
+                            }
+                            s.snapshot_id = Some(id.clone());
+                            s.snapshot_path = Some(path.clone());
                         }
-                        s.snapshot_id = Some(id.clone());
-                        s.snapshot_path = Some(path.clone());
-                    }
-                }),
-            }))
+                    }),
+                }
+                .into(),
+            ))
         })
     }
 }
@@ -346,9 +348,7 @@ impl OneShot for KafkaOffsetRollback {
     fn run(
         ctx: Arc<Context>,
         korb: Arc<Self>,
-        _status: KafkaOffsetRollbackStatus,
-        _cancel: Cancel,
-        _progress: Arc<Progress>,
+        _run: Run<KafkaOffsetRollbackStatus>,
     ) -> RunFuture<KafkaOffsetRollbackStatus> {
         Box::pin(async move {
             let ns = korb.namespace().unwrap_or_default();
@@ -439,15 +439,18 @@ impl OneShot for KafkaOffsetRollback {
             }
             let failed = out.failed().len() as u32;
             let done = out.results.len() as u32 - failed;
-            Ok(Some(Finished {
-                phase,
-                message,
-                fields: Box::new(move |s: &mut KafkaOffsetRollbackStatus| {
-                    s.groups_rolled_back = Some(done);
-                    s.groups_failed = Some(failed);
-                    s.verification = verification.clone();
-                }),
-            }))
+            Ok(Some(
+                Finished {
+                    phase,
+                    message,
+                    fields: Box::new(move |s: &mut KafkaOffsetRollbackStatus| {
+                        s.groups_rolled_back = Some(done);
+                        s.groups_failed = Some(failed);
+                        s.verification = verification.clone();
+                    }),
+                }
+                .into(),
+            ))
         })
     }
 }

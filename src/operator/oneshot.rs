@@ -1,11 +1,17 @@
-//! The generic controller of the kinds that run once per generation (KafkaOffsetReset,
-//! KafkaOffsetRollback) or on a schedule (KafkaBackupValidation): validate, start one pool
-//! task per generation or per schedule tick, report. Each kind supplies its hooks
-//! ([`OneShot`]): validation, an optional schedule, the run, and what a finished run writes;
-//! the status transitions (Running -> Completed | PartiallyCompleted | Failed, conditions,
-//! observedGeneration, Events, metrics) live here once. The end of every kind's run task,
-//! KafkaBackup's and KafkaRestore's too, is [`finish_run`]: the run metric, the final status
-//! and its Event, from the kind's [`Report`].
+//! The one controller of every kind: the kind's hooks ([`OneShot`]) decide, this module
+//! carries the decision out and writes the start and the end of every run.
+//!
+//! KafkaBackup, KafkaRestore, KafkaOffsetReset, KafkaOffsetRollback and KafkaBackupValidation
+//! share one reconcile ([`reconcile`]): the kind decides ([`OneShot::decide`]: by default once
+//! per generation, or on its [`OneShot::schedule`]; KafkaBackup and KafkaRestore with their
+//! own pure decisions) and the result is one of: an invalid spec ([`report_invalid`]); the
+//! start of a run ([`Start`]: phase Running, observedGeneration, Progressing=True with the
+//! kind's start reason, startTime, then one pool task and its Started, Scheduled or Retried
+//! Event); nothing to start ([`Idle`]: the kind's own write such as the next or a skipped
+//! tick, live progress, an Event, when to look again). The run task is the same for every
+//! kind: attempts of [`OneShot::run`] (retried; a run waiting for its input writes
+//! [`OneShot::waiting`]), then [`finish_run`]: the run metric, the final status and its Event,
+//! from the kind's [`Report`].
 //!
 //! A schedule is anchored like KafkaBackup's (`operator::schedule`): the tick a reconcile may
 //! fire is the latest one after the last tick acted on (recorded in status when the run
@@ -27,12 +33,12 @@ use serde::Serialize;
 
 use super::decide::PoolState;
 use super::retry::RunFailure;
-use super::status::{StatusResource, Write, set_condition, write_status};
+use super::status::{Live, StatusResource, Write, set_condition, write_status};
 use super::{Context, OperatorError, obj_key};
 use crate::api::{ConditionStatus, StatusHeader};
 use crate::exec::{Cancel, Progress};
 
-/// The phases every one-shot kind shares.
+/// The phases every kind shares (each kind maps its own phase enum onto them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Running,
@@ -48,7 +54,7 @@ impl Phase {
     }
 }
 
-/// A one-shot kind's status: the shared header and its phase enum.
+/// A kind's status: the shared header and its phase enum.
 pub trait OneShotStatus: Default + Clone + Serialize + Send + Sync + 'static {
     fn header(&self) -> &StatusHeader;
     fn header_mut(&mut self) -> &mut StatusHeader;
@@ -72,41 +78,173 @@ pub struct Schedule {
     pub suspend: bool,
 }
 
-/// What a finished run reports: its phase, a one-line message, and the kind's own status
-/// fields (group results, snapshot, verification).
+/// What a finished run of KafkaOffsetReset, KafkaOffsetRollback or KafkaBackupValidation
+/// reports: its phase, a one-line message, and the kind's own status fields (group results,
+/// snapshot, verification). Its [`Report`] (`From`) has the shared reasons: Completed,
+/// PartiallyCompleted or Failed.
 pub struct Finished<S> {
     pub phase: Phase,
     pub message: String,
     pub fields: Box<dyn Fn(&mut S) + Send + Sync>,
 }
 
-/// The future of a run.
-pub type RunFuture<S> =
-    Pin<Box<dyn Future<Output = Result<Option<Finished<S>>, RunFailure>> + Send>>;
+impl<S: OneShotStatus> From<Finished<S>> for Report<S> {
+    fn from(f: Finished<S>) -> Report<S> {
+        let (phase, message, fields) = (f.phase, f.message, f.fields);
+        let (ready, reason, event) = match phase {
+            Phase::Completed => (ConditionStatus::True, "Completed", EventType::Normal),
+            Phase::PartiallyCompleted => (
+                ConditionStatus::False,
+                "PartiallyCompleted",
+                EventType::Warning,
+            ),
+            _ => (ConditionStatus::False, "Failed", EventType::Warning),
+        };
+        Report {
+            message: Some(message.clone()),
+            progressing: (reason, message.clone()),
+            ready: (ready, reason, message.clone()),
+            event: (event, reason, message),
+            fields: Box::new(move |s: &mut S, _| {
+                fields(s);
+                s.set_phase(phase);
+            }),
+        }
+    }
+}
 
-/// The hooks of a one-shot kind.
+/// A change of a kind's status fields (applied inside one status write).
+pub type StatusEdit<S> = Box<dyn Fn(&mut S) + Send + Sync>;
+
+/// What a run gets from the controller.
+pub struct Run<S> {
+    /// The status when the run started (a resumed run reuses what it recorded, e.g. its
+    /// snapshot or its checkpointed run id).
+    pub status: S,
+    /// The schedule tick the run belongs to ([`Start::tick`]), if any.
+    pub tick: Option<Timestamp>,
+    pub cancel: Cancel,
+    /// The run's live counters (status shows them while it runs, [`OneShot::live`]).
+    pub progress: Arc<Progress>,
+}
+
+/// The future of one attempt of a run: its report, `Ok(None)` when cancelled.
+pub type RunFuture<S> = Pin<Box<dyn Future<Output = Result<Option<Report<S>>, RunFailure>> + Send>>;
+
+/// The hooks of a kind: what differs between kinds; everything else is this module's.
 pub trait OneShot: StatusResource + Send + Sync + 'static
 where
     Self::Status: OneShotStatus,
 {
     /// The kind, for logs, spans and metrics.
     const KIND: &'static str;
+    /// The reason of the condition Progressing=True a started run sets.
+    const STARTED: &'static str = "Started";
+    /// Whether a resumed run keeps its first `startTime` (else the clock starts again).
+    const RESUME_KEEPS_START_TIME: bool = true;
     /// Full validation; the message names the fields and the fixes.
     fn validate(&self) -> Result<(), String>;
     /// A schedule that re-runs the kind; None (the default): once per generation.
     fn schedule(&self) -> Option<Schedule> {
         None
     }
-    /// One attempt of the run (retried by [`super::run_attempts`] when transient). `status`
-    /// is the status when the run started (a resumed run reuses what it recorded, e.g. its
-    /// snapshot). `Ok(None)`: cancelled.
-    fn run(
-        ctx: Arc<Context>,
-        obj: Arc<Self>,
-        status: Self::Status,
-        cancel: Cancel,
-        progress: Arc<Progress>,
-    ) -> RunFuture<Self::Status>;
+    /// What this reconcile does, from the resource, the pool's state of it and the time.
+    /// Default: one run per generation ([`decide_oneshot`]), or one per tick of
+    /// [`Self::schedule`] ([`decide_scheduled`]).
+    fn decide(&self, pool: &PoolState, now: Timestamp) -> Step<Self::Status>
+    where
+        Self: Sized,
+    {
+        match self.schedule() {
+            Some(sched) => scheduled_step(self, pool, now, &sched),
+            None => oneshot_step(self, pool),
+        }
+    }
+    /// One attempt of the run (retried by [`super::run_attempts`] when transient), and the
+    /// report of its success. `Ok(None)`: cancelled.
+    fn run(ctx: Arc<Context>, obj: Arc<Self>, run: Run<Self::Status>) -> RunFuture<Self::Status>;
+    /// The report of a failed run (`message`: why, with its category). Default: phase
+    /// Failed, Progressing=False and Ready=False with reason Failed, a Warning Event Failed.
+    fn failed(message: String) -> Report<Self::Status> {
+        Report::failed(
+            message,
+            "Failed",
+            "Failed",
+            Box::new(|s: &mut Self::Status, _| s.set_phase(Phase::Failed)),
+        )
+    }
+    /// The status of a run waiting for its input (`reason`: for what), written before its
+    /// Normal Waiting Event; None (the default): no status write.
+    fn waiting(_reason: &str, _generation: Option<i64>) -> Option<StatusEdit<Self::Status>> {
+        None
+    }
+    /// Shows `live` progress in `s` (written while a run goes, when [`Idle::live`]); the
+    /// default shows none.
+    fn live(_s: &mut Self::Status, _live: Live) {}
+}
+
+/// What a reconcile does, as the kind decides it ([`OneShot::decide`]).
+pub enum Step<S> {
+    /// The spec is invalid: Failed with the message ([`report_invalid`]), nothing runs.
+    Invalid(String),
+    /// Start a run.
+    Start(Start<S>),
+    /// Nothing to start.
+    Idle(Idle<S>),
+}
+
+/// The start of a run: status Running (with `fields`) before the pool task starts (a restart
+/// or a second look then finds the run taken), then its Event.
+pub struct Start<S> {
+    /// The pool key: stable for the generation, tick or trigger, so a repeated decision is
+    /// recognised by the pool and never starts a second run.
+    pub run: String,
+    /// The run was left Running by an operator restart or a leadership change and starts
+    /// again (Event `Retried`).
+    pub resumed: bool,
+    /// The schedule tick the run belongs to ([`Run::tick`]).
+    pub tick: Option<Timestamp>,
+    /// The message of the condition Progressing=True.
+    pub message: String,
+    /// The Event reason of a new run (Started, Scheduled); a resumed run's is Retried.
+    pub reason: &'static str,
+    /// The Event's note.
+    pub note: String,
+    /// The kind's own fields recorded at the start (the tick, the run-now trigger).
+    pub fields: Option<StatusEdit<S>>,
+}
+
+/// Nothing to start: an optional status write and Event, live progress, when to look again.
+pub struct Idle<S> {
+    /// The kind's status write (the next tick, a skipped tick, the first "accepted" status).
+    pub write: Option<IdleWrite<S>>,
+    /// A Normal Event: its reason and note (after the write).
+    pub event: Option<(&'static str, String)>,
+    /// A run may be going: its progress gauge, and its live progress in status at most once
+    /// per [`super::pool::PROGRESS_EVERY`] ([`OneShot::live`], in the same write).
+    pub live: bool,
+    /// Look again after this long (None: on change only).
+    pub requeue: Option<Duration>,
+}
+
+/// The kind's status write of an [`Idle`] step.
+pub struct IdleWrite<S> {
+    pub how: Write,
+    /// Written even when no live progress is due; else it rides along with live progress.
+    pub always: bool,
+    pub fields: StatusEdit<S>,
+}
+
+impl<S> Idle<S> {
+    /// Nothing to write: look again after `requeue` (None: on change only).
+    pub fn after(requeue: Option<Duration>) -> Idle<S> {
+        Idle {
+            write: None,
+            event: None,
+            live: false,
+            requeue,
+        }
+    }
 }
 
 /// What a reconcile does (pure).
@@ -228,6 +366,200 @@ pub fn decide_scheduled(
     }
 }
 
+/// The default decision of a kind without a schedule: [`decide_oneshot`] as a [`Step`].
+fn oneshot_step<K>(obj: &K, pool: &PoolState) -> Step<K::Status>
+where
+    K: OneShot,
+    K::Status: OneShotStatus,
+{
+    let generation = obj.meta().generation;
+    let status = obj.status();
+    let action = decide_oneshot(
+        generation,
+        status.map(|s| s.header()),
+        status.and_then(|s| s.phase()),
+        pool,
+        obj.validate(),
+    );
+    match action {
+        OneShotAction::Done => Step::Idle(Idle::after(None)),
+        OneShotAction::Wait => Step::Idle(Idle::after(Some(Duration::from_secs(5)))),
+        OneShotAction::Invalid(message) => Step::Invalid(message),
+        OneShotAction::Start { resumed } => {
+            let note = if resumed {
+                "interrupted by an operator restart or a leadership change; started again"
+            } else {
+                "started"
+            };
+            let run = run_key(generation);
+            Step::Start(Start {
+                message: run.clone(),
+                run,
+                resumed,
+                tick: None,
+                reason: "Started",
+                note: note.to_string(),
+                fields: None,
+            })
+        }
+    }
+}
+
+/// `sched` evaluated at `now` from `anchor` (nothing due when the spec or the schedule is
+/// invalid: the decision reports it).
+fn schedule_state(
+    sched: &Schedule,
+    valid: bool,
+    anchor: Timestamp,
+    now: Timestamp,
+) -> super::schedule::ScheduleState {
+    let nothing = super::schedule::ScheduleState {
+        due: None,
+        missed: 0,
+        next: None,
+    };
+    let Ok(cron) = crate::api::validate::parse_schedule(&sched.cron) else {
+        return nothing;
+    };
+    if !valid {
+        return nothing;
+    }
+    let tz = sched
+        .time_zone
+        .as_deref()
+        .map(crate::api::validate::parse_time_zone)
+        .transpose()
+        .ok()
+        .flatten()
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    super::schedule::evaluate(&cron, &tz, anchor, now).unwrap_or(nothing)
+}
+
+/// The default decision of a kind with a schedule: [`decide_scheduled`] as a [`Step`].
+fn scheduled_step<K>(obj: &K, pool: &PoolState, now: Timestamp, sched: &Schedule) -> Step<K::Status>
+where
+    K: OneShot,
+    K::Status: OneShotStatus,
+{
+    let generation = obj.meta().generation;
+    let status = obj.status();
+    let last = status.and_then(|s| s.last_tick());
+    let created = obj
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
+    let valid = obj.validate();
+    let state = schedule_state(sched, valid.is_ok(), last.unwrap_or(created), now);
+    let action = decide_scheduled(
+        status.map(|s| s.header()),
+        status.and_then(|s| s.phase()),
+        last,
+        pool,
+        valid,
+        sched.suspend,
+        &state,
+        generation,
+    );
+    match action {
+        ScheduledAction::Wait => Step::Idle(Idle::after(Some(Duration::from_secs(5)))),
+        ScheduledAction::Invalid(message) => Step::Invalid(message),
+        ScheduledAction::Sleep { next } => Step::Idle(sleep(status, last, next, generation, now)),
+        ScheduledAction::Start {
+            tick,
+            next,
+            resumed,
+        } => {
+            if state.missed > 0 && !resumed {
+                tracing::info!(
+                    missed = state.missed,
+                    "schedule ticks missed (not run: Forbid)"
+                );
+            }
+            let note = if resumed {
+                format!(
+                    "the run of tick {tick} was interrupted by an operator restart or a leadership change; started again"
+                )
+            } else {
+                format!("scheduled run of tick {tick} started")
+            };
+            let run = tick_key(tick);
+            Step::Start(Start {
+                message: run.clone(),
+                run,
+                resumed,
+                tick: Some(tick),
+                reason: "Started",
+                note,
+                fields: Some(Box::new(move |s: &mut K::Status| {
+                    s.set_ticks(Some(tick), next)
+                })),
+            })
+        }
+    }
+}
+
+/// Nothing due on a schedule: record the ticks (`last`, `next`) when status does not show them
+/// yet, and a resource's first "accepted, waiting" status (Ready=True, Scheduled or
+/// Suspended); look again at `next` (None: on change only).
+fn sleep<S: OneShotStatus>(
+    status: Option<&S>,
+    last: Option<Timestamp>,
+    next: Option<Timestamp>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Idle<S> {
+    let recorded = status.map(|s| {
+        let mut probe = s.clone();
+        probe.set_ticks(last, next);
+        serde_json::to_value(&probe).ok() == serde_json::to_value(s).ok()
+    });
+    let waiting_first = status.is_none_or(|s| s.phase().is_none());
+    let write = (recorded != Some(true) || waiting_first).then(|| IdleWrite {
+        how: Write::Must,
+        always: true,
+        fields: Box::new(move |s: &mut S| {
+            s.set_ticks(last, next);
+            let first = s.phase().is_none();
+            let h = s.header_mut();
+            h.observed_generation = generation;
+            if first {
+                // accepted and waiting: said from the first second
+                let (reason, message) = match next {
+                    Some(t) => (
+                        "Scheduled",
+                        format!("accepted; the first scheduled run is at {t}"),
+                    ),
+                    None => (
+                        "Suspended",
+                        "accepted; suspended: no run starts".to_string(),
+                    ),
+                };
+                set_condition(
+                    h,
+                    "Ready",
+                    ConditionStatus::True,
+                    reason,
+                    &message,
+                    generation,
+                    now,
+                );
+                s.set_waiting();
+            }
+        }) as StatusEdit<S>,
+    });
+    Idle {
+        write,
+        event: None,
+        live: false,
+        requeue: next.map(|n| {
+            Duration::from_millis((n.as_millisecond() - now.as_millisecond()).max(0) as u64)
+                + Duration::from_millis(200)
+        }),
+    }
+}
+
 /// Reports an invalid spec once, for every kind: phase Failed, the message, observedGeneration,
 /// a Ready=False/InvalidSpec condition and a Warning InvalidSpec Event.
 pub async fn report_invalid<K>(
@@ -269,18 +601,44 @@ where
     Ok(Action::await_change())
 }
 
-/// Marks the resource Running for `run` (a generation's or a tick's key; `ticks` records a
-/// scheduled run's tick and the next one), then starts the pool task and publishes Started
-/// (or Retried, `resumed`) with `note`.
-#[allow(clippy::too_many_arguments)]
+/// The start transition of every kind, in status: phase Running, no message, no
+/// completionTime, observedGeneration, startTime `now` (kept by a resumed run when
+/// `keep_start_time`), condition Progressing=True with `reason` and `message`.
+pub fn mark_running<S: OneShotStatus>(
+    s: &mut S,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+    keep_start_time: bool,
+) {
+    s.set_phase(Phase::Running);
+    let h = s.header_mut();
+    h.observed_generation = generation;
+    h.message = None;
+    if !keep_start_time {
+        h.start_time = Some(Time(now));
+    }
+    h.completion_time = None;
+    set_condition(
+        h,
+        "Progressing",
+        ConditionStatus::True,
+        reason,
+        message,
+        generation,
+        now,
+    );
+}
+
+/// Carries out a [`Start`]: the start transition ([`mark_running`] and the kind's fields)
+/// written before the run starts, then the pool task ([`run_task`]) and, if it started, its
+/// Event: Retried when `resumed`, else the kind's reason.
 async fn start_run<K>(
     obj: &Arc<K>,
     ctx: &Arc<Context>,
     api: &Api<K>,
-    run: String,
-    ticks: Option<(Timestamp, Option<Timestamp>)>,
-    resumed: bool,
-    note: String,
+    start: Start<K::Status>,
     now: Timestamp,
 ) -> Result<Action, OperatorError>
 where
@@ -290,47 +648,91 @@ where
     let name = obj.name_any();
     let generation = obj.meta().generation;
     let status = obj.status().cloned();
+    let Start {
+        run,
+        resumed,
+        tick,
+        message,
+        reason,
+        note,
+        fields,
+    } = start;
+    let keep_start_time = resumed && K::RESUME_KEEPS_START_TIME;
     write_status(ctx, api, &name, Write::Must, |s: &mut K::Status| {
-        s.set_phase(Phase::Running);
-        if let Some((tick, next)) = ticks {
-            s.set_ticks(Some(tick), next);
+        mark_running(s, K::STARTED, &message, generation, now, keep_start_time);
+        if let Some(f) = &fields {
+            f(s);
         }
-        let h = s.header_mut();
-        h.observed_generation = generation;
-        h.message = None;
-        if !resumed {
-            h.start_time = Some(Time(now));
-        }
-        h.completion_time = None;
-        set_condition(
-            h,
-            "Progressing",
-            ConditionStatus::True,
-            "Started",
-            &run,
-            generation,
-            now,
-        );
     })
     .await?;
     let started = ctx.pool.start(obj_key(&**obj), run.clone(), {
-        let (ctx, obj, api, name) = (ctx.clone(), obj.clone(), api.clone(), name.clone());
+        let (ctx, obj, api) = (ctx.clone(), obj.clone(), api.clone());
         move |cancel, progress| {
             let span = tracing::info_span!("run", kind = K::KIND, namespace = %obj.namespace().unwrap_or_default(), resource = %obj.name_any(), run = %run);
-            tracing::Instrument::instrument(
-                run_task(ctx, obj, api, name, status.unwrap_or_default(), cancel, progress),
-                span,
-            )
+            let run = Run {
+                status: status.unwrap_or_default(),
+                tick,
+                cancel,
+                progress,
+            };
+            tracing::Instrument::instrument(run_task(ctx, obj, api, name, run), span)
         }
     });
     if started {
-        let reason = if resumed { "Retried" } else { "Started" };
+        let reason = if resumed { "Retried" } else { reason };
         ctx.event(&**obj, EventType::Normal, reason, &note).await;
     }
     Ok(Action::requeue(Duration::from_secs(5)))
 }
 
-/// Reconciles one resource of a one-shot kind.
+/// Carries out an [`Idle`] step: the progress gauge and the live progress of a running run
+/// (when `live`), the kind's write (in the same status write), its Event, the requeue.
+async fn idle<K>(
+    obj: &Arc<K>,
+    ctx: &Context,
+    api: &Api<K>,
+    idle: Idle<K::Status>,
+) -> Result<Action, OperatorError>
+where
+    K: OneShot,
+    K::Status: OneShotStatus,
+{
+    let key = obj_key(&**obj);
+    let mut due = None;
+    if idle.live {
+        if let Some(p) = ctx.pool.progress(&key) {
+            ctx.metrics
+                .running(K::KIND, &obj.namespace().unwrap_or_default(), &p);
+        }
+        // at most one write per PROGRESS_EVERY: each write is a watch event, and so another
+        // reconcile
+        due = ctx.pool.progress_due(&key, super::pool::PROGRESS_EVERY);
+    }
+    let kind_write = idle.write;
+    if due.is_some() || kind_write.as_ref().is_some_and(|w| w.always) {
+        let how = kind_write.as_ref().map_or(Write::BestEffort, |w| w.how);
+        write_status(ctx, api, &obj.name_any(), how, |s: &mut K::Status| {
+            if let Some(p) = &due {
+                K::live(s, Live::of(p));
+            }
+            if let Some(w) = &kind_write {
+                (w.fields)(s);
+            }
+        })
+        .await?;
+    }
+    if let Some((reason, note)) = idle.event {
+        ctx.event(&**obj, EventType::Normal, reason, &note).await;
+    }
+    Ok(idle
+        .requeue
+        .map(Action::requeue)
+        .unwrap_or_else(Action::await_change))
+}
+
+/// Reconciles one resource of any kind: the guard of every reconcile
+/// ([`super::reconcile_guarded`]: leader, finalizer, counter), then the kind's decision
+/// carried out.
 pub async fn reconcile<K>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, OperatorError>
 where
     K: OneShot + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
@@ -349,238 +751,53 @@ where
     K: OneShot + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
     K::Status: OneShotStatus + serde::de::DeserializeOwned,
 {
-    if let Some(sched) = obj.schedule() {
-        return apply_scheduled(obj, ctx, api, sched).await;
-    }
-    let key = obj_key(&*obj);
-    let generation = obj.meta().generation;
     let now = Timestamp::now();
-    let status = obj.status().cloned();
-    let action = decide_oneshot(
-        generation,
-        status.as_ref().map(|s| s.header()),
-        status.as_ref().and_then(|s| s.phase()),
-        &ctx.pool.state(&key),
-        obj.validate(),
-    );
-    match action {
-        OneShotAction::Done => Ok(Action::await_change()),
-        OneShotAction::Wait => Ok(Action::requeue(Duration::from_secs(5))),
-        OneShotAction::Invalid(message) => {
-            report_invalid(&obj, &ctx, api, &message, generation, now).await
+    match obj.decide(&ctx.pool.state(&obj_key(&*obj)), now) {
+        Step::Invalid(message) => {
+            report_invalid(&obj, &ctx, api, &message, obj.meta().generation, now).await
         }
-        OneShotAction::Start { resumed } => {
-            let note = if resumed {
-                "interrupted by an operator restart or a leadership change; started again"
-            } else {
-                "started"
-            };
-            start_run(
-                &obj,
-                &ctx,
-                api,
-                run_key(generation),
-                None,
-                resumed,
-                note.to_string(),
-                now,
-            )
-            .await
-        }
+        Step::Start(start) => start_run(&obj, &ctx, api, start, now).await,
+        Step::Idle(i) => idle(&obj, &ctx, api, i).await,
     }
 }
 
-/// The reconcile of a scheduled resource (module docs).
-async fn apply_scheduled<K>(
-    obj: Arc<K>,
-    ctx: Arc<Context>,
-    api: &Api<K>,
-    sched: Schedule,
-) -> Result<Action, OperatorError>
+/// The pool task of every kind: attempts of [`OneShot::run`] ([`super::run_attempts`]:
+/// retried when transient; a run waiting for its input writes [`OneShot::waiting`]), then
+/// [`finish_run`] with the run's report, or [`OneShot::failed`].
+async fn run_task<K>(ctx: Arc<Context>, obj: Arc<K>, api: Api<K>, name: String, run: Run<K::Status>)
 where
-    K: OneShot + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
-    K::Status: OneShotStatus + serde::de::DeserializeOwned,
-{
-    let key = obj_key(&*obj);
-    let name = obj.name_any();
-    let generation = obj.meta().generation;
-    let now = Timestamp::now();
-    let status = obj.status().cloned();
-    let last = status.as_ref().and_then(|s| s.last_tick());
-    let created = obj
-        .meta()
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or(now);
-    let valid = obj.validate();
-    let state = match (&valid, crate::api::validate::parse_schedule(&sched.cron)) {
-        (Ok(()), Ok(cron)) => {
-            let tz = sched
-                .time_zone
-                .as_deref()
-                .map(crate::api::validate::parse_time_zone)
-                .transpose()
-                .ok()
-                .flatten()
-                .unwrap_or(jiff::tz::TimeZone::UTC);
-            super::schedule::evaluate(&cron, &tz, last.unwrap_or(created), now).unwrap_or(
-                super::schedule::ScheduleState {
-                    due: None,
-                    missed: 0,
-                    next: None,
-                },
-            )
-        }
-        _ => super::schedule::ScheduleState {
-            due: None,
-            missed: 0,
-            next: None,
-        },
-    };
-    let action = decide_scheduled(
-        status.as_ref().map(|s| s.header()),
-        status.as_ref().and_then(|s| s.phase()),
-        last,
-        &ctx.pool.state(&key),
-        valid,
-        sched.suspend,
-        &state,
-        generation,
-    );
-    match action {
-        ScheduledAction::Wait => Ok(Action::requeue(Duration::from_secs(5))),
-        ScheduledAction::Invalid(message) => {
-            report_invalid(&obj, &ctx, api, &message, generation, now).await
-        }
-        ScheduledAction::Sleep { next } => {
-            let recorded = status.as_ref().map(|s| {
-                let mut probe = s.clone();
-                probe.set_ticks(last, next);
-                serde_json::to_value(&probe).ok() == serde_json::to_value(s).ok()
-            });
-            let waiting_first = status.as_ref().is_none_or(|s| s.phase().is_none());
-            if recorded != Some(true) || waiting_first {
-                write_status(&ctx, api, &name, Write::Must, |s: &mut K::Status| {
-                    s.set_ticks(last, next);
-                    let first = s.phase().is_none();
-                    let h = s.header_mut();
-                    h.observed_generation = generation;
-                    if first {
-                        // accepted and waiting: said from the first second
-                        let (reason, message) = match next {
-                            Some(t) => (
-                                "Scheduled",
-                                format!("accepted; the first scheduled run is at {t}"),
-                            ),
-                            None => (
-                                "Suspended",
-                                "accepted; suspended: no run starts".to_string(),
-                            ),
-                        };
-                        set_condition(
-                            h,
-                            "Ready",
-                            ConditionStatus::True,
-                            reason,
-                            &message,
-                            generation,
-                            now,
-                        );
-                        s.set_waiting();
-                    }
-                })
-                .await?;
-            }
-            Ok(match next {
-                Some(n) => Action::requeue(
-                    Duration::from_millis((n.as_millisecond() - now.as_millisecond()).max(0) as u64)
-                        + Duration::from_millis(200),
-                ),
-                None => Action::await_change(),
-            })
-        }
-        ScheduledAction::Start {
-            tick,
-            next,
-            resumed,
-        } => {
-            if state.missed > 0 && !resumed {
-                tracing::info!(
-                    missed = state.missed,
-                    "schedule ticks missed (not run: Forbid)"
-                );
-            }
-            let note = if resumed {
-                format!(
-                    "the run of tick {tick} was interrupted by an operator restart or a leadership change; started again"
-                )
-            } else {
-                format!("scheduled run of tick {tick} started")
-            };
-            start_run(
-                &obj,
-                &ctx,
-                api,
-                tick_key(tick),
-                Some((tick, next)),
-                resumed,
-                note,
-                now,
-            )
-            .await
-        }
-    }
-}
-
-async fn run_task<K>(
-    ctx: Arc<Context>,
-    obj: Arc<K>,
-    api: Api<K>,
-    name: String,
-    status: K::Status,
-    cancel: Cancel,
-    progress: Arc<Progress>,
-) where
     K: OneShot,
     K::Status: OneShotStatus,
 {
+    let Run {
+        status,
+        tick,
+        cancel,
+        progress,
+    } = run;
+    let generation = obj.meta().generation;
     let attempt = || {
-        K::run(
-            ctx.clone(),
-            obj.clone(),
-            status.clone(),
-            cancel.clone(),
-            progress.clone(),
-        )
+        let run = Run {
+            status: status.clone(),
+            tick,
+            cancel: cancel.clone(),
+            progress: progress.clone(),
+        };
+        K::run(ctx.clone(), obj.clone(), run)
     };
-    let result = super::run_attempts(&ctx, &obj, &cancel, attempt, |_| async {}).await;
-    finish_run(&ctx, &*obj, &api, &name, K::KIND, result, &progress, |r| {
-        let (phase, message, fields) = match r {
-            Ok(f) => (f.phase, f.message, Some(f.fields)),
-            Err(message) => (Phase::Failed, message, None),
-        };
-        let (ready, reason, event) = match phase {
-            Phase::Completed => (ConditionStatus::True, "Completed", EventType::Normal),
-            Phase::PartiallyCompleted => (
-                ConditionStatus::False,
-                "PartiallyCompleted",
-                EventType::Warning,
-            ),
-            _ => (ConditionStatus::False, "Failed", EventType::Warning),
-        };
-        Report {
-            message: Some(message.clone()),
-            progressing: (reason, message.clone()),
-            ready: (ready, reason, message.clone()),
-            event: (event, reason, message),
-            fields: Box::new(move |s: &mut K::Status, _| {
-                if let Some(f) = &fields {
-                    f(s);
-                }
-                s.set_phase(phase);
-            }),
+    let on_wait = |reason: String| {
+        let (ctx, api, name) = (ctx.clone(), api.clone(), name.clone());
+        async move {
+            if let Some(f) = K::waiting(&reason, generation) {
+                // a failed write is logged and counted by write_status; the run waits on
+                let _ =
+                    write_status(&ctx, &api, &name, Write::Must, |s: &mut K::Status| f(s)).await;
+            }
         }
+    };
+    let result = super::run_attempts(&ctx, &obj, &cancel, attempt, on_wait).await;
+    finish_run(&ctx, &*obj, &api, &name, K::KIND, result, &progress, |r| {
+        r.unwrap_or_else(K::failed)
     })
     .await;
 }

@@ -1,7 +1,8 @@
-//! The KafkaRestore controller: one run per generation, executed in the pool; status carries
-//! live progress (records, percent, throughput, ETA, current topic) and the offset map path.
+//! KafkaRestore on the generic controller ([`super::oneshot`]): one run per generation
+//! ([`super::decide::decide_restore`]), executed in the pool; a run whose KafkaBackup has no
+//! complete run yet waits in Pending (WaitingForBackup); status carries live progress
+//! (records, percent, throughput, ETA, current topic) and the offset map path.
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -10,194 +11,79 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use super::decide::{RestoreAction, await_backup, decide_restore};
-use super::oneshot::{Phase, Report, finish_run, report_invalid};
+use super::decide::{PoolState, RestoreAction, await_backup, decide_restore};
+use super::oneshot::{
+    Idle, OneShot, Phase, Report, Run, RunFuture, Start, StatusEdit, Step, mark_running,
+};
 use super::retry::RunFailure;
 use super::status::{Live, Write, set_condition, write_status};
-use super::{Context, OperatorError, obj_key, secrets};
+use super::{Context, OperatorError, secrets};
 use crate::api::{ConditionStatus, KafkaBackup, KafkaRestore, KafkaRestoreStatus, RestorePhase};
 use crate::exec::{Cancel, ExecContext, Progress};
 use crate::kinds::{Access, restore::prepare as prepare_restore};
 
-/// Reconciles one KafkaRestore.
+/// Reconciles one KafkaRestore (the generic controller, [`super::oneshot::reconcile`]).
 pub async fn reconcile(kr: Arc<KafkaRestore>, ctx: Arc<Context>) -> Result<Action, OperatorError> {
-    super::reconcile_guarded(
-        kr,
-        ctx,
-        |kr, ctx, api| async move { apply(kr, ctx, &api).await },
-    )
-    .await
+    super::oneshot::reconcile(kr, ctx).await
 }
 
-async fn apply(
-    kr: Arc<KafkaRestore>,
-    ctx: Arc<Context>,
-    api: &Api<KafkaRestore>,
-) -> Result<Action, OperatorError> {
-    let key = obj_key(&*kr);
-    let name = kr.name_any();
-    let generation = kr.metadata.generation;
-    let now = Timestamp::now();
-    match decide_restore(&kr, &ctx.pool.state(&key)) {
-        RestoreAction::Finalize => Ok(Action::await_change()),
-        RestoreAction::Invalid { field, message } => {
-            let action = report_invalid(&kr, &ctx, api, &message, generation, now).await;
-            tracing::warn!(%field, "invalid KafkaRestore");
-            action
-        }
-        RestoreAction::Start {
-            key: run_key,
-            resumed,
-        } => {
-            write_status(
-                &ctx,
-                api,
-                &name,
-                Write::Must,
-                |s: &mut KafkaRestoreStatus| {
-                    mark_running(s, &run_key, generation, now);
-                    s.common.observed_generation = generation;
-                    s.common.start_time = Some(Time(now));
-                    s.common.completion_time = None;
-                },
-            )
-            .await?;
-            if ctx.pool.start(key, run_key, {
-                let (ctx, kr) = (ctx.clone(), kr.clone());
-                move |cancel, progress| {
-                    let span = tracing::info_span!("run", kind = "KafkaRestore", namespace = %kr.namespace().unwrap_or_default(), resource = %kr.name_any());
-                    tracing::Instrument::instrument(run_task(ctx, kr, cancel, progress), span)
-                }
-            }) {
-                let (reason, note) = if resumed {
-                    ("Retried", "restore interrupted by an operator restart or a leadership change; started again, it resumes from its journal")
+impl OneShot for KafkaRestore {
+    const KIND: &'static str = "KafkaRestore";
+    const STARTED: &'static str = "RestoreStarted";
+    const RESUME_KEEPS_START_TIME: bool = false;
+
+    fn validate(&self) -> Result<(), String> {
+        crate::api::validate_restore(self)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// [`decide_restore`]: one run per generation; a restore left Running by a restart is
+    /// started again and resumes from its journal (a Pending one starts anew).
+    fn decide(&self, pool: &PoolState, _now: Timestamp) -> Step<KafkaRestoreStatus> {
+        match decide_restore(self, pool) {
+            RestoreAction::Finalize => Step::Idle(Idle::after(None)),
+            RestoreAction::Invalid { field, message } => {
+                tracing::warn!(%field, "invalid KafkaRestore");
+                Step::Invalid(message)
+            }
+            RestoreAction::Start { key, resumed } => Step::Start(Start {
+                message: key.clone(),
+                run: key,
+                resumed,
+                tick: None,
+                reason: "Started",
+                note: if resumed {
+                    "restore interrupted by an operator restart or a leadership change; started again, it resumes from its journal"
                 } else {
-                    ("Started", "restore started")
-                };
-                ctx.event(&*kr, EventType::Normal, reason, note).await;
-            }
-            Ok(Action::requeue(Duration::from_secs(5)))
-        }
-        RestoreAction::Wait { requeue_after } => {
-            if let Some(p) = ctx.pool.progress(&key) {
-                ctx.metrics
-                    .running("KafkaRestore", &kr.namespace().unwrap_or_default(), &p);
-            }
-            if let Some(p) = ctx.pool.progress_due(&key, super::pool::PROGRESS_EVERY) {
-                write_status(
-                    &ctx,
-                    api,
-                    &name,
-                    Write::BestEffort,
-                    |s: &mut KafkaRestoreStatus| {
-                        if s.phase != Some(RestorePhase::Running) {
-                            return; // the run's final status is already there
-                        }
-                        let live = Live::of(&p);
-                        s.records_restored = Some(live.records);
-                        s.bytes_restored = Some(live.bytes);
-                        s.records_planned = live.records_planned;
-                        s.bytes_planned = live.bytes_planned;
-                        s.throughput_records_per_sec = Some(live.records_per_sec);
-                        s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
-                        s.progress_percent = live.percent;
-                        s.eta_ms = live.eta_ms;
-                        s.current_topic = live.current;
-                    },
-                )
-                .await?;
-            }
-            Ok(requeue_after
-                .map(Action::requeue)
-                .unwrap_or_else(Action::await_change))
+                    "restore started"
+                }
+                .into(),
+                fields: None,
+            }),
+            RestoreAction::Wait { requeue_after } => Step::Idle(Idle {
+                live: true,
+                ..Idle::after(requeue_after)
+            }),
         }
     }
-}
 
-/// Phase Running, no message, condition Progressing=True (RestoreStarted, `key`).
-fn mark_running(s: &mut KafkaRestoreStatus, key: &str, generation: Option<i64>, now: Timestamp) {
-    s.phase = Some(RestorePhase::Running);
-    s.common.message = None;
-    set_condition(
-        &mut s.common,
-        "Progressing",
-        ConditionStatus::True,
-        "RestoreStarted",
-        key,
-        generation,
-        now,
-    );
-}
-
-/// A missing KafkaBackup: wait for it (the reason), or fail (the message).
-fn wait_or_fail(r: Result<String, String>) -> RunFailure {
-    r.map_or_else(RunFailure::permanent, RunFailure::waiting)
-}
-
-/// A completed restore: the backup run id, records and bytes restored, the status message.
-type Restored = (String, u64, u64, String);
-
-/// One run in the pool: attempts of [`attempt`] (retried, waiting in Pending for a backup
-/// that has no complete run yet), then the report ([`finish_run`]).
-async fn run_task(
-    ctx: Arc<Context>,
-    kr: Arc<KafkaRestore>,
-    cancel: Cancel,
-    progress: Arc<Progress>,
-) {
-    let ns = kr.namespace().unwrap_or_default();
-    let name = kr.name_any();
-    let api: Api<KafkaRestore> = Api::namespaced(ctx.client.clone(), &ns);
-    let generation = kr.metadata.generation;
-    let attempt = || {
-        let (ctx, kr, cancel, progress, api) = (
-            ctx.clone(),
-            kr.clone(),
-            cancel.clone(),
-            progress.clone(),
-            api.clone(),
-        );
-        async move { attempt(&ctx, &kr, &api, cancel, progress).await }
-    };
-    let on_wait = |reason: String| {
-        let (ctx, api, name) = (ctx.clone(), api.clone(), name.clone());
-        async move {
-            let _ = write_status(
-                &ctx,
-                &api,
-                &name,
-                Write::Must,
-                |s: &mut KafkaRestoreStatus| {
-                    let now = Timestamp::now();
-                    s.phase = Some(RestorePhase::Pending);
-                    s.common.message = Some(reason.clone());
-                    for t in ["Progressing", "Ready"] {
-                        set_condition(
-                            &mut s.common,
-                            t,
-                            ConditionStatus::False,
-                            "WaitingForBackup",
-                            &reason,
-                            generation,
-                            now,
-                        );
-                    }
-                },
-            )
-            .await;
-        }
-    };
-    let result = super::run_attempts(&ctx, &kr, &cancel, attempt, on_wait).await;
-    finish_run(
-        &ctx,
-        &*kr,
-        &api,
-        &name,
-        "KafkaRestore",
-        result,
-        &progress,
-        |r| match r {
-            Ok((run_id, records, bytes, message)) => Report {
+    /// [`attempt`], and the report of a completed restore: Ready=True/RestoreCompleted with
+    /// the records and the backup run, a Completed Event, the figures.
+    fn run(
+        ctx: Arc<Context>,
+        kr: Arc<Self>,
+        run: Run<KafkaRestoreStatus>,
+    ) -> RunFuture<KafkaRestoreStatus> {
+        Box::pin(async move {
+            let api: Api<KafkaRestore> =
+                Api::namespaced(ctx.client.clone(), &kr.namespace().unwrap_or_default());
+            let Some((run_id, records, bytes, message)) =
+                attempt(&ctx, &kr, &api, run.cancel, run.progress).await?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(Report {
                 message: Some(message),
                 progressing: ("RestoreCompleted", run_id.clone()),
                 ready: (
@@ -219,17 +105,66 @@ async fn run_task(
                     s.eta_ms = Some(0);
                     s.current_topic = None;
                 }),
-            },
-            Err(message) => Report::failed(
-                message,
-                "RestoreFailed",
-                "RestoreFailed",
-                Box::new(|s: &mut KafkaRestoreStatus, _| s.phase = Some(RestorePhase::Failed)),
-            ),
-        },
-    )
-    .await;
+            }))
+        })
+    }
+
+    fn failed(message: String) -> Report<KafkaRestoreStatus> {
+        Report::failed(
+            message,
+            "RestoreFailed",
+            "RestoreFailed",
+            Box::new(|s: &mut KafkaRestoreStatus, _| s.phase = Some(RestorePhase::Failed)),
+        )
+    }
+
+    /// Pending, the reason in the message, Progressing=False and Ready=False with reason
+    /// WaitingForBackup.
+    fn waiting(reason: &str, generation: Option<i64>) -> Option<StatusEdit<KafkaRestoreStatus>> {
+        let reason = reason.to_string();
+        Some(Box::new(move |s: &mut KafkaRestoreStatus| {
+            let now = Timestamp::now();
+            s.phase = Some(RestorePhase::Pending);
+            s.common.message = Some(reason.clone());
+            for t in ["Progressing", "Ready"] {
+                set_condition(
+                    &mut s.common,
+                    t,
+                    ConditionStatus::False,
+                    "WaitingForBackup",
+                    &reason,
+                    generation,
+                    now,
+                );
+            }
+        }))
+    }
+
+    /// Records, bytes, throughput, percent, ETA and the current step, while Running (the
+    /// run's final status, once there, is left as it is).
+    fn live(s: &mut KafkaRestoreStatus, live: Live) {
+        if s.phase != Some(RestorePhase::Running) {
+            return;
+        }
+        s.records_restored = Some(live.records);
+        s.bytes_restored = Some(live.bytes);
+        s.records_planned = live.records_planned;
+        s.bytes_planned = live.bytes_planned;
+        s.throughput_records_per_sec = Some(live.records_per_sec);
+        s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
+        s.progress_percent = live.percent;
+        s.eta_ms = live.eta_ms;
+        s.current_topic = live.current;
+    }
 }
+
+/// A missing KafkaBackup: wait for it (the reason), or fail (the message).
+fn wait_or_fail(r: Result<String, String>) -> RunFailure {
+    r.map_or_else(RunFailure::permanent, RunFailure::waiting)
+}
+
+/// A completed restore: the backup run id, records and bytes restored, the status message.
+type Restored = (String, u64, u64, String);
 
 /// The KafkaBackup `kr` refers to (None with an inline `backupRef.storage`) and the Secrets
 /// both need: the restore's from its namespace, the backup's storage Secrets from the
@@ -319,7 +254,14 @@ async fn attempt(
         |s: &mut KafkaRestoreStatus| {
             if s.phase == Some(RestorePhase::Pending) {
                 // it waited for its backup: running now
-                mark_running(s, &run_id, generation, Timestamp::now());
+                mark_running(
+                    s,
+                    KafkaRestore::STARTED,
+                    &run_id,
+                    generation,
+                    Timestamp::now(),
+                    true,
+                );
                 s.common.conditions.retain(|c| c.type_ != "Ready");
             }
             s.backup_id = Some(run_id.clone());

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use super::oneshot::{Finished, OneShot, OneShotStatus, Phase, RunFuture, Schedule};
+use super::oneshot::{Finished, OneShot, OneShotStatus, Phase, Run, RunFuture, Schedule};
 use super::{Context, secrets};
 use crate::api::StatusHeader;
 use crate::api::validation::{
@@ -19,7 +19,6 @@ use crate::api::validation::{
     ValidationOutcome, ValidationRun,
 };
 use crate::exec::validate::Outcome;
-use crate::exec::{Cancel, Progress};
 
 /// Runs kept in `status.history`.
 pub const HISTORY: usize = 10;
@@ -118,9 +117,7 @@ impl OneShot for KafkaBackupValidation {
     fn run(
         ctx: Arc<Context>,
         kbv: Arc<Self>,
-        _status: KafkaBackupValidationStatus,
-        _cancel: Cancel,
-        _progress: Arc<Progress>,
+        _run: Run<KafkaBackupValidationStatus>,
     ) -> RunFuture<KafkaBackupValidationStatus> {
         Box::pin(async move {
             let ns = kbv.namespace().unwrap_or_default();
@@ -206,28 +203,31 @@ impl OneShot for KafkaBackupValidation {
                 done.path.clone(),
                 done.signature.is_some(),
             );
-            Ok(Some(Finished {
-                phase: Phase::Completed,
-                message,
-                fields: Box::new(move |s: &mut KafkaBackupValidationStatus| {
-                    s.backup_id = Some(run_id.clone());
-                    s.validation_result = Some(verdict);
-                    s.checks_total = Some(total);
-                    s.checks_passed = Some(ok);
-                    s.checks_failed = Some(failed);
-                    s.checks_warned = Some(0);
-                    s.check_results = results.clone();
-                    s.evidence_report_path = Some(path.clone());
-                    s.evidence_report_signed = Some(signed);
-                    s.last_validation_time = finished_at.clone();
-                    if let Some(run) = &run
-                        && !s.history.iter().any(|h| h.report_id == run.report_id)
-                    {
-                        s.history.insert(0, run.clone());
-                        s.history.truncate(HISTORY);
-                    }
-                }),
-            }))
+            Ok(Some(
+                Finished {
+                    phase: Phase::Completed,
+                    message,
+                    fields: Box::new(move |s: &mut KafkaBackupValidationStatus| {
+                        s.backup_id = Some(run_id.clone());
+                        s.validation_result = Some(verdict);
+                        s.checks_total = Some(total);
+                        s.checks_passed = Some(ok);
+                        s.checks_failed = Some(failed);
+                        s.checks_warned = Some(0);
+                        s.check_results = results.clone();
+                        s.evidence_report_path = Some(path.clone());
+                        s.evidence_report_signed = Some(signed);
+                        s.last_validation_time = finished_at.clone();
+                        if let Some(run) = &run
+                            && !s.history.iter().any(|h| h.report_id == run.report_id)
+                        {
+                            s.history.insert(0, run.clone());
+                            s.history.truncate(HISTORY);
+                        }
+                    }),
+                }
+                .into(),
+            ))
         })
     }
 }
