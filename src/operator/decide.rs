@@ -585,6 +585,22 @@ mod tests {
                 resumed: true,
             }
         );
+        // left Pending (waiting for its backup) by a restart: a new start (Started, not
+        // Retried): nothing of the restore ran yet
+        let mut pending = KafkaRestoreStatus {
+            phase: Some(RestorePhase::Pending),
+            ..Default::default()
+        };
+        pending.common.observed_generation = Some(1);
+        let mut left_pending = r.clone();
+        left_pending.status = Some(pending);
+        assert_eq!(
+            decide_restore(&left_pending, &PoolState::Idle),
+            RestoreAction::Start {
+                key: "generation-1".into(),
+                resumed: false,
+            }
+        );
         // finished here, the cache not yet updated: wait, no second run
         assert!(matches!(
             decide_restore(&r, &PoolState::Finished("generation-1".into())),
