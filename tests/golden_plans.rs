@@ -521,3 +521,79 @@ fn restore_refusals_name_the_field() {
     .to_string();
     assert!(e.contains("would both be restored"), "{e}");
 }
+
+/// `execution.mode: job` (issue 18): the plan carries its shards, balanced by estimated bytes;
+/// the same spec in process compiles to a plan without `execution` and another hash.
+#[test]
+fn backup_as_jobs_carries_its_shards() {
+    let facts = BackupFacts {
+        name: "golden".into(),
+        now_ms: NOW,
+        // orders grew from 2 to 5 partitions since the previous run (100 bytes per record)
+        meta: meta(&[("orders", 5)]),
+        offsets: offsets(&[
+            ("orders", 0, 0, 150),
+            ("orders", 1, 0, 380),
+            ("orders", 2, 0, 500),
+            ("orders", 3, 0, 20),
+            ("orders", 4, 0, 0),
+        ]),
+        configs: BTreeMap::new(),
+        previous: Some(previous_run()),
+        checkpoint: None,
+        diverged: BTreeMap::new(),
+    };
+    let kb = backup_doc(&format!(
+        "{CLUSTER}  topics: [orders]\n  execution:\n    mode: job\n    shards: 3\n    backoffLimit: 2\n"
+    ));
+    let plan = compile_backup(&validate_backup(&kb).unwrap(), &facts).unwrap();
+    let ex = plan.execution.as_ref().unwrap();
+    assert_eq!(ex.backoff_limit, 2);
+    // bytes 5000, 30000, 50000, 2000, 0: the heaviest alone, the small ones together
+    let parts: Vec<Vec<usize>> = ex.shards.iter().map(|s| s.partitions.clone()).collect();
+    assert_eq!(parts, vec![vec![2], vec![1], vec![0, 3, 4]]);
+    let bytes: Vec<u64> = ex.shards.iter().map(|s| s.estimated_bytes).collect();
+    assert_eq!(bytes, vec![50_000, 30_000, 7_000]);
+    golden("backup-job", &plan);
+
+    let in_process = backup_doc(&format!("{CLUSTER}  topics: [orders]\n"));
+    let p2 = compile_backup(&validate_backup(&in_process).unwrap(), &facts).unwrap();
+    assert_eq!(p2.execution, None);
+    assert!(
+        serde_json::to_value(&p2)
+            .unwrap()
+            .get("execution")
+            .is_none()
+    );
+    assert_ne!(p2.hash, plan.hash);
+    assert_eq!(p2.partitions, plan.partitions);
+}
+
+/// A restore as Jobs: partition steps and repartitioned steps are both spread over shards.
+#[test]
+fn restore_as_jobs_carries_its_shards() {
+    let facts = RestoreFacts {
+        restore_name: "golden-restore".into(),
+        manifest: previous_run(),
+        target: meta(&[]),
+        target_offsets: BTreeMap::new(),
+        target_configs: BTreeMap::new(),
+    };
+    let kr = restore_doc("  createTopics: true\n  execution: {mode: job, shards: 4}\n");
+    let plan = compile_restore(&validate_restore(&kr).unwrap(), &facts).unwrap();
+    let ex = plan.execution.as_ref().unwrap();
+    // two partitions: two shards, the larger (orders/0, 100 records) first
+    assert_eq!(ex.shards.len(), 2);
+    assert_eq!(ex.shards[0].partitions, vec![0]);
+    assert_eq!(ex.shards[1].partitions, vec![1]);
+    golden("restore-job", &plan);
+
+    let kr = restore_doc(
+        "  createTopics: true\n  topicMapping:\n    orders: orders-r\n  repartitioning:\n    orders-r:\n      targetPartitions: 6\n  execution: {mode: job, shards: 2}\n",
+    );
+    let plan = compile_restore(&validate_restore(&kr).unwrap(), &facts).unwrap();
+    let ex = plan.execution.as_ref().unwrap();
+    assert_eq!(ex.shards.len(), 1);
+    assert!(ex.shards[0].partitions.is_empty());
+    assert_eq!(ex.shards[0].repartitioned, vec![0]);
+}

@@ -10,6 +10,7 @@ use super::common::{
     CircuitBreaker, DEFAULT_BACKUP_MAX_CONCURRENT_PARTITIONS, KafkaClusterSpec, RateLimiting,
     S3CredentialsSecret, StatusHeader, StorageSpec, default_true,
 };
+use super::execution::ExecutionSpec;
 
 fn default_compression_level() -> i32 {
     3
@@ -184,6 +185,12 @@ pub struct KafkaBackupSpec {
     #[serde(default)]
     #[garde(dive)]
     pub circuit_breaker: CircuitBreaker,
+
+    /// Run in process (default) or as Kubernetes Jobs, and the Jobs' Pod settings (ours).
+    /// Default: in process.
+    #[serde(default, skip_serializing_if = "ExecutionSpec::is_default")]
+    #[garde(dive)]
+    pub execution: ExecutionSpec,
 }
 
 impl KafkaBackupSpec {
@@ -211,6 +218,7 @@ impl KafkaBackupSpec {
             retention: RetentionSpec::default(),
             rate_limiting: RateLimiting::default(),
             circuit_breaker: CircuitBreaker::default(),
+            execution: ExecutionSpec::default(),
         }
     }
 

@@ -10,7 +10,8 @@
 //! | [`KafkaBackupValidation`] | kbv | [`validation`] |
 //!
 //! Shared blocks (`kafkaCluster`, `storage`, `rateLimiting`, `circuitBreaker`, `backupRef`, the
-//! status header and conditions) are in [`common`]. Field names are camelCase in YAML; unknown
+//! status header and conditions) are in [`common`]; `execution` (in process or as Jobs) in
+//! [`execution`]. Field names are camelCase in YAML; unknown
 //! fields are errors. Units are in the field names (`...Ms` milliseconds, `...Secs` seconds,
 //! `...Bytes` bytes); time fields are RFC 3339, epoch fields milliseconds.
 //!
@@ -32,6 +33,7 @@ pub mod common;
 pub mod crd;
 pub mod docs;
 pub mod error;
+pub mod execution;
 pub mod offset_reset;
 pub mod offset_rollback;
 pub mod restore;
@@ -56,6 +58,7 @@ pub use common::{
 pub use crd::{all_crds, all_crds_yaml};
 pub use docs::{Document, load_and_validate, load_documents};
 pub use error::{ApiError, ParseError};
+pub use execution::{ExecutionMode, ExecutionSpec};
 pub use offset_reset::{
     GroupResult, KafkaOffsetReset, KafkaOffsetResetSpec, KafkaOffsetResetStatus, OffsetMappingRef,
     OffsetResetPhase, ResetStrategy,
@@ -73,7 +76,7 @@ pub use validate::{
     FieldError, ValidationErrors, validate_backup, validate_backup_validation,
     validate_offset_reset, validate_offset_rollback, validate_restore,
 };
-pub use validated::{BackupCut, RestoreGroups, ValidatedBackup, ValidatedRestore};
+pub use validated::{BackupCut, Execution, RestoreGroups, ValidatedBackup, ValidatedRestore};
 pub use validation::{
     BackupValidationPhase, CheckResult, ChecksSpec, ConsumerGroupOffsetsCheck, EvidenceFormat,
     EvidenceSpec, KafkaBackupValidation, KafkaBackupValidationSpec, KafkaBackupValidationStatus,

@@ -12,6 +12,7 @@ use super::common::{
     BackupRef, CircuitBreaker, DEFAULT_RESTORE_MAX_CONCURRENT_PARTITIONS, KafkaClusterSpec,
     RateLimiting, StatusHeader, StorageSpec, default_true,
 };
+use super::execution::ExecutionSpec;
 use super::offset_reset::ResetStrategy;
 
 fn default_produce_acks() -> i16 {
@@ -176,6 +177,12 @@ pub struct KafkaRestoreSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(dive)]
     pub state_storage: Option<StorageSpec>,
+
+    /// Run in process (default) or as Kubernetes Jobs, and the Jobs' Pod settings (ours).
+    /// Default: in process.
+    #[serde(default, skip_serializing_if = "ExecutionSpec::is_default")]
+    #[garde(dive)]
+    pub execution: ExecutionSpec,
 }
 
 impl KafkaRestoreSpec {
@@ -203,6 +210,7 @@ impl KafkaRestoreSpec {
             rate_limiting: RateLimiting::default(),
             circuit_breaker: CircuitBreaker::default(),
             state_storage: None,
+            execution: ExecutionSpec::default(),
         }
     }
 

@@ -21,6 +21,7 @@ pub use super::checks::{
     parse_schedule, parse_time_zone,
 };
 use super::common::{KafkaClusterSpec, StorageSpec, StorageType};
+use super::execution::{ExecutionMode, ExecutionSpec};
 use super::offset_reset::{KafkaOffsetReset, ResetStrategy};
 use super::offset_rollback::KafkaOffsetRollback;
 use super::restore::{KafkaRestore, KafkaRestoreSpec, PitrSpec, RestoreOffsetReset, partition_key};
@@ -206,6 +207,9 @@ fn field_hint(field: &str) -> Option<&'static str> {
             "use at least 1, or omit it for the default (8 backup / 4 restore)"
         }
         "resetOffset" => "offsets start at 0",
+        "shards" => "use 1 to 64 Jobs per run (default 1)",
+        "backoffLimit" => "use 0 to 20 retries of one shard (default 3)",
+        "ttlSecondsAfterFinished" => "use 0 to 2592000 seconds (30 days); the default is 3600",
         _ => return None,
     })
 }
@@ -262,6 +266,102 @@ pub fn rfc1123_problem(name: &str) -> Option<String> {
         ))
     } else {
         None
+    }
+}
+
+/// Why `name` is not a Kubernetes label name (the part after an optional `prefix/` of a label
+/// key, and every non-empty label value): at most 63 characters of letters, digits, '-', '_'
+/// and '.', starting and ending with a letter or digit. None when it is one.
+fn label_name_problem(name: &str) -> Option<String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if name.is_empty() {
+        Some("is empty".into())
+    } else if name.len() > 63 {
+        Some(format!("is {} characters long; at most 63", name.len()))
+    } else if let Some(c) = name.chars().find(|c| !ok_char(*c)) {
+        Some(format!("holds {c:?}"))
+    } else if !alnum(name.chars().next()) || !alnum(name.chars().last()) {
+        Some("must start and end with a letter or digit".into())
+    } else {
+        None
+    }
+}
+
+/// Why `key` is not a Kubernetes label key (`[prefix/]name`: the prefix an RFC 1123
+/// subdomain, the name as in [`label_name_problem`]), or None.
+pub fn label_key_problem(key: &str) -> Option<String> {
+    match key.split_once('/') {
+        Some((prefix, name)) => rfc1123_problem(prefix)
+            .map(|why| format!("has prefix {prefix:?}, which {why}"))
+            .or_else(|| label_name_problem(name).map(|why| format!("has a name part that {why}"))),
+        None => label_name_problem(key),
+    }
+}
+
+/// Why `value` is not a Kubernetes label value (empty, or as [`label_name_problem`]), or None.
+pub fn label_value_problem(value: &str) -> Option<String> {
+    if value.is_empty() {
+        None
+    } else {
+        label_name_problem(value)
+    }
+}
+
+/// Cross-field rules of an `execution` block at `path` (the ranges of `shards`,
+/// `backoffLimit` and `ttlSecondsAfterFinished` are garde rules on the type): more than one
+/// shard needs mode job; `priorityClassName` and `serviceAccountName`, when not empty, are
+/// Kubernetes names; `nodeSelector` holds labels. A pvc storage with several shards is
+/// accepted here: whether its claim can be mounted by several Pods (ReadWriteMany) is known
+/// only from the claim, which the operator checks.
+pub fn check_execution(errs: &mut ValidationErrors, path: &str, ex: &ExecutionSpec) {
+    if ex.shards > 1 && ex.mode == ExecutionMode::InProcess {
+        errs.push(
+            format!("{path}.shards"),
+            format!(
+                "{} needs {path}.mode: job; set mode: job, or remove shards",
+                ex.shards
+            ),
+        );
+    }
+    if let Some(why) = ex.priority_class().and_then(rfc1123_problem) {
+        errs.push(
+            format!("{path}.priorityClassName"),
+            format!(
+                "{why}; use the name of a PriorityClass (kubectl get priorityclass), or remove it"
+            ),
+        );
+    }
+    if let Some(why) = ex.service_account().and_then(rfc1123_problem) {
+        errs.push(
+            format!("{path}.serviceAccountName"),
+            format!(
+                "{why}; use the name of a ServiceAccount in the resource's namespace, or remove it \
+                 to use the chart's runner ServiceAccount"
+            ),
+        );
+    }
+    for (key, value) in &ex.node_selector {
+        let field = format!("{path}.nodeSelector.{key}");
+        if let Some(why) = label_key_problem(key) {
+            errs.push(
+                field.clone(),
+                format!(
+                    "key {key:?} {why}; a label key is [prefix/]name: the name 1 to 63 letters, \
+                     digits, '-', '_' or '.', starting and ending with a letter or digit, the \
+                     prefix a DNS subdomain, e.g. kubernetes.io/arch"
+                ),
+            );
+        }
+        if let Some(why) = label_value_problem(value) {
+            errs.push(
+                field,
+                format!(
+                    "value {value:?} {why}; a label value is empty or 1 to 63 letters, digits, \
+                     '-', '_' or '.', starting and ending with a letter or digit, e.g. amd64"
+                ),
+            );
+        }
     }
 }
 
@@ -490,6 +590,7 @@ pub fn check_backup_spec(errs: &mut ValidationErrors, spec: &KafkaBackupSpec) {
     }
     check_kafka_cluster(errs, "spec.kafkaCluster", &spec.kafka_cluster);
     check_storage(errs, "spec.storage", &spec.storage);
+    check_execution(errs, "spec.execution", &spec.execution);
     if spec.continuous && spec.stop_at_current_offsets {
         errs.push(
             "spec.continuous",
@@ -567,6 +668,7 @@ pub fn validate_restore(kr: &KafkaRestore) -> Result<ValidatedRestore, Validatio
             format!("{why}: it is the name of a KafkaBackup"),
         );
     }
+    check_execution(&mut errs, "spec.execution", &spec.execution);
     let pitr = check_pitr(&mut errs, spec.pitr.as_ref());
     let partition_mapping = check_partition_mapping(&mut errs, &spec.partition_mapping);
     check_restore_topics(&mut errs, spec);
@@ -819,6 +921,7 @@ pub fn validate_backup_validation(kbv: &KafkaBackupValidation) -> Result<(), Val
     if let Some(st) = &spec.backup_ref.storage {
         check_storage(&mut errs, "spec.backupRef.storage", st);
     }
+    check_execution(&mut errs, "spec.execution", &spec.execution);
     if let Some(ev) = &spec.evidence {
         if let Some(st) = &ev.storage {
             check_storage(&mut errs, "spec.evidence.storage", st);
@@ -974,6 +1077,152 @@ mod tests {
         );
         assert_eq!(last_component("spec.topics"), "topics");
         assert_eq!(last_component("name"), "name");
+    }
+
+    /// A valid KafkaBackup with `execution` set to the YAML block `execution` (indented by
+    /// four spaces under `spec.execution`), and its validation errors (empty when valid).
+    fn backup_with_execution(execution: &str) -> Vec<FieldError> {
+        let yaml = format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata: {{name: b}}\nspec:\n  \
+             kafkaCluster: {{bootstrapServers: [\"kafka:9092\"]}}\n  topics: [orders]\n  \
+             storage: {{storageType: pvc, pvc: {{claimName: backups}}}}\n  execution:\n{execution}"
+        );
+        let kb: KafkaBackup = serde_yaml_ng::from_str(&yaml).unwrap();
+        match validate_backup(&kb) {
+            Ok(_) => vec![],
+            Err(e) => e.errors,
+        }
+    }
+
+    fn one_error(execution: &str) -> FieldError {
+        let errs = backup_with_execution(execution);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        errs.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn execution_valid_forms() {
+        // The issue's example, pvc with several shards (the claim is checked later), defaults.
+        let ok = "    mode: job\n    shards: 4\n    resources: {requests: {cpu: 500m, memory: 256Mi}, \
+                  limits: {memory: 512Mi}}\n    nodeSelector: {kubernetes.io/arch: amd64, pool: \"\"}\n    \
+                  tolerations: [{key: dedicated, operator: Equal, value: kafka, effect: NoSchedule}]\n    \
+                  priorityClassName: \"\"\n    serviceAccountName: \"\"\n    backoffLimit: 0\n    \
+                  ttlSecondsAfterFinished: 0\n";
+        assert_eq!(backup_with_execution(ok), vec![]);
+        assert_eq!(backup_with_execution("    mode: in-process\n"), vec![]);
+        assert_eq!(backup_with_execution("    shards: 1\n"), vec![]);
+        assert_eq!(
+            backup_with_execution(
+                "    mode: job\n    shards: 64\n    backoffLimit: 20\n    ttlSecondsAfterFinished: 2592000\n"
+            ),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn execution_shards_need_mode_job() {
+        let e = one_error("    shards: 4\n");
+        assert_eq!(e.field, "spec.execution.shards");
+        assert_eq!(
+            e.message,
+            "4 needs spec.execution.mode: job; set mode: job, or remove shards"
+        );
+    }
+
+    #[test]
+    fn execution_shards_range() {
+        let e = one_error("    mode: job\n    shards: 0\n");
+        assert_eq!(e.field, "spec.execution.shards");
+        assert!(
+            e.message.contains("at least 1") && e.message.contains("1 to 64"),
+            "{e}"
+        );
+        let e = one_error("    mode: job\n    shards: 65\n");
+        assert_eq!(e.field, "spec.execution.shards");
+        assert!(e.message.contains("at most 64"), "{e}");
+    }
+
+    #[test]
+    fn execution_backoff_limit_range() {
+        let e = one_error("    backoffLimit: -1\n");
+        assert_eq!(e.field, "spec.execution.backoffLimit");
+        assert!(
+            e.message.contains("at least 0") && e.message.contains("0 to 20"),
+            "{e}"
+        );
+        let e = one_error("    backoffLimit: 21\n");
+        assert!(e.message.contains("at most 20"), "{e}");
+    }
+
+    #[test]
+    fn execution_ttl_range() {
+        let e = one_error("    ttlSecondsAfterFinished: -5\n");
+        assert_eq!(e.field, "spec.execution.ttlSecondsAfterFinished");
+        assert!(
+            e.message.contains("at least 0") && e.message.contains("3600"),
+            "{e}"
+        );
+        let e = one_error("    ttlSecondsAfterFinished: 2592001\n");
+        assert!(e.message.contains("at most 2592000"), "{e}");
+    }
+
+    #[test]
+    fn execution_names() {
+        let e = one_error("    mode: job\n    priorityClassName: High_Priority\n");
+        assert_eq!(e.field, "spec.execution.priorityClassName");
+        assert!(
+            e.message.contains("holds 'H'") && e.message.contains("PriorityClass"),
+            "{e}"
+        );
+        let e = one_error("    mode: job\n    serviceAccountName: team-a-\n");
+        assert_eq!(e.field, "spec.execution.serviceAccountName");
+        assert!(
+            e.message.contains("start and end") && e.message.contains("runner"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn execution_node_selector_labels() {
+        let e = one_error("    nodeSelector: {\"bad key\": x}\n");
+        assert_eq!(e.field, "spec.execution.nodeSelector.bad key");
+        assert!(e.message.contains("key \"bad key\" holds ' '"), "{e}");
+        let e = one_error("    nodeSelector: {Example.COM/arch: x}\n");
+        assert!(e.message.contains("prefix \"Example.COM\""), "{e}");
+        let e = one_error("    nodeSelector: {pool: \"-kafka\"}\n");
+        assert_eq!(e.field, "spec.execution.nodeSelector.pool");
+        assert!(
+            e.message.contains("value \"-kafka\" must start and end"),
+            "{e}"
+        );
+        assert!(label_key_problem(&format!("a/{}", "x".repeat(64))).is_some());
+        assert!(label_key_problem("kubernetes.io/arch").is_none());
+        assert!(label_key_problem("/arch").is_some());
+        assert!(label_value_problem("").is_none());
+    }
+
+    #[test]
+    fn execution_in_restore_and_validation() {
+        let kr: KafkaRestore = serde_yaml_ng::from_str(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata: {name: r}\nspec:\n  \
+             backupRef: {name: b}\n  kafkaCluster: {bootstrapServers: [\"kafka:9092\"]}\n  \
+             execution: {shards: 2}\n",
+        )
+        .unwrap();
+        let e = validate_restore(&kr).unwrap_err();
+        assert!(e.has_field("spec.execution.shards"), "{e}");
+        let kbv: KafkaBackupValidation = serde_yaml_ng::from_str(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackupValidation\nmetadata: {name: v}\n\
+             spec:\n  backupRef: {name: b}\n  execution: {mode: job, backoffLimit: 99}\n",
+        )
+        .unwrap();
+        let e = validate_backup_validation(&kbv).unwrap_err();
+        assert!(e.has_field("spec.execution.backoffLimit"), "{e}");
+        let mut kr = kr;
+        kr.spec.execution.mode = ExecutionMode::Job;
+        let v = validate_restore(&kr).unwrap();
+        assert_eq!(v.execution.shards, 2);
+        assert_eq!(v.execution.mode, ExecutionMode::Job);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use super::backup::{Compression, KafkaBackupSpec};
 use super::common::{ObjectLockSpec, StorageType};
+use super::execution::{ExecutionMode, ExecutionSpec};
 use super::offset_reset::ResetStrategy;
 use super::restore::{KafkaRestoreSpec, Repartitioning};
 
@@ -26,6 +27,36 @@ pub enum BackupCut {
     CaughtUp,
     /// `continuous: true`: until the run is stopped.
     Continuous,
+}
+
+/// What compile needs of `execution`: how the run is executed and split. The Pod settings
+/// (`resources`, `nodeSelector`, ...) are not here: they shape the Jobs, not the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Execution {
+    /// `mode`: in process, or as Kubernetes Jobs.
+    pub mode: ExecutionMode,
+    /// `shards`: Jobs per run, 1..=64 (always 1 in process).
+    pub shards: u32,
+    /// `backoffLimit`: retries of one shard before the run fails, 0..=20.
+    pub backoff_limit: i32,
+}
+
+impl Execution {
+    /// The values of `spec`, which passed validation.
+    pub fn of(spec: &ExecutionSpec) -> Execution {
+        Execution {
+            mode: spec.mode,
+            shards: spec.shards,
+            backoff_limit: spec.backoff_limit,
+        }
+    }
+}
+
+impl Default for Execution {
+    /// In process, one shard, `backoffLimit` 3: what a spec without `execution` gives.
+    fn default() -> Self {
+        Execution::of(&ExecutionSpec::default())
+    }
 }
 
 /// A KafkaBackup that passed validation: what compiling its next run needs.
@@ -57,6 +88,8 @@ pub struct ValidatedBackup {
     pub consumer_group_snapshot: bool,
     /// `storage.s3.objectLock` when the storage is S3 (ignored for other storage types).
     pub object_lock: Option<ObjectLockSpec>,
+    /// `execution`: in process, or as Jobs over how many shards.
+    pub execution: Execution,
 }
 
 impl ValidatedBackup {
@@ -88,6 +121,7 @@ impl ValidatedBackup {
                 StorageType::S3 => spec.storage.s3.as_ref().and_then(|s| s.object_lock.clone()),
                 _ => None,
             },
+            execution: Execution::of(&spec.execution),
         }
     }
 }
@@ -151,6 +185,8 @@ pub struct ValidatedRestore {
     pub records_per_sec: Option<u64>,
     /// `rateLimiting.bytesPerSec`; None when unlimited.
     pub bytes_per_sec: Option<u64>,
+    /// `execution`: in process, or as Jobs over how many shards.
+    pub execution: Execution,
 }
 
 impl ValidatedRestore {
@@ -196,6 +232,7 @@ impl ValidatedRestore {
             max_concurrent_partitions: spec.max_concurrent_partitions(),
             records_per_sec: spec.rate_limiting.records_limit(),
             bytes_per_sec: spec.rate_limiting.bytes_limit(),
+            execution: Execution::of(&spec.execution),
         }
     }
 

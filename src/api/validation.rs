@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{BackupRef, KafkaClusterSpec, StatusHeader, StorageSpec, default_true};
+use super::execution::ExecutionSpec;
 
 fn default_webhook_timeout_secs() -> u64 {
     120
@@ -115,6 +116,12 @@ pub struct KafkaBackupValidationSpec {
     /// Start no new scheduled validations. Default false.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Run the validation's reading of the backup (its restore check) in process (default) or
+    /// as Kubernetes Jobs, and the Jobs' Pod settings (ours). Default: in process.
+    #[serde(default, skip_serializing_if = "ExecutionSpec::is_default")]
+    #[garde(dive)]
+    pub execution: ExecutionSpec,
 }
 
 /// `checks`.

@@ -119,6 +119,11 @@ pub struct BackupPlan {
     /// storage adds it on each PUT), recorded in the manifest. Part of the hash when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<crate::api::common::ObjectLockSpec>,
+    /// `execution.mode: job`: the shards (one Job each) and their partition steps. None in
+    /// process (absent from the JSON, so such plans and their hashes are unchanged); part of
+    /// the hash when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<super::PlanExecution>,
 }
 
 /// Compiles a backup run from its validated input. Errors: topics named literally that do not
@@ -194,7 +199,14 @@ pub fn compile_backup(
         owner: crate::format::repository::Owner::new(None, &facts.name),
         adopt_from: None,
         object_lock: input.object_lock.clone(),
+        execution: None,
     };
+    let estimates: Vec<(u64, u64)> = plan
+        .partitions
+        .iter()
+        .map(|p| (p.estimated_bytes, p.estimated_records))
+        .collect();
+    plan.execution = super::plan_execution(&input.execution, &estimates, 0);
     plan.hash = plan_hash(&plan);
     plan.run_id = run_id;
     Ok(plan)

@@ -3,13 +3,16 @@
 //! with a stable hash, or errors that name the field and the fix ([`CompileError`]). A backup
 //! and a restore compile from their validated input ([`crate::api::ValidatedBackup`],
 //! [`crate::api::ValidatedRestore`]: the spec's rules are checked there, once), never from the
-//! raw spec. The CLI `plan` command prints these; `run` and the operator execute them.
+//! raw spec. The CLI `plan` command prints these; `run` and the operator execute them. A run
+//! executed as Kubernetes Jobs (`execution.mode: job`) carries its shard split
+//! ([`PlanExecution`], from [`plan_execution`]).
 mod backup;
 mod offsets;
 mod repartition;
 mod restore;
 mod retention;
 mod select;
+mod shard;
 mod validation;
 
 pub use backup::{
@@ -29,6 +32,7 @@ pub use retention::{
     KeptLocked, RetentionPlan, compile_retention, compile_retention_locked, locked_until,
 };
 pub use select::{matches_any, select_topics};
+pub use shard::{PlanExecution, PlanExecutionMode, Shard, assign, plan_execution, split, weights};
 pub use validation::{NotifyTargets, Severity, ValidationChecks, WebhookCheck, validation_checks};
 
 use sha2::{Digest, Sha256};

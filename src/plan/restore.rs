@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::repartition::{RepartitionSource, RepartitionStep};
-use super::{CompileError, issue, matches_any, plan_hash};
+use super::{CompileError, PlanExecution, issue, matches_any, plan_execution, plan_hash};
 use crate::api::offset_reset::ResetStrategy;
 use crate::api::{
     FieldError, KafkaRestoreSpec, RepartitionStrategy, Repartitioning, RestoreGroups,
@@ -125,6 +125,11 @@ pub struct RestorePlan {
     #[serde(default)]
     pub groups: Option<RestoreGroupsPlan>,
     pub hash: String,
+    /// `execution.mode: job`: the shards (one Job each) with their indexes into `partitions`
+    /// and `repartitioned`. None in process (absent from the JSON, so such plans, their
+    /// hashes and journals are unchanged); part of the hash when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<super::PlanExecution>,
 }
 
 /// The consumer-group step of a restore: which groups, where they go, and the rollback
@@ -162,10 +167,12 @@ impl From<&RestoreGroups> for RestoreGroupsPlan {
 /// The plan of a journal being resumed (`journal_plan`: the data of the first attempt, which
 /// the executor continues exactly) with this attempt's settings that do not change the data:
 /// dry run, concurrency, rate limits, produce timeout and the consumer-group step (not part of
-/// the data hash, [`restore_data_hash`]). The produce batch size stays the first attempt's, so
-/// that the records already written are skipped exactly. The hash is the journal's.
+/// the data hash, [`restore_data_hash`]), and the shard split of this attempt's `execution`
+/// over the journal's steps. The produce batch size stays the first attempt's, so that the
+/// records already written are skipped exactly. The hash is the journal's.
 pub fn resumed_restore(journal_plan: &RestorePlan, input: &ValidatedRestore) -> RestorePlan {
     let mut plan = journal_plan.clone();
+    plan.execution = restore_execution(&plan, input);
     plan.dry_run = input.dry_run;
     plan.max_concurrent_partitions = input.max_concurrent_partitions;
     plan.records_per_sec = input.records_per_sec;
@@ -245,7 +252,24 @@ pub fn restore_data_hash(spec: &KafkaRestoreSpec) -> String {
     s.auto_consumer_groups = false;
     s.offset_reset = None;
     s.rollback = Default::default();
+    s.execution = Default::default();
     plan_hash(&s)
+}
+
+/// The shard split of `plan`'s steps (partition steps, then repartitioned steps) for
+/// `input.execution`; None in process.
+fn restore_execution(plan: &RestorePlan, input: &ValidatedRestore) -> Option<PlanExecution> {
+    let estimates: Vec<(u64, u64)> = plan
+        .partitions
+        .iter()
+        .map(|s| (s.estimated_bytes, s.estimated_records))
+        .chain(
+            plan.repartitioned
+                .iter()
+                .map(|r| (r.estimated_bytes, r.estimated_records)),
+        )
+        .collect();
+    plan_execution(&input.execution, &estimates, plan.repartitioned.len())
 }
 
 /// Compiles a restore from its validated input and the observed facts. Errors name the
@@ -312,7 +336,9 @@ pub fn compile_restore(
         source_groups: m.consumer_groups.clone(),
         groups: input.groups.as_ref().map(RestoreGroupsPlan::from),
         hash: String::new(),
+        execution: None,
     };
+    plan.execution = restore_execution(&plan, input);
     plan.hash = plan_hash(&plan);
     Ok(plan)
 }

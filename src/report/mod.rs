@@ -2,7 +2,7 @@
 //! validation tables and closing summaries, as text. One home for the CLI (`cli::run`,
 //! `cli::plan_cmd`) and the operator (status messages, Events); no I/O. The outcomes of runs
 //! (what `kinds::<kind>::run` returns) are drawn by [`outcome`].
-use crate::plan::{BackupPlan, CutMode, RestorePlan};
+use crate::plan::{BackupPlan, CutMode, PlanExecution, RestorePlan};
 
 pub mod outcome;
 
@@ -97,7 +97,88 @@ pub fn backup_table(p: &BackupPlan) -> String {
         p.estimated_records,
         human_bytes(p.estimated_bytes)
     ));
+    if let Some(ex) = &p.execution {
+        let names: Vec<String> = p
+            .partitions
+            .iter()
+            .map(|st| format!("{}/{}", st.topic, st.partition))
+            .collect();
+        s.push_str(&shards_table(ex, &names, &[]));
+    }
     s
+}
+
+/// Most characters of a shard's partition list in [`shards_table`] before it is shortened.
+const SHARD_LIST_WIDTH: usize = 60;
+
+/// The shards of a run executed as Jobs: one line per shard with its index, its partitions
+/// (`topic/partition` from `names`, indexed by [`crate::plan::Shard::partitions`], and
+/// `topic (repartitioned)` from `repartitioned`, indexed by `Shard::repartitioned`; shortened
+/// to `... (+N more)` past 60 characters) and its estimated bytes, or records when no step of
+/// the run has a byte estimate. Starts with a blank line and a heading.
+pub fn shards_table(ex: &PlanExecution, names: &[String], repartitioned: &[String]) -> String {
+    let by_bytes = ex.shards.iter().any(|sh| sh.estimated_bytes > 0);
+    let mut s = format!(
+        "\nShards: {} Kubernetes Job(s), a shard retried up to {} time(s)\nSHARD  {:<width$}  {}\n",
+        ex.shards.len(),
+        ex.backoff_limit,
+        "PARTITIONS",
+        if by_bytes {
+            "EST. BYTES"
+        } else {
+            "EST. RECORDS"
+        },
+        width = SHARD_LIST_WIDTH
+    );
+    for sh in &ex.shards {
+        let items: Vec<&str> = sh
+            .partitions
+            .iter()
+            .map(|&i| names.get(i).map_or("?", String::as_str))
+            .chain(
+                sh.repartitioned
+                    .iter()
+                    .map(|&i| repartitioned.get(i).map_or("?", String::as_str)),
+            )
+            .collect();
+        s.push_str(&format!(
+            "{:<5}  {:<width$}  {}\n",
+            sh.index,
+            shorten_list(&items, SHARD_LIST_WIDTH),
+            if by_bytes {
+                human_bytes(sh.estimated_bytes)
+            } else {
+                sh.estimated_records.to_string()
+            },
+            width = SHARD_LIST_WIDTH
+        ));
+    }
+    s
+}
+
+/// `items` joined by `, `, cut after the last item that fits in `width` characters with
+/// ` ... (+N more)` (at least one item is always shown).
+fn shorten_list(items: &[&str], width: usize) -> String {
+    let full = items.join(", ");
+    if full.chars().count() <= width {
+        return full;
+    }
+    let mut out = String::new();
+    let mut shown = 0;
+    for item in items {
+        let more = format!(" ... (+{} more)", items.len() - shown - 1);
+        let sep = if shown == 0 { "" } else { ", " };
+        if shown > 0 && out.len() + sep.len() + item.len() + more.len() > width {
+            break;
+        }
+        out.push_str(sep);
+        out.push_str(item);
+        shown += 1;
+    }
+    if shown == items.len() {
+        return out;
+    }
+    format!("{out} ... (+{} more)", items.len() - shown)
 }
 
 /// A human-readable rendering of a restore plan.
@@ -247,7 +328,26 @@ pub fn restore_table(p: &RestorePlan) -> String {
         p.estimated_records,
         human_bytes(p.estimated_bytes)
     ));
+    s.push_str(&restore_shards(p));
     s
+}
+
+/// [`shards_table`] of a restore run as Jobs; empty in process.
+fn restore_shards(p: &RestorePlan) -> String {
+    let Some(ex) = &p.execution else {
+        return String::new();
+    };
+    let names: Vec<String> = p
+        .partitions
+        .iter()
+        .map(|st| format!("{}/{}", st.source_topic, st.source_partition))
+        .collect();
+    let repartitioned: Vec<String> = p
+        .repartitioned
+        .iter()
+        .map(|r| format!("{} (repartitioned)", r.source_topic))
+        .collect();
+    shards_table(ex, &names, &repartitioned)
 }
 
 /// The per-group results of a consumer-group step: GROUP, OUTCOME, PARTITIONS, MESSAGE.
@@ -378,4 +478,77 @@ pub fn validation_table(r: &crate::exec::validate::ValidationReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{PlanExecutionMode, Shard};
+
+    fn shard(index: u32, partitions: Vec<usize>, bytes: u64, records: u64) -> Shard {
+        Shard {
+            index,
+            partitions,
+            repartitioned: vec![],
+            estimated_bytes: bytes,
+            estimated_records: records,
+        }
+    }
+
+    #[test]
+    fn shards_table_lists_partitions_and_bytes() {
+        let names: Vec<String> = (0..3).map(|p| format!("orders/{p}")).collect();
+        let mut s1 = shard(1, vec![1], 1024, 10);
+        s1.repartitioned = vec![0];
+        let ex = PlanExecution {
+            mode: PlanExecutionMode::Job,
+            shards: vec![shard(0, vec![0, 2], 3 * 1024 * 1024, 30), s1],
+            backoff_limit: 3,
+        };
+        let t = shards_table(&ex, &names, &["payments (repartitioned)".into()]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "");
+        assert_eq!(
+            lines[1],
+            "Shards: 2 Kubernetes Job(s), a shard retried up to 3 time(s)"
+        );
+        assert!(lines[2].starts_with("SHARD  PARTITIONS") && lines[2].ends_with("EST. BYTES"));
+        assert!(lines[3].starts_with("0      orders/0, orders/2 "), "{t}");
+        assert!(lines[3].ends_with("  3.0 MiB"), "{t}");
+        assert!(
+            lines[4].starts_with("1      orders/1, payments (repartitioned) "),
+            "{t}"
+        );
+        assert!(lines[4].ends_with("  1.0 KiB"), "{t}");
+    }
+
+    #[test]
+    fn shards_table_shows_records_without_byte_estimates() {
+        let ex = PlanExecution {
+            mode: PlanExecutionMode::Job,
+            shards: vec![shard(0, vec![0], 0, 42)],
+            backoff_limit: 0,
+        };
+        let t = shards_table(&ex, &["t/0".into()], &[]);
+        assert!(t.contains("EST. RECORDS"), "{t}");
+        assert!(t.lines().last().unwrap().ends_with("  42"), "{t}");
+    }
+
+    #[test]
+    fn long_partition_lists_are_shortened() {
+        let names: Vec<String> = (0..40).map(|p| format!("orders/{p}")).collect();
+        let items: Vec<&str> = names.iter().map(String::as_str).collect();
+        let s = shorten_list(&items, SHARD_LIST_WIDTH);
+        assert!(s.len() <= SHARD_LIST_WIDTH, "{s}");
+        assert!(s.starts_with("orders/0, orders/1, "), "{s}");
+        let shown = s.matches("orders/").count();
+        assert!(s.ends_with(&format!(" ... (+{} more)", 40 - shown)), "{s}");
+        assert_eq!(shorten_list(&["a", "b"], 60), "a, b");
+        let long = "x".repeat(70);
+        assert_eq!(shorten_list(&[&long], 60), long);
+        assert_eq!(
+            shorten_list(&[&long, "y"], 60),
+            format!("{long} ... (+1 more)")
+        );
+    }
 }
