@@ -9,6 +9,7 @@ pub mod plan_cmd;
 pub mod report;
 pub mod run;
 pub mod runs_cmd;
+pub mod shards;
 
 use std::path::PathBuf;
 
@@ -112,6 +113,30 @@ pub struct RunArgs {
     /// Never draw a progress bar (structured log lines instead).
     #[arg(long)]
     pub no_progress: bool,
+    /// Run one shard of a KafkaBackup's staged sharded run (`spec.execution.mode: job`): the
+    /// run id its coordinator staged (`<backup>/runs/<RUN_ID>/plan.json`). Needs --shard. What
+    /// each Kubernetes Job of the run executes; `run` of such a backup launches its shards this
+    /// way as child processes.
+    #[arg(long, value_name = "RUN_ID", requires = "shard")]
+    pub plan: Option<String>,
+    /// Which shard of the staged run --plan names: I/N, I from 0 to N-1.
+    #[arg(long, value_name = "I/N", requires = "plan", value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
+    /// Stop as Ctrl-C does when standard input reaches its end (how `run` stops the shards it
+    /// launched).
+    #[arg(long, hide = true)]
+    pub stop_on_stdin_eof: bool,
+}
+
+/// `--shard I/N`: I < N, N >= 1.
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: --shard takes I/N with 0 <= I < N, e.g. 0/3");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u32, u32) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

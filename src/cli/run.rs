@@ -19,21 +19,39 @@ use crate::kinds::{self, Access};
 pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let (target, secrets) = load(&args.inputs.files, args.inputs.name.as_deref())?;
     let (cancel_tx, cancel) = Cancel::new();
+    let cancel_tx = Arc::new(cancel_tx);
+    let on_ctrl_c = cancel_tx.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             tracing::warn!(
                 "interrupted: stopping (a backup resumes from its checkpoint next time)"
             );
-            let _ = cancel_tx.send(true);
+            let _ = on_ctrl_c.send(true);
         }
     });
+    if args.stop_on_stdin_eof {
+        // the coordinator that launched this shard closes our input to stop us
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            tracing::warn!("standard input closed: stopping");
+            let _ = cancel_tx.send(true);
+        });
+    }
     let reporting = Reporting {
         cancel,
         bar: !args.no_progress,
     };
     let pvc_root = &args.inputs.pvc_root;
+    if let (Some(run_id), Some(shard)) = (&args.plan, args.shard) {
+        let Target::Backup(kb) = target else {
+            anyhow::bail!(
+                "--plan/--shard run a shard of a KafkaBackup's staged run; the files name another kind"
+            );
+        };
+        return run_shard(&kb, &secrets, pvc_root, run_id, shard, &reporting).await;
+    }
     match target {
-        Target::Backup(kb) => run_backup(&kb, &secrets, pvc_root, &reporting).await,
+        Target::Backup(kb) => run_backup(&kb, &secrets, args, &reporting).await,
         Target::Restore(kr, kb) => {
             run_restore(&kr, kb.as_deref(), &secrets, pvc_root, &reporting).await
         }
@@ -88,9 +106,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
 async fn run_backup(
     kb: &KafkaBackup,
     secrets: &Secrets,
-    pvc_root: &Path,
+    args: &RunArgs,
     reporting: &Reporting,
 ) -> anyhow::Result<()> {
+    let pvc_root = &args.inputs.pvc_root;
     if kb.spec.schedule.is_some() {
         tracing::info!(
             "spec.schedule is set: `run` executes one run now (the operator follows the schedule)"
@@ -105,16 +124,70 @@ async fn run_backup(
     );
     let limits = Limits::new(plan.bytes_per_sec, plan.records_per_sec);
     let prep = &prep;
-    let (out, (records, bytes, secs)) = reporting
-        .execute(limits, |ctx| async move {
-            kinds::backup::run(kb, prep, secrets, pvc_root, &ctx).await
-        })
-        .await?;
+    let (out, (records, bytes, secs)) = match &plan.execution {
+        None => {
+            reporting
+                .execute(limits, |ctx| async move {
+                    kinds::backup::run(kb, prep, secrets, pvc_root, &ctx).await
+                })
+                .await?
+        }
+        Some(e) => {
+            tracing::info!(
+                shards = e.shards.len(),
+                "spec.execution.mode job: the shards run as child processes of this command"
+            );
+            let launcher = super::shards::ProcessLauncher {
+                exe: std::env::current_exe()?,
+                inputs: args.inputs.clone(),
+                backoff_limit: e.backoff_limit.max(0) as u32,
+                cancel: reporting.cancel.clone(),
+            };
+            // the shards move the data: this process draws no bar of its own
+            let quiet = Reporting {
+                cancel: reporting.cancel.clone(),
+                bar: false,
+            };
+            let launcher = &launcher;
+            quiet
+                .execute(limits, |ctx| async move {
+                    kinds::backup::run_sharded(kb, prep, secrets, pvc_root, &ctx, launcher).await
+                })
+                .await?
+        }
+    };
     print!("{}", outcome::backup(&out, records, bytes, secs));
     match out.retention {
         Some(Err(e)) => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// One shard of a KafkaBackup's staged sharded run (`--plan RUN --shard I/N`).
+async fn run_shard(
+    kb: &KafkaBackup,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    run_id: &str,
+    shard: (u32, u32),
+    reporting: &Reporting,
+) -> anyhow::Result<()> {
+    let prep = kinds::backup::prepare_shard(kb, secrets, pvc_root, run_id, shard).await?;
+    let plan = &prep.staged.plan;
+    tracing::info!(backup = %plan.backup_name, run = %run_id, shard = shard.0, shards = shard.1,
+        partitions = prep.staged.shards[shard.0 as usize].len(), "shard starting");
+    // spec.rateLimiting holds for the run: each of its N shards gets 1/N of it
+    let share = |l: Option<u64>| l.map(|v| (v / shard.1 as u64).max(1));
+    let limits = Limits::new(share(plan.bytes_per_sec), share(plan.records_per_sec));
+    let prep = &prep;
+    let (r, (records, bytes, secs)) = reporting
+        .execute(limits, |ctx| async move {
+            kinds::backup::run_shard(prep, &ctx).await
+        })
+        .await?;
+    tracing::info!(run = %run_id, shard = shard.0, shards = shard.1, partitions = r.partitions.len(),
+        records, bytes, secs, "shard complete");
+    Ok(())
 }
 
 /// A KafkaRestore's run: the plan for a dry run, nothing for a restore complete before.

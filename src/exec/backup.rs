@@ -35,7 +35,7 @@ const FLUSH_PARTITIONS: usize = 1000;
 const FLUSH_TICK_MS: u64 = 250;
 
 /// The checkpoint of the run: changes not yet written, and the writer of its documents.
-struct Checkpointing {
+pub(super) struct Checkpointing {
     pending: std::sync::Mutex<BTreeMap<String, ProgressChange>>,
     writer: Mutex<CheckpointWriter>,
     last_write: std::sync::Mutex<Instant>,
@@ -52,15 +52,15 @@ impl Checkpointing {
     }
 }
 
-struct Shared<'a> {
-    plan: &'a BackupPlan,
-    client: &'a KafkaClient,
-    op: &'a Operator,
-    ctx: &'a ExecContext,
+pub(super) struct Shared<'a> {
+    pub(super) plan: &'a BackupPlan,
+    pub(super) client: &'a KafkaClient,
+    pub(super) op: &'a Operator,
+    pub(super) ctx: &'a ExecContext,
     /// None when checkpointing is disabled.
-    checkpoint: Option<Checkpointing>,
+    pub(super) checkpoint: Option<Checkpointing>,
     /// The run's data key when the repository is encrypted (`storage.encryption`).
-    data_key: Option<std::sync::Arc<crate::format::seal::DataKey>>,
+    pub(super) data_key: Option<std::sync::Arc<crate::format::seal::DataKey>>,
 }
 
 impl Shared<'_> {
@@ -144,9 +144,11 @@ fn add_change(pending: &mut BTreeMap<String, ProgressChange>, key: String, chang
     }
 }
 
-/// The starting progress of the run's checkpoint: the segments a resumed run keeps.
-fn resumed_progress(plan: &BackupPlan) -> BTreeMap<String, PartitionProgress> {
-    plan.partitions
+/// The starting progress of a checkpoint over `steps`: the segments a resumed run keeps.
+pub(super) fn resumed_progress(
+    steps: &[BackupPartitionStep],
+) -> BTreeMap<String, PartitionProgress> {
+    steps
         .iter()
         .filter(|s| !s.resumed_segments.is_empty())
         .map(|s| {
@@ -192,48 +194,20 @@ async fn run_backup_locked(
     // Before anything is written: the repository is this KafkaBackup's (or adopted now).
     let owner = (&plan.owner, plan.adopt_from.as_ref());
     super::repository::claim(op, &plan.backup_name, owner.0, owner.1, start_time).await?;
-    ctx.progress
-        .records_planned
-        .store(plan.estimated_records, std::sync::atomic::Ordering::Relaxed);
-    ctx.progress
-        .bytes_planned
-        .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
-    let checkpoint = match plan.checkpoint_interval_ms {
-        Some(_) => {
-            let mut w = CheckpointWriter::new(
-                &plan.backup_name,
-                &plan.run_id,
-                &plan.hash,
-                resumed_progress(plan),
-            );
-            let path = w.start(op, (ctx.now_ms)()).await?;
-            ctx.progress.emit(Event::CheckpointWritten { path });
-            Some(Checkpointing {
-                pending: Default::default(),
-                writer: Mutex::new(w),
-                last_write: std::sync::Mutex::new(Instant::now()),
-            })
-        }
-        None => None,
-    };
+    announce_plan(plan, ctx);
+    let writer = plan.checkpoint_interval_ms.map(|_| {
+        CheckpointWriter::new(
+            &plan.backup_name,
+            &plan.run_id,
+            &plan.hash,
+            resumed_progress(&plan.partitions),
+        )
+    });
+    let checkpoint = start_checkpoint(writer, op, ctx).await?;
     // An encrypted run's data key is wrapped and stored before any data it encrypts, and after
     // the run's first checkpoint document, so that a key document always belongs to a run the
     // next attempt resumes (a resumed run unwraps the one its first attempt stored).
-    let resumed_sealed =
-        (plan.partitions.iter()).any(|p| p.resumed_segments.iter().any(|s| s.seal.is_some()));
-    let data_key = match &ctx.keyring {
-        Some(k) => Some(
-            k.data_key_for_writing(
-                op,
-                &plan.backup_name,
-                &plan.run_id,
-                start_time,
-                resumed_sealed,
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let data_key = data_key_for_writing(plan, op, ctx, start_time).await?;
     let shared = Shared {
         plan,
         client,
@@ -249,15 +223,74 @@ async fn run_backup_locked(
     } else {
         vec![]
     };
+    let parts = run_partitions(&shared, plan.partitions.clone()).await?;
+    let manifest = assemble_manifest(plan, parts, groups, start_time, (ctx.now_ms)());
+    commit_manifest(plan, op, ctx, shared.data_key.as_deref(), manifest).await
+}
 
+/// Tells the progress what the plan estimates (records, bytes).
+pub(super) fn announce_plan(plan: &BackupPlan, ctx: &ExecContext) {
+    ctx.progress
+        .records_planned
+        .store(plan.estimated_records, std::sync::atomic::Ordering::Relaxed);
+    ctx.progress
+        .bytes_planned
+        .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Starts a checkpoint writer (None: checkpointing disabled) with its first document.
+pub(super) async fn start_checkpoint(
+    writer: Option<CheckpointWriter>,
+    op: &Operator,
+    ctx: &ExecContext,
+) -> Result<Option<Checkpointing>, ExecError> {
+    let Some(mut w) = writer else {
+        return Ok(None);
+    };
+    let path = w.start(op, (ctx.now_ms)()).await?;
+    ctx.progress.emit(Event::CheckpointWritten { path });
+    Ok(Some(Checkpointing {
+        pending: Default::default(),
+        writer: Mutex::new(w),
+        last_write: std::sync::Mutex::new(Instant::now()),
+    }))
+}
+
+/// The run's data key when the repository is encrypted: the one an earlier attempt (or the
+/// coordinator of a sharded run) stored, else a fresh one, stored before any data it encrypts.
+pub(super) async fn data_key_for_writing(
+    plan: &BackupPlan,
+    op: &Operator,
+    ctx: &ExecContext,
+    start_time: i64,
+) -> Result<Option<std::sync::Arc<crate::format::seal::DataKey>>, ExecError> {
+    let Some(k) = &ctx.keyring else {
+        return Ok(None);
+    };
+    let resumed_sealed =
+        (plan.partitions.iter()).any(|p| p.resumed_segments.iter().any(|s| s.seal.is_some()));
+    let run = (&plan.backup_name, &plan.run_id);
+    Ok(Some(
+        k.data_key_for_writing(op, run.0, run.1, start_time, resumed_sealed)
+            .await?,
+    ))
+}
+
+/// Backs up `steps` (the whole plan's, or a shard's), `max_concurrent_partitions` at a time,
+/// writing the checkpoint as they progress; returns each partition's manifest with its topic,
+/// in the order of `steps`.
+///
+/// Errors: the first partition error (others are cancelled with it), after the finished
+/// partitions' progress was written to the checkpoint for the next attempt.
+pub(super) async fn run_partitions(
+    shared: &Shared<'_>,
+    steps: Vec<BackupPartitionStep>,
+) -> Result<Vec<(String, PartitionManifest)>, ExecError> {
     let steps = run_steps(
-        plan.partitions.clone(),
-        plan.max_concurrent_partitions as usize,
-        ctx,
-        |step| {
-            let shared = &shared;
-            async move { backup_partition(shared, step).await }
-        },
+        steps,
+        shared.plan.max_concurrent_partitions as usize,
+        shared.ctx,
+        |step| async move { backup_partition(shared, step).await },
     );
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let steps = async {
@@ -292,8 +325,19 @@ async fn run_backup_locked(
         bytes = stats.bytes,
         "checkpoint documents written"
     );
-    let mut manifest = assemble_manifest(plan, parts, groups, start_time, (ctx.now_ms)());
-    if let (Some(k), Some(dek)) = (&ctx.keyring, &shared.data_key) {
+    Ok(parts)
+}
+
+/// Seals `manifest` (encrypted repository: under `data_key`), writes it (the run is complete
+/// from here on) and deletes the run's checkpoint, which the manifest makes redundant.
+pub(super) async fn commit_manifest(
+    plan: &BackupPlan,
+    op: &Operator,
+    ctx: &ExecContext,
+    data_key: Option<&crate::format::seal::DataKey>,
+    mut manifest: RunManifest,
+) -> Result<RunManifest, ExecError> {
+    if let (Some(k), Some(dek)) = (&ctx.keyring, data_key) {
         crate::format::keyring::seal_manifest(dek, &k.active(), &mut manifest);
     }
     storage::write_all(
@@ -311,7 +355,7 @@ async fn run_backup_locked(
 
 /// The run's manifest from the partitions' results (in plan order), grouped by topic in one
 /// pass.
-fn assemble_manifest(
+pub(super) fn assemble_manifest(
     plan: &BackupPlan,
     parts: Vec<(String, PartitionManifest)>,
     groups: Vec<GroupSnapshot>,
@@ -357,7 +401,7 @@ fn assemble_manifest(
     }
 }
 
-async fn snapshot_groups(
+pub(super) async fn snapshot_groups(
     plan: &BackupPlan,
     client: &KafkaClient,
 ) -> Result<Vec<GroupSnapshot>, ExecError> {

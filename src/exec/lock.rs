@@ -260,6 +260,93 @@ impl Lock {
     }
 }
 
+/// How often a shard looks at the lock its coordinator holds ([`LockWatch`]).
+pub const WATCH_EVERY: Duration = Duration::from_secs(5);
+
+/// A shard's fence (`execution.mode: job`): the coordinator holds the repository lock for the
+/// whole run, with the purpose naming the run; a shard process writes only while the lock is
+/// held for that purpose and not expired. It reads the lock document at start and every
+/// [`WATCH_EVERY`]; a lock that is missing, expired or held for another purpose stops the
+/// shard's work, as [`Lock::hold`] stops a run whose lock was taken over. A coordinator that
+/// restarts and takes the lock again for the same run keeps its shards going.
+pub struct LockWatch {
+    op: Operator,
+    path: String,
+    purpose: String,
+}
+
+impl LockWatch {
+    /// Checks that the lock at `path` is held for `purpose` now.
+    ///
+    /// Errors: [`ExecError::Locked`] naming what the lock says instead; storage failures.
+    pub async fn start(op: &Operator, path: &str, purpose: &str) -> Result<LockWatch, ExecError> {
+        let w = LockWatch {
+            op: op.clone(),
+            path: path.into(),
+            purpose: purpose.into(),
+        };
+        w.check().await?;
+        Ok(w)
+    }
+
+    /// Reads the lock once: Ok while it is held for this watch's purpose and not expired.
+    pub async fn check(&self) -> Result<(), ExecError> {
+        let lost = |why: String| {
+            Err(ExecError::Locked(format!(
+                "repository lock lost: {} {why}; this shard of {} stops writing (the run's coordinator is gone or another writer took over; the coordinator's next attempt resumes from the shards' checkpoints)",
+                self.path, self.purpose
+            )))
+        };
+        match read_lock(&self.op, &self.path).await? {
+            None => lost("does not exist".into()),
+            Some(held) if held.purpose != self.purpose => {
+                lost(format!("is held by {} for {}", held.holder, held.purpose))
+            }
+            Some(held) if held.expires_at <= now_ms() => lost(format!(
+                "expired at {} (its holder {} stopped renewing it)",
+                rfc3339(held.expires_at),
+                held.holder
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Runs `work` while the lock stays held for this watch's purpose, looking every
+    /// [`WATCH_EVERY`]; a lost lock stops `work` (as a kill would: the shard's checkpoint makes
+    /// the next attempt exact) and returns [`ExecError::Locked`]. A failed read is retried at
+    /// the next look (a lock that cannot be read for [`TTL`] counts as lost).
+    pub async fn hold<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, ExecError>>,
+    ) -> Result<T, ExecError> {
+        let watch = async {
+            let mut unreadable_since: Option<std::time::Instant> = None;
+            loop {
+                tokio::time::sleep(WATCH_EVERY).await;
+                match self.check().await {
+                    Ok(()) => unreadable_since = None,
+                    Err(e @ ExecError::Locked(_)) => return e,
+                    Err(e) => {
+                        let since = *unreadable_since.get_or_insert_with(std::time::Instant::now);
+                        tracing::warn!(lock = %self.path, error = %e, "repository lock not readable; trying again");
+                        if since.elapsed() >= TTL {
+                            return ExecError::Locked(format!(
+                                "repository lock lost: {} could not be read for {} s ({e}); this shard stops writing",
+                                self.path,
+                                TTL.as_secs()
+                            ));
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            r = work => r,
+            e = watch => Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +380,24 @@ mod tests {
             .unwrap();
         third.release().await;
         assert!(op.read("kb/lock.json").await.is_err(), "released");
+    }
+
+    #[tokio::test]
+    async fn a_shard_watch_passes_while_the_run_holds_the_lock_and_fails_once_another_run_does() {
+        let op = crate::storage::StorageTarget::Memory.operator().unwrap();
+        let path = "kb/lock.json";
+        let e = LockWatch::start(&op, path, "backup run r1")
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        let held = Lock::acquire(&op, path, "backup run r1").await.unwrap();
+        let w = LockWatch::start(&op, path, "backup run r1").await.unwrap();
+        assert_eq!(w.hold(async { Ok(7) }).await.unwrap(), 7);
+        held.release().await;
+        let _other = Lock::acquire(&op, path, "backup run r2").await.unwrap();
+        let e = w.check().await.err().unwrap();
+        assert!(matches!(e, ExecError::Locked(_)), "{e}");
+        assert!(e.to_string().contains("backup run r2"), "{e}");
     }
 }

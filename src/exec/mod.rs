@@ -20,6 +20,7 @@ mod replay;
 pub mod repository;
 pub mod restore;
 pub mod retention;
+pub mod shard;
 pub mod validate;
 pub mod verify_restore;
 
@@ -64,6 +65,10 @@ impl ExecError {
             ExecError::Cancelled => "cancelled",
             ExecError::Failed(_) => "failed",
             ExecError::Locked(_) => "locked",
+            ExecError::ShardsFailed {
+                oom_killed: true, ..
+            } => "oom-killed",
+            ExecError::ShardsFailed { .. } => "shard-failed",
             ExecError::Partial { source, .. } => source.category(),
         }
     }
@@ -108,6 +113,11 @@ pub enum ExecError {
     /// from this run); the message says which (`repository locked: ...`, `target locked: ...`).
     #[error("{0}")]
     Locked(String),
+    /// Shards of a sharded run (`execution.mode: job`) failed after their retries; `message`
+    /// names each, its partitions and why. `oom_killed`: one of them exceeded its memory limit
+    /// (category `oom-killed`, else `shard-failed`).
+    #[error("{message}")]
+    ShardsFailed { message: String, oom_killed: bool },
     /// Some steps completed and some failed; `message` lists both, `source` is the first
     /// failure (whose kind decides whether a later attempt may succeed).
     #[error("{message}")]

@@ -25,7 +25,13 @@ const READ_AHEAD: usize = 16;
 /// documents, like temporary files a killed write left, are skipped). Empty when there are
 /// none.
 pub async fn list_parts(op: &Operator, backup: &str, run: &str) -> Result<Vec<u64>, StorageError> {
-    let dir = layout::checkpoint_dir(backup, run);
+    list_parts_in(op, &layout::checkpoint_dir(backup, run)).await
+}
+
+/// [`list_parts`] of the checkpoint directory `dir` (a run's, or a shard's:
+/// [`layout::shard_checkpoint_dir`]).
+pub async fn list_parts_in(op: &Operator, dir: &str) -> Result<Vec<u64>, StorageError> {
+    let dir = dir.to_string();
     let entries = match op.list(&dir).await {
         Ok(e) => e,
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(vec![]),
@@ -53,7 +59,17 @@ pub async fn load(
     backup: &str,
     run: &str,
 ) -> Result<Option<Checkpoint>, StorageError> {
-    let seqs = list_parts(op, backup, run).await?;
+    load_in(op, &layout::checkpoint_dir(backup, run), run).await
+}
+
+/// [`load`] of the checkpoint directory `dir` of run `run` (a run's, or a shard's:
+/// [`layout::shard_checkpoint_dir`]).
+pub async fn load_in(
+    op: &Operator,
+    dir: &str,
+    run: &str,
+) -> Result<Option<Checkpoint>, StorageError> {
+    let seqs = list_parts_in(op, dir).await?;
     if seqs.is_empty() {
         return Ok(None);
     }
@@ -61,7 +77,7 @@ pub async fn load(
     // newest first, down to the newest base, READ_AHEAD documents at a time
     let mut docs: Vec<CheckpointPart> = Vec::new();
     'chunks: for chunk in seqs.rchunks(READ_AHEAD).map(|c| c.iter().rev()) {
-        let reads = chunk.map(|&seq| read_part(op, backup, run, seq));
+        let reads = chunk.map(|&seq| read_part(op, dir, run, seq));
         for (seq, doc) in futures::future::try_join_all(reads).await? {
             if let Some(later) = docs.last()
                 && later.seq != seq + 1
@@ -71,7 +87,7 @@ pub async fn load(
                     seq + 1,
                     seq,
                     later.seq,
-                    layout::checkpoint_dir(backup, run)
+                    dir
                 )));
             }
             let base = doc.kind == PartKind::Base;
@@ -83,8 +99,7 @@ pub async fn load(
     }
     if docs.last().is_none_or(|d| d.kind != PartKind::Base) {
         return Err(corrupt(format!(
-            "checkpoint of run {run}: deltas without a base document in {}; delete it to start the run over",
-            layout::checkpoint_dir(backup, run)
+            "checkpoint of run {run}: deltas without a base document in {dir}; delete it to start the run over"
         )));
     }
     let mut cp = Checkpoint {
@@ -101,7 +116,7 @@ pub async fn load(
             change.apply(p).map_err(|m| {
                 corrupt(format!(
                     "{}: partition {key} {m}",
-                    layout::checkpoint_part(backup, run, doc.seq)
+                    layout::checkpoint_part_in(dir, doc.seq)
                 ))
             })?;
         }
@@ -112,11 +127,11 @@ pub async fn load(
 /// Reads and checks checkpoint document `seq` of `run`.
 async fn read_part(
     op: &Operator,
-    backup: &str,
+    dir: &str,
     run: &str,
     seq: u64,
 ) -> Result<(u64, CheckpointPart), StorageError> {
-    let path = layout::checkpoint_part(backup, run, seq);
+    let path = layout::checkpoint_part_in(dir, seq);
     let corrupt = |m: String| StorageError::from(FormatError::Corrupt(m));
     let Some(b) = storage::read_opt(op, &path).await? else {
         return Err(corrupt(format!(
@@ -159,7 +174,10 @@ pub struct WriteStats {
 /// Writes the checkpoint documents of one attempt of a run. It keeps the progress its
 /// documents add up to (to write a base), and decides base or delta per write.
 pub struct CheckpointWriter {
-    backup: String,
+    /// The checkpoint directory (ends with `/`).
+    dir: String,
+    /// The single-document checkpoint of earlier builds, deleted at start (a run's only).
+    legacy: Option<String>,
     run_id: String,
     plan_hash: String,
     /// What the documents written so far add up to.
@@ -184,7 +202,8 @@ impl CheckpointWriter {
         state: BTreeMap<String, PartitionProgress>,
     ) -> CheckpointWriter {
         CheckpointWriter {
-            backup: backup.into(),
+            dir: layout::checkpoint_dir(backup, run_id),
+            legacy: Some(layout::checkpoint(backup, run_id)),
             run_id: run_id.into(),
             plan_hash: plan_hash.into(),
             state,
@@ -197,16 +216,25 @@ impl CheckpointWriter {
         }
     }
 
+    /// This writer, writing into the checkpoint directory `dir` instead of the run's (a
+    /// shard's: [`layout::shard_checkpoint_dir`]).
+    pub fn in_dir(mut self, dir: String) -> CheckpointWriter {
+        self.dir = dir;
+        self.legacy = None;
+        self
+    }
+
     /// Writes the attempt's first document: a base with the starting progress, numbered after
     /// any document an earlier attempt left; then deletes those documents and a
     /// `checkpoint.json` of earlier builds. Returns the path written.
     pub async fn start(&mut self, op: &Operator, now_ms: i64) -> Result<String, StorageError> {
-        let existing = list_parts(op, &self.backup, &self.run_id).await?;
+        let existing = list_parts_in(op, &self.dir).await?;
         self.next_seq = existing.last().map_or(0, |s| s + 1);
         self.stale = existing;
         let path = self.write_base(op, &BTreeMap::new(), now_ms).await?;
-        let legacy = layout::checkpoint(&self.backup, &self.run_id);
-        if let Err(e) = op.delete(&legacy).await {
+        if let Some(legacy) = &self.legacy
+            && let Err(e) = op.delete(legacy).await
+        {
             tracing::warn!(path = %legacy, error = %e, "old checkpoint not deleted");
         }
         Ok(path)
@@ -228,7 +256,7 @@ impl CheckpointWriter {
         let doc = self.part(PartKind::Delta, changes.clone(), now_ms);
         let bytes = to_json(&doc);
         let n = bytes.len() as u64;
-        let path = layout::checkpoint_part(&self.backup, &self.run_id, doc.seq);
+        let path = layout::checkpoint_part_in(&self.dir, doc.seq);
         storage::write_all(op, &path, bytes).await?;
         for (key, change) in changes {
             let p = self.state.entry(key.clone()).or_default();
@@ -301,7 +329,7 @@ impl CheckpointWriter {
         let doc = self.part(PartKind::Base, whole, now_ms);
         let bytes = to_json(&doc);
         let n = bytes.len() as u64;
-        let path = layout::checkpoint_part(&self.backup, &self.run_id, doc.seq);
+        let path = layout::checkpoint_part_in(&self.dir, doc.seq);
         storage::write_all(op, &path, bytes).await?;
         self.state = state;
         self.stale.append(&mut self.live);
@@ -315,7 +343,7 @@ impl CheckpointWriter {
         self.stale.sort_unstable();
         self.stale.dedup();
         for seq in std::mem::take(&mut self.stale) {
-            let old = layout::checkpoint_part(&self.backup, &self.run_id, seq);
+            let old = layout::checkpoint_part_in(&self.dir, seq);
             if let Err(e) = op.delete(&old).await {
                 tracing::warn!(path = %old, error = %e, "superseded checkpoint document not deleted");
             }

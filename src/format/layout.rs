@@ -5,6 +5,9 @@
 //! <backup>/runs/<runId>/manifest.json     complete run (written last: its presence = complete)
 //! <backup>/runs/<runId>/checkpoint/<seq:010>.json   progress of a run not yet complete (base
 //!                                          and delta documents, docs/format.md "Checkpoint")
+//! <backup>/runs/<runId>/plan.json          compiled plan of a sharded run (execution.mode job)
+//! <backup>/runs/<runId>/shards/<i>/checkpoint/<seq:010>.json   shard i's checkpoint
+//! <backup>/runs/<runId>/shards/<i>/result.json   shard i's partitions (written last)
 //! <backup>/data/<topic>/<partition>/<firstOffset:020>-<runId>.seg        segment (blocks of batches)
 //! <backup>/data/<topic>/<partition>/<firstOffset:020>-<runId>.idx.json   its block index
 //! <backup>/restores/<restoreName>/<runId>/offset-map.json        offset map of a restore
@@ -42,6 +45,28 @@ pub fn checkpoint(backup: &str, run: &str) -> String {
 /// The directory of a run's checkpoint documents (ends with `/`).
 pub fn checkpoint_dir(backup: &str, run: &str) -> String {
     format!("{backup}/runs/{run}/checkpoint/")
+}
+/// The compiled plan of a run whose shards run as separate processes (`execution.mode: job`):
+/// written once by the coordinator before any shard starts; every shard reads it.
+pub fn run_plan(backup: &str, run: &str) -> String {
+    format!("{backup}/runs/{run}/plan.json")
+}
+/// The directory of a sharded run's shard documents (ends with `/`).
+pub fn shards_dir(backup: &str, run: &str) -> String {
+    format!("{backup}/runs/{run}/shards/")
+}
+/// The checkpoint directory of shard `shard` of a sharded run (ends with `/`).
+pub fn shard_checkpoint_dir(backup: &str, run: &str, shard: u32) -> String {
+    format!("{backup}/runs/{run}/shards/{shard}/checkpoint/")
+}
+/// The result of shard `shard` of a sharded run: written last by the shard, its presence = the
+/// shard is complete.
+pub fn shard_result(backup: &str, run: &str, shard: u32) -> String {
+    format!("{backup}/runs/{run}/shards/{shard}/result.json")
+}
+/// Checkpoint document number `seq` in the checkpoint directory `dir` (ends with `/`).
+pub fn checkpoint_part_in(dir: &str, seq: u64) -> String {
+    format!("{dir}{seq:010}.json")
 }
 /// Checkpoint document number `seq` of a run: zero-padded to 10 digits, so names sort by
 /// number.

@@ -8,7 +8,8 @@ use opendal::Operator;
 use super::{Access, KindError, open};
 use super::{encryption, owner};
 use crate::api::{ApiError, KafkaBackup, Secrets};
-use crate::exec::ExecContext;
+use crate::exec::shard::{ShardFailure, ShardResult, StagedRun};
+use crate::exec::{self, ExecContext};
 use crate::format::manifest::RunManifest;
 use crate::kafka::KafkaClient;
 use crate::observe::{self};
@@ -79,6 +80,14 @@ pub async fn prepare(
         diverged,
     };
     let mut plan = plan::compile_backup(&input, &facts)?;
+    if plan.execution.is_some()
+        && let Some(staged) =
+            exec::shard::staged_run(&op, &plan.backup_name, plan.previous_run_id.as_deref()).await?
+    {
+        // An earlier attempt of a sharded run staged it: it resumes as staged (run id, cut,
+        // shards), whatever the cluster shows now.
+        plan = staged.plan;
+    }
     (plan.owner, plan.adopt_from) = owner::backup_owner(&kb.metadata)?;
     let adopt = plan.adopt_from.as_ref();
     owner::check_backup_repository(&op, &plan.backup_name, &plan.owner, adopt, now_ms).await?;
@@ -120,6 +129,59 @@ pub async fn run(
 ) -> Result<Outcome, KindError> {
     let ctx = ctx.clone().with_keyring(prep.keyring.clone());
     let manifest = crate::exec::run_backup(&prep.plan, &prep.client, &prep.op, &ctx).await?;
+    with_retention(kb, prep, secrets, pvc_root, &ctx, manifest).await
+}
+
+/// Where the shards of a sharded run (`execution.mode: job`) run: child processes of the CLI
+/// (`cli::shards`), Kubernetes Jobs (the operator).
+pub trait ShardLauncher: Sync {
+    /// Runs shard `shard` of `shards` of run `run_id` to its end, with its retries (up to the
+    /// plan's `backoffLimit`): Ok once the shard has written its result.
+    fn run_shard(
+        &self,
+        run_id: &str,
+        shard: u32,
+        shards: u32,
+    ) -> impl std::future::Future<Output = Result<(), ShardFailure>> + Send;
+}
+
+/// Runs the compiled sharded backup `prep` of `kb` (`prep.plan.execution` set): stages it,
+/// has `launcher` run every shard without a result, commits the manifest once all have
+/// finished, then applies retention as [`run`] does.
+///
+/// Errors: [`KindError::Exec`] with [`exec::ExecError::ShardsFailed`] naming the failed
+/// shards (the others' work is kept for the next attempt); the run's other errors.
+pub async fn run_sharded<L: ShardLauncher>(
+    kb: &KafkaBackup,
+    prep: &PreparedBackup,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    ctx: &ExecContext,
+    launcher: &L,
+) -> Result<Outcome, KindError> {
+    let ctx = ctx.clone().with_keyring(prep.keyring.clone());
+    let plan = &prep.plan;
+    let shards: Vec<Vec<usize>> = match &plan.execution {
+        Some(e) => e.shards.iter().map(|s| s.partitions.clone()).collect(),
+        None => vec![(0..plan.partitions.len()).collect()],
+    };
+    let n = shards.len() as u32;
+    let run_id = plan.run_id.clone();
+    let launch = |i: u32| launcher.run_shard(&run_id, i, n);
+    let manifest =
+        exec::shard::coordinate_backup(plan, shards, &prep.client, &prep.op, &ctx, launch).await?;
+    with_retention(kb, prep, secrets, pvc_root, &ctx, manifest).await
+}
+
+/// The outcome of a completed run, with `spec.retention` applied after it.
+async fn with_retention(
+    kb: &KafkaBackup,
+    prep: &PreparedBackup,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    ctx: &ExecContext,
+    manifest: RunManifest,
+) -> Result<Outcome, KindError> {
     let retention = if kb.spec.retention.enabled {
         let pruned = async {
             let op = super::retention::storage(kb, secrets, pvc_root, &prep.op)?;
@@ -133,4 +195,63 @@ pub async fn run(
         manifest,
         retention,
     })
+}
+
+/// One shard of a staged run, ready to run: the staging read from the repository and the
+/// handles of the KafkaBackup's cluster and storage.
+pub struct PreparedShard {
+    pub staged: StagedRun,
+    pub shard: u32,
+    pub client: KafkaClient,
+    pub op: Operator,
+    pub keyring: Option<std::sync::Arc<crate::format::keyring::Keyring>>,
+}
+
+/// Reads shard `shard` of `shards` of the staged run `run_id` of `kb` (`run --plan RUN
+/// --shard i/N`, what a Job runs) and connects to the cluster and the storage.
+///
+/// Errors: an invalid `kb` (as [`prepare`]); a run that is not staged; `shards` not the
+/// staged count or `shard` out of range ([`KindError::Api`]-like input errors naming
+/// `--shard`); connection failures.
+pub async fn prepare_shard(
+    kb: &KafkaBackup,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    run_id: &str,
+    (shard, shards): (u32, u32),
+) -> Result<PreparedShard, KindError> {
+    let spec = &kb.spec;
+    crate::api::validate_backup(kb)
+        .map_err(|e| ApiError::invalid("KafkaBackup", kb.metadata.name.as_deref(), e))?;
+    let name = kb.metadata.name.clone().unwrap_or_default();
+    let target = observe::storage_target(&spec.storage, secrets, pvc_root, "spec.storage")?;
+    let keyring = observe::keyring(&spec.storage, secrets, "spec.storage")?;
+    let mut cfg = observe::client_config(&spec.kafka_cluster, secrets)?;
+    cfg.breaker = observe::breaker_config(&spec.circuit_breaker);
+    let op = open(&target, Access::ReadWrite)?;
+    let staged = exec::shard::load_staged(&op, &name, run_id).await?;
+    if staged.shards.len() as u32 != shards {
+        return Err(exec::ExecError::Input(format!(
+            "--shard {shard}/{shards}: run {run_id} was staged with {} shards; fix --shard",
+            staged.shards.len()
+        ))
+        .into());
+    }
+    staged.steps(shard)?;
+    let client = KafkaClient::connect(cfg).await?;
+    Ok(PreparedShard {
+        staged,
+        shard,
+        client,
+        op,
+        keyring: keyring.map(std::sync::Arc::new),
+    })
+}
+
+/// Runs the prepared shard (`exec::shard::run_backup_shard`) with the progress, cancellation
+/// and limits of `ctx`.
+pub async fn run_shard(prep: &PreparedShard, ctx: &ExecContext) -> Result<ShardResult, KindError> {
+    let ctx = ctx.clone().with_keyring(prep.keyring.clone());
+    let staged = &prep.staged;
+    Ok(exec::shard::run_backup_shard(staged, prep.shard, &prep.client, &prep.op, &ctx).await?)
 }

@@ -2,7 +2,7 @@
 //! facts ([`BackupFacts`]).
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{CompileError, issue, plan_hash, select_topics};
 use crate::api::{BackupCut, ValidatedBackup};
@@ -33,7 +33,7 @@ pub struct BackupFacts {
 }
 
 /// Where a partition's fetch stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "mode", content = "offset")]
 pub enum CutMode {
     /// `stopAtCurrentOffsets`: the high watermark read before any fetch.
@@ -45,7 +45,7 @@ pub enum CutMode {
 }
 
 /// A topic of the run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupTopic {
     pub name: String,
@@ -55,7 +55,7 @@ pub struct BackupTopic {
 }
 
 /// The work for one partition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupPartitionStep {
     pub topic: String,
@@ -81,8 +81,21 @@ pub struct BackupPartitionStep {
     pub estimated_bytes: u64,
 }
 
+impl BackupPartitionStep {
+    /// This step resumed after `segments`, the segments an interrupted attempt of the same run
+    /// wrote (a shard's checkpoint): they are kept, and the fetch starts after the last of them
+    /// (never before the step's own start).
+    pub fn resumed_after(mut self, segments: Vec<SegmentRef>) -> BackupPartitionStep {
+        if let Some(last) = segments.last() {
+            self.start_offset = self.start_offset.max(last.last_offset + 1);
+        }
+        self.resumed_segments = segments;
+        self
+    }
+}
+
 /// A compiled backup run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupPlan {
     pub backup_name: String,
@@ -109,11 +122,11 @@ pub struct BackupPlan {
     /// The KafkaBackup writing the run, claimed as the repository's owner before anything is
     /// written (`exec::repository::claim`). Compiled as `default/<backup name>`; the flow sets
     /// the resource's namespace. Not part of the hash or the printed plan.
-    #[serde(skip)]
+    #[serde(skip, default = "unset_owner")]
     pub owner: crate::format::repository::Owner,
     /// The current owner of a repository this run adopts on purpose (annotation
     /// `kafka.oso.sh/adopt-repository`), set by the flow.
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub adopt_from: Option<crate::format::repository::Owner>,
     /// `storage.s3.objectLock`: the retention every object the run writes carries (the
     /// storage adds it on each PUT), recorded in the manifest. Part of the hash when set.
@@ -124,6 +137,12 @@ pub struct BackupPlan {
     /// the hash when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<super::PlanExecution>,
+}
+
+/// The owner of a plan read back from a document (the coordinator's, never a shard's, claims
+/// the repository): none.
+fn unset_owner() -> crate::format::repository::Owner {
+    crate::format::repository::Owner::new(None, "")
 }
 
 /// Compiles a backup run from its validated input. Errors: topics named literally that do not

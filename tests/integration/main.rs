@@ -20,6 +20,7 @@ mod restore_resume;
 mod resume;
 mod roundtrip;
 mod sasl;
+mod shards;
 mod target_fence;
 mod tenancy;
 mod tls;
