@@ -230,12 +230,14 @@ async fn run_backup_locked(
 
 /// Tells the progress what the plan estimates (records, bytes).
 pub(super) fn announce_plan(plan: &BackupPlan, ctx: &ExecContext) {
-    ctx.progress
-        .records_planned
-        .store(plan.estimated_records, std::sync::atomic::Ordering::Relaxed);
-    ctx.progress
-        .bytes_planned
-        .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
+    announce(plan.estimated_records, plan.estimated_bytes, ctx);
+}
+
+/// Tells the progress the records and bytes a run (or a shard) expects to move.
+pub(super) fn announce(records: u64, bytes: u64, ctx: &ExecContext) {
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    ctx.progress.records_planned.store(records, relaxed);
+    ctx.progress.bytes_planned.store(bytes, relaxed);
 }
 
 /// Starts a checkpoint writer (None: checkpointing disabled) with its first document.

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ExecError;
 use super::backup::{
-    Shared, announce_plan, assemble_manifest, commit_manifest, data_key_for_writing,
+    Shared, announce, announce_plan, assemble_manifest, commit_manifest, data_key_for_writing,
     resumed_progress, run_partitions, snapshot_groups, start_checkpoint,
 };
 use super::engine::ExecContext;
@@ -230,28 +230,20 @@ where
     .await?;
     lock.hold(async {
         let staged = stage(plan, shards, client, op, ctx).await?;
-        let mut pending = vec![];
-        for i in 0..staged.shards.len() as u32 {
-            let path = layout::shard_result(&plan.backup_name, &plan.run_id, i);
-            if storage::read_opt(op, &path).await?.is_none() {
-                pending.push(i);
-            }
-        }
+        let pending = missing_results(&staged, op).await?;
         tracing::info!(backup = %plan.backup_name, run = %plan.run_id, shards = staged.shards.len(),
             launching = ?pending, "sharded backup: launching the shards without a result");
         let ends = futures::future::join_all(pending.iter().map(|&i| launch(i))).await;
         let failed: Vec<(u32, ShardFailure)> = (pending.into_iter().zip(ends))
             .filter_map(|(i, r)| r.err().map(|f| (i, f)))
             .collect();
+        // Stopped shards of a run that is not continuous have no result: the run was
+        // cancelled (and resumes), it did not fail.
+        if ctx.cancel.is_cancelled() && !missing_results(&staged, op).await?.is_empty() {
+            return Err(ExecError::Cancelled);
+        }
         if !failed.is_empty() {
             return Err(shards_failed(&staged, &failed));
-        }
-        if ctx.cancel.is_cancelled() && !staged.plan.partitions.is_empty() {
-            // the shards of a non-continuous run were stopped: they have no result to commit
-            let missing = missing_results(&staged, op).await?;
-            if !missing.is_empty() {
-                return Err(ExecError::Cancelled);
-            }
         }
         commit(&staged, op, ctx).await
     })
@@ -438,16 +430,10 @@ async fn back_up_shard(
             }
         })
         .collect();
-    let ctx_progress = &ctx.progress;
-    let (records, bytes) = steps.iter().fold((0, 0), |(r, b), s| {
+    let (records, bytes) = (steps.iter()).fold((0, 0), |(r, b), s| {
         (r + s.estimated_records, b + s.estimated_bytes)
     });
-    ctx_progress
-        .records_planned
-        .store(records, std::sync::atomic::Ordering::Relaxed);
-    ctx_progress
-        .bytes_planned
-        .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    announce(records, bytes, ctx);
     let writer = plan.checkpoint_interval_ms.map(|_| {
         CheckpointWriter::new(
             &plan.backup_name,
@@ -458,10 +444,7 @@ async fn back_up_shard(
         .in_dir(dir.clone())
     });
     let checkpoint = start_checkpoint(writer, op, ctx).await?;
-    let data_key = match &ctx.keyring {
-        Some(k) => Some(k.data_key(op, &plan.backup_name, &plan.run_id).await?),
-        None => None,
-    };
+    let data_key = staged_data_key(plan, op, ctx).await?;
     let shared = Shared {
         plan,
         client,
@@ -471,6 +454,18 @@ async fn back_up_shard(
         data_key,
     };
     run_partitions(&shared, steps).await
+}
+
+/// The data key the coordinator stored for the run (encrypted repository), else None.
+async fn staged_data_key(
+    plan: &BackupPlan,
+    op: &Operator,
+    ctx: &ExecContext,
+) -> Result<Option<std::sync::Arc<crate::format::seal::DataKey>>, ExecError> {
+    match &ctx.keyring {
+        Some(k) => Ok(Some(k.data_key(op, &plan.backup_name, &plan.run_id).await?)),
+        None => Ok(None),
+    }
 }
 
 /// A shard result must be this run's, this plan's and this shard's, with exactly its
@@ -551,10 +546,7 @@ async fn commit(
         parts.into_iter().map(|(_, t, p)| (t, p)).collect();
     let groups = staged.consumer_groups.clone();
     let manifest = assemble_manifest(plan, parts, groups, staged.start_time, (ctx.now_ms)());
-    let data_key = match &ctx.keyring {
-        Some(k) => Some(k.data_key(op, &plan.backup_name, &plan.run_id).await?),
-        None => None,
-    };
+    let data_key = staged_data_key(plan, op, ctx).await?;
     let manifest = commit_manifest(plan, op, ctx, data_key.as_deref(), manifest).await?;
     ctx.progress
         .add(manifest.total_records, manifest.total_raw_bytes);
@@ -567,4 +559,135 @@ async fn commit(
         tracing::warn!(path = %staged_doc, error = %e, "the finished run's plan document was not deleted");
     }
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged(parts: usize, shards: Vec<Vec<usize>>) -> StagedRun {
+        let step = |i: usize| BackupPartitionStep {
+            topic: "t".into(),
+            partition: i as i32,
+            log_start_offset: 0,
+            high_watermark: 10,
+            start_offset: 0,
+            cut: crate::plan::CutMode::At(10),
+            covered_from: 0,
+            carried_segments: vec![],
+            carried_gaps: vec![],
+            resumed_segments: vec![],
+            gap: None,
+            estimated_records: 10,
+            estimated_bytes: 0,
+        };
+        let mut plan: BackupPlan =
+            serde_json::from_str(include_str!("../../tests/golden/backup-job.json")).unwrap();
+        plan.backup_name = "kb".into();
+        plan.run_id = "r1".into();
+        plan.partitions = (0..parts).map(step).collect();
+        StagedRun {
+            format: FORMAT.into(),
+            plan,
+            shards,
+            start_time: 0,
+            consumer_groups: vec![],
+        }
+    }
+
+    #[test]
+    fn an_assignment_must_cover_every_partition_exactly_once() {
+        assert!(check_assignment(&staged(3, vec![vec![0, 2], vec![1]]), "p").is_ok());
+        for bad in [
+            vec![vec![0, 1]],
+            vec![vec![0, 1], vec![1, 2]],
+            vec![vec![0, 1, 2, 3]],
+            vec![],
+        ] {
+            let e = check_assignment(&staged(3, bad.clone()), "p").unwrap_err();
+            assert!(e.to_string().contains("exactly once"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_shard_result_of_another_run_shard_plan_or_partition_set_is_refused() {
+        let s = staged(2, vec![vec![0], vec![1]]);
+        let part = |p: i32| ShardPartition {
+            topic: "t".into(),
+            partition: PartitionManifest {
+                partition: p,
+                log_start_offset: 0,
+                covered_from: 0,
+                cut: 0,
+                start_offset: 0,
+                records: 0,
+                raw_bytes: 0,
+                min_timestamp: None,
+                max_timestamp: None,
+                gaps: vec![],
+                segments: vec![],
+            },
+        };
+        let good = ShardResult {
+            format: FORMAT.into(),
+            backup_name: "kb".into(),
+            run_id: "r1".into(),
+            plan_hash: s.plan.hash.clone(),
+            shard: 1,
+            shards: 2,
+            partitions: vec![part(1)],
+            completed_at: 0,
+        };
+        assert!(check_result(&s, 1, &good, "x").is_ok());
+        let cases: Vec<(&str, ShardResult)> = vec![
+            (
+                "run",
+                ShardResult {
+                    run_id: "r2".into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "shard",
+                ShardResult {
+                    shard: 0,
+                    ..good.clone()
+                },
+            ),
+            (
+                "plan",
+                ShardResult {
+                    plan_hash: "other".into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "partitions",
+                ShardResult {
+                    partitions: vec![part(0)],
+                    ..good.clone()
+                },
+            ),
+            (
+                "twice",
+                ShardResult {
+                    partitions: vec![part(1), part(1)],
+                    ..good.clone()
+                },
+            ),
+        ];
+        for (what, r) in cases {
+            let e = check_result(&s, 1, &r, "x").unwrap_err();
+            assert!(matches!(e, ExecError::Integrity(_)), "{what}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_shard_the_run_does_not_have_is_an_input_error_naming_the_flag() {
+        let e = staged(2, vec![vec![0], vec![1]]).steps(2).unwrap_err();
+        assert!(
+            matches!(e, ExecError::Input(_)) && e.to_string().contains("--shard"),
+            "{e}"
+        );
+    }
 }

@@ -263,6 +263,24 @@ async fn a_killed_shard_resumes_from_its_checkpoint_and_the_data_is_exact() {
     assert_same(std::slice::from_ref(&topic), &[format!("{topic}-r")], &[]);
 }
 
+/// Runs shard `i` of the staged run `run` of backup `shf` in this process (as a launcher).
+async fn in_process(
+    op: &opendal::Operator,
+    client: &kafka_backup_operator::kafka::KafkaClient,
+    run: &str,
+    i: u32,
+    c: &kafka_backup_operator::exec::ExecContext,
+) -> Result<(), ShardFailure> {
+    let staged = shard::load_staged(op, "shf", run).await.unwrap();
+    shard::run_backup_shard(&staged, i, client, op, c)
+        .await
+        .map(|_| ())
+        .map_err(|e| ShardFailure {
+            message: e.to_string(),
+            oom_killed: false,
+        })
+}
+
 /// A shard that fails (here: reported OOMKilled by its launcher) fails the run with the shard,
 /// its partitions and the category `oom-killed`, the other shard's result is kept, and the next
 /// attempt resumes the staged run (same run id) and launches only the failed shard. A shard
@@ -294,14 +312,7 @@ async fn a_failed_shard_fails_the_run_naming_it_and_only_it_runs_again() {
                     oom_killed: true,
                 });
             }
-            let staged = shard::load_staged(op, "shf", &run).await.unwrap();
-            shard::run_backup_shard(&staged, i, client, op, &c)
-                .await
-                .map(|_| ())
-                .map_err(|e| ShardFailure {
-                    message: e.to_string(),
-                    oom_killed: false,
-                })
+            in_process(op, client, &run, i, &c).await
         }
     };
     let e = shard::coordinate_backup(plan, assignment(&p), client, op, &c, launch)
@@ -342,16 +353,7 @@ async fn a_failed_shard_fails_the_run_naming_it_and_only_it_runs_again() {
         launched.lock().unwrap().push(i);
         let run = run.clone();
         let c = c.clone();
-        async move {
-            let staged = shard::load_staged(op, "shf", &run).await.unwrap();
-            shard::run_backup_shard(&staged, i, client, op, &c)
-                .await
-                .map(|_| ())
-                .map_err(|e| ShardFailure {
-                    message: e.to_string(),
-                    oom_killed: false,
-                })
-        }
+        async move { in_process(op, client, &run, i, &c).await }
     };
     let m = shard::coordinate_backup(&p2.plan, assignment(&p2), client, op, &c, launch)
         .await
@@ -409,5 +411,51 @@ fn shard_arguments_that_cannot_work_are_refused_naming_the_fix() {
         files(&repo).iter().all(|p| !p.contains("runs/")),
         "nothing was staged: {:?}",
         files(&repo)
+    );
+}
+
+/// `plan -f` of a job backup shows the shards and which partitions each takes (table), and
+/// `-o json` carries them as the plan's `execution`; every partition is in exactly one shard.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_the_shards_and_their_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("shplan");
+    gen_load(&topic, 5, 1);
+    let kb = backup_yaml(
+        "shp",
+        std::slice::from_ref(&topic),
+        &fs_storage(&dir.path().join("repo")),
+        &format!("  stopAtCurrentOffsets: true\n{}", execution(2, 1)),
+    );
+    let f = write_docs(dir.path(), &[&kb]);
+    let f = f.to_str().unwrap();
+    let (ok, out, err) = cli(&["plan", "-f", f]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("Shards: 2"), "{out}");
+    for p in 0..5 {
+        assert!(out.contains(&format!("{topic}/{p}")), "{out}");
+    }
+    let (ok, out, err) = cli(&["plan", "-f", f, "-o", "json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let shards = v["execution"]["shards"]
+        .as_array()
+        .expect("execution.shards");
+    assert_eq!(shards.len(), 2);
+    let mut all: Vec<u64> = shards
+        .iter()
+        .flat_map(|s| {
+            s["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_u64().unwrap())
+        })
+        .collect();
+    all.sort();
+    assert_eq!(all, vec![0, 1, 2, 3, 4]);
+    assert!(
+        !dir.path().join("repo/shp/runs").exists(),
+        "plan writes nothing"
     );
 }
