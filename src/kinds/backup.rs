@@ -127,6 +127,10 @@ pub async fn run(
     pvc_root: &Path,
     ctx: &ExecContext,
 ) -> Result<Outcome, KindError> {
+    if prep.plan.execution.is_some() {
+        tracing::warn!(backup = %prep.plan.backup_name,
+            "spec.execution.mode job: this run moves the data in this process (the operator does not create Kubernetes Jobs yet; `run -f` starts the shards as processes): docs/execution.md");
+    }
     let ctx = ctx.clone().with_keyring(prep.keyring.clone());
     let manifest = crate::exec::run_backup(&prep.plan, &prep.client, &prep.op, &ctx).await?;
     with_retention(kb, prep, secrets, pvc_root, &ctx, manifest).await
