@@ -191,10 +191,7 @@ async fn run_backup_locked(
     ctx: &ExecContext,
 ) -> Result<RunManifest, ExecError> {
     let start_time = (ctx.now_ms)();
-    // Before anything is written: the repository is this KafkaBackup's (or adopted now).
-    let owner = (&plan.owner, plan.adopt_from.as_ref());
-    super::repository::claim(op, &plan.backup_name, owner.0, owner.1, start_time).await?;
-    announce_plan(plan, ctx);
+    claim(plan, op, ctx, start_time).await?;
     let writer = plan.checkpoint_interval_ms.map(|_| {
         CheckpointWriter::new(
             &plan.backup_name,
@@ -228,8 +225,22 @@ async fn run_backup_locked(
     commit_manifest(plan, op, ctx, shared.data_key.as_deref(), manifest).await
 }
 
+/// Before anything is written: claims the repository for the plan's KafkaBackup (or adopts
+/// it now, `exec::repository::claim`) and tells the progress what the plan estimates.
+pub(super) async fn claim(
+    plan: &BackupPlan,
+    op: &Operator,
+    ctx: &ExecContext,
+    now_ms: i64,
+) -> Result<(), ExecError> {
+    let owner = (&plan.owner, plan.adopt_from.as_ref());
+    super::repository::claim(op, &plan.backup_name, owner.0, owner.1, now_ms).await?;
+    announce_plan(plan, ctx);
+    Ok(())
+}
+
 /// Tells the progress what the plan estimates (records, bytes).
-pub(super) fn announce_plan(plan: &BackupPlan, ctx: &ExecContext) {
+fn announce_plan(plan: &BackupPlan, ctx: &ExecContext) {
     announce(plan.estimated_records, plan.estimated_bytes, ctx);
 }
 

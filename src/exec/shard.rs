@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ExecError;
 use super::backup::{
-    Shared, announce, announce_plan, assemble_manifest, commit_manifest, data_key_for_writing,
+    Shared, announce, assemble_manifest, claim, commit_manifest, data_key_for_writing,
     resumed_progress, run_partitions, snapshot_groups, start_checkpoint,
 };
 use super::engine::ExecContext;
@@ -305,9 +305,7 @@ async fn stage(
     ctx: &ExecContext,
 ) -> Result<StagedRun, ExecError> {
     let now = (ctx.now_ms)();
-    let owner = (&plan.owner, plan.adopt_from.as_ref());
-    super::repository::claim(op, &plan.backup_name, owner.0, owner.1, now).await?;
-    announce_plan(plan, ctx);
+    claim(plan, op, ctx, now).await?;
     let staged = match read_staged(op, &plan.backup_name, &plan.run_id).await? {
         Some(s) => {
             tracing::info!(run = %plan.run_id, "sharded backup: resuming the staged run");

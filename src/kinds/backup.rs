@@ -27,6 +27,35 @@ pub struct PreparedBackup {
     pub keyring: Option<std::sync::Arc<crate::format::keyring::Keyring>>,
 }
 
+/// A KafkaBackup validated and its references resolved: what a run and a shard both start
+/// from.
+struct Resolved {
+    /// The normalised input compile takes (the spec's rules have their one home there).
+    input: crate::api::ValidatedBackup,
+    name: String,
+    target: StorageTarget,
+    keyring: Option<crate::format::keyring::Keyring>,
+    cfg: crate::kafka::ClientConfig,
+}
+
+/// Validates `kb` and resolves its storage, key-encryption key and cluster connection.
+fn resolve(kb: &KafkaBackup, secrets: &Secrets, pvc_root: &Path) -> Result<Resolved, KindError> {
+    let spec = &kb.spec;
+    let input = crate::api::validate_backup(kb)
+        .map_err(|e| ApiError::invalid("KafkaBackup", kb.metadata.name.as_deref(), e))?;
+    let target = observe::storage_target(&spec.storage, secrets, pvc_root, "spec.storage")?;
+    let keyring = observe::keyring(&spec.storage, secrets, "spec.storage")?;
+    let mut cfg = observe::client_config(&spec.kafka_cluster, secrets)?;
+    cfg.breaker = observe::breaker_config(&spec.circuit_breaker);
+    Ok(Resolved {
+        input,
+        name: kb.metadata.name.clone().unwrap_or_default(),
+        target,
+        keyring,
+        cfg,
+    })
+}
+
 /// Observes the cluster and the repository of `kb` and compiles its next run.
 pub async fn prepare(
     kb: &KafkaBackup,
@@ -35,15 +64,13 @@ pub async fn prepare(
     now_ms: i64,
     access: Access,
 ) -> Result<PreparedBackup, KindError> {
-    let spec = &kb.spec;
-    // The normalised input compile takes (the spec's rules have their one home there).
-    let input = crate::api::validate_backup(kb)
-        .map_err(|e| ApiError::invalid("KafkaBackup", kb.metadata.name.as_deref(), e))?;
-    let name = kb.metadata.name.clone().unwrap_or_default();
-    let target = observe::storage_target(&spec.storage, secrets, pvc_root, "spec.storage")?;
-    let keyring = observe::keyring(&spec.storage, secrets, "spec.storage")?;
-    let mut cfg = observe::client_config(&spec.kafka_cluster, secrets)?;
-    cfg.breaker = observe::breaker_config(&spec.circuit_breaker);
+    let Resolved {
+        input,
+        name,
+        target,
+        keyring,
+        cfg,
+    } = resolve(kb, secrets, pvc_root)?;
     // Observe and compile read-only; storage is opened for writing only once the plan stands.
     let mut op = open(&target, Access::ReadOnly)?;
     let client = KafkaClient::connect(cfg).await?;
@@ -224,14 +251,13 @@ pub async fn prepare_shard(
     run_id: &str,
     (shard, shards): (u32, u32),
 ) -> Result<PreparedShard, KindError> {
-    let spec = &kb.spec;
-    crate::api::validate_backup(kb)
-        .map_err(|e| ApiError::invalid("KafkaBackup", kb.metadata.name.as_deref(), e))?;
-    let name = kb.metadata.name.clone().unwrap_or_default();
-    let target = observe::storage_target(&spec.storage, secrets, pvc_root, "spec.storage")?;
-    let keyring = observe::keyring(&spec.storage, secrets, "spec.storage")?;
-    let mut cfg = observe::client_config(&spec.kafka_cluster, secrets)?;
-    cfg.breaker = observe::breaker_config(&spec.circuit_breaker);
+    let Resolved {
+        name,
+        target,
+        keyring,
+        cfg,
+        ..
+    } = resolve(kb, secrets, pvc_root)?;
     let op = open(&target, Access::ReadWrite)?;
     let staged = exec::shard::load_staged(&op, &name, run_id).await?;
     if staged.shards.len() as u32 != shards {
