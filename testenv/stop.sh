@@ -7,6 +7,9 @@ pids=("$here"/run/*.pid)
 for f in "${pids[@]}"; do
   [ -f "$f" ] || continue
   pid=$(cat "$f"); kill "$pid" 2>/dev/null && for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null; rm -f "$f"
+  # A large broker takes seconds to exit even after SIGKILL (it frees GBs): wait until it is
+  # gone, so that a start.sh right after finds its port free.
+  kill -9 "$pid" 2>/dev/null && for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$f"
 done
 echo "testenv: stopped"
