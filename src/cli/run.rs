@@ -176,9 +176,7 @@ async fn run_shard(
     let plan = &prep.staged.plan;
     tracing::info!(backup = %plan.backup_name, run = %run_id, shard = shard.0, shards = shard.1,
         partitions = prep.staged.shards[shard.0 as usize].len(), "shard starting");
-    // spec.rateLimiting holds for the run: each of its N shards gets 1/N of it
-    let share = |l: Option<u64>| l.map(|v| (v / shard.1 as u64).max(1));
-    let limits = Limits::new(share(plan.bytes_per_sec), share(plan.records_per_sec));
+    let limits = prep.limits();
     let prep = &prep;
     let (r, (records, bytes, secs)) = reporting
         .execute(limits, |ctx| async move {

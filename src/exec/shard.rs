@@ -183,13 +183,11 @@ async fn read_staged(
 
 /// Every partition step in exactly one shard.
 fn check_assignment(s: &StagedRun, path: &str) -> Result<(), ExecError> {
+    let n = s.plan.partitions.len();
     let mut seen = BTreeSet::new();
-    let all = s.shards.iter().flatten();
-    let ok = all
-        .clone()
-        .all(|&i| i < s.plan.partitions.len() && seen.insert(i))
-        && seen.len() == s.plan.partitions.len()
-        && !s.shards.is_empty();
+    let ok = !s.shards.is_empty()
+        && s.shards.iter().flatten().all(|&i| i < n && seen.insert(i))
+        && seen.len() == n;
     if ok {
         Ok(())
     } else {
@@ -335,12 +333,14 @@ async fn stage(
     Ok(staged)
 }
 
-/// The shards of `staged` without a result document.
+/// The shards of `staged` without a result document (a stat each: [`commit`] reads and
+/// checks the documents).
 async fn missing_results(staged: &StagedRun, op: &Operator) -> Result<Vec<u32>, ExecError> {
     let mut out = vec![];
     for i in 0..staged.shards.len() as u32 {
         let path = layout::shard_result(&staged.plan.backup_name, &staged.plan.run_id, i);
-        if storage::read_opt(op, &path).await?.is_none() {
+        let exists = (op.exists(&path).await).map_err(|e| storage::backend("stat", &path, e))?;
+        if !exists {
             out.push(i);
         }
     }
@@ -423,8 +423,8 @@ async fn back_up_shard(
         .map(|s| {
             let key = format!("{}/{}", s.topic, s.partition);
             match progress.remove(&key) {
-                Some(p) if !p.segments.is_empty() => s.resumed_after(p.segments),
-                _ => s,
+                Some(p) => s.resumed_after(p.segments),
+                None => s,
             }
         })
         .collect();

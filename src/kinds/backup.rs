@@ -238,6 +238,17 @@ pub struct PreparedShard {
     pub keyring: Option<std::sync::Arc<crate::format::keyring::Keyring>>,
 }
 
+impl PreparedShard {
+    /// The shard's rate limits: `spec.rateLimiting` holds for the run, so each of its N shards
+    /// gets 1/N of it (bytes/s, records/s; at least 1).
+    pub fn limits(&self) -> crate::exec::Limits {
+        let n = self.staged.shards.len().max(1) as u64;
+        let share = |l: Option<u64>| l.map(|v| (v / n).max(1));
+        let plan = &self.staged.plan;
+        crate::exec::Limits::new(share(plan.bytes_per_sec), share(plan.records_per_sec))
+    }
+}
+
 /// Reads shard `shard` of `shards` of the staged run `run_id` of `kb` (`run --plan RUN
 /// --shard i/N`, what a Job runs) and connects to the cluster and the storage.
 ///
