@@ -1,5 +1,5 @@
 //! Reading `-f` files: documents, Secrets, and which resource to act on.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::api::validation::KafkaBackupValidation;
 use crate::api::{
@@ -58,6 +58,51 @@ pub fn load(files: &[PathBuf], name: Option<&str>) -> Result<(Target, Secrets), 
     let secrets = Secrets::from_documents(&docs);
     let target = Resources::of(&docs).pick(name)?;
     Ok((target, secrets))
+}
+
+/// Adds the Secrets mounted under `dir` (`--secrets-dir`) to `out`: each subdirectory is a
+/// Secret of that name, each regular file in it (followed through symlinks, as Kubernetes
+/// mounts them) a key with the file's bytes as its value. Entries whose name starts with `.`
+/// (the volume's `..data` links) are skipped.
+///
+/// Errors: `dir` unreadable; a Secret already given in the -f files (which one holds is
+/// ambiguous: give it once).
+pub fn secrets_dir(dir: &Path, out: &mut Secrets) -> Result<(), LoadError> {
+    let read = |p: &Path, e: std::io::Error| LoadError::Read {
+        path: p.display().to_string(),
+        reason: format!("{e} (--secrets-dir)"),
+    };
+    let known = out.names();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| read(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| read(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for secret in entries {
+        let name = secret.file_name().to_string_lossy().into_owned();
+        let path = secret.path();
+        if name.starts_with('.') || !path.is_dir() {
+            continue;
+        }
+        if known.contains(&name) {
+            return Err(LoadError::Choose(format!(
+                "Secret {name:?} is both in the -f files and in --secrets-dir {}: give it once",
+                dir.display()
+            )));
+        }
+        let mut data = std::collections::BTreeMap::new();
+        for key in std::fs::read_dir(&path).map_err(|e| read(&path, e))? {
+            let key = key.map_err(|e| read(&path, e))?;
+            let k = key.file_name().to_string_lossy().into_owned();
+            let kp = key.path();
+            if k.starts_with('.') || !kp.is_file() {
+                continue;
+            }
+            data.insert(k, std::fs::read(&kp).map_err(|e| read(&kp, e))?);
+        }
+        out.insert(None, &name, data);
+    }
+    Ok(())
 }
 
 /// The resources among the documents, by kind.
@@ -200,6 +245,41 @@ impl<'a> Resources<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_dir_reads_a_secret_volume_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let s3 = dir.path().join("s3-creds");
+        // what the kubelet writes: the keys as links into a timestamped directory
+        let data = s3.join("..2026_12_06_00_00_00.1");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("AWS_ACCESS_KEY_ID"), b"AKIA").unwrap();
+        std::os::unix::fs::symlink("..2026_12_06_00_00_00.1", s3.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/AWS_ACCESS_KEY_ID", s3.join("AWS_ACCESS_KEY_ID"))
+            .unwrap();
+        std::fs::write(dir.path().join("stray-file"), b"x").unwrap();
+        let mut secrets = Secrets::new();
+        secrets_dir(dir.path(), &mut secrets).unwrap();
+        assert_eq!(secrets.names(), vec!["s3-creds".to_string()]);
+        assert_eq!(
+            secrets.get("s3-creds", "AWS_ACCESS_KEY_ID").unwrap(),
+            b"AKIA"
+        );
+        assert_eq!(secrets.data("s3-creds").unwrap().len(), 1);
+        // a Secret given twice is refused, naming it
+        let err = secrets_dir(dir.path(), &mut secrets)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s3-creds") && err.contains("give it once"),
+            "{err}"
+        );
+        // a missing directory names the flag
+        let err = secrets_dir(&dir.path().join("nope"), &mut Secrets::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--secrets-dir"), "{err}");
+    }
 
     fn fixtures(names: &[&str]) -> Vec<PathBuf> {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/full");

@@ -126,6 +126,12 @@ pub struct RunArgs {
     /// launched).
     #[arg(long, hide = true)]
     pub stop_on_stdin_eof: bool,
+    /// A directory of Secrets mounted as files, as Kubernetes mounts a Secret volume:
+    /// `<DIR>/<secret name>/<key>` holds the key's value. Added to the Secrets of the -f
+    /// files (a Secret in both is an error). What a shard Job of the operator reads its run's
+    /// Secrets from, so that no Secret value is copied into the Job.
+    #[arg(long, value_name = "DIR", env = "KBO_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 /// `--shard I/N`: I < N, N >= 1.

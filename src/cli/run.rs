@@ -17,7 +17,10 @@ use crate::kinds::{self, Access};
 /// Runs the `run` command. Ctrl-C cancels: a backup keeps its checkpoint and resumes when run
 /// again; a continuous backup completes its run with what it has.
 pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let (target, secrets) = load(&args.inputs.files, args.inputs.name.as_deref())?;
+    let (target, mut secrets) = load(&args.inputs.files, args.inputs.name.as_deref())?;
+    if let Some(dir) = &args.secrets_dir {
+        super::load::secrets_dir(dir, &mut secrets)?;
+    }
     let (cancel_tx, cancel) = Cancel::new();
     let cancel_tx = Arc::new(cancel_tx);
     let on_ctrl_c = cancel_tx.clone();
@@ -140,6 +143,7 @@ async fn run_backup(
             let launcher = super::shards::ProcessLauncher {
                 exe: std::env::current_exe()?,
                 inputs: args.inputs.clone(),
+                secrets_dir: args.secrets_dir.clone(),
                 backoff_limit: e.backoff_limit.max(0) as u32,
                 cancel: reporting.cancel.clone(),
             };

@@ -22,6 +22,8 @@ pub struct ProcessLauncher {
     pub exe: PathBuf,
     /// The `run` inputs the children get (the same files, name and pvc root).
     pub inputs: Inputs,
+    /// `--secrets-dir` of the coordinator, passed on.
+    pub secrets_dir: Option<PathBuf>,
     /// Retries of one shard before the run fails (`spec.execution.backoffLimit`).
     pub backoff_limit: u32,
     /// Ctrl-C of the coordinator: stops the children.
@@ -42,6 +44,10 @@ impl ProcessLauncher {
         if let Some(n) = &self.inputs.name {
             a.push("--name".into());
             a.push(n.clone());
+        }
+        if let Some(d) = &self.secrets_dir {
+            a.push("--secrets-dir".into());
+            a.push(d.display().to_string());
         }
         a.push("--pvc-root".into());
         a.push(self.inputs.pvc_root.display().to_string());
