@@ -4,7 +4,8 @@ use kube::{Api, Client};
 
 use crate::api::{KafkaClusterSpec, Secrets, StorageSpec};
 
-/// Names of every Secret `cluster` and `storage` refer to.
+/// Names of every Secret `cluster` and `storage` refer to (storage credentials and
+/// `storage.encryption`'s key-encryption key or KMS credentials included), sorted, once each.
 pub fn referenced(cluster: &KafkaClusterSpec, storage: Option<&StorageSpec>) -> Vec<String> {
     let mut names = Vec::new();
     names.extend(cluster.tls_secret.as_ref().map(|s| s.name.clone()));
@@ -28,6 +29,16 @@ pub fn referenced(cluster: &KafkaClusterSpec, storage: Option<&StorageSpec>) -> 
                 .and_then(|g| g.credentials_secret.as_ref())
                 .map(|s| s.name.clone()),
         );
+        // storage.encryption: the key-encryption key's Secret, or the KMS client's key pair
+        if let Some(e) = &st.encryption {
+            names.extend(e.key_secret.as_ref().map(|s| s.name.clone()));
+            names.extend(
+                e.aws_kms
+                    .as_ref()
+                    .and_then(|k| k.credentials_secret.as_ref())
+                    .map(|s| s.name.clone()),
+            );
+        }
     }
     names.sort();
     names.dedup();
@@ -69,4 +80,37 @@ pub async fn load_into(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referenced_names_every_secret_of_cluster_storage_and_encryption() {
+        let yaml = r#"
+bootstrapServers: [b:9092]
+tlsSecret: {name: tls}
+saslSecret: {name: sasl, mechanism: SCRAM-SHA-512}
+"#;
+        let cluster: KafkaClusterSpec = serde_yaml_ng::from_str(yaml).unwrap();
+        let storage: StorageSpec = serde_yaml_ng::from_str(
+            r#"
+storageType: s3
+s3: {bucket: b, region: r, credentialsSecret: {name: s3}}
+encryption:
+  awsKms: {keyId: k, region: r, credentialsSecret: {name: kms}}
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            referenced(&cluster, Some(&storage)),
+            ["kms", "s3", "sasl", "tls"]
+        );
+        let storage: StorageSpec = serde_yaml_ng::from_str(
+            "storageType: filesystem\nfilesystem: {path: /x}\nencryption: {keySecret: {name: kek}, activeKeyId: a}\n",
+        )
+        .unwrap();
+        assert_eq!(referenced(&cluster, Some(&storage)), ["kek", "sasl", "tls"]);
+    }
 }
