@@ -411,6 +411,10 @@ pub struct KafkaBackupStatus {
     /// annotation value triggers exactly one run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_trigger: Option<String>,
+    /// **ours**: the shards of the current/last sharded run (`spec.execution.mode: job`), by
+    /// index: each one's phase, Job, partitions and progress. Absent for in-process runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<super::execution::ShardStatus>,
 }
 
 /// `status.retention`: the last retention pass.

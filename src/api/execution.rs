@@ -163,6 +163,35 @@ impl ExecutionSpec {
     }
 }
 
+/// One entry of `status.shards` (ours): a shard of a sharded run (`execution.mode: job`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// 0-based shard index (`--shard index/N`).
+    pub index: u32,
+    /// Pending (its Job is not running yet), Running, Succeeded (its result is in the
+    /// repository) or Failed.
+    pub phase: String,
+    /// Partitions (restore: partition steps) the shard moves.
+    pub partitions: u32,
+    /// Records done, from the shard's checkpoint (updated as the shard checkpoints).
+    #[serde(default)]
+    pub records: u64,
+    /// Raw bytes done, from the shard's checkpoint.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Percent of the shard's estimated records (else bytes) done, 0.1 steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_percent: Option<f64>,
+    /// The shard's Kubernetes Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Why it waits or failed: a Pod's waiting reason, a failed attempt (`OOMKilled`), the
+    /// last lines of its log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,7 +58,7 @@ pub use common::{
 pub use crd::{all_crds, all_crds_yaml};
 pub use docs::{Document, load_and_validate, load_documents};
 pub use error::{ApiError, ParseError};
-pub use execution::{ExecutionMode, ExecutionSpec};
+pub use execution::{ExecutionMode, ExecutionSpec, ShardStatus};
 pub use offset_reset::{
     GroupResult, KafkaOffsetReset, KafkaOffsetResetSpec, KafkaOffsetResetStatus, OffsetMappingRef,
     OffsetResetPhase, ResetStrategy,

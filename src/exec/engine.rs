@@ -76,6 +76,28 @@ pub enum Event {
 
 pub use crate::kafka::config::{STALL_WARNING_SECS, stall_warning_after};
 
+/// Live figures of one shard of a sharded run (`execution.mode: job`): the coordinator fills
+/// records and bytes from the shard's checkpoint in the repository, the launcher the phase
+/// and what it knows of the shard's workload (a Kubernetes Job's name, a failure's reason).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShardLive {
+    /// 0-based shard index.
+    pub index: u32,
+    /// Partition steps the shard backs up.
+    pub partitions: u32,
+    /// Pending (not started), Running, Succeeded (its result is written) or Failed.
+    pub phase: &'static str,
+    /// Records and raw bytes its checkpoint holds (done), and its plan's estimates.
+    pub records: u64,
+    pub bytes: u64,
+    pub records_planned: u64,
+    pub bytes_planned: u64,
+    /// Where it runs (the Kubernetes Job's name), when the launcher says.
+    pub workload: Option<String>,
+    /// The launcher's last word on it: a Pod's waiting reason, a failed attempt, why it failed.
+    pub message: Option<String>,
+}
+
 /// Live counters of a run. Records and bytes are Kafka records and raw batch bytes.
 pub struct Progress {
     pub records_planned: AtomicU64,
@@ -86,6 +108,8 @@ pub struct Progress {
     pub steps_done: AtomicU64,
     pub current: Mutex<String>,
     pub started: Instant,
+    /// The shards of a sharded run, by index (empty otherwise).
+    pub shards: Mutex<Vec<ShardLive>>,
     events: Option<mpsc::UnboundedSender<Event>>,
 }
 
@@ -101,6 +125,7 @@ impl Progress {
             steps_done: AtomicU64::new(0),
             current: Mutex::new(String::new()),
             started: Instant::now(),
+            shards: Mutex::new(Vec::new()),
             events,
         })
     }
@@ -116,6 +141,13 @@ impl Progress {
             let _ = tx.send(e);
         }
     }
+    /// Changes shard `index` with `f` (nothing when the run has no such shard).
+    pub fn update_shard(&self, index: u32, f: impl FnOnce(&mut ShardLive)) {
+        if let Some(s) = self.shards.lock().unwrap().get_mut(index as usize) {
+            f(s)
+        }
+    }
+
     /// (records, bytes, seconds) so far.
     pub fn snapshot(&self) -> (u64, u64, f64) {
         (

@@ -25,7 +25,7 @@ pub mod validate;
 pub mod verify_restore;
 
 pub use backup::run_backup;
-pub use engine::{Cancel, Event, ExecContext, Limits, Progress};
+pub use engine::{Cancel, Event, ExecContext, Limits, Progress, ShardLive};
 pub use restore::{
     RestoreJournal, RestoreOutcome, RestoreStart, RollbackOutcome, load_journal, run_restore,
 };

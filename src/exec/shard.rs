@@ -231,7 +231,17 @@ where
         let pending = missing_results(&staged, op).await?;
         tracing::info!(backup = %plan.backup_name, run = %plan.run_id, shards = staged.shards.len(),
             launching = ?pending, "sharded backup: launching the shards without a result");
-        let ends = futures::future::join_all(pending.iter().map(|&i| launch(i))).await;
+        publish_shards(&staged, &pending, ctx);
+        let ends = {
+            let launched = futures::future::join_all(pending.iter().map(|&i| launch(i)));
+            let watched = watch_shards(&staged, op, ctx);
+            futures::pin_mut!(launched, watched);
+            match futures::future::select(launched, watched).await {
+                futures::future::Either::Left((ends, _)) => ends,
+                futures::future::Either::Right(((), launched)) => launched.await,
+            }
+        };
+        let _ = refresh_shards(&staged, op, ctx).await;
         let failed: Vec<(u32, ShardFailure)> = (pending.into_iter().zip(ends))
             .filter_map(|(i, r)| r.err().map(|f| (i, f)))
             .collect();
@@ -246,6 +256,87 @@ where
         commit(&staged, op, ctx).await
     })
     .await
+}
+
+/// How often the coordinator reads the shards' checkpoints for the run's live figures.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sets the run's live shard figures: every shard with its partitions and estimates, those
+/// without a result (`pending`) Pending, the others Succeeded; the run's planned records and
+/// bytes are the plan's.
+fn publish_shards(staged: &StagedRun, pending: &[u32], ctx: &ExecContext) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let plan = &staged.plan;
+    let shards: Vec<crate::exec::ShardLive> = (staged.shards.iter().enumerate())
+        .map(|(i, idx)| {
+            let steps = idx.iter().filter_map(|&p| plan.partitions.get(p));
+            let (records, bytes) = steps.fold((0, 0), |(r, b), s| {
+                (r + s.estimated_records, b + s.estimated_bytes)
+            });
+            let done = !pending.contains(&(i as u32));
+            crate::exec::ShardLive {
+                index: i as u32,
+                partitions: idx.len() as u32,
+                phase: if done { "Succeeded" } else { "Pending" },
+                records_planned: records,
+                bytes_planned: bytes,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let p = &ctx.progress;
+    p.records_planned
+        .store(shards.iter().map(|s| s.records_planned).sum(), Relaxed);
+    p.bytes_planned
+        .store(shards.iter().map(|s| s.bytes_planned).sum(), Relaxed);
+    *p.shards.lock().unwrap() = shards;
+}
+
+/// Reads the shards' checkpoints every [`WATCH_EVERY`] into the run's live figures; never
+/// ends (the caller drops it when the shards have ended). A read that fails is logged and
+/// tried again next time: figures are a view, not the run.
+async fn watch_shards(staged: &StagedRun, op: &Operator, ctx: &ExecContext) {
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        if let Err(e) = refresh_shards(staged, op, ctx).await {
+            tracing::debug!(error = %e, "sharded run: shard progress not read this time");
+        }
+    }
+}
+
+/// One read of every shard's checkpoint (records and raw bytes of its segments so far) and
+/// result (a shard with one has Succeeded); the run's done figures are their sum.
+async fn refresh_shards(
+    staged: &StagedRun,
+    op: &Operator,
+    ctx: &ExecContext,
+) -> Result<(), ExecError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let plan = &staged.plan;
+    let (mut all_records, mut all_bytes) = (0, 0);
+    for i in 0..staged.shards.len() as u32 {
+        let dir = layout::shard_checkpoint_dir(&plan.backup_name, &plan.run_id, i);
+        let c = checkpoint::load_in(op, &dir, &plan.run_id).await?;
+        let segs = c.iter().flat_map(|c| c.partitions.values()).flat_map(|p| &p.segments);
+        let (records, bytes) = segs.fold((0, 0), |(r, b), s| (r + s.records, b + s.raw_bytes));
+        let result = layout::shard_result(&plan.backup_name, &plan.run_id, i);
+        let done = (op.exists(&result).await).map_err(|e| storage::backend("stat", &result, e))?;
+        ctx.progress.update_shard(i, |s| {
+            s.records = s.records.max(records);
+            s.bytes = s.bytes.max(bytes);
+            if done {
+                s.phase = "Succeeded";
+                s.records = s.records.max(s.records_planned);
+                s.bytes = s.bytes.max(s.bytes_planned);
+            }
+        });
+        all_records += records;
+        all_bytes += bytes;
+    }
+    let p = &ctx.progress;
+    p.records_done.fetch_max(all_records, Relaxed);
+    p.bytes_done.fetch_max(all_bytes, Relaxed);
+    Ok(())
 }
 
 /// The error of a run whose shards failed: each shard, its partitions and why.
@@ -284,7 +375,7 @@ fn shards_failed(staged: &StagedRun, failed: &[(u32, ShardFailure)]) -> ExecErro
 }
 
 /// `items` joined, the first 8 and a count of the rest.
-fn short_list(items: &[String]) -> String {
+pub(super) fn short_list(items: &[String]) -> String {
     if items.len() <= 8 {
         return items.join(", ");
     }

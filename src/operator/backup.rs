@@ -123,6 +123,7 @@ impl OneShot for KafkaBackup {
         s.current_topic = live.current;
         s.throughput_records_per_sec = Some(live.records_per_sec);
         s.throughput_bytes_per_sec = Some(live.bytes_per_sec);
+        s.shards = live.shards;
     }
 }
 
@@ -162,6 +163,7 @@ fn start(
             if trigger.is_some() {
                 s.last_run_trigger = trigger.clone();
             }
+            s.shards.clear(); // the shards of an earlier run
         })),
     }
 }
@@ -261,7 +263,15 @@ async fn attempt(
         prep.plan.bytes_per_sec,
         prep.plan.records_per_sec,
     );
-    match crate::kinds::backup::run(kb, &prep, &secrets, &ctx.pvc_root, &exec).await {
+    let out = match (&prep.plan.execution, &ctx.jobs) {
+        (Some(_), Some(defaults)) => {
+            let launcher = shard_jobs(ctx, kb, defaults, &exec)?;
+            let pvc = &ctx.pvc_root;
+            crate::kinds::backup::run_sharded(kb, &prep, &secrets, pvc, &exec, &launcher).await
+        }
+        _ => crate::kinds::backup::run(kb, &prep, &secrets, &ctx.pvc_root, &exec).await,
+    };
+    match out {
         Err(e) if e.is_cancelled() => Ok(None),
         Err(e) => Err(e.into()),
         Ok(out) => Ok(Some((
@@ -269,6 +279,41 @@ async fn attempt(
             out.retention.map(|r| r.map_err(|e| e.to_string())),
         ))),
     }
+}
+
+/// The launcher of the shard Jobs of `kb`'s sharded run: the KafkaBackup as the Jobs' run
+/// file, the Secrets its cluster and storage name, its `storageType: pvc` claim.
+fn shard_jobs(
+    ctx: &Context,
+    kb: &KafkaBackup,
+    defaults: &Arc<super::jobs::JobDefaults>,
+    exec: &ExecContext,
+) -> Result<super::jobs::JobLauncher, RunFailure> {
+    use kube::Resource;
+    let documents = super::jobs::RunResource::document(kb)
+        .map_err(|e| RunFailure::from(crate::exec::ExecError::Failed(e)))?;
+    let st = &kb.spec.storage;
+    let claims = (st.pvc.iter())
+        .filter(|_| st.storage_type == crate::api::StorageType::Pvc)
+        .map(|p| p.claim_name.clone())
+        .collect();
+    Ok(super::jobs::JobLauncher {
+        client: ctx.client.clone(),
+        defaults: defaults.clone(),
+        resource: super::jobs::RunResource {
+            kind: KafkaBackup::KIND,
+            api_version: KafkaBackup::api_version(&()).into_owned(),
+            name: kb.name_any(),
+            namespace: kb.namespace().unwrap_or_default(),
+            uid: kb.uid().unwrap_or_default(),
+            documents,
+            secrets: secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage)),
+            claims,
+            execution: kb.spec.execution.clone(),
+        },
+        cancel: exec.cancel.clone(),
+        progress: exec.progress.clone(),
+    })
 }
 
 /// The report of a completed run `m` (with what retention did, if it ran): phase Completed,
@@ -308,6 +353,7 @@ fn completed(
             s.progress_percent = live.percent.map(|_| 100.0);
             s.eta_ms = live.eta_ms.map(|_| 0);
             s.current_topic = None;
+            s.shards = live.shards.clone();
             s.history.insert(
                 0,
                 BackupRunRecord {

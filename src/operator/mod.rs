@@ -12,6 +12,7 @@
 pub mod backup;
 pub mod decide;
 pub mod http;
+pub mod jobs;
 pub mod lease;
 pub mod offsets;
 pub mod oneshot;
@@ -99,6 +100,9 @@ pub struct Context {
     /// True while this replica holds the leader Lease (always true without leader election).
     /// Only the leader reconciles and runs work.
     pub leader: tokio::sync::watch::Receiver<bool>,
+    /// The chart's shard Pod settings (`KBO_JOB_DEFAULTS`): with them, `execution.mode: job`
+    /// runs as Kubernetes Jobs ([`jobs`]); without, in this process with a warning.
+    pub jobs: Option<Arc<jobs::JobDefaults>>,
 }
 
 impl Context {
@@ -115,6 +119,7 @@ impl Context {
             allow_cross_namespace: false,
             metrics: Arc::default(),
             leader: tokio::sync::watch::channel(true).1,
+            jobs: None,
         }
     }
 
@@ -348,6 +353,16 @@ pub async fn run(
     let client = Client::try_default().await?;
     let mut ctx = Context::new(client.clone(), pvc_root);
     ctx.allow_cross_namespace = allow_cross_namespace;
+    ctx.jobs = jobs::JobDefaults::from_env()
+        .map_err(anyhow::Error::msg)?
+        .map(Arc::new);
+    match &ctx.jobs {
+        Some(d) => tracing::info!(image = %d.image, "execution.mode job: shards run as Kubernetes Jobs"),
+        None => tracing::info!(
+            "{} is not set: resources with execution.mode job run in this process",
+            jobs::DEFAULTS_ENV
+        ),
+    }
     if let Some(el) = election {
         let rx = lease::elect(
             client.clone(),

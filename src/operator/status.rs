@@ -46,6 +46,8 @@ pub struct Live {
     pub bytes_per_sec: f64,
     /// The step running now (`topic/partition`, or `source -> target` for a restore).
     pub current: Option<String>,
+    /// The shards of a sharded run (empty otherwise); `eta_ms` is then the slowest shard's.
+    pub shards: Vec<crate::api::ShardStatus>,
 }
 
 impl Live {
@@ -62,19 +64,64 @@ impl Live {
             (None, Some(t)) => (bytes, Some(t), bytes as f64 / secs),
             (None, None) => (0, None, 0.0),
         };
+        let eta = |done: u64, total: Option<u64>, rate: f64| {
+            total
+                .filter(|_| rate > 0.0)
+                .map(|t| (t.saturating_sub(done) as f64 / rate * 1000.0) as u64)
+        };
+        let live_shards = p.shards.lock().unwrap().clone();
+        // the run ends with its slowest shard: each running shard's time left at its own rate
+        let slowest = (live_shards.iter())
+            .filter(|s| s.phase != "Succeeded")
+            .filter_map(|s| {
+                let (done, total) = match (s.records_planned, s.bytes_planned) {
+                    (r, _) if r > 0 => (s.records, r),
+                    (_, b) => (s.bytes, b),
+                };
+                eta(done, (total > 0).then_some(total), done as f64 / secs)
+            })
+            .max();
         Live {
             records,
             bytes,
             records_planned,
             bytes_planned,
-            percent: total.map(|t| ((done as f64 * 1000.0 / t as f64).round() / 10.0).min(100.0)),
-            eta_ms: total
-                .filter(|_| rate > 0.0)
-                .map(|t| (t.saturating_sub(done) as f64 / rate * 1000.0) as u64),
+            percent: percent(done, total),
+            eta_ms: slowest.or_else(|| eta(done, total, rate)),
             records_per_sec: records as f64 / secs,
             bytes_per_sec: bytes as f64 / secs,
             current: Some(p.current.lock().unwrap().clone()).filter(|c| !c.is_empty()),
+            shards: live_shards.iter().map(shard_status).collect(),
         }
+    }
+}
+
+/// `done` of `total` in percent, 0.1 steps, at most 100; None without a total.
+fn percent(done: u64, total: Option<u64>) -> Option<f64> {
+    (total.filter(|&t| t > 0))
+        .map(|t| ((done as f64 * 1000.0 / t as f64).round() / 10.0).min(100.0))
+}
+
+/// `status.shards[]` of one live shard.
+fn shard_status(s: &crate::exec::ShardLive) -> crate::api::ShardStatus {
+    let (done, total) = match (s.records_planned, s.bytes_planned) {
+        (r, _) if r > 0 => (s.records, Some(r)),
+        (_, b) => (s.bytes, Some(b)),
+    };
+    crate::api::ShardStatus {
+        index: s.index,
+        phase: if s.phase.is_empty() {
+            "Pending"
+        } else {
+            s.phase
+        }
+        .to_string(),
+        partitions: s.partitions,
+        records: s.records,
+        bytes: s.bytes,
+        progress_percent: percent(done, total),
+        job: s.workload.clone(),
+        message: s.message.clone(),
     }
 }
 
