@@ -225,3 +225,57 @@ fn bad_values_are_refused_by_the_schema() {
         assert!(err.contains(needle), "{set}: {err}");
     }
 }
+
+/// The operator's environment variable `name` in the rendered Deployment, if set.
+fn operator_env(docs: &[serde_json::Value], name: &str) -> Option<String> {
+    let env = &of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"];
+    env.as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .map(|e| e["value"].as_str().unwrap_or_default().to_string())
+}
+
+/// The shard Jobs' settings (`KBO_JOB_DEFAULTS`) are what the operator parses: the operator's
+/// image, pull policy, host network and extra environment, the runner ServiceAccount; the
+/// Job and Pod rights come with them and go with `jobs.enabled=false`.
+#[test]
+fn the_shard_job_defaults_carry_the_operators_image_and_pod_settings() {
+    use kafka_backup_operator::operator::jobs::JobDefaults;
+    let docs = render(&[
+        "image.repository=reg.example/kbo",
+        "image.tag=9.9",
+        "hostNetwork=true",
+        "extraEnv[0].name=HTTPS_PROXY",
+        "extraEnv[0].value=http://proxy:3128",
+        "jobs.serviceAccountName=kbo-runner",
+    ])
+    .unwrap();
+    let json = operator_env(&docs, "KBO_JOB_DEFAULTS").expect("KBO_JOB_DEFAULTS is set");
+    let d = JobDefaults::parse(&json).unwrap();
+    assert_eq!(d.image, "reg.example/kbo:9.9");
+    assert_eq!(d.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert!(d.host_network);
+    assert_eq!(d.service_account_name.as_deref(), Some("kbo-runner"));
+    let env: Vec<(&str, Option<&str>)> = (d.env.iter())
+        .map(|e| (e.name.as_str(), e.value.as_deref()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("KBO_LOG_FORMAT", Some("json")),
+            ("HTTPS_PROXY", Some("http://proxy:3128"))
+        ]
+    );
+    let role = serde_json::to_string(&of_kind(&docs, "ClusterRole")[0]["rules"]).unwrap();
+    for r in ["\"jobs\"", "\"pods/log\"", "\"persistentvolumeclaims\""] {
+        assert!(role.contains(r), "{r} in {role}");
+    }
+    let off = render(&["jobs.enabled=false"]).unwrap();
+    assert_eq!(operator_env(&off, "KBO_JOB_DEFAULTS"), None);
+    let role = serde_json::to_string(&of_kind(&off, "ClusterRole")[0]["rules"]).unwrap();
+    assert!(!role.contains("\"jobs\""), "{role}");
+    assert!(
+        render(&["jobs.shards=3"]).is_err(),
+        "unknown jobs values are refused"
+    );
+}

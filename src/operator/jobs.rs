@@ -101,7 +101,8 @@ impl JobDefaults {
         }
     }
 
-    fn parse(json: &str) -> Result<JobDefaults, String> {
+    /// `json` parsed (what [`JobDefaults::from_env`] reads).
+    pub fn parse(json: &str) -> Result<JobDefaults, String> {
         let d: JobDefaults =
             serde_json::from_str(json).map_err(|e| format!("{DEFAULTS_ENV}: {e}"))?;
         if d.image.trim().is_empty() {
@@ -312,7 +313,9 @@ pub fn job_manifest(
                 name: r.name.clone(),
                 uid: r.uid.clone(),
                 controller: Some(true),
-                block_owner_deletion: Some(true),
+                // (true would need update on the owner's finalizers where the
+                // OwnerReferencesPermissionEnforcement admission plugin runs)
+                block_owner_deletion: None,
             }]),
             ..Default::default()
         },
