@@ -46,17 +46,23 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     };
     let pvc_root = &args.inputs.pvc_root;
     if let (Some(run_id), Some(shard)) = (&args.plan, args.shard) {
-        let Target::Backup(kb) = target else {
-            anyhow::bail!(
-                "--plan/--shard run a shard of a KafkaBackup's staged run; the files name another kind"
-            );
+        return match target {
+            Target::Backup(kb) => {
+                run_shard(&kb, &secrets, pvc_root, run_id, shard, &reporting).await
+            }
+            Target::Restore(kr, kb) => {
+                let kb = kb.as_deref();
+                run_restore_shard(&kr, kb, &secrets, pvc_root, run_id, shard, &reporting).await
+            }
+            _ => anyhow::bail!(
+                "--plan/--shard run a shard of a KafkaBackup's or a KafkaRestore's staged run; the files name another kind"
+            ),
         };
-        return run_shard(&kb, &secrets, pvc_root, run_id, shard, &reporting).await;
     }
     match target {
         Target::Backup(kb) => run_backup(&kb, &secrets, args, &reporting).await,
         Target::Restore(kr, kb) => {
-            run_restore(&kr, kb.as_deref(), &secrets, pvc_root, &reporting).await
+            run_restore(&kr, kb.as_deref(), &secrets, args, &reporting).await
         }
         Target::OffsetReset(kor, restore) => {
             let restore = super::load::borrow_restore(&restore);
@@ -140,18 +146,7 @@ async fn run_backup(
                 shards = e.shards.len(),
                 "spec.execution.mode job: the shards run as child processes of this command"
             );
-            let launcher = super::shards::ProcessLauncher {
-                exe: std::env::current_exe()?,
-                inputs: args.inputs.clone(),
-                secrets_dir: args.secrets_dir.clone(),
-                backoff_limit: e.backoff_limit.max(0) as u32,
-                cancel: reporting.cancel.clone(),
-            };
-            // the shards move the data: this process draws no bar of its own
-            let quiet = Reporting {
-                cancel: reporting.cancel.clone(),
-                bar: false,
-            };
+            let (launcher, quiet) = reporting.launcher(args, e)?;
             let launcher = &launcher;
             quiet
                 .execute(limits, |ctx| async move {
@@ -192,14 +187,44 @@ async fn run_shard(
     Ok(())
 }
 
-/// A KafkaRestore's run: the plan for a dry run, nothing for a restore complete before.
-async fn run_restore(
+/// One shard of a KafkaRestore's staged sharded run (`--plan RUN --shard I/N`, RUN being the
+/// backup run it restores).
+async fn run_restore_shard(
     kr: &KafkaRestore,
     kb: Option<&KafkaBackup>,
     secrets: &Secrets,
     pvc_root: &Path,
+    run_id: &str,
+    shard: (u32, u32),
     reporting: &Reporting,
 ) -> anyhow::Result<()> {
+    let prep = kinds::restore::prepare_shard(kr, kb, secrets, pvc_root, run_id, shard).await?;
+    let plan = &prep.staged.plan;
+    let steps = prep.staged.steps(shard.0)?;
+    tracing::info!(restore = %plan.restore_name, run = %run_id, shard = shard.0, shards = shard.1,
+        partitions = steps.partitions.len(), repartitioned = steps.repartitioned.len(), "shard starting");
+    let limits = prep.limits();
+    let prep = &prep;
+    let (r, (_, _, secs)) = reporting
+        .execute(limits, |ctx| async move {
+            kinds::restore::run_shard(prep, &ctx).await
+        })
+        .await?;
+    tracing::info!(run = %run_id, shard = shard.0, shards = shard.1, partitions = r.partitions.len(),
+        records = r.records, bytes = r.bytes, secs, "shard complete");
+    Ok(())
+}
+
+/// A KafkaRestore's run: the plan for a dry run, nothing for a restore complete before; with
+/// `execution.mode: job`, its shards as child processes.
+async fn run_restore(
+    kr: &KafkaRestore,
+    kb: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    args: &RunArgs,
+    reporting: &Reporting,
+) -> anyhow::Result<()> {
+    let pvc_root = &args.inputs.pvc_root;
     let access = if kr.spec.dry_run {
         Access::ReadOnly
     } else {
@@ -218,11 +243,28 @@ async fn run_restore(
     );
     let limits = Limits::new(plan.bytes_per_sec, plan.records_per_sec);
     let prep = &prep;
-    let (out, (_, _, secs)) = reporting
-        .execute(limits, |ctx| async move {
-            kinds::restore::run(prep, &ctx).await
-        })
-        .await?;
+    let (out, (_, _, secs)) = match &plan.execution {
+        None => {
+            reporting
+                .execute(limits, |ctx| async move {
+                    kinds::restore::run(prep, &ctx).await
+                })
+                .await?
+        }
+        Some(e) => {
+            tracing::info!(
+                shards = e.shards.len(),
+                "spec.execution.mode job: the shards run as child processes of this command"
+            );
+            let (launcher, quiet) = reporting.launcher(args, e)?;
+            let launcher = &launcher;
+            quiet
+                .execute(limits, |ctx| async move {
+                    kinds::restore::run_sharded(prep, &ctx, launcher).await
+                })
+                .await?
+        }
+    };
     print!("{}", outcome::restore(plan, &out, secs));
     failure(out.groups_not_carried(&plan.restore_name))
 }
@@ -242,6 +284,28 @@ struct Reporting {
 }
 
 impl Reporting {
+    /// The launcher of a sharded run's shards (child processes of this binary, retried up to
+    /// `backoffLimit`) and the coordinator's reporting: the shards move the data, so the
+    /// coordinator draws no bar of its own.
+    fn launcher(
+        &self,
+        args: &RunArgs,
+        e: &crate::plan::PlanExecution,
+    ) -> anyhow::Result<(super::shards::ProcessLauncher, Reporting)> {
+        let launcher = super::shards::ProcessLauncher {
+            exe: std::env::current_exe()?,
+            inputs: args.inputs.clone(),
+            secrets_dir: args.secrets_dir.clone(),
+            backoff_limit: e.backoff_limit.max(0) as u32,
+            cancel: self.cancel.clone(),
+        };
+        let quiet = Reporting {
+            cancel: self.cancel.clone(),
+            bar: false,
+        };
+        Ok((launcher, quiet))
+    }
+
     /// Runs `f` with a fresh context and a reporter; returns its result and the final
     /// (records, bytes, seconds) counters.
     async fn execute<T, E, F, Fut>(&self, limits: Limits, f: F) -> Result<(T, (u64, u64, f64)), E>

@@ -1,5 +1,6 @@
-//! The CLI's shard launcher: `run` of a KafkaBackup with `spec.execution.mode: job` runs each
-//! shard of the staged run as a child process of this binary.
+//! The CLI's shard launcher: `run` of a KafkaBackup or a KafkaRestore with
+//! `spec.execution.mode: job` runs each shard of the staged run as a child process of this
+//! binary.
 //!
 //! A child runs `run -f FILES --plan RUN --shard I/N`, the command a Kubernetes Job of the
 //! operator will run, and is started again up to the plan's `backoffLimit` times when it
@@ -14,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use super::Inputs;
 use crate::exec::Cancel;
 use crate::exec::shard::ShardFailure;
-use crate::kinds::backup::ShardLauncher;
+use crate::kinds::shards::ShardLauncher;
 
 /// Launches shards as child processes of the running binary.
 pub struct ProcessLauncher {

@@ -19,6 +19,7 @@ mod repartition;
 mod replay;
 pub mod repository;
 pub mod restore;
+pub mod restore_shard;
 pub mod retention;
 pub mod shard;
 pub mod validate;

@@ -167,34 +167,46 @@ pub async fn run_restore(
     {
         return run_restore_locked(plan, start, client, op, state, ctx).await;
     }
-    let purpose = format!(
+    // boxed: the run's future is large and would otherwise sit on the caller's stack
+    let work = Box::pin(run_restore_locked(plan, start, client, op, state, ctx));
+    with_lock_and_fence(plan, client, state, work).await
+}
+
+/// What a restore's lock (and target fence) is held for: `restore <name> of run <run>`. A
+/// shard of a sharded restore writes only while its lock says this.
+pub(super) fn lock_purpose(plan: &RestorePlan) -> String {
+    format!(
         "restore {} of run {}",
         plan.restore_name, plan.backup_run_id
-    );
-    let lock = super::lock::Lock::acquire(
-        state,
-        &layout::restore_lock(&plan.backup_name, &plan.restore_name),
-        &purpose,
     )
-    .await
-    .map_err(|e| match e {
-        ExecError::Storage(e) => unwritable_state(
-            &layout::restore_lock(&plan.backup_name, &plan.restore_name),
-            e,
-        ),
-        other => other,
-    })?;
+}
+
+/// Runs `work` holding the restore's lock in `state` and the target fence on the target
+/// cluster, both for [`lock_purpose`]; either lost stops `work`.
+///
+/// Errors: [`ExecError::Locked`] when another attempt of this restore holds its lock or
+/// another restore a target topic; a state storage the lock cannot be written to
+/// ([`ExecError::Input`] naming `spec.stateStorage`); `work`'s.
+pub(super) async fn with_lock_and_fence<T>(
+    plan: &RestorePlan,
+    client: &KafkaClient,
+    state: &Operator,
+    work: impl std::future::Future<Output = Result<T, ExecError>>,
+) -> Result<T, ExecError> {
+    let purpose = lock_purpose(plan);
+    let lock_path = layout::restore_lock(&plan.backup_name, &plan.restore_name);
+    let lock = super::lock::Lock::acquire(state, &lock_path, &purpose)
+        .await
+        .map_err(|e| match e {
+            ExecError::Storage(e) => unwritable_state(&lock_path, e),
+            other => other,
+        })?;
     lock.hold(Box::pin(async {
         let topics = target_topics(plan);
         let fence =
             super::fence::TargetFence::acquire(client, &plan.restore_name, &purpose, &topics)
                 .await?;
-        // boxed: the run's future is large and would otherwise sit on the caller's stack
-        fence
-            .hold(Box::pin(run_restore_locked(
-                plan, start, client, op, state, ctx,
-            )))
-            .await
+        fence.hold(work).await
     }))
     .await
 }
@@ -255,7 +267,7 @@ async fn already_complete(
 /// segment those indexes describe, checked against the manifest. Returns the indexes of the
 /// plain steps and, per repartitioned step, of each source partition.
 #[allow(clippy::type_complexity)]
-async fn verify_chain(
+pub(super) async fn verify_chain(
     plan: &RestorePlan,
     op: &Operator,
     ctx: &ExecContext,
@@ -390,25 +402,27 @@ fn fold_results(
 }
 
 /// Per target partition: where the restore began there and how many records earlier attempts
-/// already wrote (none on a fresh start, whose base offsets were just read).
+/// already wrote (none on a fresh start, whose base offsets were just read). `fresh`: the
+/// base offsets were just read (nothing to list); else the targets' ends are listed now.
 ///
 /// Errors: a target partition that now ends before where the restore began (purged or
 /// deleted meanwhile).
-async fn resume_points(
-    start: &RestoreStart,
+pub(super) async fn resume_points(
+    fresh: bool,
     client: &KafkaClient,
-    journal: &RestoreJournal,
+    base_offsets: &[BaseOffset],
     targets: &[(String, i32)],
     journal_path: &str,
 ) -> Result<BTreeMap<(String, i32), (i64, u64)>, ExecError> {
     // Records already in each target partition from earlier attempts (none on a fresh start,
     // whose base offsets were just read).
-    let now = match start {
-        RestoreStart::Fresh { .. } => Default::default(),
-        _ => client.list_offsets(targets, OffsetSpec::Latest).await?,
+    let now = if fresh {
+        Default::default()
+    } else {
+        client.list_offsets(targets, OffsetSpec::Latest).await?
     };
     let mut resume: BTreeMap<(String, i32), (i64, u64)> = BTreeMap::new();
-    for b in &journal.base_offsets {
+    for b in base_offsets {
         let key = (b.topic.clone(), b.partition);
         let end = now.get(&key).copied().unwrap_or(b.offset);
         if end < b.offset {
@@ -420,6 +434,15 @@ async fn resume_points(
         resume.insert(key, (b.offset, (end - b.offset) as u64));
     }
     Ok(resume)
+}
+
+/// Every target partition of `plan`: its partition steps', then its repartitioned topics'.
+pub(super) fn target_partitions(plan: &RestorePlan) -> Vec<(String, i32)> {
+    plan.partitions
+        .iter()
+        .map(|s| (s.target_topic.clone(), s.target_partition))
+        .chain(plan.repartitioned.iter().flat_map(|r| r.targets()))
+        .collect()
 }
 
 async fn run_restore_locked(
@@ -434,33 +457,83 @@ async fn run_restore_locked(
     if let RestoreStart::Complete(j) = start {
         return already_complete(plan, j, client, state, ctx).await;
     }
+    plan_progress(plan, ctx);
+    let (indexes, rep_indexes, keys) = verify_chain(plan, op, ctx).await?;
+    let ctx = &ctx.clone().with_run_keys(keys);
+    let targets = target_partitions(plan);
+    let mut journal = open_journal(plan, start, state, ctx, &journal_path).await?;
+    prepare_once(plan, start, client, state, ctx, &mut journal, &journal_path).await?;
+    let fresh = matches!(start, RestoreStart::Fresh { .. });
+    let resume = resume_points(
+        fresh,
+        client,
+        &journal.base_offsets,
+        &targets,
+        &journal_path,
+    )
+    .await?;
+    let (map, records, bytes) = restore_steps(
+        plan,
+        (indexes, rep_indexes),
+        client,
+        op,
+        ctx,
+        &resume,
+        &journal_path,
+    )
+    .await?;
+    finish(plan, client, state, ctx, journal, (map, records, bytes)).await
+}
+
+/// The run's planned records and bytes, for progress.
+pub(super) fn plan_progress(plan: &RestorePlan, ctx: &ExecContext) {
     ctx.progress
         .records_planned
         .store(plan.estimated_records, std::sync::atomic::Ordering::Relaxed);
     ctx.progress
         .bytes_planned
         .store(plan.estimated_bytes, std::sync::atomic::Ordering::Relaxed);
-    let (indexes, rep_indexes, keys) = verify_chain(plan, op, ctx).await?;
-    let ctx = &ctx.clone().with_run_keys(keys);
-    let targets: Vec<(String, i32)> = plan
-        .partitions
-        .iter()
-        .map(|s| (s.target_topic.clone(), s.target_partition))
-        .chain(plan.repartitioned.iter().flat_map(|r| r.targets()))
-        .collect();
-    let mut journal = open_journal(plan, start, state, ctx, &journal_path).await?;
+}
+
+/// Prepares the targets once per journal: when its base offsets are empty (a fresh start, or
+/// an earlier attempt that stopped after its journal and before it read where the targets
+/// began: nothing was produced; an existing topic of this restore is accepted), checks that
+/// the targets are as the plan saw them, creates and purges them, and records their ends as
+/// the journal's base offsets.
+pub(super) async fn prepare_once(
+    plan: &RestorePlan,
+    start: &RestoreStart,
+    client: &KafkaClient,
+    state: &Operator,
+    ctx: &ExecContext,
+    journal: &mut RestoreJournal,
+    journal_path: &str,
+) -> Result<(), ExecError> {
+    let targets = target_partitions(plan);
     if journal.base_offsets.is_empty() && !targets.is_empty() {
-        // Targets not prepared yet: a fresh start, or an earlier attempt that stopped after
-        // its journal and before it read where the targets began (nothing was produced; an
-        // existing topic of this restore is accepted). Their ends are taken as the base.
         super::fence::check_targets_unchanged(plan, client).await?;
         let resumed = !matches!(start, RestoreStart::Fresh { .. });
         prepare_targets(plan, client, ctx, resumed).await?;
         journal.base_offsets = base_offsets(client, &targets).await?;
-        storage::write_all(state, &journal_path, to_json(&journal)).await?;
+        storage::write_all(state, journal_path, to_json(&*journal)).await?;
     }
-    let resume = resume_points(start, client, &journal, &targets, &journal_path).await?;
-    let resume = &resume;
+    Ok(())
+}
+
+/// Restores the data of every step of `plan` (partition steps, then repartitioned topics),
+/// `indexes` being [`verify_chain`]'s, from the `resume` points ([`resume_points`]); returns
+/// the offset map and the records and bytes restored (earlier attempts' included).
+///
+/// Errors: as [`fold_results`]: the failed and the complete partitions.
+pub(super) async fn restore_steps(
+    plan: &RestorePlan,
+    (indexes, rep_indexes): (Vec<Vec<SegmentIndex>>, Vec<Vec<Vec<SegmentIndex>>>),
+    client: &KafkaClient,
+    op: &Operator,
+    ctx: &ExecContext,
+    resume: &BTreeMap<(String, i32), (i64, u64)>,
+    journal_path: &str,
+) -> Result<(OffsetMap, u64, u64), ExecError> {
     let steps: Vec<Work> = plan
         .partitions
         .iter()
@@ -501,7 +574,21 @@ async fn run_restore_locked(
         },
     )
     .await;
-    let (map, records, bytes) = fold_results(plan, names, results, &journal_path)?;
+    fold_results(plan, names, results, journal_path)
+}
+
+/// After the data of every step is in (`done`: the offset map, records and bytes): the
+/// timestamp types that would have re-stamped the records, the offset map, the journal marked
+/// complete, then the consumer-group step (the journal says when every group was carried).
+pub(super) async fn finish(
+    plan: &RestorePlan,
+    client: &KafkaClient,
+    state: &Operator,
+    ctx: &ExecContext,
+    mut journal: RestoreJournal,
+    (map, records, bytes): (OffsetMap, u64, u64),
+) -> Result<RestoreOutcome, ExecError> {
+    let journal_path = layout::restore_journal(&plan.backup_name, &plan.restore_name);
     // Timestamp types that would have re-stamped the records, set now that they are in.
     let after: BTreeMap<String, BTreeMap<String, String>> = plan
         .create_topics
@@ -546,7 +633,7 @@ async fn run_restore_locked(
 /// start): the journal is written before the target is touched, so a state storage that
 /// cannot be written (read-only, full, object-locked) fails here, with nothing created or
 /// purged. Its empty base offsets say "targets not prepared yet".
-async fn open_journal(
+pub(super) async fn open_journal(
     plan: &RestorePlan,
     start: &RestoreStart,
     state: &Operator,
@@ -597,7 +684,7 @@ async fn base_offsets(
 
 /// The error for a state storage the restore cannot write its journal to: nothing was
 /// touched on the target yet, and the fix is `spec.stateStorage`.
-fn unwritable_state(path: &str, e: storage::StorageError) -> ExecError {
+pub(super) fn unwritable_state(path: &str, e: storage::StorageError) -> ExecError {
     ExecError::Input(format!(
         "the restore cannot write its state object {path} ({e}); nothing was written to the target cluster. A restore needs a place it may write for its journal, lock and offset map: give the credentials write access there, free space, or set spec.stateStorage to a writable storage so that the backup repository is only read"
     ))

@@ -12,6 +12,8 @@
 //! <backup>/data/<topic>/<partition>/<firstOffset:020>-<runId>.idx.json   its block index
 //! <backup>/restores/<restoreName>/<runId>/offset-map.json        offset map of a restore
 //! <backup>/restores/<restoreName>/journal.json                   a restore's journal (resume)
+//! <backup>/restores/<restoreName>/plan.json                      staged plan of a sharded restore
+//! <backup>/restores/<restoreName>/shards/<i>/result.json         its shard i's offset maps
 //! <backup>/lock.json                                             lock of the backup's writers
 //! <backup>/repository.json                                       owner and legacy runs
 //! <backup>/restores/<restoreName>/lock.json                      lock of one restore
@@ -128,6 +130,22 @@ pub fn restore_offset_snapshot(backup: &str, restore: &str, id: &str) -> String 
 /// The journal of a restore (plan and base offsets), read when it is resumed.
 pub fn restore_journal(backup: &str, restore: &str) -> String {
     format!("{backup}/restores/{restore}/journal.json")
+}
+
+/// The staged plan of a restore whose shards run as separate processes (`execution.mode:
+/// job`), in the restore's state storage next to its journal: written by the coordinator
+/// after the targets are prepared, read by every shard.
+pub fn restore_plan(backup: &str, restore: &str) -> String {
+    format!("{backup}/restores/{restore}/plan.json")
+}
+/// The directory of a sharded restore's shard documents (ends with `/`).
+pub fn restore_shards_dir(backup: &str, restore: &str) -> String {
+    format!("{backup}/restores/{restore}/shards/")
+}
+/// The result of shard `shard` of a sharded restore (its offset maps and counts): written
+/// last by the shard, its presence = the shard is complete.
+pub fn restore_shard_result(backup: &str, restore: &str, shard: u32) -> String {
+    format!("{backup}/restores/{restore}/shards/{shard}/result.json")
 }
 
 /// A run id from a UTC time in epoch ms: `YYYYMMDDTHHMMSS.mmmZ`, so ids sort by time.

@@ -8,7 +8,7 @@ use opendal::Operator;
 use super::{Access, KindError, open};
 use super::{encryption, owner};
 use crate::api::{ApiError, KafkaBackup, Secrets};
-use crate::exec::shard::{ShardFailure, ShardResult, StagedRun};
+use crate::exec::shard::{ShardResult, StagedRun};
 use crate::exec::{self, ExecContext};
 use crate::format::manifest::RunManifest;
 use crate::kafka::KafkaClient;
@@ -16,6 +16,10 @@ use crate::observe::{self};
 use crate::plan;
 use crate::plan::{BackupFacts, BackupPlan};
 use crate::storage::StorageTarget;
+
+/// The shard launcher (its home is [`super::shards`]; kept here for the callers that name it
+/// `kinds::backup::ShardLauncher`).
+pub use super::shards::ShardLauncher;
 
 /// A compiled backup with its handles.
 pub struct PreparedBackup {
@@ -161,19 +165,6 @@ pub async fn run(
     let ctx = ctx.clone().with_keyring(prep.keyring.clone());
     let manifest = crate::exec::run_backup(&prep.plan, &prep.client, &prep.op, &ctx).await?;
     with_retention(kb, prep, secrets, pvc_root, &ctx, manifest).await
-}
-
-/// Where the shards of a sharded run (`execution.mode: job`) run: child processes of the CLI
-/// (`cli::shards`), Kubernetes Jobs (the operator).
-pub trait ShardLauncher: Sync {
-    /// Runs shard `shard` of `shards` of run `run_id` to its end, with its retries (up to the
-    /// plan's `backoffLimit`): Ok once the shard has written its result.
-    fn run_shard(
-        &self,
-        run_id: &str,
-        shard: u32,
-        shards: u32,
-    ) -> impl std::future::Future<Output = Result<(), ShardFailure>> + Send;
 }
 
 /// Runs the compiled sharded backup `prep` of `kb` (`prep.plan.execution` set): stages it,

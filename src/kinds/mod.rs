@@ -11,6 +11,7 @@
 //! | `restore.rs` | KafkaRestore |
 //! | `offset_reset.rs`, `offset_rollback.rs` | KafkaOffsetReset, KafkaOffsetRollback |
 //! | `validation.rs` | KafkaBackupValidation (with `scratch.rs`, its restore checks' scratch) |
+//! | `shards.rs` | the launcher of a sharded run's shards (`execution.mode: job`), for every kind |
 //! | `encryption.rs`, `owner.rs` | rules every kind applies to a repository: encrypted runs, ownership |
 use opendal::Operator;
 
@@ -28,6 +29,7 @@ pub mod owner;
 pub mod restore;
 pub mod retention;
 pub mod scratch;
+pub mod shards;
 pub mod validation;
 
 /// Errors of the flow, one variant per layer.

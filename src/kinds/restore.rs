@@ -1,13 +1,18 @@
 //! KafkaRestore: `prepare` resolves the backup, resumes a journal or observes the target and
 //! compiles; `run` executes the plan (or does nothing for a dry run or a restore that is
-//! complete) and returns an [`Outcome`] that the CLI and the operator render.
+//! complete) and returns an [`Outcome`] that the CLI and the operator render. With
+//! `execution.mode: job`, `run_sharded` coordinates the run and a [`ShardLauncher`] runs its
+//! shards, each prepared by `prepare_shard` and run by `run_shard` (`run --plan RUN --shard
+//! I/N`, docs/execution.md "Restores").
 use std::path::Path;
 
 use opendal::Operator;
 
+use super::shards::ShardLauncher;
 use super::{Access, KindError, open};
 use super::{encryption, owner};
 use crate::api::{ApiError, KafkaBackup, KafkaRestore, Secrets};
+use crate::exec::restore_shard::{self, RestoreShardResult, RestoreShardSteps, StagedRestore};
 use crate::exec::{ExecContext, RestoreJournal, RestoreOutcome, RestoreStart};
 use crate::kafka::KafkaClient;
 use crate::observe::{self, ObserveError};
@@ -275,9 +280,140 @@ pub async fn run(prep: &PreparedRestore, ctx: &ExecContext) -> Result<Outcome, K
         return Ok(out);
     }
     let plan = &prep.plan;
+    if plan.execution.is_some() {
+        tracing::warn!(restore = %plan.restore_name,
+            "spec.execution.mode job: this restore moves the data in this process (the operator does not create Kubernetes Jobs yet; `run -f` starts the shards as processes): docs/execution.md");
+    }
     let ctx = ctx.clone().with_keyring(prep.keyring.clone());
     let out =
         crate::exec::run_restore(plan, &prep.start, &prep.client, &prep.op, &prep.state, &ctx)
             .await?;
     Ok(Outcome::Ran(Box::new(out)))
+}
+
+/// Runs the prepared sharded restore `prep` (`prep.plan.execution` set) as [`run`] does, with
+/// its data moved by shards: the coordinator (this call) holds the restore's lock and target
+/// fence, prepares the targets and writes the journal once, stages the run in the state
+/// storage, has `launcher` run every shard without a result (`run_id`: the backup run the
+/// restore reads), then writes the offset map, completes the journal and runs the
+/// consumer-group step once. Nothing runs for a dry run or a complete restore (as [`run`]).
+///
+/// Errors: [`KindError::Exec`] with [`crate::exec::ExecError::ShardsFailed`] naming the
+/// failed shards (the others' results are kept for the next attempt); the run's other errors.
+pub async fn run_sharded<L: ShardLauncher>(
+    prep: &PreparedRestore,
+    ctx: &ExecContext,
+    launcher: &L,
+) -> Result<Outcome, KindError> {
+    if let Some(out) = prep.nothing_to_run() {
+        return Ok(out);
+    }
+    let plan = &prep.plan;
+    let ctx = ctx.clone().with_keyring(prep.keyring.clone());
+    let shards: Vec<RestoreShardSteps> = match &plan.execution {
+        Some(e) => (e.shards.iter())
+            .map(|s| RestoreShardSteps {
+                partitions: s.partitions.clone(),
+                repartitioned: s.repartitioned.clone(),
+            })
+            .collect(),
+        None => vec![RestoreShardSteps {
+            partitions: (0..plan.partitions.len()).collect(),
+            repartitioned: (0..plan.repartitioned.len()).collect(),
+        }],
+    };
+    let run_id = plan.backup_run_id.clone();
+    let launch = |i: u32, n: u32| launcher.run_shard(&run_id, i, n);
+    let (client, op, state) = (&prep.client, &prep.op, &prep.state);
+    let out = restore_shard::coordinate_restore(
+        plan,
+        &prep.start,
+        shards,
+        client,
+        op,
+        state,
+        &ctx,
+        launch,
+    )
+    .await?;
+    Ok(Outcome::Ran(Box::new(out)))
+}
+
+/// One shard of a staged sharded restore, ready to run: the staging read from the restore's
+/// state storage and the handles of the repository, the state storage and the target cluster.
+pub struct PreparedRestoreShard {
+    pub staged: StagedRestore,
+    pub shard: u32,
+    pub client: KafkaClient,
+    /// The backup repository (read).
+    pub op: Operator,
+    /// The restore's state storage (the staging, the shard's result).
+    pub state: Operator,
+    pub keyring: Option<std::sync::Arc<crate::format::keyring::Keyring>>,
+}
+
+impl PreparedRestoreShard {
+    /// The shard's rate limits: `spec.rateLimiting` holds for the restore, so each of its N
+    /// shards gets 1/N of it (bytes/s, records/s; at least 1).
+    pub fn limits(&self) -> crate::exec::Limits {
+        let n = self.staged.shards.len().max(1) as u64;
+        let share = |l: Option<u64>| l.map(|v| (v / n).max(1));
+        let plan = &self.staged.plan;
+        crate::exec::Limits::new(share(plan.bytes_per_sec), share(plan.records_per_sec))
+    }
+}
+
+/// Reads shard `shard` of `shards` of the staged restore `kr` (`run --plan RUN --shard i/N`,
+/// what a Job runs; `run_id`: the backup run the restore reads) and connects to the target
+/// cluster and the storages.
+///
+/// Errors: an invalid `kr` (as [`prepare`]); nothing staged or another run staged (naming
+/// `--plan`); `shards` not the staged count or `shard` out of range (naming `--shard`);
+/// connection failures.
+pub async fn prepare_shard(
+    kr: &KafkaRestore,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    run_id: &str,
+    (shard, shards): (u32, u32),
+) -> Result<PreparedRestoreShard, KindError> {
+    crate::api::validate_restore(kr)
+        .map_err(|e| ApiError::invalid("KafkaRestore", kr.metadata.name.as_deref(), e))?;
+    let (target, op, keyring) = restore_repository(kr, backup, secrets, pvc_root)?;
+    let state = restore_state(kr, &target, secrets, pvc_root, Access::ReadWrite)?;
+    let name = kr.metadata.name.clone().unwrap_or_default();
+    let staged =
+        restore_shard::load_staged(&state, &kr.spec.backup_ref.name, &name, run_id).await?;
+    if staged.shards.len() as u32 != shards {
+        return Err(crate::exec::ExecError::Input(format!(
+            "--shard {shard}/{shards}: restore {name} was staged with {} shards; fix --shard",
+            staged.shards.len()
+        ))
+        .into());
+    }
+    staged.steps(shard)?;
+    let client = connect_restore_target(&kr.spec, secrets).await?;
+    Ok(PreparedRestoreShard {
+        staged,
+        shard,
+        client,
+        op,
+        state,
+        keyring: keyring.map(std::sync::Arc::new),
+    })
+}
+
+/// Runs the prepared restore shard ([`restore_shard::run_restore_shard`]) with the progress,
+/// cancellation and limits of `ctx`.
+pub async fn run_shard(
+    prep: &PreparedRestoreShard,
+    ctx: &ExecContext,
+) -> Result<RestoreShardResult, KindError> {
+    let ctx = ctx.clone().with_keyring(prep.keyring.clone());
+    let (staged, shard) = (&prep.staged, prep.shard);
+    Ok(
+        restore_shard::run_restore_shard(staged, shard, &prep.client, &prep.op, &prep.state, &ctx)
+            .await?,
+    )
 }

@@ -17,6 +17,7 @@ mod offsets;
 mod plan_cmd;
 mod repartition;
 mod restore_resume;
+mod restore_shards;
 mod resume;
 mod roundtrip;
 mod sasl;
