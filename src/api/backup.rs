@@ -147,7 +147,7 @@ pub struct KafkaBackupSpec {
     #[serde(default)]
     pub compression: Compression,
 
-    /// Codec level: zstd 1..=22, lz4 0..=12; ignored for none. Default 3.
+    /// Codec level: zstd and keep 1..=22, lz4 0..=12; ignored for none. Default 3.
     #[serde(default = "default_compression_level")]
     pub compression_level: i32,
 
@@ -234,17 +234,25 @@ impl KafkaBackupSpec {
     }
 }
 
-/// Segment compression codec; lowercase in YAML.
+/// Segment compression codec; lowercase in YAML (docs/format.md, "Segment objects").
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// Store segments uncompressed.
     None,
-    /// LZ4 frame format.
+    /// LZ4 frame format, for blocks of uncompressed batches; producer-compressed batches are
+    /// stored as fetched.
     Lz4,
-    /// Zstandard (default).
+    /// Zstandard (default) at `compressionLevel`: blocks of uncompressed batches compressed,
+    /// and batches a producer compressed with gzip, snappy or lz4 re-compressed with zstd
+    /// batch by batch when that makes them smaller (a restore gives them their producer's
+    /// codec back).
     #[default]
     Zstd,
+    /// Zstandard for blocks of uncompressed batches, producer-compressed batches stored as
+    /// fetched (the behaviour before `zstd` re-compressed them): faster backups, larger
+    /// repositories.
+    Keep,
 }
 
 impl Compression {
@@ -253,7 +261,7 @@ impl Compression {
         match self {
             Compression::None => None,
             Compression::Lz4 => Some((0, 12)),
-            Compression::Zstd => Some((1, 22)),
+            Compression::Zstd | Compression::Keep => Some((1, 22)),
         }
     }
     /// The YAML spelling, e.g. `"zstd"`.
@@ -262,6 +270,7 @@ impl Compression {
             Compression::None => "none",
             Compression::Lz4 => "lz4",
             Compression::Zstd => "zstd",
+            Compression::Keep => "keep",
         }
     }
 }

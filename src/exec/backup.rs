@@ -446,15 +446,18 @@ pub(super) async fn snapshot_groups(
     Ok(out)
 }
 
+/// The segments' compression for `compression`: `zstd` re-compresses producer batches of a
+/// weaker codec too; `keep` is zstd for uncompressed batches and producer batches as fetched.
 fn outer(plan: &BackupPlan) -> Outer {
     let codec = match plan.compression.as_str() {
-        "zstd" => Codec::Zstd,
+        "zstd" | "keep" => Codec::Zstd,
         "lz4" => Codec::Lz4,
         _ => Codec::None,
     };
     Outer {
         codec,
         level: plan.compression_level,
+        recompress: plan.compression == "zstd",
     }
 }
 

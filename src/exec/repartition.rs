@@ -308,7 +308,7 @@ impl Routing<'_, '_> {
                     if self.checkpoints.last().is_none_or(|(o, _)| *o < at) {
                         self.checkpoints.push((at, self.counts.clone()));
                     }
-                    let codec = h.codec()?;
+                    let codec = b.producer_codec()?;
                     for r in batch::decode_records(&b)? {
                         if r.offset < next || r.offset >= src.to || !window.contains(r.timestamp) {
                             continue;

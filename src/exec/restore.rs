@@ -1091,7 +1091,7 @@ async fn replay_batch(
             ctx.limits.take(b.bytes.len() as u64, n).await;
         }
         sink.send(
-            batch::rewrite_for_produce(b),
+            batch::rewrite_for_produce(b)?,
             vec![(h.base_offset, h.last_offset())],
         )
         .await?;
@@ -1104,7 +1104,7 @@ async fn replay_batch(
             .into_iter()
             .filter(|r| r.offset >= next && r.offset < to && window.contains(r.timestamp))
             .collect();
-        let codec = h.codec()?;
+        let codec = b.producer_codec()?;
         for chunk in keep.chunks(sink.plan.produce_batch_records.max(1) as usize) {
             let encoded = batch::encode_batch(chunk, codec)?;
             if sink.skip == 0 {

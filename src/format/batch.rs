@@ -11,7 +11,8 @@ use super::FormatError;
 
 /// Size of the v2 batch header up to and including `recordCount`.
 pub const HEADER_LEN: usize = 61;
-const CRC_START: usize = 21;
+/// First byte the batch CRC-32C covers (the attributes).
+pub const CRC_START: usize = 21;
 
 /// Codec bits of the batch attributes (bits 0-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -25,7 +26,9 @@ pub enum Codec {
 }
 
 impl Codec {
-    fn from_bits(b: i16) -> Result<Codec, FormatError> {
+    /// The codec of batch attribute bits 0-2 (Kafka's ids: 0 none, 1 gzip, 2 snappy, 3 lz4,
+    /// 4 zstd). Errors: any other value.
+    pub fn from_bits(b: i16) -> Result<Codec, FormatError> {
         Ok(match b & 0x07 {
             0 => Codec::None,
             1 => Codec::Gzip,
@@ -39,7 +42,8 @@ impl Codec {
             }
         })
     }
-    fn bits(self) -> i16 {
+    /// Kafka's codec id, as in batch attributes bits 0-2.
+    pub fn bits(self) -> i16 {
         match self {
             Codec::None => 0,
             Codec::Gzip => 1,
@@ -125,12 +129,28 @@ impl BatchHeader {
     }
 }
 
-/// A complete batch inside a fetched buffer.
+/// A complete batch inside a fetched buffer or a stored block.
 #[derive(Debug, Clone)]
 pub struct RawBatch {
     pub header: BatchHeader,
-    /// The whole batch, header included, exactly as the broker sent it.
+    /// The whole batch, header included: as the broker sent it, or as stored when the backup
+    /// re-compressed it (`stored_from`).
     pub bytes: Bytes,
+    /// For a batch the backup re-compressed to zstd for storage (`compression: zstd`,
+    /// `format::recompress`): the codec its producer used (gzip, snappy or lz4), read from its
+    /// block's flags. `None` for a batch as fetched.
+    pub stored_from: Option<Codec>,
+}
+
+impl RawBatch {
+    /// The codec a restore gives the batch back: its producer's (`stored_from`) when the
+    /// backup re-compressed it, else its own. Errors: an unknown codec in its attributes.
+    pub fn producer_codec(&self) -> Result<Codec, FormatError> {
+        match self.stored_from {
+            Some(c) => Ok(c),
+            None => self.header.codec(),
+        }
+    }
 }
 
 /// Splits a Fetch `records` buffer into complete v2 batches. A truncated last batch (the
@@ -154,6 +174,7 @@ pub fn split_batches(records: &Bytes) -> Result<Vec<RawBatch>, FormatError> {
         out.push(RawBatch {
             header: h,
             bytes: records.slice(pos..pos + len),
+            stored_from: None,
         });
         pos += len;
     }
@@ -303,8 +324,16 @@ pub fn min_timestamp(batch: &RawBatch) -> Result<i64, FormatError> {
     if h.log_append_time() || h.record_count == 0 {
         return Ok(h.max_timestamp);
     }
-    let data = records_section(batch)?;
-    let mut b: &[u8] = &data;
+    min_timestamp_in(h, &records_section(batch)?)
+}
+
+/// [`min_timestamp`] of a batch with header `h` whose records section, decompressed, is
+/// `data`. Errors: a record that runs past the end, a timestamp delta that overflows.
+pub fn min_timestamp_in(h: &BatchHeader, data: &[u8]) -> Result<i64, FormatError> {
+    if h.log_append_time() || h.record_count == 0 {
+        return Ok(h.max_timestamp);
+    }
+    let mut b: &[u8] = data;
     let mut min = i64::MAX;
     for _ in 0..h.record_count {
         let len = get_varint(&mut b)? as usize;
@@ -413,7 +442,9 @@ fn put_nullable(b: &mut BytesMut, v: Option<&[u8]>) {
     }
 }
 
-fn compress(codec: Codec, plain: Bytes) -> Result<Bytes, FormatError> {
+/// Compresses a records section with `codec` as a Kafka producer would (kafka-protocol's
+/// compressors). Errors: the compressor fails.
+pub fn compress(codec: Codec, plain: Bytes) -> Result<Bytes, FormatError> {
     use kafka_protocol::compression as c;
     use kafka_protocol::compression::Compressor;
     let mut out = BytesMut::new();
@@ -444,22 +475,29 @@ pub fn can_pass_through(h: &BatchHeader) -> bool {
 
 /// Turns a stored batch into one a plain (non-idempotent, non-transactional) producer may
 /// send: clears producer id/epoch/sequence, the transactional bit and the leader epoch, and
-/// recomputes the CRC-32C. The records section, compressed or not, is untouched.
+/// recomputes the CRC-32C. The records section, compressed or not, is untouched, except for
+/// a batch the backup re-compressed (`stored_from`): it gets its producer's codec back
+/// (docs/decisions.md, "Re-compressed batches").
 ///
 /// The fresh CRC-32C covers whatever the batch holds: the caller must have verified the
 /// stored one first ([`verify_crc`]; the segment decoder does for every batch it returns).
-pub fn rewrite_for_produce(batch: &RawBatch) -> Bytes {
-    let mut b = BytesMut::from(&batch.bytes[..]);
+///
+/// Errors: only for a re-compressed batch, whose records fail to decompress or compress.
+pub fn rewrite_for_produce(batch: &RawBatch) -> Result<Bytes, FormatError> {
+    let mut b = match batch.stored_from {
+        Some(codec) => BytesMut::from(&super::recompress::to_codec(batch, codec)?[..]),
+        None => BytesMut::from(&batch.bytes[..]),
+    };
     b[0..8].copy_from_slice(&0i64.to_be_bytes());
     b[12..16].copy_from_slice(&(-1i32).to_be_bytes());
-    let attrs = batch.header.attributes & !0x10;
+    let attrs = i16::from_be_bytes([b[21], b[22]]) & !0x10;
     b[21..23].copy_from_slice(&attrs.to_be_bytes());
     b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
     b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
     b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
     let crc = crc32c::crc32c(&b[CRC_START..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b.freeze()
+    Ok(b.freeze())
 }
 
 /// Checks a batch's CRC-32C (over attributes .. end, per the protocol guide).
@@ -553,7 +591,9 @@ mod tests {
         raw[17..21].copy_from_slice(&crc.to_be_bytes());
         let b = split_batches(&raw.freeze()).unwrap().remove(0);
         assert!(b.header.is_transactional());
-        let out = split_batches(&rewrite_for_produce(&b)).unwrap().remove(0);
+        let out = split_batches(&rewrite_for_produce(&b).unwrap())
+            .unwrap()
+            .remove(0);
         assert!(crc_ok(&out));
         assert_eq!(out.header.producer_id, -1);
         assert!(!out.header.is_transactional());
@@ -575,7 +615,9 @@ mod tests {
         assert!(e.contains("offset 0 fails its CRC-32C"), "{e}");
         // the header rewrite would have sealed the change with a fresh CRC
         assert!(crc_ok(
-            &split_batches(&rewrite_for_produce(&bad)).unwrap().remove(0)
+            &split_batches(&rewrite_for_produce(&bad).unwrap())
+                .unwrap()
+                .remove(0)
         ));
     }
 

@@ -3,9 +3,9 @@
 //! index, and a self-describing manifest per run.
 //!
 //! The documents, their codecs and their checks are pure (no I/O: built without the `runtime`
-//! feature too, for the fuzz targets): `batch`, `layout`, `manifest`, `repository`, `seal`,
-//! `segment`. The runtime-only files read and write them through `storage` (objects by key):
-//! `checkpoint`, `keyring`, `repository_io`, `segment_io`.
+//! feature too, for the fuzz targets): `batch`, `layout`, `manifest`, `recompress`,
+//! `repository`, `seal`, `segment`. The runtime-only files read and write them through
+//! `storage` (objects by key): `checkpoint`, `keyring`, `repository_io`, `segment_io`.
 pub mod batch;
 #[cfg(feature = "runtime")]
 pub mod checkpoint;
@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod keyring;
 pub mod layout;
 pub mod manifest;
+pub mod recompress;
 pub mod repository;
 #[cfg(feature = "runtime")]
 pub mod repository_io;

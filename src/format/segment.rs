@@ -17,6 +17,7 @@ use super::FormatError;
 use super::batch::{self, Codec, RawBatch};
 use super::layout::{self, FORMAT};
 use super::manifest::{BlockIndex, SegmentIndex, SegmentRef, SegmentSeal, TxnMarker};
+use super::recompress::{Recompressor, StoreForm};
 use super::seal::{self, DataKey, SegmentKey};
 
 /// First bytes of every segment.
@@ -29,27 +30,57 @@ pub const MAX_BLOCK_RAW: usize = 1 << 30;
 /// Raw bytes gathered before a block is written (1 MiB): the unit of ranged reads.
 pub const BLOCK_TARGET: usize = 1 << 20;
 
-/// Outer compression of blocks of uncompressed batches (KafkaBackup `compression`).
+/// Outer compression of blocks of uncompressed batches (KafkaBackup `compression`), and
+/// whether producer batches of a weaker codec are re-compressed for storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outer {
     pub codec: Codec,
     pub level: i32,
+    /// Re-compress batches whose producer codec is gzip, snappy or lz4 to zstd at `level`
+    /// (`compression: zstd`; not with `keep`, `lz4` or `none`). docs/format.md, "Re-compressed
+    /// batches".
+    pub recompress: bool,
+}
+
+/// Block flags bits 1-3: the producer codec (Kafka's id: 1 gzip, 2 snappy, 3 lz4) of the
+/// batches of a block that the backup re-compressed to zstd; 0 for batches as fetched.
+pub const FLAG_FROM_SHIFT: u8 = 1;
+/// The bits of [`FLAG_FROM_SHIFT`].
+pub const FLAG_FROM_MASK: u8 = 0b1110;
+
+/// What a block holds: its batches are all of one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    /// Uncompressed batches (control batches included): the outer compression applies.
+    Plain,
+    /// Producer-compressed batches as fetched: codec 0.
+    Producer,
+    /// Batches re-compressed to zstd from this producer codec: codec 0, flags say the codec.
+    From(Codec),
 }
 
 /// Encodes the batches of one partition into a segment object, block by block, and its index
 /// (docs/format.md, "Segment"). Pure: the caller writes the bytes in order (the writer is
-/// `format::segment_io::SegmentWriter`): [`MAGIC`], then every block [`Self::block_before`]
-/// and [`Self::close_block`] return, then the index [`Self::finish`] returns, at
+/// `format::segment_io::SegmentWriter`): [`MAGIC`], then every block [`Self::push`] and
+/// [`Self::close`] return, then the index [`Self::finish`] returns, at
 /// [`layout::segment_index`] of [`Self::path`].
+///
+/// With [`Outer::recompress`], every batch but the segment's last may be re-compressed
+/// ([`recompress::Recompressor`]): the encoder holds the latest batch back until the next one
+/// comes, and stores the last one as fetched, so that `lastBatchCrc32c` stays the CRC-32C the
+/// broker sends for it (the next run's recreation probe compares the two).
 pub struct SegmentEncoder {
     outer: Outer,
+    recompressor: Option<Recompressor>,
+    /// The latest batch pushed, as fetched, not yet stored.
+    pending: Option<RawBatch>,
     /// Bytes of the object so far (the magic, then the closed blocks).
     pos: u64,
     /// CRC-32C of the object so far.
     crc: u32,
     /// Raw batches of the open block.
     block: BytesMut,
-    block_compressed: bool,
+    block_kind: BlockKind,
     block_meta: Option<BlockIndex>,
     index: SegmentIndex,
     seg: SegmentRef,
@@ -62,6 +93,8 @@ impl SegmentEncoder {
     /// ([`layout::segment`]). With `data_key` (run `run`'s data key) every block is sealed
     /// under a segment key derived with a fresh random salt (`seal` of the entry and the
     /// index).
+    ///
+    /// Errors: a salt that does not parse; zstd refuses `outer.level` (with `recompress`).
     pub fn new(
         backup: &str,
         run: &str,
@@ -79,6 +112,11 @@ impl SegmentEncoder {
         let key = match (data_key, &seal_ref) {
             (Some(k), Some(s)) => Some(k.segment_key(&seal::parse_salt(&s.salt, &path)?)),
             _ => None,
+        };
+        let recompressor = if outer.recompress {
+            Some(Recompressor::new(outer.level)?)
+        } else {
+            None
         };
         Ok(SegmentEncoder {
             seg: SegmentRef {
@@ -99,10 +137,12 @@ impl SegmentEncoder {
             },
             key,
             outer,
+            recompressor,
+            pending: None,
             pos: MAGIC.len() as u64,
             crc: crc32c::crc32c(MAGIC),
             block: BytesMut::new(),
-            block_compressed: false,
+            block_kind: BlockKind::Plain,
             block_meta: None,
             index: SegmentIndex {
                 format: if data_key.is_some() {
@@ -128,35 +168,75 @@ impl SegmentEncoder {
         &self.seg.path
     }
 
-    /// Raw batch bytes appended so far (for `segmentMaxBytes`).
+    /// Batch bytes pushed so far (for `segmentMaxBytes`): as stored, and the batch held
+    /// back as fetched.
     pub fn raw_bytes(&self) -> u64 {
-        self.seg.raw_bytes
+        self.seg.raw_bytes + self.pending.as_ref().map_or(0, |b| b.bytes.len() as u64)
     }
 
     /// True before the first batch.
     pub fn is_empty(&self) -> bool {
-        self.seg.last_offset < 0
+        self.seg.last_offset < 0 && self.pending.is_none()
     }
 
-    /// The block to close before batch `b` is appended ([`Self::close_block`]): the open block
-    /// would pass [`BLOCK_TARGET`] with it, or `b`'s compression differs from the block's.
-    /// None when `b` joins the open block. Errors: `b`'s codec is unknown.
-    pub fn block_before(&mut self, b: &RawBatch) -> Result<Option<(Bytes, Bytes)>, FormatError> {
-        let compressed = b.header.codec()? != Codec::None;
-        if !self.block.is_empty()
-            && (self.block.len() + b.bytes.len() > BLOCK_TARGET
-                || compressed != self.block_compressed)
-        {
-            return self.close_block();
+    /// Takes one batch (whole, as fetched) and returns the block, if any, that is complete
+    /// now: the batch pushed before this one is stored (re-compressed when it qualifies), and
+    /// the open block is closed first when it would pass [`BLOCK_TARGET`] with it or holds
+    /// batches of another kind (uncompressed, producer-compressed, re-compressed from another
+    /// codec).
+    ///
+    /// Errors: a batch's codec is unknown or its records do not decompress.
+    pub fn push(&mut self, b: &RawBatch) -> Result<Option<(Bytes, Bytes)>, FormatError> {
+        match self.pending.replace(b.clone()) {
+            Some(prev) => self.store(&prev, true),
+            None => Ok(None),
         }
-        Ok(None)
     }
 
-    /// Appends one batch (whole, as fetched) to the open block, after [`Self::block_before`].
-    pub fn append(&mut self, b: &RawBatch) -> Result<(), FormatError> {
+    /// Stores the batch held back (as fetched: it is the segment's last) and closes the open
+    /// block: the blocks to write, in order (none, one or two).
+    pub fn close(&mut self) -> Result<Vec<(Bytes, Bytes)>, FormatError> {
+        let mut out = Vec::new();
+        if let Some(last) = self.pending.take() {
+            out.extend(self.store(&last, false)?);
+        }
+        out.extend(self.close_block()?);
+        Ok(out)
+    }
+
+    /// Adds batch `b` to the open block, in the form it is stored in, after closing the block
+    /// if `b` cannot join it (returned).
+    fn store(
+        &mut self,
+        b: &RawBatch,
+        may_recompress: bool,
+    ) -> Result<Option<(Bytes, Bytes)>, FormatError> {
+        let form = match (&mut self.recompressor, may_recompress) {
+            (Some(r), true) => r.store_form(b)?,
+            _ => StoreForm {
+                min_timestamp: batch::min_timestamp(b)?,
+                batch: b.clone(),
+            },
+        };
+        let kind = match (form.batch.stored_from, b.header.codec()?) {
+            (Some(from), _) => BlockKind::From(from),
+            (None, Codec::None) => BlockKind::Plain,
+            (None, _) => BlockKind::Producer,
+        };
+        let closed = if !self.block.is_empty()
+            && (self.block.len() + form.batch.bytes.len() > BLOCK_TARGET || kind != self.block_kind)
+        {
+            self.close_block()?
+        } else {
+            None
+        };
+        self.append(&form.batch, form.min_timestamp, kind)?;
+        Ok(closed)
+    }
+
+    /// Appends one batch, in its stored form, to the open block.
+    fn append(&mut self, b: &RawBatch, min_ts: i64, kind: BlockKind) -> Result<(), FormatError> {
         let h = &b.header;
-        let compressed = h.codec()? != Codec::None;
-        let min_ts = batch::min_timestamp(b)?;
         let records = if h.is_control() {
             0
         } else {
@@ -169,7 +249,7 @@ impl SegmentEncoder {
                 commit,
             });
         }
-        self.block_compressed = compressed;
+        self.block_kind = kind;
         let m = self.block_meta.get_or_insert(BlockIndex {
             pos: self.pos,
             len: 0,
@@ -205,26 +285,27 @@ impl SegmentEncoder {
     /// Closes the open block: its header and its payload (compressed with the outer codec
     /// when its batches are not, sealed when the segment is), the next bytes of the object.
     /// None when no block is open.
-    pub fn close_block(&mut self) -> Result<Option<(Bytes, Bytes)>, FormatError> {
+    fn close_block(&mut self) -> Result<Option<(Bytes, Bytes)>, FormatError> {
         let Some(mut meta) = self.block_meta.take() else {
             return Ok(None);
         };
         let raw = std::mem::take(&mut self.block).freeze();
-        let codec = if self.block_compressed {
-            Codec::None
-        } else {
-            self.outer.codec
+        let (codec, from) = match self.block_kind {
+            BlockKind::Plain => (self.outer.codec, 0),
+            BlockKind::Producer => (Codec::None, 0),
+            BlockKind::From(c) => (Codec::None, c.bits() as u8),
         };
         let mut payload = compress_block(codec, self.outer.level, &raw)?;
         let sealed_len = payload.len() + if self.key.is_some() { seal::TAG_LEN } else { 0 };
         let mut head = BytesMut::with_capacity(BLOCK_HEADER);
         head.put_slice(b"KBLK");
         head.put_u8(codec_byte(codec));
-        head.put_u8(if self.key.is_some() {
+        let sealed = if self.key.is_some() {
             seal::FLAG_SEALED
         } else {
             0
-        });
+        };
+        head.put_u8(sealed | (from << FLAG_FROM_SHIFT));
         head.put_u16(0);
         head.put_u32(sealed_len as u32);
         head.put_u32(raw.len() as u32);
@@ -249,9 +330,10 @@ impl SegmentEncoder {
         Ok(Some((head.freeze(), payload)))
     }
 
-    /// The segment's manifest entry and its index document (JSON), once the last block was
-    /// closed ([`Self::close_block`]) and every byte written.
+    /// The segment's manifest entry and its index document (JSON), once the blocks
+    /// [`Self::close`] returned were written.
     pub fn finish(mut self) -> (SegmentRef, Vec<u8>) {
+        debug_assert!(self.pending.is_none() && self.block_meta.is_none());
         let mut seg = self.seg;
         seg.stored_bytes = self.pos;
         seg.crc32c = self.crc;
@@ -398,7 +480,7 @@ fn decode_blocks_at(
                 raw.len()
             )));
         }
-        let batches = batch::split_batches(&raw)?;
+        let mut batches = batch::split_batches(&raw)?;
         let used: usize = batches.iter().map(|b| b.bytes.len()).sum();
         if used != raw.len() {
             return Err(FormatError::Corrupt(format!(
@@ -416,10 +498,45 @@ fn decode_blocks_at(
                 ))
             })?;
         }
+        if let Some(from) = stored_from(flags, codec, &batches)
+            .map_err(|e| FormatError::Corrupt(format!("{what}: block at byte {}: {e}", at(pos))))?
+        {
+            for b in &mut batches {
+                b.stored_from = Some(from);
+            }
+        }
         out.extend(batches);
         pos = start + stored;
     }
     Ok(out)
+}
+
+/// The producer codec a block's flags record for its re-compressed batches
+/// ([`FLAG_FROM_MASK`]); None for batches as fetched. Errors: a codec other than gzip, snappy
+/// or lz4, or flags that do not fit the block (an outer codec, a batch that is not zstd).
+fn stored_from(flags: u8, codec: u8, batches: &[RawBatch]) -> Result<Option<Codec>, String> {
+    let bits = (flags & FLAG_FROM_MASK) >> FLAG_FROM_SHIFT;
+    if bits == 0 {
+        return Ok(None);
+    }
+    let from = match Codec::from_bits(bits as i16) {
+        Ok(c @ (Codec::Gzip | Codec::Snappy | Codec::Lz4)) => c,
+        _ => {
+            return Err(format!(
+                "its flags record producer codec {bits}, not gzip, snappy or lz4"
+            ));
+        }
+    };
+    if codec != 0
+        || batches
+            .iter()
+            .any(|b| !matches!(b.header.codec(), Ok(Codec::Zstd)))
+    {
+        return Err(
+            "its flags say its batches were re-compressed to zstd, and they are not".into(),
+        );
+    }
+    Ok(Some(from))
 }
 
 /// The pure part of `segment_io::read_verified_index`: checks index bytes against their
@@ -1230,5 +1347,127 @@ mod tests {
                 .to_string()
                 .contains("storedBytes")
         );
+    }
+
+    /// A batch of `n` compressible records at `base` in `codec`, as a producer would send it.
+    fn producer_batch(base: i64, n: usize, codec: Codec) -> RawBatch {
+        let recs: Vec<Record> = (0..n)
+            .map(|i| Record {
+                offset: i as i64,
+                timestamp: 2_000 + base + i as i64,
+                key: Some(Bytes::from(format!("key-{}", base + i as i64))),
+                value: Some(Bytes::from("a compressible value ".repeat(20))),
+                headers: vec![(Bytes::from_static(b"h"), None)],
+            })
+            .collect();
+        let mut b = BytesMut::from(&encode_batch(&recs, codec).unwrap()[..]);
+        b[0..8].copy_from_slice(&base.to_be_bytes()); // outside the batch CRC
+        batch::split_batches(&b.freeze()).unwrap().remove(0)
+    }
+
+    /// Encodes `batches` with `outer`: the object, its verified index and its entry.
+    fn encode(batches: &[RawBatch], outer: Outer) -> (Bytes, SegmentIndex, SegmentRef) {
+        let mut enc = SegmentEncoder::new("b", "r", "t", 0, 0, outer, None).unwrap();
+        let mut obj = MAGIC.to_vec();
+        for b in batches {
+            if let Some((h, p)) = enc.push(b).unwrap() {
+                obj.extend_from_slice(&h);
+                obj.extend_from_slice(&p);
+            }
+            assert!(!enc.is_empty());
+        }
+        for (h, p) in enc.close().unwrap() {
+            obj.extend_from_slice(&h);
+            obj.extend_from_slice(&p);
+        }
+        let (seg, idx) = enc.finish();
+        let idx = verify_index(&idx, "b", "t", 0, &seg).unwrap();
+        (Bytes::from(obj), idx, seg)
+    }
+
+    #[test]
+    fn weaker_producer_batches_are_stored_recompressed_and_the_last_as_fetched() {
+        use crate::format::batch::decode_records;
+        let fetched = vec![
+            producer_batch(0, 30, Codec::Lz4),
+            producer_batch(30, 30, Codec::Lz4),
+            producer_batch(60, 1, Codec::None),
+            producer_batch(61, 30, Codec::Gzip),
+            producer_batch(91, 30, Codec::Zstd),
+            producer_batch(121, 30, Codec::Snappy),
+            producer_batch(151, 30, Codec::Lz4),
+        ];
+        let zstd = Outer {
+            codec: Codec::Zstd,
+            level: 3,
+            recompress: true,
+        };
+        let (obj, idx, seg) = encode(&fetched, zstd);
+        // blocks by kind: lz4 x2 re-compressed | plain | from gzip | zstd as fetched |
+        // from snappy | the last lz4 batch as fetched
+        assert_eq!(idx.blocks.len(), 6);
+        let mut full = FullRead::new(&seg, None);
+        full.group(0, obj.clone(), &idx.blocks).unwrap();
+        let facts = full.finish(&idx).unwrap();
+        assert_eq!(facts.records, 181);
+        let stored = decode_checked(obj.slice(8..), &seg.path, &idx.blocks, None).unwrap();
+        let from: Vec<_> = stored.iter().map(|b| b.stored_from).collect();
+        let (lz4, gzip, snappy) = (Some(Codec::Lz4), Some(Codec::Gzip), Some(Codec::Snappy));
+        assert_eq!(from, [lz4, lz4, None, gzip, None, snappy, None]);
+        for (s, f) in stored.iter().zip(&fetched) {
+            assert_eq!(decode_records(s).unwrap(), decode_records(f).unwrap());
+            assert_eq!(s.producer_codec().unwrap(), f.header.codec().unwrap());
+            assert_eq!(s.header.last_offset(), f.header.last_offset());
+        }
+        // the last batch is stored as fetched: the recreation probe's CRC-32C is the broker's
+        assert!(stored[6].bytes == fetched[6].bytes);
+        assert_eq!(seg.last_batch_crc32c, Some(fetched[6].header.crc));
+        let raw: u64 = stored.iter().map(|b| b.bytes.len() as u64).sum();
+        assert_eq!(seg.raw_bytes, raw);
+        // flags of the first block: producer codec lz4 (3) in bits 1-3, codec 0
+        assert_eq!((obj[12], obj[13]), (0, 3 << FLAG_FROM_SHIFT));
+        // keep: producer batches as fetched, a larger object
+        let keep = Outer {
+            recompress: false,
+            ..zstd
+        };
+        let (kobj, kidx, kseg) = encode(&fetched, keep);
+        let kept = decode_checked(kobj.slice(8..), &kseg.path, &kidx.blocks, None).unwrap();
+        assert!(kept.iter().zip(&fetched).all(|(k, f)| k.bytes == f.bytes));
+        assert!(kept.iter().all(|k| k.stored_from.is_none()));
+        assert!(obj.len() < kobj.len(), "{} >= {}", obj.len(), kobj.len());
+    }
+
+    #[test]
+    fn recompression_flags_that_do_not_fit_the_block_are_refused() {
+        let fetched = [
+            producer_batch(0, 30, Codec::Lz4),
+            producer_batch(30, 30, Codec::Lz4),
+        ];
+        let zstd = Outer {
+            codec: Codec::Zstd,
+            level: 3,
+            recompress: true,
+        };
+        let (obj, _, _) = encode(&fetched, zstd);
+        for (flags, want) in [
+            (4 << FLAG_FROM_SHIFT, "producer codec 4"),
+            (7 << FLAG_FROM_SHIFT, "producer codec 7"),
+        ] {
+            let mut o = obj.to_vec();
+            o[13] = flags;
+            let e = decode_blocks(Bytes::from(o).slice(8..), "x.seg")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        // the last block holds the lz4 batch as fetched: a re-compression flag is a lie
+        let first_len = 20 + u32::from_be_bytes([obj[16], obj[17], obj[18], obj[19]]) as usize;
+        let mut o = obj.to_vec();
+        o[8 + first_len + 5] = 3 << FLAG_FROM_SHIFT;
+        let e = decode_blocks(Bytes::from(o).slice(8..), "x.seg")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("re-compressed to zstd, and they are not"), "{e}");
     }
 }

@@ -86,12 +86,12 @@ impl SegmentWriter {
         self.enc.is_empty()
     }
 
-    /// Appends one batch (whole, as fetched).
+    /// Appends one batch (whole, as fetched), writing the block it completes, if any.
     pub async fn push(&mut self, b: &RawBatch) -> Result<(), StorageError> {
-        if let Some(block) = self.enc.block_before(b)? {
+        if let Some(block) = self.enc.push(b)? {
             self.write_block(block).await?;
         }
-        Ok(self.enc.append(b)?)
+        Ok(())
     }
 
     /// Writes a closed block: its header, then its payload.
@@ -110,7 +110,7 @@ impl SegmentWriter {
     /// Writes the last block, completes the upload and writes the index next to it.
     /// Returns the segment's manifest entry.
     pub async fn finish(mut self, op: &Operator) -> Result<SegmentRef, StorageError> {
-        if let Some(block) = self.enc.close_block()? {
+        for block in self.enc.close()? {
             self.write_block(block).await?;
         }
         self.writer

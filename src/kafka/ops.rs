@@ -961,7 +961,11 @@ impl FetchStream {
                 header.base_offset, header.magic
             )));
         }
-        Ok(Some(RawBatch { header, bytes }))
+        Ok(Some(RawBatch {
+            header,
+            bytes,
+            stored_from: None,
+        }))
     }
 
     async fn drain(&mut self) -> Result<()> {
