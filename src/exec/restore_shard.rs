@@ -25,12 +25,13 @@
 //! format, kafka and storage.
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::atomic::Ordering;
 
 use opendal::Operator;
 use serde::{Deserialize, Serialize};
 
 use super::ExecError;
-use super::engine::ExecContext;
+use super::engine::{ExecContext, ShardLive};
 use super::lock::LockWatch;
 use super::restore::{
     BaseOffset, RestoreJournal, RestoreOutcome, RestoreStart, finish, lock_purpose, open_journal,
@@ -41,6 +42,7 @@ use super::shard::{ShardFailure, short_list};
 use crate::format::layout::{self, FORMAT};
 use crate::format::manifest::{OffsetMap, PartitionOffsetMap, from_json, to_json};
 use crate::kafka::KafkaClient;
+use crate::kafka::ops::OffsetSpec;
 use crate::plan::RestorePlan;
 use crate::storage;
 
@@ -305,7 +307,17 @@ where
     let pending = missing_results(&staged, state).await?;
     tracing::info!(restore = %plan.restore_name, run = %plan.backup_run_id, shards = n,
         launching = ?pending, "sharded restore: launching the shards without a result");
-    let ends = futures::future::join_all(pending.iter().map(|&i| launch(i, n))).await;
+    publish_shards(&staged, &pending, ctx);
+    let ends = {
+        let launched = futures::future::join_all(pending.iter().map(|&i| launch(i, n)));
+        let watched = watch_shards(&staged, client, state, ctx);
+        futures::pin_mut!(launched, watched);
+        match futures::future::select(launched, watched).await {
+            futures::future::Either::Left((ends, _)) => ends,
+            futures::future::Either::Right(((), launched)) => launched.await,
+        }
+    };
+    let _ = refresh_shards(&staged, client, state, ctx).await;
     let failed: Vec<(u32, ShardFailure)> = (pending.into_iter().zip(ends))
         .filter_map(|(i, r)| r.err().map(|f| (i, f)))
         .collect();
@@ -316,12 +328,121 @@ where
         return Err(shards_failed(&staged, &failed));
     }
     let done = gather(&staged, state).await?;
-    ctx.progress.add(done.1, done.2);
+    let p = &ctx.progress;
+    p.records_done.fetch_max(done.1, Ordering::Relaxed);
+    p.bytes_done.fetch_max(done.2, Ordering::Relaxed);
     let out = finish(plan, client, state, ctx, journal, done).await?;
     clear_staging(plan, state).await.unwrap_or_else(
         |e| tracing::warn!(error = %e, "the finished restore's staging documents were not deleted"),
     );
     Ok(out)
+}
+
+/// How often the coordinator reads the targets' ends for the run's live figures.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The target partitions of shard `shard` (its partition steps', its repartitioned topics').
+fn shard_targets(staged: &StagedRestore, shard: usize) -> Vec<(String, i32)> {
+    let (plan, s) = (&staged.plan, &staged.shards[shard]);
+    let plain = (s.partitions.iter()).map(|&i| {
+        let p = &plan.partitions[i];
+        (p.target_topic.clone(), p.target_partition)
+    });
+    let rep = (s.repartitioned.iter()).flat_map(|&i| plan.repartitioned[i].targets());
+    plain.chain(rep).collect()
+}
+
+/// Sets the run's live shard figures: every shard with its source partitions and estimates,
+/// those without a result (`pending`) Pending, the others Succeeded.
+fn publish_shards(staged: &StagedRestore, pending: &[u32], ctx: &ExecContext) {
+    let shards: Vec<ShardLive> = (0..staged.shards.len() as u32)
+        .map(|i| {
+            let p = staged.shard_plan(i).expect("a staged shard");
+            let sources = p.partitions.len()
+                + (p.repartitioned.iter())
+                    .map(|r| r.sources.len())
+                    .sum::<usize>();
+            ShardLive {
+                index: i,
+                partitions: sources as u32,
+                phase: if pending.contains(&i) {
+                    "Pending"
+                } else {
+                    "Succeeded"
+                },
+                records_planned: p.estimated_records,
+                bytes_planned: p.estimated_bytes,
+                ..Default::default()
+            }
+        })
+        .collect();
+    *ctx.progress.shards.lock().unwrap() = shards;
+}
+
+/// Reads the targets' ends every [`WATCH_EVERY`] into the run's live figures; never ends (the
+/// caller drops it when the shards have ended). A read that fails is logged and tried again
+/// next time: figures are a view, not the run.
+async fn watch_shards(
+    staged: &StagedRestore,
+    client: &KafkaClient,
+    state: &Operator,
+    ctx: &ExecContext,
+) {
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        if let Err(e) = refresh_shards(staged, client, state, ctx).await {
+            tracing::debug!(error = %e, "sharded restore: shard progress not read this time");
+        }
+    }
+}
+
+/// One read of every target partition's end (one ListOffsets) and of every shard's result:
+/// a shard's records are what its target partitions hold past their base offsets (earlier
+/// attempts' included), its bytes estimated from them at its plan's bytes per record; a shard
+/// with a result has Succeeded. The run's done figures are their sum.
+async fn refresh_shards(
+    staged: &StagedRestore,
+    client: &KafkaClient,
+    state: &Operator,
+    ctx: &ExecContext,
+) -> Result<(), ExecError> {
+    let base: BTreeMap<(String, i32), i64> = (staged.base_offsets.iter())
+        .map(|b| ((b.topic.clone(), b.partition), b.offset))
+        .collect();
+    let all: Vec<(String, i32)> = base.keys().cloned().collect();
+    let ends = client.list_offsets(&all, OffsetSpec::Latest).await?;
+    let plan = &staged.plan;
+    let (mut all_records, mut all_bytes) = (0, 0);
+    for i in 0..staged.shards.len() {
+        let records: u64 = (shard_targets(staged, i).iter())
+            .map(|t| {
+                let (b, e) = (base.get(t).copied(), ends.get(t).copied());
+                e.zip(b).map_or(0, |(e, b)| (e - b).max(0) as u64)
+            })
+            .sum();
+        let path = layout::restore_shard_result(&plan.backup_name, &plan.restore_name, i as u32);
+        let done = (state.exists(&path).await).map_err(|e| storage::backend("stat", &path, e))?;
+        let (mut shown_records, mut bytes) = (records, 0);
+        ctx.progress.update_shard(i as u32, |s| {
+            s.records = s.records.max(records);
+            if s.records_planned > 0 {
+                let per = s.bytes_planned as f64 / s.records_planned as f64;
+                s.bytes = s.bytes.max((s.records as f64 * per) as u64);
+            }
+            if done {
+                s.phase = "Succeeded";
+                s.records = s.records.max(s.records_planned);
+                s.bytes = s.bytes.max(s.bytes_planned);
+            }
+            (shown_records, bytes) = (s.records, s.bytes);
+        });
+        all_records += shown_records;
+        all_bytes += bytes;
+    }
+    let p = &ctx.progress;
+    p.records_done.fetch_max(all_records, Ordering::Relaxed);
+    p.bytes_done.fetch_max(all_bytes, Ordering::Relaxed);
+    Ok(())
 }
 
 /// The error of a run whose shards failed: each shard, its steps and why.

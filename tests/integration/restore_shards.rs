@@ -369,6 +369,17 @@ async fn a_failed_shard_fails_the_run_naming_it_and_only_it_runs_again() {
         msg.contains("runs only the shards without a result"),
         "{msg}"
     );
+    {
+        // the run's live figures: shard 0 finished with its records, shard 1 did not
+        let live = c.progress.shards.lock().unwrap();
+        assert_eq!(live.len(), 2, "{live:?}");
+        assert_eq!(live[0].phase, "Succeeded", "{live:?}");
+        assert!(
+            live[0].records > 0 && live[0].records_planned > 0,
+            "{live:?}"
+        );
+        assert_ne!(live[1].phase, "Succeeded", "{live:?}");
+    }
     let result = |i: u32| repo.join(layout::restore_shard_result("rshf", "rshf-r", i));
     assert!(result(0).exists() && !result(1).exists());
     let journal: serde_json::Value = serde_json::from_slice(
@@ -434,6 +445,10 @@ async fn a_failed_shard_fails_the_run_naming_it_and_only_it_runs_again() {
     .unwrap();
     assert_eq!(*launched.lock().unwrap(), vec![1]);
     assert_eq!(out.offset_map.partitions.len(), 4);
+    let live = c.progress.shards.lock().unwrap().clone();
+    assert!(live.iter().all(|s| s.phase == "Succeeded"), "{live:?}");
+    let (done, _, _) = c.progress.snapshot();
+    assert_eq!(done, out.records, "the run's records are the shards' sum");
     assert_same(
         std::slice::from_ref(&topic),
         std::slice::from_ref(&target),
