@@ -383,6 +383,8 @@ fn the_chart_installs_and_the_operator_pod_backs_up_restores_upgrades_and_uninst
         metrics.lines().count()
     );
 
+    sharded_backup_runs_as_jobs(&c, &ns, &bootstrap, &topics);
+
     // helm upgrade with a changed value: a PersistentVolumeClaim (bound to a hostPath
     // PersistentVolume, as a user's would be to theirs) mounted for storageType pvc
     let pv_dir = format!("/var/lib/kbo-node/pv-{ns}");
@@ -746,6 +748,117 @@ fn the_chart_installs_and_the_operator_pod_backs_up_restores_upgrades_and_uninst
 }
 
 /// Regular files under `dir`, recursively.
+/// `execution.mode: job` with 3 shards: the operator runs the backup as 3 Jobs (non-root, no
+/// token, labelled, owned by the KafkaBackup), status shows the shards, the data restores
+/// exactly (checked with confluent-kafka); a shard that exceeds its memory limit fails the
+/// run as OOMKilled, the operator untouched.
+fn sharded_backup_runs_as_jobs(c: &Cluster, ns: &str, bootstrap: &str, topics: &[String]) {
+    let env = |k: &str| std::env::var(k).unwrap();
+    let storage = format!(
+        "  storage:\n    storageType: s3\n    s3:\n      bucket: {bucket}\n      region: us-east-1\n      endpoint: {endpoint}\n      pathStyle: true\n      allowHttp: true\n      prefix: {ns}-sharded\n      credentialsSecret:\n        name: s3-credentials\n",
+        bucket = env("KBO_S3_BUCKET"),
+        endpoint = env("KBO_S3_ENDPOINT"),
+    );
+    let mapping: String = topics.iter().map(|t| format!("    {t}: {t}-s\n")).collect();
+    // the source topics by name (a pattern would take the restored copies too)
+    let listed: String = topics.iter().map(|t| format!("  - {t}\n")).collect();
+    c.apply(
+        ns,
+        &format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: sharded-backup\nspec:\n  stopAtCurrentOffsets: true\n  kafkaCluster:\n    bootstrapServers:\n    - {bootstrap}\n  topics:\n{listed}  execution:\n    mode: job\n    shards: 3\n    backoffLimit: 1\n    resources: {{limits: {{memory: 256Mi}}}}\n{storage}---\napiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: sharded-restore\nspec:\n  backupRef:\n    name: sharded-backup\n  kafkaCluster:\n    bootstrapServers:\n    - {bootstrap}\n  createTopics: true\n  topicMapping:\n{mapping}"
+        ),
+    );
+    let t = Instant::now();
+    c.wait_phase(ns, "kafkabackup", "sharded-backup", "Completed", 240);
+    c.wait_phase(ns, "kafkarestore", "sharded-restore", "Completed", 180);
+    eprintln!(
+        "e2e_node: sharded backup (3 Jobs) and its restore Completed {:.1?} after apply",
+        t.elapsed()
+    );
+    let shards = c.k(&[
+        "get",
+        "kb",
+        "-n",
+        ns,
+        "sharded-backup",
+        "-o",
+        "jsonpath={range .status.shards[*]}{.index}/{.phase}/{.job}{\"\\n\"}{end}",
+    ]);
+    let lines: Vec<&str> = shards.lines().collect();
+    assert_eq!(lines.len(), 3, "status.shards: {shards}");
+    assert!(lines.iter().all(|l| l.contains("/Succeeded/")), "{shards}");
+    // the Jobs: one per shard, owned by the KafkaBackup, their Pods locked down
+    let jobs = c.k(&[
+        "get", "jobs", "-n", ns, "-l", "kafka.oso.sh/name=sharded-backup", "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.metadata.ownerReferences[0].kind} {.status.succeeded}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(jobs.lines().count(), 3, "{jobs}");
+    assert!(
+        jobs.lines().all(|l| l.ends_with(" KafkaBackup 1")),
+        "{jobs}"
+    );
+    for l in &lines {
+        assert!(
+            jobs.contains(l.rsplit('/').next().unwrap()),
+            "{l} not among {jobs}"
+        );
+    }
+    let pods = c.k(&[
+        "get", "pods", "-n", ns, "-l", "kafka.oso.sh/name=sharded-backup", "-o",
+        "jsonpath={range .items[*]}{.spec.automountServiceAccountToken} {.spec.securityContext.runAsUser} {.spec.containers[0].securityContext.readOnlyRootFilesystem} {.status.phase}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(pods.lines().count(), 3, "{pods}");
+    assert!(
+        pods.lines().all(|l| l == "false 65532 true Succeeded"),
+        "{pods}"
+    );
+    let targets: Vec<String> = topics.iter().map(|t| format!("{t}-s")).collect();
+    let (ok, out) = py(&[
+        "compare",
+        "--bootstrap",
+        bootstrap,
+        "--source-topics",
+        &topics.join(","),
+        "--target-topics",
+        &targets.join(","),
+    ]);
+    assert!(ok, "data restored from the sharded backup differs:\n{out}");
+
+    // a shard over its memory limit: the run fails as OOMKilled, naming the shard
+    c.apply(
+        ns,
+        &format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: starved-backup\nspec:\n  stopAtCurrentOffsets: true\n  kafkaCluster:\n    bootstrapServers:\n    - {bootstrap}\n  topics:\n{listed}  execution:\n    mode: job\n    backoffLimit: 0\n    resources: {{limits: {{memory: 6Mi}}}}\n{}",
+            storage.replace("-sharded", "-starved")
+        ),
+    );
+    let t = Instant::now();
+    let (phase, message) = loop {
+        let out = c.k(&[
+            "get",
+            "kb",
+            "-n",
+            ns,
+            "starved-backup",
+            "-o",
+            "jsonpath={.status.phase}|{.status.message}",
+        ]);
+        let (phase, message) = out.split_once('|').unwrap();
+        if phase == "Failed" || t.elapsed() > Duration::from_secs(240) {
+            break (phase.to_string(), message.to_string());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(phase, "Failed", "{message}");
+    assert!(
+        message.contains("OOMKilled") && message.contains("shard 0 of 1"),
+        "{message}"
+    );
+    eprintln!("e2e_node: a starved shard fails the run: {message}");
+    // the operator is untouched
+    c.ready_pod(ns, 10);
+}
+
 fn walk(dir: &std::path::Path) -> usize {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;

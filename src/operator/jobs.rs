@@ -216,8 +216,10 @@ fn label_value(s: &str) -> String {
 /// The labels of every Job and Pod of a run's shards.
 fn labels(r: &RunResource, run_id: &str, shard: u32) -> BTreeMap<String, String> {
     BTreeMap::from([
+        // not the operator's own name: selectors of the operator's Pods must not match these
+        ("app.kubernetes.io/name".into(), "kafka-backup-shard".into()),
         (
-            "app.kubernetes.io/name".into(),
+            "app.kubernetes.io/part-of".into(),
             "kafka-backup-operator".into(),
         ),
         ("app.kubernetes.io/component".into(), "shard".into()),
