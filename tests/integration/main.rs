@@ -15,6 +15,7 @@ mod least_privilege;
 mod object_lock;
 mod offsets;
 mod plan_cmd;
+mod recompress;
 mod repartition;
 mod restore_resume;
 mod restore_shards;
