@@ -486,6 +486,69 @@ fn the_chart_installs_and_the_operator_pod_backs_up_restores_upgrades_and_uninst
         files(&pv_dir) > 0,
         "nothing written to the PersistentVolume {pv_dir}"
     );
+    // a shard Job mounts the claim itself (in its own subPath); two shards on a
+    // ReadWriteOnce claim are refused before any Job, naming the field and the fix
+    c.apply(
+        &ns,
+        &format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: pvc-job-backup\nspec:\n  stopAtCurrentOffsets: true\n  kafkaCluster:\n    bootstrapServers: [\"{bootstrap}\"]\n  topics: [\"{prefix}plain\"]\n  execution: {{mode: job}}\n  storage:\n    storageType: pvc\n    pvc: {{claimName: backups, subPath: job}}\n---\napiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: pvc-rwo-backup\nspec:\n  stopAtCurrentOffsets: true\n  kafkaCluster:\n    bootstrapServers: [\"{bootstrap}\"]\n  topics: [\"{prefix}plain\", \"{prefix}zstd\"]\n  execution: {{mode: job, shards: 2}}\n  storage:\n    storageType: pvc\n    pvc: {{claimName: backups, subPath: rwo}}\n"
+        ),
+    );
+    c.wait_phase(&ns, "kafkabackup", "pvc-job-backup", "Completed", 180);
+    let jobs = c.k(&[
+        "get",
+        "jobs",
+        "-n",
+        &ns,
+        "-l",
+        "kafka.oso.sh/name=pvc-job-backup",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(jobs.lines().count(), 1, "{jobs}");
+    assert!(
+        files(&format!("{pv_dir}/job")) > 0,
+        "the shard Job wrote nothing to {pv_dir}/job"
+    );
+    let t = Instant::now();
+    let message = loop {
+        let out = c.k(&[
+            "get",
+            "kb",
+            "-n",
+            &ns,
+            "pvc-rwo-backup",
+            "-o",
+            "jsonpath={.status.phase}|{.status.message}",
+        ]);
+        let (phase, message) = out.split_once('|').unwrap();
+        if phase == "Failed" {
+            break message.to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "pvc-rwo-backup: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        message.contains("spec.execution.shards: 2") && message.contains("ReadWriteMany"),
+        "{message}"
+    );
+    let jobs = c.k(&[
+        "get",
+        "jobs",
+        "-n",
+        &ns,
+        "-l",
+        "kafka.oso.sh/name=pvc-rwo-backup",
+        "-o",
+        "name",
+    ]);
+    assert!(jobs.trim().is_empty(), "a refused run created Jobs: {jobs}");
+    eprintln!(
+        "e2e_node: a shard Job mounted the claim; 2 shards on a ReadWriteOnce claim refused: {message}"
+    );
 
     // two replicas as Pods (leader election on a Lease), the leader Pod deleted mid-backup:
     // another replica takes the Lease and resumes the same run, every record once; watched

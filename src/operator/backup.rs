@@ -266,6 +266,14 @@ async fn attempt(
     let out = match (&prep.plan.execution, &ctx.jobs) {
         (Some(_), Some(defaults)) => {
             let launcher = shard_jobs(ctx, kb, defaults, &exec)?;
+            let shards = prep
+                .plan
+                .execution
+                .as_ref()
+                .map_or(1, |e| e.shards.len() as u32);
+            super::jobs::check_claims(&ctx.client, &launcher.resource, shards)
+                .await
+                .map_err(|e| RunFailure::from(crate::exec::ExecError::Input(e)))?;
             let pvc = &ctx.pvc_root;
             crate::kinds::backup::run_sharded(kb, &prep, &secrets, pvc, &exec, &launcher).await
         }

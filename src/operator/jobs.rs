@@ -247,7 +247,9 @@ pub fn job_manifest(
     let mut args: Vec<String> = ["run", "-f"].map(String::from).to_vec();
     args.push(format!("{RUN_DIR}/{RESOURCES_FILE}"));
     args.extend(["--name".into(), r.name.clone()]);
-    args.extend(["--secrets-dir".into(), SECRETS_DIR.into()]);
+    if !r.secrets.is_empty() {
+        args.extend(["--secrets-dir".into(), SECRETS_DIR.into()]);
+    }
     args.extend(["--pvc-root".into(), PVC_ROOT.into(), "--no-progress".into()]);
     args.extend(["--plan".into(), run_id.into()]);
     args.extend(["--shard".into(), format!("{shard}/{shards}")]);
@@ -413,6 +415,60 @@ fn volumes(r: &RunResource) -> (Vec<Volume>, Vec<VolumeMount>) {
         });
     }
     (vols, mounts)
+}
+
+/// Why `shards` shard Pods cannot share claim `claim` with `access_modes`, if so: several
+/// shards need `ReadWriteMany` (Pods on other nodes cannot mount a `ReadWriteOnce` claim, and
+/// a `ReadWriteOncePod` claim takes one Pod). One shard takes any writable claim.
+pub fn claim_refusal(claim: &str, access_modes: &[String], shards: u32) -> Option<String> {
+    let rwx = access_modes.iter().any(|m| m == "ReadWriteMany");
+    let writable = rwx || access_modes.iter().any(|m| m.starts_with("ReadWriteOnce"));
+    if !writable {
+        return Some(format!(
+            "spec.storage.pvc.claimName: claim {claim:?} is not writable (access modes {access_modes:?}); use a ReadWriteOnce or ReadWriteMany claim"
+        ));
+    }
+    if shards > 1 && !rwx {
+        return Some(format!(
+            "spec.execution.shards: {shards} shards write to claim {claim:?} at once, and its access modes {access_modes:?} let Pods on one node only (or one Pod) mount it; use a ReadWriteMany claim (spec.storage.pvc.claimName) or set spec.execution.shards: 1"
+        ));
+    }
+    None
+}
+
+/// Checks the `storageType: pvc` claims of `r` for its `shards` ([`claim_refusal`]) before
+/// any Job is created.
+///
+/// Errors: the refusal; a claim that does not exist in the resource's namespace; the API's
+/// error.
+pub async fn check_claims(
+    client: &kube::Client,
+    r: &RunResource,
+    shards: u32,
+) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &r.namespace);
+    for c in &r.claims {
+        let pvc = api
+            .get_opt(c)
+            .await
+            .map_err(|e| format!("claim {c:?}: {e}"))?;
+        let Some(pvc) = pvc else {
+            return Err(format!(
+                "spec.storage.pvc.claimName: claim {c:?} does not exist in namespace {}; create it or name another",
+                r.namespace
+            ));
+        };
+        let spec_modes = pvc.spec.as_ref().and_then(|s| s.access_modes.clone());
+        // the bound volume's modes when bound, else what the claim asks for
+        let modes = (pvc.status.as_ref().and_then(|s| s.access_modes.clone()))
+            .or(spec_modes)
+            .unwrap_or_default();
+        if let Some(why) = claim_refusal(c, &modes, shards) {
+            return Err(why);
+        }
+    }
+    Ok(())
 }
 
 /// What a Job says of itself.

@@ -265,3 +265,30 @@ fn pods_say_oom_killed_the_last_failure_and_a_hopeless_wait() {
     );
     assert!(!hopeless("ImagePullBackOff"));
 }
+
+#[test]
+fn several_shards_need_a_read_write_many_claim() {
+    let m = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(claim_refusal("c", &m(&["ReadWriteMany"]), 4), None);
+    assert_eq!(claim_refusal("c", &m(&["ReadWriteOnce"]), 1), None);
+    assert_eq!(claim_refusal("c", &m(&["ReadWriteOncePod"]), 1), None);
+    let e = claim_refusal("c", &m(&["ReadWriteOnce"]), 2).unwrap();
+    assert!(
+        e.starts_with("spec.execution.shards: 2") && e.contains("ReadWriteMany"),
+        "{e}"
+    );
+    assert!(claim_refusal("c", &m(&["ReadWriteOncePod"]), 2).is_some());
+    let e = claim_refusal("c", &m(&["ReadOnlyMany"]), 1).unwrap();
+    assert!(e.starts_with("spec.storage.pvc.claimName"), "{e}");
+}
+
+#[test]
+fn a_resource_without_secrets_gets_no_secrets_dir() {
+    let mut r = resource();
+    r.secrets.clear();
+    let job = job_manifest(&r, &defaults(), "run-1", 0, 1);
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap().join(" ");
+    assert!(!args.contains("--secrets-dir"), "{args}");
+    assert!(pod.volumes.unwrap().iter().all(|v| v.secret.is_none()));
+}
