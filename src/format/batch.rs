@@ -443,7 +443,8 @@ fn put_nullable(b: &mut BytesMut, v: Option<&[u8]>) {
 }
 
 /// Compresses a records section with `codec` as a Kafka producer would (kafka-protocol's
-/// compressors). Errors: the compressor fails.
+/// compressors; lz4 at librdkafka's fast level, `recompress::lz4_fast`). Errors: the
+/// compressor fails.
 pub fn compress(codec: Codec, plain: Bytes) -> Result<Bytes, FormatError> {
     use kafka_protocol::compression as c;
     use kafka_protocol::compression::Compressor;
@@ -456,7 +457,7 @@ pub fn compress(codec: Codec, plain: Bytes) -> Result<Bytes, FormatError> {
         Codec::None => return Ok(plain.clone()),
         Codec::Gzip => c::Gzip::compress(&mut out, |b: &mut _| put(b)),
         Codec::Snappy => c::Snappy::compress(&mut out, |b: &mut _| put(b)),
-        Codec::Lz4 => c::Lz4::compress(&mut out, |b: &mut _| put(b)),
+        Codec::Lz4 => return super::recompress::lz4_fast(&plain).map(Bytes::from),
         Codec::Zstd => c::Zstd::compress(&mut out, |b: &mut _| put(b)),
     };
     r.map_err(|e| FormatError::Corrupt(format!("compressing a batch with {codec:?}: {e:#}")))?;

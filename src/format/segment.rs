@@ -193,6 +193,23 @@ impl SegmentEncoder {
         }
     }
 
+    /// Bytes the next [`Self::push`] will compress: the batch held back when it may be
+    /// re-compressed, and the open block when that batch will not fit in it and the block gets
+    /// the outer compression. A caller may run a push with much work off its async thread.
+    pub fn push_work(&self) -> usize {
+        let Some(p) = &self.pending else {
+            return 0;
+        };
+        let codec = p.header.codec().unwrap_or(Codec::None);
+        let recompress = self.recompressor.is_some()
+            && matches!(codec, Codec::Gzip | Codec::Snappy | Codec::Lz4);
+        let closes = !self.block.is_empty()
+            && self.block.len() + p.bytes.len() > BLOCK_TARGET
+            && self.block_kind == BlockKind::Plain
+            && self.outer.codec != Codec::None;
+        (if recompress { p.bytes.len() } else { 0 }) + if closes { self.block.len() } else { 0 }
+    }
+
     /// Stores the batch held back (as fetched: it is the segment's last) and closes the open
     /// block: the blocks to write, in order (none, one or two).
     pub fn close(&mut self) -> Result<Vec<(Bytes, Bytes)>, FormatError> {

@@ -26,10 +26,16 @@ const HEADER_READS: usize = 16;
 /// Segments [`verify_objects`] checks at once.
 const OBJECT_CHECKS: usize = 8;
 
+/// A push whose encoding compresses at least this many bytes runs on the blocking pool
+/// ([`SegmentWriter::push`]): the partitions of a backup share one task, so compression done
+/// in place would use one core only.
+const OFFLOAD_BYTES: usize = 64 << 10;
+
 /// Streams batches of one partition into a segment object ([`SegmentEncoder`] makes the
 /// bytes).
 pub struct SegmentWriter {
-    enc: SegmentEncoder,
+    /// The encoder; `None` only while a push runs on the blocking pool.
+    enc: Option<SegmentEncoder>,
     path: String,
     topic: String,
     partition: i32,
@@ -67,7 +73,7 @@ impl SegmentWriter {
             .await
             .map_err(|e| backend("write", &path, e))?;
         Ok(SegmentWriter {
-            enc,
+            enc: Some(enc),
             path,
             topic: topic.into(),
             partition,
@@ -76,19 +82,40 @@ impl SegmentWriter {
         })
     }
 
+    fn enc(&self) -> &SegmentEncoder {
+        self.enc.as_ref().expect("no push is running")
+    }
+
     /// Raw batch bytes written so far (for `segmentMaxBytes`).
     pub fn raw_bytes(&self) -> u64 {
-        self.enc.raw_bytes()
+        self.enc().raw_bytes()
     }
 
     /// True before the first batch.
     pub fn is_empty(&self) -> bool {
-        self.enc.is_empty()
+        self.enc().is_empty()
     }
 
-    /// Appends one batch (whole, as fetched), writing the block it completes, if any.
+    /// Appends one batch (whole, as fetched), writing the block it completes, if any. A push
+    /// that compresses at least [`OFFLOAD_BYTES`] (re-compression, a block's outer
+    /// compression) runs on tokio's blocking pool, so that the partitions of a run compress on
+    /// every core.
     pub async fn push(&mut self, b: &RawBatch) -> Result<(), StorageError> {
-        if let Some(block) = self.enc.push(b)? {
+        let mut enc = self.enc.take().expect("no push is running");
+        let (enc, block) = if enc.push_work() >= OFFLOAD_BYTES {
+            let b = b.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = enc.push(&b);
+                (enc, r)
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        } else {
+            let r = enc.push(b);
+            (enc, r)
+        };
+        self.enc = Some(enc);
+        if let Some(block) = block? {
             self.write_block(block).await?;
         }
         Ok(())
@@ -110,7 +137,8 @@ impl SegmentWriter {
     /// Writes the last block, completes the upload and writes the index next to it.
     /// Returns the segment's manifest entry.
     pub async fn finish(mut self, op: &Operator) -> Result<SegmentRef, StorageError> {
-        for block in self.enc.close()? {
+        let mut enc = self.enc.take().expect("no push is running");
+        for block in enc.close()? {
             self.write_block(block).await?;
         }
         self.writer
@@ -118,7 +146,7 @@ impl SegmentWriter {
             .await
             .map_err(|e| backend("close", &self.path, e))?;
         let idx_path = layout::segment_index(&self.path);
-        let (seg, idx) = self.enc.finish();
+        let (seg, idx) = enc.finish();
         storage::write_all(op, &idx_path, idx).await?;
         tracing::debug!(topic = %self.topic, partition = self.partition, path = %seg.path, bytes = seg.stored_bytes, "segment complete");
         Ok(seg)
