@@ -102,7 +102,8 @@ pub struct ExecutionSpec {
 
     /// ServiceAccount the shard Pods run as (mode job), a Kubernetes name in the resource's
     /// namespace, e.g. one bound to a team's cloud identity. Default (absent or empty): the
-    /// chart's runner ServiceAccount.
+    /// chart's `jobs.serviceAccountName`, else the namespace's `default`. Its token is not
+    /// mounted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
 
@@ -155,7 +156,8 @@ impl ExecutionSpec {
             .filter(|s| !s.is_empty())
     }
 
-    /// `serviceAccountName`, None when absent or empty (the chart's runner ServiceAccount).
+    /// `serviceAccountName`, None when absent or empty (the chart's `jobs.serviceAccountName`,
+    /// else the namespace's `default`).
     pub fn service_account(&self) -> Option<&str> {
         self.service_account_name
             .as_deref()
