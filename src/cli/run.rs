@@ -54,8 +54,16 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 let kb = kb.as_deref();
                 run_restore_shard(&kr, kb, &secrets, pvc_root, run_id, shard, &reporting).await
             }
+            Target::Validation(kbv, kb) => {
+                let kb = kb.as_deref();
+                let prep = kinds::validation::prepare_restore_shard(
+                    &kbv, kb, &secrets, pvc_root, run_id, shard,
+                )
+                .await?;
+                restore_shard(&prep, run_id, shard, &reporting).await
+            }
             _ => anyhow::bail!(
-                "--plan/--shard run a shard of a KafkaBackup's or a KafkaRestore's staged run; the files name another kind"
+                "--plan/--shard run a shard of a KafkaBackup's, a KafkaRestore's or a KafkaBackupValidation's restore check's staged run; the files name another kind"
             ),
         };
     }
@@ -102,9 +110,20 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                     "spec.schedule is followed by the operator; run executes one validation now"
                 );
             }
-            let done =
-                kinds::validation::run(&kbv, kb.as_deref(), &secrets, pvc_root, system_now_ms())
-                    .await?;
+            let (kb, now) = (kb.as_deref(), system_now_ms());
+            let ex = &kbv.spec.execution;
+            let done = if ex.mode == crate::api::ExecutionMode::Job
+                && kbv.spec.kafka_cluster.is_some()
+            {
+                tracing::info!(
+                    shards = ex.shards,
+                    "spec.execution.mode job: the restore check's shards run as child processes of this command"
+                );
+                let (launcher, _) = reporting.launcher(args, ex.backoff_limit)?;
+                kinds::validation::run_sharded(&kbv, kb, &secrets, pvc_root, now, &launcher).await?
+            } else {
+                kinds::validation::run(&kbv, kb, &secrets, pvc_root, now).await?
+            };
             print!("{}", outcome::validation(&done));
             failure(outcome::validation_failure(&name, &done))
         }
@@ -146,7 +165,7 @@ async fn run_backup(
                 shards = e.shards.len(),
                 "spec.execution.mode job: the shards run as child processes of this command"
             );
-            let (launcher, quiet) = reporting.launcher(args, e)?;
+            let (launcher, quiet) = reporting.launcher(args, e.backoff_limit)?;
             let launcher = &launcher;
             quiet
                 .execute(limits, |ctx| async move {
@@ -198,13 +217,23 @@ async fn run_restore_shard(
     shard: (u32, u32),
     reporting: &Reporting,
 ) -> anyhow::Result<()> {
-    let prep = kinds::restore::prepare_shard(kr, kb, secrets, pvc_root, run_id, shard).await?;
+    let prep =
+        kinds::restore::prepare_shard(kr, kb, secrets, pvc_root, Some(run_id), shard).await?;
+    restore_shard(&prep, run_id, shard, reporting).await
+}
+
+/// Runs a prepared restore shard (a KafkaRestore's, or a validation's restore check's).
+async fn restore_shard(
+    prep: &kinds::restore::PreparedRestoreShard,
+    run_id: &str,
+    shard: (u32, u32),
+    reporting: &Reporting,
+) -> anyhow::Result<()> {
     let plan = &prep.staged.plan;
     let steps = prep.staged.steps(shard.0)?;
     tracing::info!(restore = %plan.restore_name, run = %run_id, shard = shard.0, shards = shard.1,
         partitions = steps.partitions.len(), repartitioned = steps.repartitioned.len(), "shard starting");
     let limits = prep.limits();
-    let prep = &prep;
     let (r, (_, _, secs)) = reporting
         .execute(limits, |ctx| async move {
             kinds::restore::run_shard(prep, &ctx).await
@@ -256,7 +285,7 @@ async fn run_restore(
                 shards = e.shards.len(),
                 "spec.execution.mode job: the shards run as child processes of this command"
             );
-            let (launcher, quiet) = reporting.launcher(args, e)?;
+            let (launcher, quiet) = reporting.launcher(args, e.backoff_limit)?;
             let launcher = &launcher;
             quiet
                 .execute(limits, |ctx| async move {
@@ -290,13 +319,13 @@ impl Reporting {
     fn launcher(
         &self,
         args: &RunArgs,
-        e: &crate::plan::PlanExecution,
+        backoff_limit: i32,
     ) -> anyhow::Result<(super::shards::ProcessLauncher, Reporting)> {
         let launcher = super::shards::ProcessLauncher {
             exe: std::env::current_exe()?,
             inputs: args.inputs.clone(),
             secrets_dir: args.secrets_dir.clone(),
-            backoff_limit: e.backoff_limit.max(0) as u32,
+            backoff_limit: backoff_limit.max(0) as u32,
             cancel: self.cancel.clone(),
         };
         let quiet = Reporting {

@@ -177,7 +177,8 @@ pub struct RestoreShardResult {
 }
 
 /// The staged restore `restore` (of backup `backup`) in the state storage `state`, for a
-/// shard: `run` must be the backup run it restores (the `--plan` argument).
+/// shard: `run`, when given, must be the backup run it restores (the `--plan` argument of a
+/// KafkaRestore's shard; a validation's restore check names its attempt instead).
 ///
 /// Errors: [`ExecError::Input`] naming `--plan` when nothing is staged or the staging restores
 /// another run; storage failures; a document that fails its checks.
@@ -185,17 +186,19 @@ pub async fn load_staged(
     state: &Operator,
     backup: &str,
     restore: &str,
-    run: &str,
+    run: Option<&str>,
 ) -> Result<StagedRestore, ExecError> {
     let path = layout::restore_plan(backup, restore);
-    match read_staged(state, backup, restore).await? {
-        Some(s) if s.plan.backup_run_id == run => Ok(s),
-        Some(s) => Err(ExecError::Input(format!(
+    match (read_staged(state, backup, restore).await?, run) {
+        (Some(s), None) => Ok(s),
+        (Some(s), Some(run)) if s.plan.backup_run_id == run => Ok(s),
+        (Some(s), Some(run)) => Err(ExecError::Input(format!(
             "restore {restore:?} staged a sharded run of backup run {} ({path}), not of {run:?}; fix --plan",
             s.plan.backup_run_id
         ))),
-        None => Err(ExecError::Input(format!(
-            "restore {restore:?} has no staged run {run:?} ({path} not found): the coordinator did not stage it, or the restore is complete (see {}); fix --plan",
+        (None, _) => Err(ExecError::Input(format!(
+            "restore {restore:?} has no staged run{} ({path} not found): the coordinator did not stage it, or the restore is complete (see {}); fix --plan",
+            run.map(|r| format!(" {r:?}")).unwrap_or_default(),
             layout::restore_journal(backup, restore)
         ))),
     }

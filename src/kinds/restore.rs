@@ -282,7 +282,7 @@ pub async fn run(prep: &PreparedRestore, ctx: &ExecContext) -> Result<Outcome, K
     let plan = &prep.plan;
     if plan.execution.is_some() {
         tracing::warn!(restore = %plan.restore_name,
-            "spec.execution.mode job: this restore moves the data in this process (the operator does not create Kubernetes Jobs yet; `run -f` starts the shards as processes): docs/execution.md");
+            "spec.execution.mode job: this restore moves the data in this process (the operator runs shards as Kubernetes Jobs only with the chart's jobs.enabled, KBO_JOB_DEFAULTS): docs/execution.md");
     }
     let ctx = ctx.clone().with_keyring(prep.keyring.clone());
     let out =
@@ -364,8 +364,8 @@ impl PreparedRestoreShard {
 }
 
 /// Reads shard `shard` of `shards` of the staged restore `kr` (`run --plan RUN --shard i/N`,
-/// what a Job runs; `run_id`: the backup run the restore reads) and connects to the target
-/// cluster and the storages.
+/// what a Job runs; `run_id`, when given, must be the backup run the restore reads) and
+/// connects to the target cluster and the storages.
 ///
 /// Errors: an invalid `kr` (as [`prepare`]); nothing staged or another run staged (naming
 /// `--plan`); `shards` not the staged count or `shard` out of range (naming `--shard`);
@@ -375,7 +375,7 @@ pub async fn prepare_shard(
     backup: Option<&KafkaBackup>,
     secrets: &Secrets,
     pvc_root: &Path,
-    run_id: &str,
+    run_id: Option<&str>,
     (shard, shards): (u32, u32),
 ) -> Result<PreparedRestoreShard, KindError> {
     crate::api::validate_restore(kr)

@@ -300,16 +300,18 @@ async fn remove_attempt(
 /// this attempt's scratch topics and restore state whatever happened, releases the lease.
 /// The leftovers found are notes (and figures `leftoverAttemptsRemoved`,
 /// `leftoverAttemptsKept`) of `restoreRecords`. A failed restore is a failed
-/// `restoreRecords` check.
+/// `restoreRecords` check. With `launcher` and a plan of `execution.mode: job` the restore
+/// runs as shards ([`crate::exec::restore_shard::coordinate_restore`]; a shard is
+/// `run --plan <attempt> --shard i/N`); else in this process.
 ///
 /// Errors: the lease cannot be taken (storage); storage or broker failures of the comparison.
-pub async fn restore_and_check(
+pub async fn restore_and_check<L: super::shards::ShardLauncher>(
     prep: &super::restore::PreparedRestore,
     manifest: &crate::format::manifest::RunManifest,
-    only: &[String],
-    validation: &str,
+    (only, validation): (&[String], &str),
     now_ms: i64,
     scratch_topics: &[String],
+    launcher: Option<&L>,
 ) -> Result<Vec<crate::exec::validate::CheckReport>, super::KindError> {
     use crate::exec::validate::{CheckReport, Outcome};
     let backup = prep.plan.backup_name.as_str();
@@ -332,15 +334,7 @@ pub async fn restore_and_check(
     )
     .with_keyring(prep.keyring.clone());
     let t = std::time::Instant::now();
-    let restored = crate::exec::run_restore(
-        &prep.plan,
-        &prep.start,
-        &prep.client,
-        &prep.op,
-        &prep.state,
-        &ctx,
-    )
-    .await;
+    let restored = scratch_restore(prep, &ctx, launcher).await;
     let checks = match restored {
         Ok(out) => {
             // the restore unwrapped these keys already: the keyring's cache answers
@@ -417,6 +411,47 @@ pub async fn restore_and_check(
         c.notes.extend(leftovers);
     }
     Ok(checks)
+}
+
+/// The scratch restore of an attempt: as shards through `launcher` when the plan has them
+/// (`execution.mode: job`), else in this process (a plan with shards and no launcher says so).
+async fn scratch_restore<L: super::shards::ShardLauncher>(
+    prep: &super::restore::PreparedRestore,
+    ctx: &crate::exec::ExecContext,
+    launcher: Option<&L>,
+) -> Result<crate::exec::RestoreOutcome, crate::exec::ExecError> {
+    let plan = &prep.plan;
+    let (client, op, state) = (&prep.client, &prep.op, &prep.state);
+    match (&plan.execution, launcher) {
+        (Some(e), Some(launcher)) => {
+            let shards = (e.shards.iter())
+                .map(|s| crate::exec::restore_shard::RestoreShardSteps {
+                    partitions: s.partitions.clone(),
+                    repartitioned: s.repartitioned.clone(),
+                })
+                .collect();
+            let attempt = plan.restore_name.as_str();
+            let launch = |i: u32, n: u32| launcher.run_shard(attempt, i, n);
+            crate::exec::restore_shard::coordinate_restore(
+                plan,
+                &prep.start,
+                shards,
+                client,
+                op,
+                state,
+                ctx,
+                launch,
+            )
+            .await
+        }
+        (execution, _) => {
+            if execution.is_some() {
+                tracing::warn!(restore = %plan.restore_name,
+                    "spec.execution.mode job: the restore check moves the data in this process (the operator does not create Kubernetes Jobs for it yet; `run -f` starts the shards as processes): docs/execution.md");
+            }
+            crate::exec::run_restore(plan, &prep.start, client, op, state, ctx).await
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@ use std::path::Path;
 
 use opendal::Operator;
 
+use super::shards::ShardLauncher;
 use super::{Access, KindError, open};
 use super::{encryption, owner, scratch};
 use crate::api::{KafkaBackup, KafkaRestore, Secrets};
+use crate::exec::shard::ShardFailure;
 use crate::observe::{self, ObserveError};
 use crate::plan;
 
@@ -71,13 +73,50 @@ pub struct ValidationDone {
 /// (`kafkaCluster`), the custom webhooks, stores the report (signed, with its PDF) in the
 /// evidence storage, prunes old reports, and notifies. A failed validation is `Ok` with
 /// `report.result == Fail`; errors are what kept it from running (a missing Secret, storage
-/// or cluster unreachable).
+/// or cluster unreachable). The restore check runs in this process, `execution` or not.
 pub async fn run(
     kbv: &crate::api::validation::KafkaBackupValidation,
     backup: Option<&KafkaBackup>,
     secrets: &Secrets,
     pvc_root: &Path,
     now_ms: i64,
+) -> Result<ValidationDone, KindError> {
+    run_with(kbv, backup, secrets, pvc_root, now_ms, None::<&InProcess>).await
+}
+
+/// [`run`] with the restore check of a validation with `execution.mode: job` run as shards by
+/// `launcher` (a shard is `run -f FILES --plan <attempt> --shard i/N`, `<attempt>` the scratch
+/// restore's name `kbv-<validation>-<ms>`; docs/execution.md "Restores").
+pub async fn run_sharded<L: ShardLauncher>(
+    kbv: &crate::api::validation::KafkaBackupValidation,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    now_ms: i64,
+    launcher: &L,
+) -> Result<ValidationDone, KindError> {
+    run_with(kbv, backup, secrets, pvc_root, now_ms, Some(launcher)).await
+}
+
+/// The launcher type of a validation run without one ([`run`]): never asked to launch.
+struct InProcess;
+
+impl ShardLauncher for InProcess {
+    async fn run_shard(&self, _: &str, _: u32, _: u32) -> Result<(), ShardFailure> {
+        Err(ShardFailure {
+            message: "no shard launcher: the restore check runs in process".into(),
+            oom_killed: false,
+        })
+    }
+}
+
+async fn run_with<L: ShardLauncher>(
+    kbv: &crate::api::validation::KafkaBackupValidation,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    now_ms: i64,
+    launcher: Option<&L>,
 ) -> Result<ValidationDone, KindError> {
     use crate::exec::{evidence, notify, validate};
     let spec = &kbv.spec;
@@ -119,7 +158,8 @@ pub async fn run(
     }
     if spec.kafka_cluster.is_some() {
         let restored =
-            validate_by_restore(kbv, backup, secrets, pvc_root, &manifest, now_ms).await?;
+            validate_by_restore(kbv, backup, secrets, pvc_root, &manifest, now_ms, launcher)
+                .await?;
         report.add_checks(restored);
     }
     if !checks.webhooks.is_empty() {
@@ -237,14 +277,18 @@ pub fn evidence_storage(
 /// restore that fails (a corrupted object: the integrity chain refuses it before writing) is
 /// a failed `restoreRecords` check that names why, not an error.
 ///
+/// The scratch restore carries the validation's `execution`: with `launcher` and `mode: job`
+/// it runs as shards ([`scratch::restore_and_check`]).
+///
 /// Errors: the cluster cannot be reached or refuses the scratch topics.
-pub async fn validate_by_restore(
+pub async fn validate_by_restore<L: ShardLauncher>(
     kbv: &crate::api::validation::KafkaBackupValidation,
     backup: Option<&KafkaBackup>,
     secrets: &Secrets,
     pvc_root: &Path,
     manifest: &crate::format::manifest::RunManifest,
     now_ms: i64,
+    launcher: Option<&L>,
 ) -> Result<Vec<crate::exec::validate::CheckReport>, KindError> {
     let run_id = manifest.run_id.as_str();
     let spec = &kbv.spec;
@@ -261,6 +305,7 @@ pub async fn validate_by_restore(
         "kafkaCluster": cluster,
         "createTopics": true,
         "rollback": {"snapshotBeforeRestore": false},
+        "execution": spec.execution,
     });
     if !spec.checks.message_count.topics.is_empty() {
         kr_spec["topics"] = serde_json::json!(spec.checks.message_count.topics);
@@ -295,5 +340,52 @@ pub async fn validate_by_restore(
     })?;
     let prep = super::restore::prepare(&kr, backup, secrets, pvc_root, Access::ReadWrite).await?;
     let only = &spec.checks.consumer_group_offsets.consumer_groups;
-    scratch::restore_and_check(&prep, manifest, only, &name, now_ms, &scratch_topics).await
+    let (names, topics) = ((only.as_slice(), name.as_str()), &scratch_topics);
+    scratch::restore_and_check(&prep, manifest, names, now_ms, topics, launcher).await
+}
+
+/// Reads shard `shard` of `shards` of the restore check `attempt` (the scratch restore's name,
+/// `kbv-<validation>-<ms>`) of `kbv`, staged by the validation's run (`run -f FILES --plan
+/// <attempt> --shard i/N`), and connects to the scratch's cluster and storage.
+///
+/// Errors: `attempt` not an attempt of this validation (naming `--plan`); a validation without
+/// `kafkaCluster`; as [`super::restore::prepare_shard`].
+pub async fn prepare_restore_shard(
+    kbv: &crate::api::validation::KafkaBackupValidation,
+    backup: Option<&KafkaBackup>,
+    secrets: &Secrets,
+    pvc_root: &Path,
+    attempt: &str,
+    shard: (u32, u32),
+) -> Result<super::restore::PreparedRestoreShard, KindError> {
+    let spec = &kbv.spec;
+    let name = kbv.metadata.name.clone().unwrap_or_default();
+    let config = |field: &str, message: String| ObserveError::Config {
+        field: field.into(),
+        message,
+    };
+    if !matches!(scratch::attempt_of_state(&name, attempt), Some((_, false))) {
+        return Err(config(
+            "--plan",
+            format!(
+                "{attempt:?} is not a restore check of KafkaBackupValidation {name:?} (kbv-{name}-<epoch ms>); fix --plan"
+            ),
+        )
+        .into());
+    }
+    let Some(cluster) = &spec.kafka_cluster else {
+        return Err(config(
+            "spec.kafkaCluster",
+            "is not set: the validation has no restore check to run shards of".into(),
+        )
+        .into());
+    };
+    // the scratch restore as far as a shard needs it: its storages and its cluster
+    let kr: KafkaRestore = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaRestore",
+        "metadata": {"name": attempt},
+        "spec": {"backupRef": spec.backup_ref, "kafkaCluster": cluster, "execution": spec.execution},
+    }))
+    .map_err(|e| config("spec.kafkaCluster", format!("cannot build the scratch restore: {e}")))?;
+    super::restore::prepare_shard(&kr, backup, secrets, pvc_root, None, shard).await
 }

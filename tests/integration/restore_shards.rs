@@ -284,7 +284,7 @@ async fn in_process(p: &PreparedRestore, i: u32, c: &ExecContext) -> Result<(), 
         &p.state,
         &plan.backup_name,
         &plan.restore_name,
-        &plan.backup_run_id,
+        Some(&plan.backup_run_id),
     )
     .await
     .map_err(fail)?;
@@ -549,4 +549,81 @@ async fn a_repartitioned_restore_in_shards_matches_the_in_process_one() {
         v["partitions"].take()
     };
     assert_eq!(map("rshr-i"), map("rshr-s"));
+}
+
+/// A KafkaBackupValidation with `execution.mode: job` runs its restore check as shards (the
+/// CLI's child processes, `--plan <attempt>`): the checks pass with every record and group
+/// position accounted for, the scratch topics and restore state (staging included) are gone;
+/// a shard of a restore check refuses a `--plan` that is not one of its attempts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_validations_restore_check_runs_as_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("rshv");
+    gen_load(&topic, 3, 1);
+    let group = unique("g");
+    group_commit(&group, &topic, 40);
+    let kb = backup_yaml(
+        "rshv",
+        std::slice::from_ref(&topic),
+        &fs_storage(dir.path()),
+        "  stopAtCurrentOffsets: true\n  consumerGroupSnapshot: true\n",
+    );
+    backup(dir.path(), &[&kb], "rshv").await;
+    let e = env();
+    let kbv = format!(
+        "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackupValidation\nmetadata:\n  name: rshv-v\nspec:\n  backupRef:\n    name: rshv\n  kafkaCluster:\n    bootstrapServers: [\"{}\"]\n  checks:\n    consumerGroupOffsets:\n      enabled: true\n      consumerGroups: [{group}]\n{}",
+        e.bootstrap,
+        execution(2, 0)
+    );
+    let f = write_docs(dir.path(), &[&kb, &kbv]);
+    let fs = f.to_str().unwrap();
+    let (ok, out, err) = cli(&["run", "--no-progress", "-f", fs]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("[shard 0/2]") && err.contains("[shard 1/2]"),
+        "two shard processes ran:\n{err}"
+    );
+    for c in ["restoreRecords", "restoreConsumerGroupOffsets"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(c) && l.contains("Pass")),
+            "{c} passes: {out}"
+        );
+    }
+    let path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("evidence report: "))
+        .expect("the report is stored");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(path)).unwrap()).unwrap();
+    let rr = (report["checks"].as_array().unwrap().iter())
+        .find(|c| c["name"] == "restoreRecords")
+        .unwrap();
+    assert_eq!(rr["figures"]["records"], 1024, "{rr}");
+    let (ok, topics, perr) = py(&[
+        "list-topics",
+        "--bootstrap",
+        &e.bootstrap,
+        "--prefix",
+        "kbv-rshv-v-",
+    ]);
+    assert!(ok, "{perr}");
+    assert!(topics.trim().is_empty(), "scratch topics deleted: {topics}");
+    let restores = dir.path().join("rshv/restores");
+    assert!(
+        !restores.exists() || std::fs::read_dir(&restores).unwrap().next().is_none(),
+        "the scratch restore's state is deleted: {:?}",
+        tree(dir.path())
+    );
+    // a shard of the restore check needs one of its attempts
+    let (ok, _, err) = cli(&[
+        "run",
+        "-f",
+        fs,
+        "--plan",
+        "kbv-other-1700000000000",
+        "--shard",
+        "0/2",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("--plan") && err.contains("rshv-v"), "{err}");
 }
