@@ -828,7 +828,7 @@ fn sharded_backup_runs_as_jobs(c: &Cluster, ns: &str, bootstrap: &str, topics: &
     c.apply(
         ns,
         &format!(
-            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: sharded-backup\nspec:\n  stopAtCurrentOffsets: true\n  kafkaCluster:\n    bootstrapServers:\n    - {bootstrap}\n  topics:\n{listed}  execution:\n    mode: job\n    shards: 3\n    backoffLimit: 1\n    resources: {{limits: {{memory: 256Mi}}}}\n{storage}---\napiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: sharded-restore\nspec:\n  backupRef:\n    name: sharded-backup\n  kafkaCluster:\n    bootstrapServers:\n    - {bootstrap}\n  createTopics: true\n  topicMapping:\n{mapping}"
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: sharded-backup\nspec:\n  stopAtCurrentOffsets: true\n  kafkaCluster:\n    bootstrapServers:\n    - {bootstrap}\n  topics:\n{listed}  execution:\n    mode: job\n    shards: 3\n    backoffLimit: 1\n    resources: {{limits: {{memory: 256Mi}}}}\n{storage}---\napiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: sharded-restore\nspec:\n  backupRef:\n    name: sharded-backup\n  execution:\n    mode: job\n    shards: 2\n  kafkaCluster:\n    bootstrapServers:\n    - {bootstrap}\n  createTopics: true\n  topicMapping:\n{mapping}"
         ),
     );
     let t = Instant::now();
@@ -875,6 +875,54 @@ fn sharded_backup_runs_as_jobs(c: &Cluster, ns: &str, bootstrap: &str, topics: &
         pods.lines().all(|l| l == "false 65532 true Succeeded"),
         "{pods}"
     );
+    // the restore ran as 2 Jobs of its own
+    let shards = c.k(&[
+        "get",
+        "kr",
+        "-n",
+        ns,
+        "sharded-restore",
+        "-o",
+        "jsonpath={range .status.shards[*]}{.phase}{\"\\n\"}{end}",
+    ]);
+    let phases: Vec<&str> = shards.lines().collect();
+    assert_eq!(
+        phases,
+        ["Succeeded", "Succeeded"],
+        "restore status.shards: {}\n{}",
+        c.k(&[
+            "get",
+            "kr",
+            "-n",
+            ns,
+            "sharded-restore",
+            "-o",
+            "jsonpath={.status}"
+        ]),
+        c.k(&[
+            "logs",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/name=kafka-backup-operator",
+            "--tail=300"
+        ])
+        .lines()
+        .filter(|l| l.contains("sharded-restore") && !l.contains("reconciling"))
+        .collect::<Vec<_>>()
+        .join("\n")
+    );
+    let jobs = c.k(&[
+        "get",
+        "jobs",
+        "-n",
+        ns,
+        "-l",
+        "kafka.oso.sh/name=sharded-restore,kafka.oso.sh/kind=kafkarestore",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(jobs.lines().count(), 2, "{jobs}");
     let targets: Vec<String> = topics.iter().map(|t| format!("{t}-s")).collect();
     let (ok, out) = py(&[
         "compare",

@@ -434,6 +434,10 @@ pub struct KafkaRestoreStatus {
     /// Topic being restored now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_topic: Option<String>,
+    /// **ours**: the shards of the current/last sharded restore (`spec.execution.mode: job`),
+    /// by index: each one's phase, Job, partition steps and progress. Absent in process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<super::execution::ShardStatus>,
     /// Current throughput, records per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput_records_per_sec: Option<f64>,

@@ -160,7 +160,7 @@ pub async fn run(
 ) -> Result<Outcome, KindError> {
     if prep.plan.execution.is_some() {
         tracing::warn!(backup = %prep.plan.backup_name,
-            "spec.execution.mode job: this run moves the data in this process (the operator does not create Kubernetes Jobs yet; `run -f` starts the shards as processes): docs/execution.md");
+            "spec.execution.mode job: this run moves the data in this process (the operator runs shards as Kubernetes Jobs only with the chart's jobs.enabled, KBO_JOB_DEFAULTS): docs/execution.md");
     }
     let ctx = ctx.clone().with_keyring(prep.keyring.clone());
     let manifest = crate::exec::run_backup(&prep.plan, &prep.client, &prep.op, &ctx).await?;

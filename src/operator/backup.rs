@@ -297,31 +297,16 @@ fn shard_jobs(
     defaults: &Arc<super::jobs::JobDefaults>,
     exec: &ExecContext,
 ) -> Result<super::jobs::JobLauncher, RunFailure> {
-    use kube::Resource;
-    let documents = super::jobs::RunResource::document(kb)
-        .map_err(|e| RunFailure::from(crate::exec::ExecError::Failed(e)))?;
-    let st = &kb.spec.storage;
-    let claims = (st.pvc.iter())
-        .filter(|_| st.storage_type == crate::api::StorageType::Pvc)
-        .map(|p| p.claim_name.clone())
-        .collect();
-    Ok(super::jobs::JobLauncher {
-        client: ctx.client.clone(),
-        defaults: defaults.clone(),
-        resource: super::jobs::RunResource {
-            kind: KafkaBackup::KIND,
-            api_version: KafkaBackup::api_version(&()).into_owned(),
-            name: kb.name_any(),
-            namespace: kb.namespace().unwrap_or_default(),
-            uid: kb.uid().unwrap_or_default(),
-            documents,
-            secrets: secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage)),
-            claims,
-            execution: kb.spec.execution.clone(),
-        },
-        cancel: exec.cancel.clone(),
-        progress: exec.progress.clone(),
-    })
+    let spec = &kb.spec;
+    let resource = super::jobs::RunResource::of(
+        kb,
+        &[],
+        secrets::referenced(&spec.kafka_cluster, Some(&spec.storage)),
+        &[Some(&spec.storage)],
+        &spec.execution,
+    )
+    .map_err(|e| RunFailure::from(crate::exec::ExecError::Failed(e)))?;
+    Ok(super::jobs::JobLauncher::new(ctx, defaults, resource, exec))
 }
 
 /// The report of a completed run `m` (with what retention did, if it ran): phase Completed,

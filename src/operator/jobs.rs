@@ -118,7 +118,7 @@ impl JobDefaults {
 #[derive(Clone, Debug)]
 pub struct RunResource {
     /// Kind, apiVersion, name, namespace and uid of the resource (the Jobs' owner).
-    pub kind: &'static str,
+    pub kind: String,
     pub api_version: String,
     pub name: String,
     pub namespace: String,
@@ -157,6 +157,49 @@ impl RunResource {
             }
         }
         serde_yaml_ng::to_string(&v).map_err(|e| e.to_string())
+    }
+}
+
+impl RunResource {
+    /// The run of `obj` as a shard Pod needs it: `obj`'s document first, then `refs` (the
+    /// documents, from [`RunResource::document`], of the resources it refers to, e.g. a
+    /// KafkaRestore's KafkaBackup), the Secrets it names
+    /// (`secrets`, in its namespace) and the claims of its `storageType: pvc` storages.
+    ///
+    /// Errors: a document that does not serialise.
+    pub fn of<K>(
+        obj: &K,
+        refs: &[String],
+        secrets: Vec<String>,
+        storages: &[Option<&crate::api::StorageSpec>],
+        execution: &ExecutionSpec,
+    ) -> Result<RunResource, String>
+    where
+        K: kube::Resource<DynamicType = ()> + serde::Serialize,
+    {
+        use kube::ResourceExt;
+        let mut documents = Self::document(obj)?;
+        for r in refs {
+            documents.push_str("---\n");
+            documents.push_str(r);
+        }
+        let mut claims: Vec<String> = (storages.iter().flatten())
+            .filter(|st| st.storage_type == crate::api::StorageType::Pvc)
+            .filter_map(|st| st.pvc.as_ref().map(|p| p.claim_name.clone()))
+            .collect();
+        claims.sort();
+        claims.dedup();
+        Ok(RunResource {
+            kind: K::kind(&()).into_owned(),
+            api_version: K::api_version(&()).into_owned(),
+            name: obj.name_any(),
+            namespace: obj.namespace().unwrap_or_default(),
+            uid: obj.uid().unwrap_or_default(),
+            documents,
+            secrets,
+            claims,
+            execution: execution.clone(),
+        })
     }
 }
 
@@ -313,7 +356,7 @@ pub fn job_manifest(
             labels: Some(labels.clone()),
             owner_references: Some(vec![OwnerReference {
                 api_version: r.api_version.clone(),
-                kind: r.kind.into(),
+                kind: r.kind.clone(),
                 name: r.name.clone(),
                 uid: r.uid.clone(),
                 controller: Some(true),
@@ -585,6 +628,23 @@ fn hopeless(reason: &str) -> bool {
 }
 
 impl JobLauncher {
+    /// The launcher of `resource`'s shards for the run of `exec` (its cancellation and live
+    /// figures), with the chart's `defaults`.
+    pub fn new(
+        ctx: &super::Context,
+        defaults: &Arc<JobDefaults>,
+        resource: RunResource,
+        exec: &crate::exec::ExecContext,
+    ) -> JobLauncher {
+        JobLauncher {
+            client: ctx.client.clone(),
+            defaults: defaults.clone(),
+            resource,
+            cancel: exec.cancel.clone(),
+            progress: exec.progress.clone(),
+        }
+    }
+
     fn jobs(&self) -> Api<Job> {
         Api::namespaced(self.client.clone(), &self.resource.namespace)
     }

@@ -78,11 +78,13 @@ impl OneShot for KafkaRestore {
         Box::pin(async move {
             let api: Api<KafkaRestore> =
                 Api::namespaced(ctx.client.clone(), &kr.namespace().unwrap_or_default());
+            let progress = run.progress.clone();
             let Some((run_id, records, bytes, message)) =
                 attempt(&ctx, &kr, &api, run.cancel, run.progress).await?
             else {
                 return Ok(None);
             };
+            let shards = Live::of(&progress).shards;
             Ok(Some(Report {
                 message: Some(message),
                 progressing: ("RestoreCompleted", run_id.clone()),
@@ -104,6 +106,7 @@ impl OneShot for KafkaRestore {
                     s.progress_percent = Some(100.0);
                     s.eta_ms = Some(0);
                     s.current_topic = None;
+                    s.shards = shards.clone();
                 }),
             }))
         })
@@ -155,6 +158,7 @@ impl OneShot for KafkaRestore {
         s.progress_percent = live.percent;
         s.eta_ms = live.eta_ms;
         s.current_topic = live.current;
+        s.shards = live.shards;
     }
 }
 
@@ -267,6 +271,7 @@ async fn attempt(
             s.backup_id = Some(run_id.clone());
             s.common.plan_hash = Some(hash.clone());
             s.offset_mapping_path = Some(prep.plan.offset_map_path.clone());
+            s.shards.clear(); // an earlier run's
         },
     )
     .await;
@@ -276,12 +281,72 @@ async fn attempt(
         prep.plan.bytes_per_sec,
         prep.plan.records_per_sec,
     );
-    let out = match crate::kinds::restore::run(&prep, &exec).await {
+    let sharded = match (&prep.plan.execution, &ctx.jobs) {
+        (Some(e), Some(defaults)) => {
+            let launcher = shard_jobs(ctx, kr, kb.as_ref(), defaults, &exec)?;
+            let shards = e.shards.len() as u32;
+            super::jobs::check_claims(&ctx.client, &launcher.resource, shards)
+                .await
+                .map_err(|e| RunFailure::from(crate::exec::ExecError::Input(e)))?;
+            Some(launcher)
+        }
+        _ => None,
+    };
+    let out = match &sharded {
+        Some(launcher) => crate::kinds::restore::run_sharded(&prep, &exec, launcher).await,
+        None => crate::kinds::restore::run(&prep, &exec).await,
+    };
+    let out = match out {
         Err(e) if e.is_cancelled() => return Ok(None),
         Err(e) => return Err(e.into()),
         Ok(out) => out,
     };
     restored(ctx, api, kr, &prep.plan, out).await.map(Some)
+}
+
+/// The launcher of the shard Jobs of `kr`'s sharded restore: the KafkaRestore with its
+/// KafkaBackup (`kb`) as the Jobs' run file, the Secrets both name, the claims of the backup's
+/// storage and of `stateStorage`.
+///
+/// Errors: a KafkaBackup in another namespace that names Secrets (a Pod mounts Secrets of its
+/// own namespace only).
+fn shard_jobs(
+    ctx: &Context,
+    kr: &KafkaRestore,
+    kb: Option<&KafkaBackup>,
+    defaults: &Arc<super::jobs::JobDefaults>,
+    exec: &ExecContext,
+) -> Result<super::jobs::JobLauncher, RunFailure> {
+    let ns = kr.namespace().unwrap_or_default();
+    let (spec, bref) = (&kr.spec, &kr.spec.backup_ref);
+    let mut names = secrets::referenced(&spec.kafka_cluster, bref.storage.as_ref());
+    names.extend(secrets::referenced(
+        &spec.kafka_cluster,
+        spec.state_storage.as_ref(),
+    ));
+    let mut refs = vec![];
+    let mut storage = bref.storage.as_ref();
+    let failed = |e: String| RunFailure::from(crate::exec::ExecError::Failed(e));
+    if let Some(kb) = kb {
+        let theirs = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
+        let kb_ns = kb.namespace().unwrap_or_default();
+        if kb_ns != ns && !theirs.is_empty() {
+            return Err(RunFailure::permanent(format!(
+                "spec.execution.mode: job: KafkaBackup {kb_ns}/{} names Secrets ({}) in its own namespace, and a shard Pod in namespace {ns} can mount only Secrets of {ns}; copy them into {ns}, or use mode: in-process",
+                kb.name_any(),
+                theirs.join(", ")
+            )));
+        }
+        names.extend(theirs);
+        refs.push(super::jobs::RunResource::document(kb).map_err(failed)?);
+        storage = Some(&kb.spec.storage);
+    }
+    names.sort();
+    names.dedup();
+    let storages = [storage, spec.state_storage.as_ref()];
+    let resource = super::jobs::RunResource::of(kr, &refs, names, &storages, &spec.execution)
+        .map_err(failed)?;
+    Ok(super::jobs::JobLauncher::new(ctx, defaults, resource, exec))
 }
 
 /// What a dry run reports: the plan, nothing restored.

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
 
 fn resource() -> RunResource {
     RunResource {
-        kind: "KafkaBackup",
+        kind: "KafkaBackup".into(),
         api_version: "kafka.oso.sh/v1alpha1".into(),
         name: "Orders.Backup_with-a-rather-long-name-that-goes-on-and-on".into(),
         namespace: "team-a".into(),
