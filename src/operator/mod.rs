@@ -357,7 +357,9 @@ pub async fn run(
         .map_err(anyhow::Error::msg)?
         .map(Arc::new);
     match &ctx.jobs {
-        Some(d) => tracing::info!(image = %d.image, "execution.mode job: shards run as Kubernetes Jobs"),
+        Some(d) => {
+            tracing::info!(image = %d.image, "execution.mode job: shards run as Kubernetes Jobs")
+        }
         None => tracing::info!(
             "{} is not set: resources with execution.mode job run in this process",
             jobs::DEFAULTS_ENV
