@@ -1,7 +1,8 @@
 //! Kafka record batches (magic v2) at byte level: header parsing without decompression,
 //! record decoding/encoding that keeps what generic clients lose (null vs empty key and value,
 //! duplicate header names, null header values, 64-bit timestamp deltas), and the header
-//! rewrite that lets a batch be produced again as is.
+//! rewrite that lets a batch be produced again as is (a batch the backup re-compressed gets
+//! its producer's codec back first: `format::recompress`).
 //!
 //! Layout source: the Kafka protocol guide, "Record Batch" and "Record" (KIP-98 for the
 //! producer fields and control batches, KIP-32 for timestamp types).
@@ -443,7 +444,7 @@ fn put_nullable(b: &mut BytesMut, v: Option<&[u8]>) {
 }
 
 /// Compresses a records section with `codec` as a Kafka producer would (kafka-protocol's
-/// compressors; lz4 at librdkafka's fast level, `recompress::lz4_fast`). Errors: the
+/// compressors; lz4 at librdkafka's fast level, [`lz4_fast`]). Errors: the
 /// compressor fails.
 pub fn compress(codec: Codec, plain: Bytes) -> Result<Bytes, FormatError> {
     use kafka_protocol::compression as c;
@@ -457,11 +458,58 @@ pub fn compress(codec: Codec, plain: Bytes) -> Result<Bytes, FormatError> {
         Codec::None => return Ok(plain.clone()),
         Codec::Gzip => c::Gzip::compress(&mut out, |b: &mut _| put(b)),
         Codec::Snappy => c::Snappy::compress(&mut out, |b: &mut _| put(b)),
-        Codec::Lz4 => return super::recompress::lz4_fast(&plain).map(Bytes::from),
+        Codec::Lz4 => return lz4_fast(&plain).map(Bytes::from),
         Codec::Zstd => c::Zstd::compress(&mut out, |b: &mut _| put(b)),
     };
     r.map_err(|e| FormatError::Corrupt(format!("compressing a batch with {codec:?}: {e:#}")))?;
     Ok(out.freeze())
+}
+
+/// An LZ4 frame of `plain` as Kafka producers write it (independent blocks of 64 KiB, block
+/// and content checksums, as kafka-protocol's compressor) at the fast level 0 that librdkafka
+/// uses by default (kafka-protocol uses HC level 4, about 5 times slower).
+///
+/// Errors: the LZ4 library fails.
+pub fn lz4_fast(plain: &[u8]) -> Result<Vec<u8>, FormatError> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| FormatError::Corrupt(format!("lz4: {e}"));
+    let mut enc = lz4::EncoderBuilder::new()
+        .level(0)
+        .block_mode(lz4::BlockMode::Independent)
+        .build(Vec::with_capacity(plain.len() / 2 + 64))
+        .map_err(fail)?;
+    enc.write_all(plain).map_err(fail)?;
+    let (out, r) = enc.finish();
+    r.map_err(fail)?;
+    Ok(out)
+}
+
+/// Batch `b` with its records section replaced by `section`, already compressed with `codec`:
+/// the first 61 header bytes kept except `batchLength` (recomputed), the codec bits of the
+/// attributes (set to `codec`) and the CRC-32C (recomputed over the new bytes).
+pub fn with_section(b: &RawBatch, codec: Codec, section: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(HEADER_LEN + section.len());
+    out.put_slice(&b.bytes[..HEADER_LEN]);
+    out.put_slice(section);
+    let batch_length = (HEADER_LEN - 12 + section.len()) as i32;
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    let attrs = (b.header.attributes & !0x07) | codec.bits();
+    out[21..23].copy_from_slice(&attrs.to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
+}
+
+/// A stored batch with its records section re-compressed with `codec` (the producer's, for a
+/// re-compressed batch: `RawBatch::stored_from`), every other field kept, `batchLength` and
+/// CRC-32C recomputed. The caller has verified the stored batch's CRC-32C (the segment decoder
+/// does for every batch it returns).
+///
+/// Errors: the records do not decompress, or `codec`'s compressor fails.
+pub fn to_codec(b: &RawBatch, codec: Codec) -> Result<Bytes, FormatError> {
+    let plain = records_section(b)?;
+    let section = compress(codec, plain)?;
+    Ok(with_section(b, codec, &section))
 }
 
 /// True when a stored batch can be produced again byte for byte (after [`rewrite_for_produce`]):
@@ -486,7 +534,7 @@ pub fn can_pass_through(h: &BatchHeader) -> bool {
 /// Errors: only for a re-compressed batch, whose records fail to decompress or compress.
 pub fn rewrite_for_produce(batch: &RawBatch) -> Result<Bytes, FormatError> {
     let mut b = match batch.stored_from {
-        Some(codec) => BytesMut::from(&super::recompress::to_codec(batch, codec)?[..]),
+        Some(codec) => BytesMut::from(&to_codec(batch, codec)?[..]),
         None => BytesMut::from(&batch.bytes[..]),
     };
     b[0..8].copy_from_slice(&0i64.to_be_bytes());

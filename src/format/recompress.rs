@@ -1,18 +1,18 @@
-//! Re-compression of producer batches for storage (KafkaBackup `compression: zstd`) and back
-//! (restore): a record batch whose producer compressed it with a weaker codec (gzip, snappy,
-//! lz4) is stored with its records section re-compressed with zstd, every other field of the
-//! batch kept (base offset, partition leader epoch, magic, attributes other than the codec
-//! bits, last offset delta, timestamps, producer id, epoch and base sequence, record count:
-//! so the transactional and control flags and the timestamp type too), its `batchLength`
-//! and CRC-32C recomputed. The segment block that holds such batches records the producer's
-//! codec in its flags (docs/format.md, "Re-compressed batches"), and a restore gives the batch
-//! that codec back ([`to_codec`], called by `batch::rewrite_for_produce`).
+//! Re-compression of producer batches for storage (KafkaBackup `compression: zstd`): a record
+//! batch whose producer compressed it with a weaker codec (gzip, snappy, lz4) is stored with its
+//! records section re-compressed with zstd, every other header field kept and its `batchLength`
+//! and CRC-32C recomputed.
+//!
+//! Kept: base offset, partition leader epoch, magic, attributes other than the codec bits (so
+//! the timestamp type and the transactional and control flags), last offset delta, timestamps,
+//! producer id, epoch and base sequence, record count. The segment block that holds such
+//! batches records the producer's codec in its flags (docs/format.md, "Re-compressed batches"),
+//! and a restore gives the batch that codec back (`batch::to_codec`, called by
+//! `batch::rewrite_for_produce`).
 //!
 //! Pure: bytes in, bytes out, no I/O.
-use bytes::{BufMut, Bytes, BytesMut};
-
 use super::FormatError;
-use super::batch::{self, CRC_START, Codec, HEADER_LEN, RawBatch};
+use super::batch::{self, Codec, HEADER_LEN, RawBatch};
 
 /// Re-compresses batches with zstd at one level, reusing one compression context (a segment
 /// encoder holds one).
@@ -67,7 +67,7 @@ impl Recompressor {
                 batch: b.clone(),
             });
         }
-        let bytes = with_section(b, Codec::Zstd, &zstd);
+        let bytes = batch::with_section(b, Codec::Zstd, &zstd);
         let header = batch::BatchHeader::parse(&bytes).expect("a whole header was written");
         Ok(StoreForm {
             batch: RawBatch {
@@ -80,59 +80,14 @@ impl Recompressor {
     }
 }
 
-/// An LZ4 frame of `plain` as Kafka producers write it (independent blocks of 64 KiB, block
-/// and content checksums, as kafka-protocol's compressor) at the fast level 0 that librdkafka
-/// uses by default (kafka-protocol uses HC level 4, about 5 times slower).
-///
-/// Errors: the LZ4 library fails.
-pub fn lz4_fast(plain: &[u8]) -> Result<Vec<u8>, FormatError> {
-    use std::io::Write;
-    let fail = |e: std::io::Error| FormatError::Corrupt(format!("lz4: {e}"));
-    let mut enc = lz4::EncoderBuilder::new()
-        .level(0)
-        .block_mode(lz4::BlockMode::Independent)
-        .build(Vec::with_capacity(plain.len() / 2 + 64))
-        .map_err(fail)?;
-    enc.write_all(plain).map_err(fail)?;
-    let (out, r) = enc.finish();
-    r.map_err(fail)?;
-    Ok(out)
-}
-
-/// Batch `b` with its records section replaced by `section`, already compressed with `codec`:
-/// the first 61 header bytes kept except `batchLength` (recomputed), the codec bits of the
-/// attributes (set to `codec`) and the CRC-32C (recomputed over the new bytes).
-pub fn with_section(b: &RawBatch, codec: Codec, section: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(HEADER_LEN + section.len());
-    out.put_slice(&b.bytes[..HEADER_LEN]);
-    out.put_slice(section);
-    let batch_length = (HEADER_LEN - 12 + section.len()) as i32;
-    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    let attrs = (b.header.attributes & !0x07) | codec.bits();
-    out[21..23].copy_from_slice(&attrs.to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out.freeze()
-}
-
-/// A stored batch with its records section re-compressed with `codec` (the producer's, for a
-/// re-compressed batch: `RawBatch::stored_from`), every other field kept, `batchLength` and
-/// CRC-32C recomputed. The caller has verified the stored batch's CRC-32C (the segment decoder
-/// does for every batch it returns).
-///
-/// Errors: the records do not decompress, or `codec`'s compressor fails.
-pub fn to_codec(b: &RawBatch, codec: Codec) -> Result<Bytes, FormatError> {
-    let plain = batch::records_section(b)?;
-    let section = batch::compress(codec, plain)?;
-    Ok(with_section(b, codec, &section))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::format::batch::{
-        Record, decode_records, encode_batch, rewrite_for_produce, split_batches,
+        CRC_START, Record, decode_records, encode_batch, rewrite_for_produce, split_batches,
+        to_codec,
     };
+    use bytes::{Bytes, BytesMut};
 
     /// A batch of `n` compressible records in `codec`, with producer fields, a leader epoch,
     /// base offset 1000 and the transactional bit when `txn`; CRC valid.

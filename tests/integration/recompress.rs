@@ -250,7 +250,7 @@ async fn transactional_lz4_batches_restore_with_their_markers() {
     );
     let kb = backup_yaml(
         "rctxn",
-        &[topic.clone()],
+        std::slice::from_ref(&topic),
         &fs_storage(dir.path()),
         "  stopAtCurrentOffsets: true\n",
     );
