@@ -627,3 +627,69 @@ async fn a_validations_restore_check_runs_as_shards() {
     assert!(!ok);
     assert!(err.contains("--plan") && err.contains("rshv-v"), "{err}");
 }
+
+/// A restore started over (its journal deleted, the documented fix) after a failed sharded
+/// attempt stages anew: the earlier attempt's shard results are not taken for the new
+/// journal's, every shard runs, and the target is record-identical.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_started_over_does_not_reuse_the_earlier_shards_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    let topic = unique("rsho");
+    gen_load(&topic, 4, 1);
+    let kb = backup_yaml(
+        "rsho",
+        std::slice::from_ref(&topic),
+        &fs_storage(repo),
+        "  stopAtCurrentOffsets: true\n",
+    );
+    backup(repo, &[&kb], "rsho").await;
+    let target = format!("{topic}-r");
+    let spec = |extra: &str| {
+        restore_yaml(
+            "rsho-r",
+            "rsho",
+            &format!(
+                "  createTopics: true\n{extra}  topicMapping:\n    {topic}: {target}\n{}",
+                execution(2, 0)
+            ),
+        )
+    };
+    let f = write_docs(repo, &[&spec(""), &kb]);
+    let p = prepared(&f, "rsho-r").await;
+    let c = ctx();
+    let launch = |i: u32, _n: u32| {
+        let (p, c) = (&p, c.clone());
+        async move {
+            if i == 1 {
+                return Err(ShardFailure {
+                    message: "exited with exit status: 1".into(),
+                    oom_killed: false,
+                });
+            }
+            in_process(p, i, &c).await
+        }
+    };
+    let shards = assignment(&p);
+    let (client, op, state) = (&p.client, &p.op, &p.state);
+    restore_shard::coordinate_restore(&p.plan, &p.start, shards, client, op, state, &c, launch)
+        .await
+        .expect_err("shard 1 failed");
+    let result0 = repo.join(layout::restore_shard_result("rsho", "rsho-r", 0));
+    assert!(result0.exists());
+    // start over: the journal deleted, the half-written target purged first
+    std::fs::remove_file(repo.join(layout::restore_journal("rsho", "rsho-r"))).unwrap();
+    let f = write_docs(repo, &[&spec("  purgeTopics: true\n"), &kb]);
+    let (ok, out, err) = cli(&["run", "--no-progress", "-f", f.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("[shard 0/2]") && err.contains("[shard 1/2]"),
+        "both shards ran again:\n{err}"
+    );
+    assert_same(
+        std::slice::from_ref(&topic),
+        std::slice::from_ref(&target),
+        &[],
+    );
+    assert!(staging_left(repo).is_empty(), "{:?}", staging_left(repo));
+}
