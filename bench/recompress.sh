@@ -78,18 +78,19 @@ cleanup() {
 trap cleanup EXIT
 show_log() { [ -s "$1" ] && { echo "---- tail of $1 ----" >&2; tail -n 30 "$1" >&2; echo "----" >&2; }; return 0; }
 
-# timed NAME CMD...: stdout/stderr -> $WORK/NAME.{out,err}, "peakKiB wallSecs" -> NAME.time;
+# timed NAME CMD...: stdout/stderr -> $WORK/NAME.{out,err}, "peakKiB wall user sys" -> NAME.time;
 # dies with the log tail on failure
 timed() {
   local name=$1; shift
   local rc=0
-  /usr/bin/time -f '%M %e' -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
+  /usr/bin/time -f '%M %e %U %S' -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
   if [ "$rc" != 0 ]; then
     show_log "$WORK/$name.out"; show_log "$WORK/$name.err"
     die "$name failed (exit $rc): $*"
   fi
 }
 peak_mib() { awk '{printf "%.1f", $1 / 1024}' "$WORK/$1.time"; }
+cpu_s() { awk '{printf "%.2f", $3 + $4}' "$WORK/$1.time"; }   # user + system seconds, whole process
 # json FILE KEY: a top-level value of the last JSON line in FILE
 json() { "$PY" -c 'import json,sys; print(json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])[sys.argv[2]])' "$1" "$2"; }
 # ours NAME: the seconds of our closing line `...: N records, X in S s (M MB/s, R records/s)`
@@ -213,19 +214,21 @@ for r in $(seq 1 "$REPS"); do
   timed "consume$r" "$PY" "$KBO_DATA" bench-consume --bootstrap "$SRC" --topics "$TOPIC" --out "$WORK/consume.bin"
   PAYLOAD=$(json "$WORK/consume$r.out" bytes)
   C=$(json "$WORK/consume$r.out" seconds)
+  CC=$(cpu_s "consume$r")
   wait_idle "plain producer" "$SRC_PID" "$DST_PID"
   timed "produce$r" "$PY" "$KBO_DATA" bench-produce --bootstrap "$DST" --in "$WORK/consume.bin" --topic-suffix=-p
   rm -f "$WORK/consume.bin"
   P=$(json "$WORK/produce$r.out" seconds)
   # odd repetitions back up with zstd first, even ones with keep first
   if [ $((r % 2)) = 1 ]; then order="zstd keep"; else order="keep zstd"; fi
-  declare -A B=() R=() S=() BR=() RR=()
+  declare -A B=() R=() S=() BR=() RR=() BC=()
   for c in $order; do
     backup_yaml "b$c-$r" "$WORK/repo-$c-$r" "$c" >"$WORK/backup-$c-$r.yaml"
     wait_idle "backup $c" "$SRC_PID" "$DST_PID"
     timed "backup-$c-$r" "$BIN" run --no-progress -f "$WORK/backup-$c-$r.yaml"
     B[$c]=$(ours "backup-$c-$r")
     BR[$c]=$(peak_mib "backup-$c-$r")
+    BC[$c]=$(cpu_s "backup-$c-$r")
     S[$c]=$(du -sb "$WORK/repo-$c-$r" | awk '{print $1}')
   done
   for c in $order; do
@@ -245,7 +248,7 @@ sys.exit(f"differs: {bad}" if bad else 0)
 PY
   stop_noida "$DST_PID"
   rm -rf "$WORK"/repo-*-"$r" "$WORK/noida-dst$r"
-  ROWS+=("$r $C $P ${B[zstd]} ${B[keep]} ${R[zstd]} ${R[keep]} ${S[zstd]} ${S[keep]} ${BR[zstd]} ${BR[keep]} ${RR[zstd]} ${RR[keep]}")
+  ROWS+=("$r $C $P ${B[zstd]} ${B[keep]} ${R[zstd]} ${R[keep]} ${S[zstd]} ${S[keep]} ${BR[zstd]} ${BR[keep]} ${RR[zstd]} ${RR[keep]} $CC ${BC[zstd]} ${BC[keep]}")
   log "repetition $r: consumer ${C}s, producer ${P}s; zstd: backup ${B[zstd]}s, restore ${R[zstd]}s, ${S[zstd]} B; keep: backup ${B[keep]}s, restore ${R[keep]}s, ${S[keep]} B"
 done
 
@@ -261,12 +264,14 @@ done
   echo
   printf '%-3s | %9s | %9s | %11s | %11s | %9s | %9s | %11s | %11s | %9s | %9s\n' rep "consumer" "producer" "backup zstd" "backup keep" "restore z" "restore k" "stored zstd" "stored keep" "RSS b z/k" "RSS r z/k"
   for row in "${ROWS[@]}"; do
-    read -r r c p bz bk rz rk sz sk brz brk rrz rrk <<<"$row"
+    read -r r c p bz bk rz rk sz sk brz brk rrz rrk _ <<<"$row"
     awk -v r="$r" -v pl="$PAYLOAD" -v c="$c" -v p="$p" -v bz="$bz" -v bk="$bk" -v rz="$rz" -v rk="$rk" -v sz="$sz" -v sk="$sk" \
       -v b="$brz/$brk" -v rr="$rrz/$rrk" \
       'BEGIN { f = pl / 1e6; printf "%-3s | %9.1f | %9.1f | %11.1f | %11.1f | %9.1f | %9.1f | %11.3f | %11.3f | %9s | %9s\n", r, f/c, f/p, f/bz, f/bk, f/rz, f/rk, sz/pl, sk/pl, b, rr }'
   done
   echo "(MB/s; stored = repository bytes / payload; RSS = peak MiB of our backup and restore, zstd/keep)"
+  echo "CPU seconds (user + system, whole process) per repetition: consumer / backup zstd / backup keep:"
+  for row in "${ROWS[@]}"; do read -r r _ _ _ _ _ _ _ _ _ _ _ _ cc bcz bck <<<"$row"; echo "  $r: $cc / $bcz / $bck"; done
   echo
   printf '%s\n' "${ROWS[@]}" | awk -v pl="$PAYLOAD" '
     function median(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
