@@ -935,6 +935,8 @@ fn sharded_backup_runs_as_jobs(c: &Cluster, ns: &str, bootstrap: &str, topics: &
     ]);
     assert!(ok, "data restored from the sharded backup differs:\n{out}");
 
+    shard_pod_deleted_mid_run_resumes(c, ns, bootstrap, &storage);
+
     // a shard over its memory limit: the run fails as OOMKilled, naming the shard
     c.apply(
         ns,
@@ -968,6 +970,112 @@ fn sharded_backup_runs_as_jobs(c: &Cluster, ns: &str, bootstrap: &str, topics: &
     eprintln!("e2e_node: a starved shard fails the run: {message}");
     // the operator is untouched
     c.ready_pod(ns, 10);
+}
+
+/// A shard Pod deleted mid-run (as an eviction would): the Job starts another Pod, which
+/// resumes from the shard's checkpoint; the run completes with every record once, and restores
+/// exactly (confluent-kafka).
+fn shard_pod_deleted_mid_run_resumes(c: &Cluster, ns: &str, bootstrap: &str, storage: &str) {
+    let topic = format!("{ns}-shardkill");
+    let (ok, out) = py(&[
+        "gen-load",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        &topic,
+        "--partitions",
+        "4",
+        "--mib",
+        "16",
+        "--record-bytes",
+        "1024",
+    ]);
+    assert!(ok, "{out}");
+    c.apply(
+        ns,
+        &format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackup\nmetadata:\n  name: shardkill-backup\nspec:\n  stopAtCurrentOffsets: true\n  kafkaCluster:\n    bootstrapServers: [\"{bootstrap}\"]\n  topics: [\"{topic}\"]\n  compression: none\n  segmentMaxBytes: 1048576\n  checkpoint: {{intervalSecs: 1}}\n  rateLimiting: {{bytesPerSec: 1200000}}\n  execution: {{mode: job, shards: 2, backoffLimit: 3}}\n{}",
+            storage.replace("-sharded", "-shardkill")
+        ),
+    );
+    // shard 0 runs and has checkpointed (every second): its Pod goes, as an eviction would
+    let shard0 = "kafka.oso.sh/name=shardkill-backup,kafka.oso.sh/shard=0";
+    let pods_of_shard0 = || {
+        c.k(&[
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            shard0,
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.phase}{\"\\n\"}{end}",
+        ])
+    };
+    let t = Instant::now();
+    let first = loop {
+        let out = pods_of_shard0();
+        if let Some(l) = out.lines().find(|l| l.ends_with(" Running")) {
+            break l.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "shard 0 never ran: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    let phase = c.k(&[
+        "get",
+        "kb",
+        "-n",
+        ns,
+        "shardkill-backup",
+        "-o",
+        "jsonpath={.status.phase}",
+    ]);
+    assert_eq!(
+        phase, "Running",
+        "the run ended before a shard Pod could be deleted"
+    );
+    c.k(&["delete", "pod", "-n", ns, &first, "--wait=false"]);
+    c.wait_phase(ns, "kafkabackup", "shardkill-backup", "Completed", 180);
+    let records = c.k(&[
+        "get",
+        "kb",
+        "-n",
+        ns,
+        "shardkill-backup",
+        "-o",
+        "jsonpath={.status.recordsProcessed}",
+    ]);
+    assert_eq!(records, "16384", "every record once");
+    let pods = pods_of_shard0();
+    assert!(
+        pods.lines()
+            .any(|l| l.ends_with(" Succeeded") && !l.starts_with(&first)),
+        "shard 0 did not finish in another Pod than the deleted {first}: {pods}"
+    );
+    c.apply(
+        ns,
+        &format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: shardkill-restore\nspec:\n  backupRef: {{name: shardkill-backup}}\n  kafkaCluster:\n    bootstrapServers: [\"{bootstrap}\"]\n  createTopics: true\n  topicMapping:\n    {topic}: {topic}-k\n"
+        ),
+    );
+    c.wait_phase(ns, "kafkarestore", "shardkill-restore", "Completed", 180);
+    let (ok, out) = py(&[
+        "compare",
+        "--bootstrap",
+        bootstrap,
+        "--source-topics",
+        &topic,
+        "--target-topics",
+        &format!("{topic}-k"),
+    ]);
+    assert!(ok, "a resumed shard's data differs:\n{out}");
+    eprintln!(
+        "e2e_node: shard 0's Pod {first} deleted mid-run: the Job's next Pod resumed; 16384 records once, restored exactly"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> usize {

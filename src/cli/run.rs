@@ -32,6 +32,18 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             let _ = on_ctrl_c.send(true);
         }
     });
+    // SIGTERM (a Pod deleted or evicted: a shard Job's container runs as PID 1, which the
+    // kernel never stops for a signal it does not handle) stops the run as Ctrl-C does
+    let on_term = cancel_tx.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate())
+            && term.recv().await.is_some()
+        {
+            tracing::warn!("SIGTERM: stopping (a backup resumes from its checkpoint next time)");
+            let _ = on_term.send(true);
+        }
+    });
     if args.stop_on_stdin_eof {
         // the coordinator that launched this shard closes our input to stop us
         std::thread::spawn(move || {

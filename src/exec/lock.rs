@@ -234,6 +234,31 @@ impl Lock {
         }
     }
 
+    /// [`Lock::acquire`], waiting while another holder's lock is live: tried again every
+    /// [`WATCH_EVERY`] for up to `patience` (a holder killed with SIGKILL blocks for at most
+    /// [`TTL`]). What a shard process takes for its shard, since a Kubernetes Job may start
+    /// its next Pod while the last one is still terminating.
+    ///
+    /// Errors: [`ExecError::Locked`] when the lock is still held after `patience`; storage
+    /// failures.
+    pub async fn acquire_waiting(
+        op: &Operator,
+        path: &str,
+        purpose: &str,
+        patience: Duration,
+    ) -> Result<Lock, ExecError> {
+        let start = std::time::Instant::now();
+        loop {
+            match Self::acquire(op, path, purpose).await {
+                Err(ExecError::Locked(why)) if start.elapsed() < patience => {
+                    tracing::info!(lock = path, holder = %why, "waiting for the lock");
+                    tokio::time::sleep(WATCH_EVERY).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Runs `work` while holding the lock, then releases it. A lock lost meanwhile stops
     /// `work` (as a kill would: checkpoints and journals make the next attempt exact) and
     /// returns [`ExecError::Locked`].

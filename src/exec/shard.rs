@@ -317,7 +317,10 @@ async fn refresh_shards(
     for i in 0..staged.shards.len() as u32 {
         let dir = layout::shard_checkpoint_dir(&plan.backup_name, &plan.run_id, i);
         let c = checkpoint::load_in(op, &dir, &plan.run_id).await?;
-        let segs = c.iter().flat_map(|c| c.partitions.values()).flat_map(|p| &p.segments);
+        let segs = c
+            .iter()
+            .flat_map(|c| c.partitions.values())
+            .flat_map(|p| &p.segments);
         let (records, bytes) = segs.fold((0, 0), |(r, b), s| (r + s.records, b + s.raw_bytes));
         let result = layout::shard_result(&plan.backup_name, &plan.run_id, i);
         let done = (op.exists(&result).await).map_err(|e| storage::backend("stat", &result, e))?;
@@ -464,29 +467,37 @@ pub async fn run_backup_shard(
     }
     let lock_path = layout::backup_lock(&plan.backup_name);
     let watch = LockWatch::start(op, &lock_path, &staged.lock_purpose()).await?;
-    watch
-        .hold(async {
-            let parts = back_up_shard(staged, shard, steps, client, op, ctx).await?;
-            // the result is written only while the run still holds the lock
-            watch.check().await?;
-            let r = ShardResult {
-                format: FORMAT.into(),
-                backup_name: plan.backup_name.clone(),
-                run_id: plan.run_id.clone(),
-                plan_hash: plan.hash.clone(),
-                shard,
-                shards: staged.shards.len() as u32,
-                partitions: parts
-                    .into_iter()
-                    .map(|(topic, partition)| ShardPartition { topic, partition })
-                    .collect(),
-                completed_at: (ctx.now_ms)(),
-            };
-            storage::write_all(op, &result_path, to_json(&r)).await?;
-            Ok(r)
-        })
-        .await
+    // one process per shard: a Job's next Pod waits for the last one to end
+    let own = layout::shard_lock(&plan.backup_name, &plan.run_id, shard);
+    let purpose = format!("{} shard {shard}", staged.lock_purpose());
+    let own = Lock::acquire_waiting(op, &own, &purpose, SHARD_LOCK_PATIENCE).await?;
+    own.hold(watch.hold(async {
+        let parts = back_up_shard(staged, shard, steps, client, op, ctx).await?;
+        // the result is written only while the run still holds the lock
+        watch.check().await?;
+        let r = ShardResult {
+            format: FORMAT.into(),
+            backup_name: plan.backup_name.clone(),
+            run_id: plan.run_id.clone(),
+            plan_hash: plan.hash.clone(),
+            shard,
+            shards: staged.shards.len() as u32,
+            partitions: parts
+                .into_iter()
+                .map(|(topic, partition)| ShardPartition { topic, partition })
+                .collect(),
+            completed_at: (ctx.now_ms)(),
+        };
+        storage::write_all(op, &result_path, to_json(&r)).await?;
+        Ok(r)
+    }))
+    .await
 }
+
+/// How long a shard process waits for its shard's lock held by another live process (the
+/// last Pod of its Job, still terminating): past the lock's [`super::lock::TTL`], so that the
+/// lock of a process killed with SIGKILL has expired.
+const SHARD_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// The data of shard `shard`: its steps resumed after its checkpoint's segments.
 async fn back_up_shard(

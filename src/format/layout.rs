@@ -66,6 +66,11 @@ pub fn shard_checkpoint_dir(backup: &str, run: &str, shard: u32) -> String {
 pub fn shard_result(backup: &str, run: &str, shard: u32) -> String {
     format!("{backup}/runs/{run}/shards/{shard}/result.json")
 }
+/// The lock of shard `shard` of a sharded run: held by the one process that runs the shard
+/// (a Job may start a second Pod while the first is still terminating).
+pub fn shard_lock(backup: &str, run: &str, shard: u32) -> String {
+    format!("{backup}/runs/{run}/shards/{shard}/lock.json")
+}
 /// Checkpoint document number `seq` in the checkpoint directory `dir` (ends with `/`).
 pub fn checkpoint_part_in(dir: &str, seq: u64) -> String {
     format!("{dir}{seq:010}.json")
