@@ -131,6 +131,11 @@ async fn create_new(op: &Operator, path: &str, doc: &LockDoc) -> Result<bool, Ex
     }
 }
 
+/// How long a shard process waits for its shard's lock held by another live process (the
+/// last Pod of its Job, still terminating): past the lock's [`TTL`] (60 s), so that the lock
+/// of a process killed with SIGKILL has expired by then.
+pub const SHARD_LOCK_PATIENCE: Duration = Duration::from_secs(90);
+
 impl Lock {
     /// Takes the lock at `path` for `purpose`, or fails naming the holder of a live lock.
     ///

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ExecError;
 use super::engine::{ExecContext, ShardLive};
-use super::lock::LockWatch;
+use super::lock::{Lock, LockWatch, SHARD_LOCK_PATIENCE};
 use super::restore::{
     BaseOffset, RestoreJournal, RestoreOutcome, RestoreStart, finish, lock_purpose, open_journal,
     plan_progress, prepare_once, restore_steps, resume_points, target_partitions, verify_chain,
@@ -669,28 +669,31 @@ pub async fn run_restore_shard(
     }
     let lock_path = layout::restore_lock(backup, restore);
     let watch = LockWatch::start(state, &lock_path, &staged.lock_purpose()).await?;
-    watch
-        .hold(Box::pin(async {
-            let (map, records, bytes) = restore_shard_steps(staged, &plan, client, op, ctx).await?;
-            // the result is written only while the restore still holds the lock
-            watch.check().await?;
-            let r = RestoreShardResult {
-                format: FORMAT.into(),
-                restore_name: restore.clone(),
-                backup_run_id: plan.backup_run_id.clone(),
-                plan_hash: plan.hash.clone(),
-                shard,
-                shards: staged.shards.len() as u32,
-                steps: staged.steps(shard)?.clone(),
-                partitions: map.partitions,
-                records,
-                bytes,
-                completed_at: (ctx.now_ms)(),
-            };
-            storage::write_all(state, &result_path, to_json(&r)).await?;
-            Ok(r)
-        }))
-        .await
+    // one process per shard: a Job's next Pod waits for the last one to end
+    let own = layout::restore_shard_lock(backup, restore, shard);
+    let purpose = format!("{} shard {shard}", staged.lock_purpose());
+    let own = Lock::acquire_waiting(state, &own, &purpose, SHARD_LOCK_PATIENCE).await?;
+    own.hold(watch.hold(Box::pin(async {
+        let (map, records, bytes) = restore_shard_steps(staged, &plan, client, op, ctx).await?;
+        // the result is written only while the restore still holds the lock
+        watch.check().await?;
+        let r = RestoreShardResult {
+            format: FORMAT.into(),
+            restore_name: restore.clone(),
+            backup_run_id: plan.backup_run_id.clone(),
+            plan_hash: plan.hash.clone(),
+            shard,
+            shards: staged.shards.len() as u32,
+            steps: staged.steps(shard)?.clone(),
+            partitions: map.partitions,
+            records,
+            bytes,
+            completed_at: (ctx.now_ms)(),
+        };
+        storage::write_all(state, &result_path, to_json(&r)).await?;
+        Ok(r)
+    })))
+    .await
 }
 
 /// The data of one shard (`plan`: its [`StagedRestore::shard_plan`]): its part of the chain

@@ -27,7 +27,7 @@ use super::backup::{
     resumed_progress, run_partitions, snapshot_groups, start_checkpoint,
 };
 use super::engine::ExecContext;
-use super::lock::{Lock, LockWatch};
+use super::lock::{Lock, LockWatch, SHARD_LOCK_PATIENCE};
 use crate::format::checkpoint::{self, CheckpointWriter};
 use crate::format::layout::{self, FORMAT};
 use crate::format::manifest::{GroupSnapshot, PartitionManifest, RunManifest, from_json, to_json};
@@ -493,11 +493,6 @@ pub async fn run_backup_shard(
     }))
     .await
 }
-
-/// How long a shard process waits for its shard's lock held by another live process (the
-/// last Pod of its Job, still terminating): past the lock's [`super::lock::TTL`], so that the
-/// lock of a process killed with SIGKILL has expired.
-const SHARD_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// The data of shard `shard`: its steps resumed after its checkpoint's segments.
 async fn back_up_shard(

@@ -152,6 +152,12 @@ pub fn restore_shards_dir(backup: &str, restore: &str) -> String {
 pub fn restore_shard_result(backup: &str, restore: &str, shard: u32) -> String {
     format!("{backup}/restores/{restore}/shards/{shard}/result.json")
 }
+/// The lock of shard `shard` of a sharded restore: held by the one process that produces the
+/// shard's records (a Job may start a second Pod while the first is still terminating, and two
+/// producers of one shard would write its records twice).
+pub fn restore_shard_lock(backup: &str, restore: &str, shard: u32) -> String {
+    format!("{backup}/restores/{restore}/shards/{shard}/lock.json")
+}
 
 /// A run id from a UTC time in epoch ms: `YYYYMMDDTHHMMSS.mmmZ`, so ids sort by time.
 pub fn run_id(epoch_ms: i64) -> String {

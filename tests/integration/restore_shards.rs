@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use kafka_backup_operator::cli::load::{Target, load};
+use kafka_backup_operator::exec::lock::Lock;
 use kafka_backup_operator::exec::restore_shard::{self, RestoreShardSteps, StagedRestore};
 use kafka_backup_operator::exec::shard::ShardFailure;
 use kafka_backup_operator::exec::{ExecContext, ExecError, RestoreStart};
@@ -422,9 +423,23 @@ async fn a_failed_shard_fails_the_run_naming_it_and_only_it_runs_again() {
     assert!(ok, "{err}");
     assert!(err.contains("nothing to do"), "{err}");
 
-    // the next attempt: the journal resumes, only shard 1 runs
+    // the next attempt: the journal resumes, only shard 1 runs; its process waits while shard
+    // 1's lock is held (the last Pod of its Job, still terminating) and produces nothing
     let p2 = prepared(&f, "rshf-r").await;
     assert!(matches!(p2.start, RestoreStart::Resume(_)));
+    let shard_lock = layout::restore_shard_lock("rshf", "rshf-r", 1);
+    let other = Lock::acquire(&p2.state, &shard_lock, "the terminating Pod")
+        .await
+        .unwrap();
+    let waited = {
+        let result1 = result(1);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            let written_meanwhile = result1.exists();
+            other.release().await;
+            written_meanwhile
+        })
+    };
     let launched = Mutex::new(vec![]);
     let launch = |i: u32, _n: u32| {
         launched.lock().unwrap().push(i);
@@ -443,6 +458,10 @@ async fn a_failed_shard_fails_the_run_naming_it_and_only_it_runs_again() {
     )
     .await
     .unwrap();
+    assert!(
+        !waited.await.unwrap(),
+        "shard 1 ran while another process held its lock"
+    );
     assert_eq!(*launched.lock().unwrap(), vec![1]);
     assert_eq!(out.offset_map.partitions.len(), 4);
     let live = c.progress.shards.lock().unwrap().clone();

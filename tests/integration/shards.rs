@@ -13,6 +13,7 @@ use crate::support::*;
 use kafka_backup_operator::cli::load::{Target, load};
 use kafka_backup_operator::exec::ExecError;
 use kafka_backup_operator::exec::engine::system_now_ms;
+use kafka_backup_operator::exec::lock::Lock;
 use kafka_backup_operator::exec::shard::{self, ShardFailure};
 use kafka_backup_operator::format::checkpoint;
 use kafka_backup_operator::format::layout;
@@ -344,11 +345,26 @@ async fn a_failed_shard_fails_the_run_naming_it_and_only_it_runs_again() {
     assert!(e.to_string().contains("repository lock lost"), "{e}");
     assert!(!repo.join(format!("shf/runs/{run}/shards/1")).exists());
 
-    // the next attempt: the same staged run, only shard 1 launched
+    // the next attempt: the same staged run, only shard 1 launched; its process waits while
+    // shard 1's lock is held (the last Pod of its Job, still terminating) and writes nothing
     let p2 = prepared(&f).await;
     assert_eq!(p2.plan.run_id, run, "the staged run resumes");
     let launched = Mutex::new(vec![]);
     let (client, op) = (&p2.client, &p2.op);
+    let shard_lock = layout::shard_lock("shf", &run, 1);
+    let other = Lock::acquire(op, &shard_lock, "the terminating Pod")
+        .await
+        .unwrap();
+    let result1 = repo.join(format!("shf/runs/{run}/shards/1/result.json"));
+    let waited = {
+        let result1 = result1.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            let written_meanwhile = result1.exists();
+            other.release().await;
+            written_meanwhile
+        })
+    };
     let launch = |i: u32| {
         launched.lock().unwrap().push(i);
         let run = run.clone();
@@ -358,6 +374,10 @@ async fn a_failed_shard_fails_the_run_naming_it_and_only_it_runs_again() {
     let m = shard::coordinate_backup(&p2.plan, assignment(&p2), client, op, &c, launch)
         .await
         .unwrap();
+    assert!(
+        !waited.await.unwrap(),
+        "shard 1 ran while another process held its lock"
+    );
     assert_eq!(*launched.lock().unwrap(), vec![1]);
     assert_eq!(m.run_id, run);
     let parts: usize = m.topics.iter().map(|t| t.partitions.len()).sum();
