@@ -934,6 +934,7 @@ fn sharded_backup_runs_as_jobs(c: &Cluster, ns: &str, bootstrap: &str, topics: &
         &targets.join(","),
     ]);
     assert!(ok, "data restored from the sharded backup differs:\n{out}");
+    sharded_validation_runs_as_jobs(c, ns, bootstrap);
 
     shard_pod_deleted_mid_run_resumes(c, ns, bootstrap, &storage);
 
@@ -970,6 +971,55 @@ fn sharded_backup_runs_as_jobs(c: &Cluster, ns: &str, bootstrap: &str, topics: &
     eprintln!("e2e_node: a starved shard fails the run: {message}");
     // the operator is untouched
     c.ready_pod(ns, 10);
+}
+
+/// A KafkaBackupValidation of the sharded backup with `execution.mode: job, shards: 2`: its
+/// restore check runs as 2 Jobs of its own, status shows them, and the checks pass.
+fn sharded_validation_runs_as_jobs(c: &Cluster, ns: &str, bootstrap: &str) {
+    c.apply(
+        ns,
+        &format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackupValidation\nmetadata:\n  name: sharded-validation\nspec:\n  backupRef:\n    name: sharded-backup\n  kafkaCluster:\n    bootstrapServers: [\"{bootstrap}\"]\n  execution:\n    mode: job\n    shards: 2\n    backoffLimit: 1\n"
+        ),
+    );
+    c.wait_phase(
+        ns,
+        "kafkabackupvalidation",
+        "sharded-validation",
+        "Completed",
+        240,
+    );
+    let out = c.k(&[
+        "get",
+        "kbv",
+        "-n",
+        ns,
+        "sharded-validation",
+        "-o",
+        "jsonpath={.status.validationResult}|{range .status.shards[*]}{.phase} {end}|{.status.message}",
+    ]);
+    let parts: Vec<&str> = out.split('|').collect();
+    assert_eq!(parts[0], "Pass", "{out}");
+    assert_eq!(parts[1].trim(), "Succeeded Succeeded", "{out}");
+    let jobs = c.k(&[
+        "get",
+        "jobs",
+        "-n",
+        ns,
+        "-l",
+        "kafka.oso.sh/name=sharded-validation,kafka.oso.sh/kind=kafkabackupvalidation",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.ownerReferences[0].kind} {.status.succeeded}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(jobs.lines().count(), 2, "{jobs}");
+    assert!(
+        jobs.lines().all(|l| l == "KafkaBackupValidation 1"),
+        "{jobs}"
+    );
+    eprintln!(
+        "e2e_node: the validation's restore check ran as 2 Jobs: {}",
+        parts[2]
+    );
 }
 
 /// A shard Pod deleted mid-run (as an eviction would): the Job starts another Pod, which

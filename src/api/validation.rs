@@ -472,6 +472,11 @@ pub struct KafkaBackupValidationStatus {
     /// The last validations, newest first (at most 10). (ours)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<ValidationRun>,
+    /// **ours**: the shards of the current/last restore check run as Jobs
+    /// (`spec.execution.mode: job`), by index: each one's phase, Job and partition steps.
+    /// Absent in process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<super::execution::ShardStatus>,
 }
 
 /// One past validation in `status.history`.

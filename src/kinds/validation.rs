@@ -73,7 +73,8 @@ pub struct ValidationDone {
 /// (`kafkaCluster`), the custom webhooks, stores the report (signed, with its PDF) in the
 /// evidence storage, prunes old reports, and notifies. A failed validation is `Ok` with
 /// `report.result == Fail`; errors are what kept it from running (a missing Secret, storage
-/// or cluster unreachable). The restore check runs in this process, `execution` or not.
+/// or cluster unreachable). The restore check runs in this process, `execution` or not
+/// ([`run_sharded`] runs it as shards).
 pub async fn run(
     kbv: &crate::api::validation::KafkaBackupValidation,
     backup: Option<&KafkaBackup>,

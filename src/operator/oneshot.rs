@@ -181,6 +181,9 @@ where
     /// Shows `live` progress in `s` (written while a run goes, when [`Idle::live`]); the
     /// default shows none.
     fn live(_s: &mut Self::Status, _live: Live) {}
+    /// Whether the default [`OneShot::decide`] writes live progress ([`OneShot::live`]) while
+    /// a run goes (its `Idle::live`); kinds with their own `decide` set theirs there.
+    const LIVE: bool = false;
 }
 
 /// What a reconcile does, as the kind decides it ([`OneShot::decide`]).
@@ -383,7 +386,10 @@ where
     );
     match action {
         OneShotAction::Done => Step::Idle(Idle::after(None)),
-        OneShotAction::Wait => Step::Idle(Idle::after(Some(Duration::from_secs(5)))),
+        OneShotAction::Wait => Step::Idle(Idle {
+            live: K::LIVE,
+            ..Idle::after(Some(Duration::from_secs(5)))
+        }),
         OneShotAction::Invalid(message) => Step::Invalid(message),
         OneShotAction::Start { resumed } => {
             let note = if resumed {
@@ -463,7 +469,10 @@ where
         generation,
     );
     match action {
-        ScheduledAction::Wait => Step::Idle(Idle::after(Some(Duration::from_secs(5)))),
+        ScheduledAction::Wait => Step::Idle(Idle {
+            live: K::LIVE,
+            ..Idle::after(Some(Duration::from_secs(5)))
+        }),
         ScheduledAction::Invalid(message) => Step::Invalid(message),
         ScheduledAction::Sleep { next } => Step::Idle(sleep(status, last, next, generation, now)),
         ScheduledAction::Start {

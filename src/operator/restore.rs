@@ -325,28 +325,44 @@ fn shard_jobs(
         spec.state_storage.as_ref(),
     ));
     let mut refs = vec![];
-    let mut storage = bref.storage.as_ref();
-    let failed = |e: String| RunFailure::from(crate::exec::ExecError::Failed(e));
-    if let Some(kb) = kb {
-        let theirs = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
-        let kb_ns = kb.namespace().unwrap_or_default();
-        if kb_ns != ns && !theirs.is_empty() {
-            return Err(RunFailure::permanent(format!(
-                "spec.execution.mode: job: KafkaBackup {kb_ns}/{} names Secrets ({}) in its own namespace, and a shard Pod in namespace {ns} can mount only Secrets of {ns}; copy them into {ns}, or use mode: in-process",
-                kb.name_any(),
-                theirs.join(", ")
-            )));
-        }
-        names.extend(theirs);
-        refs.push(super::jobs::RunResource::document(kb).map_err(failed)?);
-        storage = Some(&kb.spec.storage);
-    }
+    let storage = match kb {
+        Some(kb) => Some(backup_for_shards(kb, &ns, &mut names, &mut refs)?),
+        None => bref.storage.as_ref(),
+    };
     names.sort();
     names.dedup();
     let storages = [storage, spec.state_storage.as_ref()];
     let resource = super::jobs::RunResource::of(kr, &refs, names, &storages, &spec.execution)
-        .map_err(failed)?;
+        .map_err(|e| RunFailure::from(crate::exec::ExecError::Failed(e)))?;
     Ok(super::jobs::JobLauncher::new(ctx, defaults, resource, exec))
+}
+
+/// Adds KafkaBackup `kb`, which a restore (or a validation's restore check) in namespace `ns`
+/// reads, to the run file of its shard Jobs: its document to `refs`, the Secrets it names to
+/// `names`; returns its storage (whose claim the Jobs mount).
+///
+/// Errors: `kb` is in another namespace and names Secrets (a Pod mounts Secrets of its own
+/// namespace only): the message names the Secrets and the fix.
+pub(super) fn backup_for_shards<'a>(
+    kb: &'a KafkaBackup,
+    ns: &str,
+    names: &mut Vec<String>,
+    refs: &mut Vec<String>,
+) -> Result<&'a crate::api::StorageSpec, RunFailure> {
+    let theirs = secrets::referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
+    let kb_ns = kb.namespace().unwrap_or_default();
+    if kb_ns != ns && !theirs.is_empty() {
+        return Err(RunFailure::permanent(format!(
+            "spec.execution.mode: job: KafkaBackup {kb_ns}/{} names Secrets ({}) in its own namespace, and a shard Pod in namespace {ns} can mount only Secrets of {ns}; copy them into {ns}, or use mode: in-process",
+            kb.name_any(),
+            theirs.join(", ")
+        )));
+    }
+    names.extend(theirs);
+    let doc = super::jobs::RunResource::document(kb)
+        .map_err(|e| RunFailure::from(crate::exec::ExecError::Failed(e)))?;
+    refs.push(doc);
+    Ok(&kb.spec.storage)
 }
 
 /// What a dry run reports: the plan, nothing restored.

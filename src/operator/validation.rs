@@ -4,7 +4,9 @@
 //! `validationResult`); `Failed` means the validation could not run (a missing Secret, storage
 //! or cluster unreachable). Each finished run sets the metrics
 //! `kbo_validation_last_result` and, on a pass, `kbo_validation_last_pass_timestamp_seconds`,
-//! and is added to `status.history` (newest first, 10 kept).
+//! and is added to `status.history` (newest first, 10 kept). With `execution.mode: job` (and
+//! the chart's Jobs enabled) the restore check runs as shard Jobs
+//! ([`crate::kinds::validation::run_sharded`]), shown in `status.shards`.
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -12,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::oneshot::{Finished, OneShot, OneShotStatus, Phase, Run, RunFuture, Schedule};
+use super::retry::RunFailure;
+use super::status::Live;
 use super::{Context, secrets};
 use crate::api::StatusHeader;
 use crate::api::validation::{
@@ -99,11 +103,59 @@ fn secret_names(kbv: &KafkaBackupValidation) -> Vec<String> {
     names
 }
 
+/// The launcher of the shard Jobs of `kbv`'s restore check (`spec.execution.mode: job`, a
+/// `kafkaCluster` to restore into, and the chart's Jobs enabled), None otherwise. The Jobs'
+/// run file is the validation with its KafkaBackup (`kb`); they mount the Secrets of the
+/// cluster and of the storage only (not the signing key's nor the notification targets').
+///
+/// Errors: a KafkaBackup in another namespace that names Secrets.
+fn shard_jobs(
+    ctx: &Arc<Context>,
+    kbv: &KafkaBackupValidation,
+    kb: Option<&crate::api::KafkaBackup>,
+    run: &Run<KafkaBackupValidationStatus>,
+) -> Result<Option<super::jobs::JobLauncher>, RunFailure> {
+    let spec = &kbv.spec;
+    let (Some(cluster), Some(defaults)) = (&spec.kafka_cluster, &ctx.jobs) else {
+        return Ok(None);
+    };
+    if spec.execution.mode != crate::api::ExecutionMode::Job {
+        return Ok(None);
+    }
+    let ns = kbv.namespace().unwrap_or_default();
+    let mut names = secrets::referenced(cluster, spec.backup_ref.storage.as_ref());
+    let mut refs = vec![];
+    let storage = match kb {
+        Some(kb) => Some(super::restore::backup_for_shards(
+            kb, &ns, &mut names, &mut refs,
+        )?),
+        None => spec.backup_ref.storage.as_ref(),
+    };
+    names.sort();
+    names.dedup();
+    let failed = |e: String| RunFailure::from(crate::exec::ExecError::Failed(e));
+    let resource = super::jobs::RunResource::of(kbv, &refs, names, &[storage], &spec.execution)
+        .map_err(failed)?;
+    let exec = crate::exec::ExecContext::new(run.progress.clone(), run.cancel.clone(), None, None);
+    Ok(Some(super::jobs::JobLauncher::new(
+        ctx, defaults, resource, &exec,
+    )))
+}
+
 impl OneShot for KafkaBackupValidation {
     const KIND: &'static str = "KafkaBackupValidation";
 
     fn validate(&self) -> Result<(), String> {
         crate::api::validate::validate_backup_validation(self).map_err(|e| e.to_string())
+    }
+
+    /// The shards of a restore check run as Jobs, while it runs.
+    const LIVE: bool = true;
+
+    fn live(s: &mut KafkaBackupValidationStatus, live: Live) {
+        if s.phase == Some(BackupValidationPhase::Running) {
+            s.shards = live.shards;
+        }
     }
 
     fn schedule(&self) -> Option<Schedule> {
@@ -117,7 +169,7 @@ impl OneShot for KafkaBackupValidation {
     fn run(
         ctx: Arc<Context>,
         kbv: Arc<Self>,
-        _run: Run<KafkaBackupValidationStatus>,
+        run: Run<KafkaBackupValidationStatus>,
     ) -> RunFuture<KafkaBackupValidationStatus> {
         Box::pin(async move {
             let ns = kbv.namespace().unwrap_or_default();
@@ -132,8 +184,19 @@ impl OneShot for KafkaBackupValidation {
             )
             .await?;
             let now = crate::exec::engine::system_now_ms();
-            let done = crate::kinds::validation::run(&kbv, kb.as_ref(), &store, &ctx.pvc_root, now)
-                .await?;
+            let progress = run.progress.clone();
+            let (kb, root) = (kb.as_ref(), &ctx.pvc_root);
+            let done = match shard_jobs(&ctx, &kbv, kb, &run)? {
+                Some(launcher) => {
+                    let shards = kbv.spec.execution.shards;
+                    super::jobs::check_claims(&ctx.client, &launcher.resource, shards)
+                        .await
+                        .map_err(|e| RunFailure::from(crate::exec::ExecError::Input(e)))?;
+                    crate::kinds::validation::run_sharded(&kbv, kb, &store, root, now, &launcher)
+                        .await?
+                }
+                None => crate::kinds::validation::run(&kbv, kb, &store, root, now).await?,
+            };
             let r = &done.report;
             let passed = r.result != Outcome::Fail;
             ctx.metrics.validation_finished(
@@ -197,6 +260,7 @@ impl OneShot for KafkaBackupValidation {
                 finished_at: t,
                 evidence_report_path: done.path.clone(),
             });
+            let shards = Live::of(&progress).shards;
             let (run_id, verdict, path, signed) = (
                 r.backup.run_id.clone(),
                 outcome(r.result),
@@ -217,6 +281,7 @@ impl OneShot for KafkaBackupValidation {
                         s.check_results = results.clone();
                         s.evidence_report_path = Some(path.clone());
                         s.evidence_report_signed = Some(signed);
+                        s.shards = shards.clone();
                         s.last_validation_time = finished_at.clone();
                         if let Some(run) = &run
                             && !s.history.iter().any(|h| h.report_id == run.report_id)
