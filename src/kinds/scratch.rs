@@ -326,13 +326,15 @@ pub async fn restore_and_check<L: super::shards::ShardLauncher>(
         now_ms,
     )
     .await;
-    let ctx = crate::exec::ExecContext::new(
-        crate::exec::Progress::new(None),
-        crate::exec::Cancel::never(),
-        None,
-        None,
-    )
-    .with_keyring(prep.keyring.clone());
+    // an operator's launcher shows the shards in the run's progress, and stops with the run
+    let (progress, cancel) = (launcher.and_then(|l| l.run_context())).unwrap_or_else(|| {
+        (
+            crate::exec::Progress::new(None),
+            crate::exec::Cancel::never(),
+        )
+    });
+    let ctx = crate::exec::ExecContext::new(progress, cancel, None, None)
+        .with_keyring(prep.keyring.clone());
     let t = std::time::Instant::now();
     let restored = scratch_restore(prep, &ctx, launcher).await;
     let checks = match restored {

@@ -18,4 +18,12 @@ pub trait ShardLauncher: Sync {
         shard: u32,
         shards: u32,
     ) -> impl std::future::Future<Output = Result<(), ShardFailure>> + Send;
+
+    /// The progress the launcher reports its shards' phases into and the cancel signal it
+    /// stops on, when it was built for a run of its own (the operator's); a caller that makes
+    /// the run's context (a validation's scratch restore) takes them. None (the default): the
+    /// caller's context is the run's.
+    fn run_context(&self) -> Option<(std::sync::Arc<crate::exec::Progress>, crate::exec::Cancel)> {
+        None
+    }
 }

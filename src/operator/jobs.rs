@@ -841,6 +841,10 @@ impl ShardLauncher for JobLauncher {
         }
         self.wait(shard, &name).await
     }
+
+    fn run_context(&self) -> Option<(Arc<crate::exec::Progress>, crate::exec::Cancel)> {
+        Some((self.progress.clone(), self.cancel.clone()))
+    }
 }
 
 #[cfg(test)]
