@@ -6,22 +6,25 @@
 # then checks the restored data and prints a table. See bench/README.md.
 #
 # Usage: bench/run.sh [--mib N] [--partitions P] [--storage fs|s3|azure|gcs]
-#                     [--compression none|zstd] [--verify full|counts] [--keep]
+#                     [--compression none|zstd] [--verify full|counts] [--port N] [--keep]
 #        azure and gcs go to testenv's Azurite and fake-gcs-server; a storage other than fs
 #        also backs up and restores to the filesystem in the same run, for the ratio.
+#        --port N: private noida-db brokers instead of restarting the shared peers: the source
+#        on N, the plain producer's and our restore's targets on N+1 (a fresh broker each, so
+#        the brokers hold at most one copy each; data dirs in the work dir; killed by PID).
 # Env:   KBO_BIN=path   use this binary and skip `cargo build` (e.g. target/debug/...)
 #        BENCH_IDLE_PCT (default 5), BENCH_IDLE_SECS (3), BENCH_IDLE_TIMEOUT (300):
 #        the broker counts as idle after IDLE_SECS consecutive seconds below IDLE_PCT % of a core.
 set -euo pipefail
 
-MIB=1024 PARTS=8 STORAGE=fs COMPRESSION=none VERIFY=full KEEP=0
+MIB=1024 PARTS=8 STORAGE=fs COMPRESSION=none VERIFY=full KEEP=0 PORT=""
 RECORD_BYTES=1024
 IDLE_PCT=${BENCH_IDLE_PCT:-5}
 IDLE_SECS=${BENCH_IDLE_SECS:-3}
 IDLE_TIMEOUT=${BENCH_IDLE_TIMEOUT:-300}
 RSS_GOAL_MIB=256
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 
@@ -32,6 +35,7 @@ while [ $# -gt 0 ]; do
     --storage) STORAGE=${2:?--storage needs a value}; shift 2 ;;
     --compression) COMPRESSION=${2:?--compression needs a value}; shift 2 ;;
     --verify) VERIFY=${2:?--verify needs a value}; shift 2 ;;
+    --port) PORT=${2:?--port needs a value}; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -42,11 +46,13 @@ done
 case $STORAGE in fs|s3|azure|gcs) ;; *) die "--storage must be fs, s3, azure or gcs, got '$STORAGE'" ;; esac
 case $COMPRESSION in none|zstd) ;; *) die "--compression must be none or zstd, got '$COMPRESSION'" ;; esac
 case $VERIFY in full|counts) ;; *) die "--verify must be full or counts, got '$VERIFY'" ;; esac
+[ -z "$PORT" ] || [[ $PORT =~ ^[1-9][0-9]*$ ]] || die "--port must be a positive integer, got '$PORT'"
+[ -z "$PORT" ] || [ "$STORAGE" = fs ] || die "--port works with --storage fs only"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TESTENV=$ROOT/testenv
 KBO_DATA=$TESTENV/kbo_data.py
-[ -x "$TESTENV/start.sh" ] || die "$TESTENV/start.sh not found"
+[ -n "$PORT" ] || [ -x "$TESTENV/start.sh" ] || die "$TESTENV/start.sh not found"
 [ -f "$KBO_DATA" ] || die "$KBO_DATA not found"
 
 # ---------------------------------------------------------------------------------------------
@@ -77,9 +83,12 @@ case $BIN in *debug*) log "WARNING: $BIN looks like a debug build: its numbers m
 # Work dir
 # ---------------------------------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kbo-bench.XXXXXX")
-OK=0
+OK=0 PIDS=()
 cleanup() {
-  rm -rf "$WORK/consume.bin" "$WORK/repo"
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK/consume.bin" "$WORK/repo" "$WORK"/noida-*
   if [ "$KEEP" = 1 ] || [ "$OK" = 0 ]; then
     echo "bench: logs kept in $WORK" >&2
   else
@@ -124,12 +133,19 @@ cpu_ticks() { # pid -> utime+stime in clock ticks (fields 14+15; comm may contai
   awk '{print $12 + $13}' <<<"$s"
 }
 HZ=$(getconf CLK_TCK)
+NOIDA_LOG=$TESTENV/run/noida.log DST_PID=""
+broker_ticks() { # the source broker's ticks plus the private target's (--port), if running
+  local a b=0
+  a=$(cpu_ticks "$NOIDA_PID") || return 1
+  if [ -n "$DST_PID" ]; then b=$(cpu_ticks "$DST_PID") || return 1; fi
+  echo $((a + b))
+}
 wait_idle() { # label
   local prev now quiet=0 t0=$SECONDS busy=0
-  prev=$(cpu_ticks "$NOIDA_PID") || { show_log "$TESTENV/run/noida.log"; die "noida-db (pid $NOIDA_PID) is not running (before $1)"; }
+  prev=$(broker_ticks) || { show_log "$NOIDA_LOG"; die "noida-db (pid $NOIDA_PID) is not running (before $1)"; }
   while :; do
     sleep 1
-    now=$(cpu_ticks "$NOIDA_PID") || { show_log "$TESTENV/run/noida.log"; die "noida-db (pid $NOIDA_PID) died (before $1)"; }
+    now=$(broker_ticks) || { show_log "$NOIDA_LOG"; die "noida-db (pid $NOIDA_PID) died (before $1)"; }
     if [ $(( (now - prev) * 100 )) -lt $(( HZ * IDLE_PCT )) ]; then
       quiet=$((quiet + 1))
     else
@@ -172,11 +188,38 @@ start_peers() {
   show_log "$TESTENV/run/noida.log"
   die "noida-db does not start (is another session using port ${KBO_KAFKA_PORT:-19092}?)"
 }
-start_peers
-# shellcheck disable=SC1091
-source "$TESTENV/env"
-PY=${KBO_PYTHON:?testenv/env does not set KBO_PYTHON}
-BOOT=$KBO_KAFKA_BOOTSTRAP
+# --port: private brokers (start_noida NAME PORT -> NEW_PID, the new broker's pid)
+NOIDA_BIN=$TESTENV/.venv/lib/python3.11/site-packages/noida_db/noida-db
+start_noida() {
+  local name=$1 port=$2 pid
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use: choose another --port"; fi
+  mkdir -p "$WORK/noida-$name"
+  "$NOIDA_BIN" start --only kafka --host 127.0.0.1 --kafka-port "$port" --data-dir "$WORK/noida-$name" \
+    >"$WORK/noida-$name.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  NEW_PID=$pid
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  show_log "$WORK/noida-$name.log"; die "noida-db ($name) does not listen on $port"
+}
+stop_noida() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+if [ -n "$PORT" ]; then
+  [ -x "$NOIDA_BIN" ] || die "$NOIDA_BIN not found (run testenv/install.sh)"
+  PY=$TESTENV/.venv/bin/python
+  start_noida src "$PORT"; NOIDA_PID=$NEW_PID
+  NOIDA_LOG=$WORK/noida-src.log
+  BOOT=127.0.0.1:$PORT DST_BOOT=127.0.0.1:$((PORT + 1))
+  log "private noida-db brokers: source $BOOT (pid $NOIDA_PID), targets on $DST_BOOT"
+else
+  start_peers
+  # shellcheck disable=SC1091
+  source "$TESTENV/env"
+  PY=${KBO_PYTHON:?testenv/env does not set KBO_PYTHON}
+  BOOT=$KBO_KAFKA_BOOTSTRAP DST_BOOT=$KBO_KAFKA_BOOTSTRAP
+fi
 "$PY" "$KBO_DATA" gen-load --help >/dev/null 2>&1 || die "$KBO_DATA does not run with $PY"
 
 SRC=bench-load BASE=bench-load-baseline DST=bench-load-restored
@@ -201,9 +244,13 @@ C_RECORDS=$(json "$WORK/consume.out" records)
 PAYLOAD=$(json "$WORK/consume.out" bytes)   # key+value bytes of the topic, used for every MB/s
 [ "$C_RECORDS" = "$GEN_RECORDS" ] || die "plain consumer read $C_RECORDS records, gen-load wrote $GEN_RECORDS"
 
+if [ -n "$PORT" ]; then start_noida dst1 $((PORT + 1)); DST_PID=$NEW_PID; fi
 wait_idle "plain producer"
 log "plain producer: file -> $BASE"
-timed produce "$PY" "$KBO_DATA" bench-produce --bootstrap "$BOOT" --in "$WORK/consume.bin" --topic-suffix=-baseline
+timed produce "$PY" "$KBO_DATA" bench-produce --bootstrap "$DST_BOOT" --in "$WORK/consume.bin" --topic-suffix=-baseline
+if [ -n "$PORT" ]; then  # a fresh target for our restore: noida's memory only grows
+  stop_noida "$DST_PID"; rm -rf "$WORK/noida-dst1"; DST_PID=""
+fi
 rm -f "$WORK/consume.bin"
 P_RECORDS=$(json "$WORK/produce.out" records)
 [ "$P_RECORDS" = "$GEN_RECORDS" ] || die "plain producer wrote $P_RECORDS records, expected $GEN_RECORDS"
@@ -283,7 +330,7 @@ kind: KafkaRestore
 metadata: {name: bench-restore}
 spec:
   backupRef: {name: bench}
-  kafkaCluster: {bootstrapServers: ["$BOOT"]}
+  kafkaCluster: {bootstrapServers: ["$DST_BOOT"]}
   createTopics: true
   topicMapping: {"$SRC": "$DST"}
 YAML
@@ -313,6 +360,7 @@ if [ "$STORAGE" = fs ]; then
   REPO_BYTES=$(du -sb "$WORK/repo" | awk '{print $1}')
 fi
 
+if [ -n "$PORT" ]; then start_noida dst2 $((PORT + 1)); DST_PID=$NEW_PID; fi
 wait_idle "our restore"
 log "our restore: $STORAGE -> $DST"
 timed restore "$BIN" run --no-progress -f "$WORK/restore.yaml" -f "$WORK/backup.yaml"
@@ -350,27 +398,34 @@ fi
 wait_idle "verification"
 log "verify ($VERIFY): $SRC vs $BASE and $DST"
 VERIFY_RC=0
-"$PY" - "$TESTENV" "$BOOT" "$VERIFY" "$SRC" "$BASE" "$DST" >"$WORK/verify.out" 2>"$WORK/verify.err" <<'PY' || VERIFY_RC=$?
+# topics as TOPIC@BOOTSTRAP; with --port the plain producer's copy is gone (its broker was
+# stopped after its count was checked) and the restored copy is on the target broker
+if [ -n "$PORT" ]; then COPIES=("$DST@$DST_BOOT"); else COPIES=("$BASE@$BOOT" "$DST@$BOOT"); fi
+"$PY" - "$TESTENV" "$VERIFY" "$SRC@$BOOT" "${COPIES[@]}" >"$WORK/verify.out" 2>"$WORK/verify.err" <<'PY' || VERIFY_RC=$?
 import hashlib, struct, sys
 sys.path.insert(0, sys.argv[1])
 import kbo_data
 from confluent_kafka import Consumer, TopicPartition
 
-boot, mode, src, copies = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
-c = Consumer(kbo_data.consumer_conf(boot, "read_committed"))
-parts = kbo_data.topic_partitions(c, [src] + copies)
+mode = sys.argv[2]
+boots = dict(a.rsplit("@", 1) for a in sys.argv[3:])
+src, copies = sys.argv[3].rsplit("@", 1)[0], [a.rsplit("@", 1)[0] for a in sys.argv[4:]]
+cons = {b: Consumer(kbo_data.consumer_conf(b, "read_committed")) for b in set(boots.values())}
+parts = {}
+for t, b in boots.items():
+    parts.update(kbo_data.topic_partitions(cons[b], [t]))
 
 def counts(t):
     out = []
     for p in range(parts[t]):
-        lo, hi = c.get_watermark_offsets(TopicPartition(t, p), timeout=10, cached=False)
+        lo, hi = cons[boots[t]].get_watermark_offsets(TopicPartition(t, p), timeout=10, cached=False)
         out.append(hi - lo)
     return out
 
 def digests(t):
     h = {p: hashlib.sha256() for p in range(parts[t])}
     n = {p: 0 for p in range(parts[t])}
-    _, batches = kbo_data.consume_to_end(boot, [t], "read_committed", timeout=3600)
+    _, batches = kbo_data.consume_to_end(boots[t], [t], "read_committed", timeout=3600)
     pk = struct.Struct("<qii").pack
     for msgs in batches:
         for m in msgs:
@@ -395,7 +450,8 @@ for t in copies:
         print(f"MISMATCH {t}: per-partition counts {got}"); ok = False
     else:
         print(f"{t}: counts match")
-c.close()
+for c in cons.values():
+    c.close()
 if mode == "full" and ok:
     sn, sd = digests(src)
     if sn != want:

@@ -963,20 +963,34 @@ def fast_producer_conf(bootstrap: str, **extra: object) -> dict:
 def cmd_bench_produce(args: argparse.Namespace) -> int:
     topics, records_iter = read_bench_file(args.infile)
     targets = [t + args.topic_suffix for t, _ in topics]
-    create_topics(args.bootstrap, {tt: (np, {"retention.ms": "-1"})
+    # --partitions N: N partitions per target, placed by librdkafka's murmur2_random partitioner
+    # (the partition of the file is ignored); else each record keeps its partition
+    nparts = args.partitions
+    create_topics(args.bootstrap, {tt: (nparts or np, {"retention.ms": "-1"})
                                    for tt, (_t, np) in zip(targets, topics)})
+    extra: dict = {}
+    if nparts:
+        extra["partitioner"] = "murmur2_random"
+    if args.batch_records:
+        extra["batch.num.messages"] = args.batch_records
+    lo = args.ts_start if args.ts_start is not None else -(2 ** 63)
+    hi = args.ts_end if args.ts_end is not None else 2 ** 63
     tr = DeliveryTracker()
-    p = Producer(fast_producer_conf(args.bootstrap, on_delivery=tr))
+    p = Producer(fast_producer_conf(args.bootstrap, on_delivery=tr, **extra))
     produce, poll = p.produce, p.poll
     records = payload = 0
     t0 = time.monotonic()
     for ti, part, ts, key, val, hdrs in records_iter:
+        if ts < lo or ts > hi:
+            continue
         kw = {"headers": hdrs} if hdrs else {}
         if ts > 0:
             kw["timestamp"] = ts
+        if not nparts:
+            kw["partition"] = part
         while True:
             try:
-                produce(targets[ti], val, key, partition=part, **kw)
+                produce(targets[ti], val, key, **kw)
                 break
             except BufferError:
                 poll(0.05)
@@ -1297,6 +1311,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in", dest="infile", required=True)
     p.add_argument("--topic-suffix", required=True,
                    help="appended to each topic name; write --topic-suffix=-x for a leading '-'")
+    p.add_argument("--ts-start", type=int,
+                   help="write only records with timestamp >= this (ms, a PITR window's start)")
+    p.add_argument("--ts-end", type=int,
+                   help="write only records with timestamp <= this (ms, a PITR window's end)")
+    p.add_argument("--partitions", type=int, default=0,
+                   help="create the targets with N partitions and let librdkafka's "
+                   "murmur2_random partitioner place each record (a repartitioned restore's "
+                   "baseline); default: same partition count, same partition")
+    p.add_argument("--batch-records", type=int, default=0,
+                   help="librdkafka batch.num.messages (default 1000000)")
     p.set_defaults(func=cmd_bench_produce)
 
     p = sub.add_parser("gen-load", help="fill a new topic with N MiB of records, fast",
