@@ -184,6 +184,41 @@ timed backup "$BIN" run --no-progress -f "$WORK/backup.yaml"
 B_SECS=$(ours backup "$RECORDS")
 log "backup: $B_SECS s"
 
+# Where the PITR window's ends fall: the stored record batches (segment files of the repository,
+# codec 0 blocks) whose timestamps straddle the start or the end (those the restore decodes;
+# batches wholly inside are passed through, wholly outside skipped)
+"$PY" - "$WORK/repo" "$PITR_START" "$PITR_END" >"$WORK/straddle.out" <<'PY'
+import os, struct, sys
+root, lo, hi = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+total = inside = at_start = at_end = 0
+for d, _, files in os.walk(root):
+    for f in files:
+        path = os.path.join(d, f)
+        with open(path, "rb") as fh:
+            data = fh.read(8)
+            if data != b"KBOSEG1\n":
+                continue
+            data = fh.read()
+        pos = 0
+        while pos < len(data):
+            codec, stored = data[pos + 4], struct.unpack_from(">I", data, pos + 8)[0]
+            if codec != 0:
+                sys.exit(f"{path}: compressed block; run with compression none")
+            pl, q = data[pos + 20:pos + 20 + stored], 0
+            while q < len(pl):
+                blen = struct.unpack_from(">i", pl, q + 8)[0]
+                first_ts, max_ts = struct.unpack_from(">qq", pl, q + 27)
+                total += 1
+                if first_ts < lo <= max_ts: at_start += 1
+                elif first_ts <= hi < max_ts: at_end += 1
+                elif lo <= first_ts and max_ts <= hi: inside += 1
+                q += 12 + blen
+            pos += 20 + stored
+print(total, inside, at_start, at_end)
+PY
+read -r BATCHES B_INSIDE B_AT_START B_AT_END <"$WORK/straddle.out"
+log "stored batches: $BATCHES; PITR window: $B_INSIDE inside, $B_AT_START straddle its start, $B_AT_END its end"
+
 restore_yaml() { # case target
   local extra=""
   case $1 in
@@ -276,6 +311,7 @@ fi
   echo
   echo "kafka-backup-operator decode paths: $MIB MiB, $PARTS partitions, $RECORDS records of 1 KiB, filesystem, compression none"
   echo "PITR window [$PITR_START, $PITR_END] ($PITR_RECORDS records); repartitioned to $TPARTS partitions (murmur2);"
+  echo "  stored batches $BATCHES: $B_INSIDE wholly inside the window, $B_AT_START straddle its start, $B_AT_END its end"
   echo "batch = repart with produceBatchSize $BATCH; binary $BIN"
   echo "MB/s = key+value bytes of the records written / the tool's own seconds; verified = our copy equals the producer's"
   echo
