@@ -109,6 +109,12 @@ fn printer_columns() {
                 ("Last Backup", "date", ".status.lastBackupTime"),
                 ("Next Backup", "date", ".status.nextScheduledBackup"),
                 ("Records", "integer", ".status.recordsProcessed"),
+                (
+                    "Recoverable From",
+                    "date",
+                    ".status.firstRecoverabilityPoint",
+                ),
+                ("Recoverable To", "date", ".status.lastRecoverabilityPoint"),
                 ("Age", "date", ".metadata.creationTimestamp"),
             ],
         ),

@@ -462,8 +462,9 @@ fn restore_refusals_name_the_field() {
         e.contains("LogAppendTime") && e.contains("CreateTime"),
         "{e}"
     );
-    // a PITR window outside the run's timestamps (1000..=1054 ms) plans nothing: an error
-    // that says why, unless pitr.allowEmpty
+    // a PITR window after the run's timestamps (1000..=1099 ms) plans nothing: an error
+    // that names the start's field, the recoverability window and the fix, unless
+    // pitr.allowEmpty
     let e = compile_restore(
         &validate_restore(&restore_doc(
             "  createTopics: true\n  pitr:\n    startTimestamp: 4000000000000\n",
@@ -474,7 +475,26 @@ fn restore_refusals_name_the_field() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("spec.pitr") && e.contains("holds no record") && e.contains("allowEmpty"),
+        e.starts_with("spec.pitr.startTimestamp: ")
+            && e.contains("after the last recoverability point 1970-01-01T00:00:01.099Z")
+            && e.contains("1970-01-01T00:00:01Z .. 1970-01-01T00:00:01.099Z")
+            && e.contains("allowEmpty"),
+        "{e}"
+    );
+    // one before them names the end's field
+    let e = compile_restore(
+        &validate_restore(&restore_doc(
+            "  createTopics: true\n  pitr:\n    endTime: \"1970-01-01T00:00:00.999Z\"\n",
+        ))
+        .unwrap(),
+        &facts(meta(&[]), BTreeMap::new()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("spec.pitr.endTime: ")
+            && e.contains("before the first recoverability point 1970-01-01T00:00:01Z")
+            && e.contains("Set pitr.endTime at or after 1970-01-01T00:00:01Z"),
         "{e}"
     );
     assert!(

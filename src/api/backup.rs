@@ -65,6 +65,16 @@ pub const MIN_SEGMENT_MAX_BYTES: u64 = 1024 * 1024;
     json_path = ".status.recordsProcessed"
 ))]
 #[kube(printcolumn(
+    name = "Recoverable From",
+    type_ = "date",
+    json_path = ".status.firstRecoverabilityPoint"
+))]
+#[kube(printcolumn(
+    name = "Recoverable To",
+    type_ = "date",
+    json_path = ".status.lastRecoverabilityPoint"
+))]
+#[kube(printcolumn(
     name = "Age",
     type_ = "date",
     json_path = ".metadata.creationTimestamp"
@@ -424,6 +434,58 @@ pub struct KafkaBackupStatus {
     /// index: each one's phase, Job, partitions and progress. Absent for in-process runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<super::execution::ShardStatus>,
+    /// **ours**: the earliest record timestamp a point-in-time restore of this backup can
+    /// reach, over the complete runs in the repository (RFC 3339, milliseconds exact: a
+    /// restore with `pitr.endTime` before it restores nothing). Recomputed after every
+    /// successful run and its retention pass; a failed run leaves it as it was. Absent until
+    /// a complete run holds a record (docs/architecture.md, "Recoverability").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_recoverability_point: Option<String>,
+    /// **ours**: the latest record timestamp a point-in-time restore can reach (RFC 3339,
+    /// milliseconds exact: a `pitr.startTime` after it restores nothing). Data of a run still
+    /// going (a continuous backup) is not in it until that run completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_recoverability_point: Option<String>,
+    /// **ours**: complete runs the window was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recoverable_runs: Option<u64>,
+    /// **ours**: the same window per backed-up topic, with the partitions that have gaps
+    /// (offsets that could not be backed up). At most [`STATUS_TOPICS_LIMIT`] entries: topics
+    /// with gaps first, then by name; the rest are counted in `topicsOmitted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<TopicRecoverability>,
+    /// **ours**: topics left out of `topics` by its bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics_omitted: Option<u64>,
+}
+
+/// Entries of `status.topics` at most (and of a topic's `partitionsWithGaps`): the status is
+/// one object in etcd (1.5 MiB), rewritten whole at every status write (every 5 s while a run
+/// goes), so it must not grow with the number of topics or partitions of a backup.
+pub const STATUS_TOPICS_LIMIT: usize = 100;
+
+/// One entry of `status.topics` (ours): the recoverability window of one topic over the
+/// complete runs, and its partitions with gaps.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicRecoverability {
+    /// Topic name.
+    pub name: String,
+    /// Earliest record timestamp of the topic a restore can reach (RFC 3339, ms); absent
+    /// when no complete run holds a record of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_recoverability_point: Option<String>,
+    /// Latest record timestamp of the topic a restore can reach (RFC 3339, ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_recoverability_point: Option<String>,
+    /// Partitions with a gap in some complete run (offsets inside the covered range that were
+    /// deleted before they could be read: a restore of the window misses them), ascending, at
+    /// most [`STATUS_TOPICS_LIMIT`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions_with_gaps: Vec<i32>,
+    /// Partitions with gaps left out of `partitionsWithGaps` by its bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions_with_gaps_omitted: Option<u64>,
 }
 
 /// `status.retention`: the last retention pass.

@@ -44,7 +44,7 @@ pub mod validation;
 
 pub use backup::{
     BackupPhase, BackupRunRecord, CheckpointSpec, Compression, KafkaBackup, KafkaBackupSpec,
-    KafkaBackupStatus, RetentionSpec, RetentionStatus,
+    KafkaBackupStatus, RetentionSpec, RetentionStatus, STATUS_TOPICS_LIMIT, TopicRecoverability,
 };
 pub use common::{
     AwsKmsSpec, AzureCredentialsSecret, AzureSasTokenSecret, AzureServicePrincipalSecret,

@@ -155,6 +155,9 @@ pub struct ValidatedRestore {
     pub pitr_end_ms: Option<i64>,
     /// `pitr.allowEmpty`: a window holding no record is accepted.
     pub allow_empty_window: bool,
+    /// The fields the window's bounds come from, for messages: `spec.pitr.startTimestamp`
+    /// when it is given (it wins), else `spec.pitr.startTime`; the same for the end.
+    pub pitr_fields: (&'static str, &'static str),
     /// `topicMapping`: source topic -> target topic.
     pub topic_mapping: BTreeMap<String, String>,
     /// `partitionMapping`, parsed: source partition -> target partition (both >= 0).
@@ -217,6 +220,7 @@ impl ValidatedRestore {
             pitr_start_ms: pitr.0,
             pitr_end_ms: pitr.1,
             allow_empty_window: spec.pitr.as_ref().is_some_and(|p| p.allow_empty),
+            pitr_fields: pitr_fields(spec.pitr.as_ref()),
             topic_mapping: spec.topic_mapping.clone(),
             partition_mapping,
             repartitioning: spec.repartitioning.clone(),
@@ -243,4 +247,23 @@ impl ValidatedRestore {
             .map(String::as_str)
             .unwrap_or(source)
     }
+}
+
+/// The fields a PITR window's start and end come from (the epoch form wins when both are
+/// given, as in [`crate::api::restore::PitrSpec::start_ms`]).
+fn pitr_fields(p: Option<&crate::api::restore::PitrSpec>) -> (&'static str, &'static str) {
+    let epoch_start = p.is_some_and(|p| p.start_timestamp.is_some());
+    let epoch_end = p.is_some_and(|p| p.end_timestamp.is_some());
+    (
+        if epoch_start {
+            "spec.pitr.startTimestamp"
+        } else {
+            "spec.pitr.startTime"
+        },
+        if epoch_end {
+            "spec.pitr.endTimestamp"
+        } else {
+            "spec.pitr.endTime"
+        },
+    )
 }

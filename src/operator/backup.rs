@@ -23,7 +23,7 @@ use crate::api::{
 use crate::exec::{Cancel, ExecContext, Progress};
 use crate::format::manifest::RunManifest;
 use crate::kinds::{Access, backup::prepare as prepare_backup};
-use crate::plan::RetentionPlan;
+use crate::plan::{Recoverability, RetentionPlan};
 
 /// Runs kept in `status.history`.
 pub const HISTORY_LIMIT: usize = 10;
@@ -95,7 +95,8 @@ impl OneShot for KafkaBackup {
             let api: Api<KafkaBackup> =
                 Api::namespaced(ctx.client.clone(), &kb.namespace().unwrap_or_default());
             let done = attempt(&ctx, &kb, &api, run.tick, run.cancel, run.progress.clone()).await?;
-            Ok(done.map(|(m, retention)| completed(m, retention, Live::of(&run.progress))))
+            Ok(done
+                .map(|(m, retention, rec)| completed(m, retention, rec, Live::of(&run.progress))))
         })
     }
 
@@ -210,13 +211,19 @@ fn wait(
     }
 }
 
-/// A completed run: its manifest, and what retention did (or why it failed) when enabled.
-type BackedUp = (RunManifest, Option<Result<RetentionPlan, String>>);
+/// A completed run: its manifest, what retention did (or why it failed) when enabled, and the
+/// recoverability of the complete runs left after it (None: they could not be read).
+type BackedUp = (
+    RunManifest,
+    Option<Result<RetentionPlan, String>>,
+    Option<Recoverability>,
+);
 
 /// One attempt of backup `kb`: its Secrets (the retention's own key pair too),
 /// `kinds::backup::prepare`, the run id and plan hash recorded in status,
 /// `kinds::backup::run` (retention after a successful run; its failure does not fail the
-/// run). `Ok(None)`: cancelled.
+/// run), then the recoverability of the runs retention left ([`recoverability_after`]).
+/// `Ok(None)`: cancelled.
 async fn attempt(
     ctx: &Context,
     kb: &KafkaBackup,
@@ -285,7 +292,22 @@ async fn attempt(
         Ok(out) => Ok(Some((
             out.manifest,
             out.retention.map(|r| r.map_err(|e| e.to_string())),
+            recoverability_after(&prep.op, &kb.name_any()).await,
         ))),
+    }
+}
+
+/// The recoverability window of backup `name`'s complete runs as the repository holds them
+/// now (after a run and its retention pass): every manifest read again, so runs retention
+/// pruned are gone from it. None when they cannot be read (logged; status keeps the window
+/// it shows).
+async fn recoverability_after(op: &opendal::Operator, name: &str) -> Option<Recoverability> {
+    match crate::observe::load_complete_manifests(op, name).await {
+        Ok(runs) => Some(crate::plan::recoverability(&runs)),
+        Err(e) => {
+            tracing::warn!(backup = %name, error = %e, "recoverability window not updated: the complete runs could not be read");
+            None
+        }
     }
 }
 
@@ -311,10 +333,12 @@ fn shard_jobs(
 
 /// The report of a completed run `m` (with what retention did, if it ran): phase Completed,
 /// the run's figures (`live`: the counters at its end), its history record, retention's
-/// status; Ready=True/BackupCompleted and a Completed Event.
+/// status, the recoverability window (`rec`, when it could be read); Ready=True/BackupCompleted
+/// and a Completed Event.
 fn completed(
     m: RunManifest,
     retention: Option<Result<RetentionPlan, String>>,
+    rec: Option<Recoverability>,
     live: Live,
 ) -> Report<KafkaBackupStatus> {
     let ready = format!("{} records in run {}", m.total_records, m.run_id);
@@ -363,6 +387,9 @@ fn completed(
             s.history.truncate(HISTORY_LIMIT);
             if let Some(r) = &retention {
                 s.retention = Some(retention_status(s, r, now));
+            }
+            if let Some(r) = &rec {
+                crate::plan::set_recoverability_status(s, r);
             }
         }),
     }
@@ -430,5 +457,81 @@ impl super::oneshot::OneShotStatus for KafkaBackupStatus {
     }
     fn set_waiting(&mut self) {
         self.phase = Some(BackupPhase::Ready);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{TopicWindow, Window};
+
+    fn manifest(run: &str) -> RunManifest {
+        serde_json::from_value(serde_json::json!({
+            "format": "kafka-backup-operator/v2", "backupName": "b", "runId": run,
+            "previousRunId": null, "startTime": 0, "completionTime": 0, "planHash": "",
+            "clusterId": null, "compression": "zstd", "topics": [], "consumerGroups": [],
+            "totalRecords": 0, "totalRawBytes": 0
+        }))
+        .unwrap()
+    }
+
+    fn window(first_ms: i64, last_ms: i64) -> Recoverability {
+        Recoverability {
+            window: Some(Window { first_ms, last_ms }),
+            runs: 1,
+            topics: vec![TopicWindow {
+                topic: "orders".into(),
+                window: Some(Window { first_ms, last_ms }),
+                partitions_with_gaps: vec![2],
+            }],
+        }
+    }
+
+    /// A completed run writes the window it was given; a failed run, and a completed run
+    /// whose repository could not be read again, leave the window status shows.
+    #[test]
+    fn the_window_moves_with_completed_runs_only() {
+        let live = Live::of(&crate::exec::Progress::new(None));
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut s = KafkaBackupStatus::default();
+        (completed(
+            manifest("r1"),
+            None,
+            Some(window(1_000, 2_500)),
+            live.clone(),
+        )
+        .fields)(&mut s, now);
+        assert_eq!(
+            s.first_recoverability_point.as_deref(),
+            Some("1970-01-01T00:00:01Z")
+        );
+        assert_eq!(
+            s.last_recoverability_point.as_deref(),
+            Some("1970-01-01T00:00:02.5Z")
+        );
+        assert_eq!(s.topics[0].partitions_with_gaps, vec![2]);
+        let shown = s.clone();
+        (<KafkaBackup as OneShot>::failed("boom".into()).fields)(&mut s, now);
+        assert_eq!(s.phase, Some(BackupPhase::Failed));
+        assert_eq!(
+            (
+                &s.first_recoverability_point,
+                &s.last_recoverability_point,
+                &s.topics
+            ),
+            (
+                &shown.first_recoverability_point,
+                &shown.last_recoverability_point,
+                &shown.topics
+            )
+        );
+        (completed(manifest("r2"), None, None, live.clone()).fields)(&mut s, now);
+        assert_eq!(s.last_recoverability_point, shown.last_recoverability_point);
+        // retention pruned the oldest runs: the next report moves the first point
+        (completed(manifest("r3"), None, Some(window(2_000, 3_000)), live).fields)(&mut s, now);
+        assert_eq!(
+            s.first_recoverability_point.as_deref(),
+            Some("1970-01-01T00:00:02Z")
+        );
     }
 }

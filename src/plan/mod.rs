@@ -8,6 +8,7 @@
 //! ([`PlanExecution`], from [`plan_execution`]).
 mod backup;
 mod offsets;
+mod recoverability;
 mod repartition;
 mod restore;
 mod retention;
@@ -22,6 +23,10 @@ pub use offsets::{
     GroupOffsetPlan, OffsetChange, OffsetResetFacts, OffsetResetPlan, RESTORE_GROUP_PARALLELISM,
     compile_offset_reset, compile_restore_groups, group_snapshots, reset_scope_topics,
     restore_group_names, target_bounds, translate_groups, translate_position,
+};
+pub use recoverability::{
+    Recoverability, TopicWindow, Window, partition_window, recoverability, rfc3339, run_window,
+    set_status as set_recoverability_status,
 };
 pub use repartition::{RepartitionSource, RepartitionStep, Router, murmur2, murmur2_partition};
 pub use restore::{

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::recoverability::{Window, partition_window, rfc3339, run_window};
 use super::repartition::{RepartitionSource, RepartitionStep};
 use super::{CompileError, PlanExecution, issue, matches_any, plan_execution, plan_hash};
 use crate::api::offset_reset::ResetStrategy;
@@ -182,55 +183,76 @@ pub fn resumed_restore(journal_plan: &RestorePlan, input: &ValidatedRestore) -> 
     plan
 }
 
-/// An RFC 3339 rendering of epoch ms for messages (the number itself if out of range).
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| ms.to_string())
-}
-
-/// Why the PITR window selects no record of the run, or None when some partition of the
-/// restore has records whose timestamps meet the window (per the manifest's min/max record
-/// timestamps; a window that falls between two records of a partition is not caught here).
+/// Why the PITR window `start..=end` selects no record of run `m`'s partitions `sources`:
+/// the field to name and the message; None when some of them has records whose timestamps
+/// meet the window (per the manifest's per-segment record timestamps,
+/// [`super::partition_window`]; a window that falls between two records of a partition is
+/// not caught here). A window entirely before the restored partitions' recoverability window
+/// names the end's field (`fields.1`), one entirely after it the start's (`fields.0`).
 fn empty_window(
     m: &RunManifest,
     sources: &[(&str, i32)],
-    start: Option<i64>,
-    end: Option<i64>,
-) -> Option<String> {
+    (start, end): (Option<i64>, Option<i64>),
+    fields: (&'static str, &'static str),
+) -> Option<(&'static str, String)> {
     let window = format!(
         "{} .. {}",
         start.map(rfc3339).unwrap_or_else(|| "(no start)".into()),
         end.map(rfc3339).unwrap_or_else(|| "(no end)".into())
     );
-    let mut span: Option<(i64, i64)> = None;
-    for (topic, partition) in sources {
-        let Some(p) = m
-            .topics
+    let wanted: std::collections::BTreeSet<(&str, i32)> = sources.iter().copied().collect();
+    let meets =
+        |w: &Window| start.is_none_or(|st| w.last_ms >= st) && end.is_none_or(|e| w.first_ms <= e);
+    let span = run_window(m, |t, p| wanted.contains(&(t, p)));
+    let per_partition = m.topics.iter().flat_map(|t| {
+        let wanted = &wanted;
+        t.partitions
             .iter()
-            .find(|t| t.name == *topic)
-            .and_then(|t| t.partitions.iter().find(|p| p.partition == *partition))
-        else {
-            continue;
-        };
-        let (Some(lo), Some(hi)) = (p.min_timestamp, p.max_timestamp) else {
-            continue;
-        };
-        if start.is_none_or(|st| hi >= st) && end.is_none_or(|e| lo <= e) {
-            return None;
-        }
-        span = Some(span.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+            .filter(move |p| wanted.contains(&(t.name.as_str(), p.partition)))
+    });
+    if per_partition
+        .filter_map(partition_window)
+        .any(|w| meets(&w))
+    {
+        return None;
     }
+    let run = &m.run_id;
     Some(match span {
-        None => format!(
-            "the window {window} selects nothing: the topics restored from backup run {} hold no record; remove pitr, or set pitr.allowEmpty: true",
-            m.run_id
+        None => (
+            "spec.pitr",
+            format!(
+                "the window {window} selects nothing: the topics restored from backup run {run} hold no record; remove pitr, or set pitr.allowEmpty: true"
+            ),
         ),
-        Some((lo, hi)) => format!(
-            "the window {window} holds no record of backup run {}: the records restored have timestamps from {} to {}. Widen the window, choose another run (backupRef.backupId), or set pitr.allowEmpty: true to accept an empty restore",
-            m.run_id,
-            rfc3339(lo),
-            rfc3339(hi)
+        Some(w) if end.is_some_and(|e| e < w.first_ms) => (
+            fields.1,
+            format!(
+                "{} is before the first recoverability point {} of backup run {run}: the topics restored reach {} and nothing earlier, so the window {window} restores no record. Set {} at or after {}, or set pitr.allowEmpty: true to accept an empty restore",
+                rfc3339(end.unwrap_or_default()),
+                rfc3339(w.first_ms),
+                w.describe(),
+                fields.1.trim_start_matches("spec."),
+                rfc3339(w.first_ms),
+            ),
+        ),
+        Some(w) if start.is_some_and(|st| st > w.last_ms) => (
+            fields.0,
+            format!(
+                "{} is after the last recoverability point {} of backup run {run}: the topics restored reach {} and nothing later, so the window {window} restores no record. Set {} at or before {}, restore a newer run (backupRef.backupId; without it the newest), back up again to take in later records, or set pitr.allowEmpty: true to accept an empty restore",
+                rfc3339(start.unwrap_or_default()),
+                rfc3339(w.last_ms),
+                w.describe(),
+                fields.0.trim_start_matches("spec."),
+                rfc3339(w.last_ms),
+            ),
+        ),
+        Some(w) => (
+            "spec.pitr",
+            format!(
+                "the window {window} holds no record of backup run {run}: the records restored have timestamps from {} to {}. Widen the window, choose another run (backupRef.backupId), or set pitr.allowEmpty: true to accept an empty restore",
+                rfc3339(w.first_ms),
+                rfc3339(w.last_ms)
+            ),
         ),
     })
 }
@@ -292,9 +314,9 @@ pub fn compile_restore(
     }
     work.check_collisions();
     if work.issues.is_empty()
-        && let Some(why) = work.empty_window(input, m)
+        && let Some((field, why)) = work.empty_window(input, m)
     {
-        work.issues.push(issue("spec.pitr", why));
+        work.issues.push(issue(field, why));
     }
     if !work.issues.is_empty() {
         return Err(CompileError(work.issues));
@@ -707,9 +729,14 @@ impl Work {
         }
     }
 
-    /// Why the PITR window selects no record of the restored partitions ([`empty_window`]),
-    /// or None: no window, `pitr.allowEmpty`, or some record in it.
-    fn empty_window(&self, input: &ValidatedRestore, m: &RunManifest) -> Option<String> {
+    /// Why the PITR window selects no record of the restored partitions ([`empty_window`]:
+    /// the field to name and the message), or None: no window, `pitr.allowEmpty`, or some
+    /// record in it.
+    fn empty_window(
+        &self,
+        input: &ValidatedRestore,
+        m: &RunManifest,
+    ) -> Option<(&'static str, String)> {
         if (input.pitr_start_ms.is_none() && input.pitr_end_ms.is_none())
             || input.allow_empty_window
         {
@@ -725,7 +752,12 @@ impl Work {
                     .map(|s| (r.source_topic.as_str(), s.source_partition))
             }))
             .collect();
-        empty_window(m, &sources, input.pitr_start_ms, input.pitr_end_ms)
+        empty_window(
+            m,
+            &sources,
+            (input.pitr_start_ms, input.pitr_end_ms),
+            input.pitr_fields,
+        )
     }
 }
 

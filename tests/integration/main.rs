@@ -16,6 +16,7 @@ mod object_lock;
 mod offsets;
 mod plan_cmd;
 mod recompress;
+mod recoverability;
 mod repartition;
 mod restore_resume;
 mod restore_shards;
