@@ -305,7 +305,7 @@ YAML
   {
     echo
     echo "a) $COUNT scheduled KafkaBackups (cron \"0 0 1 1 *\") + $COUNT KafkaRestores waiting on them, image $IMAGE"
-    echo "   kubectl apply (one file, $total documents): $(sub "$t0" "$t_apply") s; apiserver CPU during it $(awk '{print $3}' <<<"$applied") s"
+    echo "   kubectl apply ($PARALLEL files at once, $total documents): $(sub "$t0" "$t_apply") s; apiserver CPU during it $(awk '{print $3}' <<<"$applied") s"
     echo "   intake (apply start .. every object has a status.phase, polled every 5 s): $i_wall s"
     echo "     operator CPU $i_cpu s = $(awk -v c="$i_cpu" -v n="$total" 'BEGIN { printf "%.2f", c / n * 1000 }') ms per object; apiserver CPU $i_api s"
     echo "     reconciles: KafkaBackup $((rk1 - rk0)), KafkaRestore $((rr1 - rr0))"
