@@ -18,6 +18,7 @@
 #                                         the independent reader of what we wrote to Azurite
 #   azurite 3.37.0 (npm, into testenv/.azurite with the machine's Node.js; not global)
 #                                         Microsoft's Azure Storage emulator (blob service)
+#   promtool 2.42.0     checks the chart's PrometheusRule (from Debian's prometheus package)
 # tansu (the second, independent broker) is opt-in: KBO_WITH_TANSU=1 (a 12-22 min cargo install).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -74,6 +75,20 @@ PY
   mv "$tmp/helm" "$helm" && mv "$tmp/kubectl" "$kubectl" && chmod +x "$helm" "$kubectl" && rm -rf "$tmp"
   sha_ok "$helm" "$helm_sha" || { echo "testenv: helm checksum mismatch" >&2; exit 1; }
   sha_ok "$kubectl" "$kubectl_sha" || { echo "testenv: kubectl checksum mismatch" >&2; exit 1; }
+fi
+# promtool (Debian bookworm's prometheus 2.42.0+ds-5+deb12u1), to check the chart's
+# PrometheusRule: only the binary, taken out of the package with dpkg-deb (installing the
+# package would set up a Prometheus server); checked by sha256.
+promtool="$here/.bin/promtool"
+promtool_sha=14d9c8acdc5d1321dc2092400111c586f09ac350f23f2383d1679b2bf256e583
+if ! sha_ok "$promtool" "$promtool_sha"; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download prometheus=2.42.0+ds-5+deb12u1 >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && apt-get download prometheus=2.42.0+ds-5+deb12u1 >/dev/null 2>&1; }; })
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  mkdir -p "$here/.bin"
+  mv "$tmp/x/usr/bin/promtool" "$promtool" && rm -rf "$tmp"
+  sha_ok "$promtool" "$promtool_sha" || { echo "testenv: promtool checksum mismatch" >&2; exit 1; }
 fi
 if [ "${KBO_WITH_TANSU:-0}" = 1 ] && ! [ -x "$here/.tansu/bin/tansu" ]; then
   cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$here/.tansu"

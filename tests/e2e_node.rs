@@ -378,6 +378,17 @@ fn the_chart_installs_and_the_operator_pod_backs_up_restores_upgrades_and_uninst
         metrics.contains("# TYPE"),
         "not Prometheus text:\n{metrics}"
     );
+    // the series the chart's PrometheusRule alerts on, for the runs that just completed
+    for want in [
+        format!(
+            "kbo_last_success_timestamp_seconds{{kind=\"KafkaBackup\",resource_namespace=\"{ns}\",name=\"production-backup\"}}"
+        ),
+        format!(
+            "kbo_last_run_failed{{kind=\"KafkaRestore\",resource_namespace=\"{ns}\",name=\"pitr-restore\"}} 0"
+        ),
+    ] {
+        assert!(metrics.contains(&want), "/metrics lacks {want}:\n{metrics}");
+    }
     eprintln!(
         "e2e_node: /metrics through the Service: {} lines",
         metrics.lines().count()

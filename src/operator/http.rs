@@ -49,6 +49,14 @@ pub struct VolumeLabels {
     pub resource_namespace: String,
 }
 
+/// One resource: the labels of the per-resource gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub kind: String,
+    pub resource_namespace: String,
+    pub name: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ValidationLabels {
     pub resource_namespace: String,
@@ -79,6 +87,11 @@ pub struct Metrics {
     pub validation_last_pass: Family<ValidationLabels, Gauge>,
     /// 1 when the last validation of the backup passed, 0 when it failed.
     pub validation_last_result: Family<ValidationLabels, Gauge>,
+    /// Unix time (seconds) of the resource's last completed run: alert when a backup's is
+    /// older than its schedule allows (the chart's PrometheusRule).
+    pub last_success: Family<ResourceLabels, Gauge>,
+    /// 1 when the resource's last finished run failed, 0 when it completed.
+    pub last_run_failed: Family<ResourceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -96,6 +109,18 @@ impl Default for Metrics {
         let lag_records = Family::<VolumeLabels, Gauge>::default();
         let validation_last_pass = Family::<ValidationLabels, Gauge>::default();
         let validation_last_result = Family::<ValidationLabels, Gauge>::default();
+        let last_success = Family::<ResourceLabels, Gauge>::default();
+        let last_run_failed = Family::<ResourceLabels, Gauge>::default();
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the resource's last completed run",
+            last_success.clone(),
+        );
+        registry.register(
+            "last_run_failed",
+            "1 when the resource's last finished run failed, 0 when it completed",
+            last_run_failed.clone(),
+        );
         registry.register(
             "validation_last_pass_timestamp_seconds",
             "Unix time of the last KafkaBackupValidation that passed, per backup",
@@ -150,6 +175,8 @@ impl Default for Metrics {
             lag_records,
             validation_last_pass,
             validation_last_result,
+            last_success,
+            last_run_failed,
         }
     }
 }
@@ -212,6 +239,24 @@ impl Metrics {
         self.records.get_or_create(&v).inc_by(records);
         self.bytes.get_or_create(&v).inc_by(bytes);
         self.lag_records.get_or_create(&v).set(0);
+    }
+
+    /// Records how resource `labels`' run ended (a cancelled run changes nothing): a completed
+    /// one at `at_ms` (epoch ms) sets its last-success time and clears its failed flag; a
+    /// failed one sets the flag.
+    pub fn resource_run_ended(&self, labels: ResourceLabels, completed: bool, at_ms: i64) {
+        self.last_run_failed
+            .get_or_create(&labels)
+            .set(!completed as i64);
+        if completed {
+            self.last_success.get_or_create(&labels).set(at_ms / 1000);
+        }
+    }
+
+    /// Forgets the per-resource gauges of a deleted resource (no alert on what is gone).
+    pub fn resource_deleted(&self, labels: &ResourceLabels) {
+        self.last_run_failed.remove(labels);
+        self.last_success.remove(labels);
     }
 
     /// Updates the lag of a running run from its progress counters.

@@ -181,6 +181,11 @@ where
             kube::runtime::finalizer::Event::Apply(o) => apply(o, ctx.clone(), api.clone()).await,
             kube::runtime::finalizer::Event::Cleanup(o) => {
                 ctx.pool.cancel(&obj_key(&*o)).await;
+                ctx.metrics.resource_deleted(&http::ResourceLabels {
+                    kind: K::kind(&()).into_owned(),
+                    resource_namespace: ns.clone(),
+                    name: o.name_any(),
+                });
                 ctx.event(
                     &*o,
                     EventType::Normal,
@@ -282,10 +287,12 @@ pub mod tests_hooks {
 /// Counts a finished pool run in the metrics: `Ok(None)` is a cancelled run, `Ok(Some(_))` a
 /// completed one, `Err(message)` a failed one, labelled with its category
 /// ([`retry::failure_category`]).
+/// The resource `name`'s last-success time and failed flag are set too.
 pub fn record_run<T>(
     ctx: &Context,
     kind: &str,
     ns: &str,
+    name: &str,
     result: &Result<Option<T>, String>,
     progress: &crate::exec::Progress,
 ) {
@@ -297,6 +304,16 @@ pub fn record_run<T>(
     let (records, bytes, secs) = progress.snapshot();
     ctx.metrics
         .run_finished_in(kind, ns, outcome, category, secs, records, bytes);
+    if outcome != "cancelled" {
+        let labels = http::ResourceLabels {
+            kind: kind.into(),
+            resource_namespace: ns.into(),
+            name: name.into(),
+        };
+        let now = crate::exec::engine::system_now_ms();
+        ctx.metrics
+            .resource_run_ended(labels, outcome == "completed", now);
+    }
 }
 
 /// The pool key of a resource.

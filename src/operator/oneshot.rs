@@ -872,7 +872,7 @@ pub async fn finish_run<K, T>(
     K::Status: OneShotStatus,
 {
     let ns = obj.namespace().unwrap_or_default();
-    super::record_run(ctx, kind, &ns, &result, progress);
+    super::record_run(ctx, kind, &ns, name, &result, progress);
     let generation = obj.meta().generation;
     let now = Timestamp::now();
     let outcome = match result {
