@@ -255,7 +255,18 @@ pub enum RestoreAction {
     Wait {
         requeue_after: Option<Duration>,
     },
+    /// Its run task waits for the KafkaBackup's first complete run (phase Pending): no
+    /// progress to write; the task looks for the run itself and writes Running when it
+    /// starts (a watch event, so a reconcile). Looked at again after this long only as a
+    /// safety net: 1,000 waiting restores requeued every 5 s cost ~100 reconciles per second
+    /// (bench/operator_scale.sh).
+    Waiting {
+        requeue_after: Duration,
+    },
 }
+
+/// The requeue of a restore whose run task waits for its backup ([`RestoreAction::Waiting`]).
+pub const WAITING_REQUEUE: Duration = Duration::from_secs(300);
 
 /// Decides the next action for `kr`. A restore left `Running` by an operator restart is
 /// started again and resumes from its journal (records already produced are not produced
@@ -272,7 +283,13 @@ pub fn decide_restore(kr: &crate::api::KafkaRestore, pool: &PoolState) -> Restor
             message: e.to_string(),
         };
     }
+    let phase = kr.status.as_ref().and_then(|s| s.phase);
     if let PoolState::Running(_) = pool {
+        if phase == Some(RestorePhase::Pending) {
+            return RestoreAction::Waiting {
+                requeue_after: WAITING_REQUEUE,
+            };
+        }
         return RestoreAction::Wait {
             requeue_after: Some(Duration::from_secs(5)),
         };
@@ -599,6 +616,13 @@ mod tests {
             RestoreAction::Start {
                 key: "generation-1".into(),
                 resumed: false,
+            }
+        );
+        // its task waits for the backup: no live progress, a slow safety-net requeue only
+        assert_eq!(
+            decide_restore(&left_pending, &PoolState::Running("generation-1".into())),
+            RestoreAction::Waiting {
+                requeue_after: WAITING_REQUEUE
             }
         );
         // finished here, the cache not yet updated: wait, no second run

@@ -204,7 +204,8 @@ where
 
 /// Runs a pool task's attempts ([`retry::retry_run`] with [`retry::run_backoff`]), publishing
 /// each retry as a Warning `Retried` Event about `obj`, and each new reason to wait as a Normal
-/// `Waiting` Event after `on_wait(message)` (which writes the waiting status).
+/// `Waiting` Event after `on_wait(message)` (which writes the waiting status and returns
+/// whether it did: when it did not, no Event, and the next check writes it again).
 pub async fn run_attempts<K, T, F, Fut, W, WFut>(
     ctx: &Arc<Context>,
     obj: &Arc<K>,
@@ -217,7 +218,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, retry::RunFailure>>,
     W: FnMut(String) -> WFut,
-    WFut: std::future::Future<Output = ()>,
+    WFut: std::future::Future<Output = bool>,
 {
     // A panic in an attempt (a bug, or a library that panics where it should return an
     // error) fails the attempt with category `internal` instead of ending the task with the
@@ -255,14 +256,19 @@ where
             match pause {
                 retry::Pause::Retry { message, .. } => {
                     ctx.event(&**obj, EventType::Warning, "Retried", &message)
-                        .await
+                        .await;
+                    true
                 }
                 retry::Pause::Wait { message } => {
-                    if let Some(w) = wait {
-                        w.await;
+                    let written = match wait {
+                        Some(w) => w.await,
+                        None => true,
+                    };
+                    if written {
+                        ctx.event(&**obj, EventType::Normal, "Waiting", &message)
+                            .await;
                     }
-                    ctx.event(&**obj, EventType::Normal, "Waiting", &message)
-                        .await
+                    written
                 }
             }
         }

@@ -797,11 +797,15 @@ where
     let on_wait = |reason: String| {
         let (ctx, api, name) = (ctx.clone(), api.clone(), name.clone());
         async move {
-            if let Some(f) = K::waiting(&reason, generation) {
-                // a failed write is logged and counted by write_status; the run waits on
-                let _ =
-                    write_status(&ctx, &api, &name, Write::Must, |s: &mut K::Status| f(s)).await;
-            }
+            let Some(f) = K::waiting(&reason, generation) else {
+                return true;
+            };
+            // a failed write is logged and counted by write_status; the run waits on and the
+            // next check writes it again. A replica that is not the leader writes nothing
+            // (write_status skips it): not published either.
+            let written =
+                write_status(&ctx, &api, &name, Write::Must, |s: &mut K::Status| f(s)).await;
+            written.is_ok() && *ctx.leader.borrow()
         }
     };
     let result = super::run_attempts(&ctx, &obj, &cancel, attempt, on_wait).await;

@@ -65,6 +65,7 @@ impl OneShot for KafkaRestore {
                 live: true,
                 ..Idle::after(requeue_after)
             }),
+            RestoreAction::Waiting { requeue_after } => Step::Idle(Idle::after(Some(requeue_after))),
         }
     }
 

@@ -5,7 +5,8 @@
 //! retry from its journal, so nothing is fetched or produced twice. Invalid specs, refused
 //! plans and bad data fail at once. A run whose input does not exist yet (a restore whose
 //! KafkaBackup has no complete run: both applied together, as GitOps does) waits instead,
-//! checking again every [`WAIT_EVERY`] without using up attempts.
+//! checking again ([`wait_pause`]: every [`WAIT_EVERY`] for its first minutes, then less
+//! often, up to [`WAIT_MAX`]) without using up attempts.
 use std::time::Duration;
 
 use backon::BackoffBuilder;
@@ -16,8 +17,22 @@ use crate::kinds::KindError;
 /// Attempts per run, the first included.
 pub const RUN_ATTEMPTS: usize = 3;
 
-/// How often a waiting run checks again for its input.
+/// How often a waiting run checks again for its input, for its first [`WAIT_FAST_CHECKS`]
+/// checks (a restore applied together with its backup starts soon after the backup's run).
 pub const WAIT_EVERY: Duration = Duration::from_secs(15);
+/// Checks at [`WAIT_EVERY`] before the pause doubles.
+pub const WAIT_FAST_CHECKS: u32 = 8;
+/// The longest pause between two checks of a waiting run (each check is a GET of the
+/// KafkaBackup and a listing of its repository: 1,000 waiting restores at 15 s made ~67 of
+/// each per second, measured in bench/operator_scale.sh).
+pub const WAIT_MAX: Duration = Duration::from_secs(120);
+
+/// The pause after the `n`th check (0-based) that found the input missing: [`WAIT_EVERY`]
+/// for the first [`WAIT_FAST_CHECKS`] (2 minutes), then doubling up to [`WAIT_MAX`].
+pub fn wait_pause(n: u32) -> Duration {
+    let extra = n.saturating_sub(WAIT_FAST_CHECKS - 1).min(8);
+    (WAIT_EVERY * 2u32.pow(extra)).min(WAIT_MAX)
+}
 
 /// What follows a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +41,8 @@ pub enum FailureKind {
     Permanent,
     /// Another attempt may succeed: retried with backoff, [`RUN_ATTEMPTS`] in all.
     Transient,
-    /// An input does not exist yet: checked again every [`WAIT_EVERY`], for as long as it
-    /// takes (until the resource is deleted or changed).
+    /// An input does not exist yet: checked again ([`wait_pause`]), for as long as it takes
+    /// (until the resource is deleted or changed).
     Waiting,
 }
 
@@ -161,9 +176,12 @@ pub fn run_backoff() -> impl Iterator<Item = Duration> + Send {
 
 /// Runs `attempt` until it succeeds (`Ok(Some)`), is cancelled (`Ok(None)`, also while
 /// paused between attempts), fails permanently, or `delays` runs out. A `Waiting` failure
-/// pauses [`WAIT_EVERY`] and does not count as an attempt. Before each pause `on_pause` is
-/// awaited (the caller publishes the Event; a wait only when its message is new). The error
-/// names how many attempts were made when more than one was.
+/// pauses ([`wait_pause`]) and does not count as an attempt. Before each pause `on_pause` is
+/// awaited (the caller writes the waiting status and publishes the Event), for a wait only
+/// while its message has not been published: `on_pause` returns whether it was (false: not
+/// the leader, or the status write failed; the next check tries again, so a waiting run
+/// never stays shown as Running). The error names how many attempts were made when more than
+/// one was.
 pub async fn retry_run<T, F, Fut, R, RFut>(
     cancel: &Cancel,
     delays: impl Iterator<Item = Duration>,
@@ -174,11 +192,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, RunFailure>>,
     R: FnMut(Pause) -> RFut,
-    RFut: std::future::Future<Output = ()>,
+    RFut: std::future::Future<Output = bool>,
 {
     let mut delays = delays;
     let mut n: u32 = 1;
     let mut waiting_for: Option<String> = None;
+    let mut waits: u32 = 0;
     loop {
         let pause = match attempt().await {
             Ok(v) => return Ok(v),
@@ -187,18 +206,20 @@ where
                 FailureKind::Waiting => {
                     if waiting_for.as_deref() != Some(f.message.as_str()) {
                         tracing::info!(waiting_for = %f.message, "run waits for its input");
-                        on_pause(Pause::Wait {
+                        waits = 0;
+                        let published = on_pause(Pause::Wait {
                             message: f.message.clone(),
                         })
                         .await;
-                        waiting_for = Some(f.message);
+                        waiting_for = published.then_some(f.message);
                     }
-                    WAIT_EVERY
+                    waits += 1;
+                    wait_pause(waits - 1)
                 }
                 FailureKind::Transient => match delays.next() {
                     Some(d) => {
                         tracing::warn!(attempt = n, error = %f.message, delay_ms = d.as_millis() as u64, "run failed; retrying");
-                        on_pause(Pause::Retry {
+                        let _ = on_pause(Pause::Retry {
                             attempt: n + 1,
                             message: format!(
                                 "attempt {n} failed ({}); attempt {} in {} s resumes where it stopped",
@@ -260,7 +281,8 @@ mod tests {
                     r.lock().unwrap().push(match p {
                         Pause::Retry { attempt, message } => format!("{attempt}: {message}"),
                         Pause::Wait { message } => format!("wait: {message}"),
-                    })
+                    });
+                    true
                 }
             },
         )
@@ -343,6 +365,55 @@ mod tests {
         tx.send(true).unwrap();
         let (r, calls, _) = drive(vec![wait("no KafkaBackup yet"), Ok(Some(1))], &cancel).await;
         assert_eq!((r, calls), (Ok(None), 1));
+    }
+
+    /// A wait whose status was not written (not the leader, or the write failed) is
+    /// published again at the next check, and only until one is written.
+    #[tokio::test(start_paused = true)]
+    async fn an_unpublished_wait_is_published_again() {
+        let calls = Arc::new(Mutex::new(0usize));
+        let offered = Arc::new(Mutex::new(0usize));
+        let r = retry_run(
+            &Cancel::never(),
+            run_backoff(),
+            || {
+                let c = calls.clone();
+                async move {
+                    let mut c = c.lock().unwrap();
+                    *c += 1;
+                    if *c < 5 {
+                        Err(RunFailure::waiting("no complete run yet"))
+                    } else {
+                        Ok(Some(1u32))
+                    }
+                }
+            },
+            |_| {
+                let o = offered.clone();
+                async move {
+                    let mut o = o.lock().unwrap();
+                    *o += 1;
+                    *o >= 2 // the first write is refused
+                }
+            },
+        )
+        .await;
+        assert_eq!(r, Ok(Some(1)));
+        assert_eq!(
+            *offered.lock().unwrap(),
+            2,
+            "refused once, then written once"
+        );
+    }
+
+    #[test]
+    fn a_long_wait_checks_less_often() {
+        let pauses: Vec<u64> = (0..14).map(|n| wait_pause(n).as_secs()).collect();
+        assert_eq!(
+            pauses,
+            [15, 15, 15, 15, 15, 15, 15, 15, 30, 60, 120, 120, 120, 120]
+        );
+        assert_eq!(wait_pause(u32::MAX), WAIT_MAX);
     }
 
     #[test]
