@@ -1020,3 +1020,163 @@ async fn offsets_reset_and_roll_back_and_a_validation_runs_once_per_tick() {
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;
 }
+
+/// `kubectl kafkabackup ARGS` against `kubeconfig`: (success, stdout, stderr).
+fn plugin(kubeconfig: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-kafkabackup"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `kubectl kafkabackup status` reads the five kinds from the API server: a KafkaBackup with a
+/// recoverability window and its validation, a failed KafkaRestore with its reason, as JSON
+/// and as a table; NAME and -A; status written through the status subresource (no operator).
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_status_shows_phase_window_validation_and_failure_from_the_api_server() {
+    use kafka_backup_operator::api::validation::KafkaBackupValidation;
+    let Some((client, kubeconfig, ns, bootstrap)) = setup("e2st").await else {
+        return;
+    };
+    let kbs: Api<KafkaBackup> = Api::namespaced(client.clone(), &ns);
+    let krs: Api<KafkaRestore> = Api::namespaced(client.clone(), &ns);
+    let kbvs: Api<KafkaBackupValidation> = Api::namespaced(client.clone(), &ns);
+    let storage =
+        serde_json::json!({"storageType": "filesystem", "filesystem": {"path": "/nowhere"}});
+    let cluster = serde_json::json!({"bootstrapServers": [bootstrap]});
+    let pp = PostParams::default();
+    let kb = serde_json::json!({"apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup",
+        "metadata": {"name": "orders"},
+        "spec": {"kafkaCluster": cluster, "topics": ["orders"], "storage": storage,
+                 "schedule": "0 * * * *", "retention": {"enabled": true, "keepLast": 3}}});
+    kbs.create(&pp, &serde_json::from_value(kb).unwrap())
+        .await
+        .unwrap();
+    let kr = serde_json::json!({"apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaRestore",
+        "metadata": {"name": "orders-dr"},
+        "spec": {"backupRef": {"name": "orders"}, "kafkaCluster": cluster}});
+    krs.create(&pp, &serde_json::from_value(kr).unwrap())
+        .await
+        .unwrap();
+    let kbv = serde_json::json!({"apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackupValidation",
+        "metadata": {"name": "nightly"}, "spec": {"backupRef": {"name": "orders"}}});
+    kbvs.create(&pp, &serde_json::from_value(kbv).unwrap())
+        .await
+        .unwrap();
+    let merge = |status: serde_json::Value| Patch::Merge(serde_json::json!({ "status": status }));
+    let p = PatchParams::default();
+    kbs.patch_status(
+        "orders",
+        &p,
+        &merge(serde_json::json!({
+        "phase": "Completed", "completionTime": "2026-12-06T10:00:05Z",
+        "nextScheduledBackup": "2026-12-06T11:00:00Z",
+        "firstRecoverabilityPoint": "2026-12-01T00:00:00.123Z",
+        "lastRecoverabilityPoint": "2026-12-06T09:59:59.999Z",
+        "recordsProcessed": 1200, "bytesProcessed": 4096})),
+    )
+    .await
+    .unwrap();
+    krs.patch_status(
+        "orders-dr",
+        &p,
+        &merge(serde_json::json!({
+        "phase": "Failed", "completionTime": "2026-12-06T10:30:00Z",
+        "message": "topic orders holds records: set purgeTopics or appendToExisting"})),
+    )
+    .await
+    .unwrap();
+    kbvs.patch_status(
+        "nightly",
+        &p,
+        &merge(serde_json::json!({
+        "phase": "Completed", "validationResult": "Pass",
+        "lastValidationTime": "2026-12-06T02:00:00Z"})),
+    )
+    .await
+    .unwrap();
+
+    let (ok, out, err) = plugin(&kubeconfig, &["status", "-n", &ns, "-o", "json"]);
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let kinds: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["KafkaBackup", "KafkaRestore", "KafkaBackupValidation"],
+        "{out}"
+    );
+    let b = &rows[0];
+    assert_eq!(b["name"], "orders");
+    assert_eq!(b["phase"], "Completed");
+    assert_eq!(b["lastRun"], "2026-12-06T10:00:05Z");
+    assert_eq!(b["nextRun"], "2026-12-06T11:00:00Z");
+    assert_eq!(b["recoverableFrom"], "2026-12-01T00:00:00.123Z");
+    assert_eq!(b["recoverableTo"], "2026-12-06T09:59:59.999Z");
+    assert_eq!(
+        (b["records"].as_u64(), b["bytes"].as_u64()),
+        (Some(1200), Some(4096))
+    );
+    assert_eq!(b["validatedBy"], "nightly");
+    assert_eq!(b["validationResult"], "Pass");
+    assert_eq!(b["retention"], "keepLast 3");
+    assert!(b.get("failure").is_none(), "{out}");
+    assert_eq!(rows[1]["phase"], "Failed");
+    assert_eq!(
+        rows[1]["failure"],
+        "topic orders holds records: set purgeTopics or appendToExisting"
+    );
+
+    // the table, one resource by NAME: no colour off a terminal
+    let (ok, out, err) = plugin(&kubeconfig, &["status", "orders-dr", "-n", &ns]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("KIND "), "{out}");
+    assert!(out.contains("orders-dr") && out.contains("Failed"), "{out}");
+    assert!(
+        !out.contains("KafkaBackup ") && !out.contains('\x1b'),
+        "{out}"
+    );
+    assert!(
+        out.contains("    failed: topic orders holds records"),
+        "{out}"
+    );
+    let (ok, out, err) = plugin(&kubeconfig, &["status", "orders", "-n", &ns, "-o", "yaml"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("recoverableTo: 2026-12-06T09:59:59.999Z"),
+        "{out}"
+    );
+    // -A: every namespace, NAMESPACE first; --kubeconfig instead of KUBECONFIG
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-kafkabackup"))
+        .args(["status", "orders", "-A", "--kubeconfig", &kubeconfig])
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("NAMESPACE "), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&ns) && l.contains("2026-12-01T00:00:00.123Z .. ")),
+        "{text}"
+    );
+    // a name that is nowhere is an error
+    let (ok, _, err) = plugin(&kubeconfig, &["status", "nothing-here", "-n", &ns]);
+    assert!(!ok && err.contains("no resource named"), "{err}");
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let _ = nss.delete(&ns, &Default::default()).await;
+}

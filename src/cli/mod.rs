@@ -10,6 +10,7 @@ pub mod report;
 pub mod run;
 pub mod runs_cmd;
 pub mod shards;
+pub mod status_cmd;
 
 use std::path::PathBuf;
 
@@ -192,6 +193,11 @@ pub enum PluginCommand {
     /// The data keys of an encrypted repository: `list`, `rewrap` (rotation), `shred`.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Every KafkaBackup, KafkaRestore, KafkaBackupValidation, KafkaOffsetReset and
+    /// KafkaOffsetRollback of the namespace as the API server holds them: phase, last and next
+    /// run, recoverability window, records and bytes, last validation, retention, and why the
+    /// last run failed. Read only.
+    Status(status_cmd::StatusArgs),
 }
 
 /// `kubectl kafkabackup keys`: the data keys of an encrypted repository.
