@@ -187,8 +187,10 @@ pub enum PluginCommand {
     /// Evidence reports: `verify` a report file against its detached signature.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
-    /// The complete runs of the KafkaBackup in the files: id, completion time, records,
-    /// bytes and S3 Object Lock (mode and retain-until, or "not locked"). Read only.
+    /// The complete runs of the KafkaBackup in the files: id, completion time, topics,
+    /// partitions, records, bytes, gaps, what retention does with the run, S3 Object Lock (mode
+    /// and retain-until, or "not locked"), and each topic's cut; `-o yaml|json` adds every
+    /// partition's offset range, cut, timestamps, segments and gaps. Read only.
     Runs(PlanArgs),
     /// The data keys of an encrypted repository: `list`, `rewrap` (rotation), `shred`.
     #[command(subcommand)]

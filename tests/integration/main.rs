@@ -22,6 +22,7 @@ mod restore_resume;
 mod restore_shards;
 mod resume;
 mod roundtrip;
+mod runs_cmd;
 mod sasl;
 mod shards;
 mod target_fence;

@@ -1,0 +1,180 @@
+//! `kubectl kafkabackup runs` and `describe run` against the real peers (Kafka, S3): two runs
+//! of an incremental chain with a gap (records deleted before the second run read them), their
+//! cut, offset ranges, gaps and retention state, as the manifests record them.
+use kafka_backup_operator::format::batch::{Codec, Record, encode_batch};
+use kafka_backup_operator::format::manifest::RunManifest;
+use serde_json::Value;
+
+use super::support::*;
+
+/// `n` records on each of `partitions` partitions of `topic` (created by the first produce).
+async fn append(topic: &str, partitions: i32, n: usize, tag: &str) {
+    let c = client().await;
+    for p in 0..partitions {
+        let recs: Vec<Record> = (0..n)
+            .map(|i| Record {
+                offset: 0,
+                timestamp: 1_800_000_000_000 + i as i64,
+                key: Some(format!("k{i}").into()),
+                value: Some(format!("{tag}-{i}").into()),
+                headers: vec![],
+            })
+            .collect();
+        c.produce(
+            topic,
+            p,
+            encode_batch(&recs, Codec::None).unwrap(),
+            -1,
+            10_000,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The plugin binary: (success, stdout, stderr).
+fn plugin(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-kafkabackup"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Two runs of a 2-partition topic into S3, partition 0's records between the runs partly
+/// deleted: (files, backup name, run 1, run 2, topic).
+async fn two_runs(dir: &std::path::Path) -> (std::path::PathBuf, RunManifest, RunManifest, String) {
+    let prefix = unique("runs");
+    let topic = format!("{prefix}-t");
+    let c = client().await;
+    c.create_topics(
+        &[kafka_backup_operator::kafka::ops::NewTopic {
+            name: topic.clone(),
+            partitions: 2,
+            replication_factor: 1,
+            configs: Default::default(),
+        }],
+        10_000,
+    )
+    .await
+    .unwrap();
+    append(&topic, 2, 30, "first").await;
+    let secret = s3_secret("runs-s3", false);
+    let kb = backup_yaml(
+        "runsb",
+        std::slice::from_ref(&topic),
+        &s3_storage(&prefix, "runs-s3"),
+        "  stopAtCurrentOffsets: true\n  retention:\n    enabled: true\n    keepLast: 1\n    dryRun: true\n",
+    );
+    let r1 = backup(dir, &[&kb, &secret], "runsb").await;
+    append(&topic, 2, 20, "second").await;
+    // partition 0 loses the first 10 records past run 1's cut before run 2 reads them
+    c.delete_records(&[(topic.clone(), 0, 40)], 10_000)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let r2 = backup(dir, &[&kb, &secret], "runsb").await;
+    (write_docs(dir, &[&kb, &secret]), r1, r2, topic)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_shows_each_runs_cut_ranges_gaps_and_retention_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, r1, r2, topic) = two_runs(dir.path()).await;
+    let f = f.to_str().unwrap();
+    assert_eq!(r2.previous_run_id.as_deref(), Some(r1.run_id.as_str()));
+
+    let (ok, out, err) = plugin(&["runs", "-f", f, "-o", "json"]);
+    assert!(ok, "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{out}");
+    let (j1, j2) = (&rows[0], &rows[1]);
+    assert_eq!(j1["runId"], r1.run_id.as_str());
+    assert_eq!(j1["retention"], "would be pruned (dryRun)", "{j1}");
+    assert_eq!(j2["retention"], "kept", "{j2}");
+    assert_eq!(j2["previousRunId"], r1.run_id.as_str());
+    assert_eq!(
+        (j2["topicCount"].as_u64(), j2["partitionCount"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(j2["records"], r2.total_records);
+    assert_eq!(j1["objectLock"], Value::Null);
+    // per partition: the manifest's cut and covered range; the gap of partition 0
+    for (m, j) in [(&r1, j1), (&r2, j2)] {
+        let t = &j["topics"][0];
+        assert_eq!(t["name"], topic.as_str());
+        for (pm, pj) in m.topics[0]
+            .partitions
+            .iter()
+            .zip(t["partitions"].as_array().unwrap())
+        {
+            assert_eq!(pj["partition"], pm.partition);
+            assert_eq!(pj["cut"], pm.cut, "{pj}");
+            assert_eq!(pj["coveredFrom"], pm.covered_from, "{pj}");
+            assert_eq!(pj["startOffset"], pm.start_offset, "{pj}");
+            assert_eq!(pj["records"], pm.records, "{pj}");
+            assert_eq!(pj["segments"].as_u64(), Some(pm.segments.len() as u64));
+        }
+    }
+    let p0 = &j2["topics"][0]["partitions"][0];
+    assert_eq!(p0["cut"], 50);
+    // the log start moved past run 1's cut: covered again from there
+    assert_eq!(
+        (p0["coveredFrom"].as_i64(), p0["startOffset"].as_i64()),
+        (Some(40), Some(40)),
+        "{p0}"
+    );
+    assert_eq!(
+        (p0["gaps"][0]["from"].as_i64(), p0["gaps"][0]["to"].as_i64()),
+        (Some(30), Some(40)),
+        "{p0}"
+    );
+    assert_eq!(j2["gapCount"], 1, "{j2}");
+    assert_eq!(
+        j2["topics"][0]["partitions"][1]["gaps"],
+        serde_json::json!([])
+    );
+
+    // the table: the old columns, the new ones, and the cut under each run
+    let (ok, table, err) = plugin(&["runs", "-f", f]);
+    assert!(ok, "{err}");
+    let head = table.lines().next().unwrap();
+    for h in [
+        "RUN ID",
+        "COMPLETED",
+        "TOPICS",
+        "RECORDS",
+        "BYTES",
+        "GAPS",
+        "RETENTION",
+        "LOCK",
+    ] {
+        assert!(head.contains(h), "{table}");
+    }
+    assert!(
+        table.contains(&r1.run_id) && table.contains(&r2.run_id),
+        "{table}"
+    );
+    assert!(
+        table.contains("not locked") && table.contains("would be pruned (dryRun)"),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("    {topic}: cut 0@30 1@30, 60 records")),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("    {topic}: cut 0@50 1@50,")) && table.contains(", 1 gap\n"),
+        "{table}"
+    );
+    let (ok, yaml, err) = plugin(&["runs", "-f", f, "-o", "yaml"]);
+    assert!(
+        ok && yaml.contains("reason:") && yaml.contains("cut: 50"),
+        "{err}{yaml}"
+    );
+}
