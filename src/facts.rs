@@ -58,3 +58,14 @@ pub type Commits = BTreeMap<(String, i32), (i64, Option<String>)>;
 
 /// Committed offsets of several groups: group id -> [`Commits`].
 pub type GroupCommits = BTreeMap<String, Commits>;
+
+/// The sizes of partition logs as their leaders report them (DescribeLogDirs, KIP-113), for
+/// a backup's byte estimates. A partition missing from `bytes` has no known size; `unknown`
+/// says why, one line per cause (a broker that refused the request, or does not support it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSizes {
+    /// (topic, partition) -> bytes of the partition's log on its leader (every segment).
+    pub bytes: BTreeMap<(String, i32), u64>,
+    /// Why some partitions have no size, one line per cause.
+    pub unknown: Vec<String>,
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use kafka_backup_operator::api::{
     Document, KafkaBackup, KafkaRestore, load_and_validate, validate_backup, validate_restore,
 };
+use kafka_backup_operator::facts::LogSizes;
 use kafka_backup_operator::format::manifest::{
     Checkpoint, PartitionManifest, PartitionProgress, RunManifest, SegmentRef, TopicManifest,
 };
@@ -13,7 +14,7 @@ use kafka_backup_operator::kafka::client::{ClusterMeta, PartitionMeta, TopicMeta
 use kafka_backup_operator::kafka::ops::ConfigEntry;
 use kafka_backup_operator::observe::PartitionOffsets;
 use kafka_backup_operator::plan::{
-    BackupFacts, RestoreFacts, TargetState, compile_backup, compile_restore,
+    BackupFacts, BytesSource, RestoreFacts, TargetState, compile_backup, compile_restore,
 };
 
 const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -208,9 +209,34 @@ fn first_backup_with_globs_excludes_and_a_consistent_cut() {
         previous: None,
         checkpoint: None,
         diverged: BTreeMap::new(),
+        // orders/0's leader sized its log; orders/1's leader refused (issue 20 item 5)
+        log_sizes: LogSizes {
+            bytes: [(("orders".to_string(), 0), 12_000)].into(),
+            unknown: vec!["broker 2 gave no log sizes for 1 partition(s): refused".into()],
+        },
     };
     let plan = compile_backup(&validate_backup(&kb).unwrap(), &facts).unwrap();
     assert_eq!(plan.run_id, "20260101T000000.000Z");
+    // the whole log of orders/0; orders/1 unknown; payments has nothing to read
+    let bytes: Vec<(u64, BytesSource)> = plan
+        .partitions
+        .iter()
+        .map(|p| (p.estimated_bytes, p.estimated_bytes_from))
+        .collect();
+    assert_eq!(
+        bytes,
+        vec![
+            (12_000, BytesSource::LogSize),
+            (0, BytesSource::Unknown),
+            (0, BytesSource::Nothing)
+        ]
+    );
+    assert_eq!(plan.estimate_notes.len(), 1);
+    let table = kafka_backup_operator::report::backup_table(&plan);
+    assert!(
+        table.contains("Total: 175 records, 11.7 KiB estimated (2 of 3 steps; 1 unknown)\n  bytes unknown: broker 2"),
+        "{table}"
+    );
     golden("backup-first", &plan);
 }
 
@@ -227,6 +253,7 @@ fn incremental_backup_continues_after_the_cut_and_records_a_retention_gap() {
         previous: Some(previous_run()),
         checkpoint: None,
         diverged: BTreeMap::new(),
+        log_sizes: Default::default(),
     };
     let plan = compile_backup(&validate_backup(&kb).unwrap(), &facts).unwrap();
     assert_eq!(plan.partitions[0].start_offset, 100);
@@ -268,6 +295,7 @@ fn interrupted_run_is_resumed_from_its_checkpoint() {
         previous: Some(previous_run()),
         checkpoint: Some(cp),
         diverged: BTreeMap::new(),
+        log_sizes: Default::default(),
     };
     let plan = compile_backup(&validate_backup(&kb).unwrap(), &facts).unwrap();
     assert!(plan.resumed);
@@ -291,6 +319,7 @@ fn missing_literal_topic_names_the_field() {
         previous: None,
         checkpoint: None,
         diverged: BTreeMap::new(),
+        log_sizes: Default::default(),
     };
     let e = compile_backup(&validate_backup(&kb).unwrap(), &facts)
         .unwrap_err()
@@ -562,6 +591,7 @@ fn backup_as_jobs_carries_its_shards() {
         previous: Some(previous_run()),
         checkpoint: None,
         diverged: BTreeMap::new(),
+        log_sizes: Default::default(),
     };
     let kb = backup_doc(&format!(
         "{CLUSTER}  topics: [orders]\n  execution:\n    mode: job\n    shards: 3\n    backoffLimit: 2\n"

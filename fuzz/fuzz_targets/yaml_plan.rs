@@ -67,6 +67,7 @@ fuzz_target!(|data: &[u8]| {
             previous: None,
             checkpoint: None,
             diverged: BTreeMap::new(),
+            log_sizes: Default::default(),
         };
         if let Ok(plan) = compile_backup(&input, &facts) {
             for s in &plan.partitions {

@@ -675,6 +675,7 @@ mod tests {
             gap: None,
             estimated_records: 10,
             estimated_bytes: 0,
+            estimated_bytes_from: crate::plan::BytesSource::Unknown,
         };
         let mut plan: BackupPlan =
             serde_json::from_str(include_str!("../../tests/golden/backup-job.json")).unwrap();

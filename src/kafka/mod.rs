@@ -6,12 +6,13 @@
 //!
 //! Layers: [`conn`] (one TCP/TLS connection, SASL, ApiVersions negotiation, pipelined
 //! requests by correlation id) -> [`client`] (connection pool per broker, metadata cache,
-//! leader routing, retries) -> typed operations in [`ops`].
+//! leader routing, retries) -> typed operations in [`ops`] (and [`logdirs`]).
 pub mod breaker;
 pub mod client;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod logdirs;
 pub mod ops;
 pub mod sasl;
 pub mod tls;

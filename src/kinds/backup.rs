@@ -100,6 +100,8 @@ pub async fn prepare(
         }
         None => Default::default(),
     };
+    let parts: Vec<(String, i32)> = facts.offsets.keys().cloned().collect();
+    let log_sizes = observe::observe_log_sizes(&client, &facts.meta, &parts).await;
     let facts = BackupFacts {
         name,
         now_ms,
@@ -109,6 +111,7 @@ pub async fn prepare(
         previous: repo.latest,
         checkpoint: repo.checkpoint,
         diverged,
+        log_sizes,
     };
     let mut plan = plan::compile_backup(&input, &facts)?;
     if plan.execution.is_some()

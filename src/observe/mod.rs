@@ -1,9 +1,11 @@
 //! Step 1 of the flow: dereference and observe (read-only I/O). Resolves Secrets into client
 //! and storage settings, reads cluster metadata, offsets and configs, and what the backup
 //! repository already holds. Nothing here writes to Kafka or storage.
+mod log_sizes;
 mod repo;
 mod resolve;
 
+pub use log_sizes::observe_log_sizes;
 pub use repo::{
     RepoState, latest_complete_run, load_complete_manifests, load_manifest, load_repo_state,
 };

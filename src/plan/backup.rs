@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CompileError, issue, plan_hash, select_topics};
+use super::{BytesSource, CompileError, backup_step_bytes, issue, plan_hash, select_topics};
 use crate::api::{BackupCut, ValidatedBackup};
 use crate::facts::ClusterMeta;
 use crate::facts::ConfigEntry;
+use crate::facts::LogSizes;
 use crate::facts::PartitionOffsets;
 use crate::facts::TopicMeta;
 use crate::format::manifest::{Checkpoint, Gap, PartitionManifest, RunManifest, SegmentRef};
@@ -30,6 +31,9 @@ pub struct BackupFacts {
     /// found different: [`crate::observe::diverged_partitions`]), with why: the topic was
     /// deleted and recreated on a broker without topic ids.
     pub diverged: BTreeMap<(String, i32), String>,
+    /// The sizes of the partitions' logs on their leaders (DescribeLogDirs), for the byte
+    /// estimates; the partitions the brokers did not size, and why.
+    pub log_sizes: LogSizes,
 }
 
 /// Where a partition's fetch stops.
@@ -77,8 +81,13 @@ pub struct BackupPartitionStep {
     pub gap: Option<Gap>,
     /// Offsets to fetch (cut - start; 0 when unknown).
     pub estimated_records: u64,
-    /// Estimated bytes, from the previous run's bytes per record when known.
+    /// Estimated raw bytes to fetch ([`backup_step_bytes`]): the share of the leader's log
+    /// size of the offsets to fetch, else the previous run's bytes per record; 0 when
+    /// unknown (see `estimated_bytes_from`).
     pub estimated_bytes: u64,
+    /// Where `estimated_bytes` comes from (`unknown` in plans written before it was recorded).
+    #[serde(default)]
+    pub estimated_bytes_from: BytesSource,
 }
 
 impl BackupPartitionStep {
@@ -116,7 +125,12 @@ pub struct BackupPlan {
     pub topics: Vec<BackupTopic>,
     pub partitions: Vec<BackupPartitionStep>,
     pub estimated_records: u64,
+    /// The sum of the steps' known byte estimates.
     pub estimated_bytes: u64,
+    /// Why some steps' bytes are unknown (the brokers that would not size their logs), when
+    /// some are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub estimate_notes: Vec<String>,
     /// Hash of everything above (run id and clock excluded), for status `planHash`.
     pub hash: String,
     /// The KafkaBackup writing the run, claimed as the repository's owner before anything is
@@ -212,6 +226,14 @@ pub fn compile_backup(
         cluster_id: facts.meta.cluster_id.clone(),
         estimated_records: partitions.iter().map(|p| p.estimated_records).sum(),
         estimated_bytes: partitions.iter().map(|p| p.estimated_bytes).sum(),
+        estimate_notes: if partitions
+            .iter()
+            .any(|p| p.estimated_bytes_from == BytesSource::Unknown)
+        {
+            facts.log_sizes.unknown.clone()
+        } else {
+            Vec::new()
+        },
         topics,
         partitions,
         hash: String::new(),
@@ -383,6 +405,12 @@ fn partition_step(
         BackupCut::CaughtUp => CutMode::CaughtUp,
     };
     let est = (off.high_watermark - fetch_from).max(0) as u64;
+    let (estimated_bytes, estimated_bytes_from) = backup_step_bytes(
+        facts.log_sizes.bytes.get(&(name.clone(), p)).copied(),
+        previous.bytes_per_record,
+        (off.log_start, off.high_watermark),
+        fetch_from,
+    );
     BackupPartitionStep {
         topic: name.clone(),
         partition: p,
@@ -396,9 +424,7 @@ fn partition_step(
         resumed_segments: resumed,
         gap,
         estimated_records: est,
-        estimated_bytes: previous
-            .bytes_per_record
-            .map(|b| (b * est as f64) as u64)
-            .unwrap_or(0),
+        estimated_bytes,
+        estimated_bytes_from,
     }
 }

@@ -7,6 +7,7 @@
 //! executed as Kubernetes Jobs (`execution.mode: job`) carries its shard split
 //! ([`PlanExecution`], from [`plan_execution`]).
 mod backup;
+mod estimate;
 mod offsets;
 mod recoverability;
 mod repartition;
@@ -19,6 +20,7 @@ mod validation;
 pub use backup::{
     BackupFacts, BackupPartitionStep, BackupPlan, BackupTopic, CutMode, compile_backup,
 };
+pub use estimate::{BytesSource, EstimateTotal, backup_step_bytes, log_share};
 pub use offsets::{
     GroupOffsetPlan, OffsetChange, OffsetResetFacts, OffsetResetPlan, RESTORE_GROUP_PARALLELISM,
     compile_offset_reset, compile_restore_groups, group_snapshots, reset_scope_topics,

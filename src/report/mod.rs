@@ -2,7 +2,7 @@
 //! validation tables and closing summaries, as text. One home for the CLI (`cli::run`,
 //! `cli::plan_cmd`) and the operator (status messages, Events); no I/O. The outcomes of runs
 //! (what `kinds::<kind>::run` returns) are drawn by [`outcome`].
-use crate::plan::{BackupPlan, CutMode, PlanExecution, RestorePlan};
+use crate::plan::{BackupPlan, BytesSource, CutMode, EstimateTotal, PlanExecution, RestorePlan};
 
 pub mod outcome;
 
@@ -76,10 +76,10 @@ pub fn backup_table(p: &BackupPlan) -> String {
             st.start_offset,
             cut_text(&st.cut),
             st.estimated_records,
-            if st.estimated_bytes > 0 {
-                human_bytes(st.estimated_bytes)
-            } else {
+            if st.estimated_bytes_from == BytesSource::Unknown {
                 "unknown".into()
+            } else {
+                human_bytes(st.estimated_bytes)
             },
             st.gap
                 .as_ref()
@@ -93,10 +93,13 @@ pub fn backup_table(p: &BackupPlan) -> String {
         p.run_id
     ));
     s.push_str(&format!(
-        "\nTotal: {} records, {} estimated\n",
+        "\nTotal: {} records, {}\n",
         p.estimated_records,
-        human_bytes(p.estimated_bytes)
+        estimate_total(&p.partitions)
     ));
+    for note in &p.estimate_notes {
+        s.push_str(&format!("  bytes unknown: {note}\n"));
+    }
     if let Some(ex) = &p.execution {
         let names: Vec<String> = p
             .partitions
@@ -106,6 +109,28 @@ pub fn backup_table(p: &BackupPlan) -> String {
         s.push_str(&shards_table(ex, &names, &[]));
     }
     s
+}
+
+/// The bytes a backup's partition steps are estimated to read: the sum of the known estimates,
+/// `12.3 MiB estimated`, and when some are unknown how many steps the sum counts,
+/// `12.3 MiB estimated (2 of 3 steps; 1 unknown)`.
+fn estimate_total(steps: &[crate::plan::BackupPartitionStep]) -> String {
+    let t = EstimateTotal::of(
+        steps
+            .iter()
+            .map(|st| (st.estimated_bytes, st.estimated_bytes_from)),
+    );
+    if t.unknown == 0 {
+        format!("{} estimated", human_bytes(t.bytes))
+    } else {
+        format!(
+            "{} estimated ({} of {} steps; {} unknown)",
+            human_bytes(t.bytes),
+            t.known,
+            t.known + t.unknown,
+            t.unknown
+        )
+    }
 }
 
 /// Most characters of a shard's partition list in [`shards_table`] before it is shortened.
