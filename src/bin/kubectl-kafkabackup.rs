@@ -1,5 +1,5 @@
 //! `kubectl-kafkabackup`: the kubectl plugin (`kubectl kafkabackup plan -f FILE`,
-//! `kubectl kafkabackup offsets show|diff GROUP`, `evidence list|get|verify`, `runs`, `status`).
+//! `kubectl kafkabackup offsets show|diff GROUP`, `evidence list|get|verify`, `runs`, `status`, `describe run`).
 use clap::Parser;
 use kafka_backup_operator::cli::{
     EvidenceCommand, LogFormat, PluginCli, PluginCommand, init_logging, offsets_cmd, plan_cmd,
@@ -59,6 +59,7 @@ async fn main() -> std::process::ExitCode {
         PluginCommand::Runs(a) => kafka_backup_operator::cli::runs_cmd::runs(a).await,
         PluginCommand::Keys(c) => kafka_backup_operator::cli::keys_cmd::keys(c).await,
         PluginCommand::Status(a) => kafka_backup_operator::cli::status_cmd::status(a).await,
+        PluginCommand::Describe(c) => kafka_backup_operator::cli::describe_cmd::describe(c).await,
     };
     match r {
         Ok(s) => {

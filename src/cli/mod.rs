@@ -1,6 +1,7 @@
 //! Command-line entry points: `kafka-backup-operator {run,crd,plan,operator}` and the kubectl
 //! plugin `kubectl-kafkabackup plan`. Argument parsing is clap; the work is the shared flow
 //! (observe -> compile -> execute -> report).
+pub mod describe_cmd;
 pub mod evidence_cmd;
 pub mod keys_cmd;
 pub mod load;
@@ -200,6 +201,10 @@ pub enum PluginCommand {
     /// run, recoverability window, records and bytes, last validation, retention, and why the
     /// last run failed. Read only.
     Status(status_cmd::StatusArgs),
+    /// One thing in detail: `describe run NAME ID -f backup.yaml` (a complete run of a
+    /// KafkaBackup, from storage). Read only.
+    #[command(subcommand)]
+    Describe(describe_cmd::DescribeCommand),
 }
 
 /// `kubectl kafkabackup keys`: the data keys of an encrypted repository.

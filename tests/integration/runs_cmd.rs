@@ -178,3 +178,103 @@ async fn runs_shows_each_runs_cut_ranges_gaps_and_retention_state() {
         "{err}{yaml}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_run_shows_every_partition_its_validation_and_the_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, r1, r2, topic) = two_runs(dir.path()).await;
+    // a validation of the newest run stores its report beside the backup
+    let docs = std::fs::read_to_string(&f).unwrap();
+    let kbv = "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackupValidation\nmetadata:\n  name: runsv\nspec:\n  backupRef:\n    name: runsb\n";
+    let fv = write_docs(dir.path(), &[&docs, kbv]);
+    let (_, out, err) = cli(&[
+        "run",
+        "--no-progress",
+        "-f",
+        fv.to_str().unwrap(),
+        "--name",
+        "runsv",
+    ]);
+    assert!(out.contains("evidence report: "), "{out}{err}");
+    let f = f.to_str().unwrap();
+
+    let (ok, out, err) = plugin(&[
+        "describe", "run", "runsb", &r2.run_id, "-f", f, "-o", "json",
+    ]);
+    assert!(ok, "{err}");
+    let d: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["runId"], r2.run_id.as_str());
+    assert_eq!(d["previousRunId"], r1.run_id.as_str());
+    assert_eq!(d["records"], r2.total_records);
+    assert_eq!(d["retention"], "kept");
+    assert_eq!(d["repositoryLock"], Value::Null, "no writer now: {d}");
+    assert_eq!(d["objectLock"], Value::Null);
+    let parts = d["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2);
+    for (pm, pj) in r2.topics[0].partitions.iter().zip(parts) {
+        assert_eq!(pj["topic"], topic.as_str());
+        assert_eq!(pj["partition"], pm.partition);
+        assert_eq!(
+            (pj["coveredFrom"].as_i64(), pj["cut"].as_i64()),
+            (Some(pm.covered_from), Some(pm.cut))
+        );
+        assert_eq!(pj["records"], pm.records);
+        assert_eq!(pj["bytes"], pm.raw_bytes);
+        assert_eq!(pj["segments"].as_u64(), Some(pm.segments.len() as u64));
+        let own = pm
+            .segments
+            .iter()
+            .filter(|s| s.path.ends_with(&format!("-{}.seg", r2.run_id)))
+            .count();
+        assert_eq!(pj["ownSegments"].as_u64(), Some(own as u64), "{pj}");
+        assert!(
+            pj["minTimestamp"]
+                .as_str()
+                .unwrap()
+                .starts_with("2027-01-15T"),
+            "{pj}"
+        );
+    }
+    assert_eq!(parts[0]["gaps"][0]["from"], 30);
+    let v = &d["validations"][0];
+    assert_eq!(v["validation"], "runsv", "{d}");
+    assert!(matches!(v["result"].as_str(), Some("Pass" | "Fail")), "{v}");
+    assert!(v["checks"].as_u64().unwrap() > 0, "{v}");
+
+    // the table; run 1 (`latest` is run 2) has no validation and would be pruned
+    let (ok, t, err) = plugin(&["describe", "run", "runsb", "latest", "-f", f]);
+    assert!(ok, "{err}");
+    assert!(
+        t.contains(&format!("Run:             {}", r2.run_id)),
+        "{t}"
+    );
+    assert!(
+        t.contains("Repository lock: free") && t.contains("Object Lock:     not locked"),
+        "{t}"
+    );
+    assert!(t.contains("  runsv runsv-"), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("TOPIC") && l.ends_with("GAPS")),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("  {topic}/0: offsets 30..40 (retention deleted")),
+        "{t}"
+    );
+    let (ok, t, err) = plugin(&["describe", "run", "runsb", &r1.run_id, "-f", f]);
+    assert!(ok, "{err}");
+    assert!(
+        t.contains("Validations:     none stored for this run"),
+        "{t}"
+    );
+    assert!(
+        t.contains("Retention:       would be pruned (dryRun)"),
+        "{t}"
+    );
+    let (ok, _, err) = plugin(&["describe", "run", "runsb", "20000101T000000.000Z", "-f", f]);
+    assert!(
+        !ok && err.contains("has no complete run") && err.contains(&r1.run_id),
+        "{err}"
+    );
+}
