@@ -710,6 +710,19 @@ def parse_partition_map(s: str | None) -> dict[int, int]:
     return m
 
 
+def parse_offset_bounds(s: str | None) -> dict[tuple[str, int], tuple[int, int]]:
+    """``TOPIC:P:START:END,...`` (source topic and partition; START inclusive, END exclusive,
+    either may be empty for no bound) -> {(topic, p): (lo, hi)}."""
+    m: dict[tuple[str, int], tuple[int, int]] = {}
+    for item in split_csv(s or ""):
+        try:
+            t, p, a, b = item.split(":")
+            m[(t, int(p))] = (int(a) if a else -(2 ** 63), int(b) if b else 2 ** 63)
+        except ValueError:
+            raise SystemExit(f"bad --offset-bounds entry {item!r} (want TOPIC:P:START:END)") from None
+    return m
+
+
 def fidelity_key(r: Rec) -> tuple:
     """What must survive backup/restore: timestamp, key, value, headers (in order)."""
     return (r[3], r[5], r[6], r[7])
@@ -740,6 +753,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(src_topics) != len(dst_topics):
         raise SystemExit("--source-topics and --target-topics need the same number of topics")
     pmap = parse_partition_map(args.partition_map)
+    obounds = parse_offset_bounds(args.offset_bounds)
     lo = args.pitr_start if args.pitr_start is not None else -(2 ** 63)
     hi = args.pitr_end if args.pitr_end is not None else 2 ** 63
     in_window = (lambda ts: lo <= ts <= hi)
@@ -756,7 +770,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         used_targets = set()
         for p in range(s_parts[s]):
             tp = pmap.get(p, p)
-            expected = [r for r in src[(s, p)] if in_window(r[3])]
+            o_lo, o_hi = obounds.get((s, p), (-(2 ** 63), 2 ** 63))
+            expected = [r for r in src[(s, p)] if in_window(r[3]) and o_lo <= r[2] < o_hi]
             n_src += len(expected)
             if tp >= d_parts[d]:
                 topic_ok = False
@@ -1280,6 +1295,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated, paired with --source-topics by position")
     p.add_argument("--pitr-start", type=int, help="window start, ms since epoch, inclusive")
     p.add_argument("--pitr-end", type=int, help="window end, ms since epoch, inclusive")
+    p.add_argument("--offset-bounds", help="TOPIC:P:START:END,... source offsets expected "
+                   "restored per source partition (START inclusive, END exclusive, either "
+                   "empty for no bound; both bounds and the window must hold)")
     p.add_argument("--partition-map", help="SRC:DST,... for every topic pair "
                    "(unlisted partitions map to themselves)")
     p.add_argument("--isolation", choices=iso_choices, default="read_committed",

@@ -191,6 +191,76 @@ fn cases() -> Vec<Case> {
             expect: &["spec.pitr.endTime", "RFC 3339", "\"2024-12-01T12:00:00Z\""],
         },
         Case {
+            name: "pitr start offset negative",
+            yaml: with(
+                RESTORE,
+                "  pitr:\n    startOffsets: [{topic: orders, partition: 0, offset: -1}]\n",
+            ),
+            expect: &[
+                "spec.pitr.startOffsets[0].offset",
+                "is -1",
+                "offsets start at 0",
+            ],
+        },
+        Case {
+            name: "pitr end offset partition negative",
+            yaml: with(
+                RESTORE,
+                "  pitr:\n    endOffsets: [{topic: orders, partition: -2, offset: 5}]\n",
+            ),
+            expect: &[
+                "spec.pitr.endOffsets[0].partition",
+                "is -2",
+                "partitions start at 0",
+            ],
+        },
+        Case {
+            name: "pitr offset bound topic not a topic name",
+            yaml: with(
+                RESTORE,
+                "  pitr:\n    endOffsets: [{topic: \"or ders\", partition: 0, offset: 5}]\n",
+            ),
+            expect: &["spec.pitr.endOffsets[0].topic", "source topic name"],
+        },
+        Case {
+            name: "pitr offset bound named twice",
+            yaml: with(
+                RESTORE,
+                "  pitr:\n    startOffsets:\n      - {topic: orders, partition: 1, offset: 5}\n      - {topic: orders, partition: 1, offset: 9}\n",
+            ),
+            expect: &[
+                "spec.pitr.startOffsets[1]",
+                "names orders/1 again",
+                "startOffsets[0]",
+                "remove one",
+            ],
+        },
+        Case {
+            name: "pitr end offset below start",
+            yaml: with(
+                RESTORE,
+                "  pitr:\n    startOffsets: [{topic: orders, partition: 0, offset: 9}]\n    endOffsets: [{topic: orders, partition: 0, offset: 4}]\n",
+            ),
+            expect: &[
+                "spec.pitr.endOffsets[0]",
+                "below its start offset 9",
+                "swap",
+            ],
+        },
+        Case {
+            name: "pitr empty offset range",
+            yaml: with(
+                RESTORE,
+                "  pitr:\n    startOffsets: [{topic: orders, partition: 0, offset: 9}]\n    endOffsets: [{topic: orders, partition: 0, offset: 9}]\n",
+            ),
+            expect: &[
+                "spec.pitr.endOffsets[0]",
+                "9..9 is empty",
+                "set the end to 10",
+                "allowEmpty",
+            ],
+        },
+        Case {
             name: "s3 block without bucket",
             yaml: replace(BACKUP, "      bucket: kafka-backups\n", ""),
             expect: &[
@@ -550,4 +620,13 @@ fn invalid_document_error_names_the_file() {
         err.starts_with("backup.yaml: KafkaBackup \"b\" is invalid:\n"),
         "{err}"
     );
+}
+
+#[test]
+fn an_empty_offset_range_passes_with_allow_empty() {
+    let y = with(
+        RESTORE,
+        "  pitr:\n    allowEmpty: true\n    startOffsets: [{topic: orders, partition: 0, offset: 9}]\n    endOffsets: [{topic: orders, partition: 0, offset: 9}]\n",
+    );
+    load_and_validate(&y, "t").unwrap();
 }

@@ -68,15 +68,18 @@ pub use offset_rollback::{
     RollbackVerification, SnapshotRef,
 };
 pub use restore::{
-    KafkaRestore, KafkaRestoreSpec, KafkaRestoreStatus, PitrSpec, RepartitionStrategy,
-    Repartitioning, RestoreOffsetReset, RestorePhase, RollbackSpec, RollbackStatus,
+    KafkaRestore, KafkaRestoreSpec, KafkaRestoreStatus, PartitionOffsetBound, PitrSpec,
+    RepartitionStrategy, Repartitioning, RestoreOffsetReset, RestorePhase, RollbackSpec,
+    RollbackStatus,
 };
 pub use secrets::Secrets;
 pub use validate::{
     FieldError, ValidationErrors, validate_backup, validate_backup_validation,
     validate_offset_reset, validate_offset_rollback, validate_restore,
 };
-pub use validated::{BackupCut, Execution, RestoreGroups, ValidatedBackup, ValidatedRestore};
+pub use validated::{
+    BackupCut, Execution, OffsetBounds, RestoreGroups, ValidatedBackup, ValidatedRestore,
+};
 pub use validation::{
     BackupValidationPhase, CheckResult, ChecksSpec, ConsumerGroupOffsetsCheck, EvidenceFormat,
     EvidenceSpec, KafkaBackupValidation, KafkaBackupValidationSpec, KafkaBackupValidationStatus,

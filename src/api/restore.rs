@@ -84,7 +84,8 @@ pub struct KafkaRestoreSpec {
     #[garde(inner(custom(crate::api::checks::check_restore_topic_filter)))]
     pub topics: Vec<String>,
 
-    /// Point-in-time window (inclusive). Default: everything in the backup.
+    /// Point-in-time window (inclusive) and per-partition offset bounds. Default: everything
+    /// in the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(dive)]
     pub pitr: Option<PitrSpec>,
@@ -248,10 +249,12 @@ pub fn partition_key(key: &str) -> Option<i32> {
     key.trim().parse::<i32>().ok().filter(|p| *p >= 0)
 }
 
-/// `pitr`: inclusive time window of record timestamps to restore.
+/// `pitr`: inclusive time window of record timestamps to restore, and per-partition source
+/// offset bounds (`startOffsets` inclusive, `endOffsets` exclusive).
 ///
 /// `startTime`/`endTime` are RFC 3339 (`2024-12-01T12:00:00Z`); `startTimestamp`/`endTimestamp`
-/// are epoch milliseconds. When both forms of a bound are given, the epoch form wins.
+/// are epoch milliseconds. When both forms of a bound are given, the epoch form wins. A record
+/// is restored only if every bound given holds (time and offset).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema, garde::Validate)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -281,6 +284,36 @@ pub struct PitrSpec {
     /// it is empty (a window in the future, or outside the run's timestamps).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_empty: bool,
+    /// Per-partition first offset to restore, inclusive (ours): a list of `{topic,
+    /// partition, offset}`. `topic` is the SOURCE topic name as backed up (before
+    /// `topicMapping`), `partition` the source partition (before `partitionMapping`), `offset`
+    /// a source offset (>= 0). A partition not listed has no lower offset bound. Each
+    /// (topic, partition) at most once; the topic must be one this restore selects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[garde(skip)]
+    pub start_offsets: Vec<PartitionOffsetBound>,
+    /// Per-partition end offset, exclusive like Kafka's end offsets (ours): records with
+    /// source offsets below it are restored, `offset` itself is not. Same shape and rules as
+    /// `startOffsets`; where both name a partition, `end > start` (an empty range is an error
+    /// unless `allowEmpty`). With the time bounds, a record is restored only if every given
+    /// bound holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[garde(skip)]
+    pub end_offsets: Vec<PartitionOffsetBound>,
+}
+
+/// One partition's offset bound of `pitr.startOffsets` / `pitr.endOffsets` (ours).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PartitionOffsetBound {
+    /// Source topic name, as backed up (before `topicMapping`).
+    pub topic: String,
+    /// Source partition number, >= 0 (before `partitionMapping`).
+    #[schemars(range(min = 0))]
+    pub partition: i32,
+    /// Source offset, >= 0 (records' offset space, not a count).
+    #[schemars(range(min = 0))]
+    pub offset: i64,
 }
 
 impl PitrSpec {

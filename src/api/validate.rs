@@ -24,8 +24,11 @@ use super::common::{KafkaClusterSpec, StorageSpec, StorageType};
 use super::execution::{ExecutionMode, ExecutionSpec};
 use super::offset_reset::{KafkaOffsetReset, ResetStrategy};
 use super::offset_rollback::KafkaOffsetRollback;
-use super::restore::{KafkaRestore, KafkaRestoreSpec, PitrSpec, RestoreOffsetReset, partition_key};
-use super::validated::{ValidatedBackup, ValidatedRestore};
+use super::restore::{
+    KafkaRestore, KafkaRestoreSpec, PartitionOffsetBound, PitrSpec, RestoreOffsetReset,
+    partition_key,
+};
+use super::validated::{OffsetBounds, ValidatedBackup, ValidatedRestore};
 use super::validation::KafkaBackupValidation;
 
 /// One thing wrong with a resource, found by validation or, against the observed facts, by
@@ -670,11 +673,116 @@ pub fn validate_restore(kr: &KafkaRestore) -> Result<ValidatedRestore, Validatio
     }
     check_execution(&mut errs, "spec.execution", &spec.execution);
     let pitr = check_pitr(&mut errs, spec.pitr.as_ref());
+    let pitr_offsets = check_pitr_offsets(&mut errs, spec.pitr.as_ref());
     let partition_mapping = check_partition_mapping(&mut errs, &spec.partition_mapping);
     check_restore_topics(&mut errs, spec);
     check_restore_offset_reset(&mut errs, spec.offset_reset.as_ref());
     errs.into_result()?;
-    Ok(ValidatedRestore::from_valid(spec, pitr, partition_mapping))
+    Ok(ValidatedRestore::from_valid(
+        spec,
+        pitr,
+        pitr_offsets,
+        partition_mapping,
+    ))
+}
+
+/// `pitr.startOffsets` and `pitr.endOffsets`: each entry a valid topic name, partition >= 0,
+/// offset >= 0, each (topic, partition) once per list, and where both lists name a partition
+/// end > start (end == start only with `pitr.allowEmpty`). Returns the bounds by source
+/// (topic, partition). Whether the topic is restored and the range meets what the backup run
+/// holds is decided at plan time (`compile_restore`), which knows the run.
+fn check_pitr_offsets(
+    errs: &mut ValidationErrors,
+    pitr: Option<&PitrSpec>,
+) -> BTreeMap<(String, i32), OffsetBounds> {
+    let mut out: BTreeMap<(String, i32), OffsetBounds> = BTreeMap::new();
+    let Some(pitr) = pitr else {
+        return out;
+    };
+    for (list, entries) in [
+        ("startOffsets", &pitr.start_offsets),
+        ("endOffsets", &pitr.end_offsets),
+    ] {
+        for (i, b) in entries.iter().enumerate() {
+            let field = format!("spec.pitr.{list}[{i}]");
+            if !check_offset_bound(errs, &field, b) {
+                continue;
+            }
+            let e = out.entry((b.topic.clone(), b.partition)).or_default();
+            let slot = if list == "startOffsets" {
+                &mut e.start
+            } else {
+                &mut e.end
+            };
+            match slot {
+                Some((_, first)) => errs.push(
+                    field,
+                    format!(
+                        "names {}/{} again (also spec.pitr.{list}[{first}]): give each partition one bound; remove one of them",
+                        b.topic, b.partition
+                    ),
+                ),
+                None => *slot = Some((b.offset, i)),
+            }
+        }
+    }
+    for ((topic, partition), b) in &out {
+        let (Some((start, _)), Some((end, j))) = (b.start, b.end) else {
+            continue;
+        };
+        let field = format!("spec.pitr.endOffsets[{j}]");
+        if end < start {
+            errs.push(
+                field,
+                format!(
+                    "end offset {end} of {topic}/{partition} is below its start offset {start}: the range starts after it ends; swap them (start is inclusive, end exclusive)"
+                ),
+            );
+        } else if end == start && !pitr.allow_empty {
+            errs.push(
+                field,
+                format!(
+                    "end offset {end} of {topic}/{partition} equals its start offset: the range {start}..{end} is empty (end is exclusive, like Kafka's end offsets); set the end to {} to restore offset {start}, or set pitr.allowEmpty: true to accept an empty restore",
+                    start + 1
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// One entry of `pitr.startOffsets`/`endOffsets` at `field`: a valid topic name, partition
+/// >= 0, offset >= 0. False (with the errors) when any is wrong.
+fn check_offset_bound(errs: &mut ValidationErrors, field: &str, b: &PartitionOffsetBound) -> bool {
+    let mut ok = true;
+    if let Err(e) = check_topic_name(&b.topic, &()) {
+        errs.push(
+            format!("{field}.topic"),
+            format!("{} (the source topic name, as backed up)", e.message()),
+        );
+        ok = false;
+    }
+    if b.partition < 0 {
+        errs.push(
+            format!("{field}.partition"),
+            format!(
+                "is {}: partitions start at 0; give the source partition number",
+                b.partition
+            ),
+        );
+        ok = false;
+    }
+    if b.offset < 0 {
+        errs.push(
+            format!("{field}.offset"),
+            format!(
+                "is {}: offsets start at 0; give a source offset (Kafka's -1/-2 shortcuts are not accepted), or remove the entry for no bound",
+                b.offset
+            ),
+        );
+        ok = false;
+    }
+    ok
 }
 
 /// `pitr`: the window's bounds in epoch ms (the epoch form wins over the RFC 3339 one), and

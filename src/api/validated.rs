@@ -144,6 +144,29 @@ pub struct RestoreGroups {
     pub snapshot_retention_hours: u32,
 }
 
+/// The offset bounds of one source partition (`pitr.startOffsets`, `pitr.endOffsets`), with
+/// the index of the list entry each comes from (for messages naming the field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OffsetBounds {
+    /// First source offset restored (inclusive), and its index in `startOffsets`.
+    pub start: Option<(i64, usize)>,
+    /// End source offset (exclusive), and its index in `endOffsets`.
+    pub end: Option<(i64, usize)>,
+}
+
+impl OffsetBounds {
+    /// The source offsets `from..to` (exclusive) restored of a partition whose backup run
+    /// covers `covered_from..cut`: the covered range cut by these bounds; an empty range
+    /// (`from == to`) when they leave nothing of it.
+    pub fn clamp(&self, covered_from: i64, cut: i64) -> (i64, i64) {
+        let from = self.start.map_or(covered_from, |(s, _)| {
+            s.clamp(covered_from, cut.max(covered_from))
+        });
+        let to = self.end.map_or(cut, |(e, _)| e.min(cut)).max(from);
+        (from, to)
+    }
+}
+
 /// A KafkaRestore that passed validation: what compiling it (and resuming its journal) needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidatedRestore {
@@ -158,6 +181,9 @@ pub struct ValidatedRestore {
     /// The fields the window's bounds come from, for messages: `spec.pitr.startTimestamp`
     /// when it is given (it wins), else `spec.pitr.startTime`; the same for the end.
     pub pitr_fields: (&'static str, &'static str),
+    /// `pitr.startOffsets` / `pitr.endOffsets` by SOURCE (topic, partition): the offset
+    /// bounds of each partition named there; a partition absent has none.
+    pub pitr_offsets: BTreeMap<(String, i32), OffsetBounds>,
     /// `topicMapping`: source topic -> target topic.
     pub topic_mapping: BTreeMap<String, String>,
     /// `partitionMapping`, parsed: source partition -> target partition (both >= 0).
@@ -198,6 +224,7 @@ impl ValidatedRestore {
     pub(super) fn from_valid(
         spec: &KafkaRestoreSpec,
         pitr: (Option<i64>, Option<i64>),
+        pitr_offsets: BTreeMap<(String, i32), OffsetBounds>,
         partition_mapping: BTreeMap<i32, i32>,
     ) -> ValidatedRestore {
         let reset = spec.offset_reset.as_ref().filter(|o| o.enabled);
@@ -221,6 +248,7 @@ impl ValidatedRestore {
             pitr_end_ms: pitr.1,
             allow_empty_window: spec.pitr.as_ref().is_some_and(|p| p.allow_empty),
             pitr_fields: pitr_fields(spec.pitr.as_ref()),
+            pitr_offsets,
             topic_mapping: spec.topic_mapping.clone(),
             partition_mapping,
             repartitioning: spec.repartitioning.clone(),

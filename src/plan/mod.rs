@@ -32,8 +32,9 @@ pub use recoverability::{
 };
 pub use repartition::{RepartitionSource, RepartitionStep, Router, murmur2, murmur2_partition};
 pub use restore::{
-    RestoreFacts, RestoreGroupsPlan, RestorePartitionStep, RestorePlan, TIMESTAMP_TYPE,
-    TargetState, TopicToCreate, compile_restore, restore_data_hash, resumed_restore,
+    PitrOffsets, RestoreFacts, RestoreGroupsPlan, RestorePartitionStep, RestorePlan,
+    TIMESTAMP_TYPE, TargetState, TopicToCreate, compile_restore, restore_data_hash,
+    resumed_restore,
 };
 pub use retention::{
     KeptLocked, RetentionPlan, compile_retention, compile_retention_locked, locked_until,

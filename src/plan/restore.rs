@@ -16,7 +16,9 @@ use crate::facts::ClusterMeta;
 use crate::facts::ConfigEntry;
 use crate::facts::PartitionOffsets;
 use crate::facts::TopicMeta;
-use crate::format::manifest::{GroupSnapshot, RunManifest, SegmentRef, TopicManifest};
+use crate::format::manifest::{
+    GroupSnapshot, PartitionManifest, RunManifest, SegmentRef, TopicManifest,
+};
 
 /// The topic config that decides who sets record timestamps (KIP-32).
 pub const TIMESTAMP_TYPE: &str = "message.timestamp.type";
@@ -77,11 +79,13 @@ pub struct RestorePartitionStep {
     pub source_partition: i32,
     pub target_topic: String,
     pub target_partition: i32,
-    /// Source offsets restored: `from..to` (exclusive), filtered by the PITR window.
+    /// Source offsets restored: `from..to` (exclusive): the run's covered range cut by the
+    /// partition's `pitr.startOffsets`/`endOffsets`, filtered by the PITR time window.
     pub from: i64,
     pub to: i64,
-    /// Segments overlapping `from..to`, in offset order (the executor skips blocks outside the
-    /// window using each segment's index).
+    /// Segments from the one holding `from` to the run's cut, in offset order (the executor
+    /// skips blocks outside `from..to` and the window using each segment's index; segments
+    /// after `to` are kept for their transaction markers only, no block of them is read).
     pub segments: Vec<SegmentRef>,
     pub estimated_records: u64,
     pub estimated_bytes: u64,
@@ -101,6 +105,10 @@ pub struct RestorePlan {
     /// Inclusive window, epoch ms.
     pub pitr_start: Option<i64>,
     pub pitr_end: Option<i64>,
+    /// `pitr.startOffsets`/`endOffsets` per source partition (shown by `plan`; the steps'
+    /// `from..to` carry them out). Absent when none, so plans without them hash as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pitr_offsets: Vec<PitrOffsets>,
     pub create_topics: Vec<TopicToCreate>,
     /// (topic, partition) of target partitions emptied first with DeleteRecords.
     pub purge: Vec<(String, i32)>,
@@ -131,6 +139,22 @@ pub struct RestorePlan {
     /// hashes and journals are unchanged); part of the hash when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<super::PlanExecution>,
+}
+
+/// The offset bounds of one source partition (`pitr.startOffsets`, `pitr.endOffsets`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PitrOffsets {
+    /// Source topic (before `topicMapping`).
+    pub topic: String,
+    /// Source partition (before `partitionMapping`).
+    pub partition: i32,
+    /// First source offset restored (inclusive); None: no lower bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<i64>,
+    /// Source offset restoring stops before (exclusive); None: no upper bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<i64>,
 }
 
 /// The consumer-group step of a restore: which groups, where they go, and the rollback
@@ -305,8 +329,10 @@ pub fn compile_restore(
     facts: &RestoreFacts,
 ) -> Result<RestorePlan, CompileError> {
     let m = &facts.manifest;
+    let mut issues = check_names(input, m);
+    issues.extend(check_offset_bounds(input, m));
     let mut work = Work {
-        issues: check_names(input, m),
+        issues,
         ..Work::default()
     };
     for t in m.topics.iter().filter(|t| restored(input, &t.name)) {
@@ -328,6 +354,16 @@ pub fn compile_restore(
         dry_run: input.dry_run,
         pitr_start: input.pitr_start_ms,
         pitr_end: input.pitr_end_ms,
+        pitr_offsets: input
+            .pitr_offsets
+            .iter()
+            .map(|((topic, partition), b)| PitrOffsets {
+                topic: topic.clone(),
+                partition: *partition,
+                start: b.start.map(|(o, _)| o),
+                end: b.end.map(|(o, _)| o),
+            })
+            .collect(),
         create_topics: work.create,
         purge: work.purge,
         produce_acks: input.produce_acks,
@@ -422,6 +458,90 @@ fn check_names(input: &ValidatedRestore, m: &RunManifest) -> Vec<FieldError> {
             issues.push(issue(
                 format!("spec.topicMapping.{k}"),
                 format!("backup run {} has no topic {k:?}", m.run_id),
+            ));
+        }
+    }
+    issues
+}
+
+/// `pitr.startOffsets`/`endOffsets` against run `m`: each names a source topic this restore
+/// restores and a partition of it the run holds, and (unless `pitr.allowEmpty`) a range that
+/// meets what the run holds there (`coveredFrom..cut`): a start at or after the cut names the
+/// start's entry, an end at or before `coveredFrom` the end's, with the held range.
+fn check_offset_bounds(input: &ValidatedRestore, m: &RunManifest) -> Vec<FieldError> {
+    let mut issues = Vec::new();
+    let run = &m.run_id;
+    for ((topic, partition), b) in &input.pitr_offsets {
+        let field = |list: &str, i: usize| format!("spec.pitr.{list}[{i}]");
+        let first = match (b.start, b.end) {
+            (Some((_, i)), _) => field("startOffsets", i),
+            (None, Some((_, j))) => field("endOffsets", j),
+            (None, None) => continue,
+        };
+        let Some(t) = m
+            .topics
+            .iter()
+            .find(|t| &t.name == topic && restored(input, &t.name))
+        else {
+            let restores: Vec<&str> = m
+                .topics
+                .iter()
+                .filter(|t| restored(input, &t.name))
+                .map(|t| t.name.as_str())
+                .collect();
+            issues.push(issue(
+                format!("{first}.topic"),
+                format!(
+                    "{topic:?} is not a topic this restore takes from backup run {run} (it restores {restores:?}): offset bounds name SOURCE topics as backed up, before topicMapping; name one of those, or add it to spec.topics"
+                ),
+            ));
+            continue;
+        };
+        let Some(p) = t.partitions.iter().find(|p| p.partition == *partition) else {
+            let have: Vec<i32> = t.partitions.iter().map(|p| p.partition).collect();
+            issues.push(issue(
+                format!("{first}.partition"),
+                format!(
+                    "backup run {run} holds no partition {partition} of topic {topic:?} (it holds partitions {have:?}); name a source partition, before partitionMapping"
+                ),
+            ));
+            continue;
+        };
+        if input.allow_empty_window {
+            continue;
+        }
+        let held = if p.covered_from < p.cut {
+            format!("offsets {}..{} (end exclusive)", p.covered_from, p.cut)
+        } else {
+            format!("no record (its range is empty at offset {})", p.cut)
+        };
+        let fix = "or set pitr.allowEmpty: true to accept an empty restore";
+        if p.covered_from >= p.cut {
+            issues.push(issue(
+                first,
+                format!(
+                    "backup run {run} holds {held} of {topic}/{partition}, so its offset range restores no record. Remove the bound, restore another run (backupRef.backupId), {fix}"
+                ),
+            ));
+        } else if let Some((start, i)) = b.start
+            && start >= p.cut
+        {
+            issues.push(issue(
+                field("startOffsets", i),
+                format!(
+                    "start offset {start} of {topic}/{partition} is at or after the end of what backup run {run} holds there: {held}, so the range restores no record. Set the start below {}, restore a newer run (backupRef.backupId; without it the newest), {fix}",
+                    p.cut
+                ),
+            ));
+        } else if let Some((end, j)) = b.end
+            && end <= p.covered_from
+        {
+            issues.push(issue(
+                field("endOffsets", j),
+                format!(
+                    "end offset {end} of {topic}/{partition} (exclusive) is at or before the first offset backup run {run} holds there: {held}, so the range restores no record. Set the end above {}, {fix}",
+                    p.covered_from
+                ),
             ));
         }
     }
@@ -595,12 +715,13 @@ impl Work {
             .partitions
             .iter()
             .map(|p| {
+                let (from, to) = offset_range(input, &t.name, p);
                 let (segments, estimated_records, estimated_bytes) =
-                    source_segments(p, input.pitr_start_ms, input.pitr_end_ms);
+                    source_segments(p, (from, to), input.pitr_start_ms, input.pitr_end_ms);
                 RepartitionSource {
                     source_partition: p.partition,
-                    from: p.covered_from,
-                    to: p.cut,
+                    from,
+                    to,
                     segments,
                     estimated_records,
                     estimated_bytes,
@@ -671,15 +792,16 @@ impl Work {
                 (true, true) if target.purge => TargetState::Purged,
                 (true, true) => TargetState::Appended,
             };
+            let (from, to) = offset_range(input, &t.name, p);
             let (segments, estimated_records, estimated_bytes) =
-                source_segments(p, input.pitr_start_ms, input.pitr_end_ms);
+                source_segments(p, (from, to), input.pitr_start_ms, input.pitr_end_ms);
             self.steps.push(RestorePartitionStep {
                 source_topic: t.name.clone(),
                 source_partition: p.partition,
                 target_topic: target.name.clone(),
                 target_partition: tp,
-                from: p.covered_from,
-                to: p.cut,
+                from,
+                to,
                 estimated_records,
                 estimated_bytes,
                 segments,
@@ -796,26 +918,252 @@ fn topic_to_create(
     }
 }
 
-/// The segments a restore of partition `p` reads, with the records and bytes estimated in the
-/// PITR window. All segments of the range: their indexes carry the transaction markers that
-/// decide which transactional batches were committed, even outside the window.
+/// The source offsets `from..to` (exclusive) a restore of partition `p` of source topic
+/// `topic` replays: the run's covered range `coveredFrom..cut` cut by the partition's
+/// `pitr.startOffsets`/`endOffsets` ([`OffsetBounds::clamp`]); the whole range without them.
+fn offset_range(input: &ValidatedRestore, topic: &str, p: &PartitionManifest) -> (i64, i64) {
+    input
+        .pitr_offsets
+        .get(&(topic.to_string(), p.partition))
+        .copied()
+        .unwrap_or_default()
+        .clamp(p.covered_from, p.cut)
+}
+
+/// The segments a restore of source offsets `from..to` of partition `p` reads, with the
+/// records and bytes estimated in the range and the PITR window. Segments wholly before
+/// `from` are left out; those from `from` to the run's cut are kept, even after `to` or
+/// outside the window: their indexes carry the transaction markers that decide which
+/// transactional batches were committed (a transaction's marker may follow its batches by
+/// any number of offsets). The executor reads no block outside `from..to`.
 fn source_segments(
-    p: &crate::format::manifest::PartitionManifest,
+    p: &PartitionManifest,
+    (from, to): (i64, i64),
     pitr_start: Option<i64>,
     pitr_end: Option<i64>,
 ) -> (Vec<SegmentRef>, u64, u64) {
     let segments: Vec<SegmentRef> = p
         .segments
         .iter()
-        .filter(|s| s.last_offset >= p.covered_from && s.first_offset < p.cut)
+        .filter(|s| s.last_offset >= from && s.first_offset < p.cut)
         .cloned()
         .collect();
     let in_window = |s: &&SegmentRef| {
         s.records > 0
+            && s.last_offset >= from
+            && s.first_offset < to
             && pitr_end.is_none_or(|e| s.min_timestamp <= e)
             && pitr_start.is_none_or(|st| s.max_timestamp >= st)
     };
     let records = segments.iter().filter(in_window).map(|s| s.records).sum();
     let bytes = segments.iter().filter(in_window).map(|s| s.raw_bytes).sum();
     (segments, records, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Document, load_and_validate, validate_restore};
+    use crate::format::manifest::PartitionManifest;
+
+    /// Segment of offsets `first..=last`, one record per offset, timestamp 1000 + offset.
+    fn seg(first: i64, last: i64) -> SegmentRef {
+        SegmentRef {
+            path: format!("b/data/orders/{first}.seg"),
+            first_offset: first,
+            last_offset: last,
+            records: (last - first + 1) as u64,
+            raw_bytes: (last - first + 1) as u64 * 100,
+            stored_bytes: 1,
+            min_timestamp: 1_000 + first,
+            max_timestamp: 1_000 + last,
+            crc32c: 0,
+            index_crc32c: None,
+            index_bytes: None,
+            last_batch_offset: None,
+            last_batch_crc32c: None,
+            seal: None,
+        }
+    }
+
+    /// Run r1 of backup `b`: topic `orders`, partition 0 offsets 10..40 in three segments
+    /// (10..=19, 20..=29, 30..=39), partition 1 offsets 0..5, partition 2 empty at 7.
+    fn facts() -> RestoreFacts {
+        let part = |partition, covered_from, cut, segments| PartitionManifest {
+            partition,
+            log_start_offset: covered_from,
+            covered_from,
+            cut,
+            start_offset: covered_from,
+            records: (cut - covered_from) as u64,
+            raw_bytes: 0,
+            min_timestamp: None,
+            max_timestamp: None,
+            gaps: vec![],
+            segments,
+        };
+        RestoreFacts {
+            restore_name: "r".into(),
+            manifest: RunManifest {
+                format: "kafka-backup-operator/v1".into(),
+                backup_name: "b".into(),
+                run_id: "r1".into(),
+                previous_run_id: None,
+                start_time: 0,
+                completion_time: 0,
+                plan_hash: "x".into(),
+                cluster_id: None,
+                compression: "zstd".into(),
+                topics: vec![TopicManifest {
+                    name: "orders".into(),
+                    topic_id: "id".into(),
+                    partition_count: 3,
+                    configs: BTreeMap::new(),
+                    partitions: vec![
+                        part(0, 10, 40, vec![seg(10, 19), seg(20, 29), seg(30, 39)]),
+                        part(1, 0, 5, vec![seg(0, 4)]),
+                        part(2, 7, 7, vec![]),
+                    ],
+                }],
+                consumer_groups: vec![],
+                total_records: 35,
+                total_raw_bytes: 0,
+                object_lock: None,
+                seal: None,
+            },
+            target: ClusterMeta::default(),
+            target_offsets: BTreeMap::new(),
+            target_configs: BTreeMap::new(),
+        }
+    }
+
+    fn input(pitr: &str) -> ValidatedRestore {
+        let y = format!(
+            "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaRestore\nmetadata:\n  name: r\nspec:\n  backupRef:\n    name: b\n  kafkaCluster:\n    bootstrapServers: [\"k:9092\"]\n  createTopics: true\n{pitr}"
+        );
+        match load_and_validate(&y, "t").unwrap().remove(0) {
+            Document::Restore(r) => validate_restore(&r).unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn compile(pitr: &str) -> Result<RestorePlan, String> {
+        compile_restore(&input(pitr), &facts()).map_err(|e| e.to_string())
+    }
+
+    fn step(p: &RestorePlan, partition: i32) -> &RestorePartitionStep {
+        p.partitions
+            .iter()
+            .find(|s| s.source_partition == partition)
+            .unwrap()
+    }
+
+    #[test]
+    fn offset_bounds_cut_the_steps_range_and_leave_other_partitions_whole() {
+        let p = compile(
+            "  pitr:\n    startOffsets: [{topic: orders, partition: 0, offset: 22}]\n    endOffsets: [{topic: orders, partition: 0, offset: 25}]\n",
+        )
+        .unwrap();
+        let s0 = step(&p, 0);
+        assert_eq!((s0.from, s0.to), (22, 25));
+        // the segment before the range is skipped; those after it stay for their markers,
+        // but only the one overlapping the range counts in the estimate
+        let paths: Vec<i64> = s0.segments.iter().map(|s| s.first_offset).collect();
+        assert_eq!(paths, vec![20, 30]);
+        assert_eq!(s0.estimated_records, 10);
+        // partition 1 is not named: no offset bound
+        let s1 = step(&p, 1);
+        assert_eq!((s1.from, s1.to, s1.segments.len()), (0, 5, 1));
+        assert_eq!(
+            p.pitr_offsets,
+            vec![PitrOffsets {
+                topic: "orders".into(),
+                partition: 0,
+                start: Some(22),
+                end: Some(25),
+            }]
+        );
+    }
+
+    #[test]
+    fn bounds_outside_the_covered_range_are_clamped_to_it() {
+        // start below coveredFrom, end beyond the cut: the held range
+        let p = compile(
+            "  pitr:\n    startOffsets: [{topic: orders, partition: 0, offset: 3}]\n    endOffsets: [{topic: orders, partition: 0, offset: 1000}]\n",
+        )
+        .unwrap();
+        assert_eq!((step(&p, 0).from, step(&p, 0).to), (10, 40));
+        // an end alone
+        let p = compile("  pitr:\n    endOffsets: [{topic: orders, partition: 0, offset: 20}]\n")
+            .unwrap();
+        let s0 = step(&p, 0);
+        assert_eq!((s0.from, s0.to, s0.estimated_records), (10, 20, 10));
+        assert_eq!(s0.segments.len(), 3);
+    }
+
+    #[test]
+    fn offset_and_time_bounds_both_hold() {
+        // timestamps are 1000 + offset: the window 1025..=1035 meets segments 20.. and 30..,
+        // the offset end 30 leaves only 20..=29 in the estimate
+        let p = compile(
+            "  pitr:\n    startTimestamp: 1025\n    endTimestamp: 1035\n    endOffsets: [{topic: orders, partition: 0, offset: 30}]\n",
+        )
+        .unwrap();
+        let s0 = step(&p, 0);
+        assert_eq!((s0.from, s0.to, s0.estimated_records), (10, 30, 10));
+        assert_eq!((p.pitr_start, p.pitr_end), (Some(1025), Some(1035)));
+    }
+
+    #[test]
+    fn a_range_outside_what_the_run_holds_is_refused_with_the_held_range() {
+        let e = compile("  pitr:\n    startOffsets: [{topic: orders, partition: 0, offset: 40}]\n")
+            .unwrap_err();
+        assert!(
+            e.contains("spec.pitr.startOffsets[0]: ")
+                && e.contains("offsets 10..40 (end exclusive)")
+                && e.contains("allowEmpty"),
+            "{e}"
+        );
+        let e = compile("  pitr:\n    endOffsets: [{topic: orders, partition: 0, offset: 10}]\n")
+            .unwrap_err();
+        assert!(
+            e.contains("spec.pitr.endOffsets[0]: ")
+                && e.contains("offsets 10..40")
+                && e.contains("Set the end above 10"),
+            "{e}"
+        );
+        let e = compile("  pitr:\n    endOffsets: [{topic: orders, partition: 2, offset: 9}]\n")
+            .unwrap_err();
+        assert!(
+            e.contains("spec.pitr.endOffsets[0]: ") && e.contains("no record"),
+            "{e}"
+        );
+        // allowEmpty accepts it as an empty step
+        let p = compile(
+            "  pitr:\n    allowEmpty: true\n    startOffsets: [{topic: orders, partition: 0, offset: 50}]\n",
+        )
+        .unwrap();
+        let s0 = step(&p, 0);
+        assert_eq!((s0.from, s0.to, s0.estimated_records), (40, 40, 0));
+    }
+
+    #[test]
+    fn a_bound_must_name_a_restored_source_topic_and_a_held_partition() {
+        let e =
+            compile("  pitr:\n    startOffsets: [{topic: payments, partition: 0, offset: 1}]\n")
+                .unwrap_err();
+        assert!(
+            e.contains("spec.pitr.startOffsets[0].topic: ")
+                && e.contains("SOURCE topics")
+                && e.contains("[\"orders\"]"),
+            "{e}"
+        );
+        // a partition the run does not hold
+        let y = "  topics: [orders]\n  pitr:\n    endOffsets: [{topic: orders, partition: 9, offset: 1}]\n";
+        let e = compile(y).unwrap_err();
+        assert!(
+            e.contains("spec.pitr.endOffsets[0].partition: ") && e.contains("[0, 1, 2]"),
+            "{e}"
+        );
+    }
 }

@@ -206,8 +206,10 @@ fn shorten_list(items: &[&str], width: usize) -> String {
     format!("{out} ... (+{} more)", items.len() - shown)
 }
 
-/// A human-readable rendering of a restore plan.
-pub fn restore_table(p: &RestorePlan) -> String {
+/// The PITR lines of a restore plan's header: the time window, and the `pitr.startOffsets`/
+/// `endOffsets` when there are any (`PITR offsets (source topic/partition, start inclusive ..
+/// end exclusive): orders/0 [5..12), orders/1 [5..)`).
+fn pitr_lines(p: &RestorePlan) -> String {
     let ms = |v: Option<i64>| {
         v.map(|m| {
             jiff::Timestamp::from_millisecond(m)
@@ -217,7 +219,29 @@ pub fn restore_table(p: &RestorePlan) -> String {
         .unwrap_or_else(|| "-".into())
     };
     let mut s = format!(
-        "KafkaRestore {}  from backup {} run {}  plan {}{}\n  PITR window: {} .. {} (inclusive)\n  produce acks={} batch<={} records timeout={} ms, {} partitions in parallel\n\nSTEP  ACTION\n",
+        "  PITR window: {} .. {} (inclusive)\n",
+        ms(p.pitr_start),
+        ms(p.pitr_end)
+    );
+    if !p.pitr_offsets.is_empty() {
+        let o = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let bounds: Vec<String> = p
+            .pitr_offsets
+            .iter()
+            .map(|b| format!("{}/{} [{}..{})", b.topic, b.partition, o(b.start), o(b.end)))
+            .collect();
+        s.push_str(&format!(
+            "  PITR offsets (source topic/partition, start inclusive .. end exclusive): {}\n",
+            bounds.join(", ")
+        ));
+    }
+    s
+}
+
+/// A human-readable rendering of a restore plan.
+pub fn restore_table(p: &RestorePlan) -> String {
+    let mut s = format!(
+        "KafkaRestore {}  from backup {} run {}  plan {}{}\n{}  produce acks={} batch<={} records timeout={} ms, {} partitions in parallel\n\nSTEP  ACTION\n",
         p.restore_name,
         p.backup_name,
         p.backup_run_id,
@@ -227,8 +251,7 @@ pub fn restore_table(p: &RestorePlan) -> String {
         } else {
             ""
         },
-        ms(p.pitr_start),
-        ms(p.pitr_end),
+        pitr_lines(p),
         p.produce_acks,
         p.produce_batch_records,
         p.produce_timeout_ms,

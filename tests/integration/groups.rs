@@ -81,15 +81,19 @@ fn source_records(topic: &str) -> BTreeMap<i32, Vec<(i64, i64, Option<String>)>>
     m
 }
 
-/// The key of the first record at or after `from` whose timestamp is in `window` (None: the
-/// group is caught up there).
+/// The key of the first record at or after `from` whose timestamp is in `window` and whose
+/// offset is in `offsets` (start inclusive, end exclusive) (None: the group is caught up
+/// there).
 fn expected_first(
     recs: &[(i64, i64, Option<String>)],
     from: i64,
     window: (i64, i64),
+    offsets: (i64, i64),
 ) -> Option<Option<String>> {
     recs.iter()
-        .find(|(o, ts, _)| *o >= from && *ts >= window.0 && *ts <= window.1)
+        .find(|(o, ts, _)| {
+            *o >= from && *ts >= window.0 && *ts <= window.1 && *o >= offsets.0 && *o < offsets.1
+        })
         .map(|(_, _, k)| k.clone())
 }
 
@@ -100,6 +104,8 @@ fn expected_first(
 struct Expect<'a> {
     window: (i64, i64),
     pmap: &'a BTreeMap<i32, i32>,
+    /// `pitr.startOffsets`/`endOffsets` per source partition (unlisted: unbounded).
+    offsets: BTreeMap<i32, (i64, i64)>,
 }
 
 async fn restore_and_check_group(
@@ -111,7 +117,11 @@ async fn restore_and_check_group(
     extra: &str,
     expect: Expect<'_>,
 ) {
-    let Expect { window, pmap } = expect;
+    let Expect {
+        window,
+        pmap,
+        offsets,
+    } = expect;
     let kb = backup_yaml(
         name,
         &[topic.to_string()],
@@ -145,7 +155,8 @@ async fn restore_and_check_group(
     let (first, committed_now) = group_next(group, &[&target]);
     for (p, o) in committed {
         let tp = pmap.get(p).copied().unwrap_or(*p);
-        let want = expected_first(&src[p], *o, window);
+        let range = offsets.get(p).copied().unwrap_or((i64::MIN, i64::MAX));
+        let want = expected_first(&src[p], *o, window, range);
         let got = first[&target][&tp].clone();
         assert_eq!(
             got.as_ref().map(|g| g.1.clone()),
@@ -182,6 +193,7 @@ async fn a_restored_group_resumes_at_its_next_unread_record() {
         Expect {
             window: (i64::MIN, i64::MAX),
             pmap: &pmap,
+            offsets: BTreeMap::new(),
         },
     )
     .await;
@@ -219,10 +231,46 @@ async fn groups_follow_a_pitr_window_and_aborted_transactions() {
             Expect {
                 window,
                 pmap: &BTreeMap::new(),
+                offsets: BTreeMap::new(),
             },
         )
         .await;
     }
+}
+
+/// Offset bounds move groups by the same rule as a time window (docs/offsets.md): a position
+/// inside the restored range goes to its record's target offset, one before it to the first
+/// restored record, one at or after the end to the end of what was restored (caught up).
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_follow_offset_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("cgo");
+    gen_load(&topic, 3, 1);
+    let group = unique("g");
+    let committed = group_commit(&group, &topic, 100);
+    assert_eq!(
+        committed.values().copied().collect::<Vec<_>>(),
+        vec![100; 3]
+    );
+    // p0: 100 inside 50..150; p1: 100 before 200..; p2: 100 at or after ..60; the group's
+    // position on the source is the 100th record
+    let offsets = BTreeMap::from([(0, (50, 150)), (1, (200, i64::MAX)), (2, (i64::MIN, 60))]);
+    let pitr = "  pitr:\n    startOffsets:\n      - {topic: TOPIC, partition: 0, offset: 50}\n      - {topic: TOPIC, partition: 1, offset: 200}\n    endOffsets:\n      - {topic: TOPIC, partition: 0, offset: 150}\n      - {topic: TOPIC, partition: 2, offset: 60}\n"
+        .replace("TOPIC", &topic);
+    restore_and_check_group(
+        dir.path(),
+        "cgo",
+        &topic,
+        &group,
+        &committed,
+        &pitr,
+        Expect {
+            window: (i64::MIN, i64::MAX),
+            pmap: &BTreeMap::new(),
+            offsets,
+        },
+    )
+    .await;
 }
 
 /// A group with a member still connected is refused with the member named, and the other

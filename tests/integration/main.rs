@@ -14,6 +14,7 @@ mod kms;
 mod least_privilege;
 mod object_lock;
 mod offsets;
+mod pitr_offsets;
 mod plan_cmd;
 mod recompress;
 mod recoverability;
