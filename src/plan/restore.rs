@@ -1115,6 +1115,21 @@ mod tests {
     }
 
     #[test]
+    fn a_repartitioned_topic_reads_the_same_cut_ranges() {
+        let p = compile(
+            "  repartitioning:\n    orders: {targetPartitions: 2}\n  pitr:\n    startOffsets: [{topic: orders, partition: 0, offset: 22}]\n    endOffsets: [{topic: orders, partition: 1, offset: 3}]\n",
+        )
+        .unwrap();
+        let ranges: Vec<(i32, i64, i64)> = p.repartitioned[0]
+            .sources
+            .iter()
+            .map(|s| (s.source_partition, s.from, s.to))
+            .collect();
+        assert_eq!(ranges, vec![(0, 22, 40), (1, 0, 3), (2, 7, 7)]);
+        assert_eq!(p.repartitioned[0].estimated_records, 20 + 5);
+    }
+
+    #[test]
     fn a_range_outside_what_the_run_holds_is_refused_with_the_held_range() {
         let e = compile("  pitr:\n    startOffsets: [{topic: orders, partition: 0, offset: 40}]\n")
             .unwrap_err();
