@@ -1177,6 +1177,37 @@ async fn plugin_status_shows_phase_window_validation_and_failure_from_the_api_se
     // a name that is nowhere is an error
     let (ok, _, err) = plugin(&kubeconfig, &["status", "nothing-here", "-n", &ns]);
     assert!(!ok && err.contains("no resource named"), "{err}");
+    // a user who may list KafkaBackups only: the other kinds are skipped with a warning
+    let rbac = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: kb-viewer, namespace: {ns}}}\nrules:\n- apiGroups: [kafka.oso.sh]\n  resources: [kafkabackups]\n  verbs: [list]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: kb-viewer, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: kb-viewer}}\nsubjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: kbo-e2e-kb-viewer}}\n"
+    );
+    let (ok, out) = kubectl(&kubeconfig, &["apply", "-f", "-"], &rbac);
+    assert!(ok, "{out}");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut kc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&kubeconfig).unwrap()).unwrap();
+    kc["users"][0]["user"]["as"] = "kbo-e2e-kb-viewer".into();
+    let viewer = tmp.path().join("viewer.kubeconfig");
+    std::fs::write(&viewer, serde_yaml_ng::to_string(&kc).unwrap()).unwrap();
+    let viewer = viewer.to_str().unwrap();
+    let mut seen = (false, String::new(), String::new());
+    for _ in 0..20 {
+        // RBAC takes a moment to apply
+        seen = plugin(viewer, &["status", "-n", &ns, "-o", "json"]);
+        if seen.0 && seen.2.contains("kafkarestores") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (ok, out, err) = seen;
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(rows[0]["kind"], "KafkaBackup");
+    assert!(
+        err.contains("warning: skipped: you may not list kafkarestores.kafka.oso.sh"),
+        "{err}"
+    );
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;
 }

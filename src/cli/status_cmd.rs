@@ -489,8 +489,12 @@ async fn client(args: &StatusArgs) -> anyhow::Result<(kube::Client, String)> {
     Ok((kube::Client::try_from(config)?, ns))
 }
 
-/// Every object of kind `K` in `ns` (None: all namespaces).
-async fn list<K>(client: &kube::Client, ns: Option<&str>) -> anyhow::Result<Vec<K>>
+/// Every object of kind `K` in `ns` (None: all namespaces), or why the kind was skipped: its
+/// CRD is not installed (404), or the user may not list it (403). Other errors fail.
+async fn list<K>(
+    client: &kube::Client,
+    ns: Option<&str>,
+) -> anyhow::Result<(Vec<K>, Option<String>)>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -502,15 +506,23 @@ where
         None => Api::all(client.clone()),
     };
     let plural = K::plural(&());
-    api.list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .map_err(|e| match &e {
-            kube::Error::Api(s) if s.code == 404 => anyhow::anyhow!(
+    match api.list(&ListParams::default()).await {
+        Ok(l) => Ok((l.items, None)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok((
+            vec![],
+            Some(format!(
                 "{plural}.kafka.oso.sh is not installed in this cluster (the CRDs: `kafka-backup-operator crd | kubectl apply -f -`, or the chart)"
-            ),
-            _ => anyhow::anyhow!("listing {plural}: {e}"),
-        })
+            )),
+        )),
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok((
+            vec![],
+            Some(format!(
+                "you may not list {plural}.kafka.oso.sh: {}",
+                s.message
+            )),
+        )),
+        Err(e) => Err(anyhow::anyhow!("listing {plural}: {e}")),
+    }
 }
 
 /// `status`: lists the five kinds and renders them.
@@ -518,13 +530,20 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<String> {
     let (client, default_ns) = client(args).await?;
     let ns = (!args.all_namespaces).then(|| args.namespace.clone().unwrap_or(default_ns));
     let ns = ns.as_deref();
-    let (kbs, krs, kbvs, resets, rollbacks) = tokio::try_join!(
+    let ((kbs, a), (krs, b), (kbvs, c), (resets, d), (rollbacks, e)) = tokio::try_join!(
         list::<KafkaBackup>(&client, ns),
         list::<KafkaRestore>(&client, ns),
         list::<KafkaBackupValidation>(&client, ns),
         list::<KafkaOffsetReset>(&client, ns),
         list::<KafkaOffsetRollback>(&client, ns),
     )?;
+    let skipped: Vec<String> = [a, b, c, d, e].into_iter().flatten().collect();
+    if skipped.len() == 5 {
+        anyhow::bail!("{}", skipped.join("; "));
+    }
+    for s in &skipped {
+        eprintln!("warning: skipped: {s}");
+    }
     let rows = rows(&kbs, &krs, &kbvs, &resets, &rollbacks, args.name.as_deref());
     if rows.is_empty()
         && let Some(n) = &args.name
