@@ -1210,4 +1210,126 @@ async fn plugin_status_shows_phase_window_validation_and_failure_from_the_api_se
     );
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;
+
+/// Backup sync (issue 20): a repository written elsewhere (here by the CLI, as another
+/// cluster's operator would, as KafkaBackup elsewhere/orders) is not shown by KafkaBackup
+/// orders of another namespace (a Warning `SyncFailed` Event) until it is annotated to adopt
+/// it; then its runs and recoverability window show in status before anything runs here,
+/// with a `Synced` Event; a KafkaRestore naming that run (`backupRef.name` and
+/// `backupRef.backupId`) restores it record-identical.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_clusters_backup_shows_an_existing_repositorys_runs_without_running() {
+    let Some((client, kubeconfig, ns, bootstrap)) = setup("sync").await else {
+        return;
+    };
+    let topic = format!("synced-{}", std::process::id());
+    gen_load(&bootstrap, &topic);
+    let store = tempfile::tempdir().unwrap();
+    let spec = serde_json::json!({
+        "kafkaCluster": {"bootstrapServers": [bootstrap]}, "topics": [topic],
+        "stopAtCurrentOffsets": true,
+        "storage": {"storageType": "filesystem", "filesystem": {"path": store.path()}}
+    });
+    // the other cluster: a one-off run of a KafkaBackup of the same name, by the CLI
+    let file = store.path().join("elsewhere.yaml");
+    let elsewhere = serde_json::json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup",
+        "metadata": {"name": "orders", "namespace": "elsewhere"}, "spec": spec
+    });
+    std::fs::write(&file, serde_json::to_string(&elsewhere).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-backup-operator"))
+        .args(["run", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the CLI backup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _op = operator(&kubeconfig, &ns);
+    let mut here = elsewhere.clone();
+    here["metadata"] = serde_json::json!({"name": "orders"});
+    here["spec"]["schedule"] = serde_json::json!("0 0 1 1 *"); // yearly: nothing due
+    let kbs: Api<KafkaBackup> = Api::namespaced(client.clone(), &ns);
+    kbs.create(
+        &PostParams::default(),
+        &serde_json::from_value(here).unwrap(),
+    )
+    .await
+    .unwrap();
+    // the repository is elsewhere/orders': not shown until this KafkaBackup adopts it
+    let t = Instant::now();
+    while !reasons(&client, &ns, "orders")
+        .await
+        .iter()
+        .any(|x| x == "SyncFailed")
+    {
+        assert!(t.elapsed() < Duration::from_secs(60), "no SyncFailed Event");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let o = kbs.get_status("orders").await.unwrap();
+    let st = serde_json::to_value(&o.status).unwrap();
+    assert!(
+        st["recoverableRuns"].is_null(),
+        "another owner's runs shown: {st}"
+    );
+    let annotate = serde_json::json!({"metadata": {"annotations": {"kafka.oso.sh/adopt-repository": "elsewhere/orders"}}});
+    kbs.patch("orders", &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+    let o = wait_for(
+        &kbs,
+        "orders",
+        "recoverableRuns",
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        |o| o["status"]["recoverableRuns"].is_u64(),
+    )
+    .await;
+    let st = &o["status"];
+    assert_eq!(st["recoverableRuns"], 1, "{st}");
+    let run_id = st["history"][0]["runId"]
+        .as_str()
+        .expect("history")
+        .to_string();
+    assert!(st["history"][0]["records"].as_u64().unwrap() > 0, "{st}");
+    for f in ["firstRecoverabilityPoint", "lastRecoverabilityPoint"] {
+        assert!(st[f].is_string(), "{f}: {st}");
+    }
+    assert_eq!(st["topics"][0]["name"], topic.as_str(), "{st}");
+    assert_ne!(st["phase"], "Running", "nothing runs here: {st}");
+    assert!(st["backupId"].is_null(), "no run of its own: {st}");
+    let r = reasons(&client, &ns, "orders").await;
+    assert!(r.iter().any(|x| x == "Synced"), "{r:?}");
+    assert!(r.iter().any(|x| x == "SyncFailed"), "first refused: {r:?}");
+    assert!(
+        !r.iter().any(|x| x == "Started" || x == "Scheduled"),
+        "{r:?}"
+    );
+
+    // a KafkaRestore names that run
+    let target = format!("{topic}-r");
+    let kr: KafkaRestore = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaRestore",
+        "metadata": {"name": "from-synced"},
+        "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]},
+                 "backupRef": {"name": "orders", "backupId": run_id},
+                 "topicMapping": {topic.clone(): target.clone()}, "createTopics": true}
+    }))
+    .unwrap();
+    let krs: Api<KafkaRestore> = Api::namespaced(client.clone(), &ns);
+    krs.create(&PostParams::default(), &kr).await.unwrap();
+    let done = wait_phase(&krs, "from-synced", "Completed", Duration::from_secs(120)).await;
+    assert_eq!(done["status"]["backupId"], run_id.as_str());
+    let (ok, out) = py(&[
+        "compare",
+        "--bootstrap",
+        &bootstrap,
+        "--source-topics",
+        &topic,
+        "--target-topics",
+        &target,
+    ]);
+    assert!(ok, "restored data differs:\n{out}");
 }

@@ -512,6 +512,9 @@ pub struct RetentionStatus {
     pub error: Option<String>,
 }
 
+/// Runs kept in a KafkaBackup's `status.history`.
+pub const HISTORY_LIMIT: usize = 10;
+
 /// One entry of `status.history`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

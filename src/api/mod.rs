@@ -43,8 +43,9 @@ pub mod validated;
 pub mod validation;
 
 pub use backup::{
-    BackupPhase, BackupRunRecord, CheckpointSpec, Compression, KafkaBackup, KafkaBackupSpec,
-    KafkaBackupStatus, RetentionSpec, RetentionStatus, STATUS_TOPICS_LIMIT, TopicRecoverability,
+    BackupPhase, BackupRunRecord, CheckpointSpec, Compression, HISTORY_LIMIT, KafkaBackup,
+    KafkaBackupSpec, KafkaBackupStatus, RetentionSpec, RetentionStatus, STATUS_TOPICS_LIMIT,
+    TopicRecoverability,
 };
 pub use common::{
     AwsKmsSpec, AzureCredentialsSecret, AzureSasTokenSecret, AzureServicePrincipalSecret,

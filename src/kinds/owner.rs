@@ -59,7 +59,8 @@ pub async fn check_backup_repository(
 /// The owner of repository `backup` as a reader (a restore or a validation) sees it: with
 /// `inline` storage (`backupRef.storage`) any owner is read, on purpose (a new cluster, a
 /// restored namespace), and returned for the plan to show; through the KafkaBackup `kb` named
-/// by `backupRef.name`, the repository must be that KafkaBackup's. A repository without a
+/// by `backupRef.name`, the repository must be that KafkaBackup's, or the one it adopts
+/// (annotation `kafka.oso.sh/adopt-repository`). A repository without a
 /// record (written before records existed) has no owner to compare.
 ///
 /// Errors: another owner, naming both, the location and the fix (field `spec.backupRef.name`).
@@ -73,13 +74,16 @@ pub async fn check_reader_repository(
         return Ok(None);
     };
     if let (false, Some(kb)) = (inline, kb) {
-        let (want, _) = backup_owner(&kb.metadata)?;
-        if rec.owner != want {
+        let (want, adopt) = backup_owner(&kb.metadata)?;
+        // a KafkaBackup annotated to adopt this owner's repository reads it before its first
+        // run takes it over (a new cluster, a namespace of another name)
+        if rec.owner != want && adopt.as_ref() != Some(&rec.owner) {
             return Err(ObserveError::Config {
                 field: "spec.backupRef.name".into(),
                 message: format!(
-                    "the repository at {} belongs to KafkaBackup {}, not to KafkaBackup {want} that backupRef.name refers to (object names do not hold the namespace: two KafkaBackups of the same name share a repository when they point at the same storage). Refer to the KafkaBackup that owns it, or, to read another owner's repository on purpose (a new cluster, a restored namespace), give backupRef.storage inline instead",
+                    "the repository at {} belongs to KafkaBackup {}, not to KafkaBackup {want} that backupRef.name refers to (object names do not hold the namespace: two KafkaBackups of the same name share a repository when they point at the same storage). Refer to the KafkaBackup that owns it, or, to read another owner's repository on purpose (a new cluster, a restored namespace), give backupRef.storage inline instead or annotate the KafkaBackup {ADOPT_ANNOTATION}: {}",
                     location(op, backup),
+                    rec.owner,
                     rec.owner
                 ),
             }

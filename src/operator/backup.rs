@@ -26,11 +26,16 @@ use crate::kinds::{Access, backup::prepare as prepare_backup};
 use crate::plan::{Recoverability, RetentionPlan};
 
 /// Runs kept in `status.history`.
-pub const HISTORY_LIMIT: usize = 10;
+pub use crate::api::HISTORY_LIMIT;
 
-/// Reconciles one KafkaBackup (the generic controller, [`super::oneshot::reconcile`]).
+/// Reconciles one KafkaBackup (the generic controller, [`super::oneshot::reconcile`]), and
+/// starts its backup sync when it has no window yet ([`super::sync`]).
 pub async fn reconcile(kb: Arc<KafkaBackup>, ctx: Arc<Context>) -> Result<Action, OperatorError> {
-    super::oneshot::reconcile(kb, ctx).await
+    let action = super::oneshot::reconcile(kb.clone(), ctx.clone()).await;
+    // a repository that already holds runs shows them before the first run here (after the
+    // reconcile: a run it started computes the window itself)
+    super::sync::maybe_start(&ctx, &kb);
+    action
 }
 
 impl OneShot for KafkaBackup {

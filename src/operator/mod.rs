@@ -22,6 +22,7 @@ pub mod retry;
 pub mod schedule;
 pub mod secrets;
 pub mod status;
+pub mod sync;
 #[cfg(test)]
 mod tests;
 pub mod validation;
@@ -103,6 +104,9 @@ pub struct Context {
     /// The chart's shard Pod settings (`KBO_JOB_DEFAULTS`): with them, `execution.mode: job`
     /// runs as Kubernetes Jobs ([`jobs`]); without, in this process with a warning.
     pub jobs: Option<Arc<jobs::JobDefaults>>,
+    /// The uids of the KafkaBackups whose repository [`sync`] has read (or is reading) in
+    /// this process.
+    pub synced: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
@@ -120,6 +124,7 @@ impl Context {
             metrics: Arc::default(),
             leader: tokio::sync::watch::channel(true).1,
             jobs: None,
+            synced: Default::default(),
         }
     }
 
@@ -462,7 +467,7 @@ pub async fn run(
         stores.push((bc.store(), rc.store()));
         controllers.push(
             bc.shutdown_on_signal()
-                .run(oneshot::reconcile, error_policy, ctx.clone())
+                .run(backup::reconcile, error_policy, ctx.clone())
                 .for_each(log_result)
                 .boxed(),
         );

@@ -312,11 +312,12 @@ async fn a_due_tick_starts_one_run_records_the_tick_and_retries_then_reports_the
     );
     let tick = server.await.unwrap();
 
-    // reconciling again with the tick recorded fires nothing: no Start, no event
+    // reconciling again with the tick recorded fires nothing: no Start, no event (and no
+    // backup sync: its window is in status)
     let (ctx2, mut h2) = context();
     let after = kb(
         json!({"schedule": "*/10 * * * * *"}),
-        json!({"lastScheduleTime": tick, "nextScheduledBackup": null}),
+        json!({"lastScheduleTime": tick, "nextScheduledBackup": null, "recoverableRuns": 0}),
         true,
     );
     let a2 = after.clone();
