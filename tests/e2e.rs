@@ -1210,6 +1210,7 @@ async fn plugin_status_shows_phase_window_validation_and_failure_from_the_api_se
     );
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;
+}
 
 /// Backup sync (issue 20): a repository written elsewhere (here by the CLI, as another
 /// cluster's operator would, as KafkaBackup elsewhere/orders) is not shown by KafkaBackup
@@ -1332,4 +1333,6 @@ async fn a_new_clusters_backup_shows_an_existing_repositorys_runs_without_runnin
         &target,
     ]);
     assert!(ok, "restored data differs:\n{out}");
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let _ = nss.delete(&ns, &Default::default()).await;
 }
