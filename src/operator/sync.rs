@@ -11,8 +11,8 @@
 //! `kafka.oso.sh/adopt-repository: <namespace>/<name>`): another owner's is not shown, and
 //! the `SyncFailed` Event says why and how to adopt it.
 //!
-//! Once per resource and operator process, when its status has no window yet
-//! (`recoverableRuns` unset) and no run of it is going (a run computes the window itself when
+//! Once per resource and operator process (an empty repository writes nothing), when its
+//! status has no window yet (`recoverableRuns` unset) and no run of it is going (a run computes the window itself when
 //! it completes): a task beside the reconcile, never inside it. The write is made only while
 //! `recoverableRuns` is still unset (a run that completed meanwhile wins), by the leader. A
 //! repository that cannot be read is logged with a Warning `SyncFailed` Event and tried again
@@ -93,6 +93,11 @@ async fn sync(ctx: &Context, kb: &KafkaBackup) -> Result<(), String> {
     let runs = crate::observe::load_complete_manifests(&op, &name)
         .await
         .map_err(|e| format!("the repository's runs could not be read: {e}"))?;
+    if runs.is_empty() {
+        // nothing to show: no status write (1,000 new KafkaBackups would be 1,000 writes and
+        // as many reconciles); not looked at again in this process
+        return Ok(());
+    }
     let rec = crate::plan::recoverability(&runs);
     let api: Api<KafkaBackup> = Api::namespaced(ctx.client.clone(), &ns);
     let history = history(&runs);
@@ -110,7 +115,7 @@ async fn sync(ctx: &Context, kb: &KafkaBackup) -> Result<(), String> {
     .await
     .map_err(|e| format!("status not written: {e}"))?;
     let written = written.load(std::sync::atomic::Ordering::Relaxed) && *ctx.leader.borrow();
-    if written && !runs.is_empty() {
+    if written {
         let window = match (&rec.window, runs.last()) {
             (Some(w), _) => format!(
                 ", recoverable from {} to {}",
