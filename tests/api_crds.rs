@@ -100,6 +100,8 @@ fn names_scope_and_subresources() {
 
 #[test]
 fn printer_columns() {
+    // every kind: Ready (its condition) and Message (-o wide) before Age
+    const READY: &str = ".status.conditions[?(@.type==\"Ready\")].status";
     type Cols = &'static [(&'static str, &'static str, &'static str)];
     let expected: [(&str, Cols); 5] = [
         (
@@ -115,6 +117,8 @@ fn printer_columns() {
                     ".status.firstRecoverabilityPoint",
                 ),
                 ("Recoverable To", "date", ".status.lastRecoverabilityPoint"),
+                ("Ready", "string", READY),
+                ("Message", "string", ".status.message"),
                 ("Age", "date", ".metadata.creationTimestamp"),
             ],
         ),
@@ -124,6 +128,8 @@ fn printer_columns() {
                 ("Phase", "string", ".status.phase"),
                 ("Progress", "number", ".status.progressPercent"),
                 ("Records", "integer", ".status.recordsRestored"),
+                ("Ready", "string", READY),
+                ("Message", "string", ".status.message"),
                 ("Age", "date", ".metadata.creationTimestamp"),
             ],
         ),
@@ -133,6 +139,8 @@ fn printer_columns() {
                 ("Phase", "string", ".status.phase"),
                 ("Groups", "integer", ".status.groupsTotal"),
                 ("Failed", "integer", ".status.groupsFailed"),
+                ("Ready", "string", READY),
+                ("Message", "string", ".status.message"),
                 ("Age", "date", ".metadata.creationTimestamp"),
             ],
         ),
@@ -141,6 +149,8 @@ fn printer_columns() {
             &[
                 ("Phase", "string", ".status.phase"),
                 ("Groups", "integer", ".status.groupsRolledBack"),
+                ("Ready", "string", READY),
+                ("Message", "string", ".status.message"),
                 ("Age", "date", ".metadata.creationTimestamp"),
             ],
         ),
@@ -152,6 +162,8 @@ fn printer_columns() {
                 ("Checks", "integer", ".status.checksTotal"),
                 ("Last Validation", "date", ".status.lastValidationTime"),
                 ("Next", "date", ".status.nextScheduledValidation"),
+                ("Ready", "string", READY),
+                ("Message", "string", ".status.message"),
                 ("Age", "date", ".metadata.creationTimestamp"),
             ],
         ),
@@ -170,6 +182,16 @@ fn printer_columns() {
             .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
             .collect();
         assert_eq!(got, want, "{kind}");
+        let cols = crd.spec.versions[0].additional_printer_columns.clone();
+        let message = cols
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.name == "Message");
+        assert_eq!(
+            message.and_then(|c| c.priority),
+            Some(1),
+            "{kind}: Message only in -o wide"
+        );
     }
 }
 

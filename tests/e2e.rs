@@ -1301,6 +1301,21 @@ async fn a_new_clusters_backup_shows_an_existing_repositorys_runs_without_runnin
     assert_eq!(st["topics"][0]["name"], topic.as_str(), "{st}");
     assert_ne!(st["phase"], "Running", "nothing runs here: {st}");
     assert!(st["backupId"].is_null(), "no run of its own: {st}");
+    // the window and the Ready condition in `kubectl get` (Message with -o wide)
+    let (ok, table) = kubectl(
+        &kubeconfig,
+        &["get", "kb", "orders", "-n", &ns, "-o", "wide"],
+        "",
+    );
+    assert!(ok, "{table}");
+    let header = table.lines().next().unwrap_or_default();
+    for col in ["RECOVERABLE FROM", "RECOVERABLE TO", "READY", "MESSAGE"] {
+        assert!(header.contains(col), "no {col} column:\n{table}");
+    }
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.contains("True")),
+        "{table}"
+    );
     let r = reasons(&client, &ns, "orders").await;
     assert!(r.iter().any(|x| x == "Synced"), "{r:?}");
     assert!(r.iter().any(|x| x == "SyncFailed"), "first refused: {r:?}");

@@ -75,6 +75,17 @@ pub const MIN_SEGMENT_MAX_BYTES: u64 = 1024 * 1024;
     json_path = ".status.lastRecoverabilityPoint"
 ))]
 #[kube(printcolumn(
+    name = "Ready",
+    type_ = "string",
+    json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+))]
+#[kube(printcolumn(
+    name = "Message",
+    type_ = "string",
+    priority = "1",
+    json_path = ".status.message"
+))]
+#[kube(printcolumn(
     name = "Age",
     type_ = "date",
     json_path = ".metadata.creationTimestamp"
@@ -514,6 +525,11 @@ pub struct RetentionStatus {
 
 /// Runs kept in a KafkaBackup's `status.history`.
 pub const HISTORY_LIMIT: usize = 10;
+
+/// Annotation that asks for one run now; its value is a token (any new value triggers once,
+/// and `status.lastRunTrigger` shows the last one acted on). Set by the operator's users and
+/// `kubectl kafkabackup backup NAME --now`.
+pub const RUN_NOW_ANNOTATION: &str = "kafka.oso.sh/run-now";
 
 /// One entry of `status.history`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

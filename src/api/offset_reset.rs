@@ -37,6 +37,17 @@ fn default_parallelism() -> u32 {
 #[kube(printcolumn(name = "Groups", type_ = "integer", json_path = ".status.groupsTotal"))]
 #[kube(printcolumn(name = "Failed", type_ = "integer", json_path = ".status.groupsFailed"))]
 #[kube(printcolumn(
+    name = "Ready",
+    type_ = "string",
+    json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+))]
+#[kube(printcolumn(
+    name = "Message",
+    type_ = "string",
+    priority = "1",
+    json_path = ".status.message"
+))]
+#[kube(printcolumn(
     name = "Age",
     type_ = "date",
     json_path = ".metadata.creationTimestamp"

@@ -32,6 +32,17 @@ use super::common::{KafkaClusterSpec, StatusHeader, default_true};
     json_path = ".status.groupsRolledBack"
 ))]
 #[kube(printcolumn(
+    name = "Ready",
+    type_ = "string",
+    json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+))]
+#[kube(printcolumn(
+    name = "Message",
+    type_ = "string",
+    priority = "1",
+    json_path = ".status.message"
+))]
+#[kube(printcolumn(
     name = "Age",
     type_ = "date",
     json_path = ".metadata.creationTimestamp"

@@ -63,6 +63,17 @@ fn default_restore_offset_strategy() -> ResetStrategy {
     json_path = ".status.recordsRestored"
 ))]
 #[kube(printcolumn(
+    name = "Ready",
+    type_ = "string",
+    json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+))]
+#[kube(printcolumn(
+    name = "Message",
+    type_ = "string",
+    priority = "1",
+    json_path = ".status.message"
+))]
+#[kube(printcolumn(
     name = "Age",
     type_ = "date",
     json_path = ".metadata.creationTimestamp"

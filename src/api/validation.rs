@@ -71,6 +71,17 @@ fn default_public_key_key() -> String {
     json_path = ".status.nextScheduledValidation"
 ))]
 #[kube(printcolumn(
+    name = "Ready",
+    type_ = "string",
+    json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+))]
+#[kube(printcolumn(
+    name = "Message",
+    type_ = "string",
+    priority = "1",
+    json_path = ".status.message"
+))]
+#[kube(printcolumn(
     name = "Age",
     type_ = "date",
     json_path = ".metadata.creationTimestamp"
