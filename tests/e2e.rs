@@ -1351,3 +1351,147 @@ async fn a_new_clusters_backup_shows_an_existing_repositorys_runs_without_runnin
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;
 }
+
+/// `kubectl kafkabackup backup NAME --now --wait` and `restore NAME --to-time T --apply`
+/// (issue 20): a one-off KafkaBackup completes under a local operator; `backup --now --wait`
+/// triggers and follows a second run to Completed; `restore` refuses a --to-time outside the
+/// recoverability window, prints a KafkaRestore (no status) for one inside it, and with
+/// --apply creates it: it completes, and the target holds exactly the records with timestamp
+/// <= T (compared with confluent-kafka).
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_backup_now_waits_and_restore_to_time_applies_a_restore_that_cuts_at_t() {
+    let Some((client, kubeconfig, ns, bootstrap)) = setup("plre").await else {
+        return;
+    };
+    let topic = format!("plre-{}", std::process::id());
+    gen_load(&bootstrap, &topic);
+    let store = tempfile::tempdir().unwrap();
+    let kb: KafkaBackup = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup", "metadata": {"name": "orders"},
+        "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]}, "topics": [topic],
+                 "stopAtCurrentOffsets": true,
+                 "storage": {"storageType": "filesystem", "filesystem": {"path": store.path()}}}
+    }))
+    .unwrap();
+    let kbs: Api<KafkaBackup> = Api::namespaced(client.clone(), &ns);
+    kbs.create(&PostParams::default(), &kb).await.unwrap();
+    let _op = operator(&kubeconfig, &ns);
+    let first = wait_phase(&kbs, "orders", "Completed", Duration::from_secs(120)).await;
+    let first_id = first["status"]["backupId"].as_str().unwrap().to_string();
+
+    // backup --now --wait: a second run, followed to Completed
+    let (ok, out, err) = plugin(
+        &kubeconfig,
+        &[
+            "backup",
+            "orders",
+            "--now",
+            "--wait",
+            "--timeout",
+            "3m",
+            "-n",
+            &ns,
+        ],
+    );
+    assert!(ok, "backup --now --wait: {out}{err}");
+    assert!(out.contains("annotated kafka.oso.sh/run-now="), "{out}");
+    assert!(out.contains("completed: run "), "{out}");
+    let o = serde_json::to_value(kbs.get_status("orders").await.unwrap()).unwrap();
+    let st = &o["status"];
+    assert_eq!(st["phase"], "Completed", "{st}");
+    assert_ne!(st["backupId"], first_id.as_str(), "a second run: {st}");
+    let token = o["metadata"]["annotations"]["kafka.oso.sh/run-now"].clone();
+    assert_eq!(st["lastRunTrigger"], token, "{st}");
+
+    // a --to-time outside the window is refused, naming the flag
+    let (ok, _, err) = plugin(
+        &kubeconfig,
+        &[
+            "restore",
+            "orders",
+            "--to-time",
+            "2001-01-01T00:00:00Z",
+            "-n",
+            &ns,
+        ],
+    );
+    assert!(
+        !ok && err.contains("--to-time 2001-01-01T00:00:00Z: outside the recoverability window"),
+        "{err}"
+    );
+
+    // T: the middle of the window
+    let ms = |f: &str| {
+        let t: jiff::Timestamp = st[f].as_str().unwrap().parse().unwrap();
+        t.as_millisecond()
+    };
+    let (lo, hi) = (
+        ms("firstRecoverabilityPoint"),
+        ms("lastRecoverabilityPoint"),
+    );
+    assert!(lo < hi, "{st}");
+    let t_ms = lo + (hi - lo) / 2;
+    let t = jiff::Timestamp::from_millisecond(t_ms).unwrap().to_string();
+    let target = format!("{topic}-r");
+    let map = format!("{topic}={target}");
+    let args = [
+        "restore",
+        "orders",
+        "--to-time",
+        &t,
+        "--map",
+        &map,
+        "--create-topics",
+        "-n",
+        &ns,
+    ];
+    let (ok, yaml, err) = plugin(&kubeconfig, &args);
+    assert!(ok, "{err}");
+    let printed: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    assert_eq!(printed["kind"], "KafkaRestore", "{yaml}");
+    assert_eq!(printed["spec"]["backupRef"]["name"], "orders", "{yaml}");
+    assert_eq!(printed["spec"]["pitr"]["endTime"], t.as_str(), "{yaml}");
+    assert_eq!(printed["spec"]["topicMapping"][&topic], target.as_str());
+    assert!(printed.get("status").is_none(), "{yaml}");
+    assert!(err.contains("kubectl kafkabackup plan -f"), "{err}");
+
+    let mut apply = args.to_vec();
+    apply.push("--apply");
+    let (ok, out, err) = plugin(&kubeconfig, &apply);
+    assert!(ok, "{err}");
+    let name = out
+        .trim()
+        .strip_prefix("kafkarestore/")
+        .and_then(|s| s.strip_suffix(" created"))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    assert!(name.starts_with("orders-restore-"), "{name}");
+    let krs: Api<KafkaRestore> = Api::namespaced(client.clone(), &ns);
+    wait_phase(&krs, &name, "Completed", Duration::from_secs(180)).await;
+    let (ok, out) = py(&[
+        "compare",
+        "--bootstrap",
+        &bootstrap,
+        "--source-topics",
+        &topic,
+        "--target-topics",
+        &target,
+        "--pitr-end",
+        &t_ms.to_string(),
+    ]);
+    assert!(
+        ok,
+        "restored records are not exactly those up to {t}:\n{out}"
+    );
+    // the cut is inside the data: some records restored, not all 16384
+    let restored: u64 = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{topic} ")))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(restored > 0 && restored < 16384, "{out}");
+    eprintln!("restored {restored} of 16384 records, up to {t}");
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let _ = nss.delete(&ns, &Default::default()).await;
+}

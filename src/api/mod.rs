@@ -44,8 +44,8 @@ pub mod validation;
 
 pub use backup::{
     BackupPhase, BackupRunRecord, CheckpointSpec, Compression, HISTORY_LIMIT, KafkaBackup,
-    KafkaBackupSpec, KafkaBackupStatus, RetentionSpec, RetentionStatus, STATUS_TOPICS_LIMIT,
-    TopicRecoverability,
+    KafkaBackupSpec, KafkaBackupStatus, RUN_NOW_ANNOTATION, RetentionSpec, RetentionStatus,
+    STATUS_TOPICS_LIMIT, TopicRecoverability,
 };
 pub use common::{
     AwsKmsSpec, AzureCredentialsSecret, AzureSasTokenSecret, AzureServicePrincipalSecret,

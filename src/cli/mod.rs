@@ -1,6 +1,7 @@
 //! Command-line entry points: `kafka-backup-operator {run,crd,plan,operator}` and the kubectl
 //! plugin `kubectl-kafkabackup plan`. Argument parsing is clap; the work is the shared flow
 //! (observe -> compile -> execute -> report).
+pub mod backup_cmd;
 pub mod describe_cmd;
 pub mod evidence_cmd;
 pub mod keys_cmd;
@@ -8,6 +9,7 @@ pub mod load;
 pub mod offsets_cmd;
 pub mod plan_cmd;
 pub mod report;
+pub mod restore_cmd;
 pub mod run;
 pub mod runs_cmd;
 pub mod shards;
@@ -205,6 +207,14 @@ pub enum PluginCommand {
     /// KafkaBackup, from storage). Read only.
     #[command(subcommand)]
     Describe(describe_cmd::DescribeCommand),
+    /// A KafkaRestore of the KafkaBackup NAME (read from the API server) to a point in time
+    /// (--to-time) or to source offsets (--to-offsets): printed as YAML for GitOps, or created
+    /// with --apply (the only write, the KafkaRestore). A --to-time outside the backup's
+    /// recoverability window is refused.
+    Restore(restore_cmd::RestoreArgs),
+    /// `backup NAME --now`: one run of the KafkaBackup now (writes the annotation
+    /// kafka.oso.sh/run-now, nothing else); --wait follows it to Completed or Failed.
+    Backup(backup_cmd::BackupArgs),
 }
 
 /// `kubectl kafkabackup keys`: the data keys of an encrypted repository.

@@ -471,18 +471,26 @@ pub fn rows(
 /// A client as kubectl would make one: `--kubeconfig` and `--context`, else KUBECONFIG,
 /// ~/.kube/config or the in-cluster ServiceAccount; with the context's namespace.
 async fn client(args: &StatusArgs) -> anyhow::Result<(kube::Client, String)> {
+    kube_client(args.kubeconfig.as_deref(), args.context.as_deref()).await
+}
+
+/// [`client`] from the two flags, for every plugin command that talks to the API server.
+pub async fn kube_client(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> anyhow::Result<(kube::Client, String)> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
     let opts = KubeConfigOptions {
-        context: args.context.clone(),
+        context: context.map(str::to_string),
         ..Default::default()
     };
-    let config = match &args.kubeconfig {
+    let config = match kubeconfig {
         Some(p) => {
             let kc = Kubeconfig::read_from(p)
                 .map_err(|e| anyhow::anyhow!("--kubeconfig {}: {e}", p.display()))?;
             kube::Config::from_custom_kubeconfig(kc, &opts).await?
         }
-        None if args.context.is_some() => kube::Config::from_kubeconfig(&opts).await?,
+        None if context.is_some() => kube::Config::from_kubeconfig(&opts).await?,
         None => kube::Config::infer().await?,
     };
     let ns = config.default_namespace.clone();

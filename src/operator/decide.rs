@@ -9,8 +9,8 @@ use super::schedule::{evaluate, run_id_for};
 use crate::api::validate::{parse_schedule, parse_time_zone};
 use crate::api::{BackupPhase, KafkaBackup};
 
-/// Annotation that asks for one run now; its value is a token (any new value triggers once).
-pub const RUN_NOW_ANNOTATION: &str = "kafka.oso.sh/run-now";
+/// Annotation that asks for one run now (defined in `api`, where the plugin finds it too).
+pub use crate::api::RUN_NOW_ANNOTATION;
 
 /// What the executor pool reports about this resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
