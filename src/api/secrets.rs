@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use super::common::{KafkaClusterSpec, StorageSpec};
 use super::docs::{Document, load_documents};
 use super::error::ApiError;
 
@@ -149,6 +150,47 @@ impl Secrets {
         }
         Ok(s)
     }
+}
+
+/// Names of every Secret (of the resource's namespace) `cluster` and `storage` refer to (storage credentials and
+/// `storage.encryption`'s key-encryption key or KMS credentials included), sorted, once each.
+pub fn referenced(cluster: &KafkaClusterSpec, storage: Option<&StorageSpec>) -> Vec<String> {
+    let mut names = Vec::new();
+    names.extend(cluster.tls_secret.as_ref().map(|s| s.name.clone()));
+    names.extend(cluster.ca_secret.as_ref().map(|s| s.name.clone()));
+    names.extend(cluster.sasl_secret.as_ref().map(|s| s.name.clone()));
+    if let Some(st) = storage {
+        names.extend(
+            st.s3
+                .as_ref()
+                .and_then(|s| s.credentials_secret.as_ref())
+                .map(|s| s.name.clone()),
+        );
+        if let Some(a) = &st.azure {
+            names.extend(a.credentials_secret.as_ref().map(|s| s.name.clone()));
+            names.extend(a.sas_token_secret.as_ref().map(|s| s.name.clone()));
+            names.extend(a.service_principal_secret.as_ref().map(|s| s.name.clone()));
+        }
+        names.extend(
+            st.gcs
+                .as_ref()
+                .and_then(|g| g.credentials_secret.as_ref())
+                .map(|s| s.name.clone()),
+        );
+        // storage.encryption: the key-encryption key's Secret, or the KMS client's key pair
+        if let Some(e) = &st.encryption {
+            names.extend(e.key_secret.as_ref().map(|s| s.name.clone()));
+            names.extend(
+                e.aws_kms
+                    .as_ref()
+                    .and_then(|k| k.credentials_secret.as_ref())
+                    .map(|s| s.name.clone()),
+            );
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 #[cfg(test)]

@@ -2,48 +2,8 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
-use crate::api::{KafkaClusterSpec, Secrets, StorageSpec};
-
-/// Names of every Secret `cluster` and `storage` refer to (storage credentials and
-/// `storage.encryption`'s key-encryption key or KMS credentials included), sorted, once each.
-pub fn referenced(cluster: &KafkaClusterSpec, storage: Option<&StorageSpec>) -> Vec<String> {
-    let mut names = Vec::new();
-    names.extend(cluster.tls_secret.as_ref().map(|s| s.name.clone()));
-    names.extend(cluster.ca_secret.as_ref().map(|s| s.name.clone()));
-    names.extend(cluster.sasl_secret.as_ref().map(|s| s.name.clone()));
-    if let Some(st) = storage {
-        names.extend(
-            st.s3
-                .as_ref()
-                .and_then(|s| s.credentials_secret.as_ref())
-                .map(|s| s.name.clone()),
-        );
-        if let Some(a) = &st.azure {
-            names.extend(a.credentials_secret.as_ref().map(|s| s.name.clone()));
-            names.extend(a.sas_token_secret.as_ref().map(|s| s.name.clone()));
-            names.extend(a.service_principal_secret.as_ref().map(|s| s.name.clone()));
-        }
-        names.extend(
-            st.gcs
-                .as_ref()
-                .and_then(|g| g.credentials_secret.as_ref())
-                .map(|s| s.name.clone()),
-        );
-        // storage.encryption: the key-encryption key's Secret, or the KMS client's key pair
-        if let Some(e) = &st.encryption {
-            names.extend(e.key_secret.as_ref().map(|s| s.name.clone()));
-            names.extend(
-                e.aws_kms
-                    .as_ref()
-                    .and_then(|k| k.credentials_secret.as_ref())
-                    .map(|s| s.name.clone()),
-            );
-        }
-    }
-    names.sort();
-    names.dedup();
-    names
-}
+use crate::api::Secrets;
+pub use crate::api::secrets::referenced;
 
 /// Reads `names` from `namespace`. A missing Secret is left out: the lookup that needs it then
 /// fails with an error naming the Secret and the field.
@@ -85,6 +45,7 @@ pub async fn load_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{KafkaClusterSpec, StorageSpec};
 
     #[test]
     fn referenced_names_every_secret_of_cluster_storage_and_encryption() {
