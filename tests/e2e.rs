@@ -1495,3 +1495,127 @@ async fn plugin_backup_now_waits_and_restore_to_time_applies_a_restore_that_cuts
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;
 }
+
+/// `kubectl kafkabackup report`: a KafkaBackup to S3 with its credentials Secret, run by the
+/// operator to Completed; the tarball holds the namespace's resources, their Events, the
+/// repository's run manifest and repository.json, and the Secret's key appears nowhere in it
+/// (nor the Secret object). The operator runs as a local process here, not a Pod: its logs
+/// are not in the report (a note says no Pod matched), and `logs` is covered by unit tests
+/// on the operator's JSON lines.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_report_writes_resources_events_manifests_and_no_secret() {
+    use std::io::Read;
+    let Some((client, kubeconfig, ns, bootstrap)) = setup("rprt").await else {
+        return;
+    };
+    let topic = format!("reported-{}", std::process::id());
+    let (ok, out) = py(&[
+        "gen-load",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        &topic,
+        "--partitions",
+        "1",
+        "--mib",
+        "1",
+        "--record-bytes",
+        "1024",
+    ]);
+    assert!(ok, "{out}");
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k}: source testenv/env"));
+    let secret_key = var("KBO_S3_SECRET_KEY");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let s = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds"},
+        "stringData": {"AWS_ACCESS_KEY_ID": var("KBO_S3_ACCESS_KEY"), "AWS_SECRET_ACCESS_KEY": secret_key}});
+    secrets
+        .create(&PostParams::default(), &serde_json::from_value(s).unwrap())
+        .await
+        .unwrap();
+    let kb = serde_json::json!({"apiVersion": "kafka.oso.sh/v1alpha1", "kind": "KafkaBackup",
+        "metadata": {"name": "orders"},
+        "spec": {"kafkaCluster": {"bootstrapServers": [bootstrap]}, "topics": [topic],
+                 "stopAtCurrentOffsets": true,
+                 "storage": {"storageType": "s3", "s3": {"bucket": var("KBO_S3_BUCKET"),
+                     "region": "us-east-1", "endpoint": var("KBO_S3_ENDPOINT"), "pathStyle": true,
+                     "allowHttp": true, "prefix": format!("report-{ns}"),
+                     "credentialsSecret": {"name": "s3-creds"}}}}});
+    let kbs: Api<KafkaBackup> = Api::namespaced(client.clone(), &ns);
+    kbs.create(&PostParams::default(), &serde_json::from_value(kb).unwrap())
+        .await
+        .unwrap();
+    let _op = operator(&kubeconfig, &ns);
+    let done = wait_phase(&kbs, "orders", "Completed", Duration::from_secs(120)).await;
+    let run = done["status"]["backupId"].as_str().unwrap().to_string();
+    // a careless annotation that repeats the key: the report must hide it
+    let leak = serde_json::json!({"metadata": {"annotations": {"kbo-e2e/leak": secret_key}}});
+    kbs.patch("orders", &PatchParams::default(), &Patch::Merge(&leak))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("report.tar.gz");
+    let (ok, out, err) = plugin(
+        &kubeconfig,
+        &["report", "-n", &ns, "-o", path.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("resources/kafkabackups.yaml"), "{out}");
+    assert!(out.contains(&format!("wrote {}", path.display())), "{out}");
+    let mut raw = vec![];
+    flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+        .read_to_end(&mut raw)
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&raw).contains(&secret_key),
+        "the Secret's key is in the tarball"
+    );
+    let dir = tmp.path().join("x");
+    tar::Archive::new(raw.as_slice()).unpack(&dir).unwrap();
+    let root = dir.join(format!("kafkabackup-report-{ns}"));
+    let read = |p: &str| {
+        std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}\n{out}"))
+    };
+    let kb_yaml = read("resources/kafkabackups.yaml");
+    assert!(kb_yaml.contains("name: orders") && kb_yaml.contains("phase: Completed"));
+    assert!(!kb_yaml.contains("managedFields"), "{kb_yaml}");
+    assert!(kb_yaml.contains("kbo-e2e/leak: ***"), "{kb_yaml}");
+    for kind in [
+        "kafkarestores",
+        "kafkabackupvalidations",
+        "kafkaoffsetresets",
+        "kafkaoffsetrollbacks",
+    ] {
+        read(&format!("resources/{kind}.yaml"));
+    }
+    let events = read("events.yaml");
+    assert!(
+        events.contains("reason: Completed") && events.contains("name: orders"),
+        "{events}"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&read(&format!(
+        "repository/orders/runs/{run}/manifest.json"
+    )))
+    .unwrap();
+    assert_eq!(manifest["runId"], run.as_str(), "{manifest}");
+    assert!(read("repository/orders/repository.json").contains("orders"));
+    assert!(read("README.txt").contains("operator-logs: no Pod matches"));
+    // nothing of the Secret: not the object, not its key in any file
+    let mut files = vec![root.clone()];
+    let mut n = 0;
+    while let Some(d) = files.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files.push(p);
+            } else {
+                n += 1;
+                let text = std::fs::read_to_string(&p).unwrap();
+                assert!(!text.contains(&secret_key), "{}", p.display());
+                assert!(!text.contains("kind: Secret"), "{}", p.display());
+            }
+        }
+    }
+    assert!(n >= 9, "{out}");
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let _ = nss.delete(&ns, &Default::default()).await;
+}

@@ -1,6 +1,6 @@
 //! `kubectl-kafkabackup`: the kubectl plugin (`kubectl kafkabackup plan -f FILE`,
 //! `kubectl kafkabackup offsets show|diff GROUP`, `evidence list|get|verify`, `runs`, `status`, `describe run`,
-//! `restore NAME --to-time T`, `backup NAME --now`).
+//! `restore NAME --to-time T`, `backup NAME --now`, `logs NAME`, `report`).
 use clap::Parser;
 use kafka_backup_operator::cli::{
     EvidenceCommand, LogFormat, PluginCli, PluginCommand, init_logging, offsets_cmd, plan_cmd,
@@ -61,6 +61,8 @@ async fn main() -> std::process::ExitCode {
         PluginCommand::Keys(c) => kafka_backup_operator::cli::keys_cmd::keys(c).await,
         PluginCommand::Status(a) => kafka_backup_operator::cli::status_cmd::status(a).await,
         PluginCommand::Describe(c) => kafka_backup_operator::cli::describe_cmd::describe(c).await,
+        PluginCommand::Logs(a) => kafka_backup_operator::cli::logs_cmd::logs(a).await,
+        PluginCommand::Report(a) => kafka_backup_operator::cli::report_cmd::report(a).await,
         PluginCommand::Restore(a) => kafka_backup_operator::cli::restore_cmd::restore(a).await,
         PluginCommand::Backup(a) => kafka_backup_operator::cli::backup_cmd::backup(a).await,
     };

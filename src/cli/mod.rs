@@ -6,9 +6,11 @@ pub mod describe_cmd;
 pub mod evidence_cmd;
 pub mod keys_cmd;
 pub mod load;
+pub mod logs_cmd;
 pub mod offsets_cmd;
 pub mod plan_cmd;
 pub mod report;
+pub mod report_cmd;
 pub mod restore_cmd;
 pub mod run;
 pub mod runs_cmd;
@@ -207,6 +209,14 @@ pub enum PluginCommand {
     /// KafkaBackup, from storage). Read only.
     #[command(subcommand)]
     Describe(describe_cmd::DescribeCommand),
+    /// The operator's log lines about one resource (its namespace and name in the line's
+    /// spans), from the operator's Pods and the resource's shard Job Pods, through the API
+    /// server (pods/log): time, level, message, fields. Read only.
+    Logs(logs_cmd::LogsArgs),
+    /// A gzip tarball for a support case: the five kinds' resources of the namespace, their
+    /// Events, the operator's logs and each KafkaBackup's run manifests, every Secret value
+    /// redacted. Read only.
+    Report(report_cmd::ReportArgs),
     /// A KafkaRestore of the KafkaBackup NAME (read from the API server) to a point in time
     /// (--to-time) or to source offsets (--to-offsets): printed as YAML for GitOps, or created
     /// with --apply (the only write, the KafkaRestore). A --to-time outside the backup's
