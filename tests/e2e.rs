@@ -1453,7 +1453,13 @@ async fn plugin_backup_now_waits_and_restore_to_time_applies_a_restore_that_cuts
     assert_eq!(printed["spec"]["pitr"]["endTime"], t.as_str(), "{yaml}");
     assert_eq!(printed["spec"]["topicMapping"][&topic], target.as_str());
     assert!(printed.get("status").is_none(), "{yaml}");
-    assert!(err.contains("kubectl kafkabackup plan -f"), "{err}");
+    // the plan on stderr: the second run, the cut, the topic to create
+    let second = st["backupId"].as_str().unwrap();
+    assert!(
+        err.contains(&format!("from backup orders run {second}")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("create topic {target} ")), "{err}");
 
     let mut apply = args.to_vec();
     apply.push("--apply");

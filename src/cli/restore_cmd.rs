@@ -62,6 +62,11 @@ pub struct RestoreArgs {
     /// The kubeconfig context (default: its current context).
     #[arg(long)]
     pub context: Option<String>,
+    /// Do not print the plan (on stderr). The plan reads the Secrets the KafkaBackup and the
+    /// restore name from the API server and observes the target cluster and the repository
+    /// read-only, from where this command runs.
+    #[arg(long)]
+    pub no_plan: bool,
 }
 
 /// `--map SRC=DST`: both sides non-empty.
@@ -312,19 +317,70 @@ pub async fn restore(args: &RestoreArgs) -> anyhow::Result<String> {
             "note: kafkaCluster has bootstrapServers only (--to-cluster): add securityProtocol, tlsSecret/caSecret and saslSecret if that cluster needs TLS or SASL"
         );
     }
+    let typed: KafkaRestore = serde_json::from_value(kr.clone())?;
+    if !args.no_plan {
+        match plan(&client, &ns, &kb, &typed).await {
+            Ok(table) => eprint!("{table}"),
+            Err(e) => eprintln!(
+                "warning: no plan ({e:#}); `kubectl kafkabackup plan -f restore.yaml -f backup.yaml -f secrets.yaml` shows it where the cluster and the storage can be reached"
+            ),
+        }
+    }
     if !args.apply {
-        eprintln!(
-            "to see what it will do first: save it and run `kubectl kafkabackup plan -f restore.yaml -f backup.yaml -f secrets.yaml` (the KafkaBackup {} and its Secrets)",
-            args.backup
-        );
         return render(&kr, req.to_cluster.is_some());
     }
     let krs: Api<KafkaRestore> = Api::namespaced(client, &ns);
-    let typed: KafkaRestore = serde_json::from_value(kr)?;
     krs.create(&PostParams::default(), &typed)
         .await
         .map_err(|e| anyhow::anyhow!("creating KafkaRestore {}: {e}", req.name))?;
     Ok(format!("kafkarestore/{} created\n", req.name))
+}
+
+/// The plan of `kr` as `plan -f` prints it: the Secrets the backup and the restore name, read
+/// from `ns` (a missing one is left out; the lookup that needs it says which), then the restore
+/// prepared read-only (target cluster observed, repository read).
+async fn plan(
+    client: &kube::Client,
+    ns: &str,
+    kb: &KafkaBackup,
+    kr: &KafkaRestore,
+) -> anyhow::Result<String> {
+    use crate::api::secrets::referenced;
+    let mut names = referenced(&kb.spec.kafka_cluster, Some(&kb.spec.storage));
+    names.extend(referenced(
+        &kr.spec.kafka_cluster,
+        kr.spec.backup_ref.storage.as_ref(),
+    ));
+    names.sort();
+    names.dedup();
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    let mut secrets = crate::api::Secrets::new();
+    for n in &names {
+        let Some(s) = api
+            .get_opt(n)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading Secret {n}: {e}"))?
+        else {
+            continue;
+        };
+        let mut data: BTreeMap<String, Vec<u8>> = s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        data.extend(
+            s.string_data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes())),
+        );
+        secrets.insert(None, n, data);
+    }
+    let pvc_root = Path::new("./kbo-pvc");
+    let access = crate::kinds::Access::ReadOnly;
+    let p = crate::kinds::restore::prepare(kr, Some(kb), &secrets, pvc_root, access).await?;
+    Ok(crate::report::restore_table(&p.plan))
 }
 
 #[cfg(test)]
