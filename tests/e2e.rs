@@ -1584,7 +1584,7 @@ async fn plugin_report_writes_resources_events_manifests_and_no_secret() {
     let kb_yaml = read("resources/kafkabackups.yaml");
     assert!(kb_yaml.contains("name: orders") && kb_yaml.contains("phase: Completed"));
     assert!(!kb_yaml.contains("managedFields"), "{kb_yaml}");
-    assert!(kb_yaml.contains("kbo-e2e/leak: ***"), "{kb_yaml}");
+    assert!(kb_yaml.contains("kbo-e2e/leak: '***'"), "{kb_yaml}");
     for kind in [
         "kafkarestores",
         "kafkabackupvalidations",

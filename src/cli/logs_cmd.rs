@@ -291,6 +291,15 @@ pub async fn logs(args: &LogsArgs) -> anyhow::Result<String> {
     let sources = (operators.iter().map(|p| (p, false))).chain(shards.iter().map(|p| (p, true)));
     for ((pns, pod), every) in sources {
         match pod_log(&client, pns, pod, args.since).await {
+            Ok(text)
+                if !every
+                    && !text.trim().is_empty()
+                    && !text.lines().any(|l| parse_line(l).is_some()) =>
+            {
+                eprintln!(
+                    "warning: the log of Pod {pns}/{pod} holds no JSON line (the chart's logFormat: json)"
+                )
+            }
             Ok(text) => lines.extend(
                 filter_log(&text, &subject, every)
                     .into_iter()

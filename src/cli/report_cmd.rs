@@ -40,11 +40,13 @@ pub struct ReportArgs {
     pub cluster: ClusterFlags,
 }
 
-/// The files of a report, by path inside the tarball, and notes on what could not be read.
+/// The files of a report, by path inside the tarball, notes on what could not be read, and the
+/// Secret values read (to hide).
 #[derive(Debug, Default)]
 pub struct Bundle {
     pub files: Vec<(String, Vec<u8>)>,
     pub notes: Vec<String>,
+    pub secrets: Vec<String>,
 }
 
 impl Bundle {
@@ -52,19 +54,53 @@ impl Bundle {
         self.files.push((path.into(), bytes.into()));
     }
 
-    /// Every file, and the notes, with every URL's userinfo and query and every value of
-    /// `secrets` (and its base64) replaced by `***`.
-    pub fn redact(&mut self, secrets: &[String]) {
+    /// The Secret values to hide, each plain and in base64.
+    fn hidden(&self) -> Vec<String> {
         let b64 = base64::engine::general_purpose::STANDARD;
-        let mut all: Vec<String> = secrets.to_vec();
-        all.extend(secrets.iter().map(|s| b64.encode(s.as_bytes())));
+        let mut all: Vec<String> = self.secrets.clone();
+        all.extend(self.secrets.iter().map(|s| b64.encode(s.as_bytes())));
+        all
+    }
+
+    /// `text` with every URL's userinfo and query and every Secret value read (plain or
+    /// base64) replaced by `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        let all = self.hidden();
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        for (_, bytes) in &mut self.files {
-            *bytes = crate::redact::scrub(&String::from_utf8_lossy(bytes), &all).into_bytes();
+        crate::redact::scrub(text, &all)
+    }
+
+    /// Objects as YAML documents, without their managedFields, every string scrubbed before
+    /// it is serialised (so that a hidden value stays valid YAML: `'***'`).
+    pub fn yaml_docs<K: serde::Serialize>(&self, items: &[K]) -> anyhow::Result<String> {
+        fn walk(v: &mut serde_json::Value, b: &Bundle) {
+            match v {
+                serde_json::Value::String(s) => *s = b.scrub(s),
+                serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, b)),
+                serde_json::Value::Object(m) => m.values_mut().for_each(|x| walk(x, b)),
+                _ => {}
+            }
         }
-        for n in &mut self.notes {
-            *n = crate::redact::scrub(n, &all);
+        let mut out = String::new();
+        for o in items {
+            let mut v = serde_json::to_value(o)?;
+            if let Some(m) = v["metadata"].as_object_mut() {
+                m.remove("managedFields");
+            }
+            walk(&mut v, self);
+            out.push_str("---\n");
+            out.push_str(&serde_yaml_ng::to_string(&v)?);
         }
+        Ok(out)
+    }
+
+    /// Every file, and the notes, through [`Bundle::scrub`].
+    pub fn redact(&mut self) {
+        let files = std::mem::take(&mut self.files);
+        self.files = (files.into_iter())
+            .map(|(p, b)| (p, self.scrub(&String::from_utf8_lossy(&b)).into_bytes()))
+            .collect();
+        self.notes = self.notes.iter().map(|n| self.scrub(n)).collect();
     }
 
     /// Writes the files under `root/` into a gzip tarball at `path`; its size in bytes.
@@ -105,19 +141,8 @@ impl Bundle {
     }
 }
 
-/// Objects as YAML documents, without their managedFields.
-fn yaml_docs<K: kube::Resource + serde::Serialize>(items: &mut [K]) -> anyhow::Result<String> {
-    let mut out = String::new();
-    for o in items.iter_mut() {
-        o.meta_mut().managed_fields = None;
-        out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(o)?);
-    }
-    Ok(out)
-}
-
-/// Every `K` of `ns` as YAML into `b` (`resources/<plural>.yaml`); the objects, or a note.
-async fn collect_kind<K>(client: &kube::Client, ns: &str, b: &mut Bundle) -> Vec<K>
+/// Every `K` of `ns` as YAML into `b` (`resources/<plural>.yaml`), or a note.
+async fn collect_kind<K>(client: &kube::Client, ns: &str, b: &mut Bundle)
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -128,18 +153,11 @@ where
     let plural = K::plural(&()).into_owned();
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     match api.list(&ListParams::default()).await {
-        Ok(l) => {
-            let mut items = l.items;
-            match yaml_docs(&mut items) {
-                Ok(y) => b.add(format!("resources/{plural}.yaml"), y),
-                Err(e) => b.notes.push(format!("{plural}: {e}")),
-            }
-            items
-        }
-        Err(e) => {
-            b.notes.push(format!("{plural} not listed: {e}"));
-            vec![]
-        }
+        Ok(l) => match b.yaml_docs(&l.items) {
+            Ok(y) => b.add(format!("resources/{plural}.yaml"), y),
+            Err(e) => b.notes.push(format!("{plural}: {e}")),
+        },
+        Err(e) => b.notes.push(format!("{plural} not listed: {e}")),
     }
 }
 
@@ -155,7 +173,7 @@ async fn collect_events(client: &kube::Client, ns: &str, b: &mut Bundle) {
                 })
                 .collect();
             ev.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
-            match yaml_docs(&mut ev) {
+            match b.yaml_docs(&ev) {
                 Ok(y) => b.add("events.yaml", y),
                 Err(e) => b.notes.push(format!("events: {e}")),
             }
@@ -238,10 +256,20 @@ async fn collect_repository(
     Ok(())
 }
 
-/// Everything the report holds, redacted with the values of the Secrets read.
+/// Everything the report holds, redacted with the values of the Secrets read (read first,
+/// so that the YAML is scrubbed value by value).
 async fn collect(client: &kube::Client, ns: &str, f: &ClusterFlags) -> Bundle {
     let mut b = Bundle::default();
-    let kbs: Vec<KafkaBackup> = collect_kind(client, ns, &mut b).await;
+    let kbs = (Api::<KafkaBackup>::namespaced(client.clone(), ns))
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let mut stores = vec![];
+    for kb in &kbs {
+        stores.push(backup_secrets(client, ns, kb, &mut b.secrets).await);
+    }
+    collect_kind::<KafkaBackup>(client, ns, &mut b).await;
     collect_kind::<KafkaRestore>(client, ns, &mut b).await;
     collect_kind::<KafkaBackupValidation>(client, ns, &mut b).await;
     collect_kind::<KafkaOffsetReset>(client, ns, &mut b).await;
@@ -250,10 +278,9 @@ async fn collect(client: &kube::Client, ns: &str, f: &ClusterFlags) -> Bundle {
     let op_ns = f.operator_namespace.as_deref();
     collect_logs(client, op_ns, &f.selector, "operator-logs", &mut b).await;
     collect_logs(client, Some(ns), SHARD_SELECTOR, "shard-logs", &mut b).await;
-    let mut values = vec![];
-    for kb in &kbs {
+    for (kb, secrets) in kbs.iter().zip(stores) {
         let name = kb.metadata.name.clone().unwrap_or_default();
-        let r = match backup_secrets(client, ns, kb, &mut values).await {
+        let r = match secrets {
             Ok(s) => collect_repository(kb, &s, &mut b).await,
             Err(e) => Err(anyhow::anyhow!("its Secrets could not be read: {e}")),
         };
@@ -270,7 +297,7 @@ async fn collect(client: &kube::Client, ns: &str, f: &ClusterFlags) -> Bundle {
         readme.push_str(&format!("note: {n}\n"));
     }
     b.add("README.txt", readme);
-    b.redact(&values);
+    b.redact();
     b
 }
 
@@ -305,7 +332,15 @@ mod tests {
         );
         b.add("events.yaml", format!("message: {b64}\n"));
         b.notes.push(format!("failed: {secret}"));
-        b.redact(&[secret.to_string(), "ab".into()]);
+        b.secrets = vec![secret.to_string(), "ab".into()];
+        // YAML: scrubbed value by value, so the hidden value is still a YAML string
+        let obj = serde_json::json!({"metadata": {"name": "x", "managedFields": [{"m": 1}],
+            "annotations": {"note": secret}}});
+        let y = b.yaml_docs(&[obj]).unwrap();
+        assert!(!y.contains(secret) && !y.contains("managedFields"), "{y}");
+        let back: serde_json::Value = serde_yaml_ng::from_str(&y).unwrap();
+        assert_eq!(back["metadata"]["annotations"]["note"], "***", "{y}");
+        b.redact();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.tar.gz");
         let size = b.write_tar_gz(&path, "root").unwrap();
