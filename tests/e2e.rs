@@ -1506,8 +1506,8 @@ async fn plugin_backup_now_waits_and_restore_to_time_applies_a_restore_that_cuts
 /// operator to Completed; the tarball holds the namespace's resources, their Events, the
 /// repository's run manifest and repository.json, and the Secret's key appears nowhere in it
 /// (nor the Secret object). The operator runs as a local process here, not a Pod: its logs
-/// are not in the report (a note says no Pod matched), and `logs` is covered by unit tests
-/// on the operator's JSON lines.
+/// are not in the report (a note says no Pod matched), and `logs` only finds no Pod here
+/// (its filtering is covered by unit tests on the operator's JSON lines).
 #[tokio::test(flavor = "multi_thread")]
 async fn plugin_report_writes_resources_events_manifests_and_no_secret() {
     use std::io::Read;
@@ -1622,6 +1622,19 @@ async fn plugin_report_writes_resources_events_manifests_and_no_secret() {
         }
     }
     assert!(n >= 9, "{out}");
+    // `logs` through the same API server: no operator Pod here (a local process), said so
+    let (ok, out, err) = plugin(&kubeconfig, &["logs", "orders", "-n", &ns, "--kind", "kb"]);
+    assert!(ok, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("no operator Pod matches app.kubernetes.io/name=kafka-backup-operator"),
+        "{err}"
+    );
+    let (ok, _, err) = plugin(&kubeconfig, &["logs", "orders", "-n", &ns, "--since", "1w"]);
+    assert!(
+        !ok && err.contains("--since takes a number and a unit"),
+        "{err}"
+    );
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;
 }
