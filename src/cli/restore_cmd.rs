@@ -173,7 +173,7 @@ pub fn check_window(kb: &KafkaBackup, req: &RestoreRequest) -> anyhow::Result<()
             if req.backup_id.is_some() {
                 ""
             } else {
-                " (the newest run's own window is what a restore without --backup-id reaches)"
+                " (the window spans every complete run; without --backup-id the newest run is restored, and its own window is what counts)"
             }
         );
     }
