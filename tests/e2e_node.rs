@@ -393,6 +393,30 @@ fn the_chart_installs_and_the_operator_pod_backs_up_restores_upgrades_and_uninst
         "e2e_node: /metrics through the Service: {} lines",
         metrics.lines().count()
     );
+    // kubectl kafkabackup logs: the operator Pod's JSON lines about the backup, and no other's
+    let (ok, logs) = run(
+        env!("CARGO_BIN_EXE_kubectl-kafkabackup"),
+        &[
+            "logs",
+            "production-backup",
+            "-n",
+            &ns,
+            "--kind",
+            "kb",
+            "--operator-namespace",
+            &ns,
+            "--kubeconfig",
+            &c.kubeconfig,
+        ],
+        "",
+    );
+    assert!(ok, "kubectl kafkabackup logs: {logs}");
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(&pod)).collect();
+    assert!(
+        !lines.is_empty() && !logs.contains("pitr-restore"),
+        "no line about production-backup from {pod}, or another resource's:\n{logs}"
+    );
+    eprintln!("e2e_node: kubectl kafkabackup logs: {} lines", lines.len());
 
     sharded_backup_runs_as_jobs(&c, &ns, &bootstrap, &topics);
 

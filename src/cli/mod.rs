@@ -172,7 +172,7 @@ pub struct PlanArgs {
 #[command(
     name = "kubectl-kafkabackup",
     version,
-    about = "Show what a resource will do before it does it; consumer-group offsets; validate a backup"
+    about = "What is protected, back to when, and how to restore it: status, runs, describe run, restore, backup --now, plan, offsets, validate, evidence, keys, logs, report"
 )]
 pub struct PluginCli {
     #[command(subcommand)]

@@ -63,7 +63,7 @@ pub fn maybe_start(ctx: &Arc<Context>, kb: &Arc<KafkaBackup>) {
     let (ctx, kb) = (ctx.clone(), kb.clone());
     tokio::spawn(async move {
         if let Err(message) = sync(&ctx, &kb).await {
-            tracing::warn!(backup = %kb.name_any(), error = %message, "backup sync failed; tried again at the next reconcile");
+            tracing::warn!(namespace = %kb.namespace().unwrap_or_default(), resource = %kb.name_any(), kind = "KafkaBackup", error = %message, "backup sync failed; tried again at the next reconcile");
             ctx.event(&*kb, EventType::Warning, "SyncFailed", &message)
                 .await;
             ctx.synced.lock().unwrap().remove(&uid);
