@@ -56,7 +56,7 @@ pub const MIN_SEGMENT_MAX_BYTES: u64 = 1024 * 1024;
 ))]
 #[kube(printcolumn(
     name = "Next Backup",
-    type_ = "date",
+    type_ = "string",
     json_path = ".status.nextScheduledBackup"
 ))]
 #[kube(printcolumn(

@@ -67,7 +67,7 @@ fn default_public_key_key() -> String {
 ))]
 #[kube(printcolumn(
     name = "Next",
-    type_ = "date",
+    type_ = "string",
     json_path = ".status.nextScheduledValidation"
 ))]
 #[kube(printcolumn(
