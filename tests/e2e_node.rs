@@ -334,10 +334,50 @@ fn the_chart_installs_and_the_operator_pod_backs_up_restores_upgrades_and_uninst
         "e2e_node: backup and restore Completed {:.1?} after apply",
         t.elapsed()
     );
-    eprintln!(
-        "e2e_node: kubectl get kb,kr\n{}",
-        c.k(&["get", "-n", &ns, "kb,kr"])
+    let table = c.k(&["get", "-n", &ns, "kb,kr"]);
+    eprintln!("e2e_node: kubectl get kb,kr\n{table}");
+    // the recoverability window: in kubectl get (the columns) and in kubectl kafkabackup status
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("RECOVERABLE FROM") && header.contains("RECOVERABLE TO"),
+        "{table}"
     );
+    let first = c.k(&[
+        "get",
+        "kb",
+        "production-backup",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.status.firstRecoverabilityPoint}",
+    ]);
+    assert!(
+        !first.trim().is_empty(),
+        "no firstRecoverabilityPoint in status"
+    );
+    let (ok, out) = run(
+        env!("CARGO_BIN_EXE_kubectl-kafkabackup"),
+        &[
+            "status",
+            "production-backup",
+            "-n",
+            &ns,
+            "-o",
+            "json",
+            "--kubeconfig",
+            &c.kubeconfig,
+        ],
+        "",
+    );
+    assert!(ok, "kubectl kafkabackup status: {out}");
+    let start = out.find('[').expect("a JSON list");
+    let rows: serde_json::Value = serde_json::from_str(&out[start..]).expect(&out);
+    let kb = rows
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["kind"] == "KafkaBackup"))
+        .unwrap_or_else(|| panic!("no KafkaBackup row: {out}"));
+    assert_eq!(kb["recoverableFrom"].as_str(), Some(first.trim()), "{out}");
+    assert!(kb["recoverableTo"].is_string(), "{out}");
     let targets: Vec<String> = topics.iter().map(|t| format!("{t}-r")).collect();
     let (ok, out) = py(&[
         "compare",
