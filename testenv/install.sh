@@ -19,6 +19,7 @@
 #   azurite 3.37.0 (npm, into testenv/.azurite with the machine's Node.js; not global)
 #                                         Microsoft's Azure Storage emulator (blob service)
 #   promtool 2.42.0     checks the chart's PrometheusRule (from Debian's prometheus package)
+#   chromium 156.0.8078.129-1~deb12u1  headless, renders `runs --html` (Debian bookworm-security)
 # tansu (the second, independent broker) is opt-in: KBO_WITH_TANSU=1 (a 12-22 min cargo install).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -89,6 +90,15 @@ if ! sha_ok "$promtool" "$promtool_sha"; then
   mkdir -p "$here/.bin"
   mv "$tmp/x/usr/bin/promtool" "$promtool" && rm -rf "$tmp"
   sha_ok "$promtool" "$promtool_sha" || { echo "testenv: promtool checksum mismatch" >&2; exit 1; }
+fi
+# chromium (Debian bookworm-security's 156.0.8078.129-1~deb12u1), headless: loads the HTML
+# timeline of `kubectl kafkabackup runs --html` (tests/integration/timeline.rs). Installed
+# with apt-get (its shared libraries come along), pinned; nothing to do when that version is
+# there.
+chromium_version=156.0.8078.129-1~deb12u1
+if [ "$(dpkg-query -W -f='${Version}' chromium 2>/dev/null)" != "$chromium_version" ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "chromium=$chromium_version" >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "chromium=$chromium_version" >/dev/null; }
 fi
 if [ "${KBO_WITH_TANSU:-0}" = 1 ] && ! [ -x "$here/.tansu/bin/tansu" ]; then
   cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$here/.tansu"

@@ -57,7 +57,7 @@ async fn main() -> std::process::ExitCode {
             inputs,
             output,
         }) => kafka_backup_operator::cli::evidence_cmd::get(inputs, report_id, *output).await,
-        PluginCommand::Runs(a) => kafka_backup_operator::cli::runs_cmd::runs(a).await,
+        PluginCommand::Runs(a) => kafka_backup_operator::cli::runs_html::runs(a).await,
         PluginCommand::Keys(c) => kafka_backup_operator::cli::keys_cmd::keys(c).await,
         PluginCommand::Status(a) => kafka_backup_operator::cli::status_cmd::status(a).await,
         PluginCommand::Describe(c) => kafka_backup_operator::cli::describe_cmd::describe(c).await,

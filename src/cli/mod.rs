@@ -14,8 +14,10 @@ pub mod report_cmd;
 pub mod restore_cmd;
 pub mod run;
 pub mod runs_cmd;
+pub mod runs_html;
 pub mod shards;
 pub mod status_cmd;
+pub mod timeline;
 
 use std::path::PathBuf;
 
@@ -195,8 +197,9 @@ pub enum PluginCommand {
     /// The complete runs of the KafkaBackup in the files: id, completion time, topics,
     /// partitions, records, bytes, gaps, what retention does with the run, S3 Object Lock (mode
     /// and retain-until, or "not locked"), and each topic's cut; `-o yaml|json` adds every
-    /// partition's offset range, cut, timestamps, segments and gaps. Read only.
-    Runs(PlanArgs),
+    /// partition's offset range, cut, timestamps, segments and gaps; `--html FILE` writes the
+    /// timeline as a self-contained HTML page. Read only (but for FILE).
+    Runs(runs_cmd::RunsArgs),
     /// The data keys of an encrypted repository: `list`, `rewrap` (rotation), `shred`.
     #[command(subcommand)]
     Keys(KeysCommand),

@@ -4,7 +4,9 @@
 //! verifies the objects themselves). Read only: the storage is opened
 //! read-only and nothing is written.
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
+use clap::Args;
 use serde::Serialize;
 
 use super::OutputFormat;
@@ -12,6 +14,7 @@ use super::load::{Target, load};
 use crate::api::KafkaBackup;
 use crate::format::layout;
 use crate::format::manifest::{Gap, PartitionManifest, RunManifest};
+use crate::plan::{Recoverability, recoverability};
 
 /// One run as listed.
 #[derive(Debug, Clone, Serialize)]
@@ -229,6 +232,15 @@ pub fn open_backup(
 
 /// The runs of the KafkaBackup in the files (`--name` picks one), oldest first, at `now_ms`.
 pub async fn rows(inputs: &super::Inputs, now_ms: i64) -> anyhow::Result<(String, Vec<RunRow>)> {
+    let (name, rows, _) = rows_and_recoverability(inputs, now_ms).await?;
+    Ok((name, rows))
+}
+
+/// [`rows`] and the recoverability of the same complete runs (`plan::recoverability`).
+pub async fn rows_and_recoverability(
+    inputs: &super::Inputs,
+    now_ms: i64,
+) -> anyhow::Result<(String, Vec<RunRow>, Recoverability)> {
     let (kb, name, op) = open_backup(inputs, "runs")?;
     let mut runs = crate::observe::load_complete_manifests(&op, &name).await?;
     runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
@@ -240,7 +252,7 @@ pub async fn rows(inputs: &super::Inputs, now_ms: i64) -> anyhow::Result<(String
             run_row(m, r, now_ms)
         })
         .collect();
-    Ok((name, rows))
+    Ok((name, rows, recoverability(&runs)))
 }
 
 /// Partitions listed on a topic's cut line of the table; the rest are counted (all of them
@@ -329,15 +341,25 @@ pub fn table(name: &str, rows: &[RunRow]) -> String {
     s
 }
 
-/// `runs`: every complete run, oldest first, as a table ([`table`]), or YAML or JSON with
-/// every partition's offset range, cut and gaps.
-pub async fn runs(args: &super::PlanArgs) -> anyhow::Result<String> {
-    let now = crate::exec::engine::system_now_ms();
-    let (name, rows) = rows(&args.inputs, now).await?;
-    Ok(match args.output {
+/// `kubectl kafkabackup runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(flatten)]
+    pub plan: super::PlanArgs,
+    /// Also write the repository as a timeline to FILE: one self-contained HTML page (inline
+    /// SVG; no script, nothing loaded from the network) with the runs along time, their
+    /// retention and Object Lock marks, and each topic's recoverable window with its gaps.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+/// `runs`' output without `--html`: every complete run, oldest first, as a table
+/// ([`table`]), or YAML or JSON with every partition's offset range, cut and gaps.
+pub fn print(output: OutputFormat, name: &str, rows: &[RunRow]) -> anyhow::Result<String> {
+    Ok(match output {
         OutputFormat::Json => serde_json::to_string_pretty(&rows)? + "\n",
         OutputFormat::Yaml => serde_yaml_ng::to_string(&rows)?,
-        OutputFormat::Table => table(&name, &rows),
+        OutputFormat::Table => table(name, rows),
     })
 }
 

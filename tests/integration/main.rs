@@ -28,5 +28,6 @@ mod sasl;
 mod shards;
 mod target_fence;
 mod tenancy;
+mod timeline;
 mod tls;
 mod validation;

@@ -33,7 +33,7 @@ async fn append(topic: &str, partitions: i32, n: usize, tag: &str) {
 }
 
 /// The plugin binary: (success, stdout, stderr).
-fn plugin(args: &[&str]) -> (bool, String, String) {
+pub(super) fn plugin(args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-kafkabackup"))
         .args(args)
         .output()
@@ -47,7 +47,9 @@ fn plugin(args: &[&str]) -> (bool, String, String) {
 
 /// Two runs of a 2-partition topic into S3, partition 0's records between the runs partly
 /// deleted: (files, backup name, run 1, run 2, topic).
-async fn two_runs(dir: &std::path::Path) -> (std::path::PathBuf, RunManifest, RunManifest, String) {
+pub(super) async fn two_runs(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, RunManifest, RunManifest, String) {
     let prefix = unique("runs");
     let topic = format!("{prefix}-t");
     let c = client().await;
