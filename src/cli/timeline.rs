@@ -14,7 +14,7 @@ use crate::plan::{Recoverability, TopicWindow, rfc3339};
 /// Width of the SVG, of the text column on its left, and where the plot area ends.
 const WIDTH: i64 = 1200;
 const PLOT_X0: i64 = 440;
-const PLOT_X1: i64 = 1170;
+const PLOT_X1: i64 = 1110;
 /// Height of one run's or one topic's lane, and of an axis with its labels.
 const LANE: i64 = 44;
 const AXIS: i64 = 34;
@@ -70,10 +70,10 @@ impl Scale {
         PLOT_X0 + (off * (PLOT_X1 - PLOT_X0) as i128 / span) as i64
     }
 
-    /// A bar from `a` to `b`: (x, width), at least 4 px wide so a one-second run shows.
+    /// A bar from `a` to `b`: (x, width), at least 6 px wide so a one-second run shows.
     fn bar(&self, a: i64, b: i64) -> (i64, i64) {
         let (xa, xb) = (self.x(a.min(b)), self.x(a.max(b)));
-        let w = (xb - xa).max(4);
+        let w = (xb - xa).max(6);
         (xa.min(PLOT_X1 - w), w)
     }
 }
