@@ -1357,7 +1357,8 @@ async fn a_new_clusters_backup_shows_an_existing_repositorys_runs_without_runnin
 /// triggers and follows a second run to Completed; `restore` refuses a --to-time outside the
 /// recoverability window, prints a KafkaRestore (no status) for one inside it, and with
 /// --apply creates it: it completes, and the target holds exactly the records with timestamp
-/// <= T (compared with confluent-kafka).
+/// <= T (compared with confluent-kafka); `restore --to-offsets FILE --apply` restores exactly
+/// the source offsets below the given end offsets.
 #[tokio::test(flavor = "multi_thread")]
 async fn plugin_backup_now_waits_and_restore_to_time_applies_a_restore_that_cuts_at_t() {
     let Some((client, kubeconfig, ns, bootstrap)) = setup("plre").await else {
@@ -1498,6 +1499,57 @@ async fn plugin_backup_now_waits_and_restore_to_time_applies_a_restore_that_cuts
         .unwrap_or_else(|| panic!("{out}"));
     assert!(restored > 0 && restored < 16384, "{out}");
     eprintln!("restored {restored} of 16384 records, up to {t}");
+
+    // restore --to-offsets FILE: source end offsets (exclusive), partition 0 cut inside the
+    // data, partition 1 after its first record; applied: exactly those offsets restored
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("offsets.yaml");
+    std::fs::write(
+        &file,
+        format!("- {{topic: {topic}, partition: 0, offset: 1000}}\n- {{topic: {topic}, partition: 1, offset: 1}}\n"),
+    )
+    .unwrap();
+    let by_offset = format!("{topic}-o");
+    let omap = format!("{topic}={by_offset}");
+    let (ok, out, err) = plugin(
+        &kubeconfig,
+        &[
+            "restore",
+            "orders",
+            "--to-offsets",
+            file.to_str().unwrap(),
+            "--map",
+            &omap,
+            "--create-topics",
+            "--name",
+            "by-offsets",
+            "--no-plan",
+            "--apply",
+            "-n",
+            &ns,
+        ],
+    );
+    assert!(
+        ok && out.contains("kafkarestore/by-offsets created"),
+        "{out}{err}"
+    );
+    wait_phase(&krs, "by-offsets", "Completed", Duration::from_secs(180)).await;
+    let bounds = format!("{topic}:0::1000,{topic}:1::1");
+    let (ok, out) = py(&[
+        "compare",
+        "--bootstrap",
+        &bootstrap,
+        "--source-topics",
+        &topic,
+        "--target-topics",
+        &by_offset,
+        "--offset-bounds",
+        &bounds,
+    ]);
+    assert!(
+        ok,
+        "restored records are not exactly offsets 0..1000 of partition 0 and 0..1 of partition 1:\n{out}"
+    );
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss.delete(&ns, &Default::default()).await;
 }
