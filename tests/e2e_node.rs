@@ -433,28 +433,43 @@ fn the_chart_installs_and_the_operator_pod_backs_up_restores_upgrades_and_uninst
         "e2e_node: /metrics through the Service: {} lines",
         metrics.lines().count()
     );
-    // kubectl kafkabackup logs: the operator Pod's JSON lines about the backup, and no other's
-    let (ok, logs) = run(
-        env!("CARGO_BIN_EXE_kubectl-kafkabackup"),
-        &[
-            "logs",
-            "production-backup",
-            "-n",
-            &ns,
-            "--kind",
-            "kb",
-            "--operator-namespace",
-            &ns,
-            "--kubeconfig",
-            &c.kubeconfig,
-        ],
-        "",
-    );
-    assert!(ok, "kubectl kafkabackup logs: {logs}");
+    // kubectl kafkabackup logs: the operator Pod's JSON lines about one resource (its run's
+    // start and end), none about another (the restore waited for this backup, by name)
+    let logs_of = |name: &str, kind: &str| {
+        let (ok, out) = run(
+            env!("CARGO_BIN_EXE_kubectl-kafkabackup"),
+            &[
+                "logs",
+                name,
+                "-n",
+                &ns,
+                "--kind",
+                kind,
+                "--operator-namespace",
+                &ns,
+                "--kubeconfig",
+                &c.kubeconfig,
+            ],
+            "",
+        );
+        assert!(ok, "kubectl kafkabackup logs {name}: {out}");
+        out
+    };
+    let logs = logs_of("production-backup", "kb");
     let lines: Vec<&str> = logs.lines().filter(|l| l.contains(&pod)).collect();
     assert!(
-        !lines.is_empty() && !logs.contains("pitr-restore"),
-        "no line about production-backup from {pod}, or another resource's:\n{logs}"
+        lines.iter().any(|l| l.contains("started"))
+            && lines.iter().any(|l| l.contains("Completed")),
+        "no start and end of production-backup's run from {pod}:\n{logs}"
+    );
+    assert!(
+        !logs.contains("waits for its input"),
+        "the restore's line:\n{logs}"
+    );
+    let restore_logs = logs_of("pitr-restore", "kr");
+    assert!(
+        restore_logs.lines().any(|l| l.contains("Completed")),
+        "{restore_logs}"
     );
     eprintln!("e2e_node: kubectl kafkabackup logs: {} lines", lines.len());
 

@@ -689,6 +689,8 @@ where
     });
     if started {
         let reason = if resumed { "Retried" } else { reason };
+        // the log line of the Event (kubectl kafkabackup logs finds it by the reconcile span)
+        tracing::info!(reason, "{note}");
         ctx.event(&**obj, EventType::Normal, reason, &note).await;
     }
     Ok(Action::requeue(Duration::from_secs(5)))
@@ -913,6 +915,12 @@ pub async fn finish_run<K, T>(
         );
     }
     let (type_, reason, note) = r.event;
+    // the log line of the Event (in the run's span: kind, namespace, resource, run)
+    if type_ == EventType::Warning {
+        tracing::warn!(reason, "{note}");
+    } else {
+        tracing::info!(reason, "{note}");
+    }
     ctx.event(obj, type_, reason, &note).await;
 }
 
