@@ -10,6 +10,7 @@ use super::runs_cmd::{
     LockState, PartitionRow, open_backup, partition_row, retention_states, rfc3339,
 };
 use super::status_cmd::human_bytes;
+pub use super::validations::RunValidation;
 use crate::format::manifest::RunManifest;
 
 /// `describe` subcommands.
@@ -83,21 +84,6 @@ pub struct RepositoryLock {
     pub expires_at: String,
     /// Its expiry is past: the next writer takes it over.
     pub expired: bool,
-}
-
-/// A stored validation report of the run.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunValidation {
-    pub validation: String,
-    pub report_id: String,
-    /// RFC 3339.
-    pub generated_at: String,
-    /// Pass, Fail or Skip.
-    pub result: String,
-    pub checks: usize,
-    pub checks_failed: usize,
-    pub signed: bool,
 }
 
 /// One partition of the run, with its topic.
@@ -293,48 +279,6 @@ pub fn table(d: &RunDetail) -> String {
     format!("{}{}{}", header(d), validations(d), partitions(d))
 }
 
-/// Reports stored per validation looked at, newest first (a validation on a schedule keeps
-/// many; older ones are left out).
-const REPORTS_READ: usize = 50;
-
-/// The stored validation reports of `run` in `backup`'s repository (`<backup>/validations/`;
-/// reports a validation stores elsewhere, `evidence.storage`, are not seen).
-async fn run_validations(
-    op: &opendal::Operator,
-    backup: &str,
-    run: &str,
-) -> anyhow::Result<Vec<RunValidation>> {
-    let mut out = vec![];
-    let dir = format!("{backup}/validations/");
-    for v in crate::storage::list_dirs(op, &dir).await? {
-        let reports = crate::exec::evidence::list_reports(op, backup, &v).await?;
-        for r in reports.iter().rev().take(REPORTS_READ) {
-            let Some(bytes) = crate::storage::read_opt(op, &r.path).await? else {
-                continue;
-            };
-            let rep = crate::exec::evidence::read_report(&bytes, &r.path)?;
-            if rep.backup.run_id != run {
-                continue;
-            }
-            out.push(RunValidation {
-                validation: v.clone(),
-                report_id: r.report_id.clone(),
-                generated_at: rfc3339(r.generated_at),
-                result: format!("{:?}", rep.result),
-                checks: rep.checks.len(),
-                checks_failed: rep
-                    .checks
-                    .iter()
-                    .filter(|c| c.outcome == crate::exec::validate::Outcome::Fail)
-                    .count(),
-                signed: r.signed,
-            });
-        }
-    }
-    out.sort_by(|a, b| a.generated_at.cmp(&b.generated_at));
-    Ok(out)
-}
-
 /// The repository lock document, if one is there.
 async fn repository_lock(
     op: &opendal::Operator,
@@ -383,7 +327,10 @@ pub async fn describe(c: &DescribeCommand) -> anyhow::Result<String> {
         .remove(&m.run_id)
         .unwrap_or_default();
     let mut d = detail(&name, m, retention, now);
-    d.validations = run_validations(&op, &name, &m.run_id).await?;
+    d.validations = super::validations::stored_validations(&op, &name)
+        .await?
+        .remove(&m.run_id)
+        .unwrap_or_default();
     d.repository_lock = repository_lock(&op, &name, now).await?;
     Ok(match a.output {
         OutputFormat::Json => serde_json::to_string_pretty(&d)? + "\n",

@@ -18,6 +18,7 @@ pub mod runs_html;
 pub mod shards;
 pub mod status_cmd;
 pub mod timeline;
+pub mod validations;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! `kubectl kafkabackup runs -f backup.yaml`: the complete runs of a KafkaBackup's repository
-//! with their cut, topics, records and bytes, what retention does with them, and their S3
-//! Object Lock state (from each run's manifest record; the validation's `objectLock` check
-//! verifies the objects themselves). Read only: the storage is opened
+//! with their cut, topics, records and bytes, what retention does with them, their latest
+//! stored validation verdict, and their S3 Object Lock state (from each run's manifest record;
+//! the validation's `objectLock` check verifies the objects themselves). Read only: the storage is opened
 //! read-only and nothing is written.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::OutputFormat;
 use super::load::{Target, load};
+use super::validations::{RunValidation, stored_validations};
 use crate::api::KafkaBackup;
 use crate::format::layout;
 use crate::format::manifest::{Gap, PartitionManifest, RunManifest};
@@ -45,6 +46,45 @@ pub struct RunRow {
     /// Per topic and partition: the cut (the high watermark the run stopped at), the offset
     /// range it covers, records, bytes, timestamps and gaps.
     pub topics: Vec<TopicRow>,
+    /// The newest stored validation report of the run (`<backup>/validations/`), or null:
+    /// never validated.
+    pub validation: Option<ValidationMark>,
+}
+
+/// A run's latest validation verdict.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationMark {
+    /// `passed`, `failed` or `skipped`.
+    pub result: String,
+    /// RFC 3339: when the report was made.
+    pub time: String,
+    /// The KafkaBackupValidation that made it.
+    pub validation: String,
+}
+
+/// The verdict of the newest of a run's reports (`reports` oldest first), or None.
+pub fn validation_mark(reports: &[RunValidation]) -> Option<ValidationMark> {
+    let v = reports.last()?;
+    let result = match v.result.as_str() {
+        "Pass" => "passed".to_string(),
+        "Fail" => "failed".to_string(),
+        "Skip" => "skipped".to_string(),
+        other => other.to_lowercase(),
+    };
+    Some(ValidationMark {
+        result,
+        time: v.generated_at.clone(),
+        validation: v.validation.clone(),
+    })
+}
+
+/// Sets each row's [`RunRow::validation`] from the reports of every run, by run id
+/// ([`super::validations::stored_validations`]).
+pub fn mark_validations(rows: &mut [RunRow], reports: &BTreeMap<String, Vec<RunValidation>>) {
+    for r in rows {
+        r.validation = reports.get(&r.run_id).and_then(|v| validation_mark(v));
+    }
 }
 
 /// One topic of a run.
@@ -204,6 +244,7 @@ pub fn run_row(m: &RunManifest, retention: String, now_ms: i64) -> RunRow {
         gap_count: parts().map(|p| p.gaps.len()).sum(),
         retention,
         topics,
+        validation: None,
     }
 }
 
@@ -245,13 +286,14 @@ pub async fn rows_and_recoverability(
     let mut runs = crate::observe::load_complete_manifests(&op, &name).await?;
     runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
     let mut kept = retention_states(&kb, &runs, now_ms);
-    let rows = runs
+    let mut rows: Vec<RunRow> = runs
         .iter()
         .map(|m| {
             let r = kept.remove(&m.run_id).unwrap_or_default();
             run_row(m, r, now_ms)
         })
         .collect();
+    mark_validations(&mut rows, &stored_validations(&op, &name).await?);
     Ok((name, rows, recoverability(&runs)))
 }
 
@@ -298,7 +340,16 @@ fn topic_line(t: &TopicRow) -> String {
     )
 }
 
+/// The VALIDATION cell of a run: `passed <time>`, `failed <time>`, or `-` (never validated).
+fn validation_text(v: &Option<ValidationMark>) -> String {
+    match v {
+        Some(v) => format!("{} {}", v.result, v.time),
+        None => "-".into(),
+    }
+}
+
 /// The `runs` table: RUN ID, COMPLETED, TOPICS, PARTITIONS, RECORDS, BYTES, GAPS, RETENTION,
+/// VALIDATION (the latest report's verdict and time, `-` when never validated),
 /// LOCK (`COMPLIANCE until <date>`, `... (expired)`, or `not locked`); under each run one
 /// line per topic with its cut (`partition@offset`), records, bytes and gaps.
 pub fn table(name: &str, rows: &[RunRow]) -> String {
@@ -308,13 +359,27 @@ pub fn table(name: &str, rows: &[RunRow]) -> String {
         .max()
         .unwrap_or(0)
         .max("RETENTION".len());
+    let vw = rows
+        .iter()
+        .map(|r| validation_text(&r.validation).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("VALIDATION".len());
     let mut s = format!(
-        "{:<22}  {:<24}  {:>6}  {:>10}  {:>12}  {:>14}  {:>4}  {:<rw$}  LOCK\n",
-        "RUN ID", "COMPLETED", "TOPICS", "PARTITIONS", "RECORDS", "BYTES", "GAPS", "RETENTION"
+        "{:<22}  {:<24}  {:>6}  {:>10}  {:>12}  {:>14}  {:>4}  {:<rw$}  {:<vw$}  LOCK\n",
+        "RUN ID",
+        "COMPLETED",
+        "TOPICS",
+        "PARTITIONS",
+        "RECORDS",
+        "BYTES",
+        "GAPS",
+        "RETENTION",
+        "VALIDATION"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<22}  {:<24}  {:>6}  {:>10}  {:>12}  {:>14}  {:>4}  {:<rw$}  {}\n",
+            "{:<22}  {:<24}  {:>6}  {:>10}  {:>12}  {:>14}  {:>4}  {:<rw$}  {:<vw$}  {}\n",
             r.run_id,
             r.completion_time,
             r.topic_count,
@@ -323,6 +388,7 @@ pub fn table(name: &str, rows: &[RunRow]) -> String {
             r.bytes,
             r.gap_count,
             r.retention,
+            validation_text(&r.validation),
             lock_text(&r.object_lock)
         ));
         for t in r.topics.iter().take(TOPICS_SHOWN) {
@@ -549,5 +615,70 @@ mod tests {
         let edge = |l: &str, w: &str| l.find(w).unwrap() + w.len();
         assert_eq!(edge(lines[0], "RECORDS"), edge(lines[1], " 300"), "{t}");
         assert!(table("b", &[]).ends_with("no complete run of b yet\n"));
+    }
+
+    fn report(validation: &str, at: &str, result: &str) -> RunValidation {
+        RunValidation {
+            validation: validation.into(),
+            report_id: format!("{validation}-1"),
+            generated_at: at.into(),
+            result: result.into(),
+            checks: 3,
+            checks_failed: usize::from(result == "Fail"),
+            signed: false,
+        }
+    }
+
+    #[test]
+    fn each_row_carries_its_latest_validation_verdict() {
+        let mut rows: Vec<RunRow> = ["r1", "r2", "r3"]
+            .iter()
+            .map(|id| run_row(&run(id, DAY, 1), "kept".into(), 0))
+            .collect();
+        let mut reports = BTreeMap::new();
+        reports.insert(
+            "r1".to_string(),
+            vec![report("nightly", "2026-12-06T02:00:00Z", "Pass")],
+        );
+        // oldest first: the failed report is r2's latest
+        reports.insert(
+            "r2".to_string(),
+            vec![
+                report("nightly", "2026-12-05T02:00:00Z", "Pass"),
+                report("weekly", "2026-12-06T03:00:00Z", "Fail"),
+            ],
+        );
+        mark_validations(&mut rows, &reports);
+        let v1 = rows[0].validation.as_ref().unwrap();
+        assert_eq!(
+            (v1.result.as_str(), v1.time.as_str(), v1.validation.as_str()),
+            ("passed", "2026-12-06T02:00:00Z", "nightly")
+        );
+        let v2 = rows[1].validation.as_ref().unwrap();
+        assert_eq!(
+            (v2.result.as_str(), v2.validation.as_str()),
+            ("failed", "weekly")
+        );
+        assert!(rows[2].validation.is_none());
+        let j = serde_json::to_value(&rows).unwrap();
+        assert_eq!(
+            j[1]["validation"],
+            serde_json::json!({"result": "failed", "time": "2026-12-06T03:00:00Z", "validation": "weekly"})
+        );
+        assert_eq!(j[2]["validation"], serde_json::Value::Null);
+        let t = table("b", &rows);
+        let lines: Vec<&str> = t.lines().collect();
+        let col = lines[0].find("VALIDATION").unwrap();
+        assert_eq!(
+            lines[1].find("passed 2026-12-06T02:00:00Z"),
+            Some(col),
+            "{t}"
+        );
+        assert_eq!(
+            lines[3].find("failed 2026-12-06T03:00:00Z"),
+            Some(col),
+            "{t}"
+        );
+        assert_eq!(lines[5].get(col..col + 2), Some("- "), "{t}");
     }
 }

@@ -4,10 +4,10 @@
 //!
 //! Two time axes, because they measure different things: the runs along wall-clock time (each
 //! from its start to its completion, labelled with its id, records, bytes, retention state and
-//! S3 Object Lock), and below them each topic's recoverable window along record timestamps
+//! S3 Object Lock, a validated run marked at its bar's end with its latest verdict), and below them each topic's recoverable window along record timestamps
 //! (`plan::recoverability`: first..last record over the complete runs), hatched when some
 //! partition has a gap, the partitions with gaps listed.
-use super::runs_cmd::RunRow;
+use super::runs_cmd::{RunRow, ValidationMark};
 use super::status_cmd::human_bytes;
 use crate::plan::{Recoverability, TopicWindow, rfc3339};
 
@@ -213,6 +213,9 @@ fn run_lane(s: &Scale, r: &RunRow, y: i64) -> String {
         esc(&tip),
         id = esc(&r.run_id),
     );
+    if let Some(v) = &r.validation {
+        out.push_str(&validation_mark(v, x + w, y));
+    }
     if let Some(l) = &lock {
         out.push_str(&format!(
             "<text class=\"lock-mark\" x=\"{}\" y=\"{}\" text-anchor=\"end\">\u{25A3} {}</text>",
@@ -223,6 +226,63 @@ fn run_lane(s: &Scale, r: &RunRow, y: i64) -> String {
     }
     out.push_str("</g>\n");
     out
+}
+
+/// The CSS class and glyph of a validation verdict (`passed`, `failed`, else skipped).
+fn verdict_style(result: &str) -> (&'static str, char) {
+    match result {
+        "passed" => ("passed", '\u{2713}'),
+        "failed" => ("failed", '\u{2717}'),
+        _ => ("skipped", '\u{2013}'),
+    }
+}
+
+/// A validated run's mark just past its bar's end `x_end` in the lane at `y`: a coloured
+/// circle with a glyph (✓ passed, ✗ failed, – skipped), its tooltip naming the validation,
+/// its result and its time.
+fn validation_mark(v: &ValidationMark, x_end: i64, y: i64) -> String {
+    let (class, glyph) = verdict_style(&v.result);
+    let (cx, cy) = (x_end + 10, y + 17);
+    format!(
+        "<g class=\"validation-mark {class}\" data-validation=\"{}\" data-result=\"{}\">\
+         <title>{}</title>\
+         <circle class=\"vmark {class}\" cx=\"{cx}\" cy=\"{cy}\" r=\"7\"/>\
+         <text class=\"vglyph\" x=\"{cx}\" y=\"{}\" text-anchor=\"middle\">{glyph}</text></g>",
+        esc(&v.validation),
+        esc(&v.result),
+        esc(&format!(
+            "validation {}: {} at {}",
+            v.validation, v.result, v.time
+        )),
+        cy + 4,
+    )
+}
+
+/// The legend's second row: the validation marks.
+fn validation_legend(y: i64) -> String {
+    let mut out = String::new();
+    let mut x = 10;
+    for (result, label) in [
+        ("passed", "latest validation passed"),
+        ("failed", "latest validation failed"),
+        ("skipped", "latest validation skipped"),
+    ] {
+        let (class, glyph) = verdict_style(result);
+        out.push_str(&format!(
+            "<circle class=\"swatch vmark {class}\" cx=\"{}\" cy=\"{}\" r=\"7\"/>\
+             <text class=\"vglyph\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{glyph}</text>\
+             <text class=\"legend\" x=\"{}\" y=\"{}\">{}</text>",
+            x + 7,
+            y + 6,
+            x + 7,
+            y + 10,
+            x + 18,
+            y + 10,
+            esc(label)
+        ));
+        x += 26 + 7 * label.chars().count() as i64;
+    }
+    out + "\n"
 }
 
 /// One topic's lane at `y`: its name and window (or "no record") in the text column, the
@@ -309,7 +369,9 @@ svg text{font-family:sans-serif;font-size:12px;fill:#222}\
 .pruned-next{fill:#e53935}.lock-kept{fill:#1e88e5}.ret-off{fill:#9e9e9e}\
 .locked{stroke:#0d47a1;stroke-width:2.5;stroke-dasharray:5 3}\
 .window{fill:#5c6bc0;stroke:#283593;stroke-width:0.5}.gaps{fill:url(#hatch)}\
-.lane-sep{stroke:#eee;stroke-width:1}";
+.lane-sep{stroke:#eee;stroke-width:1}\
+.vmark{stroke:#333;stroke-width:0.5}.vmark.passed{fill:#2e7d32}.vmark.failed{fill:#c62828}\
+.vmark.skipped{fill:#9e9e9e}.vglyph{fill:#fff;font-size:11px;font-weight:bold}";
 
 /// The page: title, the runs on their wall-clock axis, each topic's recoverable window on its
 /// record-timestamp axis. `now_ms`: when the page was made (shown, not used for layout).
@@ -326,7 +388,8 @@ pub fn render(name: &str, rows: &[RunRow], rec: &Recoverability, now_ms: i64) ->
             .flat_map(|w| [w.first_ms, w.last_ms]),
     );
     let mut svg = legend(8);
-    let mut y = 56;
+    svg.push_str(&validation_legend(28));
+    let mut y = 76;
     match &run_scale {
         Some(s) => {
             svg.push_str(&axis(s, y, "Runs (start .. completion)"));
@@ -433,6 +496,7 @@ mod tests {
             gap_count: 0,
             retention: retention.into(),
             topics: vec![],
+            validation: None,
         }
     }
 
@@ -585,5 +649,48 @@ mod tests {
         let html = render("b", &[], &Recoverability::default(), T0);
         assert!(html.contains("No complete run of b yet"), "{html}");
         assert_eq!(html.matches("<rect class=\"bar ").count(), 0, "{html}");
+    }
+
+    #[test]
+    fn a_validated_run_has_a_mark_with_an_escaped_tooltip_and_a_legend_entry() {
+        let mut rs = rows();
+        rs[1].validation = Some(ValidationMark {
+            result: "failed".into(),
+            time: "2026-12-06T03:00:00Z".into(),
+            validation: "<nightly & \"co\">".into(),
+        });
+        let html = render("b", &rs, &rec(&[("orders", vec![])]), T0);
+        assert_eq!(
+            html.matches("<g class=\"validation-mark failed\"").count(),
+            1,
+            "{html}"
+        );
+        assert!(
+            !html.contains("<g class=\"validation-mark passed\""),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<title>validation &lt;nightly &amp; &quot;co&quot;&gt;: failed at 2026-12-06T03:00:00Z</title>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("data-validation=\"&lt;nightly &amp; &quot;co&quot;&gt;\""));
+        assert!(!html.contains("<nightly"), "{html}");
+        assert!(html.contains("\u{2717}</text></g>"), "{html}");
+        // the mark sits just past the end of its run's bar, inside the SVG
+        let lane = &html[html.find("data-run-id=\"20261206T110000.000Z\"").unwrap()..];
+        let attr = |s: &str, a: &str| -> i64 {
+            let s = &s[s.find(&format!(" {a}=\"")).unwrap() + a.len() + 3..];
+            s[..s.find('"').unwrap()].parse().unwrap()
+        };
+        let bar = &lane[lane.find("<rect class=\"bar").unwrap()..];
+        let end = attr(bar, "x") + attr(bar, "width");
+        let cx = attr(&lane[lane.find("<circle").unwrap()..], "cx");
+        assert_eq!(cx, end + 10, "{lane}");
+        assert!(cx + 7 < WIDTH);
+        for l in ["latest validation passed", "latest validation failed"] {
+            assert!(html.contains(l), "{l}: {html}");
+        }
     }
 }

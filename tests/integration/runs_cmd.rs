@@ -1,6 +1,7 @@
 //! `kubectl kafkabackup runs` and `describe run` against the real peers (Kafka, S3): two runs
 //! of an incremental chain with a gap (records deleted before the second run read them), their
-//! cut, offset ranges, gaps and retention state, as the manifests record them.
+//! cut, offset ranges, gaps and retention state, as the manifests record them; a validation of
+//! the newest run, shown by `describe run` and as that run's verdict in `runs`.
 use kafka_backup_operator::format::batch::{Codec, Record, encode_batch};
 use kafka_backup_operator::format::manifest::RunManifest;
 use serde_json::Value;
@@ -81,6 +82,23 @@ pub(super) async fn two_runs(
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let r2 = backup(dir, &[&kb, &secret], "runsb").await;
     (write_docs(dir, &[&kb, &secret]), r1, r2, topic)
+}
+
+/// A validation `runsv` of the newest run of [`two_runs`]' backup (files `f`): its report is
+/// stored beside the backup.
+pub(super) fn validate_newest(dir: &std::path::Path, f: &std::path::Path) {
+    let docs = std::fs::read_to_string(f).unwrap();
+    let kbv = "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackupValidation\nmetadata:\n  name: runsv\nspec:\n  backupRef:\n    name: runsb\n";
+    let fv = write_docs(dir, &[&docs, kbv]);
+    let (_, out, err) = cli(&[
+        "run",
+        "--no-progress",
+        "-f",
+        fv.to_str().unwrap(),
+        "--name",
+        "runsv",
+    ]);
+    assert!(out.contains("evidence report: "), "{out}{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -185,19 +203,7 @@ async fn runs_shows_each_runs_cut_ranges_gaps_and_retention_state() {
 async fn describe_run_shows_every_partition_its_validation_and_the_locks() {
     let dir = tempfile::tempdir().unwrap();
     let (f, r1, r2, topic) = two_runs(dir.path()).await;
-    // a validation of the newest run stores its report beside the backup
-    let docs = std::fs::read_to_string(&f).unwrap();
-    let kbv = "apiVersion: kafka.oso.sh/v1alpha1\nkind: KafkaBackupValidation\nmetadata:\n  name: runsv\nspec:\n  backupRef:\n    name: runsb\n";
-    let fv = write_docs(dir.path(), &[&docs, kbv]);
-    let (_, out, err) = cli(&[
-        "run",
-        "--no-progress",
-        "-f",
-        fv.to_str().unwrap(),
-        "--name",
-        "runsv",
-    ]);
-    assert!(out.contains("evidence report: "), "{out}{err}");
+    validate_newest(dir.path(), &f);
     let f = f.to_str().unwrap();
 
     let (ok, out, err) = plugin(&[
@@ -242,6 +248,32 @@ async fn describe_run_shows_every_partition_its_validation_and_the_locks() {
     assert_eq!(v["validation"], "runsv", "{d}");
     assert!(matches!(v["result"].as_str(), Some("Pass" | "Fail")), "{v}");
     assert!(v["checks"].as_u64().unwrap() > 0, "{v}");
+
+    // runs: the validated run carries the same verdict, the other none
+    let (ok, out, err) = plugin(&["runs", "-f", f, "-o", "json"]);
+    assert!(ok, "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["validation"], Value::Null, "{out}");
+    let mark = &rows[1]["validation"];
+    assert_eq!(mark["validation"], "runsv", "{out}");
+    let verdict = match v["result"].as_str() {
+        Some("Pass") => "passed",
+        _ => "failed",
+    };
+    assert_eq!(mark["result"], verdict, "{out}");
+    assert_eq!(mark["time"], v["generatedAt"], "{out}");
+    let (ok, t, err) = plugin(&["runs", "-f", f]);
+    assert!(ok, "{err}");
+    let head = t.lines().next().unwrap();
+    assert!(head.contains("VALIDATION"), "{t}");
+    let line = |id: &str| t.lines().find(|l| l.starts_with(id)).unwrap().to_string();
+    let col = head.find("VALIDATION").unwrap();
+    assert_eq!(line(&r1.run_id).get(col..col + 2), Some("- "), "{t}");
+    assert!(
+        line(&r2.run_id)[col..]
+            .starts_with(&format!("{verdict} {}", v["generatedAt"].as_str().unwrap())),
+        "{t}"
+    );
 
     // the table; run 1 (`latest` is run 2) has no validation and would be pruned
     let (ok, t, err) = plugin(&["describe", "run", "runsb", "latest", "-f", f]);

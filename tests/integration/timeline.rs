@@ -1,12 +1,13 @@
 //! `kubectl kafkabackup runs --html` against the real peers (Kafka, S3), the page loaded in
 //! headless Chromium with every network request refused: two runs of a topic (one with a
-//! gap), the DOM Chromium builds holds each run id and the topic, and its screenshot is drawn.
+//! gap, the newer one validated), the DOM Chromium builds holds each run id, the topic and the
+//! validated run's mark, and its screenshot is drawn.
 //! Without a chromium on PATH (testenv/install.sh installs it) the test fails under
 //! `KBO_E2E_REQUIRED=1` (scripts/test.sh) and otherwise says SKIPPED.
 use std::path::Path;
 use std::process::Command;
 
-use super::runs_cmd::{plugin, two_runs};
+use super::runs_cmd::{plugin, two_runs, validate_newest};
 
 /// Headless Chromium on `url` with the network blocked (a dead proxy, every host unresolvable)
 /// and `extra` flags: (success, stdout, stderr).
@@ -58,6 +59,7 @@ async fn runs_html_renders_in_headless_chromium() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (f, r1, r2, topic) = two_runs(dir.path()).await;
+    validate_newest(dir.path(), &f);
     let html = dir.path().join("timeline.html");
     let (ok, out, err) = plugin(&[
         "runs",
@@ -84,6 +86,16 @@ async fn runs_html_renders_in_headless_chromium() {
     }
     assert!(dom.contains("would be pruned (dryRun)"), "{dom}");
     assert!(dom.contains("gaps in partition 0"), "{dom}");
+    // the validated run (the newest) has its mark, with the validation named in its tooltip
+    assert_eq!(
+        dom.matches("<g class=\"validation-mark ").count(),
+        1,
+        "{dom}"
+    );
+    let lane = &dom[dom.find(&format!("data-run-id=\"{}\"", r2.run_id)).unwrap()..];
+    let lane = &lane[..lane.find("</g>").unwrap()];
+    assert!(lane.contains("data-validation=\"runsv\""), "{lane}");
+    assert!(lane.contains("<title>validation runsv: "), "{lane}");
 
     let shot = dir.path().join("shot.png");
     let (ok, _, err) = chromium(
