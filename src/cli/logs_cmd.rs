@@ -187,25 +187,10 @@ pub fn filter_log(text: &str, subject: &Subject<'_>, every: bool) -> Vec<(String
         .collect()
 }
 
-/// A client as kubectl would make one: `--kubeconfig` and `--context`, else KUBECONFIG,
-/// ~/.kube/config or the in-cluster ServiceAccount; with the context's namespace.
+/// A client from `f`'s kubeconfig and context ([`super::status_cmd::kube_client`]) and the
+/// context's default namespace.
 pub async fn connect(f: &ClusterFlags) -> anyhow::Result<(kube::Client, String)> {
-    use kube::config::{KubeConfigOptions, Kubeconfig};
-    let opts = KubeConfigOptions {
-        context: f.context.clone(),
-        ..Default::default()
-    };
-    let config = match &f.kubeconfig {
-        Some(p) => {
-            let kc = Kubeconfig::read_from(p)
-                .map_err(|e| anyhow::anyhow!("--kubeconfig {}: {e}", p.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &opts).await?
-        }
-        None if f.context.is_some() => kube::Config::from_kubeconfig(&opts).await?,
-        None => kube::Config::infer().await?,
-    };
-    let ns = config.default_namespace.clone();
-    Ok((kube::Client::try_from(config)?, ns))
+    super::status_cmd::kube_client(f.kubeconfig.as_deref(), f.context.as_deref()).await
 }
 
 /// The Pods matching `selector` in `ns` (None: every namespace), as (namespace, name).
