@@ -1,29 +1,9 @@
 use crate::support::*;
-use kafka_backup_operator::format::batch::{Codec, Record, encode_batch};
+use kafka_backup_operator::format::batch::Codec;
 use kafka_backup_operator::kafka::ops::OffsetSpec;
 
 async fn append(topic: &str, partitions: i32, n: usize) {
-    let c = client().await;
-    for p in 0..partitions {
-        let recs: Vec<Record> = (0..n)
-            .map(|i| Record {
-                offset: 0,
-                timestamp: 1_800_000_000_000 + i as i64,
-                key: Some(format!("k{i}").into()),
-                value: Some(format!("later-{i}").into()),
-                headers: vec![],
-            })
-            .collect();
-        c.produce(
-            topic,
-            p,
-            encode_batch(&recs, Codec::Zstd).unwrap(),
-            -1,
-            10_000,
-        )
-        .await
-        .unwrap();
-    }
+    append_records(topic, partitions, n, "later", Codec::Zstd).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

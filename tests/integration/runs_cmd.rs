@@ -2,7 +2,7 @@
 //! of an incremental chain with a gap (records deleted before the second run read them), their
 //! cut, offset ranges, gaps and retention state, as the manifests record them; a validation of
 //! the newest run, shown by `describe run` and as that run's verdict in `runs`.
-use kafka_backup_operator::format::batch::{Codec, Record, encode_batch};
+use kafka_backup_operator::format::batch::Codec;
 use kafka_backup_operator::format::manifest::RunManifest;
 use serde_json::Value;
 
@@ -10,27 +10,7 @@ use super::support::*;
 
 /// `n` records on each of `partitions` partitions of `topic` (created by the first produce).
 async fn append(topic: &str, partitions: i32, n: usize, tag: &str) {
-    let c = client().await;
-    for p in 0..partitions {
-        let recs: Vec<Record> = (0..n)
-            .map(|i| Record {
-                offset: 0,
-                timestamp: 1_800_000_000_000 + i as i64,
-                key: Some(format!("k{i}").into()),
-                value: Some(format!("{tag}-{i}").into()),
-                headers: vec![],
-            })
-            .collect();
-        c.produce(
-            topic,
-            p,
-            encode_batch(&recs, Codec::None).unwrap(),
-            -1,
-            10_000,
-        )
-        .await
-        .unwrap();
-    }
+    append_records(topic, partitions, n, tag, Codec::None).await
 }
 
 /// The plugin binary: (success, stdout, stderr).

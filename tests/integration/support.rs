@@ -403,3 +403,31 @@ pub fn group_hold(group: &str, topic: &str, secs: u32) -> std::process::Child {
     assert_eq!(l.trim(), "JOINED", "the holding member joined");
     child
 }
+
+/// Produces `n` records (keys `k<i>`, values `<tag>-<i>`, timestamps from 1_800_000_000_000 ms)
+/// to each of `partitions` partitions of `topic` (created by the first produce), in one batch
+/// per partition compressed with `codec`.
+pub async fn append_records(
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    tag: &str,
+    codec: kafka_backup_operator::format::batch::Codec,
+) {
+    use kafka_backup_operator::format::batch::{Record, encode_batch};
+    let c = client().await;
+    for p in 0..partitions {
+        let recs: Vec<Record> = (0..n)
+            .map(|i| Record {
+                offset: 0,
+                timestamp: 1_800_000_000_000 + i as i64,
+                key: Some(format!("k{i}").into()),
+                value: Some(format!("{tag}-{i}").into()),
+                headers: vec![],
+            })
+            .collect();
+        c.produce(topic, p, encode_batch(&recs, codec).unwrap(), -1, 10_000)
+            .await
+            .unwrap();
+    }
+}
