@@ -42,9 +42,11 @@ struct Outgoing {
     reply: Option<Waiter>,
 }
 
-/// Largest response frame we accept (1 GiB): noida-db ignores fetch size limits and can
-/// answer one Fetch with most of a partition.
-const MAX_FRAME: usize = 1 << 30;
+/// Largest answer read whole into memory (1 GiB). Streamed answers (Fetch, see
+/// [`Connection::enqueue_streaming`]) are not held whole and may use the protocol's whole
+/// int32 size field (2 GiB - 1 bytes; protocol guide, "Network": `Size => int32`): noida-db
+/// ignores Fetch's `max_bytes` and answers one Fetch with a whole partition.
+const MAX_WHOLE_FRAME: usize = 1 << 30;
 
 /// A live connection to one broker.
 pub struct Connection {
@@ -112,7 +114,13 @@ impl Connection {
             closed.clone(),
             broker.to_string(),
         ));
-        tokio::spawn(reader(read, pending, closed.clone(), broker.to_string()));
+        tokio::spawn(reader(
+            read,
+            pending,
+            closed.clone(),
+            broker.to_string(),
+            MAX_WHOLE_FRAME,
+        ));
         Connection {
             broker: broker.to_string(),
             tx,
@@ -307,29 +315,32 @@ async fn writer(
             pending.lock().unwrap().insert(out.correlation_id, reply);
         }
         if let Err(e) = w.write_all(&out.frame).await {
-            fail_all(&pending, &closed, &broker, &e.to_string());
+            fail_all(&pending, &closed, &broker, &e.to_string(), Failure::Lost);
             return;
         }
     }
     let _ = w.shutdown().await;
 }
 
+/// Reads responses until the connection ends and hands each to its waiter. `max_whole`
+/// (bytes) caps an answer read whole ([`MAX_WHOLE_FRAME`]; smaller in tests).
 async fn reader(
     mut r: tokio::io::ReadHalf<Box<dyn Stream>>,
     pending: Pending,
     closed: Arc<AtomicBool>,
     broker: String,
+    max_whole: usize,
 ) {
     loop {
         let len = match r.read_i32().await {
-            Ok(n) if n >= 4 && (n as usize) <= MAX_FRAME => n as usize,
+            // The size counts the correlation id (4 bytes) that every response header starts
+            // with; less is not a Kafka response, and the stream can no longer be framed.
+            Ok(n) if n >= 4 => n as usize,
             Ok(n) => {
-                fail_all(
-                    &pending,
-                    &closed,
-                    &broker,
-                    &format!("invalid frame length {n}"),
+                let reason = format!(
+                    "invalid response size {n} bytes (a response holds at least its 4-byte correlation id)"
                 );
+                fail_all(&pending, &closed, &broker, &reason, Failure::Protocol);
                 return;
             }
             Err(e) => {
@@ -338,14 +349,14 @@ async fn reader(
                 } else {
                     e.to_string()
                 };
-                fail_all(&pending, &closed, &broker, &reason);
+                fail_all(&pending, &closed, &broker, &reason, Failure::Lost);
                 return;
             }
         };
         let id = match r.read_i32().await {
             Ok(id) => id,
             Err(e) => {
-                fail_all(&pending, &closed, &broker, &e.to_string());
+                fail_all(&pending, &closed, &broker, &e.to_string(), Failure::Lost);
                 return;
             }
         };
@@ -353,26 +364,56 @@ async fn reader(
         let body = len - 4;
         let ok = match waiter {
             Some(Waiter::Stream(tx)) => stream_body(&mut r, body, &tx).await,
-            other => {
+            Some(Waiter::Whole(w)) if len > max_whole => {
+                // Too large to hold whole: skip it (the connection stays in step) and fail
+                // only this request.
+                let _ = w.send(Err(KafkaError::Protocol {
+                    broker: broker.clone(),
+                    reason: format!(
+                        "response of {len} bytes is over the {max_whole}-byte limit for an answer read whole"
+                    ),
+                }));
+                skip_body(&mut r, body).await
+            }
+            None => skip_body(&mut r, body).await,
+            Some(Waiter::Whole(w)) => {
                 let mut buf = BytesMut::with_capacity(len);
                 buf.put_i32(id);
                 buf.resize(len, 0);
                 match r.read_exact(&mut buf[4..]).await {
                     Ok(_) => {
-                        if let Some(Waiter::Whole(w)) = other {
-                            let _ = w.send(Ok(buf.freeze()));
-                        }
+                        let _ = w.send(Ok(buf.freeze()));
                         Ok(())
                     }
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        let _ = w.send(Err(KafkaError::Io {
+                            broker: broker.clone(),
+                            reason: format!("answer cut short: {e}"),
+                        }));
+                        Err(e)
+                    }
                 }
             }
         };
         if let Err(e) = ok {
-            fail_all(&pending, &closed, &broker, &e.to_string());
+            fail_all(&pending, &closed, &broker, &e.to_string(), Failure::Lost);
             return;
         }
     }
+}
+
+/// Reads and drops `len` bytes (an answer nobody waits for any more, or one refused), in
+/// [`STREAM_CHUNK`] pieces so that no large buffer is allocated.
+async fn skip_body(
+    r: &mut tokio::io::ReadHalf<Box<dyn Stream>>,
+    len: usize,
+) -> std::io::Result<()> {
+    let mut sink = tokio::io::sink();
+    let copied = tokio::io::copy(&mut r.take(len as u64), &mut sink).await?;
+    if copied < len as u64 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
 }
 
 /// Forwards `len` bytes of a response in chunks. If the receiver went away, the rest is still
@@ -489,12 +530,22 @@ impl ChunkReader {
     }
 }
 
-fn fail_all(pending: &Pending, closed: &AtomicBool, broker: &str, reason: &str) {
+/// Why every request in flight fails: the connection broke ([`KafkaError::Io`], retried after
+/// a reconnect) or the broker sent bytes that are not a Kafka response
+/// ([`KafkaError::Protocol`], not retried: the same broker will answer the same way).
+#[derive(Clone, Copy)]
+enum Failure {
+    Lost,
+    Protocol,
+}
+
+fn fail_all(pending: &Pending, closed: &AtomicBool, broker: &str, reason: &str, why: Failure) {
     closed.store(true, Ordering::Relaxed);
     for (_, w) in pending.lock().unwrap().drain() {
-        let e = KafkaError::Io {
-            broker: broker.to_string(),
-            reason: reason.to_string(),
+        let (broker, reason) = (broker.to_string(), reason.to_string());
+        let e = match why {
+            Failure::Lost => KafkaError::Io { broker, reason },
+            Failure::Protocol => KafkaError::Protocol { broker, reason },
         };
         match w {
             Waiter::Whole(w) => {
@@ -506,6 +557,7 @@ fn fail_all(pending: &Pending, closed: &AtomicBool, broker: &str, reason: &str) 
         }
     }
 }
+
 /// A request in flight; [`Reply::wait`] yields its decoded response.
 pub struct Reply<R: Request> {
     rx: oneshot::Receiver<Result<Bytes>>,
@@ -550,5 +602,123 @@ impl<R: Request> Reply<R> {
         let resp_header_v = <R::Response as HeaderVersion>::header_version(self.version);
         ResponseHeader::decode(&mut body, resp_header_v).map_err(protocol)?;
         R::Response::decode(&mut body, self.version).map_err(protocol)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The framing layer alone: bytes no real broker sends on purpose (a broken size field,
+    //! an answer over the limit), written into an in-memory pipe.
+    use super::*;
+
+    /// A reader task on one end of a pipe, with the given waiters registered; returns the
+    /// writing end and the connection's closed flag.
+    fn spawn_reader(
+        waiters: Vec<(i32, Waiter)>,
+        max_whole: usize,
+    ) -> (tokio::io::DuplexStream, Arc<AtomicBool>) {
+        let (ours, theirs) = tokio::io::duplex(64 << 10);
+        let boxed: Box<dyn Stream> = Box::new(ours);
+        let (read, _write) = tokio::io::split(boxed);
+        let pending: Pending = Arc::default();
+        pending.lock().unwrap().extend(waiters);
+        let closed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(reader(
+            read,
+            pending,
+            closed.clone(),
+            "b:9092".into(),
+            max_whole,
+        ));
+        (theirs, closed)
+    }
+
+    fn frame(id: i32, body: &[u8]) -> Vec<u8> {
+        let mut f = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        f.extend(id.to_be_bytes());
+        f.extend(body);
+        f
+    }
+
+    #[tokio::test]
+    async fn a_size_below_four_bytes_is_a_protocol_error_not_a_lost_connection() {
+        let (tx, rx) = oneshot::channel();
+        let (mut peer, closed) = spawn_reader(vec![(1, Waiter::Whole(tx))], 1 << 20);
+        peer.write_all(&(-5i32).to_be_bytes()).await.unwrap();
+        let e = rx.await.unwrap().unwrap_err();
+        assert!(matches!(e, KafkaError::Protocol { .. }), "{e:?}");
+        assert_eq!(e.category(), "kafka");
+        assert!(!e.is_retriable());
+        assert!(
+            e.to_string().contains("invalid response size -5 bytes"),
+            "{e}"
+        );
+        assert!(closed.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_whole_limit_fails_only_its_request_and_the_next_one_arrives() {
+        let (big_tx, big_rx) = oneshot::channel();
+        let (next_tx, next_rx) = oneshot::channel();
+        let (mut peer, closed) = spawn_reader(
+            vec![(1, Waiter::Whole(big_tx)), (2, Waiter::Whole(next_tx))],
+            1024,
+        );
+        peer.write_all(&frame(1, &[7u8; 4096])).await.unwrap();
+        peer.write_all(&frame(2, b"ok")).await.unwrap();
+        let e = big_rx.await.unwrap().unwrap_err();
+        assert!(matches!(e, KafkaError::Protocol { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .contains("response of 4100 bytes is over the 1024-byte limit"),
+            "{e}"
+        );
+        let next = next_rx.await.unwrap().unwrap();
+        assert_eq!(&next[4..], b"ok");
+        assert_eq!(&next[..4], &2i32.to_be_bytes());
+        assert!(!closed.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_answer_is_not_bound_by_the_whole_limit() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let (mut peer, closed) = spawn_reader(vec![(1, Waiter::Stream(tx))], 1024);
+        let body: Vec<u8> = (0..(STREAM_CHUNK * 2 + 10)).map(|i| i as u8).collect();
+        let writer = tokio::spawn(async move {
+            peer.write_all(&frame(1, &body)).await.unwrap();
+            (peer, body)
+        });
+        let mut got = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            got.extend_from_slice(&chunk.unwrap());
+            if got.len() == STREAM_CHUNK * 2 + 10 {
+                break;
+            }
+        }
+        let (_peer, body) = writer.await.unwrap();
+        assert_eq!(got, body);
+        assert!(!closed.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn an_answer_nobody_waits_for_is_skipped_and_the_stream_stays_in_step() {
+        let (tx, rx) = oneshot::channel();
+        let (mut peer, _closed) = spawn_reader(vec![(9, Waiter::Whole(tx))], 1 << 20);
+        peer.write_all(&frame(8, &[1u8; 300_000])).await.unwrap();
+        peer.write_all(&frame(9, b"mine")).await.unwrap();
+        assert_eq!(&rx.await.unwrap().unwrap()[4..], b"mine");
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_mid_answer_is_a_lost_connection() {
+        let (tx, rx) = oneshot::channel();
+        let (mut peer, closed) = spawn_reader(vec![(1, Waiter::Whole(tx))], 1 << 20);
+        let f = frame(1, &[0u8; 100]);
+        peer.write_all(&f[..50]).await.unwrap();
+        drop(peer);
+        let e = rx.await.unwrap().unwrap_err();
+        assert!(matches!(e, KafkaError::Io { .. }), "{e:?}");
+        assert_eq!(e.category(), "broker-unreachable");
+        assert!(closed.load(Ordering::Relaxed));
     }
 }
