@@ -5,9 +5,11 @@
 # producer (testenv/kbo_data.py bench-consume / bench-produce) on the same generated topic,
 # then checks the restored data and prints a table. See bench/README.md.
 #
-# Usage: bench/run.sh [--mib N] [--partitions P] [--storage fs|s3|azure|gcs]
+# Usage: bench/run.sh [--mib N] [--partitions P] [--storage fs|s3|s3s|azure|gcs]
 #                     [--compression none|zstd] [--verify full|counts] [--port N] [--keep]
-#        azure and gcs go to testenv's Azurite and fake-gcs-server; a storage other than fs
+#        s3 is testenv's moto; s3s is a private s3s-fs 0.14.1 (files in the work dir, on
+#        --port+2 or a free port; installed into testenv/.bin by `cargo install` on first use);
+#        azure and gcs go to testenv's Azurite and fake-gcs-server. A storage other than fs
 #        also backs up and restores to the filesystem in the same run, for the ratio.
 #        --port N: private noida-db brokers instead of restarting the shared peers: the source
 #        on N, the plain producer's and our restore's targets on N+1 (a fresh broker each, so
@@ -24,7 +26,7 @@ IDLE_SECS=${BENCH_IDLE_SECS:-3}
 IDLE_TIMEOUT=${BENCH_IDLE_TIMEOUT:-300}
 RSS_GOAL_MIB=256
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 
@@ -43,11 +45,11 @@ while [ $# -gt 0 ]; do
 done
 [[ $MIB =~ ^[1-9][0-9]*$ ]] || die "--mib must be a positive integer, got '$MIB'"
 [[ $PARTS =~ ^[1-9][0-9]*$ ]] || die "--partitions must be a positive integer, got '$PARTS'"
-case $STORAGE in fs|s3|azure|gcs) ;; *) die "--storage must be fs, s3, azure or gcs, got '$STORAGE'" ;; esac
+case $STORAGE in fs|s3|s3s|azure|gcs) ;; *) die "--storage must be fs, s3, s3s, azure or gcs, got '$STORAGE'" ;; esac
 case $COMPRESSION in none|zstd) ;; *) die "--compression must be none or zstd, got '$COMPRESSION'" ;; esac
 case $VERIFY in full|counts) ;; *) die "--verify must be full or counts, got '$VERIFY'" ;; esac
 [ -z "$PORT" ] || [[ $PORT =~ ^[1-9][0-9]*$ ]] || die "--port must be a positive integer, got '$PORT'"
-[ -z "$PORT" ] || [ "$STORAGE" = fs ] || die "--port works with --storage fs only"
+[ -z "$PORT" ] || [ "$STORAGE" = fs ] || [ "$STORAGE" = s3s ] || die "--port works with --storage fs or s3s only"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TESTENV=$ROOT/testenv
@@ -88,7 +90,7 @@ cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK/consume.bin" "$WORK/repo" "$WORK"/noida-*
+  rm -rf "$WORK/consume.bin" "$WORK/repo" "$WORK"/noida-* "$WORK/s3s"
   if [ "$KEEP" = 1 ] || [ "$OK" = 0 ]; then
     echo "bench: logs kept in $WORK" >&2
   else
@@ -224,6 +226,33 @@ fi
 
 SRC=bench-load BASE=bench-load-baseline DST=bench-load-restored
 
+# --storage s3s: a private s3s-fs (SigV4 checked, objects as files under $WORK/s3s)
+S3S_VERSION=0.14.1
+if [ "$STORAGE" = s3s ]; then
+  S3S_BIN=$TESTENV/.bin/s3s-fs
+  if [ ! -x "$S3S_BIN" ] || [ "$(cat "$S3S_BIN.version" 2>/dev/null)" != "$S3S_VERSION" ]; then
+    log "installing s3s-fs $S3S_VERSION into $TESTENV/.bin (cargo install, a few minutes)"
+    cargo install s3s-fs --version "$S3S_VERSION" --features binary --locked --root "$WORK/s3s-install" \
+      >"$WORK/s3s-install.log" 2>&1 || { show_log "$WORK/s3s-install.log"; die "cargo install s3s-fs failed"; }
+    mkdir -p "$TESTENV/.bin"; mv "$WORK/s3s-install/bin/s3s-fs" "$S3S_BIN"
+    echo "$S3S_VERSION" >"$S3S_BIN.version"; rm -rf "$WORK/s3s-install"
+  fi
+  S3S_PORT=${PORT:+$((PORT + 2))}
+  S3S_PORT=${S3S_PORT:-$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+  mkdir -p "$WORK/s3s/bench"
+  KBO_S3_BUCKET=bench KBO_S3_REGION=us-east-1 KBO_S3_ENDPOINT=http://127.0.0.1:$S3S_PORT
+  KBO_S3_ACCESS_KEY=benchkey KBO_S3_SECRET_KEY=benchsecret-$RANDOM$RANDOM
+  "$S3S_BIN" --host 127.0.0.1 --port "$S3S_PORT" --access-key "$KBO_S3_ACCESS_KEY" \
+    --secret-key "$KBO_S3_SECRET_KEY" "$WORK/s3s" >"$WORK/s3s.log" 2>&1 &
+  PIDS+=("$!")
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$S3S_PORT") 2>/dev/null && break
+    sleep 0.1
+  done
+  (exec 3<>"/dev/tcp/127.0.0.1/$S3S_PORT") 2>/dev/null || { show_log "$WORK/s3s.log"; die "s3s-fs does not listen on $S3S_PORT"; }
+  log "s3s-fs $S3S_VERSION on $KBO_S3_ENDPOINT (pid $!), objects in $WORK/s3s"
+fi
+
 # ---------------------------------------------------------------------------------------------
 # 2) load
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +292,7 @@ storage_yaml() {
   SECRET_YAML=""
   case $1 in
     fs) STORAGE_YAML="  storage: {storageType: filesystem, filesystem: {path: \"$WORK/repo\"}}" ;;
-    s3)
+    s3|s3s)
       STORAGE_YAML="  storage:
     storageType: s3
     s3:
@@ -358,6 +387,8 @@ B_RECORDS=$S_RECORDS B_SECS=$S_SECS B_TOOL_MBS=$S_MBS B_RPS=$S_RPS
 REPO_BYTES=""
 if [ "$STORAGE" = fs ]; then
   REPO_BYTES=$(du -sb "$WORK/repo" | awk '{print $1}')
+elif [ "$STORAGE" = s3s ]; then
+  REPO_BYTES=$(du -sb "$WORK/s3s/bench" | awk '{print $1}')
 fi
 
 if [ -n "$PORT" ]; then start_noida dst2 $((PORT + 1)); DST_PID=$NEW_PID; fi
@@ -367,7 +398,7 @@ timed restore "$BIN" run --no-progress -f "$WORK/restore.yaml" -f "$WORK/backup.
 parse_summary restore
 R_RECORDS=$S_RECORDS R_SECS=$S_SECS R_TOOL_MBS=$S_MBS R_RPS=$S_RPS
 [ "$R_RECORDS" = "$GEN_RECORDS" ] || die "our restore reports $R_RECORDS records, the backup holds $GEN_RECORDS"
-rm -rf "$WORK/repo"
+rm -rf "$WORK/repo" "$WORK/s3s/bench"/*
 
 # 5b) the same backup and restore to the filesystem, for the ratio (another storage only)
 FS_RATIO=""

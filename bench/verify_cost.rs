@@ -1,6 +1,6 @@
 //! bench/verify_cost.rs - what the integrity chain (format v2, docs/format.md "Integrity chain")
 //! costs on a filesystem repository: built and run by bench/verify_cost.sh against a backup it
-//! makes (not part of the crate's targets; compiled as a throwaway package depending on it).
+//! makes (the crate's example `verify_cost`, built in release by the script).
 //!
 //! Usage: verify_cost REPO_DIR BACKUP_NAME [REPS]
 //!
@@ -19,7 +19,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use kafka_backup_operator::format::{batch, manifest, segment, segment_io, seal::RunKeys};
+use kafka_backup_operator::format::{batch, manifest, seal::RunKeys, segment, segment_io};
 
 const BLOCKS_PER_READ: usize = 8;
 
@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let (root, backup) = (&args[1], &args[2]);
     let reps: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3);
-    let op = opendal::Operator::new(opendal::services::Fs::default().root(root))?.finish();
+    let op = opendal::Operator::new(opendal::services::Fs::default().root(root))?;
 
     // the newest run's manifest
     let runs = std::path::Path::new(root).join(backup).join("runs");
@@ -45,10 +45,11 @@ async fn main() -> anyhow::Result<()> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let run = names.last().ok_or_else(|| anyhow::anyhow!("no complete run under {runs:?}"))?;
+    let run = names
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("no complete run under {runs:?}"))?;
     let mpath = kafka_backup_operator::format::layout::manifest(backup, run);
-    let m: manifest::RunManifest =
-        manifest::from_json(&op.read(&mpath).await?.to_bytes(), &mpath)?;
+    let m: manifest::RunManifest = manifest::from_json(&op.read(&mpath).await?.to_bytes(), &mpath)?;
     let refs: Vec<(String, i32, manifest::SegmentRef)> = m
         .topics
         .iter()
@@ -72,7 +73,10 @@ async fn main() -> anyhow::Result<()> {
             .iter()
             .map(|(tp, p, s)| Box::pin(segment_io::read_verified_index(&op, backup, tp, *p, s)))
             .collect();
-        idx = futures::stream::iter(reads).buffered(16).try_collect().await?;
+        idx = futures::stream::iter(reads)
+            .buffered(16)
+            .try_collect()
+            .await?;
         t_index = t_index.min(t.elapsed().as_secs_f64());
     }
     let pairs: Vec<(&manifest::SegmentRef, &manifest::SegmentIndex)> =
@@ -114,7 +118,8 @@ async fn main() -> anyhow::Result<()> {
                         1 => {
                             for b in group {
                                 let at = (b.pos - first.pos) as usize;
-                                let payload = data.slice(at + segment::BLOCK_HEADER..at + b.len as usize);
+                                let payload =
+                                    data.slice(at + segment::BLOCK_HEADER..at + b.len as usize);
                                 match batch::split_batches(&payload) {
                                     Ok(v) => batches += v.len(),
                                     Err(_) => split_ok = false,
@@ -168,7 +173,11 @@ async fn main() -> anyhow::Result<()> {
         t_index,
         t_objects,
         times[0],
-        if split_ok { format!("{:.4}", times[1]) } else { "null".into() },
+        if split_ok {
+            format!("{:.4}", times[1])
+        } else {
+            "null".into()
+        },
         times[2],
         t_full,
         t_crc

@@ -3,10 +3,9 @@
 # repository by bench/verify_cost.rs (see its header for what it times).
 #
 # There is no switch that turns a restore's verification off, so the verification functions
-# (format::segment_io / segment / batch) are timed directly: bench/verify_cost.rs is compiled
-# as a throwaway package in a temp dir that depends on this crate by path (nothing is added to
-# the crate's own targets), with the repository's Cargo.lock and release profile, into the
-# repository's target/ dir (so the crate's compiled dependencies are reused), under
+# (format::segment_io / segment / batch) are timed directly: bench/verify_cost.rs is the
+# crate's example `verify_cost` (Cargo.toml), built with `cargo build --release --example
+# verify_cost`, which reuses the library of a release build of the binaries, under
 # `flock /tmp/kbo-build.lock` (set KBO_BUILD_LOCK to another lock file, or to "" for none).
 #
 # Usage: bench/verify_cost.sh REPO_DIR BACKUP_NAME [REPS]   run on a filesystem repository
@@ -14,45 +13,17 @@
 # Prints the program's JSON line on stdout. bench/decode.sh --verify-cost runs it on its backup.
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "verify_cost: error: $*" >&2; exit 1; }
 case "${1:-}" in -h|--help|"") usage; [ -n "${1:-}" ] && exit 0; exit 1 ;; esac
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LOCK=${KBO_BUILD_LOCK-/tmp/kbo-build.lock}
-PKG=$(mktemp -d "${TMPDIR:-/tmp}/kbo-verify-cost.XXXXXX")
-trap 'rm -rf "$PKG"' EXIT
-
-mkdir -p "$PKG/src"
-cp "$ROOT/bench/verify_cost.rs" "$PKG/src/main.rs"
-cp "$ROOT/Cargo.lock" "$PKG/Cargo.lock"
-cat >"$PKG/Cargo.toml" <<TOML
-[package]
-name = "kbo-verify-cost"
-version = "0.0.0"
-edition = "2024"
-publish = false
-
-[dependencies]
-kafka-backup-operator = { path = "$ROOT" }
-anyhow = "1"
-bytes = "1"
-crc32c = "0.6"
-futures = "0.3"
-opendal = { version = "0.59", features = ["services-fs"] }
-tokio = { version = "1", features = ["rt-multi-thread", "macros"] }
-
-[profile.release]
-debug = "line-tables-only"
-codegen-units = 16
-
-[workspace]
-TOML
-build=(cargo build --release --offline --manifest-path "$PKG/Cargo.toml")
+build=(cargo build --release --example verify_cost --manifest-path "$ROOT/Cargo.toml")
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 echo "verify_cost: building (${build[*]}, target dir $CARGO_TARGET_DIR)" >&2
 if [ -n "$LOCK" ]; then flock "$LOCK" "${build[@]}" >&2; else "${build[@]}" >&2; fi
-BIN=$CARGO_TARGET_DIR/release/kbo-verify-cost
+BIN=$CARGO_TARGET_DIR/release/examples/verify_cost
 [ -x "$BIN" ] || die "$BIN missing after the build"
 
 if [ "$1" = --build ]; then echo "$BIN"; exit 0; fi
