@@ -12,19 +12,23 @@
 # restore of each. Every restored topic is read back and compared with the source
 # (per-partition count and SHA-256 of key, value, timestamp, headers).
 #
+# With --s3s every repetition also backs up both ways to a private s3s-fs (bench/s3s.sh, on
+# --port+2) and restores from it, and prints the filesystem / s3s-fs time ratios (issue 19,
+# item 2, on this dataset).
+#
 # Usage: bench/recompress.sh [--mib N] [--partitions P] [--codec lz4|gzip|snappy|none|zstd]
-#                            [--level L] [--reps R] [--port N] [--keep]
+#                            [--level L] [--reps R] [--port N] [--s3s] [--keep]
 #   defaults: 256 MiB, 8 partitions, lz4, compressionLevel 3, 3 repetitions, port 19492
 # Env:   KBO_BIN=path   use this binary and skip `cargo build`
 #        BENCH_IDLE_PCT (5), BENCH_IDLE_SECS (3), BENCH_IDLE_TIMEOUT (300): broker idleness
 set -euo pipefail
 
-MIB=256 PARTS=8 CODEC=lz4 LEVEL=3 REPS=3 PORT=19492 KEEP=0
+MIB=256 PARTS=8 CODEC=lz4 LEVEL=3 REPS=3 PORT=19492 KEEP=0 S3S=0
 IDLE_PCT=${BENCH_IDLE_PCT:-5}
 IDLE_SECS=${BENCH_IDLE_SECS:-3}
 IDLE_TIMEOUT=${BENCH_IDLE_TIMEOUT:-300}
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 
@@ -37,6 +41,7 @@ while [ $# -gt 0 ]; do
     --reps) REPS=${2:?--reps needs a value}; shift 2 ;;
     --port) PORT=${2:?--port needs a value}; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --s3s) S3S=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -72,7 +77,7 @@ cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"/repo-* "$WORK"/noida-* "$WORK/consume.bin"
+  rm -rf "$WORK"/repo-* "$WORK"/noida-* "$WORK/consume.bin" "$WORK/s3s"
   if [ "$KEEP" = 1 ] || [ "$OK" = 0 ]; then echo "bench: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -148,8 +153,14 @@ log "gen-compressible: $MIB MiB into $TOPIC ($CODEC from the producer)"
 timed genload "$PY" "$ROOT/bench/gen_compressible.py" --bootstrap "$SRC" --topic "$TOPIC" \
   --partitions "$PARTS" --mib "$MIB" --codec "$CODEC"
 RECORDS=$(json "$WORK/genload.out" records)
+if [ "$S3S" = 1 ]; then
+  # shellcheck source=bench/s3s.sh
+  source "$ROOT/bench/s3s.sh"
+  s3s_start "$WORK/s3s" $((PORT + 2))
+fi
+S3ROWS=()
 
-backup_yaml() { # name repo compression
+backup_yaml() { # name repo compression [s3s-bucket]: a filesystem repo, or the s3s bucket
   cat <<YAML
 apiVersion: kafka.oso.sh/v1alpha1
 kind: KafkaBackup
@@ -160,8 +171,12 @@ spec:
   stopAtCurrentOffsets: true
   compression: $3
   compressionLevel: $LEVEL
-  storage: {storageType: filesystem, filesystem: {path: "$2"}}
 YAML
+  if [ -n "${4:-}" ]; then
+    s3s_storage_yaml "$4" "$1" "s3-$1"
+  else
+    echo "  storage: {storageType: filesystem, filesystem: {path: \"$2\"}}"
+  fi
 }
 restore_yaml() { # name backup target-topic
   cat <<YAML
@@ -238,8 +253,29 @@ for r in $(seq 1 "$REPS"); do
     R[$c]=$(ours "restore-$c-$r")
     RR[$c]=$(peak_mib "restore-$c-$r")
   done
+  COPIES=("$TOPIC-p" "$TOPIC-zstd" "$TOPIC-keep")
+  if [ "$S3S" = 1 ]; then
+    declare -A B3=() R3=()
+    for c in $order; do
+      mkdir -p "$WORK/s3s/repo-s3-$c-$r"
+      backup_yaml "bs3$c-$r" "" "$c" "repo-s3-$c-$r" >"$WORK/backup-s3-$c-$r.yaml"
+      wait_idle "s3s backup $c" "$SRC_PID" "$DST_PID"
+      timed "backup-s3-$c-$r" "$BIN" run --no-progress -f "$WORK/backup-s3-$c-$r.yaml"
+      B3[$c]=$(ours "backup-s3-$c-$r")
+    done
+    for c in $order; do
+      restore_yaml "rs3$c-$r" "bs3$c-$r" "$TOPIC-s3-$c" >"$WORK/restore-s3-$c-$r.yaml"
+      wait_idle "s3s restore $c" "$SRC_PID" "$DST_PID"
+      timed "restore-s3-$c-$r" "$BIN" run --no-progress -f "$WORK/restore-s3-$c-$r.yaml" -f "$WORK/backup-s3-$c-$r.yaml"
+      R3[$c]=$(ours "restore-s3-$c-$r")
+      COPIES+=("$TOPIC-s3-$c")
+    done
+    rm -rf "$WORK/s3s"/repo-s3-*-"$r"
+    S3ROWS+=("$r ${B[zstd]} ${B3[zstd]} ${B[keep]} ${B3[keep]} ${R[zstd]} ${R3[zstd]} ${R[keep]} ${R3[keep]}")
+    log "repetition $r, s3s-fs: zstd backup ${B3[zstd]}s, restore ${R3[zstd]}s; keep backup ${B3[keep]}s, restore ${R3[keep]}s"
+  fi
   wait_idle "verification" "$DST_PID"
-  timed "digest$r" "$PY" "$WORK/digest.py" "$TESTENV" "$DST" "$TOPIC-p" "$TOPIC-zstd" "$TOPIC-keep"
+  timed "digest$r" "$PY" "$WORK/digest.py" "$TESTENV" "$DST" "${COPIES[@]}"
   "$PY" - "$WORK/digest$r.out" "$SRC_DIGEST" <<'PY' || die "repetition $r: a copy differs from the source (see $WORK/digest$r.out)"
 import json, sys
 got, want = json.load(open(sys.argv[1])), json.loads(sys.argv[2])
@@ -285,7 +321,16 @@ done
       printf "goal (issue 19): stored <= 0.31 of the payload with the backup >= 1.2x the consumer: %s\n",
         (median(sz, n) <= 0.31 && median(bz, n) >= 1.2) ? "MET" : "NOT MET"
     }'
-  echo "verification: every copy (plain producer, both restores) has the source's per-partition count and digest"
+  if [ "$S3S" = 1 ]; then
+    echo
+    echo "s3s-fs against the filesystem (ratio = filesystem seconds / s3s-fs seconds; issue 19 goal >= 0.9):"
+    for row in "${S3ROWS[@]}"; do
+      read -r r bz bz3 bk bk3 rz rz3 rk rk3 <<<"$row"
+      awk -v r="$r" -v bz="$bz" -v bz3="$bz3" -v bk="$bk" -v bk3="$bk3" -v rz="$rz" -v rz3="$rz3" -v rk="$rk" -v rk3="$rk3" \
+        'BEGIN { printf "  %s: backup zstd %.2f (%s s vs %s s), keep %.2f; restore zstd %.2f, keep %.2f\n", r, bz/bz3, bz, bz3, bk/bk3, rz/rz3, rk/rk3 }'
+    done
+  fi
+  echo "verification: every copy (plain producer, both restores, and with --s3s both s3s-fs restores) has the source's per-partition count and digest"
   echo "load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 OK=1

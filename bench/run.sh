@@ -226,31 +226,14 @@ fi
 
 SRC=bench-load BASE=bench-load-baseline DST=bench-load-restored
 
-# --storage s3s: a private s3s-fs (SigV4 checked, objects as files under $WORK/s3s)
-S3S_VERSION=0.14.1
+# --storage s3s: a private s3s-fs (bench/s3s.sh), bucket "bench", objects under $WORK/s3s
 if [ "$STORAGE" = s3s ]; then
-  S3S_BIN=$TESTENV/.bin/s3s-fs
-  if [ ! -x "$S3S_BIN" ] || [ "$(cat "$S3S_BIN.version" 2>/dev/null)" != "$S3S_VERSION" ]; then
-    log "installing s3s-fs $S3S_VERSION into $TESTENV/.bin (cargo install, a few minutes)"
-    cargo install s3s-fs --version "$S3S_VERSION" --features binary --locked --root "$WORK/s3s-install" \
-      >"$WORK/s3s-install.log" 2>&1 || { show_log "$WORK/s3s-install.log"; die "cargo install s3s-fs failed"; }
-    mkdir -p "$TESTENV/.bin"; mv "$WORK/s3s-install/bin/s3s-fs" "$S3S_BIN"
-    echo "$S3S_VERSION" >"$S3S_BIN.version"; rm -rf "$WORK/s3s-install"
-  fi
+  # shellcheck source=bench/s3s.sh
+  source "$ROOT/bench/s3s.sh"
   S3S_PORT=${PORT:+$((PORT + 2))}
   S3S_PORT=${S3S_PORT:-$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-  mkdir -p "$WORK/s3s/bench"
-  KBO_S3_BUCKET=bench KBO_S3_REGION=us-east-1 KBO_S3_ENDPOINT=http://127.0.0.1:$S3S_PORT
-  KBO_S3_ACCESS_KEY=benchkey KBO_S3_SECRET_KEY=benchsecret-$RANDOM$RANDOM
-  "$S3S_BIN" --host 127.0.0.1 --port "$S3S_PORT" --access-key "$KBO_S3_ACCESS_KEY" \
-    --secret-key "$KBO_S3_SECRET_KEY" "$WORK/s3s" >"$WORK/s3s.log" 2>&1 &
-  PIDS+=("$!")
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$S3S_PORT") 2>/dev/null && break
-    sleep 0.1
-  done
-  (exec 3<>"/dev/tcp/127.0.0.1/$S3S_PORT") 2>/dev/null || { show_log "$WORK/s3s.log"; die "s3s-fs does not listen on $S3S_PORT"; }
-  log "s3s-fs $S3S_VERSION on $KBO_S3_ENDPOINT (pid $!), objects in $WORK/s3s"
+  s3s_start "$WORK/s3s" "$S3S_PORT" bench
+  KBO_S3_BUCKET=bench
 fi
 
 # ---------------------------------------------------------------------------------------------
