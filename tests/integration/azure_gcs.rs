@@ -338,28 +338,8 @@ async fn journey(store: Store) {
 /// Appends `n` records per partition of the 3-partition `topic`, timestamped after the
 /// sample's PITR windows (2027); returns how many.
 async fn append(topic: &str, n: usize) -> u64 {
-    use kafka_backup_operator::format::batch::{Codec, Record, encode_batch};
-    let c = client().await;
-    for p in 0..3 {
-        let recs: Vec<Record> = (0..n)
-            .map(|i| Record {
-                offset: 0,
-                timestamp: 1_800_000_000_000 + i as i64,
-                key: Some(format!("k{i}").into()),
-                value: Some(format!("later-{i}").into()),
-                headers: vec![],
-            })
-            .collect();
-        c.produce(
-            topic,
-            p,
-            encode_batch(&recs, Codec::Zstd).unwrap(),
-            -1,
-            10_000,
-        )
-        .await
-        .unwrap();
-    }
+    use kafka_backup_operator::format::batch::Codec;
+    append_records(topic, 3, n, "later", Codec::Zstd).await;
     3 * n as u64
 }
 
